@@ -1,0 +1,311 @@
+"""The `relay` command line: run the service (up, web, worker, beat), migrate, and operate."""
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from .settings import Settings, SettingsError
+
+
+def _settings(port: int | None = None) -> Settings:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if port is not None and port != settings.port:
+        env_base = os.environ.get("RELAY_PUBLIC_BASE_URL", "").strip()
+        settings = settings.replace(port=port, public_base_url=env_base.rstrip("/") or f"http://127.0.0.1:{port}")
+    return settings
+
+
+def _services(settings: Settings):
+    from .services import build_services
+
+    return build_services(settings)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """relay: SMS and email case discussion relay for medical networks."""
+    from .logs import configure_logging
+
+    configure_logging()
+
+
+# ---------------------------------------------------------------- running
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Port to listen on (default RELAY_PORT or 8000).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def up(port: int | None, host: str) -> None:
+    """Migrate, then run the web server and a Celery worker (with beat) side by side."""
+    settings = _settings(port)
+    _upgrade(settings)
+    env = dict(os.environ, RELAY_PORT=str(settings.port), RELAY_PUBLIC_BASE_URL=settings.public_base_url)
+    metrics_dir = settings.var_dir / "metrics"
+    _reset_dir(metrics_dir)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    me = [sys.executable, "-m", "relay.cli"]
+    children = [
+        subprocess.Popen(me + ["web", "--port", str(settings.port), "--host", host], env=env),
+        subprocess.Popen(me + ["worker", "--beat", "--concurrency", "2"], env=env),
+    ]
+    outbox = "" if settings.twilio_configured else f"; SMS go to the dev outbox at {settings.public_base_url}/dev/outbox"
+    click.echo(f"relay is up at {settings.public_base_url} (database {_safe_url(settings.database_url)}, "
+               f"broker {_safe_url(settings.broker_url)}){outbox}. Ctrl-C stops it.")
+    _supervise(children)
+
+
+def _supervise(children: list[subprocess.Popen]) -> None:
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.3)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.time() + 15
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
+    if failed and not stopping:
+        raise click.ClickException("a relay process stopped unexpectedly; see the log above")
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Port (default RELAY_PORT or 8000).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Use 0.0.0.0 inside a container.")
+@click.option("--workers", type=int, default=2, show_default=True, help="gunicorn worker processes.")
+def web(port: int | None, host: str, workers: int) -> None:
+    """Run the web receiver under gunicorn."""
+    settings = _settings(port)
+    args = ["gunicorn", "--bind", f"{host}:{settings.port}", "--workers", str(workers),
+            "--access-logfile", "-", "--graceful-timeout", "10", "--timeout", "30",
+            "webhooks.app:create_app()"]
+    env = dict(os.environ, RELAY_PORT=str(settings.port), RELAY_PUBLIC_BASE_URL=settings.public_base_url)
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    os.execve(gunicorn if os.path.exists(gunicorn) else args[0], args, env)
+
+
+@main.command()
+@click.option("--concurrency", "-c", type=int, default=2, show_default=True)
+@click.option("--beat", is_flag=True, help="Also run the beat scheduler in this process (single-machine use).")
+@click.option("--queues", "-Q", default="inbound,outbound,maintenance", show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int, beat: bool, queues: str, loglevel: str) -> None:
+    """Run a Celery worker (run as many as you like)."""
+    from workers.app import create_celery
+
+    app = create_celery(_settings())
+    argv = ["worker", f"--loglevel={loglevel}", "-Q", queues, "--concurrency", str(concurrency),
+            "--without-gossip", "--without-mingle", "--hostname", f"relay-{os.getpid()}@%h"]
+    if beat:
+        argv.append("--beat")
+    app.worker_main(argv)
+
+
+@main.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Run the Celery beat scheduler (exactly one per deployment)."""
+    from workers.app import create_celery
+
+    app = create_celery(_settings())
+    app.start(["beat", f"--loglevel={loglevel}"])
+
+
+# ---------------------------------------------------------------- database
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+def _upgrade(settings: Settings) -> None:
+    from .migrate import upgrade
+
+    upgrade(settings.database_url)
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every Alembic migration (safe to run again)."""
+    settings = _settings()
+    _upgrade(settings)
+    click.echo(f"database {_safe_url(settings.database_url)} is up to date")
+
+
+# ---------------------------------------------------------------- members and cases
+
+
+@main.group()
+def members() -> None:
+    """Members and lists."""
+
+
+@members.command("import")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+def members_import(csv_file) -> None:
+    """Import members from CSV: name,phone,email,timezone,language,lists,roles."""
+    from .db import transaction
+    from .members import import_members
+
+    services = _services(_settings())
+    with transaction(services.sessions) as session:
+        report = import_members(session, csv_file.read())
+    for line, reason in report.errors:
+        click.echo(f"line {line}: {reason}", err=True)
+    if report.lists_created:
+        click.echo(f"new lists: {', '.join(report.lists_created)}")
+    click.echo(f"imported {report.created} new, updated {report.updated}, {len(report.errors)} rows with errors")
+    if report.errors:
+        sys.exit(1)
+
+
+@main.group()
+def cases() -> None:
+    """Cases."""
+
+
+@cases.command("add")
+@click.option("--title", required=True)
+@click.option("--chief-complaint", default="")
+@click.option("--symptoms", default="")
+@click.option("--exposure", default="", help="Exposure history.")
+@click.option("--findings", default="")
+def cases_add(title: str, chief_complaint: str, symptoms: str, exposure: str, findings: str) -> None:
+    """Create a case and print its number."""
+    from .cases import create_case
+    from .db import transaction
+
+    services = _services(_settings())
+    try:
+        with transaction(services.sessions) as session:
+            case = create_case(session, title, chief_complaint, symptoms, exposure, findings)
+            code = case.code
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(code)
+
+
+@main.group()
+def notice() -> None:
+    """Broadcast notices."""
+
+
+@notice.command("new-case")
+@click.argument("case_code")
+@click.option("--list", "lists", multiple=True, required=True, help="Member list (repeat for several).")
+def notice_new_case(case_code: str, lists: tuple[str, ...]) -> None:
+    """Send the new-case SMS notice for CASE_CODE (e.g. C123) to the given lists."""
+    from .cases import CaseNotFound
+    from .notices import UnknownList, new_case_notice
+
+    services = _services(_settings())
+    try:
+        result = new_case_notice(services, case_code, list(lists))
+    except (CaseNotFound, UnknownList) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"notice {result.notice_id}: {result.recipients} SMS queued for {case_code.upper()}")
+
+
+# ---------------------------------------------------------------- demo
+
+DEMO_CSV = """name,phone,email,timezone,language,lists,roles
+Kim Jiwon,+821012345601,jiwon.kim@example.org,Asia/Seoul,ko,tft-demo,coordinator;member
+Lee Minho,+821012345602,minho.lee@example.org,Asia/Seoul,ko,tft-demo,member
+Park Seoyeon,+821012345603,seoyeon.park@example.org,Asia/Seoul,en,tft-demo,member
+Alice Moreau,+33612345604,alice.moreau@example.org,Europe/Paris,en,tft-demo,member
+Ben Carter,+12025550105,ben.carter@example.org,America/New_York,en,tft-demo,member
+"""
+DEMO_TITLE = "54-year-old with fever and bilateral ground-glass opacities"
+DEMO_INBOUND_NUMBER = "+15005550006"
+
+
+@main.command()
+def demo() -> None:
+    """Seed a small network (a list, 5 members, one case), send its notice, and print a curl that
+    plays a member's SMS reply."""
+    from sqlalchemy import select
+
+    from .cases import create_case
+    from .db import transaction
+    from .members import import_members
+    from .models import Case
+    from .notices import new_case_notice
+    from .providers.twilio_sms import sign
+
+    settings = _settings()
+    _upgrade(settings)
+    services = _services(settings)
+    with transaction(services.sessions) as session:
+        report = import_members(session, DEMO_CSV)
+        case = session.scalar(select(Case).where(Case.title == DEMO_TITLE))
+        is_new = case is None
+        if is_new:
+            case = create_case(session, DEMO_TITLE, chief_complaint="Fever and dry cough for 5 days",
+                               symptoms="Fever 38.6 C, dry cough, myalgia",
+                               exposure_history="Returned from a city with community spread 9 days ago",
+                               findings="CT: bilateral peripheral ground-glass opacities, lower lobes")
+        code = case.code
+    click.echo(f"members: {report.created} new, {report.updated} updated; list tft-demo; case {code}")
+    if is_new:
+        result = new_case_notice(services, code, ["tft-demo"])
+        click.echo(f"notice sent to {result.recipients} members")
+    to = settings.twilio_from if settings.twilio_from and not settings.uses_messaging_service else DEMO_INBOUND_NUMBER
+    params = {
+        "MessageSid": "SM" + secrets.token_hex(16),
+        "AccountSid": settings.twilio_account_sid or "AC" + "0" * 32,
+        "From": "+821012345602",
+        "To": to,
+        "Body": f"{code} Looks like organising pneumonia. Suggest follow-up CT in 2 weeks.",
+        "NumMedia": "0",
+    }
+    url = f"{settings.public_base_url}/webhooks/twilio/sms"
+    signature = sign(settings.signing_token(), url, params)
+    data = " ".join(f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in params.items())
+    click.echo("\nPlay Lee Minho's SMS reply (relay up must be running):\n")
+    click.echo(f"curl -sS -X POST {url} -H {shlex.quote('X-Twilio-Signature: ' + signature)} {data}\n")
+    click.echo(f"Then open {settings.public_base_url}/dev/outbox to see the relayed texts, and "
+               f"{settings.case_url(code)} for the discussion.")
+
+
+def _safe_url(url: str) -> str:
+    """A URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def _reset_dir(path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The work queue as a port: the core asks for work to be done by id; how it is queued is an
+implementation chosen when services are built (Celery in production, a recorder in tests).
+
+Callers dispatch only after their transaction has committed, so a task never looks for a row
+that is not there yet. A dispatch that fails (broker down) is logged and left to the sweeper,
+which re-dispatches anything committed but never picked up."""
+from __future__ import annotations
+
+import logging
+from typing import Protocol, Sequence
+
+log = logging.getLogger(__name__)
+
+TASK_PROCESS_INBOUND = "relay.process_inbound"
+TASK_APPLY_STATUS = "relay.apply_status"
+TASK_DELIVER = "relay.deliver"
+TASK_SWEEP = "relay.sweep"
+
+QUEUE_INBOUND = "inbound"
+QUEUE_OUTBOUND = "outbound"
+QUEUE_MAINTENANCE = "maintenance"
+
+TASK_QUEUES = {
+    TASK_PROCESS_INBOUND: QUEUE_INBOUND,
+    TASK_APPLY_STATUS: QUEUE_INBOUND,
+    TASK_DELIVER: QUEUE_OUTBOUND,
+    TASK_SWEEP: QUEUE_MAINTENANCE,
+}
+
+
+class Dispatcher(Protocol):
+    def process_inbound(self, event_id: int) -> None: ...
+
+    def apply_status(self, event_id: int) -> None: ...
+
+    def deliver(self, delivery_ids: Sequence[int], countdown: float | None = None) -> None: ...
+
+
+class CeleryDispatcher:
+    """Publishes tasks by name, so the web process needs no task code, only the broker."""
+
+    def __init__(self, celery_app):
+        self.app = celery_app
+
+    def _send(self, name: str, args: list, countdown: float | None = None) -> None:
+        self.app.send_task(name, args=args, queue=TASK_QUEUES[name], countdown=countdown)
+
+    def process_inbound(self, event_id: int) -> None:
+        self._send(TASK_PROCESS_INBOUND, [event_id])
+
+    def apply_status(self, event_id: int) -> None:
+        self._send(TASK_APPLY_STATUS, [event_id])
+
+    def deliver(self, delivery_ids: Sequence[int], countdown: float | None = None) -> None:
+        if not delivery_ids:
+            return
+        with self.app.producer_or_acquire() as producer:  # one connection for the whole batch
+            for delivery_id in delivery_ids:
+                self.app.send_task(TASK_DELIVER, args=[delivery_id], queue=QUEUE_OUTBOUND,
+                                   countdown=countdown, producer=producer)
+
+
+class RecordingDispatcher:
+    """Keeps what was dispatched in lists; tests then run the core functions themselves."""
+
+    def __init__(self):
+        self.inbound: list[int] = []
+        self.statuses: list[int] = []
+        self.deliveries: list[int] = []
+        self.fail = False
+
+    def _check(self):
+        if self.fail:
+            raise ConnectionError("broker unavailable (test)")
+
+    def process_inbound(self, event_id: int) -> None:
+        self._check()
+        self.inbound.append(event_id)
+
+    def apply_status(self, event_id: int) -> None:
+        self._check()
+        self.statuses.append(event_id)
+
+    def deliver(self, delivery_ids: Sequence[int], countdown: float | None = None) -> None:
+        self._check()
+        self.deliveries.extend(delivery_ids)
+
+
+def celery_config(settings) -> dict:
+    """Celery settings shared by the producer (web) and the workers."""
+    config = {
+        "broker_url": settings.broker_url,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,  # a task is acknowledged after it ran: a killed worker's task is redelivered
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 4,
+        "task_default_queue": QUEUE_INBOUND,
+        "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 3,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
+                                      "interval_max": 0.5},
+        "worker_hijack_root_logger": False,
+        "enable_utc": True,
+    }
+    if settings.embedded_broker:
+        queue_dir = settings.broker_dir / "queue"
+        processed_dir = settings.broker_dir / "processed"
+        for directory in (queue_dir, processed_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "processed_folder": str(processed_dir),
+            "store_processed": False,
+        }
+    elif settings.broker_url.startswith(("redis://", "rediss://")):
+        config["broker_transport_options"] = {"visibility_timeout": 3600}
+    return config
+
+
+def dispatch_safely(action, *args, **kwargs) -> bool:
+    """Dispatch, but never let a broker outage undo committed work; the sweeper retries later."""
+    try:
+        action(*args, **kwargs)
+        return True
+    except Exception as exc:  # broker down, network error: logged, recovered by the sweeper
+        log.warning("dispatch failed, the sweeper will retry: %s: %s", type(exc).__name__, exc)
+        return False

@@ -1,0 +1,53 @@
+"""Planning deliveries set-wise: who gets a post or a reply, written as delivery rows in batches,
+each row unique by its dedupe key so planning twice creates nothing new."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import Delivery, Member, Participant, utcnow
+from .storage import insert_ignoring_conflicts
+
+
+def delivery_ids_for(session: Session, keys: list[str]) -> list[int]:
+    ids: list[int] = []
+    for start in range(0, len(keys), 500):
+        ids.extend(session.scalars(select(Delivery.id).where(Delivery.dedupe_key.in_(keys[start:start + 500]))))
+    return sorted(ids)
+
+
+def plan(session: Session, rows: list[dict]) -> list[int]:
+    """Insert delivery rows (skipping those that exist) and return the ids of all of them."""
+    now = utcnow()
+    for row in rows:  # every row needs the same keys for one executemany
+        for optional in ("post_id", "case_id", "member_id"):
+            row.setdefault(optional, None)
+        row.setdefault("status", "queued")
+        row.setdefault("channel", "sms")
+        row.setdefault("attempts", 0)
+        row.setdefault("created_at", now)
+        row.setdefault("updated_at", now)
+    insert_ignoring_conflicts(session, Delivery.__table__, rows)
+    return delivery_ids_for(session, [r["dedupe_key"] for r in rows])
+
+
+def sms_participants(session: Session, thread_id: int, exclude_member_id: int | None):
+    """Members following the thread who take discussion by SMS now (not opted out, active)."""
+    query = (
+        select(Member.id, Member.phone, Member.language)
+        .join(Participant, Participant.member_id == Member.id)
+        .where(Participant.thread_id == thread_id, Member.active.is_(True), Member.phone.is_not(None),
+               Member.sms_discussion.is_(True), Member.sms_opted_out_at.is_(None))
+        .order_by(Member.id)
+    )
+    if exclude_member_id is not None:
+        query = query.where(Member.id != exclude_member_id)
+    return session.execute(query).all()
+
+
+def follow(session: Session, thread_id: int, member_ids: list[int], reason: str) -> None:
+    """Make members participants of a thread (idempotent)."""
+    now = utcnow()
+    insert_ignoring_conflicts(session, Participant.__table__, [
+        {"thread_id": thread_id, "member_id": mid, "reason": reason, "created_at": now} for mid in member_ids
+    ])

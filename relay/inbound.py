@@ -1,0 +1,33 @@
+"""Recording inbound webhooks at the edge: persist the raw request before it is acknowledged,
+deduplicated by a unique constraint on (provider, kind, provider id)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import InboundEvent, utcnow
+from .storage import insert_if_new
+
+
+@dataclass(frozen=True)
+class Recorded:
+    event_id: int
+    created: bool  # False: a retry or replay of something we already hold
+
+
+def record_inbound(session: Session, *, provider: str, kind: str, dedupe_key: str, raw: str,
+                   sender: str = "") -> Recorded:
+    """Insert the event unless it exists; a conflict means "acknowledge and do nothing"."""
+    new_id = insert_if_new(session, InboundEvent.__table__, {
+        "provider": provider, "kind": kind, "dedupe_key": dedupe_key, "raw": raw,
+        "sender": sender[:320], "outcome": "received", "rules_fired": [], "detail": "",
+        "received_at": utcnow(),
+    })
+    if new_id is not None:
+        return Recorded(new_id, True)
+    existing = session.scalar(select(InboundEvent.id).where(
+        InboundEvent.provider == provider, InboundEvent.kind == kind, InboundEvent.dedupe_key == dedupe_key))
+    return Recorded(existing, False)
+

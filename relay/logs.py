@@ -1,0 +1,18 @@
+"""One log format for every process: time, level, logger, message (one line per event)."""
+from __future__ import annotations
+
+import logging
+import os
+
+
+def configure_logging() -> None:
+    root = logging.getLogger()
+    if getattr(root, "_relay_configured", False):
+        return
+    level = os.environ.get("RELAY_LOG_LEVEL", "INFO").upper()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level if level in logging._nameToLevel else "INFO")
+    root._relay_configured = True  # type: ignore[attr-defined]

@@ -1,0 +1,131 @@
+"""Members and lists, and the CSV import (`relay members import FILE.csv`).
+
+Header: name,phone,email,timezone,language,lists,roles — lists and roles separated by ';'.
+Good rows are imported, bad rows reported with their line numbers; a member is matched by phone,
+then email, so importing the same file again updates rather than duplicates."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import LANGUAGES, ROLES, Member, MemberList, Membership
+from .phones import InvalidPhone, to_e164
+
+HEADER = ["name", "phone", "email", "timezone", "language", "lists", "roles"]
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    lists_created: list[str] = field(default_factory=list)
+
+
+class RowError(ValueError):
+    pass
+
+
+def short_name_of(name: str) -> str:
+    """A short display name for SMS: the whole name if short, else its first word."""
+    name = " ".join(name.split())
+    return name if len(name) <= 16 else name.split(" ")[0][:16]
+
+
+def _split(value: str | None) -> list[str]:
+    return [p.strip() for p in (value or "").split(";") if p.strip()]
+
+
+def clean_row(row: dict[str, str]) -> dict:
+    name = " ".join((row.get("name") or "").split())
+    if not name:
+        raise RowError("name is empty")
+    phone = None
+    if (row.get("phone") or "").strip():
+        try:
+            phone = to_e164(row["phone"])
+        except InvalidPhone as exc:
+            raise RowError(str(exc)) from None
+    email = (row.get("email") or "").strip().lower() or None
+    if email and ("@" not in email or " " in email or "\r" in email or "\n" in email):
+        raise RowError(f"email {email!r} is not an address")
+    if not phone and not email:
+        raise RowError("a member needs a phone or an email")
+    tz = (row.get("timezone") or "").strip() or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RowError(f"timezone {tz!r} is not an IANA time zone (e.g. Asia/Seoul)") from None
+    language = (row.get("language") or "").strip().lower() or "en"
+    if language not in LANGUAGES:
+        raise RowError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
+    roles = [r.lower() for r in _split(row.get("roles"))] or ["member"]
+    bad = [r for r in roles if r not in ROLES]
+    if bad:
+        raise RowError(f"unknown role {bad[0]!r} (roles: {', '.join(ROLES)})")
+    return {"name": name, "phone": phone, "email": email, "timezone": tz, "language": language,
+            "roles": ";".join(sorted(set(roles), key=ROLES.index)), "lists": _split(row.get("lists"))}
+
+
+def get_or_create_list(session: Session, name: str) -> tuple[MemberList, bool]:
+    found = session.scalar(select(MemberList).where(MemberList.name == name))
+    if found:
+        return found, False
+    created = MemberList(name=name)
+    session.add(created)
+    session.flush()
+    return created, True
+
+
+def upsert_member(session: Session, data: dict) -> tuple[Member, bool]:
+    member = None
+    if data["phone"]:
+        member = session.scalar(select(Member).where(Member.phone == data["phone"]))
+    if member is None and data["email"]:
+        member = session.scalar(select(Member).where(Member.email == data["email"]))
+    created = member is None
+    if created:
+        member = Member()
+        session.add(member)
+    for key in ("name", "phone", "email", "timezone", "language", "roles"):
+        setattr(member, key, data[key])
+    member.short_name = short_name_of(data["name"])
+    session.flush()
+    return member, created
+
+
+def import_members(session: Session, text: str) -> ImportReport:
+    """Import members from CSV text. Each row is its own savepoint: one bad row spoils nothing."""
+    report = ImportReport()
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    missing = [h for h in HEADER if h not in (reader.fieldnames or [])]
+    if missing:
+        report.errors.append((1, f"header lacks {', '.join(missing)} (expected {','.join(HEADER)})"))
+        return report
+    for row in reader:
+        line = reader.line_num
+        try:
+            data = clean_row(row)
+            with session.begin_nested():
+                member, created = upsert_member(session, data)
+                for list_name in data["lists"]:
+                    member_list, new_list = get_or_create_list(session, list_name)
+                    if new_list:
+                        report.lists_created.append(list_name)
+                    exists = session.scalar(select(Membership.id).where(
+                        Membership.list_id == member_list.id, Membership.member_id == member.id))
+                    if exists is None:
+                        session.add(Membership(list_id=member_list.id, member_id=member.id))
+                session.flush()
+            report.created += created
+            report.updated += not created
+        except RowError as exc:
+            report.errors.append((line, str(exc)))
+        except Exception as exc:  # a constraint clash (e.g. phone of one member, email of another)
+            report.errors.append((line, f"could not save: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
+    return report

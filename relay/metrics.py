@@ -1,0 +1,83 @@
+"""Prometheus metrics.
+
+Counts that must agree across every web and worker process (inbound, relayed, deliveries by
+status) are read from the database at scrape time. Per-process timings (webhook handling, task
+latency) are prometheus_client metrics; with PROMETHEUS_MULTIPROC_DIR set (as `relay up` and
+`relay worker` do) the web's /metrics adds up every process on the host."""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import func, select
+
+from .models import Delivery, InboundEvent, Post
+
+WEBHOOKS = Counter("relay_webhook_requests", "Webhook requests by kind and result", ["kind", "result"])
+TASK_SECONDS = Histogram("relay_task_seconds", "Time a task took to run", ["task"],
+                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+INBOUND_LATENCY = Histogram("relay_inbound_latency_seconds",
+                            "From webhook received to inbound message processed",
+                            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+
+
+class DatabaseCollector:
+    """Business counts straight from the database, the same whoever is asked."""
+
+    def __init__(self, sessions):
+        self.sessions = sessions
+
+    def collect(self):
+        with self.sessions() as session:
+            inbound = session.execute(select(InboundEvent.kind, InboundEvent.outcome, func.count())
+                                      .group_by(InboundEvent.kind, InboundEvent.outcome)).all()
+            posts = session.execute(select(Post.channel, Post.kind, func.count())
+                                    .group_by(Post.channel, Post.kind)).all()
+            deliveries = session.execute(select(Delivery.channel, Delivery.purpose, Delivery.status, func.count())
+                                         .group_by(Delivery.channel, Delivery.purpose, Delivery.status)).all()
+        family = CounterMetricFamily("relay_inbound_events", "Inbound webhooks kept, by kind and outcome",
+                                     labels=["kind", "outcome"])
+        for kind, outcome, count in inbound:
+            family.add_metric([kind, outcome or ""], count)
+        yield family
+        family = CounterMetricFamily("relay_posts", "Posts in case discussions", labels=["channel", "kind"])
+        for channel, kind, count in posts:
+            family.add_metric([channel, kind], count)
+        yield family
+        family = GaugeMetricFamily("relay_deliveries", "Deliveries by channel, purpose and status",
+                                   labels=["channel", "purpose", "status"])
+        relayed = 0
+        for channel, purpose, status, count in deliveries:
+            family.add_metric([channel, purpose, status], count)
+            if purpose == "relay":
+                relayed += count
+        yield family
+        family = CounterMetricFamily("relay_relayed_messages", "Posts relayed to participants (deliveries)")
+        family.add_metric([], relayed)
+        yield family
+
+
+def render_metrics(sessions) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(sessions))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        for collector in (WEBHOOKS, TASK_SECONDS, INBOUND_LATENCY):
+            registry.register(_Borrowed(collector))
+    return generate_latest(registry)
+
+
+class _Borrowed:
+    """Expose a metric of the default registry inside another registry."""
+
+    def __init__(self, metric):
+        self.metric = metric
+
+    def collect(self):
+        return self.metric.collect()

@@ -1,0 +1,254 @@
+"""The relational model: members, lists, cases and their threads, posts, deliveries, inbound events.
+
+Uniqueness that the product promises (one post per inbound message, one delivery per
+post x member x channel, one event per provider message id) is a database constraint here,
+never a check in Python.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps are UTC everywhere: stored naive-UTC on SQLite, timestamptz on PostgreSQL, and
+    always handed back timezone-aware, so comparisons never mix naive and aware values."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+ROLES = ("member", "coordinator", "admin")
+LANGUAGES = ("en", "ko")
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    short_name: Mapped[str] = mapped_column(String(40))
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    roles: Mapped[str] = mapped_column(String(100), default="member")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    sms_discussion: Mapped[bool] = mapped_column(Boolean, default=True)
+    sms_opted_out_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    memberships: Mapped[list["Membership"]] = relationship(back_populates="member", cascade="all")
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(r for r in self.roles.split(";") if r)
+
+    @property
+    def takes_sms(self) -> bool:
+        """Whether case discussion may be sent to this member by SMS now."""
+        return bool(self.active and self.phone and self.sms_discussion and self.sms_opted_out_at is None)
+
+
+class MemberList(Base):
+    __tablename__ = "member_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    memberships: Mapped[list["Membership"]] = relationship(back_populates="member_list", cascade="all")
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("list_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("member_lists.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    member: Mapped[Member] = relationship(back_populates="memberships")
+    member_list: Mapped[MemberList] = relationship(back_populates="memberships")
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    chief_complaint: Mapped[str] = mapped_column(Text, default="")
+    symptoms: Mapped[str] = mapped_column(Text, default="")
+    exposure_history: Mapped[str] = mapped_column(Text, default="")
+    findings: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    thread: Mapped["Thread"] = relationship(back_populates="case", uselist=False)
+
+    @property
+    def code(self) -> str:
+        return f"C{self.number}"
+
+
+class Thread(Base):
+    """The one discussion of a case, across SMS, email and the web."""
+
+    __tablename__ = "threads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="thread")
+    posts: Mapped[list["Post"]] = relationship(back_populates="thread", order_by="Post.id")
+
+
+class Participant(Base):
+    """A member following a case discussion (notified about it, or posted to it)."""
+
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("thread_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(String(20), default="notified")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Post(Base):
+    __tablename__ = "posts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(20), default="reply")  # reply | notice
+    channel: Mapped[str] = mapped_column(String(10))  # sms | email | web | console
+    body: Mapped[str] = mapped_column(Text)
+    # One post per inbound message, even when processing runs twice.
+    inbound_event_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_events.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    thread: Mapped[Thread] = relationship(back_populates="posts")
+    author: Mapped[Member | None] = relationship()
+
+
+class Notice(Base):
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # new_case
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
+    lists: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InboundEvent(Base):
+    """A raw provider webhook, kept before it is acknowledged."""
+
+    __tablename__ = "inbound_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))  # twilio
+    kind: Mapped[str] = mapped_column(String(20))  # sms | status
+    dedupe_key: Mapped[str] = mapped_column(String(120))
+    raw: Mapped[str] = mapped_column(Text)
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(40), default="")
+    rules_fired: Mapped[list] = mapped_column(JSON, default=list)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        UniqueConstraint("provider", "kind", "dedupe_key"),
+        Index("ix_inbound_unprocessed", "processed_at", "received_at"),
+    )
+
+
+class Delivery(Base):
+    """One message to one member (or address) on one channel; its status moves by the transition table."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # post:<id>:<member>:<channel>, or reply:<inbound event id>:<purpose> — unique, so planning twice
+    # creates nothing new.
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
+    purpose: Mapped[str] = mapped_column(String(20))  # relay | notice | confirmation | help | ...
+    channel: Mapped[str] = mapped_column(String(10), default="sms")
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    to_address: Mapped[str] = mapped_column(String(320))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column()
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    dispatched_at: Mapped[datetime | None] = mapped_column()
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    error_code: Mapped[str | None] = mapped_column(String(20))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        Index("ix_deliveries_member_case", "member_id", "created_at"),
+        Index("ix_deliveries_status", "status", "next_attempt_at"),
+    )
+
+
+class ConsentEvent(Base):
+    """Append-only log of opt-out and opt-in changes, with time and source."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    action: Mapped[str] = mapped_column(String(20))  # opt_out | opt_in
+    source: Mapped[str] = mapped_column(String(60))  # sms:STOP, provider:21610, ...
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,167 @@
+"""Processing one inbound SMS: rules, thread resolution, the post, and the deliveries it causes.
+
+Idempotent: the event row is locked and marked processed in the same transaction that writes
+the post (unique per inbound event) and the deliveries (unique per dedupe key); a second run
+finds it processed and does nothing. Deliveries are dispatched only after the commit."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import consent, fanout, threads
+from .db import transaction
+from .metrics import INBOUND_LATENCY
+from .models import Case, InboundEvent, Member, Post, utcnow
+from .providers import twilio_sms
+from .rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, decide
+from .texts import fit_sms, render_sms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event_id: int
+    outcome: str
+    post_id: int | None = None
+    delivery_ids: tuple[int, ...] = ()
+
+
+def process_inbound(services, event_id: int) -> Outcome:
+    """Process one recorded inbound SMS and dispatch what it caused."""
+    try:
+        with transaction(services.sessions) as session:
+            outcome = _process(session, services.settings, event_id)
+    except IntegrityError:
+        # Another worker processed the same event at the same moment and won; its work stands.
+        log.info("inbound %s: processed concurrently elsewhere", event_id)
+        return Outcome(event_id, "duplicate")
+    if outcome.delivery_ids:
+        from .sending import dispatch_deliveries
+
+        dispatch_deliveries(services, list(outcome.delivery_ids))
+    return outcome
+
+
+def _process(session: Session, settings, event_id: int) -> Outcome:
+    event = session.get(InboundEvent, event_id, with_for_update=True)
+    if event is None:
+        log.warning("inbound %s: no such event", event_id)
+        return Outcome(event_id, "missing")
+    try:
+        message = twilio_sms.parse_inbound(twilio_sms.parse_raw(event.raw))
+    except twilio_sms.BadWebhook as exc:  # checked at the edge, so only a hand-edited row gets here
+        event.processed_at, event.outcome, event.detail = utcnow(), "invalid", str(exc)
+        return Outcome(event_id, "invalid")
+    member = session.scalar(select(Member).where(Member.phone == message.sender))
+    ctx = RuleContext(
+        message=message,
+        member_id=member.id if member else None,
+        member_active=bool(member and member.active),
+        member_roles=member.role_set if member else frozenset(),
+        own_numbers=settings.own_numbers,
+        already_processed=event.processed_at is not None,
+    )
+    decision = decide(ctx)
+    verdict = decision.verdict
+    if verdict.action == DISCARD and event.processed_at is not None:
+        return Outcome(event_id, "duplicate")
+
+    plan = _Plan(settings, event.id, message.sender, ctx.member_id, member.language if member else "en")
+    post_id = None
+    outcome = verdict.action
+    if verdict.action == DISCARD:
+        outcome = "discarded"
+    elif verdict.action == REJECT:
+        outcome = "rejected"
+        if verdict.reply:
+            plan.reply(verdict.reply)
+    elif verdict.action == COMMAND:
+        outcome = f"command:{verdict.command}"
+        source = f"sms:{message.body.strip().upper()[:20]}"
+        if verdict.command == "stop":
+            consent.opt_out_sms(session, member, source=source)
+        elif verdict.command == "start":
+            consent.opt_in_sms(session, member, source=source)
+            plan.reply("start")
+        elif verdict.command == "help":
+            plan.reply("help", library=f"{settings.public_base_url}/library/")
+    elif verdict.action == ACCEPT:
+        outcome, post_id = _accept(session, settings, event, member, message.body, plan)
+
+    if member is not None and member.sms_opted_out_at is not None:
+        plan.replies.clear()  # never text someone who has opted out, not even a confirmation
+    ids = fanout.plan(session, plan.rows + plan.replies) if (plan.rows or plan.replies) else []
+    event.processed_at = utcnow()
+    INBOUND_LATENCY.observe(max(0.0, (event.processed_at - event.received_at).total_seconds()))
+    event.outcome = outcome
+    event.rules_fired = list(decision.fired)
+    event.detail = verdict.reason
+    log.info("inbound %s from %s: %s (%s)", event.id, _mask(message.sender), outcome, verdict.reason)
+    return Outcome(event_id, outcome, post_id, tuple(ids))
+
+
+def _accept(session: Session, settings, event: InboundEvent, member: Member, body: str, plan: "_Plan"):
+    """Resolve the thread, save the post, plan the relays and the author's confirmation."""
+    now = utcnow()
+    resolution = threads.resolve_thread(session, member.id, body, now, settings.reply_window,
+                                        settings.ambiguity_window)
+    if resolution.how == threads.UNKNOWN_CODE:
+        plan.reply("unknown_case", code=resolution.code)
+        return "unknown_case", None
+    if resolution.how in (threads.NONE, threads.AMBIGUOUS):
+        example = resolution.candidates[0] if resolution.candidates else "C123"
+        plan.reply("ask_case", example=example, candidates=list(resolution.candidates))
+        return f"asked:{resolution.how}", None
+    case = session.get(Case, resolution.case_id)
+    if not resolution.text:
+        plan.reply("empty_post", case_id=case.id, code=case.code)
+        return "empty", None
+    if case.status != "open":
+        plan.reply("closed_case", case_id=case.id, code=case.code)
+        return "closed_case", None
+
+    thread = threads.ensure_thread(session, case)
+    post = Post(thread_id=thread.id, author_id=member.id, kind="reply", channel="sms",
+                body=resolution.text, inbound_event_id=event.id)
+    session.add(post)
+    session.flush()
+    fanout.follow(session, thread.id, [member.id], reason="posted")
+
+    url = settings.case_url(case.code)
+    for member_id, phone, language in fanout.sms_participants(session, thread.id, exclude_member_id=member.id):
+        text = render_sms(settings.templates_dir, "relay", language, code=case.code, author=member.short_name,
+                          text=resolution.text)
+        plan.rows.append({
+            "dedupe_key": f"post:{post.id}:{member_id}:sms", "purpose": "relay", "post_id": post.id,
+            "case_id": case.id, "member_id": member_id, "to_address": phone, "body": fit_sms(text, url),
+        })
+    plan.reply("confirmation", case_id=case.id, code=case.code, count=len(plan.rows))
+    return "posted", post.id
+
+
+class _Plan:
+    """The deliveries one inbound message causes: relays to others, and replies to the sender."""
+
+    def __init__(self, settings, event_id: int, sender: str, member_id: int | None, language: str):
+        self.settings, self.event_id, self.sender = settings, event_id, sender
+        self.member_id, self.language = member_id, language
+        self.rows: list[dict] = []
+        self.replies: list[dict] = []
+
+    def reply(self, template: str, case_id: int | None = None, **context) -> None:
+        body = render_sms(self.settings.templates_dir, template, self.language,
+                          network=self.settings.network_name, **context)
+        self.replies.append({
+            "dedupe_key": f"reply:{self.event_id}:{template}", "purpose": template, "member_id": self.member_id,
+            "case_id": case_id, "to_address": self.sender, "body": fit_sms(body),
+        })
+
+
+def _mask(phone: str) -> str:
+    """Log phone numbers without their middle digits."""
+    return phone[:4] + "…" + phone[-2:] if len(phone) > 8 else "…"

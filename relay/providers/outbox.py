@@ -1,0 +1,51 @@
+"""The dev outbox: with no provider configured, outbound messages are written as JSON files under
+var/outbox/ (shown at /dev/outbox) instead of being sent."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..messages import OutboundMessage, SendResult
+
+
+class OutboxSender:
+    name = "outbox"
+
+    def __init__(self, settings):
+        self.directory: Path = settings.outbox_dir
+        self.sender = settings.twilio_from or "relay"
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        sid = f"OB{message.delivery_id:032d}"
+        # One file per delivery id: sending the same delivery again rewrites, never adds.
+        path = self.directory / f"{message.channel}-{message.delivery_id:09d}.json"
+        record = {
+            "sid": sid,
+            "channel": message.channel,
+            "to": message.to,
+            "from": self.sender,
+            "body": message.body,
+            "delivery_id": message.delivery_id,
+            "written_at": datetime.now(timezone.utc).isoformat(),
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=2))
+        os.replace(tmp, path)
+        return SendResult(provider_message_id=sid, provider_status="queued")
+
+
+def read_outbox(directory: Path, limit: int = 200) -> list[dict]:
+    """The newest messages first, for the /dev/outbox page."""
+    if not directory.exists():
+        return []
+    files = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    records = []
+    for path in files[:limit]:
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return records

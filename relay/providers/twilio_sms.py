@@ -1,0 +1,171 @@
+"""Twilio Programmable Messaging: verify, parse, acknowledge, send, map statuses and errors.
+
+A real inbound webhook (application/x-www-form-urlencoded, secrets removed):
+
+    ToCountry=US&ToState=CA&SmsMessageSid=SM1f0e8ae6ade43cb3c0ce4525424e404f&NumMedia=0&ToCity=
+    &FromZip=&SmsSid=SM1f0e8ae6ade43cb3c0ce4525424e404f&FromState=&SmsStatus=received&FromCity=
+    &Body=C123+looks+like+organising+pneumonia&FromCountry=KR&To=%2B14155550100
+    &MessagingServiceSid=MG...&ToZip=&NumSegments=1&MessageSid=SM1f0e8ae6ade43cb3c0ce4525424e404f
+    &AccountSid=AC...&From=%2B821012345678&ApiVersion=2010-04-01
+
+A status callback carries MessageSid, MessageStatus (queued, sent, delivered, undelivered,
+failed, ...) and ErrorCode; several arrive per message, possibly out of order.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+from urllib.parse import parse_qsl
+
+from twilio.request_validator import RequestValidator
+
+from ..deliveries import TWILIO_STATUS
+from ..messages import InboundMessage, OutboundMessage, SendError, SendResult, StatusUpdate
+
+log = logging.getLogger(__name__)
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+TWIML_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+OPTED_OUT_CODES = frozenset({21610})
+RETRYABLE_HTTP = frozenset({429}) | frozenset(range(500, 600))
+
+
+class BadWebhook(ValueError):
+    """The request is signed correctly but cannot be used; the message says why (a 400)."""
+
+
+def signed_url(public_base_url: str, path: str, query_string: bytes | str = b"") -> str:
+    """The URL Twilio signed: the configured public base + the path + the raw query string.
+
+    Rebuilt from settings rather than from the request, which behind a proxy carries the
+    internal scheme, host and port."""
+    query = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
+    return f"{public_base_url.rstrip('/')}{path}" + (f"?{query}" if query else "")
+
+
+def verify(auth_token: str, url: str, params, signature: str | None) -> bool:
+    """Check X-Twilio-Signature with twilio's own validator (constant-time compare).
+
+    `params` should be the MultiDict of the form itself so repeated keys are all signed."""
+    if not signature or not auth_token:
+        return False
+    return RequestValidator(auth_token).validate(url, params, signature)
+
+
+def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """Compute the signature Twilio would send (for `relay demo` and tests)."""
+    return RequestValidator(auth_token).compute_signature(url, dict(params))
+
+
+def _required(form: Mapping[str, str], name: str) -> str:
+    value = (form.get(name) or "").strip()
+    if not value:
+        raise BadWebhook(f"missing field {name}")
+    return value
+
+
+def parse_inbound(form: Mapping[str, str]) -> InboundMessage:
+    """The inbound message in a webhook form (or a stored raw body)."""
+    sid = _required(form, "MessageSid")
+    if not (sid.startswith(("SM", "MM")) and 2 < len(sid) <= 64):
+        raise BadWebhook(f"MessageSid {sid[:40]!r} is not a Twilio message id")
+    sender = _required(form, "From")
+    recipient = _required(form, "To")
+    try:
+        num_media = int(form.get("NumMedia") or 0)
+    except ValueError:
+        raise BadWebhook("NumMedia is not a number") from None
+    body = form.get("Body") or ""
+    if len(body) > 1600 * 4:
+        raise BadWebhook(f"Body of {len(body)} characters is longer than any SMS")
+    return InboundMessage(channel="sms", provider="twilio", provider_message_id=sid,
+                          sender=sender, recipient=recipient, body=body, num_media=num_media)
+
+
+def parse_status(form: Mapping[str, str]) -> StatusUpdate:
+    sid = _required(form, "MessageSid")
+    provider_status = _required(form, "MessageStatus").lower()
+    if provider_status not in TWILIO_STATUS:
+        raise BadWebhook(f"unknown MessageStatus {provider_status[:40]!r}")
+    return StatusUpdate(provider="twilio", provider_message_id=sid,
+                        status=TWILIO_STATUS[provider_status], provider_status=provider_status,
+                        error_code=(form.get("ErrorCode") or None))
+
+
+def parse_raw(raw: str) -> dict[str, str]:
+    """A stored raw form body back into fields (first value of a repeated key)."""
+    fields: dict[str, str] = {}
+    for key, value in parse_qsl(raw, keep_blank_values=True):
+        fields.setdefault(key, value)
+    return fields
+
+
+def classify_error(exc: Exception) -> SendError:
+    """Turn whatever the twilio library raised into a typed SendError."""
+    from requests import RequestException
+    from twilio.base.exceptions import TwilioRestException
+
+    if isinstance(exc, TwilioRestException):
+        code = exc.code
+        status = exc.status or 0
+        text = f"Twilio {status} {code}: {exc.msg}"
+        if code in OPTED_OUT_CODES:
+            return SendError(text, code=str(code), opted_out=True)
+        if status in RETRYABLE_HTTP or code == 20429:
+            return SendError(text, code=str(code or status), retryable=True)
+        return SendError(text, code=str(code or status))
+    if isinstance(exc, RequestException):
+        return SendError(f"Twilio unreachable: {type(exc).__name__}: {exc}", code="network", retryable=True)
+    return SendError(f"Twilio client error: {type(exc).__name__}: {exc}", code="client", retryable=True)
+
+
+class TwilioSmsSender:
+    """Sends through twilio's REST client (messages.create), one client per process.
+
+    RELAY_TWILIO_API_URL points the client at another base URL (a stand-in on loopback), through
+    twilio's documented custom-HTTP-client hook."""
+
+    name = "twilio"
+
+    def __init__(self, settings, timeout: float = 10.0):
+        self.settings = settings
+        self.timeout = timeout
+        self._client = None
+
+    def _build_client(self):
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        api_url = self.settings.twilio_api_url
+
+        class _HttpClient(TwilioHttpClient):
+            def request(self, method, url, *args, **kwargs):
+                if api_url and url.startswith("https://api.twilio.com"):
+                    url = api_url + url[len("https://api.twilio.com"):]
+                return super().request(method, url, *args, **kwargs)
+
+        return Client(self.settings.twilio_account_sid, self.settings.twilio_auth_token,
+                      http_client=_HttpClient(timeout=self.timeout))
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self._build_client()
+        return self._client
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        params = {
+            "to": message.to,
+            "body": message.body,
+            "status_callback": f"{self.settings.public_base_url}/webhooks/twilio/status",
+        }
+        if self.settings.uses_messaging_service:
+            params["messaging_service_sid"] = self.settings.twilio_from
+        else:
+            params["from_"] = self.settings.twilio_from
+        try:
+            created = self.client.messages.create(**params)
+        except Exception as exc:  # every failure becomes a typed SendError
+            raise classify_error(exc) from exc
+        return SendResult(provider_message_id=created.sid, provider_status=created.status or "queued")

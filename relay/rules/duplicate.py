@@ -1,0 +1,10 @@
+"""Discard a message already processed (a redelivered task; webhook retries stop at the edge)."""
+from .verdict import DISCARD, Verdict
+NAME = "duplicate"
+DESCRIPTION = "the inbound event was already processed"
+
+
+def check(ctx):
+    if ctx.already_processed:
+        return Verdict(DISCARD, "already processed")
+    return None

@@ -1,0 +1,105 @@
+"""Sending one delivery: claim it atomically, call the provider outside any transaction, record
+the result. Retryable failures come back later with exponential backoff and jitter; an opt-out at
+the provider (Twilio 21610) becomes the member's opt-out; other failures are final, code stored."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Sequence
+
+from sqlalchemy import select, update
+
+from . import consent
+from .db import transaction
+from .deliveries import ACCEPTED, FAILED, OPTED_OUT, QUEUED, SENDING, claim, move
+from .dispatch import dispatch_safely
+from .messages import OutboundMessage, SendError
+from .models import Delivery, InboundEvent, Member, utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    delivery_id: int
+    result: str  # sent | skipped | retry | failed | opted_out
+    retry_in: float | None = None
+
+
+def backoff_seconds(attempt: int, base: float = 2.0, cap: float = 600.0) -> float:
+    """Exponential backoff with full jitter: a burst of failures does not retry in lockstep."""
+    return random.uniform(base, min(cap, base * 2 ** attempt))
+
+
+def dispatch_deliveries(services, delivery_ids: Sequence[int], countdown: float | None = None) -> None:
+    """Queue deliveries (after commit) and note when, so the sweeper knows what is in flight."""
+    if not delivery_ids:
+        return
+    if dispatch_safely(services.dispatcher.deliver, list(delivery_ids), countdown=countdown):
+        with transaction(services.sessions) as session:
+            stamp = utcnow() + timedelta(seconds=countdown or 0)
+            for start in range(0, len(delivery_ids), 500):
+                session.execute(update(Delivery).where(Delivery.id.in_(delivery_ids[start:start + 500]))
+                                .values(dispatched_at=stamp).execution_options(synchronize_session=False))
+
+
+def send_delivery(services, delivery_id: int) -> SendOutcome:
+    settings = services.settings
+    with transaction(services.sessions) as session:
+        if not claim(session, delivery_id, LEASE):
+            return SendOutcome(delivery_id, "skipped")
+        delivery = session.get(Delivery, delivery_id)
+        message = OutboundMessage(delivery.id, delivery.channel, delivery.to_address, delivery.body)
+        attempts = delivery.attempts
+
+    try:
+        result = services.sender(message.channel).send(message)
+    except SendError as error:
+        return _record_failure(services, delivery_id, attempts, error)
+
+    with transaction(services.sessions) as session:
+        delivery = session.get(Delivery, delivery_id, with_for_update=True)
+        move(session, delivery, ACCEPTED, provider_message_id=result.provider_message_id, sent_at=utcnow(),
+             lease_until=None, error_code=None, error_message=None)
+        pending = _pending_status_events(session, result.provider_message_id)
+    for event_id in pending:  # callbacks that raced ahead of our own record of the sid
+        dispatch_safely(services.dispatcher.apply_status, event_id)
+    return SendOutcome(delivery_id, "sent")
+
+
+def _record_failure(services, delivery_id: int, attempts: int, error: SendError) -> SendOutcome:
+    settings = services.settings
+    with transaction(services.sessions) as session:
+        delivery = session.get(Delivery, delivery_id, with_for_update=True)
+        if delivery.status != SENDING:
+            return SendOutcome(delivery_id, "skipped")
+        if error.opted_out:
+            move(session, delivery, OPTED_OUT, error_code=error.code, error_message=str(error), lease_until=None)
+            if delivery.member_id is not None:
+                member = session.get(Member, delivery.member_id)
+                consent.opt_out_sms(session, member, source=f"provider:{error.code}")
+            log.info("delivery %s: recipient opted out at the provider (%s)", delivery_id, error.code)
+            return SendOutcome(delivery_id, "opted_out")
+        if error.retryable and attempts < settings.max_send_attempts:
+            delay = error.retry_after or backoff_seconds(attempts)
+            move(session, delivery, QUEUED, error_code=error.code, error_message=str(error), lease_until=None,
+                 next_attempt_at=utcnow() + timedelta(seconds=delay))
+            log.warning("delivery %s: attempt %s failed, retrying in %.1fs: %s", delivery_id, attempts, delay, error)
+            outcome = SendOutcome(delivery_id, "retry", delay)
+        else:
+            reason = str(error) if not error.retryable else f"gave up after {attempts} attempts: {error}"
+            move(session, delivery, FAILED, error_code=error.code, error_message=reason, lease_until=None)
+            log.warning("delivery %s failed: %s", delivery_id, reason)
+            return SendOutcome(delivery_id, "failed")
+    dispatch_deliveries(services, [delivery_id], countdown=outcome.retry_in)
+    return outcome
+
+
+def _pending_status_events(session, provider_message_id: str) -> list[int]:
+    return list(session.scalars(select(InboundEvent.id).where(
+        InboundEvent.kind == "status", InboundEvent.processed_at.is_(None),
+        InboundEvent.dedupe_key.like(f"{provider_message_id}:%"))))

@@ -1,0 +1,55 @@
+"""Services built once per process from settings: database, work queue, senders.
+
+The composition root: the web app, the workers and the command line all get their collaborators
+from here, and tests build the same object with fakes where the real thing cannot be reached."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .db import make_engine, make_session_factory
+from .dispatch import CeleryDispatcher, Dispatcher
+from .providers import Sender, sms_sender_for
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    dispatcher: Dispatcher
+    senders: dict[str, Sender] = field(default_factory=dict)
+
+    def sender(self, channel: str) -> Sender:
+        return self.senders[channel]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def make_celery_producer(settings: Settings):
+    from celery import Celery
+
+    from .dispatch import celery_config
+
+    app = Celery("relay-producer", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def build_services(settings: Settings | None = None, *, dispatcher: Dispatcher | None = None,
+                   senders: dict[str, Sender] | None = None, engine: Engine | None = None) -> Services:
+    settings = settings or Settings.from_env()
+    engine = engine or make_engine(settings.database_url)
+    if dispatcher is None:
+        dispatcher = CeleryDispatcher(make_celery_producer(settings))
+    if senders is None:
+        senders = {"sms": sms_sender_for(settings)}
+    return Services(settings=settings, engine=engine, sessions=make_session_factory(engine),
+                    dispatcher=dispatcher, senders=senders)

@@ -1,0 +1,150 @@
+"""Settings, read once from the environment (every name starts with RELAY_; see config/settings.md)."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value relay cannot use; the message names the variable."""
+
+
+def parse_duration(text: str, name: str = "duration") -> timedelta:
+    """Parse '72h', '30m', '45s', '7d' or a bare number of seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not match:
+        raise SettingsError(f"{name}: expected a duration like 72h, 30m, 45s or 7d, got {text!r}")
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return timedelta(seconds=value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
+
+
+def _split(text: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything relay can be configured with. Defaults give the embedded single-machine mode."""
+
+    var_dir: Path = PROJECT_ROOT / "var"
+    database_url: str = ""
+    broker_url: str = ""
+    public_base_url: str = ""
+    port: int = 8000
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = ""
+    twilio_api_url: str = ""
+    twilio_numbers: tuple[str, ...] = ()
+    reply_window: timedelta = timedelta(hours=72)
+    ambiguity_window: timedelta = timedelta(minutes=10)
+    max_send_attempts: int = 6
+    network_name: str = "relay"
+    templates_dir: Path = PROJECT_ROOT / "templates"
+    max_webhook_bytes: int = 64 * 1024
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        get = lambda name, default="": env.get(f"RELAY_{name}", default).strip()  # noqa: E731
+        var_dir = Path(get("VAR_DIR") or PROJECT_ROOT / "var")
+        port_text = get("PORT", "8000")
+        if not port_text.isdigit():
+            raise SettingsError(f"RELAY_PORT: expected a port number, got {port_text!r}")
+        attempts = get("MAX_SEND_ATTEMPTS", "6")
+        if not attempts.isdigit() or int(attempts) < 1:
+            raise SettingsError(f"RELAY_MAX_SEND_ATTEMPTS: expected a positive number, got {attempts!r}")
+        settings = cls(
+            var_dir=var_dir,
+            database_url=get("DATABASE_URL"),
+            broker_url=get("BROKER_URL"),
+            public_base_url=get("PUBLIC_BASE_URL").rstrip("/"),
+            port=int(port_text),
+            twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
+            twilio_from=get("TWILIO_FROM"),
+            twilio_api_url=get("TWILIO_API_URL").rstrip("/"),
+            twilio_numbers=_split(get("TWILIO_NUMBERS")),
+            reply_window=parse_duration(get("REPLY_WINDOW", "72h"), "RELAY_REPLY_WINDOW"),
+            ambiguity_window=parse_duration(get("AMBIGUITY_WINDOW", "10m"), "RELAY_AMBIGUITY_WINDOW"),
+            max_send_attempts=int(attempts),
+            network_name=get("NETWORK_NAME", "relay") or "relay",
+            templates_dir=Path(get("TEMPLATES_DIR") or PROJECT_ROOT / "templates"),
+            max_webhook_bytes=int(get("MAX_WEBHOOK_BYTES", str(64 * 1024)) or 65536),
+        )
+        return settings.with_defaults()
+
+    def with_defaults(self) -> "Settings":
+        """Fill the embedded defaults (SQLite and a filesystem broker under var/)."""
+        changes = {}
+        if not self.database_url:
+            changes["database_url"] = f"sqlite:///{self.var_dir / 'relay.sqlite3'}"
+        if not self.broker_url:
+            changes["broker_url"] = "filesystem://"
+        if not self.public_base_url:
+            changes["public_base_url"] = f"http://127.0.0.1:{self.port}"
+        return replace(self, **changes) if changes else self
+
+    def replace(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def twilio_configured(self) -> bool:
+        """True when outbound SMS goes to the Twilio API rather than the dev outbox."""
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
+
+    @property
+    def uses_messaging_service(self) -> bool:
+        return self.twilio_from.startswith("MG")
+
+    @property
+    def own_numbers(self) -> frozenset[str]:
+        """Our own sending numbers: a message from one of them is a loop."""
+        numbers = set(self.twilio_numbers)
+        if self.twilio_from and not self.uses_messaging_service:
+            numbers.add(self.twilio_from)
+        return frozenset(numbers)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.var_dir / "outbox"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.var_dir / "broker"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+    def signing_token(self) -> str:
+        """The token inbound Twilio signatures are checked with.
+
+        Without RELAY_TWILIO_AUTH_TOKEN (the dev outbox mode) a random token is kept in
+        var/dev-twilio-token so signatures are still checked and `relay demo` can sign its curl.
+        """
+        if self.twilio_auth_token:
+            return self.twilio_auth_token
+        path = self.var_dir / "dev-twilio-token"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_hex(16))
+            try:
+                os.link(tmp, path)  # atomic: two processes starting together agree on one token
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        return path.read_text().strip()
+
+    def case_url(self, code: str) -> str:
+        return f"{self.public_base_url}/library/cases/{code}"

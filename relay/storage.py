@@ -1,0 +1,28 @@
+"""Small SQL helpers that differ by dialect (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+
+def insert_ignoring_conflicts(session: Session, table: Table, rows: Sequence[dict[str, Any]],
+                              batch: int = 1000) -> None:
+    """Insert rows, skipping any that hit a unique constraint: the database decides what is new."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).on_conflict_do_nothing()
+    for start in range(0, len(rows), batch):
+        session.execute(stmt, list(rows[start:start + batch]))
+
+
+def insert_if_new(session: Session, table: Table, values: dict[str, Any]) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None if it existed."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    return session.execute(stmt).scalar()

@@ -1,0 +1,186 @@
+"""Shared fixtures. The suite runs against the real PostgreSQL and Redis on localhost and against
+SQLite; under CI=true a missing PostgreSQL or Redis fails the run instead of skipping."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from relay.db import transaction
+from relay.dispatch import RecordingDispatcher
+from relay.messages import OutboundMessage, SendResult
+from relay.migrate import upgrade
+from relay.models import Base
+from relay.services import build_services
+from relay.settings import Settings
+from tests.standins.twilio_api import TwilioStandIn
+
+POSTGRES_ADMIN_URL = os.environ.get("RELAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+ACCOUNT_SID = "AC" + "1" * 32
+OUR_NUMBER = "+15005550006"
+PUBLIC_BASE = "https://relay.example.org"
+
+
+def unavailable(what: str, exc: Exception):
+    message = f"{what} unavailable: {type(exc).__name__}: {exc}"
+    if IN_CI:
+        pytest.fail(message + " (required in CI)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh PostgreSQL database for this run, migrated, dropped at the end."""
+    name = f"relay_test_{secrets.token_hex(4)}"
+    try:
+        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        unavailable("PostgreSQL", exc)
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'relay.sqlite3'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+    except Exception as exc:
+        unavailable("Redis", exc)
+    return REDIS_URL
+
+
+def _empty_tables(url: str) -> None:
+    engine = create_engine(url)
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request):
+    """Each test using it runs twice: on SQLite and on PostgreSQL (emptied after each test)."""
+    url = request.getfixturevalue(f"{request.param}_url" if request.param == "sqlite" else "postgres_url")
+    yield url
+    _empty_tables(url)
+
+
+@pytest.fixture
+def postgres_only_url(postgres_url):
+    yield postgres_url
+    _empty_tables(postgres_url)
+
+
+def make_settings(var_dir: Path, database_url: str, **overrides) -> Settings:
+    base = dict(var_dir=var_dir, database_url=database_url, broker_url="memory://",
+                public_base_url=PUBLIC_BASE, twilio_auth_token=AUTH_TOKEN, twilio_numbers=(OUR_NUMBER,))
+    base.update(overrides)
+    return Settings(**base).with_defaults()
+
+
+@pytest.fixture
+def settings(tmp_path, database_url) -> Settings:
+    return make_settings(tmp_path / "var", database_url)
+
+
+class RecordingSender:
+    """Captures outbound SMS in memory (the provider edge); see test_sending for real HTTP."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.sent: list[OutboundMessage] = []
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        self.sent.append(message)
+        return SendResult(provider_message_id=f"SM{message.delivery_id:032x}")
+
+
+@pytest.fixture
+def sms():
+    return RecordingSender()
+
+
+@pytest.fixture
+def services(settings, sms):
+    services = build_services(settings, dispatcher=RecordingDispatcher(), senders={"sms": sms})
+    yield services
+    services.dispose()
+
+
+@pytest.fixture
+def twilio_standin():
+    standin = TwilioStandIn().start()
+    yield standin
+    standin.stop()
+
+
+def run_worker(services) -> None:
+    """Do what the Celery worker would, until nothing is left in the recording dispatcher."""
+    from relay.processing import process_inbound
+    from relay.sending import send_delivery
+    from relay.statuses import apply_status
+
+    dispatcher: RecordingDispatcher = services.dispatcher
+    for _ in range(1000):
+        if dispatcher.inbound:
+            process_inbound(services, dispatcher.inbound.pop(0))
+        elif dispatcher.deliveries:
+            send_delivery(services, dispatcher.deliveries.pop(0))
+        elif dispatcher.statuses:
+            apply_status(services, dispatcher.statuses.pop(0))
+        else:
+            return
+    raise AssertionError("the worker never ran out of work")
+
+
+DEMO_CSV = """name,phone,email,timezone,language,lists,roles
+Kim Jiwon,+821012345601,jiwon@example.org,Asia/Seoul,ko,tft,coordinator;member
+Lee Minho,+821012345602,minho@example.org,Asia/Seoul,en,tft,member
+Park Seoyeon,+821012345603,seoyeon@example.org,Asia/Seoul,en,tft,member
+Alice Moreau,+33612345604,alice@example.org,Europe/Paris,en,tft,member
+Ben Carter,+12025550105,ben@example.org,America/New_York,en,tft;us,member
+"""
+
+
+@pytest.fixture
+def network(services):
+    """Five members on list 'tft' and one case, C1 (no notice sent yet)."""
+    from relay.cases import create_case
+    from relay.members import import_members
+
+    with transaction(services.sessions) as session:
+        report = import_members(session, DEMO_CSV)
+        assert not report.errors, report.errors
+        case = create_case(session, "Fever and ground-glass opacities", chief_complaint="fever")
+        assert case.code == "C1"
+    return services

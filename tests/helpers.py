@@ -1,0 +1,58 @@
+"""Small helpers the tests share: building signed Twilio webhooks, reading rows."""
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlencode
+
+from sqlalchemy import select
+
+from relay.db import transaction
+from relay.models import Delivery, InboundEvent, Member
+from relay.providers.twilio_sms import sign
+
+from .conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PUBLIC_BASE
+
+
+def sms_form(sender: str, body: str, sid: str | None = None, to: str = OUR_NUMBER, **extra) -> dict[str, str]:
+    form = {"MessageSid": sid or "SM" + secrets.token_hex(16), "AccountSid": ACCOUNT_SID, "From": sender,
+            "To": to, "Body": body, "NumMedia": "0", "SmsStatus": "received", "ApiVersion": "2010-04-01",
+            "FromCountry": "", "FromCity": ""}
+    form.update(extra)
+    return form
+
+
+def post_signed(client, path: str, form: dict[str, str], token: str = AUTH_TOKEN, base: str = PUBLIC_BASE):
+    signature = sign(token, base + path, form)
+    return client.post(path, data=urlencode(form), headers={
+        "X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"})
+
+
+def record_sms(services, sender: str, body: str, sid: str | None = None) -> int:
+    """Record an inbound SMS the way the webhook does and dispatch it; returns the event id."""
+    from relay.inbound import record_inbound
+
+    form = sms_form(sender, body, sid)
+    with transaction(services.sessions) as session:
+        recorded = record_inbound(session, provider="twilio", kind="sms", dedupe_key=form["MessageSid"],
+                                  raw=urlencode(form), sender=sender)
+    if recorded.created:
+        services.dispatcher.process_inbound(recorded.event_id)
+    return recorded.event_id
+
+
+def deliveries(services, **where) -> list[Delivery]:
+    with services.sessions() as session:
+        query = select(Delivery).order_by(Delivery.id)
+        for key, value in where.items():
+            query = query.where(getattr(Delivery, key) == value)
+        return list(session.scalars(query))
+
+
+def member(services, phone: str) -> Member:
+    with services.sessions() as session:
+        return session.scalar(select(Member).where(Member.phone == phone))
+
+
+def event(services, event_id: int) -> InboundEvent:
+    with services.sessions() as session:
+        return session.get(InboundEvent, event_id)

@@ -1,0 +1,162 @@
+"""A Twilio REST API stand-in on loopback: records Messages.json POSTs and can answer with
+Twilio's error responses (21610, 21211, 20429, 5xx) or stall, so sends are tested over real HTTP.
+
+Run beside the tests in a thread (TwilioStandIn().start()) or as a process:
+    python -m tests.standins.twilio_api --port 8081
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+MESSAGES_PATH = "/2010-04-01/Accounts/{sid}/Messages.json"
+
+
+@dataclass
+class Recorded:
+    path: str
+    account_sid: str
+    auth: tuple[str, str]
+    form: dict[str, str]
+    content_type: str
+    status: int
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Fault:
+    status: int
+    code: int | None = None
+    message: str = ""
+    delay: float = 0.0  # seconds to stall before answering (timeouts)
+    times: int = 1_000_000  # how many requests it applies to
+
+
+class TwilioStandIn:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.requests: list[Recorded] = []
+        self.faults_by_to: dict[str, Fault] = {}
+        self.next_faults: list[Fault] = []
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer((host, port), self._handler_class())
+        self.server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "TwilioStandIn":
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail_to(self, to: str, status: int, code: int | None = None, message: str = "", times: int = 1_000_000):
+        self.faults_by_to[to] = Fault(status, code, message, times=times)
+
+    def fail_next(self, status: int, code: int | None = None, message: str = "", delay: float = 0.0):
+        self.next_faults.append(Fault(status, code, message, delay, times=1))
+
+    @property
+    def accepted(self) -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if r.status == 201]
+
+    def _fault_for(self, to: str) -> Fault | None:
+        with self.lock:
+            if self.next_faults:
+                return self.next_faults.pop(0)
+            fault = self.faults_by_to.get(to)
+            if fault and fault.times > 0:
+                fault.times -= 1
+                return fault
+        return None
+
+    def _handler_class(self):
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _reply(self, status: int, payload: dict):
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if status == 429:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode()
+                form = dict(parse_qsl(raw, keep_blank_values=True))
+                parts = self.path.split("/")
+                account = parts[3] if len(parts) > 4 else ""
+                auth = ("", "")
+                header = self.headers.get("Authorization", "")
+                if header.startswith("Basic "):
+                    user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                    auth = (user, password)
+                if not (self.path == MESSAGES_PATH.format(sid=account) and account.startswith("AC")):
+                    self._record(account, auth, form, 404)
+                    return self._reply(404, {"code": 20404, "message": "not found", "status": 404})
+                if auth[0] != account:
+                    self._record(account, auth, form, 401)
+                    return self._reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                fault = standin._fault_for(form.get("To", ""))
+                if fault is not None:
+                    if fault.delay:
+                        time.sleep(fault.delay)
+                    self._record(account, auth, form, fault.status)
+                    return self._reply(fault.status, {"code": fault.code, "message": fault.message or "error",
+                                                      "more_info": f"https://www.twilio.com/docs/errors/{fault.code}",
+                                                      "status": fault.status})
+                sid = "SM" + secrets.token_hex(16)
+                self._record(account, auth, form, 201)
+                now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+                self._reply(201, {
+                    "sid": sid, "account_sid": account, "to": form.get("To"),
+                    "from": form.get("From"), "messaging_service_sid": form.get("MessagingServiceSid"),
+                    "body": form.get("Body"), "status": "queued", "num_segments": "1", "num_media": "0",
+                    "direction": "outbound-api", "api_version": "2010-04-01", "price": None,
+                    "price_unit": "USD", "error_code": None, "error_message": None,
+                    "date_created": now, "date_updated": now, "date_sent": None,
+                    "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json", "subresource_uris": {},
+                })
+
+            def _record(self, account, auth, form, status):
+                with standin.lock:
+                    standin.requests.append(Recorded(self.path, account, auth, form,
+                                                     self.headers.get("Content-Type", ""), status))
+
+        return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8081)
+    args = parser.parse_args()
+    standin = TwilioStandIn(port=args.port)
+    print(f"Twilio stand-in at {standin.url}", flush=True)
+    standin.server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

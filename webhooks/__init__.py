@@ -1,0 +1,1 @@
+"""The Flask receiver: thin views that verify, parse, record and acknowledge; decisions live in relay/."""

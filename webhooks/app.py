@@ -1,0 +1,54 @@
+"""Application factory: nothing happens at import; tests build an app from settings and services.
+
+gunicorn runs it as `gunicorn 'webhooks.app:create_app()'` (what `relay web` does)."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException
+
+from relay.logs import configure_logging
+from relay.services import Services, build_services
+from relay.settings import Settings
+
+log = logging.getLogger("relay.web")
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    configure_logging()
+    settings = settings or (services.settings if services else Settings.from_env())
+    app = Flask(__name__, template_folder=str(settings.templates_dir / "web"))
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_webhook_bytes
+    app.extensions["relay"] = services or build_services(settings)
+
+    from . import library, ops, twilio
+
+    app.register_blueprint(twilio.blueprint)
+    app.register_blueprint(ops.blueprint)
+    app.register_blueprint(library.blueprint)
+
+    @app.errorhandler(DBAPIError)
+    def database_unavailable(exc):
+        # Never a 200 for something not kept: the provider retries a 503.
+        log.error("database unavailable for %s %s: %s", request.method, request.path, str(exc).splitlines()[0])
+        return Response("database unavailable, try again later\n", status=503, mimetype="text/plain",
+                        headers={"Retry-After": "30"})
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if exc.code and exc.code >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc)
+        elif exc.code not in (404, 405):
+            log.warning("%s %s: %s %s", request.method, request.path, exc.code, exc.description)
+        if request.path.startswith(("/api/", "/healthz")):
+            return jsonify(error=exc.name, detail=exc.description), exc.code
+        return Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code, mimetype="text/plain")
+
+    return app
+
+
+def services_of(app: Flask) -> Services:
+    return app.extensions["relay"]

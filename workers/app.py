@@ -1,0 +1,27 @@
+"""The Celery application factory. Nothing is built at import; `relay worker` and `relay beat`
+call create_celery() and run it in-process."""
+from __future__ import annotations
+
+from celery import Celery
+
+from relay.dispatch import QUEUE_MAINTENANCE, TASK_SWEEP, celery_config
+from relay.settings import Settings
+
+SWEEP_EVERY_SECONDS = 30.0
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    app = Celery("relay", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    app.conf.beat_schedule = {
+        "sweep": {"task": TASK_SWEEP, "schedule": SWEEP_EVERY_SECONDS,
+                  "options": {"queue": QUEUE_MAINTENANCE, "expires": SWEEP_EVERY_SECONDS}},
+    }
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    app.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")
+
+    from .tasks import register_tasks
+
+    register_tasks(app, settings)
+    return app

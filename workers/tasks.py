@@ -1,0 +1,100 @@
+"""Tasks, each a few lines over a relay/ function. Tasks take ids, are acknowledged late, and
+are idempotent: the core re-reads state and skips what is already done."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+
+from celery import Celery
+from celery.signals import worker_process_init
+from sqlalchemy.exc import DBAPIError
+
+from relay.dispatch import TASK_APPLY_STATUS, TASK_DELIVER, TASK_PROCESS_INBOUND, TASK_SWEEP, CeleryDispatcher
+from relay.metrics import TASK_SECONDS
+from relay.services import Services, build_services
+from relay.settings import Settings
+
+log = logging.getLogger("relay.worker")
+
+
+class ServicesHolder:
+    """Services built lazily in each worker process (again after a fork)."""
+
+    def __init__(self, app: Celery, settings: Settings):
+        self.app, self.settings = app, settings
+        self._services: Services | None = None
+        self._pid: int | None = None
+
+    def get(self) -> Services:
+        if self._services is None or self._pid != os.getpid():
+            self._services = build_services(self.settings, dispatcher=CeleryDispatcher(self.app))
+            self._pid = os.getpid()
+        return self._services
+
+    def reset(self, **_kwargs) -> None:
+        self._services = None
+
+
+@contextmanager
+def _timed(task: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        TASK_SECONDS.labels(task=task).observe(time.perf_counter() - started)
+
+
+def _database_retry(task, exc: DBAPIError):
+    """The database is down: retry with backoff until it is back (the task is kept, not lost)."""
+    delay = min(60, 2 ** min(task.request.retries, 6))
+    log.warning("%s: database unavailable (%s), retrying in %ss", task.name, type(exc).__name__, delay)
+    return task.retry(exc=exc, countdown=delay, max_retries=None)
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    holder = ServicesHolder(app, settings)
+    worker_process_init.connect(holder.reset, weak=False)
+    app.relay_services = holder  # type: ignore[attr-defined]
+
+    @app.task(name=TASK_PROCESS_INBOUND, bind=True)
+    def process_inbound(self, event_id: int) -> str:
+        from relay.processing import process_inbound as run
+
+        try:
+            with _timed("process_inbound"):
+                return run(holder.get(), event_id).outcome
+        except DBAPIError as exc:
+            raise _database_retry(self, exc)
+
+    @app.task(name=TASK_APPLY_STATUS, bind=True)
+    def apply_status(self, event_id: int) -> str:
+        from relay.statuses import apply_status as run
+
+        try:
+            with _timed("apply_status"):
+                return run(holder.get(), event_id)
+        except DBAPIError as exc:
+            raise _database_retry(self, exc)
+
+    @app.task(name=TASK_DELIVER, bind=True)
+    def deliver(self, delivery_id: int) -> str:
+        from relay.sending import send_delivery
+
+        try:
+            with _timed("deliver"):
+                return send_delivery(holder.get(), delivery_id).result
+        except DBAPIError as exc:
+            raise _database_retry(self, exc)
+
+    @app.task(name=TASK_SWEEP, bind=True)
+    def sweep(self) -> dict:
+        from relay.sweeper import sweep as run
+
+        try:
+            with _timed("sweep"):
+                return run(holder.get()).__dict__
+        except DBAPIError as exc:
+            log.warning("sweep skipped: database unavailable (%s)", type(exc).__name__)
+            return {}
