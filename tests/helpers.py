@@ -36,7 +36,9 @@ def record_sms(services, sender: str, body: str, sid: str | None = None) -> int:
         recorded = record_inbound(session, provider="twilio", kind="sms", dedupe_key=form["MessageSid"],
                                   raw=urlencode(form), sender=sender)
     if recorded.created:
-        services.dispatcher.process_inbound(recorded.event_id)
+        from relay.dispatch import dispatch_safely
+
+        dispatch_safely(services.dispatcher.process_inbound, recorded.event_id)
     return recorded.event_id
 
 

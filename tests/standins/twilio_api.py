@@ -55,7 +55,8 @@ class TwilioStandIn:
         return f"http://{host}:{port}"
 
     def start(self) -> "TwilioStandIn":
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
         self._thread.start()
         return self
 

@@ -1,0 +1,106 @@
+"""Member import from CSV, E.164 numbers, and the case and notice commands."""
+from __future__ import annotations
+
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from relay.cli import main
+from relay.db import transaction
+from relay.members import import_members, short_name_of
+from relay.models import Member, MemberList, Membership
+from relay.phones import InvalidPhone, to_e164
+
+import pytest
+
+GOOD_AND_BAD = """name,phone,email,timezone,language,lists,roles
+Kim Jiwon,+82 10-1234-5601,JIWON@example.org,Asia/Seoul,ko,tft;seoul,coordinator;member
+No Phone,,nophone@example.org,Europe/London,en,tft,member
+Bad Phone,12345,bad@example.org,UTC,en,tft,member
+Bad Zone,+33612345604,zone@example.org,Mars/Olympus,en,tft,member
+Bad Role,+12025550105,role@example.org,UTC,en,tft,king
+,+12025550106,noname@example.org,UTC,en,tft,member
+Nobody,,,UTC,en,tft,member
+Bad Lang,+12025550107,lang@example.org,UTC,fr,tft,member
+"""
+
+
+def count(services, model) -> int:
+    with services.sessions() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_phone_numbers_become_e164():
+    assert to_e164("+82 10-1234-5601") == "+821012345601"
+    assert to_e164("(202) 555-0105", "US") == "+12025550105"
+    with pytest.raises(InvalidPhone):
+        to_e164("12345")
+    with pytest.raises(InvalidPhone):
+        to_e164("not a number")
+
+
+def test_short_names():
+    assert short_name_of("Kim Jiwon") == "Kim Jiwon"
+    assert short_name_of("Alexandra Konstantinopoulou") == "Alexandra"
+
+
+def test_good_rows_import_bad_rows_are_reported_by_line(services):
+    with transaction(services.sessions) as session:
+        report = import_members(session, GOOD_AND_BAD)
+    assert report.created == 2
+    lines = {line: reason for line, reason in report.errors}
+    assert sorted(lines) == [4, 5, 6, 7, 8, 9]
+    assert "not a valid phone number" in lines[4] or "not a phone number" in lines[4]
+    assert "IANA" in lines[5]
+    assert "unknown role 'king'" in lines[6]
+    assert "name is empty" in lines[7]
+    assert "needs a phone or an email" in lines[8]
+    assert "language 'fr'" in lines[9]
+    with services.sessions() as session:
+        kim = session.scalar(select(Member).where(Member.phone == "+821012345601"))
+        assert kim.email == "jiwon@example.org" and kim.roles == "member;coordinator"
+        assert sorted(l.name for l in session.scalars(select(MemberList))) == ["seoul", "tft"]
+    assert sorted(report.lists_created) == ["seoul", "tft"]
+
+
+def test_importing_again_updates_rather_than_duplicates(services):
+    with transaction(services.sessions) as session:
+        import_members(session, GOOD_AND_BAD)
+    changed = GOOD_AND_BAD.replace("Kim Jiwon,+82", "Kim Ji-won,+82").replace("tft;seoul", "tft;busan")
+    with transaction(services.sessions) as session:
+        report = import_members(session, changed)
+    assert report.created == 0 and report.updated == 2
+    assert count(services, Member) == 2
+    assert count(services, Membership) == 4  # kim: tft, seoul, busan; nophone: tft
+    with services.sessions() as session:
+        assert session.scalar(select(Member.name).where(Member.phone == "+821012345601")) == "Kim Ji-won"
+
+
+def test_missing_header_is_reported(services):
+    with transaction(services.sessions) as session:
+        report = import_members(session, "name,phone\nKim,+821012345601\n")
+    assert report.errors and report.errors[0][0] == 1 and "header lacks" in report.errors[0][1]
+
+
+def test_cli_import_add_case_and_notice(settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    csv_file = tmp_path / "members.csv"
+    csv_file.write_text(GOOD_AND_BAD)
+    runner = CliRunner()
+    result = runner.invoke(main, ["members", "import", str(csv_file)])
+    assert result.exit_code == 1  # bad rows make the exit status say so
+    assert "line 4:" in result.output and "imported 2 new" in result.output
+    result = runner.invoke(main, ["cases", "add", "--title", "Fever and GGO", "--chief-complaint", "fever",
+                                  "--exposure", "travel"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "C1"
+    result = runner.invoke(main, ["notice", "new-case", "C1", "--list", "tft"])
+    assert result.exit_code == 0, result.output
+    assert "1 SMS queued for C1" in result.output  # one of the two tft members has a phone
+    result = runner.invoke(main, ["notice", "new-case", "C1", "--list", "nope"])
+    assert result.exit_code != 0 and "no list named nope" in result.output
+    result = runner.invoke(main, ["notice", "new-case", "C9", "--list", "tft"])
+    assert result.exit_code != 0 and "no case C9" in result.output
+    result = runner.invoke(main, ["cases", "add", "--title", "  "])
+    assert result.exit_code != 0 and "needs a title" in result.output

@@ -1,0 +1,70 @@
+"""The sweeper re-dispatches what was committed but never queued, or never finished."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from relay.db import transaction
+from relay.deliveries import claim
+from relay.fanout import plan
+from relay.models import Delivery, InboundEvent, utcnow
+from relay.sweeper import sweep
+
+from .conftest import run_worker
+from .helpers import deliveries, event, record_sms
+
+
+def age(services, model, seconds: int = 120) -> None:
+    column = model.received_at if model is InboundEvent else model.created_at
+    with transaction(services.sessions) as session:
+        session.execute(update(model).values({column.key: utcnow() - timedelta(seconds=seconds)}))
+
+
+def test_inbound_committed_while_the_broker_was_down_is_processed_later(network, sms):
+    network.dispatcher.fail = True
+    event_id = record_sms(network, "+821012345602", "C1 during the outage")
+    network.dispatcher.fail = False
+    assert network.dispatcher.inbound == []
+    assert sweep(network).inbound == 0  # too fresh: it may still be on its way
+    age(network, InboundEvent)
+    report = sweep(network)
+    assert report.inbound == 1
+    run_worker(network)
+    assert event(network, event_id).outcome == "posted"
+    assert sweep(network).inbound == 0  # processed: never again
+
+
+def test_deliveries_never_dispatched_are_dispatched(network, sms):
+    with transaction(network.sessions) as session:
+        plan(session, [{"dedupe_key": "t:1", "purpose": "relay", "to_address": "+821012345602", "body": "hi"}])
+    age(network, Delivery)
+    assert sweep(network).deliveries == 1
+    run_worker(network)
+    assert [m.body for m in sms.sent] == ["hi"]
+    age(network, Delivery)
+    assert sweep(network).deliveries == 0
+
+
+def test_a_send_abandoned_by_a_killed_worker_is_retried_once_its_lease_expires(network, sms):
+    with transaction(network.sessions) as session:
+        [delivery_id] = plan(session, [{"dedupe_key": "t:1", "purpose": "relay", "to_address": "+821012345602",
+                                        "body": "hi"}])
+    with transaction(network.sessions) as session:
+        claim(session, delivery_id, timedelta(seconds=-1))  # claimed, then the worker died
+    assert sweep(network).deliveries == 1
+    run_worker(network)
+    assert deliveries(network)[0].status == "accepted"
+    assert len(sms.sent) == 1
+
+
+def test_gives_up_after_the_last_attempt(network):
+    with transaction(network.sessions) as session:
+        [delivery_id] = plan(session, [{"dedupe_key": "t:1", "purpose": "relay", "to_address": "+821012345602",
+                                        "body": "hi"}])
+        session.execute(update(Delivery).values(attempts=network.settings.max_send_attempts - 1))
+    with transaction(network.sessions) as session:
+        claim(session, delivery_id, timedelta(seconds=-1))
+    assert sweep(network).gave_up == 1
+    row = deliveries(network)[0]
+    assert row.status == "failed" and row.error_code == "lease"

@@ -1,0 +1,220 @@
+"""POST /webhooks/twilio/sms and /status: signatures, persistence before ack, dedup, bad input."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import func, select
+
+from relay.dispatch import RecordingDispatcher
+from relay.models import InboundEvent
+from relay.providers.twilio_sms import EMPTY_TWIML, sign, signed_url, verify
+from relay.services import build_services
+from webhooks.app import create_app
+
+from .conftest import AUTH_TOKEN, OUR_NUMBER, PUBLIC_BASE, make_settings
+from .helpers import post_signed, sms_form
+
+SMS = "/webhooks/twilio/sms"
+STATUS = "/webhooks/twilio/status"
+
+
+@pytest.fixture
+def client(services):
+    app = create_app(services=services)
+    return app.test_client()
+
+
+def count_events(services) -> int:
+    with services.sessions() as session:
+        return session.scalar(select(func.count()).select_from(InboundEvent))
+
+
+# ---- signature vectors made by twilio's own validator
+
+
+def test_twilio_reference_vector():
+    # From twilio-python's own tests (tests/unit/test_request_validator.py).
+    params = {"From": "+14158675309", "To": "+18005551212", "CallSid": "CA1234567890ABCDE",
+              "Caller": "+14158675309", "Digits": "1234"}
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    assert sign("12345", url, params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert verify("12345", url, params, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert not verify("12345", url, dict(params, Digits="1235"), "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+
+
+def test_signed_url_uses_public_base_and_raw_query():
+    assert signed_url("https://relay.example.org/", "/webhooks/twilio/sms", b"a=1&b=%20x") == \
+        "https://relay.example.org/webhooks/twilio/sms?a=1&b=%20x"
+    assert signed_url("https://relay.example.org", "/webhooks/twilio/sms", b"") == \
+        "https://relay.example.org/webhooks/twilio/sms"
+
+
+def test_signed_for_public_url_is_accepted_behind_a_proxy(client, services):
+    # The test client talks to http://localhost/ (the internal URL); Twilio signed the public one.
+    response = post_signed(client, SMS, sms_form("+821012345602", "C1 hello"))
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/xml")
+    assert response.get_data(as_text=True) == EMPTY_TWIML
+    assert count_events(services) == 1
+
+
+def test_signed_for_internal_url_is_refused(client, services, caplog):
+    form = sms_form("+821012345602", "C1 hello")
+    with caplog.at_level(logging.WARNING):
+        response = post_signed(client, SMS, form, base="http://localhost")
+    assert response.status_code == 403
+    assert count_events(services) == 0
+    assert "invalid X-Twilio-Signature" in caplog.text
+
+
+def test_missing_signature_is_403(client, services):
+    response = client.post(SMS, data=sms_form("+821012345602", "hi"))
+    assert response.status_code == 403
+    assert count_events(services) == 0
+
+
+def test_wrong_token_is_403(client, services):
+    response = post_signed(client, SMS, sms_form("+821012345602", "hi"), token="not-the-token")
+    assert response.status_code == 403
+
+
+def test_every_param_is_signed_including_unknown_ones(client, services):
+    form = sms_form("+821012345602", "hi", AddOns='{"status":"successful"}', NewParam="x")
+    assert post_signed(client, SMS, form).status_code == 200
+    # Tampering with a param Twilio added must break the signature.
+    signature = sign(AUTH_TOKEN, PUBLIC_BASE + SMS, form)
+    tampered = dict(form, NewParam="y")
+    response = client.post(SMS, data=urlencode(tampered), headers={
+        "X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 403
+
+
+# ---- persistence, dedup, enqueue after commit
+
+
+def test_event_is_persisted_then_enqueued_once(client, services):
+    form = sms_form("+821012345602", "C1 hello")
+    assert post_signed(client, SMS, form).status_code == 200
+    assert post_signed(client, SMS, form).status_code == 200  # Twilio retry / replay
+    assert count_events(services) == 1
+    assert len(services.dispatcher.inbound) == 1
+    with services.sessions() as session:
+        stored = session.scalar(select(InboundEvent))
+    assert stored.dedupe_key == form["MessageSid"]
+    assert "Body=C1+hello" in stored.raw
+
+
+def test_broker_down_still_acknowledges_what_was_kept(client, services):
+    services.dispatcher.fail = True
+    response = post_signed(client, SMS, sms_form("+821012345602", "C1 hello"))
+    assert response.status_code == 200
+    assert count_events(services) == 1
+    assert services.dispatcher.inbound == []  # the sweeper re-enqueues it (test_sweeper)
+
+
+def test_database_down_answers_503_not_200(tmp_path):
+    settings = make_settings(tmp_path, "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    services = build_services(settings, dispatcher=RecordingDispatcher(), senders={})
+    client = create_app(services=services).test_client()
+    response = post_signed(client, SMS, sms_form("+821012345602", "C1 hello"))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert services.dispatcher.inbound == []
+
+
+# ---- bad input: a clear 4xx and a log line, never a 500
+
+
+@pytest.mark.parametrize("drop", ["MessageSid", "From", "To"])
+def test_missing_field_is_400(client, services, drop, caplog):
+    form = sms_form("+821012345602", "hello")
+    del form[drop]
+    with caplog.at_level(logging.WARNING):
+        response = post_signed(client, SMS, form)
+    assert response.status_code == 400
+    assert f"missing field {drop}" in response.get_data(as_text=True)
+    assert f"missing field {drop}" in caplog.text
+    assert count_events(services) == 0
+
+
+def test_unknown_to_is_400(client, services):
+    response = post_signed(client, SMS, sms_form("+821012345602", "hello", to="+15005550001"))
+    assert response.status_code == 400
+    assert "not one of this relay's numbers" in response.get_data(as_text=True)
+
+
+def test_bad_message_sid_is_400(client):
+    response = post_signed(client, SMS, sms_form("+821012345602", "hello", sid="XX123"))
+    assert response.status_code == 400
+
+
+def test_100_kb_body_is_refused_early(client, services):
+    form = sms_form("+821012345602", "x" * 100_000)
+    response = post_signed(client, SMS, form)
+    assert response.status_code == 413
+    assert count_events(services) == 0
+
+
+def test_invalid_utf8_is_handled(client, services):
+    form = sms_form("+821012345602", "placeholder")
+    body = urlencode(form).replace("Body=placeholder", "Body=%FF%FEbad").encode() + b"&X=\xff\xfe"
+    response = client.post(SMS, data=body, headers={"X-Twilio-Signature": "bogus",
+                                                    "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 403
+
+
+def test_invalid_utf8_correctly_signed_is_kept(client, services):
+    form = sms_form("+821012345602", "placeholder")
+    raw = urlencode(form).replace("Body=placeholder", "Body=%FF%FEok")
+    # Werkzeug leaves percent-escapes that are not UTF-8 as they were; sign what it decodes.
+    decoded = dict(form, Body="%FF%FEok")
+    response = client.post(SMS, data=raw, headers={
+        "X-Twilio-Signature": sign(AUTH_TOKEN, PUBLIC_BASE + SMS, decoded),
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200
+    assert count_events(services) == 1
+    from relay.processing import process_inbound
+
+    assert process_inbound(services, services.dispatcher.inbound[0]).outcome == "rejected"  # not a member
+
+
+def test_not_a_form_is_refused(client):
+    response = client.post(SMS, data=b'{"json": true}', headers={"Content-Type": "application/json",
+                                                                  "X-Twilio-Signature": "x"})
+    assert response.status_code == 403
+
+
+def test_get_is_405(client):
+    assert client.get(SMS).status_code == 405
+
+
+# ---- status callbacks
+
+
+def status_form(sid: str, status: str, error: str | None = None) -> dict[str, str]:
+    form = {"MessageSid": sid, "MessageStatus": status, "AccountSid": "AC" + "1" * 32,
+            "From": OUR_NUMBER, "To": "+821012345602", "ApiVersion": "2010-04-01"}
+    if error:
+        form["ErrorCode"] = error
+    return form
+
+
+def test_status_callbacks_dedupe_on_sid_and_status(client, services):
+    sid = "SM" + "a" * 32
+    assert post_signed(client, STATUS, status_form(sid, "sent")).status_code == 200
+    assert post_signed(client, STATUS, status_form(sid, "sent")).status_code == 200
+    assert post_signed(client, STATUS, status_form(sid, "delivered")).status_code == 200
+    assert count_events(services) == 2
+    assert len(services.dispatcher.statuses) == 2
+
+
+def test_status_callback_needs_a_signature(client, services):
+    response = client.post(STATUS, data=status_form("SM" + "a" * 32, "sent"))
+    assert response.status_code == 403
+
+
+def test_status_callback_with_unknown_status_is_400(client):
+    response = post_signed(client, STATUS, status_form("SM" + "a" * 32, "exploded"))
+    assert response.status_code == 400
