@@ -79,7 +79,9 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
     elif verdict.action == REJECT:
         outcome = "rejected"
         if verdict.reply:
-            plan.reply(verdict.reply)
+            # At most one such answer per number per day: a stranger (or an auto-responder) texting
+            # again and again must not make us text back every time.
+            plan.reply(verdict.reply, key=f"reject:{verdict.reply}:{message.sender}:{utcnow().date()}")
     elif verdict.action == COMMAND:
         outcome = f"command:{verdict.command}"
         source = f"sms:{message.body.strip().upper()[:20]}"
@@ -153,11 +155,11 @@ class _Plan:
         self.rows: list[dict] = []
         self.replies: list[dict] = []
 
-    def reply(self, template: str, case_id: int | None = None, **context) -> None:
+    def reply(self, template: str, case_id: int | None = None, key: str | None = None, **context) -> None:
         body = render_sms(self.settings.templates_dir, template, self.language,
                           network=self.settings.network_name, **context)
         self.replies.append({
-            "dedupe_key": f"reply:{self.event_id}:{template}", "purpose": template, "member_id": self.member_id,
+            "dedupe_key": key or f"reply:{self.event_id}:{template}", "purpose": template, "member_id": self.member_id,
             "case_id": case_id, "to_address": self.sender, "body": fit_sms(body),
         })
 

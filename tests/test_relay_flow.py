@@ -76,3 +76,73 @@ def test_processing_the_same_event_twice_changes_nothing(network, sms):
     second = process_inbound(network, event_id)
     assert first.outcome == "posted" and second.outcome == "duplicate"
     assert len(deliveries(network)) == before
+
+
+def test_unknown_sender_gets_one_polite_reply_a_day(network, sms):
+    stranger = "+447700900123"
+    first = record_sms(network, stranger, "C1 hello?")
+    record_sms(network, stranger, "hello again")
+    run_worker(network)
+    assert event(network, first).outcome == "rejected"
+    assert [m.to for m in sms.sent] == [stranger]
+    assert "not registered" in sms.sent[0].body
+
+
+def test_help_and_start(network, sms):
+    record_sms(network, ALICE, "STOP")
+    record_sms(network, ALICE, "help")
+    run_worker(network)
+    assert sms.sent == []  # opted out: not even HELP is answered
+    record_sms(network, ALICE, "start")
+    run_worker(network)
+    assert member(network, ALICE).sms_opted_out_at is None
+    assert [m.to for m in sms.sent] == [ALICE] and "receive case texts again" in sms.sent[0].body
+    record_sms(network, ALICE, "HELP")
+    run_worker(network)
+    assert "C123 your text" in sms.sent[-1].body
+
+
+def test_posts_from_our_own_number_are_dropped(network, sms):
+    event_id = record_sms(network, "+15005550006", "C1 loop")
+    run_worker(network)
+    assert event(network, event_id).outcome == "discarded" and sms.sent == []
+
+
+def test_concurrent_processing_of_one_event_makes_one_post(postgres_only_url, tmp_path, sms):
+    """Two workers given the same event at the same moment (PostgreSQL row locks decide)."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from relay.cases import create_case
+    from relay.db import transaction
+    from relay.dispatch import RecordingDispatcher
+    from relay.members import import_members
+    from relay.models import Post
+    from relay.services import build_services
+
+    from .conftest import DEMO_CSV, make_settings
+
+    services = build_services(make_settings(tmp_path, postgres_only_url), dispatcher=RecordingDispatcher(),
+                              senders={"sms": sms})
+    with transaction(services.sessions) as session:
+        import_members(session, DEMO_CSV)
+        create_case(session, "A case")
+    new_case_notice(services, "C1", ["tft"])
+    event_id = record_sms(services, LEE, "C1 at the same time")
+    barrier = threading.Barrier(4)
+    outcomes = []
+
+    def work():
+        barrier.wait()
+        outcomes.append(process_inbound(services, event_id).outcome)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["duplicate"] * 3 + ["posted"]
+    with services.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Post).where(Post.kind == "reply")) == 1
+    services.dispose()
