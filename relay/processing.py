@@ -18,6 +18,7 @@ from .metrics import INBOUND_LATENCY
 from .models import Case, InboundEvent, Member, Post, utcnow
 from .providers import twilio_sms
 from .rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, decide
+from .sending import dispatch_deliveries
 from .texts import fit_sms, render_sms
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,6 @@ def process_inbound(services, event_id: int) -> Outcome:
         log.info("inbound %s: processed concurrently elsewhere", event_id)
         return Outcome(event_id, "duplicate")
     if outcome.delivery_ids:
-        from .sending import dispatch_deliveries
-
         dispatch_deliveries(services, list(outcome.delivery_ids))
     return outcome
 
