@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -50,9 +51,9 @@ def up(port: int | None, host: str) -> None:
     settings = _settings(port)
     _upgrade(settings)
     env = dict(os.environ, RELAY_PORT=str(settings.port), RELAY_PUBLIC_BASE_URL=settings.public_base_url)
-    metrics_dir = settings.var_dir / "metrics"
-    _reset_dir(metrics_dir)
-    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(settings.var_dir / "metrics")
+    _reset_dir(Path(metrics_dir))
+    env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     me = [sys.executable, "-m", "relay.cli"]
     children = [
         subprocess.Popen(me + ["web", "--port", str(settings.port), "--host", host], env=env),
@@ -111,11 +112,25 @@ def web(port: int | None, host: str, workers: int) -> None:
 @click.option("--beat", is_flag=True, help="Also run the beat scheduler in this process (single-machine use).")
 @click.option("--queues", "-Q", default="inbound,outbound,maintenance", show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(concurrency: int, beat: bool, queues: str, loglevel: str) -> None:
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve this worker host's Prometheus metrics (task timings) on this port.")
+def worker(concurrency: int, beat: bool, queues: str, loglevel: str, metrics_port: int | None) -> None:
     """Run a Celery worker (run as many as you like)."""
+    settings = _settings()
+    # Task timings from every worker process land in one directory (set before prometheus loads).
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = settings.var_dir / "metrics"
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    if metrics_port:
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(metrics_port, addr="0.0.0.0", registry=registry)
     from workers.app import create_celery
 
-    app = create_celery(_settings())
+    app = create_celery(settings)
     argv = ["worker", f"--loglevel={loglevel}", "-Q", queues, "--concurrency", str(concurrency),
             "--without-gossip", "--without-mingle", "--hostname", f"relay-{os.getpid()}@%h"]
     if beat:
@@ -208,6 +223,25 @@ def cases_add(title: str, chief_complaint: str, symptoms: str, exposure: str, fi
     click.echo(code)
 
 
+@cases.command("close")
+@click.argument("case_code")
+@click.option("--reopen", is_flag=True, help="Open a closed case again.")
+def cases_close(case_code: str, reopen: bool) -> None:
+    """Close a case to new posts (members who reply are told so), or reopen it."""
+    from .cases import CaseNotFound, get_case
+    from .db import transaction
+
+    services = _services(_settings())
+    try:
+        with transaction(services.sessions) as session:
+            case = get_case(session, case_code)
+            case.status = "open" if reopen else "closed"
+            code, status = case.code, case.status
+    except CaseNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{code} is {status}")
+
+
 @main.group()
 def notice() -> None:
     """Broadcast notices."""
@@ -272,7 +306,7 @@ def demo() -> None:
     if is_new:
         result = new_case_notice(services, code, ["tft-demo"])
         click.echo(f"notice sent to {result.recipients} members")
-    to = settings.twilio_from if settings.twilio_from and not settings.uses_messaging_service else DEMO_INBOUND_NUMBER
+    to = min(settings.own_numbers) if settings.own_numbers else DEMO_INBOUND_NUMBER
     params = {
         "MessageSid": "SM" + secrets.token_hex(16),
         "AccountSid": settings.twilio_account_sid or "AC" + "0" * 32,

@@ -109,12 +109,14 @@ def celery_config(settings) -> dict:
     if settings.embedded_broker:
         queue_dir = settings.broker_dir / "queue"
         processed_dir = settings.broker_dir / "processed"
-        for directory in (queue_dir, processed_dir):
+        control_dir = settings.broker_dir / "control"
+        for directory in (queue_dir, processed_dir, control_dir):
             directory.mkdir(parents=True, exist_ok=True)
         config["broker_transport_options"] = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed_dir),
+            "control_folder": str(control_dir),
             "store_processed": False,
         }
     elif settings.broker_url.startswith(("redis://", "rediss://")):

@@ -22,7 +22,7 @@ def record_inbound(session: Session, *, provider: str, kind: str, dedupe_key: st
     """Insert the event unless it exists; a conflict means "acknowledge and do nothing"."""
     new_id = insert_if_new(session, InboundEvent.__table__, {
         "provider": provider, "kind": kind, "dedupe_key": dedupe_key, "raw": raw,
-        "sender": sender[:320], "outcome": "received", "rules_fired": [], "detail": "",
+        "sender": sender[:320], "outcome": "received", "sweeps": 0, "rules_fired": [], "detail": "",
         "received_at": utcnow(),
     })
     if new_id is not None:

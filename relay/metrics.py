@@ -3,7 +3,8 @@
 Counts that must agree across every web and worker process (inbound, relayed, deliveries by
 status) are read from the database at scrape time. Per-process timings (webhook handling, task
 latency) are prometheus_client metrics; with PROMETHEUS_MULTIPROC_DIR set (as `relay up` and
-`relay worker` do) the web's /metrics adds up every process on the host."""
+`relay worker` do) the web's /metrics adds up every process on the host, and
+`relay worker --metrics-port` serves a worker host's own figures."""
 from __future__ import annotations
 
 import os
@@ -36,8 +37,8 @@ class DatabaseCollector:
                                     .group_by(Post.channel, Post.kind)).all()
             deliveries = session.execute(select(Delivery.channel, Delivery.purpose, Delivery.status, func.count())
                                          .group_by(Delivery.channel, Delivery.purpose, Delivery.status)).all()
-        family = CounterMetricFamily("relay_inbound_events", "Inbound webhooks kept, by kind and outcome",
-                                     labels=["kind", "outcome"])
+        family = GaugeMetricFamily("relay_inbound_events", "Inbound webhooks kept, by kind and current outcome",
+                                   labels=["kind", "outcome"])
         for kind, outcome, count in inbound:
             family.add_metric([kind, outcome or ""], count)
         yield family

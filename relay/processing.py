@@ -80,7 +80,8 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
         if verdict.reply:
             # At most one such answer per number per day: a stranger (or an auto-responder) texting
             # again and again must not make us text back every time.
-            plan.reply(verdict.reply, key=f"reject:{verdict.reply}:{message.sender}:{utcnow().date()}")
+            plan.reply(verdict.reply, key=f"reject:{verdict.reply}:{message.sender}:{utcnow().date()}",
+                       library=f"{settings.public_base_url}/library/")
     elif verdict.action == COMMAND:
         outcome = f"command:{verdict.command}"
         source = f"sms:{message.body.strip().upper()[:20]}"

@@ -63,8 +63,13 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
 
     with transaction(services.sessions) as session:
         delivery = session.get(Delivery, delivery_id, with_for_update=True)
-        move(session, delivery, ACCEPTED, provider_message_id=result.provider_message_id, sent_at=utcnow(),
-             lease_until=None, error_code=None, error_message=None)
+        if not move(session, delivery, ACCEPTED, provider_message_id=result.provider_message_id, sent_at=utcnow(),
+                    lease_until=None, error_code=None, error_message=None):
+            # Given up on while the provider call was still running: keep the provider's id so
+            # its status callbacks still find this delivery.
+            delivery.provider_message_id = result.provider_message_id
+            log.warning("delivery %s was %s when the provider accepted it as %s", delivery_id, delivery.status,
+                        result.provider_message_id)
         pending = _pending_status_events(session, result.provider_message_id)
     for event_id in pending:  # callbacks that raced ahead of our own record of the sid
         dispatch_safely(services.dispatcher.apply_status, event_id)

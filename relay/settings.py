@@ -23,6 +23,16 @@ def parse_duration(text: str, name: str = "duration") -> timedelta:
     return timedelta(seconds=value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
 
 
+def parse_int(text: str, name: str, default: int, minimum: int = 0) -> int:
+    """An integer setting; empty means the default."""
+    text = (text or "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < minimum:
+        raise SettingsError(f"{name}: expected a whole number of at least {minimum}, got {text!r}")
+    return int(text)
+
+
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
@@ -54,29 +64,24 @@ class Settings:
         env = dict(os.environ if env is None else env)
         get = lambda name, default="": env.get(f"RELAY_{name}", default).strip()  # noqa: E731
         var_dir = Path(get("VAR_DIR") or PROJECT_ROOT / "var")
-        port_text = get("PORT", "8000")
-        if not port_text.isdigit():
-            raise SettingsError(f"RELAY_PORT: expected a port number, got {port_text!r}")
-        attempts = get("MAX_SEND_ATTEMPTS", "6")
-        if not attempts.isdigit() or int(attempts) < 1:
-            raise SettingsError(f"RELAY_MAX_SEND_ATTEMPTS: expected a positive number, got {attempts!r}")
         settings = cls(
             var_dir=var_dir,
             database_url=get("DATABASE_URL"),
             broker_url=get("BROKER_URL"),
             public_base_url=get("PUBLIC_BASE_URL").rstrip("/"),
-            port=int(port_text),
+            port=parse_int(get("PORT"), "RELAY_PORT", 8000, minimum=1),
             twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
             twilio_from=get("TWILIO_FROM"),
             twilio_api_url=get("TWILIO_API_URL").rstrip("/"),
             twilio_numbers=_split(get("TWILIO_NUMBERS")),
-            reply_window=parse_duration(get("REPLY_WINDOW", "72h"), "RELAY_REPLY_WINDOW"),
-            ambiguity_window=parse_duration(get("AMBIGUITY_WINDOW", "10m"), "RELAY_AMBIGUITY_WINDOW"),
-            max_send_attempts=int(attempts),
+            reply_window=parse_duration(get("REPLY_WINDOW") or "72h", "RELAY_REPLY_WINDOW"),
+            ambiguity_window=parse_duration(get("AMBIGUITY_WINDOW") or "10m", "RELAY_AMBIGUITY_WINDOW"),
+            max_send_attempts=parse_int(get("MAX_SEND_ATTEMPTS"), "RELAY_MAX_SEND_ATTEMPTS", 6, minimum=1),
             network_name=get("NETWORK_NAME", "relay") or "relay",
             templates_dir=Path(get("TEMPLATES_DIR") or PROJECT_ROOT / "templates"),
-            max_webhook_bytes=int(get("MAX_WEBHOOK_BYTES", str(64 * 1024)) or 65536),
+            max_webhook_bytes=parse_int(get("MAX_WEBHOOK_BYTES"), "RELAY_MAX_WEBHOOK_BYTES", 64 * 1024,
+                                        minimum=4096),
         )
         return settings.with_defaults()
 

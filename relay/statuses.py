@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from .db import transaction
 from .deliveries import can_move
-from .models import Delivery, InboundEvent, utcnow
+from . import consent
+from .models import Delivery, InboundEvent, Member, utcnow
 from .providers import twilio_sms
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,9 @@ def apply_status(services, event_id: int) -> str:
             # the send applies it when it records the sid, and the sweeper retries it.
             event.outcome = "unmatched"
             return "unmatched"
+        if update.error_code in twilio_sms.OPTED_OUT_ERROR_CODES and delivery.member_id is not None:
+            consent.opt_out_sms(session, session.get(Member, delivery.member_id),
+                                source=f"provider:{update.error_code}")
         before = delivery.status
         if can_move(before, update.status):
             delivery.status = update.status

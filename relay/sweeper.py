@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from .db import transaction
 from .deliveries import FAILED, SENDING, due_for_dispatch
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(seconds=60)
 STATUS_MATCH_HORIZON = timedelta(days=1)
+MAX_SWEEPS = 10  # an inbound event re-dispatched this often without success is set aside as failed
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class SweepReport:
     statuses: int
     deliveries: int
     gave_up: int
+    set_aside: int = 0
 
 
 def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> SweepReport:
@@ -41,6 +43,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
                     error_message=f"gave up: no result after {settings.max_send_attempts} attempts")
             .execution_options(synchronize_session=False)
         ).rowcount
+        set_aside = _set_aside_stuck_events(session, now)
         inbound = list(session.scalars(select(InboundEvent.id).where(
             InboundEvent.kind == "sms", InboundEvent.processed_at.is_(None),
             InboundEvent.received_at < now - stale_after).order_by(InboundEvent.id).limit(limit)))
@@ -48,14 +51,34 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
             InboundEvent.kind == "status", InboundEvent.processed_at.is_(None),
             InboundEvent.received_at < now - stale_after,
             InboundEvent.received_at > now - STATUS_MATCH_HORIZON).order_by(InboundEvent.id).limit(limit)))
+        for start in range(0, len(inbound + statuses), 500):
+            session.execute(update(InboundEvent).where(InboundEvent.id.in_((inbound + statuses)[start:start + 500]))
+                            .values(sweeps=InboundEvent.sweeps + 1).execution_options(synchronize_session=False))
         deliveries = due_for_dispatch(session, stale_after, limit=limit, now=now)
     for event_id in inbound:
         dispatch_safely(services.dispatcher.process_inbound, event_id)
     for event_id in statuses:
         dispatch_safely(services.dispatcher.apply_status, event_id)
     dispatch_deliveries(services, deliveries)
-    report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up)
-    if any((report.inbound, report.statuses, report.deliveries, report.gave_up)):
-        log.info("sweep: re-dispatched %s inbound, %s statuses, %s deliveries; gave up on %s",
-                 report.inbound, report.statuses, report.deliveries, report.gave_up)
+    report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up, set_aside)
+    if any((report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside)):
+        log.info("sweep: re-dispatched %s inbound, %s statuses, %s deliveries; gave up on %s deliveries; "
+                 "set aside %s events", report.inbound, report.statuses, report.deliveries, report.gave_up,
+                 report.set_aside)
     return report
+
+
+def _set_aside_stuck_events(session, now) -> int:
+    """Events that failed every re-dispatch are marked failed (kept, visible in metrics and logs)
+    instead of being retried forever; status callbacks for messages we never sent expire."""
+    stuck = session.scalars(select(InboundEvent).where(
+        InboundEvent.processed_at.is_(None),
+        or_(InboundEvent.sweeps >= MAX_SWEEPS,
+            and_(InboundEvent.kind == "status", InboundEvent.received_at <= now - STATUS_MATCH_HORIZON)))).all()
+    for event in stuck:
+        event.processed_at = now
+        event.outcome = "failed" if event.kind == "sms" else "unmatched"
+        event.detail = f"set aside by the sweeper after {event.sweeps} re-dispatches"
+        log.error("inbound event %s (%s) set aside after %s re-dispatches; raw request kept", event.id,
+                  event.kind, event.sweeps)
+    return len(stuck)

@@ -45,7 +45,7 @@ def test_metrics_count_inbound_relayed_and_deliveries(client, network):
     record_sms(network, "+821012345602", "C1 hello")
     run_worker(network)
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'relay_inbound_events_total{kind="sms",outcome="posted"} 1.0' in text
+    assert 'relay_inbound_events{kind="sms",outcome="posted"} 1.0' in text
     assert "relay_relayed_messages_total 4.0" in text
     assert 'relay_deliveries{channel="sms",purpose="notice",status="accepted"} 5.0' in text
     assert "relay_task_seconds" in text and "relay_inbound_latency_seconds" in text

@@ -73,3 +73,8 @@ def test_inactive_member_cannot_post():
 def test_member_without_a_posting_role_cannot_post():
     verdict = decide(ctx(roles=("observer",))).verdict
     assert verdict.action == REJECT
+
+
+def test_unknown_sender_help_is_answered_with_help():
+    verdict = decide(ctx(member=False, body="help")).verdict
+    assert verdict.action == REJECT and verdict.reply == "help"

@@ -86,3 +86,17 @@ def test_a_callback_that_races_ahead_of_the_send_is_applied_later(services):
     assert services.dispatcher.statuses == [early]  # the send re-dispatches what was waiting
     run_worker(services)
     assert deliveries(services)[0].status == "delivered"
+
+
+def test_21610_in_a_callback_opts_the_member_out(network):
+    from .helpers import member
+
+    lee = member(network, "+821012345602")
+    with transaction(network.sessions) as session:
+        [delivery_id] = plan(session, [{"dedupe_key": "t:1", "purpose": "relay", "to_address": lee.phone,
+                                        "member_id": lee.id, "body": "hi"}])
+    send_delivery(network, delivery_id)
+    sid = deliveries(network)[0].provider_message_id
+    apply_status(network, record_status(network, sid, "failed", error="21610"))
+    assert deliveries(network)[0].status == "failed"
+    assert member(network, lee.phone).sms_opted_out_at is not None

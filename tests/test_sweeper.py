@@ -68,3 +68,20 @@ def test_gives_up_after_the_last_attempt(network):
     assert sweep(network).gave_up == 1
     row = deliveries(network)[0]
     assert row.status == "failed" and row.error_code == "lease"
+
+
+def test_an_event_that_always_fails_is_set_aside_not_retried_forever(network):
+    from relay.sweeper import MAX_SWEEPS
+
+    network.dispatcher.fail = True
+    event_id = record_sms(network, "+821012345602", "C1 poison")
+    network.dispatcher.fail = False
+    for _ in range(MAX_SWEEPS):
+        age(network, InboundEvent)
+        assert sweep(network).inbound == 1
+        network.dispatcher.inbound.clear()  # the worker failed it, again
+    age(network, InboundEvent)
+    report = sweep(network)
+    assert report.inbound == 0 and report.set_aside == 1
+    stored = event(network, event_id)
+    assert stored.outcome == "failed" and stored.processed_at is not None and "C1+poison" in stored.raw

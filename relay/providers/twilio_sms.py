@@ -28,6 +28,7 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 TWIML_CONTENT_TYPE = "text/xml; charset=utf-8"
 
 OPTED_OUT_CODES = frozenset({21610})
+OPTED_OUT_ERROR_CODES = frozenset(str(code) for code in OPTED_OUT_CODES)
 RETRYABLE_HTTP = frozenset({429}) | frozenset(range(500, 600))
 
 

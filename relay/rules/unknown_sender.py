@@ -1,4 +1,5 @@
-"""Reject senders who are not members, with a polite reply (none to an opt-out word)."""
+"""Reject senders who are not members, with a polite reply: none to an opt-out word (the
+provider has answered and blocks us), the help text to HELP (which must always be answered)."""
 from .verdict import REJECT, Verdict
 from .keywords import keyword_of
 
@@ -10,6 +11,5 @@ def check(ctx):
     if ctx.member_id is not None:
         return None
     word = keyword_of(ctx.message.body)
-    # A stranger texting STOP gets no reply: the provider already answered and blocked us.
-    reply = None if word == "stop" else "unknown_sender"
+    reply = {"stop": None, "help": "help"}.get(word, "unknown_sender")
     return Verdict(REJECT, "sender is not a member", reply=reply)

@@ -38,6 +38,7 @@ def upgrade() -> None:
     sa.Column('sender', sa.String(length=320), nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sweeps', sa.Integer(), nullable=False),
     sa.Column('outcome', sa.String(length=40), nullable=False),
     sa.Column('rules_fired', sa.JSON(), nullable=False),
     sa.Column('detail', sa.Text(), nullable=False),
