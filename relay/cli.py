@@ -52,9 +52,12 @@ def up(port: int | None, host: str) -> None:
     _upgrade(settings)
     env = dict(os.environ, RELAY_PORT=str(settings.port), RELAY_PUBLIC_BASE_URL=settings.public_base_url)
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(settings.var_dir / "metrics")
-    _reset_dir(Path(metrics_dir))
+    _clear_metrics(Path(metrics_dir))
     env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     me = [sys.executable, "-m", "relay.cli"]
+    stopping: list[int] = []
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     children = [
         subprocess.Popen(me + ["web", "--port", str(settings.port), "--host", host], env=env),
         subprocess.Popen(me + ["worker", "--beat", "--concurrency", "2"], env=env),
@@ -62,18 +65,11 @@ def up(port: int | None, host: str) -> None:
     outbox = "" if settings.twilio_configured else f"; SMS go to the dev outbox at {settings.public_base_url}/dev/outbox"
     click.echo(f"relay is up at {settings.public_base_url} (database {_safe_url(settings.database_url)}, "
                f"broker {_safe_url(settings.broker_url)}){outbox}. Ctrl-C stops it.")
-    _supervise(children)
+    _supervise(children, stopping)
 
 
-def _supervise(children: list[subprocess.Popen]) -> None:
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+def _supervise(children: list[subprocess.Popen], stopping: list[int]) -> None:
+    """Wait until a signal asks us to stop or a child dies; then stop every child."""
     try:
         while not stopping and all(c.poll() is None for c in children):
             time.sleep(0.3)
@@ -103,6 +99,11 @@ def web(port: int | None, host: str, workers: int) -> None:
             "--access-logfile", "-", "--graceful-timeout", "10", "--timeout", "30",
             "webhooks.app:create_app()"]
     env = dict(os.environ, RELAY_PORT=str(settings.port), RELAY_PUBLIC_BASE_URL=settings.public_base_url)
+    # gunicorn >= 23 keeps a control socket in $XDG_RUNTIME_DIR; give each relay its own so two
+    # instances on one host never remove each other's.
+    run_dir = settings.var_dir / "run" / str(settings.port)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env["XDG_RUNTIME_DIR"] = str(run_dir)
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     os.execve(gunicorn if os.path.exists(gunicorn) else args[0], args, env)
 
@@ -334,11 +335,11 @@ def _safe_url(url: str) -> str:
         return url.split("@")[-1]
 
 
-def _reset_dir(path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+def _clear_metrics(path: Path) -> None:
+    """Start with an empty multiprocess metrics directory (only prometheus' own files are removed)."""
     path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ def celery_config(settings) -> dict:
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed_dir),
             "control_folder": str(control_dir),
+            "polling_interval": 0.2,  # a local directory: cheap to look at often
             "store_processed": False,
         }
     elif settings.broker_url.startswith(("redis://", "rediss://")):

@@ -15,4 +15,6 @@ def configure_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level if level in logging._nameToLevel else "INFO")
+    # twilio's HTTP client logs every request's URL and headers at INFO: noise, and it names the account.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
     root._relay_configured = True  # type: ignore[attr-defined]

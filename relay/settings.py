@@ -91,7 +91,7 @@ class Settings:
         if not self.database_url:
             changes["database_url"] = f"sqlite:///{self.var_dir / 'relay.sqlite3'}"
         if not self.broker_url:
-            changes["broker_url"] = "filesystem://"
+            changes["broker_url"] = "filesystem://localhost//"
         if not self.public_base_url:
             changes["public_base_url"] = f"http://127.0.0.1:{self.port}"
         return replace(self, **changes) if changes else self

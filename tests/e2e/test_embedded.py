@@ -1,0 +1,101 @@
+"""A new user's first run on the embedded defaults: no database or broker configured, so `relay up`
+uses SQLite and the filesystem broker under RELAY_VAR_DIR, and SMS go to the dev outbox.
+
+`relay up` -> `relay demo` -> the printed curl (a member's signed SMS reply) -> the relayed texts
+in /dev/outbox and the post on the case page -> SIGTERM stops everything."""
+from __future__ import annotations
+
+import html
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from relay.cli import DEMO_TITLE
+from relay.providers.twilio_sms import EMPTY_TWIML
+
+from .processes import Processes, free_port, group_pids, relay_command, relay_env, wait_for_health, wait_until
+
+pytestmark = pytest.mark.e2e
+
+KIM, LEE, PARK, ALICE, BEN = "+821012345601", "+821012345602", "+821012345603", "+33612345604", "+12025550105"
+REPLY = "Looks like organising pneumonia. Suggest follow-up CT in 2 weeks."
+RELAYED = f"C1 Lee Minho: {REPLY}"
+CONFIRMATION_KO = "C1에 게시되어 4명에게 전달되었습니다."  # Lee's language is ko in the demo network
+ROW = re.compile(r"<tr><td>(\d+)</td><td>(\w+)</td><td>([^<]*)</td><td><pre>(.*?)</pre></td>", re.S)
+
+
+def outbox_with(base_url: str, count: int):
+    """A poll for /dev/outbox holding at least `count` messages."""
+    def poll():
+        messages = outbox(base_url)
+        return messages if len(messages) >= count else None
+
+    return poll
+
+
+def outbox(base_url: str) -> list[tuple[str, str]]:
+    """(to, body) of every message on the /dev/outbox page."""
+    response = requests.get(f"{base_url}/dev/outbox", timeout=5)
+    assert response.status_code == 200, response.text
+    return [(html.unescape(to), html.unescape(body)) for _id, _channel, to, body in ROW.findall(response.text)]
+
+
+def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_path):
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    var_dir = tmp_path / "var"
+    env = relay_env(VAR_DIR=str(var_dir), PORT=str(port))  # no RELAY_DATABASE_URL / RELAY_BROKER_URL
+    up = processes.start("up", relay_command("up", "--port", str(port)), env)
+    health = wait_for_health(base_url, up, timeout=40)
+    assert health["checks"] == {"database": "ok", "broker": "ok"}
+    assert (var_dir / "relay.sqlite3").exists() and (var_dir / "broker" / "queue").is_dir()
+    assert "SMS go to the dev outbox" in up.log()
+
+    demo = subprocess.run(relay_command("demo"), env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "members: 5 new, 0 updated; list tft-demo; case C1" in demo.stdout
+    assert "notice sent to 5 members" in demo.stdout
+    curls = [line for line in demo.stdout.splitlines() if line.startswith("curl ")]
+    assert len(curls) == 1, demo.stdout
+    assert f"{base_url}/webhooks/twilio/sms" in curls[0]
+
+    # The five notices arrive in the outbox (delivered by the worker `relay up` started).
+    notices = wait_until(outbox_with(base_url, 5), 30, "the five notices in /dev/outbox", watch=[up])
+    assert sorted(to for to, _ in notices) == sorted([KIM, LEE, PARK, ALICE, BEN])
+    assert all("C1" in body and DEMO_TITLE in body for _, body in notices)
+
+    played = subprocess.run(["bash", "-c", curls[0]], capture_output=True, text=True, timeout=30)
+    assert played.returncode == 0, played.stderr
+    assert played.stdout.strip() == EMPTY_TWIML  # 200 with empty TwiML (a 403 would print its reason)
+
+    messages = wait_until(outbox_with(base_url, 5 + 4 + 1), 30,
+                          "the relayed texts and the confirmation in /dev/outbox", watch=[up])
+    after = sorted(m for m in messages if DEMO_TITLE not in m[1])  # all but the five notices
+    assert len(messages) == 10
+    assert after == sorted([(KIM, RELAYED), (PARK, RELAYED), (ALICE, RELAYED), (BEN, RELAYED),
+                            (LEE, CONFIRMATION_KO)])
+    assert len(list((var_dir / "outbox").glob("sms-*.json"))) == 10
+
+    page = requests.get(f"{base_url}/library/cases/C1", timeout=5)
+    assert page.status_code == 200
+    assert DEMO_TITLE in page.text
+    assert "Lee Minho · SMS" in page.text and html.escape(REPLY) in page.text
+
+    # Ctrl-C (here SIGTERM) stops relay up, and with it the web server and the worker.
+    children = [pid for pid in group_pids(up.pgid) if pid != up.pid]
+    assert len(children) >= 4, children  # gunicorn master + workers, celery worker + pool
+    stopped_at = time.monotonic()
+    up.signal(signal.SIGTERM)
+    try:
+        returncode = up.popen.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"relay up still running 20 s after SIGTERM:\n{up.log_tail()}")
+    assert returncode == 0, up.log_tail()
+    assert time.monotonic() - stopped_at < 20
+    # Its children must be gone too (a moment's grace for the last exits to be reaped).
+    wait_until(lambda: not group_pids(up.pgid), 3, f"relay up's children {children} to be gone")
