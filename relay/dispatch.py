@@ -121,7 +121,10 @@ def celery_config(settings) -> dict:
             "store_processed": False,
         }
     elif settings.broker_url.startswith(("redis://", "rediss://")):
-        config["broker_transport_options"] = {"visibility_timeout": 3600}
+        options = {"visibility_timeout": 3600}
+        if settings.broker_prefix:  # several deployments (or test runs) sharing one Redis
+            options["global_keyprefix"] = settings.broker_prefix
+        config["broker_transport_options"] = options
     return config
 
 

@@ -44,6 +44,7 @@ class Settings:
     var_dir: Path = PROJECT_ROOT / "var"
     database_url: str = ""
     broker_url: str = ""
+    broker_prefix: str = ""
     public_base_url: str = ""
     port: int = 8000
     twilio_account_sid: str = ""
@@ -68,6 +69,7 @@ class Settings:
             var_dir=var_dir,
             database_url=get("DATABASE_URL"),
             broker_url=get("BROKER_URL"),
+            broker_prefix=get("BROKER_PREFIX"),
             public_base_url=get("PUBLIC_BASE_URL").rstrip("/"),
             port=parse_int(get("PORT"), "RELAY_PORT", 8000, minimum=1),
             twilio_account_sid=get("TWILIO_ACCOUNT_SID"),

@@ -22,11 +22,15 @@ def test_distributed_settings():
         "RELAY_DATABASE_URL": "postgresql+psycopg://relay@db/relay", "RELAY_BROKER_URL": "redis://redis:6379/0",
         "RELAY_PUBLIC_BASE_URL": "https://relay.example.org/", "RELAY_PORT": "9000",
         "RELAY_TWILIO_ACCOUNT_SID": "AC1", "RELAY_TWILIO_AUTH_TOKEN": "t", "RELAY_TWILIO_FROM": "MG1",
-        "RELAY_TWILIO_NUMBERS": "+15005550006, +15005550007", "RELAY_REPLY_WINDOW": "24h"})
+        "RELAY_TWILIO_NUMBERS": "+15005550006, +15005550007", "RELAY_REPLY_WINDOW": "24h",
+        "RELAY_BROKER_PREFIX": "relay-prod:"})
     assert settings.public_base_url == "https://relay.example.org"
     assert settings.port == 9000 and settings.twilio_configured and settings.uses_messaging_service
     assert settings.own_numbers == {"+15005550006", "+15005550007"}
     assert settings.reply_window == timedelta(hours=24)
+    from relay.dispatch import celery_config
+
+    assert celery_config(settings)["broker_transport_options"]["global_keyprefix"] == "relay-prod:"
 
 
 @pytest.mark.parametrize("text,seconds", [("72h", 259200), ("30m", 1800), ("45s", 45), ("7d", 604800), ("90", 90)])

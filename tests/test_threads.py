@@ -34,7 +34,7 @@ def test_split_case_code(body, number, rest):
     assert threads.split_case_code(body) == (number, rest)
 
 
-def test_explicit_code_wins_over_the_last_notified_case(network, sms):
+def notify_c1_then_c2_hours_later(network) -> None:
     with transaction(network.sessions) as session:
         create_case(session, "Second case")
     new_case_notice(network, "C1", ["tft"])
@@ -43,6 +43,10 @@ def test_explicit_code_wins_over_the_last_notified_case(network, sms):
         session.execute(update(Delivery).values(created_at=utcnow() - timedelta(hours=5)))
     new_case_notice(network, "C2", ["tft"])
     run_worker(network)
+
+
+def test_explicit_code_wins_over_the_last_notified_case(network, sms):
+    notify_c1_then_c2_hours_later(network)
     event_id = record_sms(network, LEE, "#1 back to the first case")
     run_worker(network)
     assert event(network, event_id).outcome == "posted"
@@ -82,14 +86,7 @@ def test_two_cases_notified_close_together_is_ambiguous(network, sms):
 
 
 def test_the_most_recent_case_wins_when_clearly_later(network, sms):
-    with transaction(network.sessions) as session:
-        create_case(session, "Second case")
-    new_case_notice(network, "C1", ["tft"])
-    run_worker(network)
-    with transaction(network.sessions) as session:
-        session.execute(update(Delivery).values(created_at=utcnow() - timedelta(hours=5)))
-    new_case_notice(network, "C2", ["tft"])
-    run_worker(network)
+    notify_c1_then_c2_hours_later(network)
     event_id = record_sms(network, LEE, "bare reply")
     run_worker(network)
     assert event(network, event_id).outcome == "posted"

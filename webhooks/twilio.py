@@ -44,6 +44,20 @@ def _verified_form(kind: str):
     return (raw, request.form), None
 
 
+def _keep_and_ack(kind: str, dedupe_key: str, raw: str, sender: str, dispatch) -> Response:
+    """Persist the raw request (deduplicated), commit, then enqueue it and answer empty TwiML."""
+    services = current_app.extensions["relay"]
+    with transaction(services.sessions) as session:
+        recorded = record_inbound(session, provider="twilio", kind=kind, dedupe_key=dedupe_key, raw=raw,
+                                  sender=sender)
+    if recorded.created:
+        dispatch_safely(dispatch, recorded.event_id)
+    else:
+        log.info("twilio %s %s: duplicate of event %s, nothing to do", kind, dedupe_key, recorded.event_id)
+    WEBHOOKS.labels(kind=kind, result="accepted" if recorded.created else "duplicate").inc()
+    return _twiml()
+
+
 @blueprint.post("/webhooks/twilio/sms")
 def inbound_sms():
     services = current_app.extensions["relay"]
@@ -58,17 +72,8 @@ def inbound_sms():
     own = services.settings.own_numbers
     if own and message.recipient not in own:
         return _refuse("sms", 400, f"To {message.recipient} is not one of this relay's numbers")
-    with transaction(services.sessions) as session:
-        recorded = record_inbound(session, provider="twilio", kind="sms",
-                                  dedupe_key=message.provider_message_id, raw=raw, sender=message.sender)
-    if recorded.created:
-        dispatch_safely(services.dispatcher.process_inbound, recorded.event_id)
-        WEBHOOKS.labels(kind="sms", result="accepted").inc()
-    else:
-        log.info("twilio sms %s: duplicate of event %s, nothing to do", message.provider_message_id,
-                 recorded.event_id)
-        WEBHOOKS.labels(kind="sms", result="duplicate").inc()
-    return _twiml()
+    return _keep_and_ack("sms", message.provider_message_id, raw, message.sender,
+                         services.dispatcher.process_inbound)
 
 
 @blueprint.post("/webhooks/twilio/status")
@@ -83,10 +88,5 @@ def status_callback():
     except twilio_sms.BadWebhook as exc:
         return _refuse("status", 400, str(exc))
     # Several callbacks per message: dedupe on (MessageSid, MessageStatus), never the sid alone.
-    with transaction(services.sessions) as session:
-        recorded = record_inbound(session, provider="twilio", kind="status",
-                                  dedupe_key=f"{update.provider_message_id}:{update.provider_status}", raw=raw)
-    if recorded.created:
-        dispatch_safely(services.dispatcher.apply_status, recorded.event_id)
-    WEBHOOKS.labels(kind="status", result="accepted" if recorded.created else "duplicate").inc()
-    return _twiml()
+    return _keep_and_ack("status", f"{update.provider_message_id}:{update.provider_status}", raw, "",
+                         services.dispatcher.apply_status)

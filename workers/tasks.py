@@ -53,48 +53,42 @@ def _database_retry(task, exc: DBAPIError):
     return task.retry(exc=exc, countdown=delay, max_retries=None)
 
 
+def _run(task, name: str, function, *args):
+    """Run a core function, timed; while the database is down, retry instead of failing."""
+    try:
+        with _timed(name):
+            return function(*args)
+    except DBAPIError as exc:
+        raise _database_retry(task, exc)
+
+
 def register_tasks(app: Celery, settings: Settings) -> None:
+    from relay.processing import process_inbound as run_process_inbound
+    from relay.sending import send_delivery
+    from relay.statuses import apply_status as run_apply_status
+    from relay.sweeper import sweep as run_sweep
+
     holder = ServicesHolder(app, settings)
     worker_process_init.connect(holder.reset, weak=False)
     app.relay_services = holder  # type: ignore[attr-defined]
 
     @app.task(name=TASK_PROCESS_INBOUND, bind=True)
     def process_inbound(self, event_id: int) -> str:
-        from relay.processing import process_inbound as run
-
-        try:
-            with _timed("process_inbound"):
-                return run(holder.get(), event_id).outcome
-        except DBAPIError as exc:
-            raise _database_retry(self, exc)
+        return _run(self, "process_inbound", run_process_inbound, holder.get(), event_id).outcome
 
     @app.task(name=TASK_APPLY_STATUS, bind=True)
     def apply_status(self, event_id: int) -> str:
-        from relay.statuses import apply_status as run
-
-        try:
-            with _timed("apply_status"):
-                return run(holder.get(), event_id)
-        except DBAPIError as exc:
-            raise _database_retry(self, exc)
+        return _run(self, "apply_status", run_apply_status, holder.get(), event_id)
 
     @app.task(name=TASK_DELIVER, bind=True)
     def deliver(self, delivery_id: int) -> str:
-        from relay.sending import send_delivery
-
-        try:
-            with _timed("deliver"):
-                return send_delivery(holder.get(), delivery_id).result
-        except DBAPIError as exc:
-            raise _database_retry(self, exc)
+        return _run(self, "deliver", send_delivery, holder.get(), delivery_id).result
 
     @app.task(name=TASK_SWEEP, bind=True)
     def sweep(self) -> dict:
-        from relay.sweeper import sweep as run
-
         try:
             with _timed("sweep"):
-                return run(holder.get()).__dict__
-        except DBAPIError as exc:
+                return run_sweep(holder.get()).__dict__
+        except DBAPIError as exc:  # the next beat tick tries again
             log.warning("sweep skipped: database unavailable (%s)", type(exc).__name__)
             return {}

@@ -123,17 +123,18 @@ class Cluster:
 def cluster(postgres_only_url, redis_url, twilio_standin, processes: Processes, tmp_path):
     broker_url = _redis_db_url(redis_url, E2E_REDIS_DB)
     broker = redis.Redis.from_url(broker_url)
-    broker.flushdb()
+    prefix = f"relay-e2e-{secrets.token_hex(4)}:"  # other runs on this Redis never see our queues
     port = free_port()
     var_dir = tmp_path / "var"
     env = relay_env(
         DATABASE_URL=postgres_only_url, BROKER_URL=broker_url, PUBLIC_BASE_URL=PUBLIC_BASE, PORT=str(port),
         TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_FROM=OUR_NUMBER,
         TWILIO_API_URL=twilio_standin.url, TWILIO_NUMBERS=OUR_NUMBER, VAR_DIR=str(var_dir),
+        BROKER_PREFIX=prefix,
     )
     web = processes.start("web", relay_command("web", "--port", str(port), "--workers", "2"), env)
     worker = processes.start("worker", relay_command("worker", "--concurrency", "2"), env)
-    settings = make_settings(tmp_path / "test-var", postgres_only_url, broker_url=broker_url,
+    settings = make_settings(tmp_path / "test-var", postgres_only_url, broker_url=broker_url, broker_prefix=prefix,
                              twilio_account_sid=ACCOUNT_SID, twilio_from=OUR_NUMBER,
                              twilio_api_url=twilio_standin.url)
     services = build_services(settings)
@@ -147,7 +148,8 @@ def cluster(postgres_only_url, redis_url, twilio_standin, processes: Processes, 
         processes.stop_all()  # before the database is emptied and the broker flushed
         services.dispatcher.app.close()
         services.dispose()
-        broker.flushdb()
+        for key in broker.scan_iter(match=f"{prefix}*"):
+            broker.delete(key)
         broker.close()
 
 
