@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from .db import transaction
 from .models import InboundEvent, utcnow
 from .storage import insert_if_new
 
@@ -22,7 +23,7 @@ def record_inbound(session: Session, *, provider: str, kind: str, dedupe_key: st
     """Insert the event unless it exists; a conflict means "acknowledge and do nothing"."""
     new_id = insert_if_new(session, InboundEvent.__table__, {
         "provider": provider, "kind": kind, "dedupe_key": dedupe_key, "raw": raw,
-        "sender": sender[:320], "outcome": "received", "sweeps": 0, "rules_fired": [], "detail": "",
+        "sender": sender[:320], "outcome": "received", "attempts": 0, "rules_fired": [], "detail": "",
         "received_at": utcnow(),
     })
     if new_id is not None:
@@ -31,3 +32,10 @@ def record_inbound(session: Session, *, provider: str, kind: str, dedupe_key: st
         InboundEvent.provider == provider, InboundEvent.kind == kind, InboundEvent.dedupe_key == dedupe_key))
     return Recorded(existing, False)
 
+
+def count_attempt(services, event_id: int) -> None:
+    """Note that a worker started on the event, in its own transaction, so an event that crashes
+    every worker is eventually set aside by the sweeper (a crash rolls back everything else)."""
+    with transaction(services.sessions) as session:
+        session.execute(update(InboundEvent).where(InboundEvent.id == event_id, InboundEvent.processed_at.is_(None))
+                        .values(attempts=InboundEvent.attempts + 1).execution_options(synchronize_session=False))

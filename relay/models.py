@@ -197,8 +197,11 @@ class InboundEvent(Base):
     sender: Mapped[str] = mapped_column(String(320), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column()
-    # Times the sweeper re-dispatched it; past a limit it is set aside as failed, not retried forever.
-    sweeps: Mapped[int] = mapped_column(Integer, default=0)
+    # Times a worker started processing it; past a limit it is set aside as failed (a poison
+    # message), not retried forever. Waiting in a long queue does not count.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the sweeper last re-queued it, so a backlog is not re-queued every sweep.
+    dispatched_at: Mapped[datetime | None] = mapped_column()
     outcome: Mapped[str] = mapped_column(String(40), default="")
     rules_fired: Mapped[list] = mapped_column(JSON, default=list)
     detail: Mapped[str] = mapped_column(Text, default="")

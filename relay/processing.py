@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from . import consent, fanout, threads
 from .db import transaction
+from .inbound import count_attempt
 from .metrics import INBOUND_LATENCY
 from .models import Case, InboundEvent, Member, Post, utcnow
 from .providers import twilio_sms
@@ -34,6 +35,7 @@ class Outcome:
 
 def process_inbound(services, event_id: int) -> Outcome:
     """Process one recorded inbound SMS and dispatch what it caused."""
+    count_attempt(services, event_id)
     try:
         with transaction(services.sessions) as session:
             outcome = _process(session, services.settings, event_id)

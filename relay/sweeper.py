@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(seconds=60)
 STATUS_MATCH_HORIZON = timedelta(days=1)
-MAX_SWEEPS = 10  # an inbound event re-dispatched this often without success is set aside as failed
+MAX_ATTEMPTS = 10  # an inbound event whose processing failed this often is set aside as failed
+REDISPATCH_AFTER = timedelta(minutes=5)  # a re-queued event still waiting is not re-queued sooner
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,17 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
             .execution_options(synchronize_session=False)
         ).rowcount
         set_aside = _set_aside_stuck_events(session, now)
+        waiting = and_(InboundEvent.processed_at.is_(None), InboundEvent.received_at < now - stale_after,
+                       or_(InboundEvent.dispatched_at.is_(None), InboundEvent.dispatched_at < now - REDISPATCH_AFTER))
         inbound = list(session.scalars(select(InboundEvent.id).where(
-            InboundEvent.kind == "sms", InboundEvent.processed_at.is_(None),
-            InboundEvent.received_at < now - stale_after).order_by(InboundEvent.id).limit(limit)))
+            waiting, InboundEvent.kind == "sms").order_by(InboundEvent.id).limit(limit)))
         statuses = list(session.scalars(select(InboundEvent.id).where(
-            InboundEvent.kind == "status", InboundEvent.processed_at.is_(None),
-            InboundEvent.received_at < now - stale_after,
+            waiting, InboundEvent.kind == "status",
             InboundEvent.received_at > now - STATUS_MATCH_HORIZON).order_by(InboundEvent.id).limit(limit)))
-        for start in range(0, len(inbound + statuses), 500):
-            session.execute(update(InboundEvent).where(InboundEvent.id.in_((inbound + statuses)[start:start + 500]))
-                            .values(sweeps=InboundEvent.sweeps + 1).execution_options(synchronize_session=False))
+        ids = inbound + statuses
+        for start in range(0, len(ids), 500):
+            session.execute(update(InboundEvent).where(InboundEvent.id.in_(ids[start:start + 500]))
+                            .values(dispatched_at=now).execution_options(synchronize_session=False))
         deliveries = due_for_dispatch(session, stale_after, limit=limit, now=now)
     for event_id in inbound:
         dispatch_safely(services.dispatcher.process_inbound, event_id)
@@ -69,16 +71,16 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
 
 
 def _set_aside_stuck_events(session, now) -> int:
-    """Events that failed every re-dispatch are marked failed (kept, visible in metrics and logs)
-    instead of being retried forever; status callbacks for messages we never sent expire."""
+    """Events whose processing failed MAX_ATTEMPTS times are marked failed (kept, visible in
+    metrics and logs) instead of being retried forever; callbacks for messages we never sent expire."""
     stuck = session.scalars(select(InboundEvent).where(
         InboundEvent.processed_at.is_(None),
-        or_(InboundEvent.sweeps >= MAX_SWEEPS,
+        or_(InboundEvent.attempts >= MAX_ATTEMPTS,
             and_(InboundEvent.kind == "status", InboundEvent.received_at <= now - STATUS_MATCH_HORIZON)))).all()
     for event in stuck:
         event.processed_at = now
         event.outcome = "failed" if event.kind == "sms" else "unmatched"
-        event.detail = f"set aside by the sweeper after {event.sweeps} re-dispatches"
-        log.error("inbound event %s (%s) set aside after %s re-dispatches; raw request kept", event.id,
-                  event.kind, event.sweeps)
+        event.detail = f"set aside by the sweeper after {event.attempts} failed attempts"
+        log.error("inbound event %s (%s) set aside after %s failed attempts; raw request kept", event.id,
+                  event.kind, event.attempts)
     return len(stuck)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from sqlalchemy import update
 
 from relay.db import transaction
@@ -19,6 +21,21 @@ def age(services, model, seconds: int = 120) -> None:
     column = model.received_at if model is InboundEvent else model.created_at
     with transaction(services.sessions) as session:
         session.execute(update(model).values({column.key: utcnow() - timedelta(seconds=seconds)}))
+
+
+def test_a_backlog_is_never_set_aside_and_not_requeued_every_sweep(network):
+    from relay.sweeper import MAX_ATTEMPTS
+
+    event_id = record_sms(network, "+821012345602", "C1 waiting in a long queue")
+    for _ in range(MAX_ATTEMPTS + 2):
+        age(network, InboundEvent)
+        with transaction(network.sessions) as session:
+            session.execute(update(InboundEvent).values(dispatched_at=None))  # as if 5 minutes passed
+        report = sweep(network)
+        assert report.inbound == 1 and report.set_aside == 0
+    assert sweep(network).inbound == 0  # just re-queued: not again until REDISPATCH_AFTER
+    run_worker(network)
+    assert event(network, event_id).outcome == "posted"
 
 
 def test_inbound_committed_while_the_broker_was_down_is_processed_later(network, sms):
@@ -70,17 +87,19 @@ def test_gives_up_after_the_last_attempt(network):
     assert row.status == "failed" and row.error_code == "lease"
 
 
-def test_an_event_that_always_fails_is_set_aside_not_retried_forever(network):
-    from relay.sweeper import MAX_SWEEPS
+def test_an_event_that_always_fails_is_set_aside_not_retried_forever(network, monkeypatch):
+    from relay import processing
+    from relay.sweeper import MAX_ATTEMPTS
 
-    network.dispatcher.fail = True
     event_id = record_sms(network, "+821012345602", "C1 poison")
-    network.dispatcher.fail = False
-    for _ in range(MAX_SWEEPS):
-        age(network, InboundEvent)
-        assert sweep(network).inbound == 1
-        network.dispatcher.inbound.clear()  # the worker failed it, again
-    age(network, InboundEvent)
+
+    def crash(*args):
+        raise RuntimeError("a bug that crashes every worker")
+
+    monkeypatch.setattr(processing, "_process", crash)
+    for _ in range(MAX_ATTEMPTS):
+        with pytest.raises(RuntimeError):
+            processing.process_inbound(network, event_id)
     report = sweep(network)
     assert report.inbound == 0 and report.set_aside == 1
     stored = event(network, event_id)
