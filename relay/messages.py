@@ -1,7 +1,7 @@
 """Typed values that cross a boundary (webhook -> core, core -> provider, provider -> core)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -55,3 +55,45 @@ class SendError(Exception):
         self.retryable = retryable
         self.opted_out = opted_out
         self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+
+@dataclass(frozen=True)
+class InboundEmail:
+    """An email a person sent us, as any inbound provider (Mailgun, SendGrid, Postmark) delivers it.
+
+    Addresses are lowercased bare addresses (no display names); Message-IDs have no angle brackets."""
+
+    provider: str  # mailgun | sendgrid | postmark
+    provider_message_id: str  # the provider's own id, '' when it has none
+    message_id: str  # the RFC 5322 Message-ID, '' when absent
+    envelope_from: str  # SMTP MAIL FROM / Return-Path; '' for the null sender <>
+    from_address: str
+    from_name: str
+    recipients: tuple[str, ...]  # envelope / routed recipients first, then To and Cc
+    mailbox_hash: str  # the part after '+' of the routed recipient, when the provider gives it
+    subject: str
+    text: str  # the text/plain body, decoded
+    html: str  # the text/html body, decoded
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # every header, in order
+    attachments: tuple[Attachment, ...] = ()
+
+    def header(self, name: str) -> str | None:
+        """The first header called `name` (case-insensitive), or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None

@@ -58,6 +58,17 @@ class Settings:
     network_name: str = "relay"
     templates_dir: Path = PROJECT_ROOT / "templates"
     max_webhook_bytes: int = 64 * 1024
+    max_email_bytes: int = 25 * 1024 * 1024
+    secret_key: str = ""
+    smtp_url: str = ""
+    mail_from: str = ""
+    mail_domain: str = ""
+    mailgun_signing_key: str = ""
+    mailgun_max_age: int = 300
+    sendgrid_secret: str = ""
+    postmark_user: str = ""
+    postmark_password: str = ""
+    hard_bounce_limit: int = 3
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -84,6 +95,18 @@ class Settings:
             templates_dir=Path(get("TEMPLATES_DIR") or PROJECT_ROOT / "templates"),
             max_webhook_bytes=parse_int(get("MAX_WEBHOOK_BYTES"), "RELAY_MAX_WEBHOOK_BYTES", 64 * 1024,
                                         minimum=4096),
+            max_email_bytes=parse_int(get("MAX_EMAIL_BYTES"), "RELAY_MAX_EMAIL_BYTES", 25 * 1024 * 1024,
+                                      minimum=65536),
+            secret_key=get("SECRET_KEY"),
+            smtp_url=get("SMTP_URL"),
+            mail_from=get("MAIL_FROM"),
+            mail_domain=get("MAIL_DOMAIN").lower(),
+            mailgun_signing_key=get("MAILGUN_SIGNING_KEY"),
+            mailgun_max_age=parse_int(get("MAILGUN_MAX_AGE"), "RELAY_MAILGUN_MAX_AGE", 300, minimum=10),
+            sendgrid_secret=get("SENDGRID_SECRET"),
+            postmark_user=get("POSTMARK_USER"),
+            postmark_password=get("POSTMARK_PASSWORD"),
+            hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", 3, minimum=1),
         )
         return settings.with_defaults()
 
