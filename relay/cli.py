@@ -261,7 +261,8 @@ def notice_new_case(case_code: str, lists: tuple[str, ...]) -> None:
         result = new_case_notice(services, case_code, list(lists))
     except (CaseNotFound, UnknownList) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"notice {result.notice_id}: {result.recipients} SMS queued for {case_code.upper()}")
+    click.echo(f"notice {result.notice_id} for {case_code.upper()}: {result.recipients} members, "
+               f"{result.sms} SMS and {result.emails} emails queued")
 
 
 # ---------------------------------------------------------------- demo

@@ -31,18 +31,44 @@ def plan(session: Session, rows: list[dict]) -> list[int]:
     return delivery_ids_for(session, [r["dedupe_key"] for r in rows])
 
 
-def sms_participants(session: Session, thread_id: int, exclude_member_id: int | None):
-    """Members following the thread who take discussion by SMS now (not opted out, active)."""
+def reachable_members(session: Session, member_filter, exclude_member_id: int | None = None):
+    """Active members matching `member_filter` with the channels they take now (chosen, an address,
+    not opted out, email not suspended after bounces)."""
     query = (
-        select(Member.id, Member.phone, Member.language)
-        .join(Participant, Participant.member_id == Member.id)
-        .where(Participant.thread_id == thread_id, Member.active.is_(True), Member.phone.is_not(None),
-               Member.sms_discussion.is_(True), Member.sms_opted_out_at.is_(None))
+        select(Member.id, Member.phone, Member.email, Member.language,
+               (Member.phone.is_not(None) & Member.sms_discussion.is_(True)
+                & Member.sms_opted_out_at.is_(None)).label("takes_sms"),
+               (Member.email.is_not(None) & Member.email_discussion.is_(True)
+                & Member.email_opted_out_at.is_(None) & Member.email_suspended_at.is_(None)).label("takes_email"))
+        .where(Member.active.is_(True), member_filter)
+        .distinct()
         .order_by(Member.id)
     )
     if exclude_member_id is not None:
         query = query.where(Member.id != exclude_member_id)
     return session.execute(query).all()
+
+
+def participants(session: Session, thread_id: int, exclude_member_id: int | None):
+    """Members following the thread, with the channels they take now."""
+    followers = select(Participant.member_id).where(Participant.thread_id == thread_id)
+    return reachable_members(session, Member.id.in_(followers), exclude_member_id)
+
+
+def post_rows(post_id: int, case_id: int, purpose: str, members, sms_text) -> list[dict]:
+    """One delivery per member per channel they take: `sms_text(language)` gives the SMS body; the
+    email is composed from the post when it is sent."""
+    rows = []
+    for m in members:
+        if m.takes_sms:
+            rows.append({"dedupe_key": f"post:{post_id}:{m.id}:sms", "purpose": purpose, "post_id": post_id,
+                         "case_id": case_id, "member_id": m.id, "channel": "sms", "to_address": m.phone,
+                         "body": sms_text(m.language)})
+        if m.takes_email:
+            rows.append({"dedupe_key": f"post:{post_id}:{m.id}:email", "purpose": purpose, "post_id": post_id,
+                         "case_id": case_id, "member_id": m.id, "channel": "email", "to_address": m.email,
+                         "body": ""})
+    return rows
 
 
 def follow(session: Session, thread_id: int, member_ids: list[int], reason: str) -> None:

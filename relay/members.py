@@ -1,6 +1,8 @@
 """Members and lists, and the CSV import (`relay members import FILE.csv`).
 
-Header: name,phone,email,timezone,language,lists,roles — lists and roles separated by ';'.
+Header: name,phone,email,timezone,language,lists,roles[,channels] — lists, roles and channels
+separated by ';'; channels is sms, email or sms;email (default: every channel the member has an
+address for).
 Good rows are imported, bad rows reported with their line numbers; a member is matched by phone,
 then email, so importing the same file again updates rather than duplicates."""
 from __future__ import annotations
@@ -17,6 +19,8 @@ from .models import LANGUAGES, ROLES, Member, MemberList, Membership
 from .phones import InvalidPhone, to_e164
 
 HEADER = ["name", "phone", "email", "timezone", "language", "lists", "roles"]
+OPTIONAL = ["channels"]
+CHANNELS = ("sms", "email")
 
 
 @dataclass
@@ -68,8 +72,19 @@ def clean_row(row: dict[str, str]) -> dict:
     bad = [r for r in roles if r not in ROLES]
     if bad:
         raise RowError(f"unknown role {bad[0]!r} (roles: {', '.join(ROLES)})")
+    channels = [c.lower() for c in _split(row.get("channels"))]
+    bad = [c for c in channels if c not in CHANNELS]
+    if bad:
+        raise RowError(f"unknown channel {bad[0]!r} (channels: sms, email)")
+    if "sms" in channels and not phone:
+        raise RowError("channel sms needs a phone number")
+    if "email" in channels and not email:
+        raise RowError("channel email needs an email address")
+    if not channels:
+        channels = [c for c, address in (("sms", phone), ("email", email)) if address]
     return {"name": name, "phone": phone, "email": email, "timezone": tz, "language": language,
-            "roles": ";".join(sorted(set(roles), key=ROLES.index)), "lists": _split(row.get("lists"))}
+            "roles": ";".join(sorted(set(roles), key=ROLES.index)), "lists": _split(row.get("lists")),
+            "sms_discussion": "sms" in channels, "email_discussion": "email" in channels}
 
 
 def get_or_create_list(session: Session, name: str) -> tuple[MemberList, bool]:
@@ -92,7 +107,7 @@ def upsert_member(session: Session, data: dict) -> tuple[Member, bool]:
     if created:
         member = Member()
         session.add(member)
-    for key in ("name", "phone", "email", "timezone", "language", "roles"):
+    for key in ("name", "phone", "email", "timezone", "language", "roles", "sms_discussion", "email_discussion"):
         setattr(member, key, data[key])
     member.short_name = short_name_of(data["name"])
     session.flush()
@@ -129,3 +144,30 @@ def import_members(session: Session, text: str) -> ImportReport:
         except Exception as exc:  # a constraint clash (e.g. phone of one member, email of another)
             report.errors.append((line, f"could not save: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
     return report
+
+
+def find_member(session: Session, who: str) -> Member | None:
+    """A member by id, phone (any format) or email."""
+    who = (who or "").strip()
+    if who.isdigit() and len(who) < 10:
+        return session.get(Member, int(who))
+    if "@" in who:
+        return session.scalar(select(Member).where(Member.email == who.lower()))
+    try:
+        return session.scalar(select(Member).where(Member.phone == to_e164(who)))
+    except InvalidPhone:
+        return None
+
+
+def set_channels(member: Member, channels: list[str]) -> None:
+    """Choose the channels a member takes case discussion by; each needs an address."""
+    wanted = [c.strip().lower() for c in channels if c.strip()]
+    bad = [c for c in wanted if c not in CHANNELS]
+    if bad:
+        raise RowError(f"unknown channel {bad[0]!r} (channels: sms, email)")
+    if "sms" in wanted and not member.phone:
+        raise RowError("channel sms needs a phone number")
+    if "email" in wanted and not member.email:
+        raise RowError("channel email needs an email address")
+    member.sms_discussion = "sms" in wanted
+    member.email_discussion = "email" in wanted

@@ -36,6 +36,8 @@ class OutboundMessage:
     channel: str
     to: str
     body: str
+    raw: bytes | None = field(default=None, repr=False)  # email: the whole RFC 5322 message
+    message_id: str = ""  # email: its Message-ID (no brackets)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -71,7 +72,13 @@ class Member(Base):
     roles: Mapped[str] = mapped_column(String(100), default="member")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     sms_discussion: Mapped[bool] = mapped_column(Boolean, default=True)
+    email_discussion: Mapped[bool] = mapped_column(Boolean, default=True)
     sms_opted_out_at: Mapped[datetime | None] = mapped_column()
+    email_opted_out_at: Mapped[datetime | None] = mapped_column()
+    # Hard bounces since the last successful change of address; over the limit, email stops
+    # (email_suspended_at) until a coordinator undoes it.
+    email_hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    email_suspended_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -80,6 +87,16 @@ class Member(Base):
     @property
     def role_set(self) -> frozenset[str]:
         return frozenset(r for r in self.roles.split(";") if r)
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels this member chose for case discussion (whether or not reachable now)."""
+        return tuple(c for c, on in (("sms", self.sms_discussion), ("email", self.email_discussion)) if on)
+
+    @property
+    def takes_email(self) -> bool:
+        return bool(self.active and self.email and self.email_discussion and self.email_opted_out_at is None
+                    and self.email_suspended_at is None)
 
     @property
     def takes_sms(self) -> bool:
@@ -194,6 +211,9 @@ class InboundEvent(Base):
     kind: Mapped[str] = mapped_column(String(20))  # sms | status
     dedupe_key: Mapped[str] = mapped_column(String(120))
     raw: Mapped[str] = mapped_column(Text)
+    # Email webhooks: the exact HTTP body (it may be binary multipart) and its Content-Type.
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(200), default="")
     sender: Mapped[str] = mapped_column(String(320), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column()
@@ -244,6 +264,34 @@ class Delivery(Base):
         Index("ix_deliveries_member_case", "member_id", "created_at"),
         Index("ix_deliveries_status", "status", "next_attempt_at"),
     )
+
+
+class EmailBounce(Base):
+    """One bounce or complaint about mail we sent, per recipient, with the report kept."""
+
+    __tablename__ = "email_bounces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(20))  # hard | soft | complaint
+    status: Mapped[str] = mapped_column(String(20), default="")
+    diagnostic: Mapped[str] = mapped_column(Text, default="")
+    inbound_event_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_events.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookNonce(Base):
+    """Signed-webhook nonces already accepted (Mailgun's token): a reuse is a replay."""
+
+    __tablename__ = "webhook_nonces"
+    __table_args__ = (UniqueConstraint("provider", "nonce"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    nonce: Mapped[str] = mapped_column(String(200))
+    inbound_event_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_events.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ConsentEvent(Base):

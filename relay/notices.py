@@ -21,8 +21,10 @@ class UnknownList(LookupError):
 @dataclass(frozen=True)
 class NoticeResult:
     notice_id: int
-    recipients: int
+    recipients: int  # members reached on at least one channel
     delivery_ids: tuple[int, ...]
+    sms: int = 0
+    emails: int = 0
 
 
 def new_case_notice(services, case_code: str, list_names: list[str]) -> NoticeResult:
@@ -38,33 +40,34 @@ def new_case_notice(services, case_code: str, list_names: list[str]) -> NoticeRe
             raise UnknownList(f"no list named {', '.join(missing)}")
         thread = ensure_thread(session, case)
         url = settings.case_url(case.code)
+        summary = "\n".join(f"{label}: {value}" for label, value in (
+            ("Chief complaint", case.chief_complaint), ("Symptoms", case.symptoms),
+            ("Exposure history", case.exposure_history), ("Findings", case.findings)) if value)
         post = Post(thread_id=thread.id, kind="notice", channel="console",
-                    body=f"New case {case.code}: {case.title}")
+                    body=summary or f"New case {case.code}: {case.title}")
         session.add(post)
         session.flush()
         notice = Notice(kind="new_case", case_id=case.id, post_id=post.id, lists=";".join(sorted(list_names)))
         session.add(notice)
         session.flush()
-        members = session.execute(
-            select(Member.id, Member.phone, Member.language, Member.active, Member.sms_opted_out_at)
-            .join(Membership, Membership.member_id == Member.id)
-            .where(Membership.list_id.in_([l.id for l in lists]))
-            .distinct()
-            .order_by(Member.id)
-        ).all()
-        fanout.follow(session, thread.id, [m.id for m in members], reason="notified")
+        in_lists = Member.id.in_(select(Membership.member_id).where(Membership.list_id.in_([l.id for l in lists])))
+        everyone = list(session.scalars(select(Member.id).where(in_lists)))
+        fanout.follow(session, thread.id, everyone, reason="notified")
         texts: dict[str, str] = {}
-        rows = []
-        for m in members:
-            if not (m.active and m.phone and m.sms_opted_out_at is None):
-                continue
-            if m.language not in texts:
-                texts[m.language] = fit_sms(render_sms(settings.templates_dir, "new_case", m.language,
-                                                       network=settings.network_name, code=case.code,
-                                                       title=case.title, url=url), url)
-            rows.append({"dedupe_key": f"post:{post.id}:{m.id}:sms", "purpose": "notice", "post_id": post.id,
-                         "case_id": case.id, "member_id": m.id, "to_address": m.phone, "body": texts[m.language]})
+
+        def sms_text(language: str) -> str:
+            if language not in texts:
+                texts[language] = fit_sms(render_sms(settings.templates_dir, "new_case", language,
+                                                     network=settings.network_name, code=case.code,
+                                                     title=case.title, url=url), url)
+            return texts[language]
+
+        rows = fanout.post_rows(post.id, case.id, "notice", fanout.reachable_members(session, in_lists), sms_text)
+        for row in rows:
+            if row["channel"] == "email":
+                row["body"] = post.body
         ids = fanout.plan(session, rows)
         notice_id = notice.id
     dispatch_deliveries(services, ids)
-    return NoticeResult(notice_id, len(ids), tuple(ids))
+    return NoticeResult(notice_id, len({r["member_id"] for r in rows}), tuple(ids),
+                        sms=sum(r["channel"] == "sms" for r in rows), emails=sum(r["channel"] == "email" for r in rows))

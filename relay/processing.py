@@ -137,14 +137,23 @@ def _accept(session: Session, settings, event: InboundEvent, member: Member, bod
     fanout.follow(session, thread.id, [member.id], reason="posted")
 
     url = settings.case_url(case.code)
-    for member_id, phone, language in fanout.sms_participants(session, thread.id, exclude_member_id=member.id):
-        text = render_sms(settings.templates_dir, "relay", language, code=case.code, author=member.short_name,
-                          text=resolution.text)
-        plan.rows.append({
-            "dedupe_key": f"post:{post.id}:{member_id}:sms", "purpose": "relay", "post_id": post.id,
-            "case_id": case.id, "member_id": member_id, "to_address": phone, "body": fit_sms(text, url),
-        })
-    plan.reply("confirmation", case_id=case.id, code=case.code, count=len(plan.rows))
+    texts: dict[str, str] = {}
+
+    def sms_text(language: str) -> str:
+        if language not in texts:
+            texts[language] = fit_sms(render_sms(settings.templates_dir, "relay", language, code=case.code,
+                                                 author=member.short_name, text=resolution.text), url)
+        return texts[language]
+
+    plan.rows.extend(fanout.post_rows(post.id, case.id, "relay",
+                                      fanout.participants(session, thread.id, exclude_member_id=member.id),
+                                      sms_text))
+    for row in plan.rows:
+        row.setdefault("body", "")
+        if row["channel"] == "email":
+            row["body"] = resolution.text
+    reached = len({row["member_id"] for row in plan.rows})
+    plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
     return "posted", post.id
 
 

@@ -53,8 +53,14 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
         if not claim(session, delivery_id, LEASE):
             return SendOutcome(delivery_id, "skipped")
         delivery = session.get(Delivery, delivery_id)
-        message = OutboundMessage(delivery.id, delivery.channel, delivery.to_address, delivery.body)
         attempts = delivery.attempts
+        try:
+            message = _outbound(session, settings, delivery)
+        except Exception as exc:  # a message we cannot even build will not build next time either
+            log.exception("delivery %s: cannot compose", delivery_id)
+            move(session, delivery, FAILED, error_code="compose", error_message=f"{type(exc).__name__}: {exc}",
+                 lease_until=None)
+            return SendOutcome(delivery_id, "failed")
 
     try:
         result = services.sender(message.channel).send(message)
@@ -76,6 +82,16 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
     return SendOutcome(delivery_id, "sent")
 
 
+def _outbound(session, settings, delivery: Delivery) -> OutboundMessage:
+    if delivery.channel == "email" and delivery.post_id is not None:
+        from .mail import compose
+
+        email = compose(session, settings, delivery)
+        return OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=email.as_bytes(),
+                               message_id=str(email["Message-ID"]).strip("<>"))
+    return OutboundMessage(delivery.id, delivery.channel, delivery.to_address, delivery.body)
+
+
 def _record_failure(services, delivery_id: int, attempts: int, error: SendError) -> SendOutcome:
     settings = services.settings
     with transaction(services.sessions) as session:
@@ -84,7 +100,7 @@ def _record_failure(services, delivery_id: int, attempts: int, error: SendError)
             return SendOutcome(delivery_id, "skipped")
         if error.opted_out:
             move(session, delivery, OPTED_OUT, error_code=error.code, error_message=str(error), lease_until=None)
-            if delivery.member_id is not None:
+            if delivery.member_id is not None and delivery.channel == "sms":
                 member = session.get(Member, delivery.member_id)
                 consent.opt_out_sms(session, member, source=f"provider:{error.code}")
             log.info("delivery %s: recipient opted out at the provider (%s)", delivery_id, error.code)

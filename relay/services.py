@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .db import make_engine, make_session_factory
 from .dispatch import CeleryDispatcher, Dispatcher
-from .providers import Sender, sms_sender_for
+from .providers import Sender, senders_for
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,6 @@ def build_services(settings: Settings | None = None, *, dispatcher: Dispatcher |
     if dispatcher is None:
         dispatcher = CeleryDispatcher(make_celery_producer(settings))
     if senders is None:
-        senders = {"sms": sms_sender_for(settings)}
+        senders = senders_for(settings)
     return Services(settings=settings, engine=engine, sessions=make_session_factory(engine),
                     dispatcher=dispatcher, senders=senders)

@@ -159,22 +159,48 @@ class Settings:
         Without RELAY_TWILIO_AUTH_TOKEN (the dev outbox mode) a random token is kept in
         var/dev-twilio-token so signatures are still checked and `relay demo` can sign its curl.
         """
-        if self.twilio_auth_token:
-            return self.twilio_auth_token
-        path = self.var_dir / "dev-twilio-token"
-        if not path.exists():
-            import secrets
+        return self.twilio_auth_token or _dev_secret(self.var_dir / "dev-twilio-token")
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_hex(16))
-            try:
-                os.link(tmp, path)  # atomic: two processes starting together agree on one token
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink(missing_ok=True)
-        return path.read_text().strip()
+    def secret(self) -> str:
+        """RELAY_SECRET_KEY, or (in dev mode) a random key kept in var/dev-secret-key."""
+        return self.secret_key or _dev_secret(self.var_dir / "dev-secret-key")
+
+    @property
+    def smtp_configured(self) -> bool:
+        """True when outbound email goes to an SMTP server rather than the dev outbox."""
+        return bool(self.smtp_url)
+
+    @property
+    def email_domain(self) -> str:
+        """The domain of Message-IDs and reply addresses."""
+        if self.mail_domain:
+            return self.mail_domain
+        if "@" in self.mail_from:
+            return self.mail_from.rsplit("@", 1)[1].strip(">").lower()
+        from urllib.parse import urlsplit
+
+        return (urlsplit(self.public_base_url).hostname or "localhost").lower()
+
+    @property
+    def email_from(self) -> str:
+        return self.mail_from or f"{self.network_name.lower().replace(' ', '-')}@{self.email_domain}"
 
     def case_url(self, code: str) -> str:
         return f"{self.public_base_url}/library/cases/{code}"
+
+
+def _dev_secret(path: Path) -> str:
+    """A random secret kept in a file, created once; two processes starting together agree on it."""
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(secrets.token_hex(16))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()

@@ -122,7 +122,8 @@ class RecordingSender:
 
     def send(self, message: OutboundMessage) -> SendResult:
         self.sent.append(message)
-        return SendResult(provider_message_id=f"SM{message.delivery_id:032x}")
+        prefix = "SM" if message.channel == "sms" else "mail-"
+        return SendResult(provider_message_id=f"{prefix}{message.delivery_id:032x}")
 
 
 @pytest.fixture
@@ -131,8 +132,13 @@ def sms():
 
 
 @pytest.fixture
-def services(settings, sms):
-    services = build_services(settings, dispatcher=RecordingDispatcher(), senders={"sms": sms})
+def mail():
+    return RecordingSender()
+
+
+@pytest.fixture
+def services(settings, sms, mail):
+    services = build_services(settings, dispatcher=RecordingDispatcher(), senders={"sms": sms, "email": mail})
     yield services
     services.dispose()
 

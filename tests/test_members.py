@@ -97,7 +97,8 @@ def test_cli_import_add_case_and_notice(settings, monkeypatch, tmp_path):
     assert result.output.strip() == "C1"
     result = runner.invoke(main, ["notice", "new-case", "C1", "--list", "tft"])
     assert result.exit_code == 0, result.output
-    assert "1 SMS queued for C1" in result.output  # one of the two tft members has a phone
+    # two tft members: Kim (phone and email) and No Phone (email only)
+    assert "notice 1 for C1: 2 members, 1 SMS and 2 emails queued" in result.output
     result = runner.invoke(main, ["notice", "new-case", "C1", "--list", "nope"])
     assert result.exit_code != 0 and "no list named nope" in result.output
     result = runner.invoke(main, ["notice", "new-case", "C9", "--list", "tft"])

@@ -46,8 +46,9 @@ def test_metrics_count_inbound_relayed_and_deliveries(client, network):
     run_worker(network)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'relay_inbound_events{kind="sms",outcome="posted"} 1.0' in text
-    assert "relay_relayed_messages_total 4.0" in text
+    assert "relay_relayed_messages_total 8.0" in text  # 4 followers, by SMS and by email
     assert 'relay_deliveries{channel="sms",purpose="notice",status="accepted"} 5.0' in text
+    assert 'relay_deliveries{channel="email",purpose="notice",status="accepted"} 5.0' in text
     assert "relay_task_seconds" in text and "relay_inbound_latency_seconds" in text
 
 

@@ -24,11 +24,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_webhook_bytes
     app.extensions["relay"] = services or build_services(settings)
 
-    from . import library, ops, twilio
+    from . import library, ops, twilio, unsubscribe
 
     app.register_blueprint(twilio.blueprint)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(library.blueprint)
+    app.register_blueprint(unsubscribe.blueprint)
 
     @app.errorhandler(DBAPIError)
     def database_unavailable(exc):

@@ -20,3 +20,15 @@ def sms_sender_for(settings) -> Sender:
 
     senders = {"twilio": twilio_sms.TwilioSmsSender, "outbox": outbox.OutboxSender}
     return senders["twilio" if settings.twilio_configured else "outbox"](settings)
+
+
+def email_sender_for(settings) -> Sender:
+    """SMTP when RELAY_SMTP_URL is set, else the dev outbox."""
+    from . import outbox, smtp_email
+
+    senders = {"smtp": smtp_email.SmtpEmailSender, "outbox": outbox.OutboxSender}
+    return senders["smtp" if settings.smtp_configured else "outbox"](settings)
+
+
+def senders_for(settings) -> dict[str, Sender]:
+    return {"sms": sms_sender_for(settings), "email": email_sender_for(settings)}

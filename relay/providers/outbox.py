@@ -15,21 +15,31 @@ class OutboxSender:
 
     def __init__(self, settings):
         self.directory: Path = settings.outbox_dir
-        self.sender = settings.twilio_from or "relay"
+        self.senders = {"sms": settings.twilio_from or "relay", "email": settings.email_from}
 
     def send(self, message: OutboundMessage) -> SendResult:
         self.directory.mkdir(parents=True, exist_ok=True)
         sid = f"OB{message.delivery_id:032d}"
         # One file per delivery id: sending the same delivery again rewrites, never adds.
         path = self.directory / f"{message.channel}-{message.delivery_id:09d}.json"
+        extra = {}
+        if message.raw is not None:  # email: keep the whole message too, openable in a mail client
+            from email import message_from_bytes, policy
+
+            eml = path.with_suffix(".eml")
+            eml.write_bytes(message.raw)
+            parsed = message_from_bytes(message.raw, policy=policy.default)
+            extra = {"subject": str(parsed["Subject"] or ""), "message_id": str(parsed["Message-ID"] or ""),
+                     "in_reply_to": str(parsed["In-Reply-To"] or ""), "eml": eml.name}
         record = {
             "sid": sid,
             "channel": message.channel,
             "to": message.to,
-            "from": self.sender,
+            "from": self.senders.get(message.channel, "relay"),
             "body": message.body,
             "delivery_id": message.delivery_id,
             "written_at": datetime.now(timezone.utc).isoformat(),
+            **extra,
         }
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, ensure_ascii=False, indent=2))

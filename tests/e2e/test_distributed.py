@@ -202,7 +202,7 @@ def test_signed_sms_is_relayed_once_to_every_other_participant(cluster: Cluster)
         assert request.status == 201
     relays = {r.form["To"]: r.form["Body"] for r in sent if r.form["To"] != LEE}
     assert relays == {phone: "C1 Lee Minho: Looks like organising pneumonia" for phone in (KIM, PARK, BEN)}
-    assert [r.form["Body"] for r in sent if r.form["To"] == LEE] == ["Posted to C1, relayed to 3."]
+    assert [r.form["Body"] for r in sent if r.form["To"] == LEE] == ["Posted to C1, relayed to 4."]  # the opted-out member still follows by email
     posts = cluster.rows(select(Post).where(Post.kind == "reply"))
     assert [(p.body, p.channel) for p in posts] == [("Looks like organising pneumonia", "sms")]
 
@@ -216,7 +216,8 @@ def test_signed_sms_is_relayed_once_to_every_other_participant(cluster: Cluster)
           "nothing new after the replayed webhook")
 
     # Status callbacks for Kim's relay: sent, then delivered, then a late "sent" again.
-    relayed = {d.to_address: d for d in cluster.rows(select(Delivery).where(Delivery.purpose == "relay"))}
+    relayed = {d.to_address: d for d in cluster.rows(select(Delivery).where(Delivery.purpose == "relay",
+                                                                              Delivery.channel == "sms"))}
     assert set(relayed) == {KIM, PARK, BEN}
     assert {d.status for d in relayed.values()} == {"accepted"}
     kim = relayed[KIM]
@@ -248,7 +249,8 @@ def test_signed_sms_is_relayed_once_to_every_other_participant(cluster: Cluster)
         (f"{park.provider_message_id}:delivered", "applied"),
         (f"{park.provider_message_id}:sent", "ignored"),
     ]
-    final = {d.to_address: d.status for d in cluster.rows(select(Delivery).where(Delivery.purpose == "relay"))}
+    final = {d.to_address: d.status for d in cluster.rows(select(Delivery).where(Delivery.purpose == "relay",
+                                                                                  Delivery.channel == "sms"))}
     assert final == {KIM: "delivered", PARK: "delivered", BEN: "accepted"}
     assert len(cluster.sent()) == sent_before  # status callbacks never cause a send
 
@@ -276,6 +278,6 @@ def test_twilio_21610_opts_the_member_out(cluster: Cluster):
     assert cluster.wait_processed(form["MessageSid"]).outcome == "posted"
     sent = cluster.wait_for_sent(5 + 4, "three relays and the confirmation")[5:]
     assert sorted(r.form["To"] for r in sent) == sorted([KIM, PARK, ALICE, LEE])
-    assert [r.form["Body"] for r in sent if r.form["To"] == LEE] == ["Posted to C1, relayed to 3."]
+    assert [r.form["Body"] for r in sent if r.form["To"] == LEE] == ["Posted to C1, relayed to 4."]  # the opted-out member still follows by email
     stays(lambda: len(cluster.sent()) == 9, 1.0, "no further sends (no retry to Ben)")
     assert [r.status for r in cluster.sent() if r.form["To"] == BEN] == [400]

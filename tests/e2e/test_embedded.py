@@ -5,6 +5,8 @@ uses SQLite and the filesystem broker under RELAY_VAR_DIR, and SMS go to the dev
 in /dev/outbox and the post on the case page -> SIGTERM stops everything."""
 from __future__ import annotations
 
+import email
+import email.policy
 import html
 import re
 import signal
@@ -37,11 +39,12 @@ def outbox_with(base_url: str, count: int):
     return poll
 
 
-def outbox(base_url: str) -> list[tuple[str, str]]:
-    """(to, body) of every message on the /dev/outbox page."""
+def outbox(base_url: str, channel: str = "sms") -> list[tuple[str, str]]:
+    """(to, body) of every message of one channel on the /dev/outbox page."""
     response = requests.get(f"{base_url}/dev/outbox", timeout=5)
     assert response.status_code == 200, response.text
-    return [(html.unescape(to), html.unescape(body)) for _id, _channel, to, body in ROW.findall(response.text)]
+    return [(html.unescape(to), html.unescape(body)) for _id, chan, to, body in ROW.findall(response.text)
+            if chan == channel]
 
 
 def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_path):
@@ -80,6 +83,17 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert after == sorted([(KIM, RELAYED), (PARK, RELAYED), (ALICE, RELAYED), (BEN, RELAYED),
                             (LEE, CONFIRMATION_KO)])
     assert len(list((var_dir / "outbox").glob("sms-*.json"))) == 10
+
+    # Email followers read the same thread: 5 notices and 4 relays, the relays threaded under the notice.
+    emails = wait_until(lambda: (lambda found: found if len(found) >= 9 else None)(
+        [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+         for p in sorted((var_dir / "outbox").glob("email-*.eml"))]), 30, "nine emails in the outbox", watch=[up])
+    notice_ids = {m["Message-ID"] for m in emails if m["In-Reply-To"] is None}
+    replies = [m for m in emails if m["In-Reply-To"] is not None]
+    assert len(notice_ids) == 1 and len(replies) == 4
+    assert {m["In-Reply-To"] for m in replies} == notice_ids
+    assert all(m["Subject"] == f"Re: [C1] {DEMO_TITLE}" and REPLY in m.get_body(("plain",)).get_content()
+               for m in replies)
 
     page = requests.get(f"{base_url}/library/cases/C1", timeout=5)
     assert page.status_code == 200

@@ -1,0 +1,139 @@
+"""Outbound email over SMTP with aiosmtplib, one connection kept open per worker process and
+reused for every message (no new SMTP session per message).
+
+RELAY_SMTP_URL: smtp://user:password@host:587?starttls=1 (STARTTLS), smtps://host:465 (implicit
+TLS), smtp://host:25 (plain, for a local MTA). Replies 4xx are retryable; 5xx fail the delivery with
+the server's reply stored."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from ..messages import OutboundMessage, SendError, SendResult
+
+log = logging.getLogger(__name__)
+
+TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    hostname: str
+    port: int
+    username: str | None
+    password: str | None
+    use_tls: bool
+    start_tls: bool | None  # None: use STARTTLS if the server offers it
+    timeout: float
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError(f"RELAY_SMTP_URL: expected smtp://host:port or smtps://host:port, got {url!r}")
+    query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
+    use_tls = parts.scheme == "smtps"
+    start_tls = None
+    if "starttls" in query:
+        start_tls = query["starttls"] in TRUE
+    return SmtpTarget(hostname=parts.hostname, port=parts.port or (465 if use_tls else 587 if start_tls else 25),
+                      username=unquote(parts.username) if parts.username else None,
+                      password=unquote(parts.password) if parts.password else None,
+                      use_tls=use_tls, start_tls=False if use_tls else start_tls,
+                      timeout=float(query.get("timeout", "30")))
+
+
+def classify(exc: Exception) -> SendError:
+    """SMTP replies 4xx (and lost connections) are worth retrying; 5xx are final."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        exc = exc.recipients[0]
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        text = f"SMTP {exc.code} {exc.message}".strip()
+        return SendError(text, code=str(exc.code), retryable=400 <= exc.code < 500)
+    return SendError(f"SMTP unreachable: {type(exc).__name__}: {exc}", code="network", retryable=True)
+
+
+class SmtpEmailSender:
+    """Thread-safe facade over one asyncio loop (in a daemon thread) holding one SMTP connection."""
+
+    name = "smtp"
+
+    def __init__(self, settings):
+        self.target = parse_smtp_url(settings.smtp_url)
+        self.envelope_from = settings.email_from
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._lock = threading.Lock()
+        self.sessions_opened = 0
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="relay-smtp", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        t = self.target
+        smtp = aiosmtplib.SMTP(hostname=t.hostname, port=t.port, use_tls=t.use_tls, start_tls=t.start_tls,
+                               timeout=t.timeout)
+        await smtp.connect()
+        if t.username:
+            await smtp.login(t.username, t.password or "")
+        self.sessions_opened += 1
+        return smtp
+
+    async def _send(self, to: str, raw: bytes) -> None:
+        for attempt in (1, 2):
+            if self._smtp is None or not self._smtp.is_connected:
+                self._smtp = await self._connect()
+            try:
+                await self._smtp.sendmail(self.envelope_from, [to], raw)
+                return
+            except aiosmtplib.SMTPServerDisconnected:
+                self._smtp = None  # the server closed an idle connection: reconnect once
+                if attempt == 2:
+                    raise
+            except aiosmtplib.SMTPResponseException:
+                await self._reset()
+                raise
+
+    async def _reset(self) -> None:
+        try:
+            if self._smtp is not None and self._smtp.is_connected:
+                await self._smtp.rset()
+        except aiosmtplib.SMTPException:
+            self._smtp = None
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        if message.raw is None:
+            raise SendError("no email body to send", code="compose")
+        loop = self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(self._send(message.to, message.raw), loop)
+        try:
+            future.result(timeout=self.target.timeout * 3)
+        except Exception as exc:
+            raise classify(exc) from exc
+        # A post's Message-ID is shared by all its recipients; the delivery's own id names this send.
+        return SendResult(provider_message_id=f"smtp-{message.delivery_id}", provider_status="sent")
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+
+        async def quit_():
+            if self._smtp is not None and self._smtp.is_connected:
+                try:
+                    await self._smtp.quit()
+                except aiosmtplib.SMTPException:
+                    pass
+
+        asyncio.run_coroutine_threadsafe(quit_(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop = None
