@@ -198,6 +198,58 @@ def members_import(csv_file) -> None:
         sys.exit(1)
 
 
+@members.command("channels")
+@click.argument("who")
+@click.argument("channels")
+def members_channels(who: str, channels: str) -> None:
+    """Choose how WHO (id, phone or email) takes case discussion: sms, email, sms;email or none."""
+    from .db import transaction
+    from .members import RowError, find_member, set_channels
+
+    services = _services(_settings())
+    try:
+        with transaction(services.sessions) as session:
+            member = find_member(session, who)
+            if member is None:
+                raise click.ClickException(f"no member {who!r}")
+            set_channels(member, [] if channels.strip().lower() == "none" else channels.split(";"))
+            chosen = ", ".join(member.channels) or "none"
+    except RowError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{who}: {chosen}")
+
+
+@members.command("bounces")
+@click.argument("who", required=False)
+@click.option("--reset", is_flag=True, help="Undo a bounce suspension: email starts again.")
+def members_bounces(who: str | None, reset: bool) -> None:
+    """Show members whose email bounced (or WHO's bounces); --reset lifts a suspension."""
+    from sqlalchemy import select
+
+    from .bounce_handling import reset_bounces
+    from .db import transaction
+    from .members import find_member
+    from .models import EmailBounce, Member
+
+    services = _services(_settings())
+    with transaction(services.sessions) as session:
+        if who:
+            member = find_member(session, who)
+            if member is None:
+                raise click.ClickException(f"no member {who!r}")
+            if reset:
+                reset_bounces(session, member, source="cli")
+                click.echo(f"{member.email}: bounces reset, email resumed")
+                return
+            for b in session.scalars(select(EmailBounce).where(EmailBounce.member_id == member.id)
+                                     .order_by(EmailBounce.id)):
+                click.echo(f"{b.created_at:%Y-%m-%d %H:%M} {b.kind:9} {b.status:7} {b.diagnostic[:80]}")
+            return
+        for m in session.scalars(select(Member).where(Member.email_hard_bounces > 0).order_by(Member.id)):
+            state = "suspended" if m.email_suspended_at else "receiving"
+            click.echo(f"{m.id:6} {m.email:40} {m.email_hard_bounces} hard bounces, {state}")
+
+
 @main.group()
 def cases() -> None:
     """Cases."""

@@ -19,11 +19,12 @@ class Recorded:
 
 
 def record_inbound(session: Session, *, provider: str, kind: str, dedupe_key: str, raw: str,
-                   sender: str = "") -> Recorded:
+                   sender: str = "", payload: bytes | None = None, content_type: str = "") -> Recorded:
     """Insert the event unless it exists; a conflict means "acknowledge and do nothing"."""
     new_id = insert_if_new(session, InboundEvent.__table__, {
         "provider": provider, "kind": kind, "dedupe_key": dedupe_key, "raw": raw,
-        "sender": sender[:320], "outcome": "received", "attempts": 0, "rules_fired": [], "detail": "",
+        "sender": sender[:320], "outcome": "received", "attempts": 0,
+        "payload": payload, "content_type": content_type[:200], "rules_fired": [], "detail": "",
         "received_at": utcnow(),
     })
     if new_id is not None:

@@ -17,4 +17,5 @@ def configure_logging() -> None:
     root.setLevel(level if level in logging._nameToLevel else "INFO")
     # twilio's HTTP client logs every request's URL and headers at INFO: noise, and it names the account.
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+    logging.getLogger("flufl.bounce").setLevel(logging.WARNING)  # one INFO line per detector per bounce
     root._relay_configured = True  # type: ignore[attr-defined]

@@ -53,6 +53,8 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
     if event is None:
         log.warning("inbound %s: no such event", event_id)
         return Outcome(event_id, "missing")
+    if event.kind == "email":
+        return _process_email(session, settings, event)
     try:
         message = twilio_sms.parse_inbound(twilio_sms.parse_raw(event.raw))
     except twilio_sms.BadWebhook as exc:  # checked at the edge, so only a hand-edited row gets here
@@ -109,6 +111,47 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
     return Outcome(event_id, outcome, post_id, tuple(ids))
 
 
+def _process_email(session: Session, settings, event: InboundEvent) -> Outcome:
+    from .email_processing import process_email_event
+
+    if event.processed_at is not None:
+        return Outcome(event.id, "duplicate")
+    outcome, post_id, rows = process_email_event(session, settings, event)
+    ids = fanout.plan(session, rows) if rows else []
+    event.processed_at = utcnow()
+    event.outcome = outcome
+    INBOUND_LATENCY.observe(max(0.0, (event.processed_at - event.received_at).total_seconds()))
+    log.info("inbound email %s (%s): %s (%s)", event.id, event.provider, outcome, event.detail)
+    return Outcome(event.id, outcome, post_id, tuple(ids))
+
+
+def publish_reply(session: Session, settings, case: Case, author: Member, text: str, channel: str,
+                  event_id: int | None) -> tuple[Post, list[dict]]:
+    """Save a member's post in the case thread and plan its relay to every other follower, on each
+    channel they take (whatever channel the post came in by): one thread across SMS and email."""
+    thread = threads.ensure_thread(session, case)
+    post = Post(thread_id=thread.id, author_id=author.id, kind="reply", channel=channel, body=text,
+                inbound_event_id=event_id)
+    session.add(post)
+    session.flush()
+    fanout.follow(session, thread.id, [author.id], reason="posted")
+    url = settings.case_url(case.code)
+    texts: dict[str, str] = {}
+
+    def sms_text(language: str) -> str:
+        if language not in texts:
+            texts[language] = fit_sms(render_sms(settings.templates_dir, "relay", language, code=case.code,
+                                                 author=author.short_name, text=text), url)
+        return texts[language]
+
+    rows = fanout.post_rows(post.id, case.id, "relay",
+                            fanout.participants(session, thread.id, exclude_member_id=author.id), sms_text)
+    for row in rows:
+        if row["channel"] == "email":
+            row["body"] = text
+    return post, rows
+
+
 def _accept(session: Session, settings, event: InboundEvent, member: Member, body: str, plan: "_Plan"):
     """Resolve the thread, save the post, plan the relays and the author's confirmation."""
     now = utcnow()
@@ -129,29 +172,8 @@ def _accept(session: Session, settings, event: InboundEvent, member: Member, bod
         plan.reply("closed_case", case_id=case.id, code=case.code)
         return "closed_case", None
 
-    thread = threads.ensure_thread(session, case)
-    post = Post(thread_id=thread.id, author_id=member.id, kind="reply", channel="sms",
-                body=resolution.text, inbound_event_id=event.id)
-    session.add(post)
-    session.flush()
-    fanout.follow(session, thread.id, [member.id], reason="posted")
-
-    url = settings.case_url(case.code)
-    texts: dict[str, str] = {}
-
-    def sms_text(language: str) -> str:
-        if language not in texts:
-            texts[language] = fit_sms(render_sms(settings.templates_dir, "relay", language, code=case.code,
-                                                 author=member.short_name, text=resolution.text), url)
-        return texts[language]
-
-    plan.rows.extend(fanout.post_rows(post.id, case.id, "relay",
-                                      fanout.participants(session, thread.id, exclude_member_id=member.id),
-                                      sms_text))
-    for row in plan.rows:
-        row.setdefault("body", "")
-        if row["channel"] == "email":
-            row["body"] = resolution.text
+    post, rows = publish_reply(session, settings, case, member, resolution.text, "sms", event.id)
+    plan.rows.extend(rows)
     reached = len({row["member_id"] for row in plan.rows})
     plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
     return "posted", post.id

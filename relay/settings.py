@@ -69,6 +69,7 @@ class Settings:
     postmark_user: str = ""
     postmark_password: str = ""
     hard_bounce_limit: int = 3
+    api_token: str = ""
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -106,6 +107,7 @@ class Settings:
             sendgrid_secret=get("SENDGRID_SECRET"),
             postmark_user=get("POSTMARK_USER"),
             postmark_password=get("POSTMARK_PASSWORD"),
+            api_token=get("API_TOKEN"),
             hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", 3, minimum=1),
         )
         return settings.with_defaults()

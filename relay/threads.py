@@ -84,3 +84,61 @@ def ensure_thread(session: Session, case: Case) -> Thread:
         session.add(thread)
         session.flush()
     return thread
+
+
+# ---- email
+
+EMAIL_TOKEN = "token"
+EMAIL_HEADERS = "headers"
+EMAIL_SUBJECT = "subject"
+TOKEN_MISMATCH = "token_mismatch"
+_SUBJECT_CODE = re.compile(r"\[C(\d{1,9})\]", re.I)
+
+
+@dataclass(frozen=True)
+class EmailResolution:
+    how: str  # token | headers | subject | token_mismatch | none
+    case_id: int | None
+
+
+def reply_tokens_in(email, domain: str) -> list[str]:
+    """Reply tokens in the routed recipients (reply+TOKEN@our-domain) or the provider's mailbox hash."""
+    tokens = []
+    for address in email.recipients:
+        local, _, host = address.rpartition("@")
+        if host.lower() == domain and local.lower().startswith("reply+"):
+            tokens.append(local.split("+", 1)[1])
+    if email.mailbox_hash:
+        tokens.append(email.mailbox_hash)
+    return tokens
+
+
+def resolve_email_thread(session: Session, secret: str, domain: str, email, member_id: int) -> EmailResolution:
+    """The case an email belongs to: its reply token (which must be the sender's own), then the
+    Message-IDs it answers, then a [C123] code in the subject."""
+    from .models import Post
+    from .tokens import post_of_message_id, read_reply_token
+
+    for raw in reply_tokens_in(email, domain):
+        token = read_reply_token(secret, raw)
+        if token is None:
+            continue
+        if token.member_id != member_id:
+            # A forwarded notification: the address is someone else's, so it cannot post as them.
+            return EmailResolution(TOKEN_MISMATCH, None)
+        if session.get(Case, token.case_id) is not None:
+            return EmailResolution(EMAIL_TOKEN, token.case_id)
+    for message_id in (*email.in_reply_to, *reversed(email.references)):
+        post_id = post_of_message_id(secret, message_id)
+        if post_id is None:
+            continue
+        case_id = session.scalar(select(Thread.case_id).join(Post, Post.thread_id == Thread.id)
+                                 .where(Post.id == post_id))
+        if case_id is not None:
+            return EmailResolution(EMAIL_HEADERS, case_id)
+    match = _SUBJECT_CODE.search(email.subject or "")
+    if match:
+        case_id = session.scalar(select(Case.id).where(Case.number == int(match.group(1))))
+        if case_id is not None:
+            return EmailResolution(EMAIL_SUBJECT, case_id)
+    return EmailResolution(NONE, None)

@@ -20,16 +20,24 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     configure_logging()
     settings = settings or (services.settings if services else Settings.from_env())
     app = Flask(__name__, template_folder=str(settings.templates_dir / "web"))
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
-    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_webhook_bytes
+    # Email webhooks carry attachments; every other route keeps the small limit (see below).
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_webhook_bytes, settings.max_email_bytes)
+    app.config["MAX_FORM_MEMORY_SIZE"] = max(settings.max_webhook_bytes, settings.max_email_bytes)
     app.extensions["relay"] = services or build_services(settings)
 
-    from . import library, ops, twilio, unsubscribe
+    from . import email, library, ops, twilio, unsubscribe
+
+    @app.before_request
+    def body_limit():
+        if not request.path.startswith("/webhooks/email/"):
+            request.max_content_length = settings.max_webhook_bytes
+            request.max_form_memory_size = settings.max_webhook_bytes
 
     app.register_blueprint(twilio.blueprint)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(library.blueprint)
     app.register_blueprint(unsubscribe.blueprint)
+    app.register_blueprint(email.blueprint)
 
     @app.errorhandler(DBAPIError)
     def database_unavailable(exc):

@@ -1,0 +1,290 @@
+"""Email in: the Mailgun/Postmark webhooks, then the worker: threading by reply token, Message-ID and
+subject; quotes stripped; relayed to SMS and email followers; loops, auto-replies and bounces dropped."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import func, select
+
+from relay.dispatch import RecordingDispatcher
+from relay.mail import reply_address
+from relay.models import EmailBounce, InboundEvent, Post
+from relay.notices import new_case_notice
+from relay.services import build_services
+from relay.tokens import post_message_id, unsubscribe_token
+from webhooks.app import create_app
+
+from .conftest import DEMO_CSV, RecordingSender, make_settings, run_worker
+from .helpers import event, member
+
+KEY = "mailgun-signing-key"
+DOMAIN = "relay.example.org"
+KIM, LEE, PARK, ALICE = "+821012345601", "+821012345602", "+821012345603", "+33612345604"
+
+
+@pytest.fixture
+def net(tmp_path, database_url):
+    """The demo network with email configured (to recording senders) and C1's notice sent."""
+    from relay.cases import create_case
+    from relay.db import transaction
+    from relay.members import import_members
+
+    settings = make_settings(tmp_path / "var", database_url, mailgun_signing_key=KEY, mail_domain=DOMAIN,
+                             mail_from=f"cases@{DOMAIN}", secret_key="s3cret", postmark_user="pm",
+                             postmark_password="pw")
+    services = build_services(settings, dispatcher=RecordingDispatcher(),
+                              senders={"sms": RecordingSender(), "email": RecordingSender()})
+    with transaction(services.sessions) as session:
+        import_members(session, DEMO_CSV)
+        create_case(session, "Fever and GGO")
+    new_case_notice(services, "C1", ["tft"])
+    run_worker(services)
+    services.sender("sms").sent.clear()
+    services.sender("email").sent.clear()
+    yield services
+    services.dispose()
+
+
+@pytest.fixture
+def client(net):
+    return create_app(services=net).test_client()
+
+
+def mailgun_form(sender: str, text: str, recipient: str, subject: str = "Re: [C1] Fever and GGO",
+                 in_reply_to: str = "", headers: list | None = None, envelope: str | None = None,
+                 message_id: str | None = None, timestamp: int | None = None, token: str | None = None,
+                 key: str = KEY) -> dict[str, str]:
+    timestamp = str(timestamp or int(time.time()))
+    token = token or secrets.token_hex(25)
+    message_id = message_id or f"{secrets.token_hex(8)}@mail.example.org"
+    all_headers = [["From", sender], ["To", f"C1 <{recipient}>"], ["Subject", subject],
+                   ["Message-Id", f"<{message_id}>"]]
+    if in_reply_to:
+        all_headers += [["In-Reply-To", f"<{in_reply_to}>"], ["References", f"<{in_reply_to}>"]]
+    all_headers += headers or []
+    return {
+        "recipient": recipient, "sender": sender if envelope is None else envelope, "from": sender,
+        "subject": subject, "body-plain": text, "message-headers": json.dumps(all_headers),
+        "Message-Id": f"<{message_id}>", "timestamp": timestamp, "token": token,
+        "signature": hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest(),
+    }
+
+
+def post_mailgun(client, form):
+    return client.post("/webhooks/email/mailgun", data=urlencode(form),
+                       content_type="application/x-www-form-urlencoded")
+
+
+def alice_reply_address(net) -> str:
+    return reply_address(net.settings, member(net, ALICE).id, 1)
+
+
+QUOTED = """Agree: organising pneumonia pattern. Suggest follow-up CT in 4 weeks.
+
+On Tue, Mar 3, 2020 at 9:00 AM KSTR <cases@relay.example.org> wrote:
+> New case C1: Fever and GGO
+> Reply to this email to post on C1
+"""
+
+
+def test_an_email_reply_reaches_sms_and_email_followers_without_the_quote(client, net):
+    response = post_mailgun(client, mailgun_form("Alice Moreau <alice@example.org>", QUOTED,
+                                                 alice_reply_address(net)))
+    assert response.status_code == 200
+    run_worker(net)
+    with net.sessions() as session:
+        [post] = session.scalars(select(Post).where(Post.kind == "reply")).all()
+    assert post.channel == "email"
+    assert post.body == "Agree: organising pneumonia pattern. Suggest follow-up CT in 4 weeks."
+    sms = {m.to: m.body for m in net.sender("sms").sent}
+    assert sms.keys() == {KIM, LEE, PARK, "+12025550105"}  # every follower but the author
+    assert sms[KIM] == f"C1 Alice Moreau: {post.body}"
+    assert "alice@example.org" not in {m.to for m in net.sender("email").sent}
+    assert len(net.sender("email").sent) == 4
+
+
+def test_threading_by_in_reply_to_when_there_is_no_token(client, net):
+    notice_id = post_message_id(net.settings.secret(), 1, DOMAIN)
+    form = mailgun_form("alice@example.org", "Agree.", f"cases@{DOMAIN}", subject="Re: something",
+                        in_reply_to=notice_id)
+    assert post_mailgun(client, form).status_code == 200
+    run_worker(net)
+    with net.sessions() as session:
+        stored = session.scalar(select(InboundEvent).where(InboundEvent.kind == "email"))
+    assert stored.outcome == "posted" and "by headers" in stored.detail
+
+
+def test_threading_by_subject_code(client, net):
+    form = mailgun_form("alice@example.org", "Agree.", f"cases@{DOMAIN}", subject="About [C1]")
+    post_mailgun(client, form)
+    run_worker(net)
+    with net.sessions() as session:
+        assert "by subject" in session.scalar(select(InboundEvent.detail).where(InboundEvent.kind == "email"))
+
+
+def test_a_forwarded_notification_cannot_post_as_someone_else(client, net):
+    form = mailgun_form("ben@example.org", "I was forwarded this", alice_reply_address(net))
+    post_mailgun(client, form)
+    run_worker(net)
+    with net.sessions() as session:
+        stored = session.scalar(select(InboundEvent).where(InboundEvent.kind == "email"))
+        assert stored.outcome == "rejected" and "another member" in stored.detail
+        assert session.scalar(select(func.count()).select_from(Post).where(Post.kind == "reply")) == 0
+
+
+@pytest.mark.parametrize("headers,envelope", [
+    ([["Auto-Submitted", "auto-replied"]], None),
+    ([["Precedence", "bulk"]], None),
+    ([["X-Autoreply", "yes"]], None),
+    ([["List-Id", "KSTR cases <cases.relay.example.org>"]], None),
+    ([["X-Relay-Loop", "relay.example.org"]], None),
+    ([], ""),  # null return path
+])
+def test_automatic_mail_is_recorded_and_never_relayed(client, net, headers, envelope):
+    form = mailgun_form("alice@example.org", "I am out of the office", alice_reply_address(net),
+                        headers=headers, envelope=envelope)
+    assert post_mailgun(client, form).status_code == 200
+    run_worker(net)
+    with net.sessions() as session:
+        stored = session.scalar(select(InboundEvent).where(InboundEvent.kind == "email"))
+    assert stored.outcome in ("discarded", "bounce") and stored.rules_fired
+    assert net.sender("sms").sent == [] and net.sender("email").sent == []
+
+
+def test_a_mail_loop_between_two_relays_stops_after_one_message(client, net):
+    """Our own relayed mail coming back (a second relay or an auto-forwarder) is never relayed again."""
+    from relay.db import transaction
+    from relay.mail import compose
+    from relay.models import Delivery
+
+    post_mailgun(client, mailgun_form("alice@example.org", "Agree.", alice_reply_address(net)))
+    run_worker(net)
+    first_round = len(net.sender("email").sent)
+    with transaction(net.sessions) as session:
+        delivery = session.scalars(select(Delivery).where(Delivery.channel == "email",
+                                                          Delivery.purpose == "relay")).first()
+        ours = compose(session, net.settings, delivery)
+    # The other side sends our message back to us, headers intact, from a member's address.
+    headers = [[k, str(v)] for k, v in ours.items() if k not in ("From", "To", "Subject", "Message-ID")]
+    post_mailgun(client, mailgun_form("ben@example.org", "Agree.", alice_reply_address(net), headers=headers))
+    run_worker(net)
+    assert len(net.sender("email").sent) == first_round
+
+
+def test_replayed_webhook_and_reused_token(client, net):
+    form = mailgun_form("alice@example.org", "Agree.", alice_reply_address(net))
+    assert post_mailgun(client, form).status_code == 200
+    assert post_mailgun(client, form).status_code == 200  # Mailgun retrying: a duplicate, acknowledged
+    other = mailgun_form("alice@example.org", "Another", alice_reply_address(net), token=form["token"],
+                         timestamp=int(form["timestamp"]))
+    assert post_mailgun(client, other).status_code == 406  # same token, another message: a replay
+    with net.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(InboundEvent)
+                              .where(InboundEvent.kind == "email")) == 1
+
+
+def test_bad_signature_and_stale_timestamp_are_refused(client, net):
+    forged = mailgun_form("alice@example.org", "x", alice_reply_address(net), key="wrong")
+    assert post_mailgun(client, forged).status_code == 403
+    stale = mailgun_form("alice@example.org", "x", alice_reply_address(net), timestamp=int(time.time()) - 3600)
+    assert post_mailgun(client, stale).status_code == 403
+
+
+def test_mail_that_will_never_be_accepted_is_kept_and_answered_406(client, net):
+    form = mailgun_form("alice@example.org", "x", alice_reply_address(net))
+    del form["from"], form["message-headers"]
+    response = post_mailgun(client, form)
+    assert response.status_code == 406
+    with net.sessions() as session:
+        stored = session.scalar(select(InboundEvent).where(InboundEvent.kind == "email"))
+    assert stored.outcome == "invalid" and stored.payload
+
+
+def test_unsubscribe_by_mailto(client, net):
+    token = unsubscribe_token(net.settings.secret(), member(net, ALICE).id)
+    post_mailgun(client, mailgun_form("alice@example.org", "unsubscribe", f"unsubscribe+{token}@{DOMAIN}"))
+    run_worker(net)
+    assert member(net, ALICE).email_opted_out_at is not None
+
+
+DSN = """From: MAILER-DAEMON@mx.example.net
+To: cases@relay.example.org
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+This is the mail system. Your message could not be delivered.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; alice@example.org
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <alice@example.org>: Recipient address rejected
+
+--B--
+"""
+
+
+def test_hard_bounces_are_counted_and_suspend_email_over_the_limit(client, net):
+    from relay.bounce_handling import reset_bounces
+    from relay.db import transaction
+
+    for _ in range(net.settings.hard_bounce_limit):
+        raw = DSN.encode()
+        form = {"recipient": f"cases@{DOMAIN}", "sender": "", "body-mime": raw.decode()}
+        timestamp, token = str(int(time.time())), secrets.token_hex(25)
+        form.update(timestamp=timestamp, token=token,
+                    signature=hmac.new(KEY.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest())
+        assert post_mailgun(client, form).status_code == 200
+    run_worker(net)
+    alice = member(net, ALICE)
+    assert alice.email_hard_bounces == net.settings.hard_bounce_limit and alice.email_suspended_at is not None
+    with net.sessions() as session:
+        bounces = session.scalars(select(EmailBounce)).all()
+    assert [(b.kind, b.status, b.member_id) for b in bounces] == [("hard", "5.1.1", alice.id)] * 3
+    # The coordinator undoes it.
+    with transaction(net.sessions) as session:
+        from relay.models import Member
+
+        reset_bounces(session, session.get(Member, alice.id), source="test")
+    assert member(net, ALICE).email_suspended_at is None
+
+
+def test_postmark_needs_basic_auth_and_threads_by_mailbox_hash(client, net):
+    token = alice_reply_address(net).split("+", 1)[1].split("@")[0]
+    payload = {
+        "FromFull": {"Email": "alice@example.org", "Name": "Alice Moreau", "MailboxHash": ""},
+        "From": "alice@example.org", "To": f"cases@{DOMAIN}", "ToFull": [{"Email": f"cases@{DOMAIN}"}],
+        "OriginalRecipient": f"reply+{token}@{DOMAIN}", "MailboxHash": token, "Subject": "Re: hello",
+        "MessageID": "a8c1040e-db1c-4e18-ac79-bc5f64c7ce2c", "TextBody": "Agree from Postmark.",
+        "HtmlBody": "", "Headers": [{"Name": "Message-ID", "Value": "<pm-1@mail.example.org>"}],
+        "Attachments": [],
+    }
+    body = json.dumps(payload)
+    unauthenticated = client.post("/webhooks/email/postmark", data=body, content_type="application/json")
+    assert unauthenticated.status_code == 403
+    auth = {"Authorization": "Basic " + base64.b64encode(b"pm:pw").decode()}
+    assert client.post("/webhooks/email/postmark", data=body, content_type="application/json",
+                       headers=auth).status_code == 200
+    run_worker(net)
+    with net.sessions() as session:
+        stored = session.scalar(select(InboundEvent).where(InboundEvent.kind == "email"))
+    assert stored.dedupe_key == "mid:pm-1@mail.example.org" and stored.outcome == "posted"
+
+
+def test_unknown_provider_is_404(client):
+    assert client.post("/webhooks/email/sparkpost", data="x").status_code == 404

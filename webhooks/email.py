@@ -1,0 +1,104 @@
+"""Inbound email webhooks (Mailgun, SendGrid Inbound Parse, Postmark): verify, persist the raw body
+deduplicated on the RFC Message-ID, acknowledge, enqueue. Parsing for real happens in the worker.
+
+Answers chosen so each provider stops retrying what will never be accepted: Mailgun 406, Postmark
+403; SendGrid retries anything but 2xx, so unusable mail is kept as `invalid` and acknowledged."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+from flask import Blueprint, Response, abort, current_app, request
+
+from relay.db import transaction
+from relay.dispatch import dispatch_safely
+from relay.inbound import record_inbound
+from relay.metrics import WEBHOOKS
+from relay.models import WebhookNonce, utcnow
+from relay.providers import mailgun, postmark, sendgrid
+from relay.providers.errors import BadWebhook
+from relay.providers.inbound_email import PROVIDERS, parse_inbound_email
+from relay.storage import insert_if_new
+
+log = logging.getLogger("relay.web.email")
+blueprint = Blueprint("email", __name__)
+
+REFUSE_FOREVER = {"mailgun": 406, "postmark": 403, "sendgrid": 200}
+
+
+def _answer(provider: str, status: int, reason: str) -> Response:
+    WEBHOOKS.labels(kind=f"email:{provider}", result=str(status)).inc()
+    if status >= 400:
+        log.warning("email webhook %s refused (%s) from %s: %s", provider, status, request.remote_addr, reason)
+    return Response(reason + "\n", status=status, mimetype="text/plain")
+
+
+def _authentic(provider: str, settings, body: bytes, content_type: str) -> str | None:
+    """None when the request really comes from the provider, else why not."""
+    if provider == "mailgun":
+        if not settings.mailgun_signing_key:
+            return "RELAY_MAILGUN_SIGNING_KEY is not set"
+        try:
+            timestamp, token, signature = mailgun.signature_fields(content_type, body)
+        except BadWebhook as exc:
+            return str(exc)
+        return mailgun.verify_signature(settings.mailgun_signing_key, timestamp, token, signature,
+                                        now=time.time(), max_age=settings.mailgun_max_age)
+    auth = request.authorization
+    if provider == "sendgrid":
+        if not settings.sendgrid_secret:
+            return "RELAY_SENDGRID_SECRET is not set"
+        ok = sendgrid.verify(settings.sendgrid_secret, auth.password if auth else None, request.args.get("token"))
+        return None if ok else "missing or wrong secret"
+    if not (settings.postmark_user and settings.postmark_password):
+        return "RELAY_POSTMARK_USER and RELAY_POSTMARK_PASSWORD are not set"
+    ok = postmark.verify(settings.postmark_user, settings.postmark_password,
+                         auth.username if auth else None, auth.password if auth else None)
+    return None if ok else "missing or wrong basic auth"
+
+
+@blueprint.post("/webhooks/email/<provider>")
+def inbound_email(provider: str):
+    if provider not in PROVIDERS:
+        abort(404, f"no email provider {provider!r} (known: {', '.join(PROVIDERS)})")
+    services = current_app.extensions["relay"]
+    settings = services.settings
+    body = request.get_data(cache=True)
+    content_type = request.headers.get("Content-Type", "")
+    problem = _authentic(provider, settings, body, content_type)
+    if problem:
+        return _answer(provider, 403, problem)
+    try:
+        email = parse_inbound_email(provider, content_type, body)
+        dedupe_key = f"mid:{email.message_id}" if email.message_id else (
+            f"pid:{email.provider_message_id}" if email.provider_message_id else "")
+        sender, invalid = email.from_address, None
+    except (BadWebhook, ValueError) as exc:
+        email, sender, invalid = None, "", str(exc)
+        dedupe_key = ""
+    dedupe_key = dedupe_key[:120] or f"sha:{hashlib.sha256(body).hexdigest()}"
+    # Kept even when unusable (outcome "invalid"), so nothing a provider delivered is ever lost.
+    with transaction(services.sessions) as session:
+        recorded = record_inbound(session, provider=provider, kind="email", dedupe_key=dedupe_key,
+                                  raw="", sender=sender, payload=body, content_type=content_type)
+        if provider == "mailgun" and recorded.created:
+            _, token, _ = mailgun.signature_fields(content_type, body)
+            if insert_if_new(session, WebhookNonce.__table__, {"provider": "mailgun", "nonce": token[:200],
+                                                                "inbound_event_id": recorded.event_id,
+                                                                "created_at": utcnow()}) is None:
+                session.rollback()
+                return _answer(provider, 406, "Mailgun token already used for another message (replay)")
+    if invalid is not None:
+        with transaction(services.sessions) as session:
+            from relay.models import InboundEvent
+
+            event = session.get(InboundEvent, recorded.event_id)
+            if event.processed_at is None:
+                event.processed_at, event.outcome, event.detail = utcnow(), "invalid", invalid
+        return _answer(provider, REFUSE_FOREVER[provider], f"not accepted: {invalid}")
+    if recorded.created:
+        dispatch_safely(services.dispatcher.process_inbound, recorded.event_id)
+        return _answer(provider, 200, "accepted")
+    log.info("email webhook %s: duplicate of event %s (%s)", provider, recorded.event_id, dedupe_key)
+    return _answer(provider, 200, "duplicate")
