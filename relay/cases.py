@@ -33,7 +33,7 @@ def get_case(session: Session, code: str) -> Case:
 def create_case(session: Session, title: str, chief_complaint: str = "", symptoms: str = "",
                 exposure_history: str = "", findings: str = "") -> Case:
     """Create a case and its thread; the number is the next free one (unique in the database)."""
-    title = (title or "").strip()
+    title = " ".join((title or "").split())  # one line: it becomes an email Subject
     if not title:
         raise ValueError("a case needs a title")
     for _ in range(5):
