@@ -6,38 +6,36 @@ from sqlalchemy.orm import Session
 from .models import ConsentEvent, Member, utcnow
 
 
+_OPTED_OUT_AT = {"sms": "sms_opted_out_at", "email": "email_opted_out_at"}
+
+
+def _change(session: Session, member: Member, channel: str, opt_out: bool, source: str) -> bool:
+    """Record an opt-out (or opt-in) on one channel; False when it was already so."""
+    column = _OPTED_OUT_AT[channel]
+    if (getattr(member, column) is not None) == opt_out:
+        return False
+    setattr(member, column, utcnow() if opt_out else None)
+    session.add(ConsentEvent(member_id=member.id, channel=channel, action="opt_out" if opt_out else "opt_in",
+                             source=source))
+    return True
+
+
 def opt_out_sms(session: Session, member: Member, source: str) -> bool:
     """Stop all SMS to the member; returns False when already opted out."""
-    if member.sms_opted_out_at is not None:
-        return False
-    member.sms_opted_out_at = utcnow()
-    session.add(ConsentEvent(member_id=member.id, channel="sms", action="opt_out", source=source))
-    return True
+    return _change(session, member, "sms", True, source)
 
 
 def opt_in_sms(session: Session, member: Member, source: str) -> bool:
-    if member.sms_opted_out_at is None:
-        return False
-    member.sms_opted_out_at = None
-    session.add(ConsentEvent(member_id=member.id, channel="sms", action="opt_in", source=source))
-    return True
+    return _change(session, member, "sms", False, source)
 
 
 def opt_out_email(session: Session, member: Member, source: str) -> bool:
     """Stop all email to the member; returns False when already opted out."""
-    if member.email_opted_out_at is not None:
-        return False
-    member.email_opted_out_at = utcnow()
-    session.add(ConsentEvent(member_id=member.id, channel="email", action="opt_out", source=source))
-    return True
+    return _change(session, member, "email", True, source)
 
 
 def opt_in_email(session: Session, member: Member, source: str) -> bool:
-    if member.email_opted_out_at is None:
-        return False
-    member.email_opted_out_at = None
-    session.add(ConsentEvent(member_id=member.id, channel="email", action="opt_in", source=source))
-    return True
+    return _change(session, member, "email", False, source)
 
 
 def unsubscribe_by_token(session: Session, secret: str, token: str, source: str) -> Member | None:

@@ -103,6 +103,40 @@ def test_unusable_messages(raw, error):
         email_from_mime(raw, "test")
 
 
+def test_nesting_too_deep_for_the_stdlib_parser():
+    raw = b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n"
+    raw += b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1) for i in range(3000))
+    with pytest.raises(BadWebhook, match="nested too deeply"):
+        email_from_mime(raw, "test")
+
+
+def test_forwarded_message_is_one_attachment():
+    raw = (b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n"
+           b"Content-Type: text/plain\r\n\r\nsee below\r\n--XX\r\nContent-Type: message/rfc822\r\n"
+           b'Content-Disposition: attachment; filename="lab.eml"\r\n\r\nFrom: lab@x.example\r\n'
+           b"Subject: CRP result\r\n\r\nCRP 3.2 mg/dL\r\n--XX--\r\n")
+    email = email_from_mime(raw, "test")
+    (attachment,) = email.attachments
+    assert (email.text, attachment.filename, attachment.content_type) == ("see below", "lab.eml", "message/rfc822")
+    assert b"Subject: CRP result" in attachment.content and b"CRP 3.2 mg/dL" in attachment.content
+
+
+@pytest.mark.parametrize("charset, attachment", [
+    ("x-unknown", ("lab report.pdf", "application/pdf")),
+    ("base64", ("lab report.pdf", "application/pdf")),
+    ("punycode", ("", "application/octet-stream")),  # the stdlib raises on these RFC 2231 parameters
+    ("undefined", ("", "application/octet-stream")),
+])
+def test_hostile_charsets_in_headers_and_parameters(charset, attachment):
+    raw = (b"From: a@b.example\r\nSubject: =?%s?q?CRP?=\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+           b"--XX\r\nContent-Type: text/plain; charset=%s\r\n\r\nhi\r\n--XX\r\nContent-Type: application/pdf\r\n"
+           b"Content-Disposition: attachment; filename*=%s''lab%%20report.pdf\r\n\r\n%%PDF-1.4\r\n--XX--\r\n"
+           ) % ((charset.encode(),) * 3)
+    email = email_from_mime(raw, "test")
+    assert email.text == "hi"
+    assert [(a.filename, a.content_type, a.content) for a in email.attachments] == [(*attachment, b"%PDF-1.4")]
+
+
 def test_envelope_defaults_to_from_without_return_path_and_strips_nul():
     raw = b"From: A <a@b.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nx\x00y\r\n"
     email = email_from_mime(raw, "t")
@@ -165,6 +199,10 @@ def test_mailbox_hash_of(values, expected):
     ("café".encode("utf-8"), "x-unknown", "café"),
     (b"caf\xe9", "utf-8", "caf\ufffd"),
     (b"caf\xe9", None, "caf\ufffd"),
+    (b"aGk=", "base64", "aGk="),  # Python codecs that are not mail charsets are not applied
+    (b"uryyb", "rot13", "uryyb"),
+    (b"caf\\xe9 ", "unicode_escape", "caf\\xe9 "),
+    (b"a b", "punycode", "a b"),
 ])
 def test_decode_text(data, charset, expected):
     assert decode_text(data, charset) == expected

@@ -69,6 +69,8 @@ def _form(content_type: str, body: bytes) -> list[FormPart]:
         return parse_form(content_type, body)
     except BadForm as exc:
         raise BadWebhook(str(exc)) from None
+    except RecursionError:  # a part declaring a deeply nested multipart
+        raise BadWebhook("the form's MIME structure is nested too deeply") from None
 
 
 def signature_fields(content_type: str, body: bytes) -> tuple[str, str, str]:

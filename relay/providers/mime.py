@@ -32,16 +32,21 @@ from .errors import BadWebhook
 # Charsets mail software writes but labels with a narrower name: decode with the superset it really used.
 _SUPERSETS = {"ascii": "utf-8", "euc_kr": "cp949", "gb2312": "gb18030", "gbk": "gb18030",
               "shift_jis": "cp932", "iso8859-1": "cp1252", "iso2022_jp": "iso2022_jp_ext"}
+_PYTHON_ONLY = frozenset({"undefined", "punycode", "idna", "unicode-escape", "raw-unicode-escape",
+                          "mbcs", "oem"})
 _KEEP_FOLDING = policy.compat32  # re-serialises an attached message without refolding its headers
 
 
 def codec_for(charset: str | None) -> str:
-    """The Python codec for a declared charset: its usual superset, UTF-8 when missing or unknown."""
+    """The Python codec for a declared charset: its usual superset; UTF-8 when missing, unknown or not a
+    mail charset at all (charset="base64", "rot13", "unicode_escape" ... are Python codecs too)."""
     try:
-        name = codecs.lookup((charset or "utf-8").strip().strip('"').strip()).name
+        info = codecs.lookup((charset or "utf-8").strip().strip('"').strip())
     except LookupError:
         return "utf-8"
-    return _SUPERSETS.get(name, name)
+    if info.name in _PYTHON_ONLY or not getattr(info, "_is_text_encoding", True):  # base64, zlib, rot13 ...
+        return "utf-8"
+    return _SUPERSETS.get(info.name, info.name)
 
 
 def clean(text: str) -> str:
@@ -58,13 +63,13 @@ def decode_text(data: bytes, charset: str | None) -> str:
     codec = codec_for(charset)
     try:
         return clean(data.decode(codec))
-    except UnicodeDecodeError:
+    except UnicodeError:
         pass
     if codec.startswith("iso2022_jp"):
         return clean(_jis_as_cp932(data))  # CP50220: NEC row 13 (①) and IBM kanji (髙) Python's codecs lack
     try:
         return clean(data.decode("utf-8"))
-    except UnicodeDecodeError:
+    except UnicodeError:
         return clean(data.decode(codec, "replace"))
 
 
@@ -207,12 +212,27 @@ def safe_filename(name: str | None) -> str:
     return "".join(ch for ch in base if ch >= " " and ch != "\x7f").strip()
 
 
-def _leaves(part: Message) -> Iterator[Message]:
-    if part.get_content_maintype() == "multipart" and isinstance(part.get_payload(), list):
-        for sub in part.get_payload():
-            yield from _leaves(sub)
-    else:
-        yield part
+def _describe(part: Message) -> tuple[str, str | None, bool, str | None]:
+    """(content type, filename, inline?, charset) of a part. RFC 2231 parameters in a charset the stdlib
+    fails on (punycode, undefined) make it an anonymous application/octet-stream attachment."""
+    try:
+        filename = part.get_filename()
+        inline = filename is None and part.get_content_disposition() != "attachment"
+        return part.get_content_type(), filename, inline, part.get_content_charset()
+    except (UnicodeError, LookupError):
+        return "application/octet-stream", None, False, None
+
+
+def _leaves(message: Message) -> Iterator[Message]:
+    """The non-multipart parts, depth first, in order (without recursion: nesting depth is the sender's)."""
+    stack = [message]
+    while stack:
+        part = stack.pop()
+        payload = part.get_payload()
+        if isinstance(payload, list) and _describe(part)[0].startswith("multipart/"):
+            stack.extend(reversed(payload))
+        else:
+            yield part
 
 
 def _content(part: Message) -> bytes:
@@ -233,15 +253,17 @@ def email_from_mime(raw: bytes, provider: str, provider_message_id: str = "",
     splits a body around inline images); every other leaf part, message/rfc822 included, is an
     attachment. envelope_from None: Return-Path, else the From address. recipients (the envelope's)
     come first, then To and Cc."""
-    message = BytesParser(policy=policy.default).parsebytes(raw)
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+    except RecursionError:  # the stdlib parser recurses once per nested multipart
+        raise BadWebhook("the MIME structure is nested too deeply") from None
     texts: list[str] = []
     htmls: list[str] = []
     attachments = []
     for part in _leaves(message):
-        ctype, filename = part.get_content_type(), part.get_filename()
-        inline = filename is None and part.get_content_disposition() != "attachment"
+        ctype, filename, inline, charset = _describe(part)
         if inline and ctype in ("text/plain", "text/html"):
-            body = decode_text(part.get_payload(decode=True) or b"", part.get_content_charset())
+            body = decode_text(part.get_payload(decode=True) or b"", charset)
             (texts if ctype == "text/plain" else htmls).append(body)
         else:
             attachments.append(Attachment(safe_filename(filename), ctype, _content(part)))

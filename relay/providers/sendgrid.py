@@ -118,6 +118,8 @@ def parse(content_type: str, body: bytes) -> InboundEmail:
         parts = parse_form(content_type, body)
     except BadForm as exc:
         raise BadWebhook(str(exc)) from None
+    except RecursionError:  # a part declaring a deeply nested multipart
+        raise BadWebhook("the form's MIME structure is nested too deeply") from None
     fields = fields_of(parts, _charsets(fields_of(parts)))
     envelope_from, recipients = _envelope(fields)
     raw = next((p.data for p in parts if p.name == "email" and p.filename is None), None)
