@@ -148,6 +148,8 @@ def test_unusable_payloads(name, error):
     ("multipart/form-data", b"--x--", "without a boundary"),
     ("application/x-www-form-urlencoded", b"message-headers=%7B%22From%22%3A+%22a%40b%22%7D&from=a%40b.example",
      "list of \\[name, value\\] pairs"),
+    ("multipart/form-data; boundary=b", b'--b\r\nContent-Disposition: form-data; name="from"\r\n'
+     b"Content-Type: text/plain; charset*=undefined''x\r\n\r\na@b.example\r\n--b--\r\n", "unparseable form"),
 ])
 def test_malformed_bodies(content_type, body, error):
     with pytest.raises(BadWebhook, match=error):

@@ -120,6 +120,8 @@ def test_envelope(envelope, envelope_from, recipients):
       b"hi\r\n--xYzZY--\r\n"), "missing field envelope"),
     (("application/json", b'{"envelope": {}}'), "expected a form"),
     (("multipart/form-data", b"--xYzZY--"), "without a boundary"),
+    (("multipart/form-data; boundary=xYzZY", b'--xYzZY\r\nContent-Disposition: form-data; name="text"\r\n'
+      b"Content-Type: text/plain; charset*=punycode''x\r\n\r\nhi\r\n--xYzZY--\r\n"), "unparseable form"),
 ])
 def test_unusable_payloads(payload, error):
     with pytest.raises(BadWebhook, match=error):

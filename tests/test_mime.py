@@ -105,8 +105,16 @@ def test_unusable_messages(raw, error):
 
 def test_nesting_too_deep_for_the_stdlib_parser():
     raw = b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n"
-    raw += b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1) for i in range(3000))
+    part = b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n"
+    raw += b"".join(part % (i, i + 1) for i in range(3000))
     with pytest.raises(BadWebhook, match="nested too deeply"):
+        email_from_mime(raw, "test")
+
+
+def test_multipart_parameters_the_stdlib_cannot_decode():
+    raw = (b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=XX; x*=punycode''a\r\n\r\n"
+           b"--XX\r\nContent-Type: text/plain\r\n\r\nhi\r\n--XX--\r\n")
+    with pytest.raises(BadWebhook, match="undecodable MIME parameters"):
         email_from_mime(raw, "test")
 
 

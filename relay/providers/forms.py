@@ -27,7 +27,7 @@ class FormPart:
                 continue
             try:
                 return self.data.decode(candidate)
-            except (LookupError, UnicodeDecodeError):
+            except (LookupError, UnicodeError):
                 continue
         return self.data.decode("utf-8", "replace")
 
@@ -46,19 +46,25 @@ def parse_form(content_type: str, body: bytes) -> list[FormPart]:
         if "boundary=" not in content_type:
             raise BadForm("multipart/form-data without a boundary")
         head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
-        message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
-        if not message.is_multipart():
-            raise BadForm("multipart/form-data body has no parts")
-        parts = []
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            if name is None:
-                continue
-            payload = part.get_payload(decode=True) or b""
-            parts.append(FormPart(str(name), payload, part.get_filename(), part.get_content_type(),
-                                  part.get_content_charset()))
-        return parts
+        try:
+            return _multipart_parts(BytesParser(policy=policy.HTTP).parsebytes(head + body))
+        except (RecursionError, UnicodeError, LookupError) as exc:  # hostile part headers
+            raise BadForm(f"unparseable form: {type(exc).__name__}") from None
     raise BadForm(f"expected a form, got Content-Type {mimetype or 'none'!r}")
+
+
+def _multipart_parts(message) -> list[FormPart]:
+    if not message.is_multipart():
+        raise BadForm("multipart/form-data body has no parts")
+    parts = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name is None:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        parts.append(FormPart(str(name), payload, part.get_filename(), part.get_content_type(),
+                              part.get_content_charset()))
+    return parts
 
 
 def fields_of(parts: list[FormPart], charsets: dict[str, str] | None = None) -> dict[str, str]:

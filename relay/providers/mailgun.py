@@ -69,8 +69,8 @@ def _form(content_type: str, body: bytes) -> list[FormPart]:
         return parse_form(content_type, body)
     except BadForm as exc:
         raise BadWebhook(str(exc)) from None
-    except RecursionError:  # a part declaring a deeply nested multipart
-        raise BadWebhook("the form's MIME structure is nested too deeply") from None
+    except (RecursionError, UnicodeError, LookupError) as exc:  # hostile part headers; see mime.py
+        raise BadWebhook(f"unparseable form: {type(exc).__name__}") from None
 
 
 def signature_fields(content_type: str, body: bytes) -> tuple[str, str, str]:
@@ -79,7 +79,7 @@ def signature_fields(content_type: str, body: bytes) -> tuple[str, str, str]:
     if _is_json(content_type):
         try:
             signature = json.loads(body).get("signature")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             raise BadWebhook("body is not a JSON object") from None
         signature = signature if isinstance(signature, dict) else {}
         return tuple(str(signature.get(name) or "") for name in ("timestamp", "token", "signature"))
@@ -93,7 +93,7 @@ def _message_headers(fields: dict[str, str]) -> list[tuple[str, str]]:
     if "message-headers" in fields:
         try:
             raw = json.loads(fields["message-headers"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadWebhook("message-headers is not JSON") from None
         if not isinstance(raw, list) or not all(
                 isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in raw):

@@ -257,6 +257,8 @@ def email_from_mime(raw: bytes, provider: str, provider_message_id: str = "",
         message = BytesParser(policy=policy.default).parsebytes(raw)
     except RecursionError:  # the stdlib parser recurses once per nested multipart
         raise BadWebhook("the MIME structure is nested too deeply") from None
+    except (UnicodeError, LookupError) as exc:  # e.g. multipart parameters in charset*=punycode''
+        raise BadWebhook(f"undecodable MIME parameters: {exc}") from None
     texts: list[str] = []
     htmls: list[str] = []
     attachments = []

@@ -92,7 +92,7 @@ def parse(body: bytes) -> InboundEmail:
     """The email in an inbound webhook POST body."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise BadWebhook("body is not JSON") from None
     if not isinstance(data, dict):
         raise BadWebhook("body is not a JSON object")

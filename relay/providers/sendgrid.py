@@ -63,7 +63,7 @@ def verify(secret: str, basic_auth_password: str | None, path_token: str | None)
 def _json_field(fields: dict[str, str], name: str, kind: type):
     try:
         value = json.loads(fields[name])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadWebhook(f"{name} is not JSON") from None
     if not isinstance(value, kind):
         raise BadWebhook(f"{name} is not a JSON {kind.__name__}")
@@ -75,7 +75,7 @@ def _charsets(fields: dict[str, str]) -> dict[str, str]:
     read as its superset cp949, and so on). Missing or malformed: {} (everything read as UTF-8)."""
     try:
         declared = json.loads(fields.get("charsets") or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     if not isinstance(declared, dict):
         return {}
@@ -98,7 +98,7 @@ def _envelope(fields: dict[str, str]) -> tuple[str | None, list[str]]:
 def _attachments(parts: list[FormPart], fields: dict[str, str]) -> list[Attachment]:
     try:
         info = json.loads(fields.get("attachment-info") or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         info = {}
     info = info if isinstance(info, dict) else {}
     files = sorted((int(p.name[10:]), p) for p in parts
@@ -118,8 +118,8 @@ def parse(content_type: str, body: bytes) -> InboundEmail:
         parts = parse_form(content_type, body)
     except BadForm as exc:
         raise BadWebhook(str(exc)) from None
-    except RecursionError:  # a part declaring a deeply nested multipart
-        raise BadWebhook("the form's MIME structure is nested too deeply") from None
+    except (RecursionError, UnicodeError, LookupError) as exc:  # hostile part headers; see mime.py
+        raise BadWebhook(f"unparseable form: {type(exc).__name__}") from None
     fields = fields_of(parts, _charsets(fields_of(parts)))
     envelope_from, recipients = _envelope(fields)
     raw = next((p.data for p in parts if p.name == "email" and p.filename is None), None)

@@ -21,6 +21,9 @@ from twilio.request_validator import RequestValidator
 
 from ..deliveries import TWILIO_STATUS
 from ..messages import InboundMessage, OutboundMessage, SendError, SendResult, StatusUpdate
+from .errors import BadWebhook  # one error type for every provider
+
+__all__ = ["BadWebhook"]
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +35,6 @@ OPTED_OUT_ERROR_CODES = frozenset(str(code) for code in OPTED_OUT_CODES)
 RETRYABLE_HTTP = frozenset({429}) | frozenset(range(500, 600))
 
 
-class BadWebhook(ValueError):
-    """The request is signed correctly but cannot be used; the message says why (a 400)."""
 
 
 def signed_url(public_base_url: str, path: str, query_string: bytes | str = b"") -> str:
