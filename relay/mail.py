@@ -72,7 +72,8 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
                    author=author.short_name if author else settings.network_name,
                    unsubscribe_url=unsubscribe_https)
 
-    message = EmailMessage(policy=SMTP)
+    # refold_source="none": a header stored with set_raw() goes out exactly as written (see below).
+    message = EmailMessage(policy=SMTP.clone(refold_source="none"))
     sender_name = settings.network_name if notice or author is None else f"{author.short_name} via {settings.network_name}"
     message["From"] = formataddr((sender_name, settings.email_from))
     message["To"] = formataddr((member.name, member.email))
@@ -86,7 +87,9 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     message["Reply-To"] = formataddr((f"{case.code} {settings.network_name}",
                                       reply_address(settings, member.id, case.id)))
     message["List-Id"] = f"{settings.network_name} cases <{list_id(settings)}>"
-    message["List-Unsubscribe"] = f"<{unsubscribe_https}>, <{unsubscribe_mailto}>"
+    # Folded here, one URL per line, and stored raw: given the whole value, the email package turns a
+    # URL longer than a line into RFC 2047 encoded-words, which RFC 2369/8058 readers do not decode.
+    message.set_raw("List-Unsubscribe", f"<{unsubscribe_https}>,\r\n <{unsubscribe_mailto}>")
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["List-Archive"] = f"<{settings.public_base_url}/library/>"
     message["Archived-At"] = f"<{url}>"

@@ -10,8 +10,9 @@ The splitting is mail-parser-reply's (`EmailMessage.read()` with every language 
 misses is added here, each with its reason next to it (look for "EXTENSION"). The steps:
 
 1. No text part: text is taken from the HTML part, with quote containers dropped (`html_to_text`).
-2. Text is normalised for detection (line endings, invisible characters, no-break spaces); every line
-   is compared stripped, as the library does, but the author's lines are returned as they were.
+2. Text is normalised (line endings, invisible characters, no-break spaces). The library searches a
+   detection copy, line for line with the text: lines stripped (as the library does), lines that cannot
+   be part of a header blanked, long lines shortened. The author's lines are returned as they were.
 3. mail-parser-reply splits the text at every reply header it recognises (its patterns for all its
    languages, plus ours). The part before the first header is the author's (top posting). A part that
    starts with a header and whose body begins with ">" lines is a quote the author may have answered
@@ -49,35 +50,35 @@ _WROTE_VERBS = (r"wrote|a [ée]crit|escribi[óo]|schrieb(?: [^\n]{0,80})?|нап
                 r"|schreef|skrev|napisał\(a\)|napsal\(a\)")
 
 _ORIGINAL_MESSAGE_WORDS = (
-    r"Original Message|Original|Forwarded message|Ursprüngliche Nachricht|Weitergeleitete Nachricht"
+    r"Original Message|Forwarded message|Ursprüngliche Nachricht|Weitergeleitete Nachricht"
     r"|Message d'origine|Message transféré|Mensaje original|Mensaje reenviado|Исходное сообщение"
     r"|Пересылаемое сообщение|원본 메시지|전달된 메시지|元のメッセージ|転送されたメッセージ|原始邮件|原始郵件"
-    r"|原始邮件 \(?\w*\)?|Messaggio originale|Oorspronkelijk bericht|Wiadomość oryginalna"
+    r"|Messaggio originale|Oorspronkelijk bericht|Wiadomość oryginalna"
     r"|Původní zpráva|Ursprungligt meddelande|Oprindelig meddelelse")
 
 _EXTENSION_HEADERS = [
     # EXTENSION (ko): Gmail writes "…님이 작성:" and iOS "… 작성:"; the library knows only "님이 작성하였습니다:",
     # and its ko pattern is preceded by a negative lookahead of itself, so it never matches.
-    r"[^\n]*\d[^\n]*(?:님이 )?작성(?:하였습니다|했습니다)?\s?[:：]",
+    r"(?=[^\n]*\d)[^\n]*(?:님이 )?작성(?:하였습니다|했습니다)?\s?[:：]",
     # EXTENSION (zh): "Kim <…> 于2020年3月3日周二 上午9:00写道：" (name first) and zh-TW "於 … 寫道："; the
     # library's zh pattern also negates itself (never matches) and wants the line to start with the date.
-    r"[^\n]*\d[^\n]*(?:写道|寫道)\s?[:：]",
+    r"(?=[^\n]*\d)[^\n]*(?:写道|寫道)\s?[:：]",
     # EXTENSION (ja): Apple Mail/Outlook "2020/03/03 9:00、Kim <…>のメッセージ:" / "…のメール:" / "…は書きました:";
     # the library only knows Gmail's "2020年3月3日(火) 9:00 Kim <…>:".
-    r"[^\n]*\d[^\n]*(?:の?メッセージ|のメール|(?:さん)?は?書きました)\s?[:：]",
+    r"(?=[^\n]*\d)[^\n]*(?:の?メッセージ|のメール|(?:さん)?は?書きました)\s?[:：]",
     # EXTENSION (es): "El … escribió:", also wrapped before the verb; the library's es pattern negates
     # itself and so never matches.
     r"El\s[^\n]+(?:\n[^\n]+)?\sescribi[óo]\s?:",
     # EXTENSION (fr): "Le …\na écrit :" wrapped before the verb (the library's fr pattern is one line).
     r"Le\s[^\n]+\na [ée]crit\s?:",
     # EXTENSION (ru): no Russian in the library: Thunderbird "… пишет:", Apple/Outlook "… написал(а):".
-    r"[^\n]*\d[^\n]*(?:пишет|написал\(а\)|написал\(a\)|написала?)\s?:",
+    r"(?=[^\n]*\d)[^\n]*(?:пишет|написал\(а\)|написал\(a\)|написала?)\s?:",
     # EXTENSION (any language): Gmail in ja/ru/pl/… and mail.ru/Yandex end the attribution with just the
     # address: "вт, 3 мар. 2020 г. в 09:00, Ким <kim@…>:" — a time, an <address>, a final colon.
-    r"[^\n]*\d{1,2}:\d{2}[^\n]*<[^<>\s@]+@[^<>\s]+>\)?\s?[:：]",
+    r"(?=[^\n]*\d{1,2}:\d{2})[^\n]*<[^<>\s@]+@[^<>\s]+>\)?\s?[:：]",
     # EXTENSION (any language): Gmail hard-wraps a long attribution so that the verb starts the next
     # line ("On … Kim Lee <kim@…>\nwrote:"); the first line must carry a time, year or address.
-    r"[^\n]*(?:\d{1,2}:\d{2}|\d{4}|<[^<>\n]*@[^<>\n]*>)[^\n]*\n(?:" + _WROTE_VERBS + r")\s?[:：]",
+    r"(?=[^\n]*(?:\d{1,2}:\d{2}|\d{4}|<[^<>\n]*@[^<>\n]*>))[^\n]*\n(?:" + _WROTE_VERBS + r")\s?[:：]",
     # EXTENSION (Outlook, ru/ja/zh-TW/full-width colon): header blocks the library has no words for.
     r"(?:(?:^|\n)" + _QUOTE_PREFIX + r"[* ]*(?:От|Отправлено|Кому|Тема|Дата|Копия|差出人|送信日時|宛先|件名|CC"
     r"|寄件者|寄件日期|收件者|主旨|副本|发件人|发送时间|收件人|主题|抄送|日期)\s?[:：][ *]*[^\n]*){2,}",
@@ -131,8 +132,9 @@ class _Message(EmailMessage):
             library = super().HEADER_REGEX.pattern
             # EXTENSION: the pl Outlook pattern accepts a single "Do:"/"Data:"/"Temat:" line as a whole
             # header block, so an author's line "Do: repeat CT" would cut the reply; ask for two lines.
-            pl = MAIL_LANGUAGES["pl"]["from_header"]
-            library = library.replace(pl, pl.replace("){1,}", "){2,}"))
+            pl = MAIL_LANGUAGES.get("pl", {}).get("from_header")
+            if pl:
+                library = library.replace(pl, pl.replace("){1,}", "){2,}"))
             # EXTENSION: read() splits at every non-empty group of every match, so a pattern with an
             # inner group (fr "Le\s(.+?)a écrit") splits again inside its own header; one group each.
             alternatives = [_uncapture(p) for p in _split_alternatives(library)]
@@ -140,6 +142,11 @@ class _Message(EmailMessage):
             cls._combined = re.compile("|".join(f"({p})" for p in alternatives),
                                        flags=re.MULTILINE | re.IGNORECASE)
         return cls._combined
+
+    def _process_signatures_disclaimers(self, text: str) -> tuple[list[str], str]:
+        # Signatures and disclaimers are found by _signature_start, on the author's lines only: the
+        # library's SIGNATURE_REGEX also matches inside quotes and would take a bottom-posted answer.
+        return [], ""
 
 
 def _split_alternatives(pattern: str) -> list[str]:
@@ -191,11 +198,26 @@ _CLOSINGS = _library_list("signatures") + [
     r"Best", r"Kind regards", r"Sincerely", r"С уважением", r"Спасибо", r"よろしくお願いします",
     r"よろしくお願いいたします", r"Saludos", r"Merci", r"Bien à vous", r"Viele Grüße",
 ]
-_NAME = r"(?-i:(?:Dr\.?|Prof\.?|[A-Z][\w.'’-]*|[A-Z]{1,3}))"
 _CLOSING_RE = re.compile(
     r"^" + _QUOTE_PREFIX + r"(?:" + "|".join(_CLOSINGS) + r")(?:(?<=[,.!:;])|\b)"
-    r"[ \t,.!:;]*(?:[-–—]?\s*" + _NAME + r"(?:[ \t]+" + _NAME + r"){0,2}[ \t.!]*)?$",
-    flags=re.IGNORECASE)
+    r"[ \t,.!:;。、！]*(?P<rest>[^\n]*)$", flags=re.IGNORECASE)
+_TITLES = frozenset({"dr", "dr.", "prof", "prof.", "md", "phd"})
+
+
+def _looks_like_name(text: str) -> bool:
+    """"", "Kim", "Dr. Jiwon Kim", "JW", "Алексей", "김지원": up to three capitalised (or uncased,
+    short) words — not "will book the CT"."""
+    tokens = text.strip(" \t-–—.!").replace(",", " ").split()
+    if len(tokens) > 3:
+        return False
+    for token in tokens:
+        first = token[0]
+        if token.lower() in _TITLES or first.isupper():
+            continue
+        if not first.islower() and token.isalpha() and len(token) <= 4:  # CJK names have no case
+            continue
+        return False
+    return True
 
 _SENT_FROM_RE = re.compile(
     r"^(?:" + "|".join(_library_list("sent_from")) + "|"
@@ -215,12 +237,15 @@ _DISCLAIMER_START = re.compile(
     r"CONFIDENTIALITY NOTICE|Confidentiality notice|PRIVILEGED AND CONFIDENTIAL|NOTICE:"
     r"|This (?:e-?mail|message|communication)\b[^\n]{0,80}\b(?:confidential|intended|privileged))",
     flags=re.IGNORECASE)
-_DISCLAIMER_BODY = re.compile(r"e-?mail|intended recipient|addressee|수신인|受信者|收件人", re.IGNORECASE)
+_DISCLAIMER_BODY = re.compile(r"intended (?:recipient|solely|only)|addressee|confidential|privileged"
+                              r"|originated (?:from )?outside|Empfänger|destinataire|destinatario"
+                              r"|수신인|受信者|收件人|адресат", re.IGNORECASE)
 
-_DELIMITER_RE = re.compile(r"^(?:--|__|-- ?—|—{2,})[ \t]*$")
+# "-- " (RFC 3676 §4.3; most clients drop the space), "__", and a rule of dashes ("——————", zh/ja).
+_DELIMITER_RE = re.compile(r"^(?:--|__|[—–―]{2,})[ \t]*$")
 # EXTENSION: a last line "-Kim", "— JW", "- Dr Lee" signs off (the library's "- ?\w" rule also eats
 # hyphen lists, so it is switched off with keep_hyphen_lists and this narrower rule used instead).
-_SIGN_OFF_RE = re.compile(r"^[-–—~]\s?" + _NAME + r"(?:[ \t]+" + _NAME + r"){0,2}\.?$")
+_SIGN_OFF_RE = re.compile(r"^[-–—~]\s?(?P<rest>[^\W\d_][^\n]{0,40})$")
 
 _MAX_SIGNATURE_LINES = 8
 
@@ -238,14 +263,17 @@ def _signature_start(lines: list[str]) -> int | None:
         if _SENT_FROM_RE.match(bare) and len(bare) <= 60 and "," not in bare:
             return i
         later = [j for j in content if j > i]
-        if i != content[0] and len(later) < _MAX_SIGNATURE_LINES and _CLOSING_RE.match(line):
+        closing = _CLOSING_RE.match(line)
+        if (i != content[0] and len(later) < _MAX_SIGNATURE_LINES and closing
+                and _looks_like_name(closing["rest"])):
             return i
         if i != content[0] and _DISCLAIMER_START.match(line) and _DISCLAIMER_BODY.search(
                 " ".join(lines[i:])):
             return i
     last = content[-1]
-    if len(content) > 1 and _SIGN_OFF_RE.match(lines[last]) and not re.match(
-            r"^[-–—*•]\s", lines[content[-2]]):
+    sign_off = _SIGN_OFF_RE.match(lines[last])
+    if (len(content) > 1 and sign_off and _looks_like_name(sign_off["rest"])
+            and not re.match(r"^[-–—*•]", lines[content[-2]])):
         return last
     return None
 
@@ -260,7 +288,31 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u200e\u200f\
 _SPACES = dict.fromkeys(map(ord, "\u00a0\u202f\u2007\u2009"), " ")
 # The library deletes a long "____"/"----" line after a blank line (shifting line numbers); shortening
 # such runs in the detection copy keeps its lines one-to-one with ours.
-_LONG_RULE = re.compile(r"^([_-]{31})[_-]+", re.MULTILINE)
+_LONG_RULE = re.compile(r"^([_-]{31})[_-]+")
+# Some library patterns ("On\s(?:.+?\s?.+?)\s?wrote:") take time quadratic in the line length: a
+# 7,000-character paragraph starting with "On" costs seconds. No header line is that long, so the
+# detection copy keeps the start and end of long lines only.
+_MAX_DETECT_LINE = 300
+_COLONS = (":", "\uff1a")
+
+
+def _detection_copy(stripped: list[str]) -> str:
+    """The text the library searches for headers, line for line with `stripped`. Every header pattern
+    ends in a colon or is a rule line ("-----Original Message-----", "____"), possibly wrapped after a
+    line without a colon; other lines are blanked so the search stays fast on long histories."""
+    out = []
+    for n, line in enumerate(stripped):
+        following = stripped[n + 1] if n + 1 < len(stripped) else ""
+        bare = line.lstrip("> ")
+        if line and not (any(c in line for c in _COLONS) or bare[:1] in ("-", "_")
+                         or any(c in following for c in _COLONS)):
+            out.append(".")  # not empty: read() drops empty parts, and so would lose the top text
+            continue
+        if len(line) > _MAX_DETECT_LINE:
+            half = _MAX_DETECT_LINE // 2
+            line = line[:half] + line[-half:]
+        out.append(_LONG_RULE.sub(r"\1", line))
+    return "\n".join(out)
 
 
 def _normalise(text: str) -> str:
@@ -277,7 +329,7 @@ _GAP = object()  # where a quoted block was dropped
 
 def _segments(lines: list[str]) -> list[tuple[int, int, int]] | None:
     """(first line, first body line, end line) of each part mail-parser-reply splits the text into."""
-    detect = _LONG_RULE.sub(r"\1", "\n".join(line.strip() for line in lines))
+    detect = _detection_copy([line.strip() for line in lines])
     message = _Message(text=detect, languages=list(LANGUAGES), keep_hyphen_lists=True)
     if message.text != detect:  # the library normalised differently: line numbers would not match
         return None
@@ -387,12 +439,15 @@ def visible_text(text: str, html: str = "") -> str:
 
 # Containers whose whole subtree is quoted history or signature.
 _DROP_MARKERS = ("gmail_quote", "gmail_attr", "yahoo_quoted", "protonmail_quote", "moz-cite-prefix",
-                 "gmail_signature", "moz-signature", "zwchr", "applemailsignature")
+                 "gmail_signature", "moz-signature", "applemailsignature")
 # Containers after which everything is history: Outlook puts the header block in divRplyFwdMsg (OWA,
 # often with an "x_" prefix), "OriginalMessage"/"OutlookMessageHeader" (older Outlook and mobile),
 # "appendonsend" and the reference-message container (new Outlook), and the history as their siblings.
-_CUT_MARKERS = ("divrplyfwdmsg", "originalmessage", "outlookmessageheader", "appendonsend", "olk_src_body_section",
-                "mail-editor-reference-message-container", "ms-outlook-mobile-reference-message")
+_CUT_MARKERS = ("divrplyfwdmsg", "originalmessage", "outlookmessageheader", "appendonsend",
+                "mail-editor-reference-message-container", "ms-outlook-mobile-reference-message",
+                "olk_src_body_section",  # Outlook for Mac
+                "stopspelling",  # Hotmail/Outlook.com: <hr id="stopSpelling"> above the header lines
+                "zwchr")  # Zimbra: <hr id="zwchr"> above the header lines
 # Outlook desktop has no id: its header block sits in a div with a thin top border of these colours.
 _OUTLOOK_BORDER = re.compile(r"border-top:\s*solid\s+#(?:e1e1e1|b5c4df)", re.IGNORECASE)
 
@@ -439,7 +494,7 @@ class _TextExtractor(HTMLParser):
         if tag not in _VOID_TAGS and (tag in _SKIP_TAGS or tag == "blockquote"
                                       or self._marker(attrs, _DROP_MARKERS)):
             self.skip_tag, self.skip_depth = tag, 1
-            if tag == "blockquote":
+            if tag in _BLOCK_TAGS:
                 self._newline()
             return
         if tag == "br":
@@ -462,6 +517,8 @@ class _TextExtractor(HTMLParser):
                 self.skip_depth -= 1
                 if self.skip_depth == 0:
                     self.skip_tag = None
+                    if tag in _BLOCK_TAGS:
+                        self._newline()
             return
         if tag in _BLOCK_TAGS:
             self._newline()

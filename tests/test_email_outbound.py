@@ -168,3 +168,24 @@ def test_members_receive_a_case_by_the_channels_they_chose(services, sms, mail):
     assert sorted(m.to for m in sms.sent) == sorted(["+821012345601", "+821012345603", "+33612345604"])
     assert sorted(m.to for m in mail.sent) == sorted(["minho@example.org", "seoyeon@example.org",
                                                       "alice@example.org", "ben@example.org"])
+
+
+def test_list_unsubscribe_is_never_encoded_even_for_long_urls(tmp_path, database_url, smtp_sink):
+    settings = make_settings(tmp_path / "var", database_url, smtp_url=smtp_sink.url,
+                             public_base_url="https://relay.thoracic-network-of-a-long-name.example.org",
+                             mail_domain="relay.thoracic-network-of-a-long-name.example.org", secret_key="k")
+    services = build_services(settings, dispatcher=RecordingDispatcher(),
+                              senders={"sms": RecordingSender(), "email": SmtpEmailSender(settings)})
+    with transaction(services.sessions) as session:
+        import_members(session, DEMO_CSV)
+        create_case(session, "A case")
+    new_case_notice(services, "C1", ["tft"])
+    run_worker(services)
+    services.sender("email").close()
+    raw = smtp_sink.received[0].data.decode()
+    header = raw.split("List-Unsubscribe:", 1)[1].split("\r\nList-Unsubscribe-Post", 1)[0]
+    assert "=?" not in header
+    urls = [u.strip(" <>\r\n") for u in header.split(",")]
+    assert urls[0].startswith("https://relay.thoracic-network-of-a-long-name.example.org/unsubscribe/")
+    assert urls[1].startswith("mailto:unsubscribe+")
+    services.dispose()
