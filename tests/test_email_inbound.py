@@ -288,3 +288,35 @@ def test_postmark_needs_basic_auth_and_threads_by_mailbox_hash(client, net):
 
 def test_unknown_provider_is_404(client):
     assert client.post("/webhooks/email/sparkpost", data="x").status_code == 404
+
+
+def sendgrid_body(sender: str, recipient: str, text: str) -> tuple[str, bytes]:
+    boundary = "xYzZY"
+    fields = {"from": sender, "to": recipient, "subject": "Re: [C1] Fever and GGO", "text": text,
+              "headers": f"From: {sender}\nTo: {recipient}\nSubject: Re: [C1] Fever and GGO\n"
+                         f"Message-ID: <sg-{secrets.token_hex(4)}@mail.example.org>\n",
+              "envelope": json.dumps({"to": [recipient], "from": sender}), "charsets": json.dumps(
+                  {"from": "UTF-8", "to": "UTF-8", "subject": "UTF-8", "text": "utf-8", "headers": "UTF-8"})}
+    body = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                   for k, v in fields.items()) + f"--{boundary}--\r\n"
+    return f"multipart/form-data; boundary={boundary}", body.encode()
+
+
+@pytest.mark.parametrize("how", ["path", "query", "basic"])
+def test_sendgrid_secret_in_the_path_query_or_basic_auth(tmp_path, database_url, how):
+    settings = make_settings(tmp_path / "var", database_url, sendgrid_secret="sg-secret", mail_domain=DOMAIN,
+                             secret_key="s3cret")
+    services = build_services(settings, dispatcher=RecordingDispatcher(), senders={})
+    client = create_app(services=services).test_client()
+    content_type, body = sendgrid_body("alice@example.org", f"cases@{DOMAIN}", "Agree.")
+    url, headers = "/webhooks/email/sendgrid", {}
+    if how == "path":
+        url += "/sg-secret"
+    elif how == "query":
+        url += "?token=sg-secret"
+    else:
+        headers["Authorization"] = "Basic " + base64.b64encode(b"sendgrid:sg-secret").decode()
+    assert client.post("/webhooks/email/sendgrid/wrong", data=body, content_type=content_type).status_code == 403
+    assert client.post(url, data=body, content_type=content_type, headers=headers).status_code == 200
+    assert services.dispatcher.inbound
+    services.dispose()

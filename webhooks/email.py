@@ -49,7 +49,8 @@ def _authentic(provider: str, settings, body: bytes, content_type: str) -> str |
     if provider == "sendgrid":
         if not settings.sendgrid_secret:
             return "RELAY_SENDGRID_SECRET is not set"
-        ok = sendgrid.verify(settings.sendgrid_secret, auth.password if auth else None, request.args.get("token"))
+        path_token = (request.view_args or {}).get("path_token") or request.args.get("token")
+        ok = sendgrid.verify(settings.sendgrid_secret, auth.password if auth else None, path_token)
         return None if ok else "missing or wrong secret"
     if not (settings.postmark_user and settings.postmark_password):
         return "RELAY_POSTMARK_USER and RELAY_POSTMARK_PASSWORD are not set"
@@ -59,7 +60,8 @@ def _authentic(provider: str, settings, body: bytes, content_type: str) -> str |
 
 
 @blueprint.post("/webhooks/email/<provider>")
-def inbound_email(provider: str):
+@blueprint.post("/webhooks/email/<provider>/<path_token>")  # SendGrid: the secret in the URL path
+def inbound_email(provider: str, path_token: str | None = None):
     if provider not in PROVIDERS:
         abort(404, f"no email provider {provider!r} (known: {', '.join(PROVIDERS)})")
     services = current_app.extensions["relay"]
