@@ -70,6 +70,7 @@ class Settings:
     postmark_password: str = ""
     hard_bounce_limit: int = 3
     api_token: str = ""
+    preview_rate_limit: str = "60/minute"
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -108,6 +109,7 @@ class Settings:
             postmark_user=get("POSTMARK_USER"),
             postmark_password=get("POSTMARK_PASSWORD"),
             api_token=get("API_TOKEN"),
+            preview_rate_limit=get("PREVIEW_RATE_LIMIT") or "60/minute",
             hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", 3, minimum=1),
         )
         return settings.with_defaults()

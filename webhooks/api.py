@@ -1,7 +1,9 @@
-"""JSON API under /api/v1/. For now: a member's channel choice. Guarded by a bearer token
-(RELAY_API_TOKEN); without one configured the API answers 503 rather than being open."""
+"""JSON API under /api/v1/: a member's channel choice (bearer RELAY_API_TOKEN; without one
+configured those routes answer 503 rather than being open) and the SMS segment preview (open: it
+reveals nothing, but rate limited per client address)."""
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 
@@ -9,19 +11,33 @@ from flask import Blueprint, abort, current_app, jsonify, request
 
 from relay.db import transaction
 from relay.members import RowError, find_member, set_channels
+from relay.segments import count_segments
 
 log = logging.getLogger("relay.web.api")
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
-@blueprint.before_request
-def require_token():
-    expected = current_app.extensions["relay"].settings.api_token
-    if not expected:
-        abort(503, "the API is off: set RELAY_API_TOKEN")
-    given = request.headers.get("Authorization", "")
-    if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), expected.encode())):
-        abort(401, "a valid 'Authorization: Bearer <RELAY_API_TOKEN>' header is needed")
+def token_required(view):
+    @functools.wraps(view)
+    def guarded(*args, **kwargs):
+        expected = current_app.extensions["relay"].settings.api_token
+        if not expected:
+            abort(503, "the API is off: set RELAY_API_TOKEN")
+        given = request.headers.get("Authorization", "")
+        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), expected.encode())):
+            abort(401, "a valid 'Authorization: Bearer <RELAY_API_TOKEN>' header is needed")
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+@blueprint.post("/sms/preview")
+def sms_preview():
+    """{"text": "..."} -> {"encoding", "characters", "units", "segments", "too_long"}."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+        abort(400, 'expected JSON {"text": "..."}')
+    return jsonify(count_segments(data["text"]).as_dict())
 
 
 def _member_json(member) -> dict:
@@ -33,6 +49,7 @@ def _member_json(member) -> dict:
 
 
 @blueprint.get("/members/<who>")
+@token_required
 def get_member(who: str):
     services = current_app.extensions["relay"]
     with services.sessions() as session:
@@ -43,6 +60,7 @@ def get_member(who: str):
 
 
 @blueprint.put("/members/<who>/channels")
+@token_required
 def put_channels(who: str):
     """Body: {"channels": ["sms", "email"]} — an empty list stops case discussion on every channel."""
     services = current_app.extensions["relay"]

@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(unsubscribe.blueprint)
     app.register_blueprint(email.blueprint)
     app.register_blueprint(api.blueprint)
+    _rate_limits(app, settings)
 
     @app.errorhandler(DBAPIError)
     def database_unavailable(exc):
@@ -58,6 +59,23 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code, mimetype="text/plain")
 
     return app
+
+
+def _rate_limits(app: Flask, settings: Settings) -> None:
+    """Open endpoints are rate limited per client address, counted in Redis when relay uses Redis
+    (shared by every web process), else in each process's memory."""
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    storage, options = "memory://", {}
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        storage = settings.broker_url
+        options = {"key_prefix": f"{settings.broker_prefix}relay-limits"}
+    limiter = Limiter(get_remote_address, app=app, storage_uri=storage, storage_options={},
+                      headers_enabled=True, **options)
+    view = app.view_functions["api.sms_preview"]
+    app.view_functions["api.sms_preview"] = limiter.limit(settings.preview_rate_limit)(view)
+    app.extensions["relay-limiter"] = limiter
 
 
 def services_of(app: Flask) -> Services:
