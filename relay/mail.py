@@ -68,7 +68,10 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     language = member.language if member else "en"
     url = settings.case_url(case.code)
     unsubscribe_https, unsubscribe_mailto = unsubscribe_urls(settings, member.id)
-    context = dict(notice=notice, code=case.code, title=case.title, url=url, text=post.body,
+    summary = [(key, value) for key, value in (
+        ("chief_complaint", case.chief_complaint), ("symptoms", case.symptoms),
+        ("exposure_history", case.exposure_history), ("findings", case.findings)) if value]
+    context = dict(notice=notice, code=case.code, title=case.title, url=url, text=post.body, summary=summary,
                    author=author.short_name if author else settings.network_name,
                    unsubscribe_url=unsubscribe_https)
 
