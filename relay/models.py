@@ -137,7 +137,10 @@ class Case(Base):
     symptoms: Mapped[str] = mapped_column(Text, default="")
     exposure_history: Mapped[str] = mapped_column(Text, default="")
     findings: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(20), default="open")
+    status: Mapped[str] = mapped_column(String(20), default="open")  # draft | open | closed
+    visibility: Mapped[str] = mapped_column(String(20), default="public")  # public | members
+    views: Mapped[int] = mapped_column(Integer, default=0)
+    published_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     thread: Mapped["Thread"] = relationship(back_populates="case", uselist=False)
@@ -194,10 +197,20 @@ class Notice(Base):
     __tablename__ = "notices"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20))  # new_case
+    kind: Mapped[str] = mapped_column(String(20))  # new_case | guideline | announcement | correction
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
     lists: Mapped[str] = mapped_column(String(500))
+    title: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(10), default="routine")  # routine | urgent
+    channels: Mapped[str] = mapped_column(String(20), default="sms;email")
+    status: Mapped[str] = mapped_column(String(20), default="sent")  # draft | scheduled | sending | sent | cancelled
+    expires_at: Mapped[datetime | None] = mapped_column()
+    scheduled_for: Mapped[datetime | None] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column()
+    corrects_notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id"))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
