@@ -48,7 +48,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
         waiting = and_(InboundEvent.processed_at.is_(None), InboundEvent.received_at < now - stale_after,
                        or_(InboundEvent.dispatched_at.is_(None), InboundEvent.dispatched_at < now - REDISPATCH_AFTER))
         inbound = list(session.scalars(select(InboundEvent.id).where(
-            waiting, InboundEvent.kind == "sms").order_by(InboundEvent.id).limit(limit)))
+            waiting, InboundEvent.kind.in_(("sms", "email"))).order_by(InboundEvent.id).limit(limit)))
         statuses = list(session.scalars(select(InboundEvent.id).where(
             waiting, InboundEvent.kind == "status",
             InboundEvent.received_at > now - STATUS_MATCH_HORIZON).order_by(InboundEvent.id).limit(limit)))
@@ -79,7 +79,7 @@ def _set_aside_stuck_events(session, now) -> int:
             and_(InboundEvent.kind == "status", InboundEvent.received_at <= now - STATUS_MATCH_HORIZON)))).all()
     for event in stuck:
         event.processed_at = now
-        event.outcome = "failed" if event.kind == "sms" else "unmatched"
+        event.outcome = "unmatched" if event.kind == "status" else "failed"
         event.detail = f"set aside by the sweeper after {event.attempts} failed attempts"
         log.error("inbound event %s (%s) set aside after %s failed attempts; raw request kept", event.id,
                   event.kind, event.attempts)

@@ -104,3 +104,16 @@ def test_an_event_that_always_fails_is_set_aside_not_retried_forever(network, mo
     assert report.inbound == 0 and report.set_aside == 1
     stored = event(network, event_id)
     assert stored.outcome == "failed" and stored.processed_at is not None and "C1+poison" in stored.raw
+
+
+def test_an_inbound_email_never_queued_is_processed_later(network):
+    from relay.inbound import record_inbound
+
+    with transaction(network.sessions) as session:
+        event_id = record_inbound(session, provider="postmark", kind="email", dedupe_key="mid:x@example.org",
+                                  raw="", payload=b'{"FromFull": {"Email": "nobody@example.org"}}',
+                                  content_type="application/json").event_id
+    age(network, InboundEvent)
+    assert sweep(network).inbound == 1
+    run_worker(network)
+    assert event(network, event_id).processed_at is not None
