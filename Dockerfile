@@ -18,6 +18,7 @@ COPY relay ./relay
 COPY workers ./workers
 COPY webhooks ./webhooks
 COPY templates ./templates
+COPY config/sms_prices.csv ./config/sms_prices.csv
 
 # Editable install: relay finds templates/ and the default var/ next to its source (relay/settings.py PROJECT_ROOT).
 RUN pip install -e . \

@@ -9,8 +9,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
+def _unicode_lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str, **kwargs) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    """Create an engine; SQLite gets WAL, a busy timeout, enforced foreign keys and relay_lower(), a
+    lower() that folds all of Unicode as PostgreSQL's does (SQLite's own folds ASCII only)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -25,6 +30,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            dbapi_conn.create_function("relay_lower", 1, _unicode_lower, deterministic=True)
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -15,6 +15,7 @@ TASK_PROCESS_INBOUND = "relay.process_inbound"
 TASK_APPLY_STATUS = "relay.apply_status"
 TASK_DELIVER = "relay.deliver"
 TASK_SWEEP = "relay.sweep"
+TASK_SEND_SCHEDULED = "relay.send_scheduled"
 
 QUEUE_INBOUND = "inbound"
 QUEUE_OUTBOUND = "outbound"
@@ -25,6 +26,7 @@ TASK_QUEUES = {
     TASK_APPLY_STATUS: QUEUE_INBOUND,
     TASK_DELIVER: QUEUE_OUTBOUND,
     TASK_SWEEP: QUEUE_MAINTENANCE,
+    TASK_SEND_SCHEDULED: QUEUE_MAINTENANCE,
 }
 
 

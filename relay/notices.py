@@ -1,20 +1,54 @@
-"""Notices: a new-case notice goes to every member of the chosen lists, each person once, on SMS,
-and makes them followers of the case discussion (so their replies and others' reach them)."""
+"""Notices: a new case, a guideline, an announcement, or a correction of an earlier notice, each with
+a severity, an expiry, target lists and channels. A notice starts as a draft, is sent at once or
+scheduled, and fans out like every broadcast: each person once across lists, on the channels they
+chose and can take, one delivery per member x channel (relay/notice_plan.py). A notice about a case
+is also a post in the case discussion, and its recipients follow the case.
+
+Sending claims the notice with one atomic UPDATE (draft/scheduled -> sending) in the transaction
+that plans its deliveries, so two senders (a double click, two beat ticks) send it once. Urgent
+notices keep severity "urgent" on the notice, found from any delivery by notice_refs.notice_of."""
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from . import fanout
 from .db import transaction
-from .models import Case, Member, MemberList, Membership, Notice, Post
-from .threads import ensure_thread
+from .models import Case, Delivery, Member, MemberList, Notice, Post, utcnow
+from .notice_plan import CHANNELS, audience, delivery_rows, in_lists, list_names, post_body, sms_text
+from .notice_refs import deliveries_filter
 from .sending import dispatch_deliveries
-from .texts import fit_sms, render_sms
+from .settings import SettingsError, parse_duration
+from .threads import ensure_thread
+
+log = logging.getLogger(__name__)
+
+KINDS = ("new_case", "guideline", "announcement", "correction")
+SEVERITIES = ("routine", "urgent")
 
 
 class UnknownList(LookupError):
+    pass
+
+
+class NoticeNotFound(LookupError):
+    pass
+
+
+class NoticeError(ValueError):
+    """A notice that cannot be made or sent as asked; the message says why."""
+
+
+class NoticeStateError(NoticeError):
+    """The notice is not in a state that allows this (already sent, not yet sent, ...)."""
+
+
+class NoticeExpired(NoticeStateError):
     pass
 
 
@@ -27,47 +61,212 @@ class NoticeResult:
     emails: int = 0
 
 
-def new_case_notice(services, case_code: str, list_names: list[str]) -> NoticeResult:
-    """Plan and dispatch the SMS notice for a case: its number, title, library link, how to reply."""
+def parse_channels(value) -> str:
+    """'sms;email', 'sms,email' or ['sms', 'email'] -> 'sms;email'; anything else is refused."""
+    parts = value if isinstance(value, (list, tuple)) else re.split(r"[;,\s]+", str(value or ""))
+    chosen = {str(p).strip().lower() for p in parts if str(p).strip()}
+    unknown = sorted(chosen - set(CHANNELS))
+    if unknown or not chosen:
+        raise NoticeError(f"channels must be sms, email or both (sms;email), got {value!r}")
+    return ";".join(c for c in CHANNELS if c in chosen)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time ('2026-12-01T07:00+09:00'); without an offset it is UTC."""
+    try:
+        when = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        raise NoticeError(f"expected an ISO 8601 time like 2026-12-01T07:00:00+09:00, got {text!r}") from None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def parse_expiry(text: str, now: datetime | None = None) -> datetime:
+    """An expiry given as a duration from now ('6h', '2d') or as an ISO 8601 time."""
+    try:
+        return (now or utcnow()) + parse_duration(text, "expiry")
+    except SettingsError:
+        return parse_time(text)
+
+
+def get_notice(session: Session, notice_id: int) -> Notice:
+    """The notice with this id, or NoticeNotFound."""
+    notice = session.get(Notice, notice_id)
+    if notice is None:
+        raise NoticeNotFound(f"no notice {notice_id}")
+    return notice
+
+
+def _one_line(text: str, what: str, limit: int = 300) -> str:
+    line = " ".join((text or "").split())
+    if len(line) > limit:
+        raise NoticeError(f"{what} is longer than {limit} characters")
+    return line
+
+
+def _lists(session: Session, names) -> str:
+    names = sorted({n.strip() for n in names if n and n.strip()})
+    if not names:
+        raise NoticeError("a notice needs at least one target list")
+    found = set(session.scalars(select(MemberList.name).where(MemberList.name.in_(names))))
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise UnknownList(f"no list named {', '.join(missing)}")
+    return ";".join(names)
+
+
+def create_notice(session: Session, *, kind: str, title: str = "", body: str = "", lists=(),
+                  case_code: str | None = None, severity: str | None = None, channels=None,
+                  expires_at: datetime | None = None, corrects_notice_id: int | None = None,
+                  created_by: int | None = None, now: datetime | None = None) -> Notice:
+    """Validate and store a draft notice (nothing is sent)."""
     from .cases import get_case
 
-    settings = services.settings
+    now = now or utcnow()
+    if kind not in KINDS:
+        raise NoticeError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if severity is not None and severity not in SEVERITIES:
+        raise NoticeError(f"severity must be routine or urgent, got {severity!r}")
+    if expires_at is not None and expires_at <= now:
+        raise NoticeError("the expiry is already past")
+    if created_by is not None and session.get(Member, created_by) is None:
+        raise NoticeError(f"no member {created_by} to be the author")
+    title, body = _one_line(title, "the title"), (body or "").strip()
+    notice = Notice(kind=kind, title=title, body=body, severity=severity or "routine", status="draft",
+                    expires_at=expires_at, created_by=created_by, created_at=now)
+    if kind == "correction":
+        if corrects_notice_id is None:
+            raise NoticeError("a correction needs the notice it corrects")
+        if lists or case_code:
+            raise NoticeError("a correction goes to exactly the original's recipients: give no lists or case")
+        original = get_notice(session, corrects_notice_id)
+        if original.status != "sent":
+            raise NoticeStateError(f"notice {original.id} is {original.status}, not sent: edit it instead")
+        if not body:
+            raise NoticeError("a correction needs its text")
+        case = session.get(Case, original.case_id) if original.case_id else None
+        notice.title = title or original.title or (case.title if case is not None else "")
+        notice.lists, notice.channels, notice.case_id = original.lists, original.channels, original.case_id
+        notice.corrects_notice_id, notice.severity = original.id, severity or original.severity
+    else:
+        if corrects_notice_id is not None:
+            raise NoticeError("only a correction corrects another notice")
+        case = get_case(session, case_code) if case_code else None
+        if case is None and kind == "new_case":
+            raise NoticeError("a new-case notice needs its case")
+        if case is not None and case.status == "draft":
+            raise NoticeError(f"{case.code} is a draft: publish it before sending a notice")
+        notice.title = title or (case.title if case is not None and kind == "new_case" else "")
+        if not notice.title:
+            raise NoticeError("a notice needs a title")
+        notice.case_id = case.id if case is not None else None
+        notice.lists = _lists(session, lists)
+        notice.channels = parse_channels(channels) if channels else ";".join(CHANNELS)
+    session.add(notice)
+    session.flush()
+    return notice
+
+
+def schedule_notice(session: Session, notice_id: int, when: datetime, now: datetime | None = None) -> Notice:
+    """Schedule a draft (or move a scheduled notice) to go out at `when` (sent by relay.send_scheduled)."""
+    now = now or utcnow()
+    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+    notice = get_notice(session, notice_id)
+    if notice.status not in ("draft", "scheduled"):
+        raise NoticeStateError(f"notice {notice.id} is {notice.status}: only a draft can be scheduled")
+    if when <= now:
+        raise NoticeError(f"{when.isoformat()} is in the past: send the notice now instead")
+    if notice.expires_at is not None and when >= notice.expires_at:
+        raise NoticeError(f"notice {notice.id} expires at {notice.expires_at.isoformat()}, before it would be sent")
+    notice.status, notice.scheduled_for = "scheduled", when
+    return notice
+
+
+def _claim(session: Session, notice_id: int, now: datetime, due_only: bool) -> Notice:
+    allowed = ("scheduled",) if due_only else ("draft", "scheduled")
+    conditions = [Notice.id == notice_id, Notice.status.in_(allowed),
+                  or_(Notice.expires_at.is_(None), Notice.expires_at > now)]
+    if due_only:
+        conditions.append(Notice.scheduled_for <= now)
+    claimed = session.execute(update(Notice).where(*conditions).values(status="sending")
+                              .execution_options(synchronize_session=False)).rowcount == 1
+    notice = get_notice(session, notice_id)  # not loaded before the UPDATE, so read as it is now
+    if claimed:
+        return notice
+    if notice.status in allowed and notice.expires_at is not None and notice.expires_at <= now:
+        raise NoticeExpired(f"notice {notice.id} expired at {notice.expires_at.isoformat()}; it is not sent late")
+    raise NoticeStateError(f"notice {notice.id} is {notice.status}, not a draft: it is not sent again")
+
+
+def send_notice(services, notice_id: int, now: datetime | None = None, due_only: bool = False) -> NoticeResult:
+    """Claim the notice, plan one delivery per recipient x channel, commit, then dispatch them."""
+    settings, now = services.settings, now or utcnow()
     with transaction(services.sessions) as session:
-        case: Case = get_case(session, case_code)
-        lists = session.scalars(select(MemberList).where(MemberList.name.in_(list_names))).all()
-        missing = sorted(set(list_names) - {l.name for l in lists})
-        if missing:
-            raise UnknownList(f"no list named {', '.join(missing)}")
-        thread = ensure_thread(session, case)
-        url = settings.case_url(case.code)
-        summary = "\n".join(f"{label}: {value}" for label, value in (
-            ("Chief complaint", case.chief_complaint), ("Symptoms", case.symptoms),
-            ("Exposure history", case.exposure_history), ("Findings", case.findings)) if value)
-        post = Post(thread_id=thread.id, kind="notice", channel="console",
-                    body=summary or f"New case {case.code}: {case.title}")
-        session.add(post)
-        session.flush()
-        notice = Notice(kind="new_case", case_id=case.id, post_id=post.id, lists=";".join(sorted(list_names)))
-        session.add(notice)
-        session.flush()
-        in_lists = Member.id.in_(select(Membership.member_id).where(Membership.list_id.in_([l.id for l in lists])))
-        everyone = list(session.scalars(select(Member.id).where(in_lists)))
-        fanout.follow(session, thread.id, everyone, reason="notified")
+        notice = _claim(session, notice_id, now, due_only)
+        case = session.get(Case, notice.case_id) if notice.case_id else None
+        if case is not None and case.status == "draft":
+            raise NoticeError(f"{case.code} is a draft: publish it before sending a notice")
+        recipients = audience(session, notice)
+        email_body = notice.body or notice.title
+        if case is not None:
+            thread = ensure_thread(session, case)
+            post = Post(thread_id=thread.id, kind="notice", channel="console", body=post_body(notice, case))
+            session.add(post)
+            session.flush()
+            notice.post_id, email_body = post.id, post.body
+            if notice.kind != "correction":  # list members follow the case; a correction changes nobody's
+                everyone = list(session.scalars(select(Member.id).where(in_lists(list_names(notice)))))
+                fanout.follow(session, thread.id, everyone, reason="notified")
         texts: dict[str, str] = {}
 
-        def sms_text(language: str) -> str:
+        def sms_for(language: str) -> str:
             if language not in texts:
-                texts[language] = fit_sms(render_sms(settings.templates_dir, "new_case", language,
-                                                     network=settings.network_name, code=case.code,
-                                                     title=case.title, url=url), url)
+                texts[language] = sms_text(settings, notice, case, language)
             return texts[language]
 
-        rows = fanout.post_rows(post.id, case.id, "notice", fanout.reachable_members(session, in_lists), sms_text)
-        for row in rows:
-            if row["channel"] == "email":
-                row["body"] = post.body
+        rows = delivery_rows(notice, notice.post_id, recipients, sms_for, email_body)
         ids = fanout.plan(session, rows)
-        notice_id = notice.id
+        notice.status, notice.sent_at = "sent", now
     dispatch_deliveries(services, ids)
-    return NoticeResult(notice_id, len({r["member_id"] for r in rows}), tuple(ids),
-                        sms=sum(r["channel"] == "sms" for r in rows), emails=sum(r["channel"] == "email" for r in rows))
+    return NoticeResult(notice_id, len(recipients), tuple(ids), sms=sum(r["channel"] == "sms" for r in rows),
+                        emails=sum(r["channel"] == "email" for r in rows))
+
+
+def send_scheduled(services, now: datetime | None = None) -> list[NoticeResult]:
+    """Send every scheduled notice now due, each exactly once however many beats run; expire the rest."""
+    now = now or utcnow()
+    with transaction(services.sessions) as session:
+        session.execute(update(Notice).where(Notice.status == "scheduled", Notice.expires_at <= now)
+                        .values(status="expired").execution_options(synchronize_session=False))
+        due = list(session.scalars(select(Notice.id).where(Notice.status == "scheduled", Notice.scheduled_for <= now)
+                                   .order_by(Notice.scheduled_for, Notice.id)))
+    results = []
+    for notice_id in due:
+        try:
+            results.append(send_notice(services, notice_id, now=now, due_only=True))
+        except NoticeStateError:
+            continue  # another beat process sent it first, or it expired meanwhile
+        except NoticeError as exc:  # e.g. its case went back to draft: the coordinator decides again
+            log.error("scheduled notice %s not sent, back to draft: %s", notice_id, exc)
+            with transaction(services.sessions) as session:
+                session.execute(update(Notice).where(Notice.id == notice_id, Notice.status == "scheduled")
+                                .values(status="draft", scheduled_for=None)
+                                .execution_options(synchronize_session=False))
+    return results
+
+
+def delivery_counts(session: Session, notice: Notice) -> dict[str, dict[str, int]]:
+    """Deliveries of the notice counted by channel, then status."""
+    counts: dict[str, dict[str, int]] = {}
+    rows = session.execute(select(Delivery.channel, Delivery.status, func.count()).where(deliveries_filter(notice))
+                           .group_by(Delivery.channel, Delivery.status))
+    for channel, status, n in rows:
+        counts.setdefault(channel, {})[status] = n
+    return counts
+
+
+def new_case_notice(services, case_code: str, lists: list[str]) -> NoticeResult:
+    """Create and send the new-case notice for a case to the lists (SMS and email by member choice)."""
+    with transaction(services.sessions) as session:
+        notice = create_notice(session, kind="new_case", case_code=case_code, lists=lists)
+        notice_id = notice.id
+    return send_notice(services, notice_id)

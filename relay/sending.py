@@ -1,6 +1,7 @@
 """Sending one delivery: claim it atomically, call the provider outside any transaction, record
 the result. Retryable failures come back later with exponential backoff and jitter; an opt-out at
-the provider (Twilio 21610) becomes the member's opt-out; other failures are final, code stored."""
+the provider (Twilio 21610) becomes the member's opt-out; other failures are final, code stored.
+A notice past its expiry is never sent late: its waiting deliveries fail with error code "expired"."""
 from __future__ import annotations
 
 import logging
@@ -17,6 +18,7 @@ from .deliveries import ACCEPTED, FAILED, OPTED_OUT, QUEUED, SENDING, claim, mov
 from .dispatch import dispatch_safely
 from .messages import OutboundMessage, SendError
 from .models import Delivery, InboundEvent, Member, utcnow
+from .notice_refs import notice_of
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ LEASE = timedelta(seconds=120)
 @dataclass(frozen=True)
 class SendOutcome:
     delivery_id: int
-    result: str  # sent | skipped | retry | failed | opted_out
+    result: str  # sent | skipped | retry | failed | opted_out | expired
     retry_in: float | None = None
 
 
@@ -48,12 +50,19 @@ def dispatch_deliveries(services, delivery_ids: Sequence[int], countdown: float 
 
 
 def send_delivery(services, delivery_id: int) -> SendOutcome:
+    """Send one delivery if this caller wins the claim, and record what the provider said."""
     settings = services.settings
     with transaction(services.sessions) as session:
         if not claim(session, delivery_id, LEASE):
             return SendOutcome(delivery_id, "skipped")
         delivery = session.get(Delivery, delivery_id)
         attempts = delivery.attempts
+        notice = notice_of(session, delivery)
+        if notice is not None and notice.expires_at is not None and notice.expires_at <= utcnow():
+            move(session, delivery, FAILED, error_code="expired", lease_until=None,
+                 error_message=f"notice {notice.id} expired at {notice.expires_at.isoformat()}; not sent late")
+            log.info("delivery %s: notice %s expired before it could be sent", delivery_id, notice.id)
+            return SendOutcome(delivery_id, "expired")
         try:
             message = _outbound(session, settings, delivery)
         except Exception as exc:  # a message we cannot even build will not build next time either
@@ -83,7 +92,7 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
 
 
 def _outbound(session, settings, delivery: Delivery) -> OutboundMessage:
-    if delivery.channel == "email" and delivery.post_id is not None:
+    if delivery.channel == "email" and (delivery.post_id is not None or delivery.purpose == "notice"):
         from .mail import compose
 
         email = compose(session, settings, delivery)

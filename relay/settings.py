@@ -71,6 +71,7 @@ class Settings:
     hard_bounce_limit: int = 3
     api_token: str = ""
     preview_rate_limit: str = "60/minute"
+    sms_prices: Path = PROJECT_ROOT / "config" / "sms_prices.csv"
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -110,6 +111,7 @@ class Settings:
             postmark_password=get("POSTMARK_PASSWORD"),
             api_token=get("API_TOKEN"),
             preview_rate_limit=get("PREVIEW_RATE_LIMIT") or "60/minute",
+            sms_prices=Path(get("SMS_PRICES") or PROJECT_ROOT / "config" / "sms_prices.csv"),
             hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", 3, minimum=1),
         )
         return settings.with_defaults()
@@ -191,6 +193,11 @@ class Settings:
 
     def case_url(self, code: str) -> str:
         return f"{self.public_base_url}/library/cases/{code}"
+
+    @property
+    def library_url(self) -> str:
+        """The library's front page, the link of notices about no particular case."""
+        return f"{self.public_base_url}/library/"
 
 
 def _dev_secret(path: Path) -> str:

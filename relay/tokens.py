@@ -65,6 +65,11 @@ def post_message_id(secret: str, post_id: int, domain: str) -> str:
     return f"post-{post_id}.{_sign(secret, 'post', post_id, domain)}@{domain}"
 
 
+def notice_message_id(secret: str, notice_id: int, domain: str) -> str:
+    """The Message-ID of a general notice's email (one with no case thread), the same for everyone."""
+    return f"notice-{notice_id}.{_sign(secret, 'notice', notice_id, domain)}@{domain}"
+
+
 _POST_ID = re.compile(r"^post-(\d{1,12})\.([a-z2-7]{%d})@(.+)$" % _SIG_CHARS)
 
 

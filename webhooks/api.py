@@ -1,6 +1,7 @@
-"""JSON API under /api/v1/: a member's channel choice (bearer RELAY_API_TOKEN; without one
-configured those routes answer 503 rather than being open) and the SMS segment preview (open: it
-reveals nothing, but rate limited per client address)."""
+"""JSON API under /api/v1/: a member's channel choice and notices (create, preview, send or schedule,
+correct, status) behind a bearer RELAY_API_TOKEN (without one configured those routes answer 503
+rather than being open), and the SMS segment preview (open: it reveals nothing, but rate limited
+per client address)."""
 from __future__ import annotations
 
 import functools
@@ -79,3 +80,235 @@ def put_channels(who: str):
         result = _member_json(member)
     log.info("member %s channels set to %s by the API", result["id"], result["channels"])
     return jsonify(result)
+
+
+# ---------------------------------------------------------------- cases and their posts
+# A valid bearer token counts as a member: members-only cases are listed and readable; drafts never.
+
+def _case_json(case) -> dict:
+    settings = current_app.extensions["relay"].settings
+    return {"number": case.number, "code": case.code, "title": case.title, "status": case.status,
+            "visibility": case.visibility, "chief_complaint": case.chief_complaint, "symptoms": case.symptoms,
+            "exposure_history": case.exposure_history, "findings": case.findings, "views": case.views,
+            "created_at": _iso(case.created_at), "published_at": _iso(case.published_at),
+            "url": settings.case_url(case.code)}
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _visible_case(session, number: str):
+    from relay.cases import CaseNotFound, get_case, is_visible
+
+    try:
+        case = get_case(session, number)
+    except CaseNotFound as exc:
+        abort(404, str(exc))
+    if not is_visible(case, member=True):
+        abort(404, f"no case {case.code}")  # a draft is not in the library yet
+    return case
+
+
+@blueprint.get("/cases")
+@token_required
+def list_cases():
+    """Query: q (number, title or findings words), status (open|closed), from, to (YYYY-MM-DD), page
+    -> {"cases": [...], "total", "page", "pages", "per_page"}, newest first."""
+    from relay.cases import SearchError, parse_search_params, search
+
+    try:
+        params = parse_search_params(request.args)
+    except SearchError as exc:
+        abort(400, str(exc))
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        result = search(session, params, include_member_only=True)
+        return jsonify({"cases": [_case_json(c) for c in result.cases], "total": result.total,
+                        "page": result.page, "pages": result.pages, "per_page": result.per_page})
+
+
+@blueprint.get("/cases/<number>")
+@token_required
+def get_case_json(number: str):
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        return jsonify(_case_json(_visible_case(session, number)))
+
+
+@blueprint.get("/cases/<number>/posts")
+@token_required
+def case_posts(number: str):
+    """The whole discussion in order: each post's cleaned text, author (short name; null for a
+    task-force notice), channel, kind and time."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from relay.models import Post, Thread
+
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        case = _visible_case(session, number)
+        posts = session.scalars(select(Post).join(Thread).where(Thread.case_id == case.id)
+                                .options(selectinload(Post.author)).order_by(Post.id)).all()
+        return jsonify({"case": case.code, "posts": [
+            {"id": p.id, "text": p.body, "author": p.author.short_name if p.author else None,
+             "channel": p.channel, "kind": p.kind, "created_at": _iso(p.created_at)} for p in posts]})
+
+
+# ---------------------------------------------------------------- notices
+# (_iso is shared with the case routes above.)
+
+def _notice_json(session, notice) -> dict:
+    from relay.models import Case
+    from relay.notice_plan import channels_of, link, list_names
+    from relay.notices import delivery_counts
+
+    case = session.get(Case, notice.case_id) if notice.case_id else None
+    settings = current_app.extensions["relay"].settings
+    counts = delivery_counts(session, notice)
+    totals: dict[str, int] = {}
+    for by_status in counts.values():
+        for status, n in by_status.items():
+            totals[status] = totals.get(status, 0) + n
+    return {"id": notice.id, "kind": notice.kind, "title": notice.title, "body": notice.body,
+            "severity": notice.severity, "channels": list(channels_of(notice)), "lists": list_names(notice),
+            "case": case.code if case is not None else None, "link": link(settings, case), "status": notice.status,
+            "expires_at": _iso(notice.expires_at), "scheduled_for": _iso(notice.scheduled_for),
+            "sent_at": _iso(notice.sent_at), "corrects": notice.corrects_notice_id,
+            "created_at": _iso(notice.created_at), "deliveries": counts, "totals": totals}
+
+
+def _notice_failure(exc: Exception):
+    from relay.notices import NoticeNotFound
+
+    abort(404 if isinstance(exc, NoticeNotFound) else 422, str(exc))
+
+
+def _notice_errors():
+    from relay.cases import CaseNotFound
+    from relay.notices import NoticeError, NoticeNotFound, UnknownList
+
+    return (CaseNotFound, NoticeError, NoticeNotFound, UnknownList)
+
+
+def _json_object(optional: bool = False) -> dict:
+    data = request.get_json(silent=True)
+    if data is None and optional and not request.get_data():
+        return {}
+    if not isinstance(data, dict):
+        abort(400, "expected a JSON object")
+    return data
+
+
+def _field(data: dict, name: str, kinds, default=None):
+    value = data.get(name, default)
+    if value is not None and not isinstance(value, kinds):
+        abort(400, f"{name!r} has the wrong type")
+    return value
+
+
+@blueprint.post("/notices")
+@token_required
+def create_notice_route():
+    """Create a draft from {kind, title, body, lists, case, severity, channels, expires_at|expires_in, corrects}."""
+    from relay.notices import create_notice, parse_expiry, parse_time
+
+    services = current_app.extensions["relay"]
+    data = _json_object()
+    kind = _field(data, "kind", str)
+    if not kind:
+        abort(400, '"kind" is required: new_case, guideline, announcement or correction')
+    lists = _field(data, "lists", (list, str), [])
+    lists = lists.split(";") if isinstance(lists, str) else lists
+    if not all(isinstance(name, str) for name in lists):
+        abort(400, '"lists" must be list names')
+    corrects = _field(data, "corrects", int)
+    if isinstance(corrects, bool):
+        abort(400, "'corrects' has the wrong type")
+    try:
+        expires_at = _field(data, "expires_at", str)
+        expires_in = _field(data, "expires_in", str)
+        with transaction(services.sessions) as session:
+            notice = create_notice(
+                session, kind=kind, title=_field(data, "title", str, ""),
+                body=_field(data, "body", str, ""), lists=lists, case_code=_field(data, "case", str),
+                severity=_field(data, "severity", str), channels=_field(data, "channels", (list, str)),
+                expires_at=parse_time(expires_at) if expires_at else parse_expiry(expires_in) if expires_in else None,
+                corrects_notice_id=corrects)
+            result = _notice_json(session, notice)
+    except _notice_errors() as exc:  # an unknown list, case or corrected notice is an error in the body
+        abort(422, str(exc))
+    log.info("notice %s (%s) created by the API", result["id"], result["kind"])
+    return jsonify(result), 201, {"Location": f"/api/v1/notices/{result['id']}"}
+
+
+@blueprint.get("/notices/<int:notice_id>")
+@token_required
+def get_notice_route(notice_id: int):
+    """The notice with its deliveries counted by channel and status."""
+    from relay.notices import get_notice
+
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        try:
+            return jsonify(_notice_json(session, get_notice(session, notice_id)))
+        except _notice_errors() as exc:
+            _notice_failure(exc)
+
+
+@blueprint.post("/notices/<int:notice_id>/preview")
+@token_required
+def preview_notice_route(notice_id: int):
+    """Recipients per channel and country, SMS texts with segments and cost, sample emails."""
+    from relay.preview import preview_notice
+
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        try:
+            return jsonify(preview_notice(session, services.settings, notice_id).as_dict())
+        except _notice_errors() as exc:
+            _notice_failure(exc)
+
+
+@blueprint.post("/notices/<int:notice_id>/send")
+@token_required
+def send_notice_route(notice_id: int):
+    """Send now, or schedule with {"at": "<ISO time>"}."""
+    from relay.notices import get_notice, parse_time, schedule_notice, send_notice
+
+    services = current_app.extensions["relay"]
+    at = _field(_json_object(optional=True), "at", str)
+    try:
+        if at:
+            with transaction(services.sessions) as session:
+                notice = schedule_notice(session, notice_id, parse_time(at))
+                return jsonify(_notice_json(session, notice)), 202
+        result = send_notice(services, notice_id)
+        with services.sessions() as session:
+            body = _notice_json(session, get_notice(session, notice_id))
+    except _notice_errors() as exc:
+        _notice_failure(exc)
+    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
+    return jsonify(body), 202
+
+
+@blueprint.post("/notices/<int:notice_id>/correct")
+@token_required
+def correct_notice_route(notice_id: int):
+    """Send {"text": "..."} as a correction to exactly those who received the notice."""
+    from relay.corrections import correct_notice
+    from relay.notices import get_notice
+
+    services = current_app.extensions["relay"]
+    text = _field(_json_object(), "text", str)
+    if not text or not text.strip():
+        abort(400, 'expected JSON {"text": "..."}')
+    try:
+        result = correct_notice(services, notice_id, text)
+        with services.sessions() as session:
+            body = _notice_json(session, get_notice(session, result.notice_id))
+    except _notice_errors() as exc:
+        _notice_failure(exc)
+    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
+    return jsonify(body), 201, {"Location": f"/api/v1/notices/{result.notice_id}"}

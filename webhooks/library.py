@@ -1,33 +1,65 @@
-"""The case library's pages: every notice links here (issue #4 builds the full library)."""
+"""The case library's pages: every notice links here.
+
+/library/ lists the published cases (search, status and date filters, 50 a page, newest first);
+/library/cases/<code> shows a case's clinical summary and its whole discussion, and counts the view.
+There are no web sign-ins yet, so every visitor is signed out: drafts and members-only cases are
+neither listed nor shown (404, the same answer as for a case that does not exist)."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from relay.cases import CaseNotFound, get_case
-from relay.models import Case, Post, Thread
+from relay.cases import (CaseNotFound, SearchError, SearchParams, count_view, get_case, is_visible,
+                         parse_search_params, search)
+from relay.db import transaction
+from relay.models import Post, Thread
 
 blueprint = Blueprint("library", __name__)
+
+CHANNEL_LABELS = {"sms": "SMS", "email": "Email", "web": "Web", "console": "Console"}
+
+
+def signed_in_member():
+    """The member viewing the page, or None. Sessions do not exist yet: always None."""
+    return None
+
+
+@blueprint.app_template_filter("channel_label")
+def channel_label(channel: str) -> str:
+    return CHANNEL_LABELS.get(channel, (channel or "").upper())
 
 
 @blueprint.get("/library/")
 def case_list():
     services = current_app.extensions["relay"]
+    try:
+        params = parse_search_params(request.args)
+    except SearchError as exc:
+        return render_template("case_list.html", result=None, params=SearchParams(q=request.args.get("q", "")[:200]),
+                               error=str(exc), page_url=None), 400
     with services.sessions() as session:
-        cases = session.scalars(select(Case).order_by(Case.number.desc()).limit(200)).all()
-        return render_template("case_list.html", cases=cases)
+        result = search(session, params, include_member_only=signed_in_member() is not None)
+
+    def page_url(page: int) -> str:
+        return url_for("library.case_list", **params.as_args(page=page))
+
+    return render_template("case_list.html", result=result, params=params, error=None, page_url=page_url)
 
 
 @blueprint.get("/library/cases/<code>")
 def case_page(code: str):
     services = current_app.extensions["relay"]
-    with services.sessions() as session:
+    with transaction(services.sessions) as session:
         try:
             case = get_case(session, code)
         except CaseNotFound as exc:
             abort(404, str(exc))
+        if not is_visible(case, member=signed_in_member() is not None):
+            abort(404, f"no case {case.code}")  # the same answer as a case that does not exist
+        if request.method == "GET":  # HEAD is not a view
+            count_view(session, case)
         posts = session.scalars(
             select(Post).join(Thread).where(Thread.case_id == case.id)
             .options(selectinload(Post.author)).order_by(Post.id)).all()
-        return render_template("case.html", case=case, posts=posts)
+    return render_template("case.html", case=case, posts=posts)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from celery import Celery
 
-from relay.dispatch import QUEUE_MAINTENANCE, TASK_SWEEP, celery_config
+from relay.dispatch import QUEUE_MAINTENANCE, TASK_SEND_SCHEDULED, TASK_SWEEP, celery_config
 from relay.settings import Settings
 
 SWEEP_EVERY_SECONDS = 30.0
+SCHEDULED_NOTICES_EVERY_SECONDS = 30.0
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -17,6 +18,9 @@ def create_celery(settings: Settings | None = None) -> Celery:
     app.conf.beat_schedule = {
         "sweep": {"task": TASK_SWEEP, "schedule": SWEEP_EVERY_SECONDS,
                   "options": {"queue": QUEUE_MAINTENANCE, "expires": SWEEP_EVERY_SECONDS}},
+        "send-scheduled-notices": {"task": TASK_SEND_SCHEDULED, "schedule": SCHEDULED_NOTICES_EVERY_SECONDS,
+                                   "options": {"queue": QUEUE_MAINTENANCE,
+                                               "expires": SCHEDULED_NOTICES_EVERY_SECONDS}},
     }
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     app.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")

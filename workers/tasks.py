@@ -11,7 +11,14 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.exc import DBAPIError
 
-from relay.dispatch import TASK_APPLY_STATUS, TASK_DELIVER, TASK_PROCESS_INBOUND, TASK_SWEEP, CeleryDispatcher
+from relay.dispatch import (
+    TASK_APPLY_STATUS,
+    TASK_DELIVER,
+    TASK_PROCESS_INBOUND,
+    TASK_SEND_SCHEDULED,
+    TASK_SWEEP,
+    CeleryDispatcher,
+)
 from relay.metrics import TASK_SECONDS
 from relay.services import Services, build_services
 from relay.settings import Settings
@@ -63,28 +70,31 @@ def _run(task, name: str, function, *args):
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
+    from relay.notices import send_scheduled as run_send_scheduled
     from relay.processing import process_inbound as run_process_inbound
     from relay.sending import send_delivery
     from relay.statuses import apply_status as run_apply_status
     from relay.sweeper import sweep as run_sweep
 
+    # shared=False: these tasks close over this app's services; Celery's default (shared) would also
+    # attach them to any later app in the process (a second app in tests), with the wrong services.
     holder = ServicesHolder(app, settings)
     worker_process_init.connect(holder.reset, weak=False)
     app.relay_services = holder  # type: ignore[attr-defined]
 
-    @app.task(name=TASK_PROCESS_INBOUND, bind=True)
+    @app.task(name=TASK_PROCESS_INBOUND, bind=True, shared=False)
     def process_inbound(self, event_id: int) -> str:
         return _run(self, "process_inbound", run_process_inbound, holder.get(), event_id).outcome
 
-    @app.task(name=TASK_APPLY_STATUS, bind=True)
+    @app.task(name=TASK_APPLY_STATUS, bind=True, shared=False)
     def apply_status(self, event_id: int) -> str:
         return _run(self, "apply_status", run_apply_status, holder.get(), event_id)
 
-    @app.task(name=TASK_DELIVER, bind=True)
+    @app.task(name=TASK_DELIVER, bind=True, shared=False)
     def deliver(self, delivery_id: int) -> str:
         return _run(self, "deliver", send_delivery, holder.get(), delivery_id).result
 
-    @app.task(name=TASK_SWEEP, bind=True)
+    @app.task(name=TASK_SWEEP, bind=True, shared=False)
     def sweep(self) -> dict:
         try:
             with _timed("sweep"):
@@ -92,3 +102,12 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         except DBAPIError as exc:  # the next beat tick tries again
             log.warning("sweep skipped: database unavailable (%s)", type(exc).__name__)
             return {}
+
+    @app.task(name=TASK_SEND_SCHEDULED, bind=True, shared=False)
+    def send_scheduled(self) -> list:
+        try:
+            with _timed("send_scheduled"):
+                return [r.notice_id for r in run_send_scheduled(holder.get())]
+        except DBAPIError as exc:  # the next beat tick tries again; a claimed notice rolled back stays scheduled
+            log.warning("scheduled notices skipped: database unavailable (%s)", type(exc).__name__)
+            return []

@@ -1,0 +1,105 @@
+"""Who a notice reaches and with what words, read-only, so sending and the preview agree: list
+members each once (however many of the lists they are on), on the notice's channels that they chose
+and can take now (an address, not opted out, email not suspended); a correction goes to the
+original's recipients instead (relay/corrections.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import fanout
+from .models import Case, Member, MemberList, Membership, Notice
+from .notice_refs import delivery_key
+from .texts import fit_sms, render_sms
+
+CHANNELS = ("sms", "email")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    member_id: int
+    phone: str | None
+    email: str | None
+    language: str
+    channels: tuple[str, ...]  # the channels this notice goes to them on, in CHANNELS order
+
+
+def channels_of(notice: Notice) -> tuple[str, ...]:
+    """The notice's channels, in CHANNELS order."""
+    chosen = {c.strip() for c in (notice.channels or "").split(";")}
+    return tuple(c for c in CHANNELS if c in chosen)
+
+
+def list_names(notice: Notice) -> list[str]:
+    """The names of the notice's target lists."""
+    return [name for name in (notice.lists or "").split(";") if name]
+
+
+def in_lists(names: list[str]):
+    """A filter on Member: on at least one of the named lists."""
+    return Member.id.in_(select(Membership.member_id).join(MemberList, MemberList.id == Membership.list_id)
+                         .where(MemberList.name.in_(names)))
+
+
+def recipients_from(members, wanted: set[str], allowed: dict[int, set[str]] | None = None) -> list[Recipient]:
+    """Recipients from reachable_members() rows: the wanted channels each takes (and, if given, is allowed)."""
+    found = []
+    for m in members:
+        takes = {"sms": m.takes_sms, "email": m.takes_email}
+        channels = tuple(c for c in CHANNELS if c in wanted and takes[c]
+                         and (allowed is None or c in allowed.get(m.id, ())))
+        if channels:
+            found.append(Recipient(m.id, m.phone, m.email, m.language or "en", channels))
+    return found
+
+
+def audience(session: Session, notice: Notice) -> list[Recipient]:
+    """Who the notice goes to now, on which channels, each member once."""
+    wanted = set(channels_of(notice))
+    if notice.kind == "correction":
+        from .corrections import original_audience
+
+        return original_audience(session, notice, wanted)
+    return recipients_from(fanout.reachable_members(session, in_lists(list_names(notice))), wanted)
+
+
+def link(settings, case: Case | None) -> str:
+    """The library link every notice carries: its case's page, or the library for general notices."""
+    return settings.case_url(case.code) if case is not None else settings.library_url
+
+
+def sms_text(settings, notice: Notice, case: Case | None, language: str) -> str:
+    """The notice's SMS in `language`, from templates/sms/<language>/<kind>.txt, fitted to the limit."""
+    url = link(settings, case)
+    title = case.title if notice.kind == "new_case" and case is not None else notice.title
+    text = render_sms(settings.templates_dir, notice.kind, language, network=settings.network_name,
+                      code=case.code if case is not None else "", title=title, body=notice.body or "", url=url,
+                      urgent=notice.severity == "urgent")
+    return fit_sms(text, url)
+
+
+def post_body(notice: Notice, case: Case) -> str:
+    """What the notice adds to its case discussion (the clinical summary for a new case)."""
+    if notice.kind == "new_case":
+        summary = "\n".join(f"{label}: {value}" for label, value in (
+            ("Chief complaint", case.chief_complaint), ("Symptoms", case.symptoms),
+            ("Exposure history", case.exposure_history), ("Findings", case.findings)) if value)
+        return summary or notice.body or f"New case {case.code}: {case.title}"
+    return notice.body or notice.title
+
+
+def delivery_rows(notice: Notice, post_id: int | None, recipients: list[Recipient], sms_for,
+                  email_body: str) -> list[dict]:
+    """One delivery row per recipient x channel; `sms_for(language)` gives the SMS body."""
+    rows = []
+    for r in recipients:
+        for channel in r.channels:
+            key = (f"post:{post_id}:{r.member_id}:{channel}" if post_id
+                   else delivery_key(notice.id, r.member_id, channel))
+            rows.append({"dedupe_key": key, "purpose": "notice", "post_id": post_id, "case_id": notice.case_id,
+                         "member_id": r.member_id, "channel": channel,
+                         "to_address": r.phone if channel == "sms" else r.email,
+                         "body": sms_for(r.language) if channel == "sms" else email_body})
+    return rows
