@@ -43,7 +43,7 @@ def parse_code(code: str) -> int:
     text = (code or "").strip().lstrip("#")
     if text[:1] in ("C", "c"):
         text = text[1:]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True, int("²") fails
         raise CaseNotFound(f"{code!r} is not a case code (expected something like C123)")
     return int(text)
 
@@ -186,7 +186,7 @@ def parse_search_params(args: Mapping[str, str]) -> SearchParams:
     if date_from and date_to and date_from > date_to:
         raise SearchError("from is after to")
     page_text = (args.get("page") or "1").strip()
-    if not page_text.isdigit() or not 1 <= int(page_text) <= MAX_PAGE:
+    if not (page_text.isascii() and page_text.isdigit()) or not 1 <= int(page_text) <= MAX_PAGE:
         raise SearchError(f"page must be a whole number from 1 to {MAX_PAGE}")
     return SearchParams(q=q, status=status, date_from=date_from, date_to=date_to, page=int(page_text))
 

@@ -149,7 +149,7 @@ def import_members(session: Session, text: str) -> ImportReport:
 def find_member(session: Session, who: str) -> Member | None:
     """A member by id, phone (any format) or email."""
     who = (who or "").strip()
-    if who.isdigit() and len(who) < 10:
+    if who.isascii() and who.isdigit() and len(who) < 10:
         return session.get(Member, int(who))
     if "@" in who:
         return session.scalar(select(Member).where(Member.email == who.lower()))

@@ -21,7 +21,7 @@ def notice_id_in_key(dedupe_key: str) -> int | None:
     if not (dedupe_key or "").startswith(PREFIX):
         return None
     head = dedupe_key[len(PREFIX):].split(":", 1)[0]
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isascii() and head.isdigit() else None
 
 
 def notice_of(session: Session, delivery: Delivery) -> Notice | None:

@@ -28,7 +28,7 @@ def parse_int(text: str, name: str, default: int, minimum: int = 0) -> int:
     text = (text or "").strip()
     if not text:
         return default
-    if not text.isdigit() or int(text) < minimum:
+    if not (text.isascii() and text.isdigit()) or int(text) < minimum:
         raise SettingsError(f"{name}: expected a whole number of at least {minimum}, got {text!r}")
     return int(text)
 

@@ -49,12 +49,24 @@ def _member_json(member) -> dict:
             "email_hard_bounces": member.email_hard_bounces}
 
 
+# Ids and case numbers are 32-bit integer columns: a larger one in a URL or body is simply not there
+# (PostgreSQL would refuse the query, and the answer would be a misleading 503).
+MAX_ID = 2**31 - 1
+
+
+def _find_member(session, who: str):
+    text = who.strip()
+    if text.isdigit() and not text.isascii():
+        return None  # '²' or '١': str.isdigit() yet not a number int() reads
+    return find_member(session, who)
+
+
 @blueprint.get("/members/<who>")
 @token_required
 def get_member(who: str):
     services = current_app.extensions["relay"]
     with services.sessions() as session:
-        member = find_member(session, who)
+        member = _find_member(session, who)
         if member is None:
             abort(404, f"no member {who!r}")
         return jsonify(_member_json(member))
@@ -70,7 +82,7 @@ def put_channels(who: str):
             not all(isinstance(c, str) for c in data["channels"]):
         abort(400, 'expected JSON {"channels": ["sms", "email"]}')
     with transaction(services.sessions) as session:
-        member = find_member(session, who)
+        member = _find_member(session, who)
         if member is None:
             abort(404, f"no member {who!r}")
         try:
@@ -101,6 +113,10 @@ def _iso(value) -> str | None:
 def _visible_case(session, number: str):
     from relay.cases import CaseNotFound, get_case, is_visible
 
+    text = number.strip().lstrip("#")
+    text = text[1:] if text[:1] in ("C", "c") else text
+    if text.isdigit() and (not text.isascii() or int(text) > MAX_ID):
+        abort(404, f"no case {number!r}")
     try:
         case = get_case(session, number)
     except CaseNotFound as exc:
@@ -179,6 +195,16 @@ def _notice_json(session, notice) -> dict:
             "created_at": _iso(notice.created_at), "deliveries": counts, "totals": totals}
 
 
+def _notice_id_fits(view):
+    @functools.wraps(view)
+    def checked(notice_id: int, **kwargs):
+        if notice_id > MAX_ID:
+            abort(404, f"no notice {notice_id}")
+        return view(notice_id, **kwargs)
+
+    return checked
+
+
 def _notice_failure(exc: Exception):
     from relay.notices import NoticeNotFound
 
@@ -226,6 +252,8 @@ def create_notice_route():
     corrects = _field(data, "corrects", int)
     if isinstance(corrects, bool):
         abort(400, "'corrects' has the wrong type")
+    if corrects is not None and not 0 <= corrects <= MAX_ID:
+        abort(422, f"no notice {corrects}")
     try:
         expires_at = _field(data, "expires_at", str)
         expires_in = _field(data, "expires_in", str)
@@ -245,6 +273,7 @@ def create_notice_route():
 
 @blueprint.get("/notices/<int:notice_id>")
 @token_required
+@_notice_id_fits
 def get_notice_route(notice_id: int):
     """The notice with its deliveries counted by channel and status."""
     from relay.notices import get_notice
@@ -259,6 +288,7 @@ def get_notice_route(notice_id: int):
 
 @blueprint.post("/notices/<int:notice_id>/preview")
 @token_required
+@_notice_id_fits
 def preview_notice_route(notice_id: int):
     """Recipients per channel and country, SMS texts with segments and cost, sample emails."""
     from relay.preview import preview_notice
@@ -273,6 +303,7 @@ def preview_notice_route(notice_id: int):
 
 @blueprint.post("/notices/<int:notice_id>/send")
 @token_required
+@_notice_id_fits
 def send_notice_route(notice_id: int):
     """Send now, or schedule with {"at": "<ISO time>"}."""
     from relay.notices import get_notice, parse_time, schedule_notice, send_notice
@@ -295,6 +326,7 @@ def send_notice_route(notice_id: int):
 
 @blueprint.post("/notices/<int:notice_id>/correct")
 @token_required
+@_notice_id_fits
 def correct_notice_route(notice_id: int):
     """Send {"text": "..."} as a correction to exactly those who received the notice."""
     from relay.corrections import correct_notice
@@ -312,3 +344,18 @@ def correct_notice_route(notice_id: int):
         _notice_failure(exc)
     body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
     return jsonify(body), 201, {"Location": f"/api/v1/notices/{result.notice_id}"}
+
+
+# ---------------------------------------------------------------- the OpenAPI description (open)
+
+@blueprint.get("/openapi.json")
+def openapi_document():
+    """This API described in OpenAPI 3.0 (webhooks/openapi.json), read once per app."""
+    import json
+    from pathlib import Path
+
+    document = current_app.extensions.get("relay-openapi")
+    if document is None:
+        document = json.loads((Path(__file__).parent / "openapi.json").read_text(encoding="utf-8"))
+        current_app.extensions["relay-openapi"] = document
+    return jsonify(document)
