@@ -2,6 +2,8 @@
 each row unique by its dedupe key so planning twice creates nothing new."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -55,19 +57,41 @@ def participants(session: Session, thread_id: int, exclude_member_id: int | None
     return reachable_members(session, Member.id.in_(followers), exclude_member_id)
 
 
-def post_rows(post_id: int, case_id: int, purpose: str, members, sms_text) -> list[dict]:
-    """One delivery per member per channel they take: `sms_text(language)` gives the SMS body; the
-    email is composed from the post when it is sent."""
-    rows = []
+CHANNELS = ("sms", "email")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    member_id: int
+    phone: str | None
+    email: str | None
+    language: str
+    channels: tuple[str, ...]  # the channels a message goes to them on, in CHANNELS order
+
+
+def recipients_from(members, wanted: set[str], allowed: dict[int, set[str]] | None = None) -> list[Recipient]:
+    """Recipients from reachable_members() rows: the wanted channels each takes (and, if given, is allowed)."""
+    found = []
     for m in members:
-        if m.takes_sms:
-            rows.append({"dedupe_key": f"post:{post_id}:{m.id}:sms", "purpose": purpose, "post_id": post_id,
-                         "case_id": case_id, "member_id": m.id, "channel": "sms", "to_address": m.phone,
-                         "body": sms_text(m.language)})
-        if m.takes_email:
-            rows.append({"dedupe_key": f"post:{post_id}:{m.id}:email", "purpose": purpose, "post_id": post_id,
-                         "case_id": case_id, "member_id": m.id, "channel": "email", "to_address": m.email,
-                         "body": ""})
+        takes = {"sms": m.takes_sms, "email": m.takes_email}
+        channels = tuple(c for c in CHANNELS if c in wanted and takes[c]
+                         and (allowed is None or c in allowed.get(m.id, ())))
+        if channels:
+            found.append(Recipient(m.id, m.phone, m.email, m.language or "en", channels))
+    return found
+
+
+def delivery_rows(recipients: list[Recipient], *, purpose: str, post_id: int | None, case_id: int | None,
+                  sms_text, email_body: str, key=None) -> list[dict]:
+    """One delivery row per recipient x channel: `sms_text(language)` gives the SMS body; the email is
+    composed when it is sent. Keyed by post (`key(member_id, channel)` for messages with no post)."""
+    rows = []
+    for r in recipients:
+        for channel in r.channels:
+            rows.append({"dedupe_key": key(r.member_id, channel) if key else f"post:{post_id}:{r.member_id}:{channel}",
+                         "purpose": purpose, "post_id": post_id, "case_id": case_id, "member_id": r.member_id,
+                         "channel": channel, "to_address": r.phone if channel == "sms" else r.email,
+                         "body": sms_text(r.language) if channel == "sms" else email_body})
     return rows
 
 

@@ -4,26 +4,16 @@ and can take now (an address, not opted out, email not suspended); a correction 
 original's recipients instead (relay/corrections.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import fanout
+from .fanout import CHANNELS, Recipient, recipients_from
 from .models import Case, Member, MemberList, Membership, Notice
-from .notice_refs import delivery_key
 from .texts import fit_sms, render_sms
 
-CHANNELS = ("sms", "email")
-
-
-@dataclass(frozen=True)
-class Recipient:
-    member_id: int
-    phone: str | None
-    email: str | None
-    language: str
-    channels: tuple[str, ...]  # the channels this notice goes to them on, in CHANNELS order
+__all__ = ["CHANNELS", "Recipient", "audience", "channels_of", "in_lists", "link", "list_names", "post_body",
+           "recipients_from", "sms_text"]
 
 
 def channels_of(notice: Notice) -> tuple[str, ...]:
@@ -41,18 +31,6 @@ def in_lists(names: list[str]):
     """A filter on Member: on at least one of the named lists."""
     return Member.id.in_(select(Membership.member_id).join(MemberList, MemberList.id == Membership.list_id)
                          .where(MemberList.name.in_(names)))
-
-
-def recipients_from(members, wanted: set[str], allowed: dict[int, set[str]] | None = None) -> list[Recipient]:
-    """Recipients from reachable_members() rows: the wanted channels each takes (and, if given, is allowed)."""
-    found = []
-    for m in members:
-        takes = {"sms": m.takes_sms, "email": m.takes_email}
-        channels = tuple(c for c in CHANNELS if c in wanted and takes[c]
-                         and (allowed is None or c in allowed.get(m.id, ())))
-        if channels:
-            found.append(Recipient(m.id, m.phone, m.email, m.language or "en", channels))
-    return found
 
 
 def audience(session: Session, notice: Notice) -> list[Recipient]:
@@ -88,18 +66,3 @@ def post_body(notice: Notice, case: Case) -> str:
             ("Exposure history", case.exposure_history), ("Findings", case.findings)) if value)
         return summary or notice.body or f"New case {case.code}: {case.title}"
     return notice.body or notice.title
-
-
-def delivery_rows(notice: Notice, post_id: int | None, recipients: list[Recipient], sms_for,
-                  email_body: str) -> list[dict]:
-    """One delivery row per recipient x channel; `sms_for(language)` gives the SMS body."""
-    rows = []
-    for r in recipients:
-        for channel in r.channels:
-            key = (f"post:{post_id}:{r.member_id}:{channel}" if post_id
-                   else delivery_key(notice.id, r.member_id, channel))
-            rows.append({"dedupe_key": key, "purpose": "notice", "post_id": post_id, "case_id": notice.case_id,
-                         "member_id": r.member_id, "channel": channel,
-                         "to_address": r.phone if channel == "sms" else r.email,
-                         "body": sms_for(r.language) if channel == "sms" else email_body})
-    return rows

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from . import fanout
 from .db import transaction
 from .models import Case, Delivery, Member, MemberList, Notice, Post, utcnow
-from .notice_plan import CHANNELS, audience, delivery_rows, in_lists, list_names, post_body, sms_text
-from .notice_refs import deliveries_filter
+from .notice_plan import CHANNELS, audience, in_lists, list_names, post_body, sms_text
+from .notice_refs import deliveries_filter, delivery_key
 from .sending import dispatch_deliveries
 from .settings import SettingsError, parse_duration
 from .threads import ensure_thread
@@ -223,7 +223,10 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
                 texts[language] = sms_text(settings, notice, case, language)
             return texts[language]
 
-        rows = delivery_rows(notice, notice.post_id, recipients, sms_for, email_body)
+        rows = fanout.delivery_rows(
+            recipients, purpose="notice", post_id=notice.post_id, case_id=notice.case_id, sms_text=sms_for,
+            email_body=email_body,
+            key=None if notice.post_id else lambda member_id, channel: delivery_key(notice.id, member_id, channel))
         ids = fanout.plan(session, rows)
         notice.status, notice.sent_at = "sent", now
     dispatch_deliveries(services, ids)

@@ -144,12 +144,10 @@ def publish_reply(session: Session, settings, case: Case, author: Member, text: 
                                                  author=author.short_name, text=text), url)
         return texts[language]
 
-    rows = fanout.post_rows(post.id, case.id, "relay",
-                            fanout.participants(session, thread.id, exclude_member_id=author.id), sms_text)
-    for row in rows:
-        if row["channel"] == "email":
-            row["body"] = text
-    return post, rows
+    followers = fanout.recipients_from(fanout.participants(session, thread.id, exclude_member_id=author.id),
+                                       set(fanout.CHANNELS))
+    return post, fanout.delivery_rows(followers, purpose="relay", post_id=post.id, case_id=case.id,
+                                      sms_text=sms_text, email_body=text)
 
 
 def _accept(session: Session, settings, event: InboundEvent, member: Member, body: str, plan: "_Plan"):

@@ -205,17 +205,27 @@ def _notice_id_fits(view):
     return checked
 
 
-def _notice_failure(exc: Exception):
-    from relay.notices import NoticeNotFound
-
-    abort(404 if isinstance(exc, NoticeNotFound) else 422, str(exc))
-
-
 def _notice_errors():
     from relay.cases import CaseNotFound
     from relay.notices import NoticeError, NoticeNotFound, UnknownList
 
     return (CaseNotFound, NoticeError, NoticeNotFound, UnknownList)
+
+
+def _notice_failure(exc: Exception):
+    """A notice route's domain error as an HTTP answer: the notice in the path missing is a 404; any
+    other rule it breaks (an unknown list, an expired or already sent notice, ...) a 422."""
+    from werkzeug.exceptions import NotFound, UnprocessableEntity
+
+    from relay.notices import NoticeNotFound
+
+    http = NotFound(str(exc)) if isinstance(exc, NoticeNotFound) else UnprocessableEntity(str(exc))
+    return current_app.handle_user_exception(http)
+
+
+def _register_notice_errors() -> None:
+    for error in _notice_errors():
+        blueprint.register_error_handler(error, _notice_failure)
 
 
 def _json_object(optional: bool = False) -> dict:
@@ -280,10 +290,7 @@ def get_notice_route(notice_id: int):
 
     services = current_app.extensions["relay"]
     with services.sessions() as session:
-        try:
-            return jsonify(_notice_json(session, get_notice(session, notice_id)))
-        except _notice_errors() as exc:
-            _notice_failure(exc)
+        return jsonify(_notice_json(session, get_notice(session, notice_id)))
 
 
 @blueprint.post("/notices/<int:notice_id>/preview")
@@ -295,10 +302,7 @@ def preview_notice_route(notice_id: int):
 
     services = current_app.extensions["relay"]
     with services.sessions() as session:
-        try:
-            return jsonify(preview_notice(session, services.settings, notice_id).as_dict())
-        except _notice_errors() as exc:
-            _notice_failure(exc)
+        return jsonify(preview_notice(session, services.settings, notice_id).as_dict())
 
 
 @blueprint.post("/notices/<int:notice_id>/send")
@@ -310,16 +314,13 @@ def send_notice_route(notice_id: int):
 
     services = current_app.extensions["relay"]
     at = _field(_json_object(optional=True), "at", str)
-    try:
-        if at:
-            with transaction(services.sessions) as session:
-                notice = schedule_notice(session, notice_id, parse_time(at))
-                return jsonify(_notice_json(session, notice)), 202
-        result = send_notice(services, notice_id)
-        with services.sessions() as session:
-            body = _notice_json(session, get_notice(session, notice_id))
-    except _notice_errors() as exc:
-        _notice_failure(exc)
+    if at:
+        with transaction(services.sessions) as session:
+            notice = schedule_notice(session, notice_id, parse_time(at))
+            return jsonify(_notice_json(session, notice)), 202
+    result = send_notice(services, notice_id)
+    with services.sessions() as session:
+        body = _notice_json(session, get_notice(session, notice_id))
     body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
     return jsonify(body), 202
 
@@ -336,14 +337,14 @@ def correct_notice_route(notice_id: int):
     text = _field(_json_object(), "text", str)
     if not text or not text.strip():
         abort(400, 'expected JSON {"text": "..."}')
-    try:
-        result = correct_notice(services, notice_id, text)
-        with services.sessions() as session:
-            body = _notice_json(session, get_notice(session, result.notice_id))
-    except _notice_errors() as exc:
-        _notice_failure(exc)
+    result = correct_notice(services, notice_id, text)
+    with services.sessions() as session:
+        body = _notice_json(session, get_notice(session, result.notice_id))
     body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
     return jsonify(body), 201, {"Location": f"/api/v1/notices/{result.notice_id}"}
+
+
+_register_notice_errors()
 
 
 # ---------------------------------------------------------------- the OpenAPI description (open)
