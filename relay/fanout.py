@@ -88,7 +88,8 @@ def delivery_rows(recipients: list[Recipient], *, purpose: str, post_id: int | N
     rows = []
     for r in recipients:
         for channel in r.channels:
-            rows.append({"dedupe_key": key(r.member_id, channel) if key else f"post:{post_id}:{r.member_id}:{channel}",
+            dedupe_key = key(r.member_id, channel) if key else f"post:{post_id}:{r.member_id}:{channel}"
+            rows.append({"dedupe_key": dedupe_key,
                          "purpose": purpose, "post_id": post_id, "case_id": case_id, "member_id": r.member_id,
                          "channel": channel, "to_address": r.phone if channel == "sms" else r.email,
                          "body": sms_text(r.language) if channel == "sms" else email_body})

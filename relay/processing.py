@@ -102,9 +102,7 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
     if member is not None and member.sms_opted_out_at is not None:
         plan.replies.clear()  # never text someone who has opted out, not even a confirmation
     ids = fanout.plan(session, plan.rows + plan.replies) if (plan.rows or plan.replies) else []
-    event.processed_at = utcnow()
-    INBOUND_LATENCY.observe(max(0.0, (event.processed_at - event.received_at).total_seconds()))
-    event.outcome = outcome
+    _finish(event, outcome)
     event.rules_fired = list(decision.fired)
     event.detail = verdict.reason
     log.info("inbound %s from %s: %s (%s)", event.id, _mask(message.sender), outcome, verdict.reason)
@@ -118,11 +116,16 @@ def _process_email(session: Session, settings, event: InboundEvent) -> Outcome:
         return Outcome(event.id, "duplicate")
     outcome, post_id, rows = process_email_event(session, settings, event)
     ids = fanout.plan(session, rows) if rows else []
+    _finish(event, outcome)
+    log.info("inbound email %s (%s): %s (%s)", event.id, event.provider, outcome, event.detail)
+    return Outcome(event.id, outcome, post_id, tuple(ids))
+
+
+def _finish(event: InboundEvent, outcome: str) -> None:
+    """Mark the event processed with its outcome, and time it from webhook to here."""
     event.processed_at = utcnow()
     event.outcome = outcome
     INBOUND_LATENCY.observe(max(0.0, (event.processed_at - event.received_at).total_seconds()))
-    log.info("inbound email %s (%s): %s (%s)", event.id, event.provider, outcome, event.detail)
-    return Outcome(event.id, outcome, post_id, tuple(ids))
 
 
 def publish_reply(session: Session, settings, case: Case, author: Member, text: str, channel: str,

@@ -78,14 +78,14 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
         get = lambda name, default="": env.get(f"RELAY_{name}", default).strip()  # noqa: E731
-        var_dir = Path(get("VAR_DIR") or PROJECT_ROOT / "var")
+        var_dir = Path(get("VAR_DIR") or cls.var_dir)
         settings = cls(
             var_dir=var_dir,
             database_url=get("DATABASE_URL"),
             broker_url=get("BROKER_URL"),
             broker_prefix=get("BROKER_PREFIX"),
             public_base_url=get("PUBLIC_BASE_URL").rstrip("/"),
-            port=parse_int(get("PORT"), "RELAY_PORT", 8000, minimum=1),
+            port=parse_int(get("PORT"), "RELAY_PORT", cls.port, minimum=1),
             twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
             twilio_from=get("TWILIO_FROM"),
@@ -93,26 +93,29 @@ class Settings:
             twilio_numbers=_split(get("TWILIO_NUMBERS")),
             reply_window=parse_duration(get("REPLY_WINDOW") or "72h", "RELAY_REPLY_WINDOW"),
             ambiguity_window=parse_duration(get("AMBIGUITY_WINDOW") or "10m", "RELAY_AMBIGUITY_WINDOW"),
-            max_send_attempts=parse_int(get("MAX_SEND_ATTEMPTS"), "RELAY_MAX_SEND_ATTEMPTS", 6, minimum=1),
-            network_name=get("NETWORK_NAME", "relay") or "relay",
-            templates_dir=Path(get("TEMPLATES_DIR") or PROJECT_ROOT / "templates"),
-            max_webhook_bytes=parse_int(get("MAX_WEBHOOK_BYTES"), "RELAY_MAX_WEBHOOK_BYTES", 64 * 1024,
+            max_send_attempts=parse_int(get("MAX_SEND_ATTEMPTS"), "RELAY_MAX_SEND_ATTEMPTS", cls.max_send_attempts,
+                                        minimum=1),
+            network_name=get("NETWORK_NAME") or cls.network_name,
+            templates_dir=Path(get("TEMPLATES_DIR") or cls.templates_dir),
+            max_webhook_bytes=parse_int(get("MAX_WEBHOOK_BYTES"), "RELAY_MAX_WEBHOOK_BYTES", cls.max_webhook_bytes,
                                         minimum=4096),
-            max_email_bytes=parse_int(get("MAX_EMAIL_BYTES"), "RELAY_MAX_EMAIL_BYTES", 25 * 1024 * 1024,
+            max_email_bytes=parse_int(get("MAX_EMAIL_BYTES"), "RELAY_MAX_EMAIL_BYTES", cls.max_email_bytes,
                                       minimum=65536),
             secret_key=get("SECRET_KEY"),
             smtp_url=get("SMTP_URL"),
             mail_from=get("MAIL_FROM"),
             mail_domain=get("MAIL_DOMAIN").lower(),
             mailgun_signing_key=get("MAILGUN_SIGNING_KEY"),
-            mailgun_max_age=parse_int(get("MAILGUN_MAX_AGE"), "RELAY_MAILGUN_MAX_AGE", 300, minimum=10),
+            mailgun_max_age=parse_int(get("MAILGUN_MAX_AGE"), "RELAY_MAILGUN_MAX_AGE", cls.mailgun_max_age,
+                                      minimum=10),
             sendgrid_secret=get("SENDGRID_SECRET"),
             postmark_user=get("POSTMARK_USER"),
             postmark_password=get("POSTMARK_PASSWORD"),
             api_token=get("API_TOKEN"),
-            preview_rate_limit=get("PREVIEW_RATE_LIMIT") or "60/minute",
-            sms_prices=Path(get("SMS_PRICES") or PROJECT_ROOT / "config" / "sms_prices.csv"),
-            hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", 3, minimum=1),
+            preview_rate_limit=get("PREVIEW_RATE_LIMIT") or cls.preview_rate_limit,
+            sms_prices=Path(get("SMS_PRICES") or cls.sms_prices),
+            hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", cls.hard_bounce_limit,
+                                        minimum=1),
         )
         return settings.with_defaults()
 
