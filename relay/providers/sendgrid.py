@@ -118,8 +118,6 @@ def parse(content_type: str, body: bytes) -> InboundEmail:
         parts = parse_form(content_type, body)
     except BadForm as exc:
         raise BadWebhook(str(exc)) from None
-    except (RecursionError, UnicodeError, LookupError) as exc:  # hostile part headers; see mime.py
-        raise BadWebhook(f"unparseable form: {type(exc).__name__}") from None
     fields = fields_of(parts, _charsets(fields_of(parts)))
     envelope_from, recipients = _envelope(fields)
     raw = next((p.data for p in parts if p.name == "email" and p.filename is None), None)
