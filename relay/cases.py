@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import String
 
+from . import audit
 from .models import Case, Thread, utcnow
 
 STATUSES = ("draft", "open", "closed")
@@ -85,21 +86,24 @@ def create_case(session: Session, title: str, chief_complaint: str = "", symptom
     raise RuntimeError("could not allocate a case number")
 
 
-def publish_case(session: Session, code: str) -> Case:
+def publish_case(session: Session, code: str, actor: audit.Actor = audit.SYSTEM) -> Case:
     """Draft -> open: the case enters the library (published now). Anything but a draft is refused."""
     case = get_case(session, code)
     if case.status != "draft":
         raise CaseStateError(f"{case.code} is already published ({case.status})")
     case.status = "open"
     case.published_at = utcnow()
+    audit.record(session, "case.publish", f"case:{case.code}", actor)
     session.flush()
     return case
 
 
-def set_visibility(session: Session, code: str, visibility: str) -> Case:
+def set_visibility(session: Session, code: str, visibility: str, actor: audit.Actor = audit.SYSTEM) -> Case:
     """'public' (anyone can read it in the library) or 'members' (members only)."""
     visibility = _visibility(visibility)
     case = get_case(session, code)
+    if case.visibility != visibility:
+        audit.record(session, "case.visibility", f"case:{case.code}", actor, before=case.visibility, after=visibility)
     case.visibility = visibility
     session.flush()
     return case

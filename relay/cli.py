@@ -26,6 +26,13 @@ def _settings(port: int | None = None) -> Settings:
     return settings
 
 
+def cli_actor():
+    """The audit actor for a command run on the server."""
+    from .audit import cli_actor as actor
+
+    return actor()
+
+
 def _services(settings: Settings):
     from .services import build_services
 
@@ -309,7 +316,7 @@ def cases_publish(case_code: str) -> None:
     services = _services(_settings())
     try:
         with transaction(services.sessions) as session:
-            code = publish_case(session, case_code).code
+            code = publish_case(session, case_code, actor=cli_actor()).code
     except (CaseNotFound, CaseStateError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{code} is published")
@@ -326,7 +333,7 @@ def cases_visibility(case_code: str, visibility: str) -> None:
     services = _services(_settings())
     try:
         with transaction(services.sessions) as session:
-            case = set_visibility(session, case_code, visibility)
+            case = set_visibility(session, case_code, visibility, actor=cli_actor())
             code, chosen = case.code, case.visibility
     except CaseNotFound as exc:
         raise click.ClickException(str(exc)) from None
@@ -347,7 +354,7 @@ def notice_new_case(case_code: str, lists: tuple[str, ...]) -> None:
 
     services = _services(_settings())
     try:
-        result = new_case_notice(services, case_code, list(lists))
+        result = new_case_notice(services, case_code, list(lists), actor=cli_actor())
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"notice {result.notice_id} for {case_code.upper()}: {result.recipients} members, "
@@ -444,10 +451,10 @@ def notice_send(notice_id: int, at: str | None) -> None:
     try:
         if at:
             with transaction(services.sessions) as session:
-                when = schedule_notice(session, notice_id, parse_time(at)).scheduled_for
+                when = schedule_notice(session, notice_id, parse_time(at), actor=cli_actor()).scheduled_for
             click.echo(f"notice {notice_id} scheduled for {when.isoformat()}")
             return
-        result = send_notice(services, notice_id)
+        result = send_notice(services, notice_id, actor=cli_actor())
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"notice {notice_id} sent: {_queued(result)}")
@@ -462,7 +469,7 @@ def notice_correct(notice_id: int, text: str) -> None:
 
     services = _services(_settings())
     try:
-        result = correct_notice(services, notice_id, text)
+        result = correct_notice(services, notice_id, text, actor=cli_actor())
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"correction {result.notice_id} of notice {notice_id}: {_queued(result)}")
@@ -488,6 +495,21 @@ def notice_status(notice_id: int) -> None:
         click.echo(f"{channel}: " + ", ".join(f"{status} {n}" for status, n in sorted(counts[channel].items())))
     if not counts:
         click.echo("no deliveries")
+
+
+@main.command("audit")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--action", default=None, help="only this action, e.g. notice.send")
+def audit_log(limit: int, action: str | None) -> None:
+    """Print the newest audit events (broadcasts, publications, holds, opt-out changes)."""
+    from .audit import recent
+
+    services = _services(_settings())
+    with services.sessions() as session:
+        for event in recent(session, limit, action):
+            detail = " ".join(f"{k}={v}" for k, v in sorted(event.detail.items()))
+            click.echo(f"{event.created_at.isoformat(timespec='seconds')} {event.action} {event.subject} "
+                       f"by {event.actor} via {event.source}{' ' + detail if detail else ''}")
 
 
 # ---------------------------------------------------------------- demo
@@ -531,7 +553,7 @@ def demo() -> None:
         code = case.code
     click.echo(f"members: {report.created} new, {report.updated} updated; list tft-demo; case {code}")
     if is_new:
-        result = new_case_notice(services, code, ["tft-demo"])
+        result = new_case_notice(services, code, ["tft-demo"], actor=cli_actor())
         click.echo(f"notice sent to {result.recipients} members")
     to = min(settings.own_numbers) if settings.own_numbers else DEMO_INBOUND_NUMBER
     params = {

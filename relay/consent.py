@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from . import audit
 from .models import ConsentEvent, Member, utcnow
 
 
@@ -17,6 +18,10 @@ def _change(session: Session, member: Member, channel: str, opt_out: bool, sourc
     setattr(member, column, utcnow() if opt_out else None)
     session.add(ConsentEvent(member_id=member.id, channel=channel, action="opt_out" if opt_out else "opt_in",
                              source=source))
+    origin = source.split(":", 1)[0]
+    actor = audit.Actor(source, origin) if origin == "provider" else audit.member_actor(member, origin)
+    audit.record(session, f"consent.{'opt_out' if opt_out else 'opt_in'}", f"member:{member.id}", actor,
+                 channel=channel, how=source)
     return True
 
 

@@ -42,7 +42,7 @@ def original_audience(session: Session, correction: Notice, wanted: set[str]) ->
 
 
 def correct_notice(services, notice_id: int, text: str, created_by: int | None = None,
-                   severity: str | None = None):
+                   severity: str | None = None, actor=None):
     """Create and send a correction of a sent notice to exactly its recipients; returns the NoticeResult."""
     from .notices import create_notice, send_notice
 
@@ -50,4 +50,6 @@ def correct_notice(services, notice_id: int, text: str, created_by: int | None =
         correction = create_notice(session, kind="correction", body=text,
                                    corrects_notice_id=notice_id, created_by=created_by, severity=severity)
         correction_id = correction.id
-    return send_notice(services, correction_id)
+    from . import audit
+
+    return send_notice(services, correction_id, actor=actor or audit.SYSTEM)

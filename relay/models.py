@@ -55,7 +55,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-ROLES = ("member", "coordinator", "admin")
+ROLES = ("member", "coordinator", "admin", "contributor")  # contributor: may email cases to intake
 LANGUAGES = ("en", "ko")
 
 
@@ -318,3 +318,21 @@ class ConsentEvent(Base):
     action: Mapped[str] = mapped_column(String(20))  # opt_out | opt_in
     source: Mapped[str] = mapped_column(String(60))  # sms:STOP, provider:21610, ...
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only record of who did what that matters: broadcasts, publications, holds, opt-out changes.
+
+    No foreign keys: the record outlives the rows it names. On PostgreSQL a trigger refuses UPDATE and
+    DELETE of these rows (migration 0004)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(60), index=True)  # notice.send, case.publish, hold.on, ...
+    subject: Mapped[str] = mapped_column(String(120), default="")  # notice:12, case:C3, member:5
+    actor: Mapped[str] = mapped_column(String(120))  # member:3, cli:root, api-token, scheduler, provider:twilio
+    actor_member_id: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(60))  # cli | api | console | sms | email | web | provider | beat
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import fanout
+from . import audit, fanout
 from .db import transaction
 from .models import Case, Delivery, Member, MemberList, Notice, Post, utcnow
 from .notice_plan import CHANNELS, audience, in_lists, list_names, post_body, sms_text
@@ -166,7 +166,8 @@ def create_notice(session: Session, *, kind: str, title: str = "", body: str = "
     return notice
 
 
-def schedule_notice(session: Session, notice_id: int, when: datetime, now: datetime | None = None) -> Notice:
+def schedule_notice(session: Session, notice_id: int, when: datetime, now: datetime | None = None,
+                    actor: audit.Actor = audit.SYSTEM) -> Notice:
     """Schedule a draft (or move a scheduled notice) to go out at `when` (sent by relay.send_scheduled)."""
     now = now or utcnow()
     when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
@@ -178,6 +179,7 @@ def schedule_notice(session: Session, notice_id: int, when: datetime, now: datet
     if notice.expires_at is not None and when >= notice.expires_at:
         raise NoticeError(f"notice {notice.id} expires at {notice.expires_at.isoformat()}, before it would be sent")
     notice.status, notice.scheduled_for = "scheduled", when
+    audit.record(session, "notice.schedule", f"notice:{notice.id}", actor, at=when.isoformat())
     return notice
 
 
@@ -197,7 +199,8 @@ def _claim(session: Session, notice_id: int, now: datetime, due_only: bool) -> N
     raise NoticeStateError(f"notice {notice.id} is {notice.status}, not a draft: it is not sent again")
 
 
-def send_notice(services, notice_id: int, now: datetime | None = None, due_only: bool = False) -> NoticeResult:
+def send_notice(services, notice_id: int, now: datetime | None = None, due_only: bool = False,
+                actor: audit.Actor = audit.SYSTEM) -> NoticeResult:
     """Claim the notice, plan one delivery per recipient x channel, commit, then dispatch them."""
     settings, now = services.settings, now or utcnow()
     with transaction(services.sessions) as session:
@@ -229,6 +232,8 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
             key=None if notice.post_id else lambda member_id, channel: delivery_key(notice.id, member_id, channel))
         ids = fanout.plan(session, rows)
         notice.status, notice.sent_at = "sent", now
+        audit.record(session, "notice.send", f"notice:{notice.id}", actor, kind=notice.kind,
+                     lists=notice.lists, channels=notice.channels, recipients=len(recipients), deliveries=len(ids))
     dispatch_deliveries(services, ids)
     return NoticeResult(notice_id, len(recipients), tuple(ids), sms=sum(r["channel"] == "sms" for r in rows),
                         emails=sum(r["channel"] == "email" for r in rows))
@@ -245,7 +250,7 @@ def send_scheduled(services, now: datetime | None = None) -> list[NoticeResult]:
     results = []
     for notice_id in due:
         try:
-            results.append(send_notice(services, notice_id, now=now, due_only=True))
+            results.append(send_notice(services, notice_id, now=now, due_only=True, actor=audit.SCHEDULER))
         except NoticeStateError:
             continue  # another beat process sent it first, or it expired meanwhile
         except NoticeError as exc:  # e.g. its case went back to draft: the coordinator decides again
@@ -267,9 +272,9 @@ def delivery_counts(session: Session, notice: Notice) -> dict[str, dict[str, int
     return counts
 
 
-def new_case_notice(services, case_code: str, lists: list[str]) -> NoticeResult:
+def new_case_notice(services, case_code: str, lists: list[str], actor: audit.Actor = audit.SYSTEM) -> NoticeResult:
     """Create and send the new-case notice for a case to the lists (SMS and email by member choice)."""
     with transaction(services.sessions) as session:
         notice = create_notice(session, kind="new_case", case_code=case_code, lists=lists)
         notice_id = notice.id
-    return send_notice(services, notice_id)
+    return send_notice(services, notice_id, actor=actor)

@@ -10,11 +10,13 @@ import logging
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
+from relay.audit import Actor
 from relay.db import transaction
 from relay.members import RowError, find_member, set_channels
 from relay.segments import count_segments
 
 log = logging.getLogger("relay.web.api")
+API_ACTOR = Actor("api-token", "api")  # the shared RELAY_API_TOKEN names no one
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
@@ -316,9 +318,9 @@ def send_notice_route(notice_id: int):
     at = _field(_json_object(optional=True), "at", str)
     if at:
         with transaction(services.sessions) as session:
-            notice = schedule_notice(session, notice_id, parse_time(at))
+            notice = schedule_notice(session, notice_id, parse_time(at), actor=API_ACTOR)
             return jsonify(_notice_json(session, notice)), 202
-    result = send_notice(services, notice_id)
+    result = send_notice(services, notice_id, actor=API_ACTOR)
     with services.sessions() as session:
         body = _notice_json(session, get_notice(session, notice_id))
     body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
@@ -337,7 +339,7 @@ def correct_notice_route(notice_id: int):
     text = _field(_json_object(), "text", str)
     if not text or not text.strip():
         abort(400, 'expected JSON {"text": "..."}')
-    result = correct_notice(services, notice_id, text)
+    result = correct_notice(services, notice_id, text, actor=API_ACTOR)
     with services.sessions() as session:
         body = _notice_json(session, get_notice(session, result.notice_id))
     body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}

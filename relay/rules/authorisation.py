@@ -1,9 +1,10 @@
 """Reject posts from members whose account may not post (inactive, or no posting role)."""
+from ..permissions import ALLOWED
 from .verdict import REJECT, Verdict
 NAME = "authorisation"
 DESCRIPTION = "the member may not post to case discussions"
 
-POSTING_ROLES = frozenset({"member", "coordinator", "admin"})
+POSTING_ROLES = ALLOWED["case.post"]  # one permission table for SMS, email, web and API
 
 
 def check(ctx):
