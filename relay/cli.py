@@ -460,6 +460,22 @@ def notice_send(notice_id: int, at: str | None) -> None:
     click.echo(f"notice {notice_id} sent: {_queued(result)}")
 
 
+@notice.command("cancel")
+@click.argument("notice_id", type=int)
+def notice_cancel(notice_id: int) -> None:
+    """Withdraw NOTICE_ID while it is a draft or scheduled (a sent notice needs a correction)."""
+    from .db import transaction
+    from .notices import cancel_notice
+
+    services = _services(_settings())
+    try:
+        with transaction(services.sessions) as session:
+            cancel_notice(session, notice_id, actor=cli_actor())
+    except _notice_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"notice {notice_id} cancelled")
+
+
 @notice.command("correct")
 @click.argument("notice_id", type=int)
 @click.option("--text", required=True, help="The correction, sent to exactly those who received NOTICE_ID.")

@@ -183,6 +183,20 @@ def schedule_notice(session: Session, notice_id: int, when: datetime, now: datet
     return notice
 
 
+def cancel_notice(session: Session, notice_id: int, actor: audit.Actor = audit.SYSTEM) -> Notice:
+    """Withdraw a draft or scheduled notice before it goes out. A notice already sending or sent cannot be
+    called back (messages are with the providers): send a correction instead."""
+    cancelled = session.execute(update(Notice).where(Notice.id == notice_id, Notice.status.in_(("draft", "scheduled")))
+                                .values(status="cancelled").execution_options(synchronize_session=False)).rowcount
+    notice = get_notice(session, notice_id)
+    if not cancelled:
+        hint = " — send a correction instead" if notice.status in ("sending", "sent") else ""
+        raise NoticeStateError(f"notice {notice.id} is {notice.status}: only a draft or scheduled notice can be "
+                               f"cancelled{hint}")
+    audit.record(session, "notice.cancel", f"notice:{notice.id}", actor)
+    return notice
+
+
 def _claim(session: Session, notice_id: int, now: datetime, due_only: bool) -> Notice:
     allowed = ("scheduled",) if due_only else ("draft", "scheduled")
     conditions = [Notice.id == notice_id, Notice.status.in_(allowed),

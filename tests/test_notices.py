@@ -17,6 +17,7 @@ from relay.members import import_members, set_channels
 from relay.models import Case, Delivery, Member, Notice, Participant, Post, utcnow
 from relay.notice_refs import notice_of
 from relay.notices import (
+    cancel_notice,
     NoticeError,
     NoticeExpired,
     NoticeNotFound,
@@ -423,3 +424,32 @@ def test_the_beat_sends_scheduled_notices(tmp_path, network, sms):
         session.execute(update(Notice).values(scheduled_for=now - timedelta(seconds=1)))
     assert app.tasks[TASK_SEND_SCHEDULED].apply().get() == [notice_id]
     assert app.tasks[TASK_SEND_SCHEDULED].apply().get() == []
+
+
+def test_a_scheduled_notice_can_be_cancelled_and_then_never_goes(network, sms, settings, monkeypatch):
+    now = utcnow()
+    notice_id = draft(network, kind="announcement", title="Withdrawn", lists=["tft"])
+    with transaction(network.sessions) as session:
+        schedule_notice(session, notice_id, now + timedelta(hours=1), now=now)
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    result = CliRunner().invoke(main, ["notice", "cancel", str(notice_id)])
+    assert result.exit_code == 0, result.output
+    assert send_scheduled(network, now=now + timedelta(hours=2)) == []
+    with pytest.raises(NoticeStateError, match="cancelled"):
+        send_notice(network, notice_id)
+    run_worker(network)
+    assert sms.sent == [] and deliveries(network) == []
+    with network.sessions() as session:
+        assert session.get(Notice, notice_id).status == "cancelled"
+        from relay.audit import recent
+        assert [(e.action, e.source) for e in recent(session, 5)] == [("notice.cancel", "cli"), ("notice.schedule", "system")]
+
+
+def test_a_sent_notice_cannot_be_cancelled_only_corrected(network):
+    notice_id = draft(network, kind="announcement", title="Out", lists=["tft"])
+    send_notice(network, notice_id)
+    with transaction(network.sessions) as session:
+        with pytest.raises(NoticeStateError, match="send a correction instead"):
+            cancel_notice(session, notice_id)
