@@ -192,3 +192,36 @@ def case_images(session: Session, case: Case) -> list[CaseImage]:
     return list(session.scalars(select(CaseImage).where(CaseImage.case_id == case.id,
                                                         CaseImage.status.in_(("stored", "failed", "pending")))
                                 .order_by(CaseImage.id)))
+
+
+LOGO_EDGE = 48  # an email image smaller than this both ways is a signature logo or a tracking pixel
+
+
+def _too_small(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.width < LOGO_EDGE and image.height < LOGO_EDGE
+    except Exception:  # not an image at all: add_case_image says so
+        return False
+
+
+def file_attachments(session: Session, settings, case: Case, attachments, source: str,
+                     post: Post | None = None) -> tuple[list[CaseImage], list[str]]:
+    """File an email's image attachments under a case: (images filed, notes on what was not).
+    Text and attached messages are not images and are passed over silently; tiny images (logos)
+    are skipped; anything else refused is noted with its reason."""
+    filed: list[CaseImage] = []
+    notes: list[str] = []
+    for attachment in attachments:
+        if attachment.content_type.startswith(("text/", "message/", "multipart/")):
+            continue
+        name = attachment.filename or attachment.content_type
+        if _too_small(attachment.content):
+            notes.append(f"{name}: skipped (smaller than {LOGO_EDGE} pixels)")
+            continue
+        try:
+            filed.append(add_case_image(session, settings, case, attachment.content, attachment.filename,
+                                        source, post))
+        except ImageRefused as exc:
+            notes.append(f"{name}: not filed ({exc})")
+    return filed, notes
