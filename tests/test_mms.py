@@ -200,3 +200,33 @@ def test_through_the_signed_webhook(network, twilio_standin):
     assert post_signed(client, "/webhooks/twilio/sms", form).status_code == 200
     run_worker(network)
     assert [r.status for r in fetch_all(network)] == ["stored"]
+
+
+def test_redirects_within_the_api_are_followed_with_credentials(network, twilio_standin):
+    from .conftest import AUTH_TOKEN
+
+    twilio_standin.media_auth = (ACCOUNT_SID, AUTH_TOKEN)
+    target = twilio_standin.add_media(ACCOUNT_SID, photo())
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"", redirect_to=target)])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["stored"]
+    assert [s for _, _, s in twilio_standin.media_requests] == [307, 200]
+
+
+@pytest.mark.parametrize("location", ["http://127.0.0.1:9/secret", "http://169.254.169.254/latest/meta-data",
+                                      "https://10.0.0.1/x", "https://localhost/x", "file:///etc/passwd"])
+def test_redirects_to_internal_or_plain_http_addresses_are_refused(network, twilio_standin, location):
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"", redirect_to=location)])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["failed"]
+    assert "refused a redirect" in images(network)[0].error
+    assert len(twilio_standin.media_requests) == 1  # the redirect was not followed, nor retried
+
+
+def test_media_larger_than_the_limit_is_not_downloaded_whole(network, twilio_standin):
+    network.settings = network.settings.replace(max_image_bytes=4096)
+    big = photo(size=(2000, 2000), color=(5, 5, 5)) + b"\0" * 200_000
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, big)])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["failed"]
+    assert "larger than 4,096 bytes" in images(network)[0].error

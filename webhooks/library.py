@@ -96,3 +96,39 @@ def case_image(code: str, image_id: int, size: str = "full"):
     response.headers["Cache-Control"] = f"{'public' if public else 'private'}, max-age=3600"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+# ---------------------------------------------------------------- guidelines (public)
+
+
+@blueprint.get("/library/guidelines")
+@blueprint.get("/library/guidelines/")
+def guideline_list():
+    from relay.guidelines import list_guidelines
+
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        found = list_guidelines(session)
+        return render_template("guideline_list.html", guidelines=found)
+
+
+@blueprint.get("/library/guidelines/<slug>")
+@blueprint.get("/library/guidelines/<slug>/v<int:number>")
+def guideline_page(slug: str, number: int | None = None):
+    """The current version of a guideline (or version N), with every version and what it changed."""
+    from relay.guidelines import GuidelineNotFound, count_view, current_version, get_guideline
+
+    services = current_app.extensions["relay"]
+    with transaction(services.sessions) as session:
+        try:
+            guideline = get_guideline(session, slug)
+        except GuidelineNotFound as exc:
+            abort(404, str(exc))
+        latest = current_version(guideline)
+        shown = latest if number is None else next((v for v in guideline.versions if v.number == number), None)
+        if shown is None:
+            abort(404, f"{guideline.slug} has no version {number}")
+        if request.method == "GET":
+            count_view(session, guideline)
+        return render_template("guideline.html", guideline=guideline, shown=shown, latest=latest,
+                               versions=sorted(guideline.versions, key=lambda v: v.number, reverse=True))

@@ -39,6 +39,7 @@ class Media:
     fail_times: int = 0  # answer 500 this many times first
     fail_status: int = 500
     requests: int = 0
+    redirect_to: str = ""  # answer 307 to this URL instead (as Twilio does, to its media CDN)
 
 
 @dataclass
@@ -85,12 +86,12 @@ class TwilioStandIn:
         self.next_faults.append(Fault(status, code, message, delay, times=1))
 
     def add_media(self, account_sid: str, data: bytes, content_type: str = "image/jpeg", fail_times: int = 0,
-                  fail_status: int = 500) -> str:
+                  fail_status: int = 500, redirect_to: str = "") -> str:
         """Serve `data` as one MMS media item; returns its URL (as Twilio puts it in MediaUrlN)."""
         path = (f"/2010-04-01/Accounts/{account_sid}/Messages/MM{secrets.token_hex(16)}"
                 f"/Media/ME{secrets.token_hex(16)}")
         with self.lock:
-            self.media[path] = Media(data, content_type, fail_times, fail_status)
+            self.media[path] = Media(data, content_type, fail_times, fail_status, redirect_to=redirect_to)
         return self.url + path
 
     @property
@@ -145,11 +146,19 @@ class TwilioStandIn:
                     elif media.fail_times > 0:
                         media.fail_times -= 1
                         status = media.fail_status
+                    elif media.redirect_to:
+                        status = 307
                     else:
                         status = 200
                     if media is not None:
                         media.requests += 1
                     standin.media_requests.append((self.path, auth, status))
+                if status == 307:
+                    self.send_response(307)
+                    self.send_header("Location", media.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if status != 200:
                     return self._reply(status, {"code": 20404 if status == 404 else None, "message": "error",
                                                 "status": status})
