@@ -236,3 +236,12 @@ def test_an_image_is_only_served_under_its_own_case(client, network):
     assert client.get("/library/cases/C1/images/99999999999").status_code == 404
     assert client.get(f"/library/cases/C1/images/{image_id}/big").status_code == 404
     assert re.search(r"no image|Not Found", client.get("/library/cases/C1/images/12345").get_data(as_text=True))
+
+
+@pytest.mark.parametrize("size", [(8000, 8000), (12000, 12000)])  # over relay's limit; over Pillow's too
+def test_decompression_bombs_are_refused_before_decoding(size):
+    out = io.BytesIO()
+    Image.new("1", size).save(out, "PNG")  # a few kilobytes that would decode to 64-144 megapixels
+    assert len(out.getvalue()) < 100_000
+    with pytest.raises(ImageRefused, match="too large|too many pixels"):
+        clean_image(out.getvalue(), 10_000_000)
