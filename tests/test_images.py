@@ -245,3 +245,41 @@ def test_decompression_bombs_are_refused_before_decoding(size):
     assert len(out.getvalue()) < 100_000
     with pytest.raises(ImageRefused, match="too large|too many pixels"):
         clean_image(out.getvalue(), 10_000_000)
+
+
+def test_concurrent_filing_of_the_same_image_keeps_one_row(postgres_only_url, tmp_path):
+    """The (case, sha256) unique constraint, not the check in Python, is what holds under a race."""
+    import threading
+
+    from relay.cases import create_case
+    from relay.dispatch import RecordingDispatcher
+    from relay.services import build_services
+
+    from .conftest import make_settings
+
+    services = build_services(make_settings(tmp_path / "var", postgres_only_url), dispatcher=RecordingDispatcher(),
+                              senders={})
+    try:
+        with transaction(services.sessions) as session:
+            code = create_case(session, "Race").code
+        data, ids, errors = photo(size=(1600, 1200)), [], []
+        barrier = threading.Barrier(4)
+
+        def file_it():
+            try:
+                barrier.wait()
+                ids.append(file_image(services, code, data))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=file_it) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert len(ids) == 4 and len(set(ids)) == 1
+        with services.sessions() as session:
+            assert session.scalar(select(func.count(CaseImage.id))) == 1
+    finally:
+        services.dispose()
