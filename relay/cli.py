@@ -340,6 +340,112 @@ def cases_visibility(case_code: str, visibility: str) -> None:
     click.echo(f"{code} is {'members-only' if chosen == 'members' else 'public'}")
 
 
+@cases.command("drafts")
+def cases_drafts() -> None:
+    """List the draft cases (intake mail lands here) waiting for `relay cases publish`."""
+    from sqlalchemy import func, select
+
+    from .models import Case, CaseImage
+
+    services = _services(_settings())
+    with services.sessions() as session:
+        rows = session.execute(
+            select(Case, func.count(CaseImage.id)).outerjoin(
+                CaseImage, (CaseImage.case_id == Case.id) & (CaseImage.status == "stored"))
+            .where(Case.status == "draft").group_by(Case.id).order_by(Case.number)).all()
+        for case, images in rows:
+            click.echo(f"{case.code}\t{case.created_at:%Y-%m-%d %H:%M}\t{images} image(s)\t{case.title}")
+    if not rows:
+        click.echo("no draft cases")
+
+
+@main.group()
+def guidelines() -> None:
+    """Guidelines in the library, with versions."""
+
+
+def _guideline_body(body: str | None, body_file) -> str:
+    if body_file is not None:
+        return body_file.read()
+    if body is None:
+        raise click.UsageError("give the text with --body or --body-file")
+    return body
+
+
+def _author(session, email: str | None):
+    if not email:
+        return None
+    from sqlalchemy import select
+
+    from .models import Member
+
+    member = session.scalar(select(Member).where(Member.email == email.strip().lower()))
+    if member is None:
+        raise click.ClickException(f"no member with email {email}")
+    return member
+
+
+@guidelines.command("add")
+@click.argument("slug")
+@click.option("--title", required=True)
+@click.option("--body", help="The text (or --body-file).")
+@click.option("--body-file", type=click.File("r", encoding="utf-8"), help="Read the text from a file (- for stdin).")
+@click.option("--author", "author_email", help="The author's email (a member).")
+def guidelines_add(slug: str, title: str, body: str | None, body_file, author_email: str | None) -> None:
+    """Create guideline SLUG (its address: /library/guidelines/SLUG) with version 1."""
+    from .db import transaction
+    from .guidelines import GuidelineError, create_guideline, guideline_url
+
+    text = _guideline_body(body, body_file)
+    services = _services(_settings())
+    try:
+        with transaction(services.sessions) as session:
+            guideline = create_guideline(session, slug, title, text, author=_author(session, author_email))
+            slug = guideline.slug
+    except GuidelineError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{slug} v1 {guideline_url(services.settings, slug)}")
+
+
+@guidelines.command("update")
+@click.argument("slug")
+@click.option("--changes", required=True, help="What changed since the previous version (required).")
+@click.option("--body", help="The whole new text (or --body-file).")
+@click.option("--body-file", type=click.File("r", encoding="utf-8"), help="Read the text from a file (- for stdin).")
+@click.option("--title", help="A new title.")
+@click.option("--author", "author_email", help="The author's email (a member).")
+def guidelines_update(slug: str, changes: str, body: str | None, body_file, title: str | None,
+                      author_email: str | None) -> None:
+    """Publish the next version of guideline SLUG, saying what changed."""
+    from .db import transaction
+    from .guidelines import GuidelineError, GuidelineNotFound, add_version, guideline_url
+
+    text = _guideline_body(body, body_file)
+    services = _services(_settings())
+    try:
+        with transaction(services.sessions) as session:
+            version = add_version(session, slug, text, changes, title=title, author=_author(session, author_email))
+            number, slug = version.number, version.guideline.slug
+    except (GuidelineError, GuidelineNotFound) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{slug} v{number} {guideline_url(services.settings, slug, number)}")
+
+
+@guidelines.command("list")
+def guidelines_list() -> None:
+    """Every guideline: slug, current version, when, title."""
+    from .guidelines import current_version, list_guidelines
+
+    services = _services(_settings())
+    with services.sessions() as session:
+        found = list_guidelines(session)
+        for guideline in found:
+            latest = current_version(guideline)
+            click.echo(f"{guideline.slug}\tv{latest.number}\t{latest.published_at:%Y-%m-%d}\t{guideline.title}")
+    if not found:
+        click.echo("no guidelines")
+
+
 @main.group()
 def notice() -> None:
     """Broadcast notices."""

@@ -16,6 +16,7 @@ TASK_APPLY_STATUS = "relay.apply_status"
 TASK_DELIVER = "relay.deliver"
 TASK_SWEEP = "relay.sweep"
 TASK_SEND_SCHEDULED = "relay.send_scheduled"
+TASK_FETCH_MEDIA = "relay.fetch_media"
 
 QUEUE_INBOUND = "inbound"
 QUEUE_OUTBOUND = "outbound"
@@ -27,6 +28,7 @@ TASK_QUEUES = {
     TASK_DELIVER: QUEUE_OUTBOUND,
     TASK_SWEEP: QUEUE_MAINTENANCE,
     TASK_SEND_SCHEDULED: QUEUE_MAINTENANCE,
+    TASK_FETCH_MEDIA: QUEUE_INBOUND,
 }
 
 
@@ -36,6 +38,8 @@ class Dispatcher(Protocol):
     def apply_status(self, event_id: int) -> None: ...
 
     def deliver(self, delivery_ids: Sequence[int], countdown: float | None = None) -> None: ...
+
+    def fetch_media(self, image_id: int) -> None: ...
 
 
 class CeleryDispatcher:
@@ -53,6 +57,9 @@ class CeleryDispatcher:
     def apply_status(self, event_id: int) -> None:
         self._send(TASK_APPLY_STATUS, [event_id])
 
+    def fetch_media(self, image_id: int) -> None:
+        self._send(TASK_FETCH_MEDIA, [image_id])
+
     def deliver(self, delivery_ids: Sequence[int], countdown: float | None = None) -> None:
         if not delivery_ids:
             return
@@ -69,6 +76,7 @@ class RecordingDispatcher:
         self.inbound: list[int] = []
         self.statuses: list[int] = []
         self.deliveries: list[int] = []
+        self.media: list[int] = []
         self.fail = False
 
     def _check(self):
@@ -86,6 +94,10 @@ class RecordingDispatcher:
     def deliver(self, delivery_ids: Sequence[int], countdown: float | None = None) -> None:
         self._check()
         self.deliveries.extend(delivery_ids)
+
+    def fetch_media(self, image_id: int) -> None:
+        self._check()
+        self.media.append(image_id)
 
 
 def celery_config(settings) -> dict:

@@ -3,7 +3,8 @@ threaded by reply token, Message-ID or subject code, its quoted history and sign
 posted to the case and relayed to every follower by SMS and email.
 
 The rules run in this order, and the ones asked are recorded on the event:
-unsubscribe -> bounce -> automatic (loops, auto-replies) -> unknown sender -> authorisation -> thread."""
+unsubscribe -> bounce -> automatic (loops, auto-replies) -> intake (mail to RELAY_INTAKE_ADDRESS becomes a draft
+case) -> unknown sender -> authorisation -> thread. Image attachments of a posted reply are filed under the case."""
 from __future__ import annotations
 
 import logging
@@ -15,15 +16,20 @@ from . import threads
 from .autoreplies import automatic_reason, is_bounce
 from .bounce_handling import record_bounces
 from .bounces import parse_report
+from .cases import create_case
+from .images import file_attachments
 from .consent import unsubscribe_by_token
 from .mail import LOOP_HEADER, list_id
 from .models import Case, InboundEvent, Member, utcnow
 from .providers.errors import BadWebhook
 from .providers.inbound_email import parse_inbound_email
 from .replies import visible_text
+from .permissions import ALLOWED
 from .rules.authorisation import POSTING_ROLES
 
 log = logging.getLogger(__name__)
+
+INTAKE_ROLES = ALLOWED["case.intake"]
 
 
 def process_email_event(session: Session, settings, event: InboundEvent):
@@ -59,6 +65,10 @@ def process_email_event(session: Session, settings, event: InboundEvent):
     if reason:
         return done("discarded", reason)
 
+    fired.append("intake")
+    if settings.intake_address and settings.intake_address in email.recipients:
+        return _intake(session, settings, email, done)
+
     fired.append("unknown_sender")
     member = session.scalar(select(Member).where(Member.email == email.from_address))
     if member is None:
@@ -79,10 +89,32 @@ def process_email_event(session: Session, settings, event: InboundEvent):
     if case.status != "open":
         return done("closed_case", f"{case.code} is closed")
     text = visible_text(email.text, email.html)
+    pictures = [a for a in email.attachments if a.content_type.startswith("image/")]
+    if not text and pictures:
+        text = f"[{len(pictures)} image{'s' if len(pictures) > 1 else ''}]"
     if not text:
         return done("empty", "nothing left after removing quotes and signature")
 
     from .processing import publish_reply
 
     post, rows = publish_reply(session, settings, case, member, text, "email", event.id)
-    return done("posted", f"{case.code} by {found.how}", post.id, rows)
+    filed, notes = file_attachments(session, settings, case, email.attachments, "email", post)
+    detail = f"{case.code} by {found.how}" + (f"; {len(filed)} image(s) filed" if filed else "")
+    return done("posted", "; ".join([detail, *notes]), post.id, rows)
+
+
+def _intake(session: Session, settings, email, done):
+    """Mail to the intake address: from a contributor, coordinator or admin it becomes a draft case
+    (subject -> title, text -> findings, images filed) for a coordinator to review and publish;
+    from anyone else it is refused, recorded on the event, and no case is made."""
+    member = session.scalar(select(Member).where(Member.email == email.from_address))
+    if member is None or not member.active or not (member.role_set & INTAKE_ROLES):
+        log.warning("intake mail from %s refused: not a contributor, coordinator or admin", email.from_address)
+        return done("rejected", "intake: the sender is not an active contributor, coordinator or admin")
+    title = " ".join((email.subject or "").split())[:300] or "Untitled case (by email)"
+    text = visible_text(email.text, email.html)
+    case = create_case(session, title, findings=text, draft=True)
+    filed, notes = file_attachments(session, settings, case, email.attachments, "intake")
+    log.info("intake mail from %s: draft %s with %s image(s)", email.from_address, case.code, len(filed))
+    return done("intake", "; ".join([f"draft {case.code} from {member.email}, {len(filed)} image(s) filed",
+                                     *notes]))

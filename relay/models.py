@@ -55,7 +55,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-ROLES = ("member", "coordinator", "admin", "contributor")  # contributor: may email cases to intake
+ROLES = ("member", "coordinator", "admin", "contributor")  # contributor: may email cases to the intake address
 LANGUAGES = ("en", "ko")
 
 
@@ -336,3 +336,66 @@ class AuditEvent(Base):
     source: Mapped[str] = mapped_column(String(60))  # cli | api | console | sms | email | web | provider | beat
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CaseImage(Base):
+    """An image filed under a case (uploaded, mailed, sent by MMS): stored re-encoded without
+    metadata, with a thumbnail. The sha256 of the original bytes is unique per case, so a retried
+    fetch or a mail sent twice files nothing twice. An MMS image is a row before it is fetched
+    (status pending, one per inbound event x media index: source_key), and stays one when the fetch
+    fails for good (status failed, with the error), so the case page can say so."""
+
+    __tablename__ = "case_images"
+    __table_args__ = (UniqueConstraint("case_id", "sha256"), UniqueConstraint("source_key"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
+    source: Mapped[str] = mapped_column(String(20))  # console | email | mms | intake | api
+    source_key: Mapped[str | None] = mapped_column(String(120))  # mms:<event id>:<index>
+    source_url: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="stored")  # pending | stored | failed | duplicate
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    content_type: Mapped[str] = mapped_column(String(40), default="")
+    stored_name: Mapped[str] = mapped_column(String(200), default="")
+    thumbnail_name: Mapped[str] = mapped_column(String(200), default="")
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Guideline(Base):
+    """A guideline in the library; its text lives in numbered versions, each saying what changed."""
+
+    __tablename__ = "guidelines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    views: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    versions: Mapped[list["GuidelineVersion"]] = relationship(back_populates="guideline",
+                                                              order_by="GuidelineVersion.number")
+
+
+class GuidelineVersion(Base):
+    __tablename__ = "guideline_versions"
+    __table_args__ = (UniqueConstraint("guideline_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guideline_id: Mapped[int] = mapped_column(ForeignKey("guidelines.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    changes: Mapped[str] = mapped_column(Text)  # what changed since the previous version
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    guideline: Mapped[Guideline] = relationship(back_populates="versions")
+    author: Mapped[Member | None] = relationship()

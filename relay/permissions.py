@@ -10,6 +10,7 @@ from typing import Iterable
 MEMBER, COORDINATOR, ADMIN, CONTRIBUTOR = "member", "coordinator", "admin", "contributor"
 _STAFF = frozenset({COORDINATOR, ADMIN})
 _MEMBERS = frozenset({MEMBER, COORDINATOR, ADMIN, CONTRIBUTOR})
+_DISCUSSANTS = frozenset({MEMBER, COORDINATOR, ADMIN})  # a contributor sends cases in, not replies
 
 ALLOWED: dict[str, frozenset[str]] = {
     # reading
@@ -18,7 +19,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "notice.read": _STAFF,
     "audit.read": frozenset({ADMIN}),
     # taking part
-    "case.post": _MEMBERS,
+    "case.post": _DISCUSSANTS,
+    "case.intake": frozenset({CONTRIBUTOR, COORDINATOR, ADMIN}),
     "preferences.own": _MEMBERS,
     # running the network
     "case.create": _STAFF,

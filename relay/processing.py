@@ -12,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import consent, fanout, threads
+from . import consent, fanout, mms_media, threads
 from .db import transaction
+from .dispatch import dispatch_safely
 from .inbound import count_attempt
 from .metrics import INBOUND_LATENCY
 from .models import Case, InboundEvent, Member, Post, utcnow
@@ -31,6 +32,7 @@ class Outcome:
     outcome: str
     post_id: int | None = None
     delivery_ids: tuple[int, ...] = ()
+    image_ids: tuple[int, ...] = ()  # MMS pictures to fetch
 
 
 def process_inbound(services, event_id: int) -> Outcome:
@@ -45,6 +47,8 @@ def process_inbound(services, event_id: int) -> Outcome:
         return Outcome(event_id, "duplicate")
     if outcome.delivery_ids:
         dispatch_deliveries(services, list(outcome.delivery_ids))
+    for image_id in outcome.image_ids:  # a lost dispatch is picked up by the sweeper
+        dispatch_safely(services.dispatcher.fetch_media, image_id)
     return outcome
 
 
@@ -56,7 +60,8 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
     if event.kind == "email":
         return _process_email(session, settings, event)
     try:
-        message = twilio_sms.parse_inbound(twilio_sms.parse_raw(event.raw))
+        form = twilio_sms.parse_raw(event.raw)
+        message = twilio_sms.parse_inbound(form)
     except twilio_sms.BadWebhook as exc:  # checked at the edge, so only a hand-edited row gets here
         event.processed_at, event.outcome, event.detail = utcnow(), "invalid", str(exc)
         return Outcome(event_id, "invalid")
@@ -75,6 +80,7 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
         return Outcome(event_id, "duplicate")
 
     plan = _Plan(settings, event.id, message.sender, ctx.member_id, member.language if member else "en")
+    plan.form = form
     post_id = None
     outcome = verdict.action
     if verdict.action == DISCARD:
@@ -106,7 +112,7 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
     event.rules_fired = list(decision.fired)
     event.detail = verdict.reason
     log.info("inbound %s from %s: %s (%s)", event.id, _mask(message.sender), outcome, verdict.reason)
-    return Outcome(event_id, outcome, post_id, tuple(ids))
+    return Outcome(event_id, outcome, post_id, tuple(ids), tuple(plan.images))
 
 
 def _process_email(session: Session, settings, event: InboundEvent) -> Outcome:
@@ -166,15 +172,18 @@ def _accept(session: Session, settings, event: InboundEvent, member: Member, bod
         plan.reply("ask_case", example=example, candidates=list(resolution.candidates))
         return f"asked:{resolution.how}", None
     case = session.get(Case, resolution.case_id)
-    if not resolution.text:
+    media = mms_media.media_items(plan.form)
+    text = resolution.text or (f"[{len(media)} image{'s' if len(media) > 1 else ''}]" if media else "")
+    if not text:
         plan.reply("empty_post", case_id=case.id, code=case.code)
         return "empty", None
     if case.status != "open":
         plan.reply("closed_case", case_id=case.id, code=case.code)
         return "closed_case", None
 
-    post, rows = publish_reply(session, settings, case, member, resolution.text, "sms", event.id)
+    post, rows = publish_reply(session, settings, case, member, text, "sms", event.id)
     plan.rows.extend(rows)
+    plan.images.extend(mms_media.plan_mms_images(session, event, case, post, plan.form))
     reached = len({row["member_id"] for row in plan.rows})
     plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
     return "posted", post.id
@@ -188,6 +197,8 @@ class _Plan:
         self.member_id, self.language = member_id, language
         self.rows: list[dict] = []
         self.replies: list[dict] = []
+        self.form: dict[str, str] = {}
+        self.images: list[int] = []  # pending MMS pictures, fetched after the commit
 
     def reply(self, template: str, case_id: int | None = None, key: str | None = None, **context) -> None:
         body = render_sms(self.settings.templates_dir, template, self.language,

@@ -72,6 +72,10 @@ class Settings:
     api_token: str = ""
     preview_rate_limit: str = "60/minute"
     sms_prices: Path = PROJECT_ROOT / "config" / "sms_prices.csv"
+    media_dir: str = ""  # empty: <var_dir>/media
+    max_image_bytes: int = 10 * 1024 * 1024
+    media_fetch_attempts: int = 6
+    intake_address: str = ""
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -114,6 +118,12 @@ class Settings:
             api_token=get("API_TOKEN"),
             preview_rate_limit=get("PREVIEW_RATE_LIMIT") or cls.preview_rate_limit,
             sms_prices=Path(get("SMS_PRICES") or cls.sms_prices),
+            media_dir=get("MEDIA_DIR"),
+            max_image_bytes=parse_int(get("MAX_IMAGE_BYTES"), "RELAY_MAX_IMAGE_BYTES", cls.max_image_bytes,
+                                      minimum=1024),
+            media_fetch_attempts=parse_int(get("MEDIA_FETCH_ATTEMPTS"), "RELAY_MEDIA_FETCH_ATTEMPTS",
+                                           cls.media_fetch_attempts, minimum=1),
+            intake_address=get("INTAKE_ADDRESS").lower(),
             hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", cls.hard_bounce_limit,
                                         minimum=1),
         )
@@ -153,6 +163,16 @@ class Settings:
     @property
     def outbox_dir(self) -> Path:
         return self.var_dir / "outbox"
+
+    @property
+    def media_root(self) -> Path:
+        """Where case image files are kept (RELAY_MEDIA_DIR, else <var>/media)."""
+        return Path(self.media_dir) if self.media_dir else self.var_dir / "media"
+
+    @property
+    def twilio_api_base(self) -> str:
+        """Twilio's REST API: the only place MMS media is fetched from."""
+        return self.twilio_api_url or "https://api.twilio.com"
 
     @property
     def broker_dir(self) -> Path:

@@ -12,7 +12,7 @@ from sqlalchemy import and_, or_, select, update
 from .db import transaction
 from .deliveries import FAILED, SENDING, due_for_dispatch
 from .dispatch import dispatch_safely
-from .models import Delivery, InboundEvent, utcnow
+from .models import CaseImage, Delivery, InboundEvent, utcnow
 from .sending import dispatch_deliveries
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ STALE_AFTER = timedelta(seconds=60)
 STATUS_MATCH_HORIZON = timedelta(days=1)
 MAX_ATTEMPTS = 10  # an inbound event whose processing failed this often is set aside as failed
 REDISPATCH_AFTER = timedelta(minutes=5)  # a re-queued event still waiting is not re-queued sooner
+MEDIA_STALE_AFTER = timedelta(minutes=15)  # longer than the longest fetch backoff (10 min)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class SweepReport:
     deliveries: int
     gave_up: int
     set_aside: int = 0
+    media: int = 0  # pending MMS pictures re-queued
 
 
 def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> SweepReport:
@@ -57,16 +59,25 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
             session.execute(update(InboundEvent).where(InboundEvent.id.in_(ids[start:start + 500]))
                             .values(dispatched_at=now).execution_options(synchronize_session=False))
         deliveries = due_for_dispatch(session, stale_after, limit=limit, now=now)
+        media = list(session.scalars(select(CaseImage.id).where(
+            CaseImage.status == "pending", CaseImage.updated_at < now - MEDIA_STALE_AFTER)
+            .order_by(CaseImage.id).limit(limit)))
+        if media:
+            session.execute(update(CaseImage).where(CaseImage.id.in_(media[:500])).values(updated_at=now)
+                            .execution_options(synchronize_session=False))
+            media = media[:500]
+    for image_id in media:
+        dispatch_safely(services.dispatcher.fetch_media, image_id)
     for event_id in inbound:
         dispatch_safely(services.dispatcher.process_inbound, event_id)
     for event_id in statuses:
         dispatch_safely(services.dispatcher.apply_status, event_id)
     dispatch_deliveries(services, deliveries)
-    report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up, set_aside)
-    if any((report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside)):
+    report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up, set_aside, len(media))
+    if any((report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside, report.media)):
         log.info("sweep: re-dispatched %s inbound, %s statuses, %s deliveries; gave up on %s deliveries; "
-                 "set aside %s events", report.inbound, report.statuses, report.deliveries, report.gave_up,
-                 report.set_aside)
+                 "set aside %s events; re-queued %s MMS pictures", report.inbound, report.statuses, report.deliveries,
+                 report.gave_up, report.set_aside, report.media)
     return report
 
 

@@ -6,18 +6,21 @@ There are no web sign-ins yet, so every visitor is signed out: drafts and member
 neither listed nor shown (404, the same answer as for a case that does not exist)."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from relay.cases import (CaseNotFound, SearchError, SearchParams, count_view, get_case, is_visible,
                          parse_search_params, search)
 from relay.db import transaction
-from relay.models import Post, Thread
+from relay.images import case_images
+from relay.media_store import MediaNotFound, media_store_for
+from relay.models import CaseImage, Post, Thread
 
 blueprint = Blueprint("library", __name__)
 
-CHANNEL_LABELS = {"sms": "SMS", "email": "Email", "web": "Web", "console": "Console"}
+CHANNEL_LABELS = {"sms": "SMS", "email": "Email", "web": "Web", "console": "Console", "mms": "MMS",
+                  "intake": "Intake", "api": "API"}
 
 
 def signed_in_member():
@@ -62,4 +65,70 @@ def case_page(code: str):
         posts = session.scalars(
             select(Post).join(Thread).where(Thread.case_id == case.id)
             .options(selectinload(Post.author)).order_by(Post.id)).all()
-    return render_template("case.html", case=case, posts=posts)
+        images = case_images(session, case)
+    return render_template("case.html", case=case, posts=posts, images=images)
+
+
+@blueprint.get("/library/cases/<code>/images/<int:image_id>")
+@blueprint.get("/library/cases/<code>/images/<int:image_id>/<any(thumb):size>")
+def case_image(code: str, image_id: int, size: str = "full"):
+    """An image file of a case, under exactly the case page's rule: a draft or a members-only case
+    (to a signed-out reader) answers 404 like a case that does not exist."""
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        try:
+            case = get_case(session, code)
+        except CaseNotFound as exc:
+            abort(404, str(exc))
+        if not is_visible(case, member=signed_in_member() is not None):
+            abort(404, f"no case {case.code}")
+        image = session.get(CaseImage, image_id) if image_id < 2**31 else None
+        if image is None or image.case_id != case.id or image.status != "stored":
+            abort(404, f"no image {image_id} in {case.code}")
+        name = image.thumbnail_name if size == "thumb" else image.stored_name
+        content_type = "image/jpeg" if size == "thumb" else image.content_type
+        public = case.visibility == "public"
+    try:
+        data = media_store_for(services.settings).get(name)
+    except MediaNotFound:
+        abort(404, f"the file of image {image_id} is missing")
+    response = Response(data, mimetype=content_type)
+    response.headers["Cache-Control"] = f"{'public' if public else 'private'}, max-age=3600"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# ---------------------------------------------------------------- guidelines (public)
+
+
+@blueprint.get("/library/guidelines")
+@blueprint.get("/library/guidelines/")
+def guideline_list():
+    from relay.guidelines import list_guidelines
+
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        found = list_guidelines(session)
+        return render_template("guideline_list.html", guidelines=found)
+
+
+@blueprint.get("/library/guidelines/<slug>")
+@blueprint.get("/library/guidelines/<slug>/v<int:number>")
+def guideline_page(slug: str, number: int | None = None):
+    """The current version of a guideline (or version N), with every version and what it changed."""
+    from relay.guidelines import GuidelineNotFound, count_view, current_version, get_guideline
+
+    services = current_app.extensions["relay"]
+    with transaction(services.sessions) as session:
+        try:
+            guideline = get_guideline(session, slug)
+        except GuidelineNotFound as exc:
+            abort(404, str(exc))
+        latest = current_version(guideline)
+        shown = latest if number is None else next((v for v in guideline.versions if v.number == number), None)
+        if shown is None:
+            abort(404, f"{guideline.slug} has no version {number}")
+        if request.method == "GET":
+            count_view(session, guideline)
+        return render_template("guideline.html", guideline=guideline, shown=shown, latest=latest,
+                               versions=sorted(guideline.versions, key=lambda v: v.number, reverse=True))

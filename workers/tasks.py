@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from relay.dispatch import (
     TASK_APPLY_STATUS,
     TASK_DELIVER,
+    TASK_FETCH_MEDIA,
     TASK_PROCESS_INBOUND,
     TASK_SEND_SCHEDULED,
     TASK_SWEEP,
@@ -70,6 +71,7 @@ def _run(task, name: str, function, *args):
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
+    from relay.mms_media import fetch_case_image
     from relay.notices import send_scheduled as run_send_scheduled
     from relay.processing import process_inbound as run_process_inbound
     from relay.sending import send_delivery
@@ -93,6 +95,14 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=TASK_DELIVER, bind=True, shared=False)
     def deliver(self, delivery_id: int) -> str:
         return _run(self, "deliver", send_delivery, holder.get(), delivery_id).result
+
+    @app.task(name=TASK_FETCH_MEDIA, bind=True, shared=False)
+    def fetch_media(self, image_id: int) -> str:
+        """Fetch one MMS picture; while attempts remain, a failed fetch comes back after a backoff."""
+        result = _run(self, "fetch_media", fetch_case_image, holder.get(), image_id)
+        if result.retry_in is not None:
+            raise self.retry(countdown=result.retry_in, max_retries=None)
+        return result.status
 
     @app.task(name=TASK_SWEEP, bind=True, shared=False)
     def sweep(self) -> dict:

@@ -1,5 +1,7 @@
 """A Twilio REST API stand-in on loopback: records Messages.json POSTs and can answer with
 Twilio's error responses (21610, 21211, 20429, 5xx) or stall, so sends are tested over real HTTP.
+It also serves MMS media (GET .../Messages/MM.../Media/ME...) added with add_media(): checking HTTP
+basic auth (account SID + auth token, when media_auth is set), failing a given number of times first.
 
 Run beside the tests in a thread (TwilioStandIn().start()) or as a process:
     python -m tests.standins.twilio_api --port 8081
@@ -31,6 +33,16 @@ class Recorded:
 
 
 @dataclass
+class Media:
+    data: bytes
+    content_type: str
+    fail_times: int = 0  # answer 500 this many times first
+    fail_status: int = 500
+    requests: int = 0
+    redirect_to: str = ""  # answer 307 to this URL instead (as Twilio does, to its media CDN)
+
+
+@dataclass
 class Fault:
     status: int
     code: int | None = None
@@ -44,6 +56,9 @@ class TwilioStandIn:
         self.requests: list[Recorded] = []
         self.faults_by_to: dict[str, Fault] = {}
         self.next_faults: list[Fault] = []
+        self.media: dict[str, Media] = {}
+        self.media_auth: tuple[str, str] | None = None  # (account SID, auth token) media needs
+        self.media_requests: list[tuple[str, tuple[str, str], int]] = []  # (path, auth, status)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), self._handler_class())
         self.server.daemon_threads = True
@@ -69,6 +84,15 @@ class TwilioStandIn:
 
     def fail_next(self, status: int, code: int | None = None, message: str = "", delay: float = 0.0):
         self.next_faults.append(Fault(status, code, message, delay, times=1))
+
+    def add_media(self, account_sid: str, data: bytes, content_type: str = "image/jpeg", fail_times: int = 0,
+                  fail_status: int = 500, redirect_to: str = "") -> str:
+        """Serve `data` as one MMS media item; returns its URL (as Twilio puts it in MediaUrlN)."""
+        path = (f"/2010-04-01/Accounts/{account_sid}/Messages/MM{secrets.token_hex(16)}"
+                f"/Media/ME{secrets.token_hex(16)}")
+        with self.lock:
+            self.media[path] = Media(data, content_type, fail_times, fail_status, redirect_to=redirect_to)
+        return self.url + path
 
     @property
     def accepted(self) -> list[Recorded]:
@@ -103,6 +127,46 @@ class TwilioStandIn:
                     self.send_header("Retry-After", "1")
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _auth(self) -> tuple[str, str]:
+                header = self.headers.get("Authorization", "")
+                if header.startswith("Basic "):
+                    user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                    return user, password
+                return "", ""
+
+            def do_GET(self):
+                auth = self._auth()
+                with standin.lock:
+                    media = standin.media.get(self.path)
+                    if media is None:
+                        status = 404
+                    elif standin.media_auth is not None and auth != standin.media_auth:
+                        status = 401
+                    elif media.fail_times > 0:
+                        media.fail_times -= 1
+                        status = media.fail_status
+                    elif media.redirect_to:
+                        status = 307
+                    else:
+                        status = 200
+                    if media is not None:
+                        media.requests += 1
+                    standin.media_requests.append((self.path, auth, status))
+                if status == 307:
+                    self.send_response(307)
+                    self.send_header("Location", media.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if status != 200:
+                    return self._reply(status, {"code": 20404 if status == 404 else None, "message": "error",
+                                                "status": status})
+                self.send_response(200)
+                self.send_header("Content-Type", media.content_type)
+                self.send_header("Content-Length", str(len(media.data)))
+                self.end_headers()
+                self.wfile.write(media.data)
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)

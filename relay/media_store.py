@@ -1,0 +1,55 @@
+"""Where image files are kept: a small port (put, get, exists) so an object store can be added
+later beside the local directory. Names are relative, made by relay (content hashes), never by a
+sender; the local store still refuses any name that would leave its root."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+
+class MediaStore(Protocol):
+    def put(self, name: str, data: bytes) -> None: ...
+
+    def get(self, name: str) -> bytes: ...
+
+    def exists(self, name: str) -> bool: ...
+
+
+class MediaNotFound(LookupError):
+    pass
+
+
+class LocalMediaStore:
+    """Files under one directory. Writes go to a temporary file renamed into place, so a reader
+    never sees half a file and two workers writing the same (content-addressed) name agree."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _path(self, name: str) -> Path:
+        path = (self.root / name).resolve()
+        if not path.is_relative_to(self.root.resolve()) or not name or name.startswith("/"):
+            raise ValueError(f"bad media name {name!r}")
+        return path
+
+    def put(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except FileNotFoundError:
+            raise MediaNotFound(name) from None
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).is_file()
+
+
+def media_store_for(settings) -> MediaStore:
+    """The store the settings choose (only the local directory so far: RELAY_MEDIA_DIR)."""
+    return LocalMediaStore(settings.media_root)

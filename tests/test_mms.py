@@ -1,0 +1,232 @@
+"""MMS pictures: a member's reply with MediaUrlN files each picture under the case, fetched over
+real HTTP from the Twilio stand-in with basic auth, retried with backoff, a final failure shown on
+the case page; only Twilio's API is ever fetched from (SSRF guard); nothing is filed twice."""
+from __future__ import annotations
+
+import io
+from urllib.parse import urlencode
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from relay.db import transaction
+from relay.dispatch import dispatch_safely
+from relay.inbound import record_inbound
+from relay.media_store import media_store_for
+from relay.mms_media import backoff, fetch_case_image
+from relay.models import CaseImage, Post
+from relay.processing import process_inbound
+from relay.sweeper import MEDIA_STALE_AFTER, sweep
+from webhooks.app import create_app
+
+from .conftest import ACCOUNT_SID, make_settings, run_worker
+from .helpers import post_signed, sms_form
+from .test_images import GPS_IFD, photo
+
+LEE = "+821012345602"
+
+
+@pytest.fixture
+def settings(tmp_path, database_url, twilio_standin):
+    return make_settings(tmp_path / "var", database_url, twilio_api_url=twilio_standin.url,
+                         twilio_account_sid=ACCOUNT_SID, media_fetch_attempts=3)
+
+
+def record_mms(services, body: str, urls: list[str], sender: str = LEE, sid: str | None = None) -> int:
+    extra = {"NumMedia": str(len(urls))}
+    for index, url in enumerate(urls):
+        extra[f"MediaUrl{index}"] = url
+        extra[f"MediaContentType{index}"] = "image/jpeg"
+    form = sms_form(sender, body, sid=sid, **extra)
+    with transaction(services.sessions) as session:
+        recorded = record_inbound(session, provider="twilio", kind="sms", dedupe_key=form["MessageSid"],
+                                  raw=urlencode(form), sender=sender)
+    dispatch_safely(services.dispatcher.process_inbound, recorded.event_id)
+    return recorded.event_id
+
+
+def fetch_all(services) -> list:
+    """What the fetch_media task does, once per queued image (no retries)."""
+    results = []
+    while services.dispatcher.media:
+        results.append(fetch_case_image(services, services.dispatcher.media.pop(0)))
+    return results
+
+
+def images(services) -> list[CaseImage]:
+    with services.sessions() as session:
+        return list(session.scalars(select(CaseImage).order_by(CaseImage.id)))
+
+
+def test_mms_pictures_are_fetched_with_credentials_and_filed_clean(network, twilio_standin):
+    from .conftest import AUTH_TOKEN
+
+    twilio_standin.media_auth = (ACCOUNT_SID, AUTH_TOKEN)
+    urls = [twilio_standin.add_media(ACCOUNT_SID, photo()), twilio_standin.add_media(ACCOUNT_SID, photo("PNG"))]
+    record_mms(network, "C1 see the CT", urls)
+    run_worker(network)
+    assert len(network.dispatcher.media) == 2
+    assert [r.status for r in fetch_all(network)] == ["stored", "stored"]
+    assert [a for _, a, _ in twilio_standin.media_requests] == [(ACCOUNT_SID, AUTH_TOKEN)] * 2
+    rows = images(network)
+    with network.sessions() as session:
+        post = session.scalar(select(Post).where(Post.channel == "sms"))
+    assert [(r.source, r.status, r.post_id) for r in rows] == [("mms", "stored", post.id)] * 2
+    stored = Image.open(io.BytesIO(media_store_for(network.settings).get(rows[0].stored_name)))
+    assert stored.getexif().get_ifd(GPS_IFD) == {} and dict(stored.getexif()) == {}
+    page = create_app(services=network).test_client().get("/library/cases/C1").get_data(as_text=True)
+    assert f"/library/cases/C1/images/{rows[0].id}/thumb" in page and f"/images/{rows[1].id}/thumb" in page
+
+
+def test_a_picture_without_text_is_still_a_post(network, twilio_standin):
+    record_mms(network, "C1", [twilio_standin.add_media(ACCOUNT_SID, photo())])
+    run_worker(network)
+    with network.sessions() as session:
+        assert session.scalar(select(Post.body).where(Post.channel == "sms")) == "[1 image]"
+    assert [r.status for r in fetch_all(network)] == ["stored"]
+
+
+def test_failures_are_retried_with_backoff_then_stored(network, twilio_standin):
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, photo(), fail_times=2)])
+    run_worker(network)
+    image_id = network.dispatcher.media[0]
+    first, second, third = (fetch_case_image(network, image_id) for _ in range(3))
+    assert (first.status, first.retry_in) == ("retry", backoff(1)) == ("retry", 10.0)
+    assert (second.status, second.retry_in) == ("retry", 20.0)
+    assert third.status == "stored"
+    assert [s for _, _, s in twilio_standin.media_requests] == [500, 500, 200]
+    assert images(network)[0].attempts == 3
+
+
+def test_a_final_failure_is_recorded_and_shown(network, twilio_standin):
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, photo(), fail_times=99)])
+    run_worker(network)
+    image_id = network.dispatcher.media[0]
+    results = [fetch_case_image(network, image_id) for _ in range(4)]
+    assert [r.status for r in results] == ["retry", "retry", "failed", "skipped"]
+    assert len(twilio_standin.media_requests) == 3  # the attempts setting, no more
+    row = images(network)[0]
+    assert row.status == "failed" and "HTTP 500" in row.error and "after 3 attempts" in row.error
+    page = create_app(services=network).test_client().get("/library/cases/C1").get_data(as_text=True)
+    assert "Image could not be fetched" in page and "HTTP 500" in page
+
+
+def test_a_404_is_not_retried(network, twilio_standin):
+    record_mms(network, "C1 look", [twilio_standin.url + f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MM1/Media/ME1"])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["failed"]
+    assert "HTTP 404" in images(network)[0].error
+
+
+def test_wrong_credentials_fail_without_retrying(network, twilio_standin):
+    twilio_standin.media_auth = (ACCOUNT_SID, "another-token")
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, photo())])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["failed"]
+    assert "HTTP 401" in images(network)[0].error
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("http://169.254.169.254/latest/meta-data/iam", "fetched only from"),
+    ("http://127.0.0.1:1/2010-04-01/Accounts/{sid}/Messages/MM1/Media/ME1", "fetched only from"),
+    ("file:///etc/passwd", "fetched only from"),
+    ("{base}/2010-04-01/Accounts/AC{other}/Messages/MM1/Media/ME1", "not under"),
+    ("{base}/admin", "not under"),
+])
+def test_only_twilios_api_is_fetched_from(network, twilio_standin, url, reason):
+    url = url.format(sid=ACCOUNT_SID, base=twilio_standin.url, other="9" * 32)
+    record_mms(network, "C1 look", [url])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["failed"]
+    row = images(network)[0]
+    assert reason in row.error and row.source_url == url
+    assert twilio_standin.media_requests == []
+
+
+def test_api_twilio_com_urls_go_to_the_configured_api(network, twilio_standin):
+    url = twilio_standin.add_media(ACCOUNT_SID, photo())
+    record_mms(network, "C1 look", ["https://api.twilio.com" + url[len(twilio_standin.url):]])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["stored"]
+
+
+def test_processing_twice_or_resending_files_nothing_twice(network, twilio_standin):
+    url = twilio_standin.add_media(ACCOUNT_SID, photo())
+    event_id = record_mms(network, "C1 look", [url])
+    run_worker(network)
+    process_inbound(network, event_id)  # a redelivered task
+    assert len(network.dispatcher.media) == 1
+    image_id = network.dispatcher.media[0]
+    assert [r.status for r in fetch_all(network)] == ["stored"]
+    assert fetch_case_image(network, image_id).status == "skipped"  # the task run again
+    record_mms(network, "C1 the same picture again", [twilio_standin.add_media(ACCOUNT_SID, photo())])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["duplicate"]
+    with network.sessions() as session:
+        assert session.scalar(select(func.count(CaseImage.id)).where(CaseImage.status == "stored")) == 1
+
+
+def test_a_picture_that_is_not_an_image_is_recorded_as_failed(network, twilio_standin):
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"%PDF-1.4 not a picture",
+                                                               content_type="image/jpeg")])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["failed"]
+    assert "not an image" in images(network)[0].error
+
+
+def test_the_sweeper_requeues_a_lost_fetch(network, twilio_standin):
+    from datetime import timedelta
+
+    from relay.models import utcnow
+
+    event_id = record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, photo())])
+    network.dispatcher.inbound.clear()
+    network.dispatcher.fail = True  # the broker is down when processing dispatches the fetch
+    process_inbound(network, event_id)
+    network.dispatcher.fail = False
+    assert network.dispatcher.media == [] and images(network)[0].status == "pending"
+    with transaction(network.sessions) as session:
+        for row in session.scalars(select(CaseImage)):
+            row.updated_at = utcnow() - MEDIA_STALE_AFTER - timedelta(minutes=1)
+    assert sweep(network).media == 1
+    assert [r.status for r in fetch_all(network)] == ["stored"]
+
+
+def test_through_the_signed_webhook(network, twilio_standin):
+    client = create_app(services=network).test_client()
+    form = sms_form(LEE, "C1 from my phone", NumMedia="1", MediaUrl0=twilio_standin.add_media(ACCOUNT_SID, photo()),
+                    MediaContentType0="image/jpeg")
+    assert post_signed(client, "/webhooks/twilio/sms", form).status_code == 200
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["stored"]
+
+
+def test_redirects_within_the_api_are_followed_with_credentials(network, twilio_standin):
+    from .conftest import AUTH_TOKEN
+
+    twilio_standin.media_auth = (ACCOUNT_SID, AUTH_TOKEN)
+    target = twilio_standin.add_media(ACCOUNT_SID, photo())
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"", redirect_to=target)])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["stored"]
+    assert [s for _, _, s in twilio_standin.media_requests] == [307, 200]
+
+
+@pytest.mark.parametrize("location", ["http://127.0.0.1:9/secret", "http://169.254.169.254/latest/meta-data",
+                                      "https://10.0.0.1/x", "https://localhost/x", "file:///etc/passwd"])
+def test_redirects_to_internal_or_plain_http_addresses_are_refused(network, twilio_standin, location):
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"", redirect_to=location)])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["failed"]
+    assert "refused a redirect" in images(network)[0].error
+    assert len(twilio_standin.media_requests) == 1  # the redirect was not followed, nor retried
+
+
+def test_media_larger_than_the_limit_is_not_downloaded_whole(network, twilio_standin):
+    network.settings = network.settings.replace(max_image_bytes=4096)
+    big = photo(size=(2000, 2000), color=(5, 5, 5)) + b"\0" * 200_000
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, big)])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["failed"]
+    assert "larger than 4,096 bytes" in images(network)[0].error
