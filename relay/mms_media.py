@@ -131,7 +131,10 @@ def _safe_redirect(url: str) -> bool:
 
 def download(settings, url: str, session: requests.Session | None = None) -> bytes:
     """GET the media (following only safe redirects), at most RELAY_MAX_IMAGE_BYTES."""
-    http = session or requests.Session()
+    if session is None:
+        with requests.Session() as own:
+            return download(settings, url, own)
+    http = session
     auth = ((settings.twilio_account_sid, settings.twilio_auth_token)
             if settings.twilio_account_sid and settings.twilio_auth_token else None)
     api_origin = _origin(settings.twilio_api_base)

@@ -34,7 +34,8 @@ def net(tmp_path, database_url):
     from relay.cases import create_case
 
     settings = make_settings(tmp_path / "var", database_url, mailgun_signing_key=KEY, mail_domain=DOMAIN,
-                             mail_from=f"cases@{DOMAIN}", secret_key="s3cret", intake_address=INTAKE)
+                             mail_from=f"cases@{DOMAIN}", secret_key="s3cret", intake_address=INTAKE,
+                             postmark_user="pm", postmark_password="pw")
     services = build_services(settings, dispatcher=RecordingDispatcher(),
                               senders={"sms": RecordingSender(), "email": RecordingSender()})
     with transaction(services.sessions) as session:
@@ -167,3 +168,30 @@ def test_intake_is_off_without_the_setting(tmp_path, database_url):
             assert session.scalar(select(func.count(Case.id))) == 0
     finally:
         services.dispose()
+
+
+def test_intake_through_postmark_with_base64_attachments(client, net):
+    import base64
+    import json
+
+    payload = {
+        "FromFull": {"Email": "sora@hospital.example", "Name": "Han Sora", "MailboxHash": ""},
+        "From": "sora@hospital.example", "To": INTAKE, "ToFull": [{"Email": INTAKE}],
+        "OriginalRecipient": INTAKE, "MailboxHash": "", "Subject": "Organising pneumonia, 61F",
+        "MessageID": "b2c1040e-db1c-4e18-ac79-bc5f64c7ce2d", "TextBody": "61F, cough, GGO with reversed halo.",
+        "HtmlBody": "", "Headers": [{"Name": "Message-ID", "Value": "<pm-intake-1@hospital.example>"}],
+        "Attachments": [{"Name": "ct.jpg", "ContentType": "image/jpeg",
+                         "Content": base64.b64encode(photo()).decode(), "ContentLength": len(photo())}],
+    }
+    auth = {"Authorization": "Basic " + base64.b64encode(b"pm:pw").decode()}
+    response = client.post("/webhooks/email/postmark", data=json.dumps(payload), content_type="application/json",
+                           headers=auth)
+    assert response.status_code == 200
+    run_worker(net)
+    assert email_event(net).outcome == "intake"
+    with net.sessions() as session:
+        case = get_case(session, "C2")
+        assert (case.title, case.status, case.findings) == (
+            "Organising pneumonia, 61F", "draft", "61F, cough, GGO with reversed halo.")
+    [image] = images(net)
+    assert (image.source, image.filename, image.case_id) == ("intake", "ct.jpg", case.id)

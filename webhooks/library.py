@@ -93,7 +93,8 @@ def case_image(code: str, image_id: int, size: str = "full"):
     except MediaNotFound:
         abort(404, f"the file of image {image_id} is missing")
     response = Response(data, mimetype=content_type)
-    response.headers["Cache-Control"] = f"{'public' if public else 'private'}, max-age=3600"
+    # short: the case may become members-only, and a shared cache must not keep serving it for long
+    response.headers["Cache-Control"] = "public, max-age=300" if public else "private, max-age=3600"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
