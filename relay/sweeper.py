@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
+from . import hold
 from .db import transaction
 from .deliveries import FAILED, SENDING, due_for_dispatch
 from .dispatch import dispatch_safely
@@ -56,7 +57,8 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
         for start in range(0, len(ids), 500):
             session.execute(update(InboundEvent).where(InboundEvent.id.in_(ids[start:start + 500]))
                             .values(dispatched_at=now).execution_options(synchronize_session=False))
-        deliveries = due_for_dispatch(session, stale_after, limit=limit, now=now)
+        # --- emergency hold (relay/hold.py): nothing is re-queued while sending is paused.
+        deliveries = [] if hold.is_on(session) else due_for_dispatch(session, stale_after, limit=limit, now=now)
     for event_id in inbound:
         dispatch_safely(services.dispatcher.process_inbound, event_id)
     for event_id in statuses:
