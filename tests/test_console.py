@@ -369,3 +369,60 @@ def test_signed_out_visitors_cannot_post_or_read_member_only_cases(client, netwo
     assert rows(network, select(Post)) == []
     sign_in(client, LEE)
     assert client.get("/library/cases/C2").status_code == 200
+
+
+def test_concurrent_double_submit_makes_one_post(postgres_only_url, tmp_path, sms, mail):
+    """Two requests with the same form submission racing on PostgreSQL: the unique inbound-event key
+    lets one post through; the other gets the same post back."""
+    import threading
+
+    from relay.dispatch import RecordingDispatcher
+    from relay.members import import_members
+    from relay.services import build_services
+    from relay.web_posts import post_from_web
+
+    from .conftest import DEMO_CSV, make_settings
+
+    services = build_services(make_settings(tmp_path / "var", postgres_only_url), dispatcher=RecordingDispatcher(),
+                              senders={"sms": sms, "email": mail})
+    try:
+        with transaction(services.sessions) as session:
+            import_members(session, DEMO_CSV)
+            create_case(session, "Race")
+        barrier, results, errors = threading.Barrier(4), [], []
+
+        def submit():
+            barrier.wait()
+            try:
+                results.append(post_from_web(services, 2, "C1", "same words", "raceKey123456789"))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=submit) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len({r.post_id for r in results}) == 1 and sum(not r.duplicate for r in results) == 1
+        assert len(rows(services, select(Post))) == 1
+    finally:
+        services.dispose()
+
+
+def test_session_settings_from_the_environment():
+    from relay.settings import Settings, SettingsError
+
+    assert Settings.from_env({"RELAY_PUBLIC_BASE_URL": "https://relay.example.org"}).secure_cookies is True
+    assert Settings.from_env({"RELAY_PUBLIC_BASE_URL": "http://127.0.0.1:8000"}).secure_cookies is False
+    assert Settings.from_env({}).secure_cookies is False  # the embedded default base is http://
+    assert Settings.from_env({"RELAY_PUBLIC_BASE_URL": "https://x.org",
+                              "RELAY_SESSION_COOKIE_SECURE": "false"}).secure_cookies is False
+    assert Settings.from_env({"RELAY_PUBLIC_BASE_URL": "http://x.org",
+                              "RELAY_SESSION_COOKIE_SECURE": "yes"}).secure_cookies is True
+    settings = Settings.from_env({"RELAY_SESSION_IDLE_TIMEOUT": "8h", "RELAY_SIGNIN_RATE_LIMIT": "5/minute"})
+    assert settings.session_idle_timeout == timedelta(hours=8) and settings.signin_rate_limit == "5/minute"
+    with pytest.raises(SettingsError, match="RELAY_SESSION_COOKIE_SECURE"):
+        Settings.from_env({"RELAY_SESSION_COOKIE_SECURE": "maybe"})
+    with pytest.raises(SettingsError, match="RELAY_SESSION_IDLE_TIMEOUT"):
+        Settings.from_env({"RELAY_SESSION_IDLE_TIMEOUT": "soon"})
