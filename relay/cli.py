@@ -72,6 +72,8 @@ def up(port: int | None, host: str) -> None:
     outbox = "" if settings.twilio_configured else f"; SMS go to the dev outbox at {settings.public_base_url}/dev/outbox"
     click.echo(f"relay is up at {settings.public_base_url} (database {_safe_url(settings.database_url)}, "
                f"broker {_safe_url(settings.broker_url)}){outbox}. Ctrl-C stops it.")
+    click.echo(f"Coordinator console: {settings.public_base_url}/console/ — `relay demo` seeds a network and prints "
+               f"a sign-in; or set a member's password with `relay members password EMAIL`.")
     _supervise(children, stopping)
 
 
@@ -203,6 +205,33 @@ def members_import(csv_file) -> None:
     click.echo(f"imported {report.created} new, updated {report.updated}, {len(report.errors)} rows with errors")
     if report.errors:
         sys.exit(1)
+
+
+@members.command("password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def members_password(email: str, password_stdin: bool) -> None:
+    """Set the console/library sign-in password of the member with EMAIL (prompts twice)."""
+    from .accounts import PasswordError, check_password_rules, set_password
+    from .db import transaction
+    from .members import find_member
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password_rules(password)
+    except PasswordError as exc:
+        raise click.ClickException(str(exc)) from None
+    services = _services(_settings())
+    with transaction(services.sessions) as session:
+        member = find_member(session, email) if "@" in email else None
+        if member is None:
+            raise click.ClickException(f"no member with the email {email!r}")
+        set_password(session, member, password)
+        name = member.name
+    click.echo(f"password set for {name} <{email.strip().lower()}>; sign in at {services.settings.public_base_url}/signin")
 
 
 @members.command("channels")
@@ -643,6 +672,7 @@ Park Seoyeon,+821012345603,seoyeon.park@example.org,Asia/Seoul,en,tft-demo,membe
 Alice Moreau,+33612345604,alice.moreau@example.org,Europe/Paris,en,tft-demo,member
 Ben Carter,+12025550105,ben.carter@example.org,America/New_York,en,tft-demo,member
 """
+DEMO_COORDINATOR = "jiwon.kim@example.org"
 DEMO_TITLE = "54-year-old with fever and bilateral ground-glass opacities"
 DEMO_INBOUND_NUMBER = "+15005550006"
 
@@ -693,6 +723,21 @@ def demo() -> None:
     click.echo(f"curl -sS -X POST {url} -H {shlex.quote('X-Twilio-Signature: ' + signature)} {data}\n")
     click.echo(f"Then open {settings.public_base_url}/dev/outbox to see the relayed texts, and "
                f"{settings.case_url(code)} for the discussion.")
+    password = _demo_coordinator_password(services)
+    click.echo(f"\nSign in to the coordinator console at {settings.public_base_url}/signin as "
+               f"{DEMO_COORDINATOR} with the password {password}\n(a new one each time `relay demo` runs).")
+
+
+def _demo_coordinator_password(services) -> str:
+    """A fresh random password for the demo coordinator, so a new user can try the console."""
+    from .accounts import set_password
+    from .db import transaction
+    from .members import find_member
+
+    password = secrets.token_urlsafe(12)
+    with transaction(services.sessions) as session:
+        set_password(session, find_member(session, DEMO_COORDINATOR), password)
+    return password
 
 
 def _safe_url(url: str) -> str:

@@ -399,3 +399,27 @@ class GuidelineVersion(Base):
 
     guideline: Mapped[Guideline] = relationship(back_populates="versions")
     author: Mapped[Member | None] = relationship()
+
+
+class MemberPassword(Base):
+    """A member's console/library password, as an argon2id hash (relay/accounts.py). Kept apart from
+    members so the hash never rides along wherever a Member is loaded or serialised."""
+
+    __tablename__ = "member_passwords"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SendingHold(Base):
+    """The emergency hold switch: one row (id 1); while `held`, no outbound message leaves (relay/hold.py)."""
+
+    __tablename__ = "sending_hold"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(String(300), default="")
+    changed_by: Mapped[str] = mapped_column(String(120), default="")
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)

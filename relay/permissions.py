@@ -31,6 +31,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "notice.send": _STAFF,
     "list.edit": _STAFF,
     "member.edit": _STAFF,
+    "member.roles": frozenset({ADMIN}),  # who may make someone a coordinator or admin
     "hold.toggle": _STAFF,
     "token.create": frozenset({ADMIN}),
 }

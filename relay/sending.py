@@ -12,7 +12,7 @@ from typing import Sequence
 
 from sqlalchemy import select, update
 
-from . import consent
+from . import consent, hold
 from .db import transaction
 from .deliveries import ACCEPTED, FAILED, OPTED_OUT, QUEUED, SENDING, claim, move
 from .dispatch import dispatch_safely
@@ -28,7 +28,7 @@ LEASE = timedelta(seconds=120)
 @dataclass(frozen=True)
 class SendOutcome:
     delivery_id: int
-    result: str  # sent | skipped | retry | failed | opted_out | expired
+    result: str  # sent | skipped | retry | failed | opted_out | expired | held
     retry_in: float | None = None
 
 
@@ -53,6 +53,10 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
     """Send one delivery if this caller wins the claim, and record what the provider said."""
     settings = services.settings
     with transaction(services.sessions) as session:
+        # --- emergency hold (relay/hold.py): while on, the delivery stays queued for later, unsent.
+        if hold.is_on(session):
+            hold.defer(session, delivery_id)
+            return SendOutcome(delivery_id, "held")
         if not claim(session, delivery_id, LEASE):
             return SendOutcome(delivery_id, "skipped")
         delivery = session.get(Delivery, delivery_id)

@@ -33,6 +33,18 @@ def parse_int(text: str, name: str, default: int, minimum: int = 0) -> int:
     return int(text)
 
 
+def parse_bool(text: str, name: str) -> bool | None:
+    """true/false, yes/no, on/off, 1/0; empty means "not set" (None)."""
+    text = (text or "").strip().lower()
+    if not text:
+        return None
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {text!r}")
+
+
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
@@ -76,6 +88,12 @@ class Settings:
     max_image_bytes: int = 10 * 1024 * 1024
     media_fetch_attempts: int = 6
     intake_address: str = ""
+
+
+    # Console and library sign-in (webhooks/auth.py). None: Secure unless the public base is http://.
+    session_cookie_secure: bool | None = None
+    session_idle_timeout: timedelta = timedelta(minutes=30)
+    signin_rate_limit: str = "10/minute;50/hour"
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -124,6 +142,11 @@ class Settings:
             media_fetch_attempts=parse_int(get("MEDIA_FETCH_ATTEMPTS"), "RELAY_MEDIA_FETCH_ATTEMPTS",
                                            cls.media_fetch_attempts, minimum=1),
             intake_address=get("INTAKE_ADDRESS").lower(),
+
+
+            session_cookie_secure=parse_bool(get("SESSION_COOKIE_SECURE"), "RELAY_SESSION_COOKIE_SECURE"),
+            session_idle_timeout=parse_duration(get("SESSION_IDLE_TIMEOUT") or "30m", "RELAY_SESSION_IDLE_TIMEOUT"),
+            signin_rate_limit=get("SIGNIN_RATE_LIMIT") or cls.signin_rate_limit,
             hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", cls.hard_bounce_limit,
                                         minimum=1),
         )
@@ -159,6 +182,13 @@ class Settings:
         if self.twilio_from and not self.uses_messaging_service:
             numbers.add(self.twilio_from)
         return frozenset(numbers)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Session cookies carry Secure unless turned off, or (when unset) the public base is plain http://."""
+        if self.session_cookie_secure is not None:
+            return self.session_cookie_secure
+        return not self.public_base_url.startswith("http://")
 
     @property
     def outbox_dir(self) -> Path:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
+from . import hold
 from .db import transaction
 from .deliveries import FAILED, SENDING, due_for_dispatch
 from .dispatch import dispatch_safely
@@ -58,7 +59,8 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
         for start in range(0, len(ids), 500):
             session.execute(update(InboundEvent).where(InboundEvent.id.in_(ids[start:start + 500]))
                             .values(dispatched_at=now).execution_options(synchronize_session=False))
-        deliveries = due_for_dispatch(session, stale_after, limit=limit, now=now)
+        # --- emergency hold (relay/hold.py): nothing is re-queued while sending is paused.
+        deliveries = [] if hold.is_on(session) else due_for_dispatch(session, stale_after, limit=limit, now=now)
         media = list(session.scalars(select(CaseImage.id).where(
             CaseImage.status == "pending", CaseImage.updated_at < now - MEDIA_STALE_AFTER)
             .order_by(CaseImage.id).limit(limit)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
+from jinja2 import FileSystemLoader
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
@@ -23,9 +24,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Email webhooks carry attachments; every other route keeps the small limit (see below).
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_webhook_bytes, settings.max_email_bytes)
     app.config["MAX_FORM_MEMORY_SIZE"] = max(settings.max_webhook_bytes, settings.max_email_bytes)
+    # Library pages live in templates/web/, the console's in templates/console/ (as "console/...").
+    app.jinja_loader = FileSystemLoader([str(settings.templates_dir / "web"), str(settings.templates_dir)])
     app.extensions["relay"] = services or build_services(settings)
 
-    from . import api, email, library, ops, twilio, unsubscribe
+    from . import api, auth, console, email, library, ops, twilio, unsubscribe
+
+    auth.configure_sessions(app, settings)
 
     @app.before_request
     def body_limit():
@@ -39,6 +44,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(unsubscribe.blueprint)
     app.register_blueprint(email.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(auth.blueprint)
+    app.register_blueprint(console.blueprint)
     _rate_limits(app, settings)
 
     @app.errorhandler(DBAPIError)
@@ -76,6 +83,9 @@ def _rate_limits(app: Flask, settings: Settings) -> None:
     view = app.view_functions["api.sms_preview"]
     app.view_functions["api.sms_preview"] = limiter.limit(settings.preview_rate_limit)(view)
     app.extensions["relay-limiter"] = limiter
+    from .auth import rate_limit_sign_in
+
+    rate_limit_sign_in(app, limiter, settings)
 
 
 def services_of(app: Flask) -> Services:

@@ -2,11 +2,15 @@
 
 /library/ lists the published cases (search, status and date filters, 50 a page, newest first);
 /library/cases/<code> shows a case's clinical summary and its whole discussion, and counts the view.
-There are no web sign-ins yet, so every visitor is signed out: drafts and members-only cases are
-neither listed nor shown (404, the same answer as for a case that does not exist)."""
+Drafts are never shown; members-only cases only to a signed-in member (webhooks/auth.py) — to anyone
+else they are neither listed nor shown (404, the same answer as for a case that does not exist).
+A signed-in member posts to the discussion from the case page (relay/web_posts.py): the form carries a
+CSRF token and a one-time submission key, so a double submit makes one post."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
+import secrets
+
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -16,16 +20,22 @@ from relay.db import transaction
 from relay.images import case_images
 from relay.media_store import MediaNotFound, media_store_for
 from relay.models import CaseImage, Post, Thread
+from relay.permissions import Forbidden
+from relay.web_posts import WebPostError, post_from_web
+
+from .auth import check_csrf, current_member, requires
 
 blueprint = Blueprint("library", __name__)
+blueprint.before_request(check_csrf)
 
 CHANNEL_LABELS = {"sms": "SMS", "email": "Email", "web": "Web", "console": "Console", "mms": "MMS",
                   "intake": "Intake", "api": "API"}
 
 
 def signed_in_member():
-    """The member viewing the page, or None. Sessions do not exist yet: always None."""
-    return None
+    """The member viewing the page if they may read members-only cases, else None."""
+    me = current_member()
+    return me if me is not None and me.may("case.read_members_only") else None
 
 
 @blueprint.app_template_filter("channel_label")
@@ -51,7 +61,7 @@ def case_list():
 
 
 @blueprint.get("/library/cases/<code>")
-def case_page(code: str):
+def case_page(code: str, error: str | None = None, text: str = "", status: int = 200):
     services = current_app.extensions["relay"]
     with transaction(services.sessions) as session:
         try:
@@ -60,13 +70,14 @@ def case_page(code: str):
             abort(404, str(exc))
         if not is_visible(case, member=signed_in_member() is not None):
             abort(404, f"no case {case.code}")  # the same answer as a case that does not exist
-        if request.method == "GET":  # HEAD is not a view
+        if request.method == "GET":  # HEAD is not a view; nor is a re-shown form after a refused post
             count_view(session, case)
         posts = session.scalars(
             select(Post).join(Thread).where(Thread.case_id == case.id)
             .options(selectinload(Post.author)).order_by(Post.id)).all()
         images = case_images(session, case)
-    return render_template("case.html", case=case, posts=posts, images=images)
+    return render_template("case.html", case=case, posts=posts, images=images, error=error, text=text,
+                           submission=secrets.token_urlsafe(16).replace("_", "-")), status
 
 
 @blueprint.get("/library/cases/<code>/images/<int:image_id>")
@@ -133,3 +144,22 @@ def guideline_page(slug: str, number: int | None = None):
             count_view(session, guideline)
         return render_template("guideline.html", guideline=guideline, shown=shown, latest=latest,
                                versions=sorted(guideline.versions, key=lambda v: v.number, reverse=True))
+
+
+
+
+@blueprint.post("/library/cases/<code>/posts")
+@requires("case.post")
+def post_to_case(code: str):
+    services = current_app.extensions["relay"]
+    me = current_member()
+    text = request.form.get("text") or ""
+    try:
+        result = post_from_web(services, me.id, code, text, request.form.get("submission") or "")
+    except CaseNotFound as exc:
+        abort(404, str(exc))
+    except Forbidden as exc:
+        abort(403, str(exc))
+    except WebPostError as exc:
+        return case_page(code, error=str(exc), text=text[:5000], status=400)
+    return redirect(url_for("library.case_page", code=result.case_code) + f"#post-{result.post_id}")

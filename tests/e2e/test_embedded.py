@@ -100,6 +100,20 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert DEMO_TITLE in page.text
     assert "Lee Minho · SMS" in page.text and html.escape(REPLY) in page.text
 
+    # The demo printed a sign-in for its coordinator: it opens the console (a plain-http base, so the
+    # session cookie is not Secure and works here).
+    sign_in = re.search(r"/signin as (\S+) with the password (\S+)", demo.stdout)
+    assert sign_in, demo.stdout
+    browser = requests.Session()
+    form = browser.get(f"{base_url}/signin", timeout=5).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    signed_in = browser.post(f"{base_url}/signin", data={"email": sign_in.group(1), "password": sign_in.group(2),
+                                                         "csrf_token": token}, timeout=10, allow_redirects=False)
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/console/", signed_in.text
+    assert "Secure" not in signed_in.headers["Set-Cookie"] and "HttpOnly" in signed_in.headers["Set-Cookie"]
+    console = browser.get(f"{base_url}/console/", timeout=5)
+    assert console.status_code == 200 and "Outbound sending is running" in console.text
+
     # Ctrl-C (here SIGTERM) stops relay up, and with it the web server and the worker.
     children = [pid for pid in group_pids(up.pgid) if pid != up.pid]
     assert len(children) >= 4, children  # gunicorn master + workers, celery worker + pool

@@ -1,0 +1,175 @@
+"""Signing in and out of the console and the library, and the checks every page uses.
+
+The session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure unless the public base is plain
+http://), holding the member id, a fingerprint of the password hash (a changed password ends every
+other session) and the time of the last request (an idle session ends after
+RELAY_SESSION_IDLE_TIMEOUT). Sign-in starts a fresh session. Every state-changing form of the
+console and the library carries a CSRF token (Flask-WTF), checked by `check_csrf`; the other
+blueprints (provider webhooks, the bearer-token API, one-click unsubscribe) take no cookies and are
+not affected. Sign-in attempts are rate limited per client address."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+from flask import (Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for)
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from relay import permissions
+from relay.accounts import authenticate, session_stamp
+from relay.audit import Actor
+from relay.db import transaction
+from relay.models import Member
+
+log = logging.getLogger("relay.web.auth")
+blueprint = Blueprint("auth", __name__)
+csrf = CSRFProtect()
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The member behind the current request (a plain value: no database session needed)."""
+
+    id: int
+    name: str
+    email: str
+    roles: frozenset[str]
+
+    def may(self, action: str) -> bool:
+        return permissions.allowed(self.roles, action)
+
+    def actor(self, source: str) -> Actor:
+        return Actor(f"member:{self.id}", source, self.id)
+
+
+def configure_sessions(app: Flask, settings) -> None:
+    """Session cookie and CSRF settings; called by create_app."""
+    app.secret_key = hashlib.sha256(f"relay-web-session:{settings.secret()}".encode()).hexdigest()
+    app.config.update(
+        SESSION_COOKIE_NAME="relay_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=settings.session_idle_timeout,
+        SESSION_REFRESH_EACH_REQUEST=True,
+        WTF_CSRF_CHECK_DEFAULT=False,  # only the blueprints that call check_csrf (see the docstring)
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session (which idles out)
+        WTF_CSRF_SSL_STRICT=settings.secure_cookies,
+    )
+    csrf.init_app(app)
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(exc: CSRFError):
+        log.warning("%s %s: CSRF check failed: %s", request.method, request.path, exc.description)
+        return render_template("console/message.html", title="Form expired",
+                               message="This form was not accepted (its security token is missing or stale). "
+                                       "Go back, reload the page and try again."), 400
+
+    @app.context_processor
+    def signed_in_member():
+        return {"me": current_member()}
+
+
+def check_csrf() -> None:
+    """Refuse (400) a state-changing request without a valid CSRF token. A blueprint's before_request."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        csrf.protect()
+
+
+def current_member() -> SignedIn | None:
+    """The signed-in member, or None (signed out, idle too long, password changed, or deactivated)."""
+    if "signed_in" in g:
+        return g.signed_in
+    g.signed_in = None
+    member_id = session.get("member_id")
+    if member_id is None:
+        return None
+    settings = current_app.extensions["relay"].settings
+    now = time.time()
+    if now - float(session.get("seen", 0)) > settings.session_idle_timeout.total_seconds():
+        session.clear()
+        return None
+    services = current_app.extensions["relay"]
+    with services.sessions() as db:
+        member = db.get(Member, member_id)
+        stamp = session_stamp(db, member_id) if member is not None else ""
+        if member is None or not member.active or not stamp or stamp != session.get("stamp"):
+            session.clear()
+            return None
+        g.signed_in = SignedIn(member.id, member.name, member.email or "", member.role_set)
+    session["seen"] = now
+    return g.signed_in
+
+
+def requires(action: str):
+    """A view decorator: signed-out visitors go to sign-in, members without the role get a 403 page."""
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            me = current_member()
+            if me is None:
+                return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")
+                                        if request.method == "GET" else None))
+            if not me.may(action):
+                log.warning("member %s refused %s on %s %s", me.id, action, request.method, request.path)
+                return render_template("console/message.html", title="Not allowed",
+                                       message=f"Your account cannot do this ({action} needs a coordinator "
+                                               "or admin). Ask a coordinator if you need it."), 403
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+def _safe_next(target: str | None, me: SignedIn) -> str:
+    """Only a path on this site (never //host or a scheme) is followed after sign-in."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/console/" if me.may("notice.send") else "/library/"
+
+
+blueprint.before_request(check_csrf)
+
+
+@blueprint.get("/signin")
+def sign_in_form():
+    return render_template("console/signin.html", error=None, email="", next=request.args.get("next", ""))
+
+
+@blueprint.post("/signin")
+def sign_in():
+    email = (request.form.get("email") or "").strip()
+    password = request.form.get("password") or ""
+    target = request.form.get("next") or ""
+    services = current_app.extensions["relay"]
+    with transaction(services.sessions) as db:
+        member = authenticate(db, email, password)
+        stamp = session_stamp(db, member.id) if member else ""
+        me = SignedIn(member.id, member.name, member.email or "", member.role_set) if member else None
+    if me is None:
+        log.warning("sign-in refused for %r from %s", email[:80], request.remote_addr)
+        return render_template("console/signin.html", error="Unknown email or wrong password.",
+                               email=email[:320], next=target), 401
+    session.clear()  # a fresh session: nothing from before sign-in survives (nor its CSRF token)
+    session.permanent = True
+    session.update(member_id=me.id, stamp=stamp, seen=time.time())
+    g.signed_in = me
+    log.info("member %s signed in from %s", me.id, request.remote_addr)
+    return redirect(_safe_next(target, me))
+
+
+@blueprint.post("/signout")
+def sign_out():
+    me = current_member()
+    session.clear()
+    if me is not None:
+        log.info("member %s signed out", me.id)
+    return redirect("/library/")
+
+
+def rate_limit_sign_in(app: Flask, limiter, settings) -> None:
+    """Sign-in POSTs per client address (create_app calls this once the limiter exists)."""
+    view = app.view_functions["auth.sign_in"]
+    app.view_functions["auth.sign_in"] = limiter.limit(settings.signin_rate_limit, methods=["POST"])(view)

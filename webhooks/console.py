@@ -1,0 +1,354 @@
+"""The coordinator console under /console/: compose a notice, preview it, send or schedule it, watch
+its deliveries; create, review and publish cases; import and edit members; the emergency hold.
+
+A thin shell: every change goes through the relay core (notices, cases, members, hold), every page
+is role-checked through relay.permissions (webhooks/auth.requires), every form carries a CSRF token,
+and the actor recorded in the audit trail is the signed-in member (source "console")."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from relay import hold, members as members_core
+from relay.cases import CaseNotFound, CaseStateError, create_case, get_case, publish_case, set_visibility
+from relay.db import transaction
+from relay.models import Case, Member, MemberList, Membership, Notice
+from relay.notice_plan import CHANNELS
+from relay.notice_status import failed_deliveries, live_counts
+from relay.notices import (KINDS, SEVERITIES, NoticeError, NoticeNotFound, UnknownList, create_notice, get_notice,
+                           parse_expiry, parse_time, schedule_notice, send_notice)
+from relay.preview import preview_notice
+
+from .auth import check_csrf, current_member, requires
+
+log = logging.getLogger("relay.web.console")
+blueprint = Blueprint("console", __name__, url_prefix="/console")
+blueprint.before_request(check_csrf)
+
+MAX_CSV_BYTES = 1024 * 1024
+
+
+def _services():
+    return current_app.extensions["relay"]
+
+
+def _actor():
+    return current_member().actor("console")
+
+
+def _message(title: str, message: str, status: int):
+    return render_template("console/message.html", title=title, message=message), status
+
+
+# ---------------------------------------------------------------- home and hold
+
+
+@blueprint.get("/")
+@requires("notice.read")
+def home():
+    with _services().sessions() as session:
+        notices = list(session.scalars(select(Notice).order_by(Notice.id.desc()).limit(25)))
+        drafts = list(session.scalars(select(Case).where(Case.status == "draft").order_by(Case.number.desc())))
+        state = hold.state(session)
+    return render_template("console/home.html", notices=notices, drafts=drafts, hold=state)
+
+
+@blueprint.post("/hold")
+@requires("hold.toggle")
+def toggle_hold():
+    action = request.form.get("action")
+    reason = (request.form.get("reason") or "").strip()
+    if action == "on":
+        hold.hold_on(_services(), _actor(), reason)
+    elif action == "off":
+        hold.hold_off(_services(), _actor(), reason)
+    else:
+        return _message("Hold", "Choose to hold or to resume sending.", 400)
+    return redirect(url_for("console.home"))
+
+
+# ---------------------------------------------------------------- notices
+
+
+def _compose_context(session, form=None, error=None):
+    cases = list(session.scalars(select(Case).where(Case.status != "draft").order_by(Case.number.desc()).limit(200)))
+    lists = list(session.scalars(select(MemberList.name).order_by(MemberList.name)))
+    return dict(cases=cases, lists=lists, kinds=[k for k in KINDS if k != "correction"], severities=SEVERITIES,
+                channels=CHANNELS, form=form or {}, error=error,
+                sent=list(session.scalars(select(Notice).where(Notice.status == "sent")
+                                          .order_by(Notice.id.desc()).limit(50))))
+
+
+@blueprint.get("/notices/new")
+@requires("notice.create")
+def compose():
+    with _services().sessions() as session:
+        form = {"case": request.args.get("case", ""), "kind": request.args.get("kind", "new_case")}
+        return render_template("console/compose.html", **_compose_context(session, form))
+
+
+@blueprint.post("/notices")
+@requires("notice.create")
+def create_notice_route():
+    form = request.form
+    me = current_member()
+    kind = form.get("kind", "")
+    try:
+        with transaction(_services().sessions) as session:
+            expires = (form.get("expires") or "").strip()
+            corrects = (form.get("corrects") or "").strip()
+            notice = create_notice(
+                session, kind=kind, title=form.get("title", ""), body=form.get("body", ""),
+                lists=form.getlist("lists") if kind != "correction" else (),
+                case_code=(form.get("case") or None) if kind != "correction" else None,
+                severity=form.get("severity") or None,
+                channels=form.getlist("channels") if kind != "correction" else None,
+                expires_at=parse_expiry(expires) if expires else None,
+                corrects_notice_id=int(corrects) if corrects.isdigit() and kind == "correction" else None,
+                created_by=me.id)
+            notice_id = notice.id
+    except (NoticeError, UnknownList, NoticeNotFound, CaseNotFound) as exc:
+        with _services().sessions() as session:
+            return render_template("console/compose.html",
+                                   **_compose_context(session, form.to_dict(flat=True) | {
+                                       "lists": form.getlist("lists"), "channels": form.getlist("channels")},
+                                       error=str(exc))), 400
+    return redirect(url_for("console.notice_page", notice_id=notice_id))
+
+
+def _notice_or_404(session, notice_id: int) -> Notice:
+    try:
+        return get_notice(session, notice_id)
+    except NoticeNotFound as exc:
+        abort(404, str(exc))
+
+
+@blueprint.get("/notices/<int:notice_id>")
+@requires("notice.read")
+def notice_page(notice_id: int, error: str | None = None, status: int = 200):
+    settings = _services().settings
+    with _services().sessions() as session:
+        notice = _notice_or_404(session, notice_id)
+        case = session.get(Case, notice.case_id) if notice.case_id else None
+        preview = preview_notice(session, settings, notice_id) if notice.status in ("draft", "scheduled") else None
+        counts = live_counts(session, notice) if notice.status in ("sending", "sent") else None
+        failed = failed_deliveries(session, notice) if counts else []
+        held = hold.is_on(session)
+    return render_template("console/notice.html", notice=notice, case=case, preview=preview, counts=counts,
+                           failed=failed, error=error, held=held), status
+
+
+@blueprint.get("/notices/<int:notice_id>/counts")
+@requires("notice.read")
+def notice_counts(notice_id: int):
+    with _services().sessions() as session:
+        notice = _notice_or_404(session, notice_id)
+        counts = live_counts(session, notice)
+        counts["status"] = notice.status
+        counts["hold"] = hold.is_on(session)
+    response = jsonify(counts)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.post("/notices/<int:notice_id>/send")
+@requires("notice.send")
+def send_notice_route(notice_id: int):
+    at = (request.form.get("at") or "").strip()
+    try:
+        if at:
+            # <input type="datetime-local"> has no offset: the form says which one it means.
+            offset = (request.form.get("tz") or "").strip()
+            when = parse_time(at + offset if offset else at)
+            with transaction(_services().sessions) as session:
+                _notice_or_404(session, notice_id)
+                schedule_notice(session, notice_id, when, actor=_actor())
+        else:
+            with _services().sessions() as session:
+                _notice_or_404(session, notice_id)
+            send_notice(_services(), notice_id, actor=_actor())
+    except NoticeError as exc:
+        return notice_page(notice_id, error=str(exc), status=409 if "not a draft" in str(exc) else 400)
+    return redirect(url_for("console.notice_page", notice_id=notice_id))
+
+
+# ---------------------------------------------------------------- cases
+
+
+@blueprint.get("/cases/")
+@requires("case.create")
+def cases():
+    with _services().sessions() as session:
+        rows = list(session.scalars(select(Case).order_by(Case.number.desc()).limit(200)))
+    return render_template("console/cases.html", cases=rows)
+
+
+@blueprint.get("/cases/new")
+@requires("case.create")
+def new_case():
+    return render_template("console/case_form.html", form={}, error=None)
+
+
+@blueprint.post("/cases/")
+@requires("case.create")
+def create_case_route():
+    form = request.form
+    try:
+        with transaction(_services().sessions) as session:
+            case = create_case(session, form.get("title", ""), chief_complaint=form.get("chief_complaint", "").strip(),
+                               symptoms=form.get("symptoms", "").strip(),
+                               exposure_history=form.get("exposure_history", "").strip(),
+                               findings=form.get("findings", "").strip(), draft=True,
+                               visibility=form.get("visibility") or "public")
+            code = case.code
+    except ValueError as exc:
+        return render_template("console/case_form.html", form=form.to_dict(), error=str(exc)), 400
+    log.info("case %s created as a draft by member %s", code, current_member().id)
+    return redirect(url_for("console.case_page", code=code))
+
+
+@blueprint.get("/cases/<code>")
+@requires("case.create")
+def case_page(code: str):
+    with _services().sessions() as session:
+        try:
+            case = get_case(session, code)
+        except CaseNotFound as exc:
+            abort(404, str(exc))
+        notices = list(session.scalars(select(Notice).where(Notice.case_id == case.id).order_by(Notice.id.desc())))
+    return render_template("console/case.html", case=case, notices=notices)
+
+
+@blueprint.post("/cases/<code>/publish")
+@requires("case.publish")
+def publish(code: str):
+    try:
+        with transaction(_services().sessions) as session:
+            case = publish_case(session, code, actor=_actor())
+            code = case.code
+    except CaseNotFound as exc:
+        abort(404, str(exc))
+    except CaseStateError as exc:
+        return _message("Already published", str(exc), 409)
+    return redirect(url_for("console.case_page", code=code))
+
+
+@blueprint.post("/cases/<code>/visibility")
+@requires("case.edit")
+def visibility(code: str):
+    try:
+        with transaction(_services().sessions) as session:
+            case = set_visibility(session, code, request.form.get("visibility", ""), actor=_actor())
+            code = case.code
+    except CaseNotFound as exc:
+        abort(404, str(exc))
+    except ValueError as exc:
+        return _message("Visibility", str(exc), 400)
+    return redirect(url_for("console.case_page", code=code))
+
+
+# ---------------------------------------------------------------- members and lists
+
+
+@blueprint.get("/members/")
+@requires("member.read")
+def members_page(report=None, status: int = 200):
+    q = (request.args.get("q") or "").strip()[:100]
+    with _services().sessions() as session:
+        query = select(Member).order_by(Member.name).limit(500)
+        if q:
+            like = f"%{q.lower()}%"
+            query = query.where(func.lower(Member.name).like(like) | func.lower(Member.email).like(like)
+                                | Member.phone.like(like))
+        rows = list(session.scalars(query))
+        lists = session.execute(select(MemberList.name, func.count(Membership.id)).outerjoin(Membership)
+                                .group_by(MemberList.name).order_by(MemberList.name)).all()
+    return render_template("console/members.html", members=rows, lists=lists, q=q, report=report), status
+
+
+@blueprint.post("/members/import")
+@requires("member.edit")
+def import_members_route():
+    upload = request.files.get("file")
+    data = upload.read(MAX_CSV_BYTES + 1) if upload and upload.filename else (request.form.get("csv") or "").encode()
+    if not data.strip():
+        return members_page(report={"errors": [(0, "choose a CSV file (or paste CSV text)")], "created": 0,
+                                    "updated": 0, "lists_created": []}, status=400)
+    if len(data) > MAX_CSV_BYTES:
+        return members_page(report={"errors": [(0, "the file is larger than 1 MB")], "created": 0, "updated": 0,
+                                    "lists_created": []}, status=413)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return members_page(report={"errors": [(0, "the file is not UTF-8 text")], "created": 0, "updated": 0,
+                                    "lists_created": []}, status=400)
+    with transaction(_services().sessions) as session:
+        report = members_core.import_members(session, text)
+    log.info("member %s imported members: %s new, %s updated, %s errors", current_member().id, report.created,
+             report.updated, len(report.errors))
+    return members_page(report=report.__dict__, status=200 if not report.errors else 422)
+
+
+def _member_or_404(session, member_id: int) -> Member:
+    member = session.get(Member, member_id)
+    if member is None:
+        abort(404, f"no member {member_id}")
+    return member
+
+
+@blueprint.get("/members/<int:member_id>")
+@requires("member.read")
+def member_page(member_id: int, error: str | None = None, status: int = 200):
+    with _services().sessions() as session:
+        member = _member_or_404(session, member_id)
+        lists = list(session.scalars(select(MemberList.name).order_by(MemberList.name)))
+        mine = set(session.scalars(select(MemberList.name).join(Membership)
+                                   .where(Membership.member_id == member_id)))
+    return render_template("console/member.html", member=member, lists=lists, mine=mine, error=error), status
+
+
+@blueprint.post("/members/<int:member_id>")
+@requires("member.edit")
+def edit_member(member_id: int):
+    form = request.form
+    try:
+        with transaction(_services().sessions) as session:
+            member = _member_or_404(session, member_id)
+            data = members_core.clean_row({
+                "name": form.get("name", ""), "phone": form.get("phone", ""), "email": form.get("email", ""),
+                "timezone": form.get("timezone", ""), "language": form.get("language", ""),
+                "roles": (";".join(form.getlist("roles")) or member.roles) if current_member().may("member.roles")
+                else member.roles, "lists": ";".join(form.getlist("lists")),
+                "channels": ";".join(form.getlist("channels"))})
+            for key in ("name", "phone", "email", "timezone", "language", "roles", "sms_discussion",
+                        "email_discussion"):
+                setattr(member, key, data[key])
+            member.short_name = members_core.short_name_of(data["name"])
+            member.active = form.get("active") == "on"
+            wanted = set(data["lists"])
+            for membership in list(member.memberships):
+                if membership.member_list.name not in wanted:
+                    session.delete(membership)
+            have = {m.member_list.name for m in member.memberships}
+            for name in sorted(wanted - have):
+                member_list, _ = members_core.get_or_create_list(session, name)
+                session.add(Membership(list_id=member_list.id, member_id=member.id))
+            session.flush()
+    except members_core.RowError as exc:
+        return member_page(member_id, error=str(exc), status=400)
+    except Exception as exc:  # e.g. the phone or email of another member (a unique constraint)
+        if "IntegrityError" not in type(exc).__name__:
+            raise
+        return member_page(member_id, error="another member already has that phone or email", status=409)
+    log.info("member %s edited by member %s", member_id, current_member().id)
+    return redirect(url_for("console.member_page", member_id=member_id))
+
+
+@blueprint.app_template_filter("when")
+def when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
