@@ -15,7 +15,7 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 
 from relay.api_tokens import create_token
 from relay.cases import create_case
@@ -73,15 +73,11 @@ def world(tmp_path, database_url):
     services.dispose()
 
 
-def snapshot(url: str, skip: tuple[str, ...] = ()) -> dict[str, list]:
+def snapshot(services, skip: tuple[str, ...] = ()) -> dict[str, list]:
     """Every row of every table (a refused request must leave them all as they were)."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return {t.name: sorted(map(repr, conn.execute(select(t)).all()))
-                    for t in Base.metadata.sorted_tables if t.name not in skip}
-    finally:
-        engine.dispose()
+    with services.engine.connect() as conn:
+        return {t.name: sorted(map(repr, conn.execute(select(t)).all()))
+                for t in Base.metadata.sorted_tables if t.name not in skip}
 
 
 # A token's last use is recorded even when its request is refused, so api_tokens is left out.
@@ -121,9 +117,9 @@ def test_api_matrix(world, name, method, path, body, allowed, role):
     client = create_app(services=world).test_client()
     path = path.format(self=PEOPLE[role][0] if role != ANONYMOUS else PEOPLE[MEMBER][0], **world.ids)
     headers = {"Authorization": f"Bearer {world.tokens[role]}"} if role != ANONYMOUS else {}
-    before = snapshot(world.settings.database_url, NOT_THE_REQUEST)
+    before = snapshot(world, NOT_THE_REQUEST)
     response = getattr(client, method)(path, json=body, headers=headers)
-    after = snapshot(world.settings.database_url, NOT_THE_REQUEST)
+    after = snapshot(world, NOT_THE_REQUEST)
     text = response.get_data(as_text=True)
     if role in allowed:
         assert 200 <= response.status_code < 300, text
@@ -136,9 +132,13 @@ def test_api_matrix(world, name, method, path, body, allowed, role):
         assert before == after, "a refused request changed the database"
 
 
+# The token is checked before anything else a route does, so a few rows of each kind stand for all.
+REFUSED_TOKEN_ROWS = [r for r in API_ROWS if r[0] in ("send a notice", "grant a role", "own channels",
+                                                       "add to a list", "post to a case", "read a notice")]
+
+
 @pytest.mark.parametrize("state", ["deactivated", "revoked"])
-@pytest.mark.parametrize("name,method,path,body,allowed", [r for r in API_ROWS if r[0] != "SMS preview"],
-                         ids=[r[0] for r in API_ROWS if r[0] != "SMS preview"])
+@pytest.mark.parametrize("name,method,path,body,allowed", REFUSED_TOKEN_ROWS, ids=[r[0] for r in REFUSED_TOKEN_ROWS])
 def test_a_deactivated_members_or_revoked_token_is_refused(world, name, method, path, body, allowed, state):
     from relay.api_tokens import revoke_token
     from relay.models import ApiToken
@@ -150,11 +150,11 @@ def test_a_deactivated_members_or_revoked_token_is_refused(world, name, method, 
         else:
             revoke_token(session, session.scalar(select(ApiToken.id).where(ApiToken.member_id == admin.id)))
     client = create_app(services=world).test_client()
-    before = snapshot(world.settings.database_url, NOT_THE_REQUEST)
+    before = snapshot(world, NOT_THE_REQUEST)
     response = getattr(client, method)(path.format(self=PEOPLE[ADMIN][0], **world.ids), json=body,
                                        headers={"Authorization": f"Bearer {world.tokens[ADMIN]}"})
     assert response.status_code == 401 and state in response.get_json()["detail"]
-    assert before == snapshot(world.settings.database_url, NOT_THE_REQUEST)
+    assert before == snapshot(world, NOT_THE_REQUEST)
 
 
 # ---------------------------------------------------------------- SMS and email commands
@@ -180,7 +180,7 @@ def _effect(services, role: str, text: str):
 @pytest.mark.parametrize("text,allowed,outcome,stranger", SMS_ROWS, ids=[r[0].split()[0] for r in SMS_ROWS])
 def test_sms_matrix(world, text, allowed, outcome, stranger, role):
     phone = PEOPLE[role][1]
-    before = snapshot(world.settings.database_url, ("inbound_events", "deliveries"))
+    before = snapshot(world, ("inbound_events", "deliveries"))
     event_id = record_sms(world, phone, text)
     run_worker(world)
     with world.sessions() as session:
@@ -189,7 +189,7 @@ def test_sms_matrix(world, text, allowed, outcome, stranger, role):
     if role == ANONYMOUS:
         assert event.outcome == stranger[0]
         assert replies == ([stranger[1]] if stranger[1] else [])  # polite, or silent to a STOP
-        assert before == snapshot(world.settings.database_url, ("inbound_events", "deliveries"))
+        assert before == snapshot(world, ("inbound_events", "deliveries"))
         return
     assert role in allowed and event.outcome == outcome, (event.outcome, event.detail)
     posts, opted_out = _effect(world, role, text)
@@ -210,7 +210,7 @@ def test_sms_from_a_member_who_may_not_post(world, text, outcome, reply, why):
             member.active = False
         else:
             member.roles = ""
-    before = snapshot(world.settings.database_url, ("inbound_events", "deliveries"))
+    before = snapshot(world, ("inbound_events", "deliveries"))
     event_id = record_sms(world, PEOPLE[MEMBER][1], text)
     run_worker(world)
     with world.sessions() as session:
@@ -218,7 +218,7 @@ def test_sms_from_a_member_who_may_not_post(world, text, outcome, reply, why):
     replies = [d.purpose for d in deliveries(world, to_address=PEOPLE[MEMBER][1]) if d.purpose != "notice"]
     assert replies == ([reply] if reply else [])
     if outcome in ("rejected", "command:help"):
-        assert before == snapshot(world.settings.database_url, ("inbound_events", "deliveries"))
+        assert before == snapshot(world, ("inbound_events", "deliveries"))
     assert _effect(world, MEMBER, text) == ([], outcome == "command:stop")
 
 
@@ -245,7 +245,7 @@ def test_email_reply_matrix(world, role):
         with transaction(world.sessions) as session:
             find_member(session, who).active = False
     client = create_app(services=world).test_client()
-    before = snapshot(world.settings.database_url, ("inbound_events", "webhook_nonces"))
+    before = snapshot(world, ("inbound_events", "webhook_nonces"))
     _mailgun(client, who, "Agree: organising pneumonia.")
     run_worker(world)
     with world.sessions() as session:
@@ -256,4 +256,4 @@ def test_email_reply_matrix(world, role):
         assert event.outcome == "posted" and [p.body for p in posts] == ["Agree: organising pneumonia."]
     else:
         assert event.outcome == "rejected" and posts == []
-        assert before == snapshot(world.settings.database_url, ("inbound_events", "webhook_nonces"))
+        assert before == snapshot(world, ("inbound_events", "webhook_nonces"))
