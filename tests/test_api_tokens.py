@@ -74,6 +74,8 @@ def test_cli_creates_lists_and_revokes_tokens_and_keeps_only_a_hash(settings, ne
 def test_a_member_token_reads_but_cannot_broadcast(client, network):
     token = token_for(network, "minho@example.org")
     assert client.get("/api/v1/cases/C1", headers=bearer(token)).status_code == 200
+    assert client.get("/api/v1/members/minho@example.org",
+                      headers={"Authorization": f"bearer {token}"}).status_code == 200  # any case of "Bearer"
     response = client.post("/api/v1/notices", json=GUIDELINE, headers=bearer(token))
     assert response.status_code == 403
     assert response.get_json() == {"error": "Forbidden", "detail": response.get_json()["detail"]}

@@ -40,14 +40,15 @@ def _caller() -> Caller | Refusal:
     """Who this request comes from, read once per request (the member's roles as they are now)."""
     if "relay_caller" not in g:
         header = request.headers.get("Authorization", "")
+        scheme, _, token = header.strip().partition(" ")
         if not header:
             g.relay_caller = ANONYMOUS
-        elif not header.startswith("Bearer ") or not header[7:].strip():
+        elif scheme.lower() != "bearer" or not token.strip():  # the scheme is case-insensitive (RFC 7235)
             g.relay_caller = Refusal("the Authorization header must be 'Bearer <token>'")
         else:
             services = current_app.extensions["relay"]
             with transaction(services.sessions) as session:  # it may note the token's last use
-                g.relay_caller = authenticate(session, header[7:].strip(), services.settings.api_token)
+                g.relay_caller = authenticate(session, token.strip(), services.settings.api_token)
     return g.relay_caller
 
 
