@@ -423,3 +423,22 @@ class SendingHold(Base):
     reason: Mapped[str] = mapped_column(String(300), default="")
     changed_by: Mapped[str] = mapped_column(String(120), default="")
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A member's bearer token for the JSON API. Only the SHA-256 of the secret is kept (a leak of the
+    table reveals no usable token); `prefix` is its first characters, shown to tell tokens apart. The
+    token carries no roles of its own: each request takes its member's roles as they are now."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256 of the whole token
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    member: Mapped[Member] = relationship()

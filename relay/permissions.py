@@ -16,6 +16,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     # reading
     "case.read_members_only": _MEMBERS,
     "member.read": _STAFF,
+    "list.read": _STAFF,
     "notice.read": _STAFF,
     "audit.read": frozenset({ADMIN}),
     # taking part
@@ -31,7 +32,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "notice.send": _STAFF,
     "list.edit": _STAFF,
     "member.edit": _STAFF,
-    "member.roles": frozenset({ADMIN}),  # who may make someone a coordinator or admin
+    "member.roles": frozenset({ADMIN}),  # granting roles is admin-only: a coordinator cannot make an admin
     "hold.toggle": _STAFF,
     "token.create": frozenset({ADMIN}),
 }

@@ -32,18 +32,31 @@ def add(services, title: str, **kwargs) -> str:
         return create_case(session, title, **kwargs).code
 
 
+def member_token(services, email: str) -> str:
+    from relay.api_tokens import create_token
+    from relay.members import find_member
+
+    with transaction(services.sessions) as session:
+        return create_token(session, find_member(session, email))[1]
+
+
 def codes(response) -> list[str]:
     assert response.status_code == 200, response.get_data(as_text=True)
     return [c["code"] for c in response.get_json()["cases"]]
 
 
-def test_the_case_routes_need_the_token(api, network):
+def test_anonymous_callers_read_public_cases_but_a_bad_token_is_refused(api, network):
+    add(network, "Staff cluster", visibility="members")  # C2
+    assert codes(api.get("/api/v1/cases")) == ["C1"]  # no token: public cases only
+    assert api.get("/api/v1/cases/1").status_code == 200
+    assert api.get("/api/v1/cases/C1/posts").status_code == 200
     for path in ("/api/v1/cases", "/api/v1/cases/1", "/api/v1/cases/C1/posts"):
-        assert api.get(path).status_code == 401
-        assert api.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
-        assert api.get(path, headers={"Authorization": "c4ses"}).status_code == 401
-    network.settings = network.settings.replace(api_token="")  # no token configured: the API is off
-    assert create_app(services=network).test_client().get("/api/v1/cases", headers=AUTH).status_code == 503
+        for header in ("Bearer nope", "c4ses", "Bearer "):
+            response = api.get(path, headers={"Authorization": header})
+            assert response.status_code == 401, (path, header)
+            assert response.headers["WWW-Authenticate"].startswith('Bearer realm="relay"')
+    network.settings = network.settings.replace(api_token="")  # no service token: anonymous reads still work
+    assert codes(create_app(services=network).test_client().get("/api/v1/cases")) == ["C1"]
 
 
 def test_list_cases_with_search_filters_and_pages(api, network):
@@ -103,10 +116,18 @@ def test_members_only_cases_are_readable_with_the_token_but_drafts_are_not(api, 
     # signed out on the web, the same case is not there
     assert api.get("/library/cases/C2").status_code == 404
     assert "C2" not in api.get("/library/").get_data(as_text=True)
-    # a draft is not in the library yet, for anyone
+    # a draft is not in the library yet: a member's token, or none, finds nothing; staff read it to review
+    member = {"Authorization": "Bearer " + member_token(network, "minho@example.org")}
     for path in ("/api/v1/cases/C3", "/api/v1/cases/3/posts"):
-        response = api.get(path, headers=AUTH)
-        assert response.status_code == 404 and response.get_json()["detail"] == "no case C3"
+        for headers in (member, {}):
+            response = api.get(path, headers=headers)
+            assert response.status_code == 404 and response.get_json()["detail"] == "no case C3"
+        assert api.get(path, headers=AUTH).status_code == 200  # the service token is admin
+    assert codes(api.get("/api/v1/cases", headers=member)) == ["C2", "C1"]  # members-only, not drafts
+    assert codes(api.get("/api/v1/cases")) == ["C1"]  # anonymous: public only
+    for path in ("/api/v1/cases/C2", "/api/v1/cases/C2/posts"):
+        response = api.get(path)
+        assert response.status_code == 404 and response.get_json()["detail"] == "no case C2"
     with transaction(network.sessions) as session:
         publish_case(session, "C3")
     assert api.get("/api/v1/cases/3", headers=AUTH).get_json()["status"] == "open"

@@ -154,10 +154,13 @@ def test_api_lists_and_shows_guidelines_as_documented(app, network):
     assert call("/guidelines/{slug}", 404, slug="nope")["error"]
 
 
-def test_api_needs_the_token(app, network):
+def test_api_guidelines_are_public_like_the_library_pages(app, network):
+    """Guidelines are published to everyone on /library/guidelines; the API reads them the same way,
+    while a bad token is still refused rather than ignored."""
     client = app.test_client()
-    assert client.get("/api/v1/guidelines").status_code == 401
+    assert client.get("/api/v1/guidelines").status_code == 200
     assert client.get("/api/v1/guidelines", headers=AUTH).status_code == 200
+    assert client.get("/api/v1/guidelines", headers={"Authorization": "Bearer rly_nope"}).status_code == 401
 
 
 # ---------------------------------------------------------------- command line
