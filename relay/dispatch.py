@@ -16,6 +16,7 @@ TASK_APPLY_STATUS = "relay.apply_status"
 TASK_DELIVER = "relay.deliver"
 TASK_SWEEP = "relay.sweep"
 TASK_SEND_SCHEDULED = "relay.send_scheduled"
+TASK_SEND_DIGESTS = "relay.send_digests"  # issue 5
 
 QUEUE_INBOUND = "inbound"
 QUEUE_OUTBOUND = "outbound"
@@ -27,6 +28,7 @@ TASK_QUEUES = {
     TASK_DELIVER: QUEUE_OUTBOUND,
     TASK_SWEEP: QUEUE_MAINTENANCE,
     TASK_SEND_SCHEDULED: QUEUE_MAINTENANCE,
+    TASK_SEND_DIGESTS: QUEUE_MAINTENANCE,
 }
 
 

@@ -33,6 +33,18 @@ def parse_int(text: str, name: str, default: int, minimum: int = 0) -> int:
     return int(text)
 
 
+def parse_quiet_hours(text: str, name: str = "RELAY_QUIET_HOURS") -> str:
+    """'22:00-07:00' (local start-end, may cross midnight) or 'off'."""
+    text = (text or "").strip().lower()
+    if text in ("off", "none"):
+        return "off"
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)", text)
+    if not match:
+        raise SettingsError(f"{name}: expected quiet hours like 22:00-07:00 or off, got {text!r}")
+    a, b, c, d = match.groups()
+    return f"{int(a):02d}:{b}-{int(c):02d}:{d}"
+
+
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
@@ -72,6 +84,7 @@ class Settings:
     api_token: str = ""
     preview_rate_limit: str = "60/minute"
     sms_prices: Path = PROJECT_ROOT / "config" / "sms_prices.csv"
+    quiet_hours: str = "22:00-07:00"  # issue 5: members' default quiet hours, local; "off" for none
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -114,6 +127,7 @@ class Settings:
             api_token=get("API_TOKEN"),
             preview_rate_limit=get("PREVIEW_RATE_LIMIT") or cls.preview_rate_limit,
             sms_prices=Path(get("SMS_PRICES") or cls.sms_prices),
+            quiet_hours=parse_quiet_hours(get("QUIET_HOURS") or cls.quiet_hours),
             hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", cls.hard_bounce_limit,
                                         minimum=1),
         )

@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config["MAX_FORM_MEMORY_SIZE"] = max(settings.max_webhook_bytes, settings.max_email_bytes)
     app.extensions["relay"] = services or build_services(settings)
 
-    from . import api, email, library, ops, twilio, unsubscribe
+    from . import api, email, library, ops, preferences, twilio, unsubscribe
 
     @app.before_request
     def body_limit():
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(unsubscribe.blueprint)
     app.register_blueprint(email.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(preferences.blueprint)  # issue 5: preference page, digest subscription
     _rate_limits(app, settings)
 
     @app.errorhandler(DBAPIError)
