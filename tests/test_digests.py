@@ -254,3 +254,23 @@ def test_an_sms_member_who_texts_digest_gets_one_text_with_the_library_link(netw
     [text] = sms.sent
     assert text.to == "+821012345603" and len(text.body) <= 160
     assert "3 posts in 1 case" in text.body and text.body.endswith("https://relay.example.org/library/")
+
+
+def test_the_beat_task_sends_digests_once_however_often_it_runs(tmp_path, network, mail):
+    """relay.send_digests is on the beat schedule (maintenance queue); a retried task sends nothing more."""
+    import os
+
+    from relay.dispatch import QUEUE_MAINTENANCE, TASK_QUEUES, TASK_SEND_DIGESTS
+
+    app = create_celery(network.settings.replace(var_dir=tmp_path / "beat"))
+    entry = app.conf.beat_schedule["send-digests"]
+    assert entry["task"] == TASK_SEND_DIGESTS
+    assert entry["options"]["queue"] == QUEUE_MAINTENANCE == TASK_QUEUES[TASK_SEND_DIGESTS]
+    app.relay_services._services, app.relay_services._pid = network, os.getpid()
+    now = datetime.now(timezone.utc)
+    subscribe(network, "task@example.net", "UTC", hour=0, at=now - timedelta(days=2))
+    post_at(network, "C1", now - timedelta(minutes=1), "something new")
+    results = [app.tasks[TASK_SEND_DIGESTS].apply().get() for _ in range(3)]
+    assert results[0] == 1 and results[1:] == [0, 0]
+    run_worker(network)
+    assert [m.to for m in mail.sent] == ["task@example.net"]
