@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .models import CaseMute, ChannelPreference, ConsentEvent, Member, Notice, utcnow
+from .models import (CaseMute, ChannelPreference, ConsentEvent, ListDigestChoice, Member, MemberList, Membership,
+                     Notice, utcnow)
 from .notice_refs import notice_id_in_key
 from .storage import insert_if_new
 
@@ -174,6 +175,64 @@ class _State:
     quiet: tuple[str, str]
 
 
+def set_list_digest(session: Session, member: Member, channel: str, list_id: int, list_name: str, on: bool,
+                    source: str) -> bool:
+    """Switch one list to digest only on a channel (or back); False when it already was so."""
+    if channel not in CHANNELS:
+        raise LadderError(f"channel must be sms or email, got {channel!r}")
+    if on:
+        changed = insert_if_new(session, ListDigestChoice.__table__, {
+            "member_id": member.id, "list_id": list_id, "channel": channel, "created_at": utcnow()}) is not None
+        from .subscriptions import ensure_member_subscription
+
+        ensure_member_subscription(session, member, channel)
+    else:
+        changed = bool(session.execute(delete(ListDigestChoice).where(
+            ListDigestChoice.member_id == member.id, ListDigestChoice.list_id == list_id,
+            ListDigestChoice.channel == channel).execution_options(synchronize_session=False)).rowcount)
+    if changed:
+        _log(session, member.id, channel, f"{'digest' if on else 'all'}:{list_name}", source)
+    return changed
+
+
+def _digest_only_by_list(session: Session, rows: list[dict], candidates: list[int]) -> set[int]:
+    """Indexes of notice rows whose member is, on that channel, digest-only for every one of the notice's
+    lists they belong to (a notice also sent to a list they take in full still reaches them)."""
+    notice_rows = [i for i in candidates if rows[i]["purpose"] == "notice"]
+    if not notice_rows:
+        return set()
+    post_ids = {rows[i].get("post_id") for i in notice_rows} - {None}
+    notice_ids = {notice_id_in_key(rows[i]["dedupe_key"]) for i in notice_rows} - {None}
+    lists_by_post, lists_by_notice = {}, {}
+    if post_ids:
+        lists_by_post = dict(session.execute(select(Notice.post_id, Notice.lists).where(Notice.post_id.in_(post_ids))).all())
+    if notice_ids:
+        lists_by_notice = dict(session.execute(select(Notice.id, Notice.lists).where(Notice.id.in_(notice_ids))).all())
+    member_ids = sorted({rows[i]["member_id"] for i in notice_rows})
+    memberships: dict[int, set[str]] = {}
+    digest: dict[tuple[int, str], set[str]] = {}
+    for start in range(0, len(member_ids), 500):
+        chunk = member_ids[start:start + 500]
+        for member_id, name in session.execute(select(Membership.member_id, MemberList.name).join(
+                MemberList, MemberList.id == Membership.list_id).where(Membership.member_id.in_(chunk))):
+            memberships.setdefault(member_id, set()).add(name)
+        for member_id, channel, name in session.execute(select(
+                ListDigestChoice.member_id, ListDigestChoice.channel, MemberList.name).join(
+                MemberList, MemberList.id == ListDigestChoice.list_id).where(ListDigestChoice.member_id.in_(chunk))):
+            digest.setdefault((member_id, channel), set()).add(name)
+    if not digest:
+        return set()
+    found = set()
+    for i in notice_rows:
+        row = rows[i]
+        lists = lists_by_post.get(row.get("post_id")) or lists_by_notice.get(notice_id_in_key(row["dedupe_key"])) or ""
+        theirs = {n for n in lists.split(";") if n} & memberships.get(row["member_id"], set())
+        chosen = digest.get((row["member_id"], row.get("channel", "sms")), set())
+        if theirs and theirs <= chosen:
+            found.add(i)
+    return found
+
+
 def _urgent_rows(session: Session, rows: list[dict]) -> set[int]:
     """Indexes of the rows that belong to an urgent notice."""
     post_ids = {r["post_id"] for r in rows if r["purpose"] == "notice" and r.get("post_id")}
@@ -219,6 +278,8 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
                 CaseMute.member_id.in_(chunk), CaseMute.case_id.in_(case_ids))).all())
     urgent_rows = _urgent_rows(session, rows) if urgent is None else (set(range(len(rows))) if urgent else set())
     default = _State("all", None, default_quiet(session))
+    by_list = _digest_only_by_list(session, rows, [i for i, r in enumerate(rows) if r["purpose"] == "notice"
+                                                   and r.get("member_id") is not None and i not in urgent_rows])
     kept = []
     for i, row in enumerate(rows):
         if row["purpose"] not in GOVERNED or row.get("member_id") is None:
@@ -229,7 +290,7 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
             continue
         state = states.get((member_id, channel), default)
         if i not in urgent_rows:
-            if state.mode != "all" or (state.paused_until is not None and state.paused_until > now):
+            if state.mode != "all" or (state.paused_until is not None and state.paused_until > now) or i in by_list:
                 continue
             row["next_attempt_at"] = quiet_until(zones.get(member_id), *state.quiet, now)
         kept.append(row)
@@ -247,6 +308,9 @@ def describe(session: Session, member: Member, now: datetime | None = None) -> d
                                                               ChannelPreference.channel == channel))
         opted_out = (member.sms_opted_out_at if channel == "sms" else member.email_opted_out_at) is not None
         paused = pref.paused_until if pref is not None and pref.paused_until and pref.paused_until > now else None
+        digest_lists = set(session.scalars(select(MemberList.name).join(
+            ListDigestChoice, ListDigestChoice.list_id == MemberList.id).where(
+            ListDigestChoice.member_id == member.id, ListDigestChoice.channel == channel)))
         codes = sorted(session.scalars(select(Case.number).join(CaseMute, CaseMute.case_id == Case.id).where(
             CaseMute.member_id == member.id, CaseMute.channel == channel)))
         found[channel] = {
@@ -254,11 +318,14 @@ def describe(session: Session, member: Member, now: datetime | None = None) -> d
             "stopped": opted_out, "mode": pref.mode if pref else "all", "paused_until": paused,
             "quiet_start": (pref.quiet_start if pref and pref.quiet_start else default_quiet(session)[0]),
             "quiet_end": (pref.quiet_end if pref and pref.quiet_end else default_quiet(session)[1]),
-            "muted": [f"C{n}" for n in codes]}
+            "muted": [f"C{n}" for n in codes],
+            "lists": [(name, name in digest_lists) for name in sorted(
+                session.scalars(select(MemberList.name).join(Membership, Membership.list_id == MemberList.id)
+                                .where(Membership.member_id == member.id)))]}
     return found
 
 
-__all__ = ["CHANNELS", "MODES", "PAUSES", "LadderError", "describe", "mute", "pause", "preference",
+__all__ = ["CHANNELS", "MODES", "PAUSES", "LadderError", "describe", "mute", "pause", "preference", "set_list_digest",
            "quiet_until", "resume", "set_mode", "set_quiet_hours", "shape_rows", "unmute", "zone"]
 
 

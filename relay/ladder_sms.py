@@ -3,11 +3,12 @@ STOP stay in relay/processing.py with relay/consent.py). Each change is logged b
 confirmed to the member with one SMS (templates/sms/<language>/ladder_<command>.txt)."""
 from __future__ import annotations
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import ladder
 from .cases import CaseNotFound, get_case
-from .models import Member
+from .models import Member, MemberList, Membership
 
 
 def apply(session: Session, settings, member: Member, verdict, source: str, plan) -> None:
@@ -26,6 +27,15 @@ def apply(session: Session, settings, member: Member, verdict, source: str, plan
         until = ladder.pause(session, member, "sms", ladder.PAUSES[argument], source)
         local = until.astimezone(ladder.zone(member.timezone))
         plan.reply("ladder_pause", until=local.strftime("%Y-%m-%d %H:%M"), zone=member.timezone or "UTC")
+    elif command == "digest" and argument:  # DIGEST <list>: that list's routine notices in the digest only
+        found = session.execute(select(MemberList.id, MemberList.name).join(
+            Membership, Membership.list_id == MemberList.id).where(
+            Membership.member_id == member.id, func.lower(MemberList.name) == argument.lower())).first()
+        if found is None:
+            plan.reply("ladder_unknown_list", list_name=argument.lower())
+            return
+        ladder.set_list_digest(session, member, "sms", found.id, found.name, True, source)
+        plan.reply("ladder_digest_list", list_name=found.name, library=settings.library_url)
     elif command == "digest":
         ladder.set_mode(session, member, "sms", "digest", source)
         plan.reply("ladder_digest", library=settings.library_url)

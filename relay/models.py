@@ -394,3 +394,17 @@ class Digest(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     html: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ListDigestChoice(Base):
+    """A member's "digest only" for one list on one channel: routine notices sent only to lists the member
+    chose this for reach them in the digest instead (relays follow cases, not lists, and are unaffected)."""
+
+    __tablename__ = "list_digest_choices"
+    __table_args__ = (UniqueConstraint("member_id", "list_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    list_id: Mapped[int] = mapped_column(ForeignKey("member_lists.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

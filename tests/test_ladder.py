@@ -25,7 +25,8 @@ KIM, LEE, PARK, ALICE, BEN = "+821012345601", "+821012345602", "+821012345603", 
     ("mute 7", ("mute", "C7")), ("UNMUTE C3", ("unmute", "C3")), ("pause 24h", ("pause", "24H")),
     ("PAUSE 7D", ("pause", "7D")), ("pause 7 d", ("pause", "7D")), ("digest", ("digest", None)),
     ("Urgent only", ("urgent_only", None)), ("URGENTONLY", ("urgent_only", None)),
-    ("mute the alarm in C12", None), ("pause", None), ("PAUSE 3D", None), ("digest please", None),
+    ("digest tft", ("digest", "TFT")), ("DIGEST us", ("digest", "US")),
+    ("mute the alarm in C12", None), ("pause", None), ("PAUSE 3D", None), ("digest this please", None),
     ("urgent", None), ("C12 mute", None),
 ])
 def test_ladder_commands_match_only_the_whole_message(body, found):
@@ -181,3 +182,20 @@ def test_a_ladder_command_is_never_posted(network, sms):
 
     with network.sessions() as session:
         assert [p.body for p in session.scalars(select(Post).where(Post.kind == "reply"))] == []
+
+
+def test_digest_for_one_list_by_sms(network, sms):
+    """Ben is on tft and us: DIGEST tft keeps tft's routine notices for the digest, us's still come."""
+    def to_ben(lists):
+        with transaction(network.sessions) as session:
+            notice_id = create_notice(session, kind="announcement", title="x", body="y", lists=lists,
+                                      channels="sms").id
+        return BEN in sent_to(network, lambda: send_notice(network, notice_id))
+
+    assert "you are not on a list called nope" in command(network, sms, BEN, "DIGEST nope")
+    assert "notices to tft" in command(network, sms, BEN, "digest TFT")
+    assert log(network, BEN) == [("sms", "digest:tft", "sms:DIGEST TFT")]
+    assert not to_ben(["tft"]) and to_ben(["us"])
+    new_case_notice(network, "C1", ["tft"])  # relays follow the case, not the list: Ben still gets them
+    run_worker(network)
+    assert BEN in reply(network, KIM, "C1 a relay")

@@ -230,3 +230,29 @@ def test_the_open_form_sends_one_confirmation_per_address_per_hour(client, netwo
         assert client.post("/digest/subscribe", data=data).status_code == 200
         run_worker(network)
     assert [m.to for m in mail.sent] == ["reader@example.net"]
+
+
+def test_one_list_switched_to_digest_on_the_page(client, network, mail):
+    """Ben is on tft and us. With tft digest-only by email, a routine notice to tft reaches him in the digest
+    only; one to us (or to both) still comes by email; an urgent one to tft comes at once."""
+    def to_ben(lists, severity="routine"):
+        mail.sent.clear()
+        with transaction(network.sessions) as session:
+            notice_id = create_notice(session, kind="announcement", title="x", body="y", lists=lists,
+                                      severity=severity, channels="email").id
+        send_notice(network, notice_id)
+        run_worker(network)
+        return "ben@example.org" in {m.to for m in mail.sent}
+
+    page = client.get(page_of(network, BEN)).get_data(as_text=True)
+    assert 'name="email_digest_lists" value="tft"' in page and 'value="us"' in page
+    save(client, network, BEN, email_lists_shown="1", email_digest_lists="tft")
+    assert log(network, BEN) == [("email", "digest:tft", "web:preferences")]
+    assert not to_ben(["tft"])
+    assert to_ben(["us"]) and to_ben(["tft", "us"])
+    assert to_ben(["tft"], severity="urgent")
+    with network.sessions() as session:
+        assert session.scalar(select(DigestSubscription)).address == "ben@example.org"
+    save(client, network, BEN, email_lists_shown="1")  # unchecked: every message again
+    assert log(network, BEN)[-1] == ("email", "all:tft", "web:preferences")
+    assert to_ben(["tft"])

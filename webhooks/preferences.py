@@ -16,7 +16,9 @@ from flask import Blueprint, abort, current_app, render_template, request
 from relay import consent, fanout, ladder
 from relay.cases import CaseNotFound, get_case
 from relay.db import transaction
-from relay.models import DigestSubscription, Member, utcnow
+from sqlalchemy import select
+
+from relay.models import DigestSubscription, Member, MemberList, Membership, utcnow
 from relay.sending import dispatch_deliveries
 from relay.subscriptions import SubscriptionError, confirm, subscribe
 from relay.tokens import read_signed_id
@@ -84,6 +86,11 @@ def _apply_channel(session, member: Member, channel: str, form) -> int:
     for code in form.getlist(f"{channel}_unmute"):
         case = get_case(session, code)
         changes += ladder.unmute(session, member, channel, case.id, case.code, SOURCE)
+    if form.get(f"{channel}_lists_shown"):  # the list checkboxes were on the form: unchecked means every message
+        wanted = set(form.getlist(f"{channel}_digest_lists"))
+        for list_id, name in session.execute(select(MemberList.id, MemberList.name).join(
+                Membership, Membership.list_id == MemberList.id).where(Membership.member_id == member.id)).all():
+            changes += ladder.set_list_digest(session, member, channel, list_id, name, name in wanted, SOURCE)
     code = (form.get(f"{channel}_mute") or "").strip()
     if code:
         case = get_case(session, code)

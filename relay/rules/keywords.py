@@ -2,7 +2,7 @@
 so that anyone can always stop. They are commands, never relayed into a discussion.
 
 The rest of the consent ladder (relay/ladder.py) is also a whole-message command: MUTE C123,
-UNMUTE C123, PAUSE 24H, PAUSE 7D, DIGEST, URGENT ONLY. A message that only starts with one of these
+UNMUTE C123, PAUSE 24H, PAUSE 7D, DIGEST (or DIGEST <list>), URGENT ONLY. A message that only starts with one of these
 words ("mute the alarm in C12 ...") is not a command and goes on to the discussion."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ HELP_WORDS = frozenset({"HELP", "INFO"})
 _LADDER = (
     (re.compile(r"(UN)?MUTE\s+#?C?\s*(\d{1,9})"), lambda m: ("unmute" if m.group(1) else "mute", f"C{int(m.group(2))}")),
     (re.compile(r"PAUSE\s+(24\s*H|7\s*D)"), lambda m: ("pause", re.sub(r"\s", "", m.group(1)))),
-    (re.compile(r"DIGEST"), lambda m: ("digest", None)),
+    (re.compile(r"DIGEST(?:\s+([A-Z0-9][A-Z0-9_.-]{0,99}))?"), lambda m: ("digest", m.group(1))),
     (re.compile(r"URGENT\s*ONLY"), lambda m: ("urgent_only", None)),
 )
 

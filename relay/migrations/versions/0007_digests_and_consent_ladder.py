@@ -1,5 +1,5 @@
 """digests and the consent ladder: channel preferences (mode, pause, quiet hours), case mutes,
-digest subscriptions and one digest per subscription and period (UNIQUE)
+lists switched to digest, digest subscriptions and one digest per subscription and period (UNIQUE)
 
 Revision ID: 0007
 Revises: 0003
@@ -26,6 +26,17 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('member_id', 'case_id', 'channel')
+    )
+    op.create_table('list_digest_choices',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('list_id', sa.Integer(), nullable=False),
+    sa.Column('channel', sa.String(length=10), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['list_id'], ['member_lists.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('member_id', 'list_id', 'channel')
     )
     op.create_table('channel_preferences',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -85,4 +96,5 @@ def downgrade() -> None:
 
     op.drop_table('digest_subscriptions')
     op.drop_table('channel_preferences')
+    op.drop_table('list_digest_choices')
     op.drop_table('case_mutes')
