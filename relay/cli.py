@@ -557,6 +557,8 @@ def _money(value) -> str:
 def _preview_lines(p) -> list[str]:
     lines = [f"notice {p.notice_id} ({p.kind}, {p.severity}, {p.status}): {p.title}", f"link: {p.link}",
              f"recipients: {p.recipients} members; {p.channels['sms']} SMS, {p.channels['email']} emails"]
+    if p.held_back or p.waiting:  # issue 5: the consent ladder and quiet hours
+        lines.append(f"held back by preferences: {p.held_back}; waiting for quiet hours to end: {p.waiting}")
     if p.countries:
         lines.append("SMS by country:")
         lines += [f"  {c.country or '??'}  {c.recipients} recipients, {c.segments} segments at "

@@ -18,6 +18,9 @@ TASK_SWEEP = "relay.sweep"
 TASK_SEND_SCHEDULED = "relay.send_scheduled"
 TASK_FETCH_MEDIA = "relay.fetch_media"
 
+
+TASK_SEND_DIGESTS = "relay.send_digests"  # issue 5
+
 QUEUE_INBOUND = "inbound"
 QUEUE_OUTBOUND = "outbound"
 QUEUE_MAINTENANCE = "maintenance"
@@ -29,6 +32,7 @@ TASK_QUEUES = {
     TASK_SWEEP: QUEUE_MAINTENANCE,
     TASK_SEND_SCHEDULED: QUEUE_MAINTENANCE,
     TASK_FETCH_MEDIA: QUEUE_INBOUND,
+    TASK_SEND_DIGESTS: QUEUE_MAINTENANCE,
 }
 
 

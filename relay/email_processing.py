@@ -18,13 +18,17 @@ from .bounce_handling import record_bounces
 from .bounces import parse_report
 from .cases import create_case
 from .images import file_attachments
-from .consent import unsubscribe_by_token
+
+
 from .mail import LOOP_HEADER, list_id
 from .models import Case, InboundEvent, Member, utcnow
 from .providers.errors import BadWebhook
 from .providers.inbound_email import parse_inbound_email
 from .replies import visible_text
 from .permissions import ALLOWED
+
+
+from .subscriptions import unsubscribe
 from .rules.authorisation import POSTING_ROLES
 
 log = logging.getLogger(__name__)
@@ -51,8 +55,10 @@ def process_email_event(session: Session, settings, event: InboundEvent):
     for address in email.recipients:
         local, _, host = address.rpartition("@")
         if host == domain and local.startswith("unsubscribe+"):
-            member = unsubscribe_by_token(session, settings.secret(), local.split("+", 1)[1], "email:mailto")
-            return done("unsubscribed" if member else "rejected", "unsubscribe by mail" if member else "bad token")
+            # issue 5: list mail or a digest subscription, confirmed by one email (relay/subscriptions.py)
+            result = unsubscribe(session, settings, local.split("+", 1)[1], "email:mailto")
+            return done("unsubscribed" if result.found else "rejected",
+                        "unsubscribe by mail" if result.found else "bad token", rows=result.rows)
 
     fired.append("bounce")
     if is_bounce(email):

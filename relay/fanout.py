@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import ladder
 from .models import Delivery, Member, Participant, utcnow
 from .storage import insert_ignoring_conflicts
 
@@ -21,6 +22,9 @@ def delivery_ids_for(session: Session, keys: list[str]) -> list[int]:
 def plan(session: Session, rows: list[dict]) -> list[int]:
     """Insert delivery rows (skipping those that exist) and return the ids of all of them."""
     now = utcnow()
+    rows = ladder.shape_rows(session, rows, now)  # issue 5: mutes, pauses, digest/urgent-only, quiet hours
+    if not rows:
+        return []
     for row in rows:  # every row needs the same keys for one executemany
         for optional in ("post_id", "case_id", "member_id"):
             row.setdefault(optional, None)

@@ -111,8 +111,11 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     language = member.language if member else "en"
     unsubscribe_https, unsubscribe_mailto = unsubscribe_urls(settings, member.id)
     notice = notice_of(session, delivery)
+    from .digest_mail import preferences_url  # issue 5: every email links the member's preference page
+
     if delivery.post_id is None:  # a general notice: no case, no thread
         subject, template, context = notice_parts(settings, notice, None, language, unsubscribe_https, notice.body)
+        context["preferences_url"] = preferences_url(settings, member.id)
         references = []
         if notice.corrects_notice_id is not None:
             references = [notice_message_id(settings.secret(), notice.corrects_notice_id, settings.email_domain)]
@@ -133,6 +136,7 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
         context = dict(notice=False, code=case.code, title=case.title, url=url, text=post.body,
                        summary=case_summary(case), author=author.short_name if author else settings.network_name,
                        unsubscribe_url=unsubscribe_https)
+    context["preferences_url"] = preferences_url(settings, member.id)
     sender_name = settings.network_name if is_notice or author is None else f"{author.short_name} via {settings.network_name}"
     reply_to = formataddr((f"{case.code} {settings.network_name}", reply_address(settings, member.id, case.id)))
     return _message(settings, member, sender_name, subject, post.created_at,

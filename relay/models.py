@@ -442,3 +442,93 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column()
 
     member: Mapped[Member] = relationship()
+
+
+# --- issue 5: the consent ladder, quiet hours, digests (relay/ladder.py, relay/digests.py) ---
+
+
+class ChannelPreference(Base):
+    """A member's place on the consent ladder for one channel, below STOP (which stays on
+    Member.*_opted_out_at): every message, digest only or urgent only; a pause; quiet hours.
+    No row means the defaults (everything, no pause, quiet 22:00-07:00 local)."""
+
+    __tablename__ = "channel_preferences"
+    __table_args__ = (UniqueConstraint("member_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(10))  # sms | email
+    mode: Mapped[str] = mapped_column(String(20), default="all")  # all | digest | urgent_only
+    paused_until: Mapped[datetime | None] = mapped_column()
+    # Local HH:MM; equal means none; NULL means the default (RELAY_QUIET_HOURS, 22:00-07:00).
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CaseMute(Base):
+    """MUTE C123: that case's posts and notices never reach the member on the channel."""
+
+    __tablename__ = "case_mutes"
+    __table_args__ = (UniqueConstraint("member_id", "case_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DigestSubscription(Base):
+    """Someone who gets the digest on one address: a member switched to digest, or anyone who
+    subscribed on the web form (double opt-in; the time, address and form kept as evidence)."""
+
+    __tablename__ = "digest_subscriptions"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(10), default="email")  # email | sms
+    address: Mapped[str] = mapped_column(String(320))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    frequency: Mapped[str] = mapped_column(String(10), default="daily")  # daily | weekly
+    hour: Mapped[int] = mapped_column(Integer, default=7)  # local delivery hour
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | active | unsubscribed
+    consent_ip: Mapped[str] = mapped_column(String(64), default="")
+    consent_form: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column()
+    unsubscribed_at: Mapped[datetime | None] = mapped_column()
+
+
+class Digest(Base):
+    """One digest per subscription per period (a local date, or an ISO week): the UNIQUE
+    constraint is what makes a retried task or two beat processes build it once."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("subscription_id", "period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("digest_subscriptions.id", ondelete="CASCADE"))
+    period: Mapped[str] = mapped_column(String(20))  # 2026-11-28 | 2026-W48
+    window_start: Mapped[datetime] = mapped_column()
+    window_end: Mapped[datetime] = mapped_column()
+    items: Mapped[int] = mapped_column(Integer, default=0)  # 0: nothing new, nothing sent
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ListDigestChoice(Base):
+    """A member's "digest only" for one list on one channel: routine notices sent only to lists the member
+    chose this for reach them in the digest instead (relays follow cases, not lists, and are unaffected)."""
+
+    __tablename__ = "list_digest_choices"
+    __table_args__ = (UniqueConstraint("member_id", "list_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    list_id: Mapped[int] = mapped_column(ForeignKey("member_lists.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

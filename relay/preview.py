@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from .digest_mail import preferences_url
 from .mail import notice_parts, render_email_text, unsubscribe_urls
 from .models import Case, Member, utcnow
 from .notice_plan import audience, channels_of, link, post_body, sms_text
@@ -68,6 +69,8 @@ class NoticePreview:
     email: tuple[EmailRendering, ...]
     estimated_cost_usd: Decimal | None
     warnings: tuple[str, ...] = ()
+    held_back: int = 0  # issue 5: deliveries the members' ladders refuse (muted, paused, digest, urgent only)
+    waiting: int = 0  # issue 5: deliveries that would wait for the end of the member's quiet hours
 
     def as_dict(self) -> dict:
         """The preview as JSON-ready values (money as numbers in US dollars)."""
@@ -155,14 +158,18 @@ def preview_notice(session: Session, settings, notice_id: int) -> NoticePreview:
         sample = next(r for r in email_to if r.language == language)
         unsubscribe = unsubscribe_urls(settings, sample.member_id)[0]
         subject, template, context = notice_parts(settings, notice, case, language, unsubscribe, body)
+        context["preferences_url"] = preferences_url(settings, sample.member_id)  # issue 5, as relay/mail.py
         emails.append(EmailRendering(language, sum(r.language == language for r in email_to),
                                      _address(session, sample.member_id), subject,
                                      render_email_text(settings, template, language, context)))
     if notice.expires_at is not None and notice.expires_at <= utcnow():
         warnings.append(f"the notice expired at {notice.expires_at.isoformat()}: it will not be sent")
+    from .ladder import preview_counts  # issue 5
+
+    held_back, waiting = preview_counts(session, recipients, notice.severity == "urgent", notice.case_id)
     return NoticePreview(notice.id, notice.kind, notice.status, notice.severity, notice.title, link(settings, case),
                          len(recipients), {"sms": len(sms_to), "email": len(email_to)}, countries, tuple(sms),
-                         tuple(emails), cost, tuple(warnings))
+                         tuple(emails), cost, tuple(warnings), held_back, waiting)
 
 
 def _address(session: Session, member_id: int) -> str:

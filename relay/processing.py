@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import consent, fanout, mms_media, threads
+from . import consent, fanout, ladder, ladder_sms, mms_media, threads
 from .db import transaction
 from .dispatch import dispatch_safely
 from .inbound import count_attempt
@@ -99,9 +99,12 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
             consent.opt_out_sms(session, member, source=source)
         elif verdict.command == "start":
             consent.opt_in_sms(session, member, source=source)
+            ladder.resume(session, member, "sms", source)  # issue 5: START also ends pause, digest, urgent-only
             plan.reply("start")
         elif verdict.command == "help":
             plan.reply("help", library=f"{settings.public_base_url}/library/")
+        else:  # issue 5: MUTE, UNMUTE, PAUSE, DIGEST, URGENT ONLY (relay/ladder_sms.py)
+            ladder_sms.apply(session, settings, member, verdict, source, plan)
     elif verdict.action == ACCEPT:
         outcome, post_id = _accept(session, settings, event, member, message.body, plan)
 

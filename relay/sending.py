@@ -12,7 +12,7 @@ from typing import Sequence
 
 from sqlalchemy import select, update
 
-from . import consent, hold
+from . import consent, digest_mail, hold
 from .db import transaction
 from .deliveries import ACCEPTED, FAILED, OPTED_OUT, QUEUED, SENDING, claim, move
 from .dispatch import dispatch_safely
@@ -96,6 +96,8 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
 
 
 def _outbound(session, settings, delivery: Delivery) -> OutboundMessage:
+    if delivery.channel == "email" and delivery.purpose in digest_mail.PURPOSES:  # issue 5: digests and
+        return digest_mail.outbound(session, settings, delivery)  # subscription emails (relay/digest_mail.py)
     if delivery.channel == "email" and (delivery.post_id is not None or delivery.purpose == "notice"):
         from .mail import compose
 

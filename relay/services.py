@@ -51,5 +51,7 @@ def build_services(settings: Settings | None = None, *, dispatcher: Dispatcher |
         dispatcher = CeleryDispatcher(make_celery_producer(settings))
     if senders is None:
         senders = senders_for(settings)
-    return Services(settings=settings, engine=engine, sessions=make_session_factory(engine),
+    sessions = make_session_factory(engine)
+    sessions.kw["info"] = {"quiet_hours": settings.quiet_hours}  # issue 5: read by relay/ladder.py
+    return Services(settings=settings, engine=engine, sessions=sessions,
                     dispatcher=dispatcher, senders=senders)

@@ -45,6 +45,18 @@ def parse_bool(text: str, name: str) -> bool | None:
     raise SettingsError(f"{name}: expected true or false, got {text!r}")
 
 
+def parse_quiet_hours(text: str, name: str = "RELAY_QUIET_HOURS") -> str:
+    """'22:00-07:00' (local start-end, may cross midnight) or 'off'."""
+    text = (text or "").strip().lower()
+    if text in ("off", "none"):
+        return "off"
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)", text)
+    if not match:
+        raise SettingsError(f"{name}: expected quiet hours like 22:00-07:00 or off, got {text!r}")
+    a, b, c, d = match.groups()
+    return f"{int(a):02d}:{b}-{int(c):02d}:{d}"
+
+
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
@@ -88,12 +100,11 @@ class Settings:
     max_image_bytes: int = 10 * 1024 * 1024
     media_fetch_attempts: int = 6
     intake_address: str = ""
-
-
     # Console and library sign-in (webhooks/auth.py). None: Secure unless the public base is http://.
     session_cookie_secure: bool | None = None
     session_idle_timeout: timedelta = timedelta(minutes=30)
     signin_rate_limit: str = "10/minute;50/hour"
+    quiet_hours: str = "22:00-07:00"  # issue 5: members' default quiet hours, local; "off" for none
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -142,11 +153,10 @@ class Settings:
             media_fetch_attempts=parse_int(get("MEDIA_FETCH_ATTEMPTS"), "RELAY_MEDIA_FETCH_ATTEMPTS",
                                            cls.media_fetch_attempts, minimum=1),
             intake_address=get("INTAKE_ADDRESS").lower(),
-
-
             session_cookie_secure=parse_bool(get("SESSION_COOKIE_SECURE"), "RELAY_SESSION_COOKIE_SECURE"),
             session_idle_timeout=parse_duration(get("SESSION_IDLE_TIMEOUT") or "30m", "RELAY_SESSION_IDLE_TIMEOUT"),
             signin_rate_limit=get("SIGNIN_RATE_LIMIT") or cls.signin_rate_limit,
+            quiet_hours=parse_quiet_hours(get("QUIET_HOURS") or cls.quiet_hours),
             hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", cls.hard_bounce_limit,
                                         minimum=1),
         )

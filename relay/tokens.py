@@ -80,3 +80,20 @@ def post_of_message_id(secret: str, message_id: str) -> int | None:
         return None
     post_id, domain = int(match.group(1)), match.group(3)
     return post_id if _check(secret, "post", match.group(2), post_id, domain) else None
+
+
+# issue 5: signed links to a member's preference page and to confirm a digest subscription.
+_SIGNED_ID = re.compile(r"^(\d{1,12})-([a-z2-7]{%d})$" % _SIG_CHARS)
+
+
+def signed_id(secret: str, purpose: str, ident: int) -> str:
+    """`<id>-<signature>`, good only for `purpose` ("preferences", "confirm-digest")."""
+    return f"{ident}-{_sign(secret, purpose, ident)}"
+
+
+def read_signed_id(secret: str, purpose: str, token: str) -> int | None:
+    match = _SIGNED_ID.match((token or "").strip().lower())
+    if not match:
+        return None
+    ident = int(match.group(1))
+    return ident if _check(secret, purpose, match.group(2), ident) else None

@@ -53,3 +53,16 @@ def test_dev_signing_token_is_stable_and_secret(tmp_path):
     token = settings.signing_token()
     assert len(token) == 32 and token == settings.signing_token()
     assert Settings.from_env({"RELAY_VAR_DIR": str(tmp_path), "RELAY_TWILIO_AUTH_TOKEN": "x"}).signing_token() == "x"
+
+
+def test_quiet_hours_setting():
+    """issue 5: RELAY_QUIET_HOURS is HH:MM-HH:MM or off, and a bad value names the variable."""
+    import pytest
+
+    from relay.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).quiet_hours == "22:00-07:00"
+    assert Settings.from_env({"RELAY_QUIET_HOURS": "23:30-6:00"}).quiet_hours == "23:30-06:00"
+    assert Settings.from_env({"RELAY_QUIET_HOURS": "OFF"}).quiet_hours == "off"
+    with pytest.raises(SettingsError, match="RELAY_QUIET_HOURS"):
+        Settings.from_env({"RELAY_QUIET_HOURS": "late"})

@@ -46,10 +46,11 @@ def test_one_click_post_unsubscribes_at_once(client, network, mail, as_multipart
     with network.sessions() as session:
         log = session.scalars(select(ConsentEvent)).all()
     assert [(e.channel, e.action, e.source) for e in log] == [("email", "opt_out", "email:one-click")]
-    # Effective immediately: the next notice reaches Alice by SMS only.
+    # Effective immediately: the next notice reaches Alice by SMS only; her one email is the confirmation.
     new_case_notice(network, "C1", ["tft"])
     run_worker(network)
-    assert "alice@example.org" not in {m.to for m in mail.sent}
+    to_alice = [m for m in mail.sent if m.to == "alice@example.org"]
+    assert len(to_alice) == 1 and b"Subject: You are unsubscribed from relay email" in to_alice[0].raw
 
 
 def test_a_forged_or_foreign_token_is_refused(client, network):
@@ -60,9 +61,11 @@ def test_a_forged_or_foreign_token_is_refused(client, network):
     assert member(network, ALICE).email_opted_out_at is None
 
 
-def test_unsubscribing_twice_is_harmless(client, network):
+def test_unsubscribing_twice_is_harmless(client, network, mail):
     token = token_for(network, ALICE)
     for _ in range(2):
         assert client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        run_worker(network)
     with network.sessions() as session:
         assert len(session.scalars(select(ConsentEvent)).all()) == 1
+    assert [m.to for m in mail.sent] == ["alice@example.org"]  # confirmed by exactly one email

@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.jinja_loader = FileSystemLoader([str(settings.templates_dir / "web"), str(settings.templates_dir)])
     app.extensions["relay"] = services or build_services(settings)
 
-    from . import api, auth, console, email, library, ops, twilio, unsubscribe
+    from . import api, auth, console, email, library, ops, preferences, twilio, unsubscribe
 
     auth.configure_sessions(app, settings)
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(api.blueprint)
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(console.blueprint)
+    app.register_blueprint(preferences.blueprint)  # issue 5: preference page, digest subscription
     _rate_limits(app, settings)
 
     @app.errorhandler(DBAPIError)

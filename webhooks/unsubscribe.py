@@ -1,14 +1,17 @@
 """RFC 8058 one-click unsubscribe: a POST with List-Unsubscribe=One-Click unsubscribes at once (no
 cookies, no confirmation page); a GET only shows a page with a button, because link scanners
-prefetch every URL in a message."""
+prefetch every URL in a message. The token says what ends: a member's list mail, or a digest
+subscription (issue 5, relay/subscriptions.py); either way one confirmation email goes out, once."""
 from __future__ import annotations
 
 import logging
 
 from flask import Blueprint, abort, current_app, render_template, request
 
-from relay.consent import unsubscribe_by_token
+from relay import fanout
 from relay.db import transaction
+from relay.sending import dispatch_deliveries
+from relay.subscriptions import unsubscribe as apply_unsubscribe
 from relay.tokens import read_unsubscribe_token
 
 log = logging.getLogger("relay.web.unsubscribe")
@@ -18,9 +21,10 @@ blueprint = Blueprint("unsubscribe", __name__)
 @blueprint.get("/unsubscribe/<token>")
 def confirm(token: str):
     services = current_app.extensions["relay"]
-    if read_unsubscribe_token(services.settings.secret(), token) is None:
+    found = read_unsubscribe_token(services.settings.secret(), token)
+    if found is None:
         abort(404, "this unsubscribe link is not valid")
-    return render_template("unsubscribe.html", token=token, done=False)
+    return render_template("unsubscribe.html", token=token, done=False, scope=found[1])
 
 
 @blueprint.post("/unsubscribe/<token>")
@@ -29,9 +33,11 @@ def unsubscribe(token: str):
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     source = "email:one-click" if one_click else "email:unsubscribe-page"
     with transaction(services.sessions) as session:
-        member = unsubscribe_by_token(session, services.settings.secret(), token, source)
-        member_id = member.id if member else None
-    if member_id is None:
+        result = apply_unsubscribe(session, services.settings, token, source)
+        ids = fanout.plan(session, result.rows) if result.rows else []
+    if not result.found:
         abort(404, "this unsubscribe link is not valid")
-    log.info("member %s unsubscribed from email (%s)", member_id, source)
-    return render_template("unsubscribe.html", token=token, done=True)
+    dispatch_deliveries(services, ids)
+    scope = read_unsubscribe_token(services.settings.secret(), token)[1]
+    log.info("unsubscribed (%s, %s)", scope, source)
+    return render_template("unsubscribe.html", token=token, done=True, scope=scope)

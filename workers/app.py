@@ -3,12 +3,14 @@ call create_celery() and run it in-process."""
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 
-from relay.dispatch import QUEUE_MAINTENANCE, TASK_SEND_SCHEDULED, TASK_SWEEP, celery_config
+from relay.dispatch import QUEUE_MAINTENANCE, TASK_SEND_DIGESTS, TASK_SEND_SCHEDULED, TASK_SWEEP, celery_config
 from relay.settings import Settings
 
 SWEEP_EVERY_SECONDS = 30.0
 SCHEDULED_NOTICES_EVERY_SECONDS = 30.0
+DIGESTS_EVERY_SECONDS = 15 * 60.0  # issue 5: every zone's delivery hour starts on a quarter hour (+5:45, +12:45)
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -21,6 +23,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
         "send-scheduled-notices": {"task": TASK_SEND_SCHEDULED, "schedule": SCHEDULED_NOTICES_EVERY_SECONDS,
                                    "options": {"queue": QUEUE_MAINTENANCE,
                                                "expires": SCHEDULED_NOTICES_EVERY_SECONDS}},
+        "send-digests": {"task": TASK_SEND_DIGESTS, "schedule": crontab(minute="*/15"),
+                         "options": {"queue": QUEUE_MAINTENANCE, "expires": DIGESTS_EVERY_SECONDS}},
     }
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     app.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")

@@ -25,5 +25,6 @@ class RuleContext:
 class Verdict:
     action: str  # accept | discard | reject | command
     reason: str
-    command: str | None = None  # stop | start | help, with action == command
+    command: str | None = None  # stop | start | help | mute | unmute | pause | digest | urgent_only
+    argument: str | None = None  # the case code of MUTE C123, the length of PAUSE 24H
     reply: str | None = None  # name of an SMS template to answer the sender with

@@ -1,14 +1,14 @@
 """per-member API tokens: only the SHA-256 of each token, a short public prefix, and its times
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-27
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,249 @@
+"""Digests: one message per subscriber per period (a local day, or an ISO week delivered on Monday) at
+the subscriber's local delivery hour in their IANA zone, grouped by case: new cases, guideline
+changes, cases with new discussion (post count and the latest posts shortened), and notices that
+expired before quiet hours let them through — each linking to the library.
+
+Beat runs `run_digests` every 15 minutes. A subscriber is due when their period's local delivery
+time has come and that period has no digest yet. Exactly once: the digest row (UNIQUE on subscription
+and period) and its delivery are written in one transaction with INSERT ... ON CONFLICT DO NOTHING,
+so a retried task or a second beat process finds the row and does nothing. An empty digest is still
+recorded (items = 0), so nothing is sent and the next one starts where it ended."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import fanout
+from .db import transaction
+from .ladder import muted_case_ids, zone
+from .mail import _render
+from .models import Case, Delivery, Digest, DigestSubscription, Member, Notice, Post, Thread, utcnow
+from .notice_refs import notice_of
+from .sending import dispatch_deliveries
+from .storage import insert_if_new
+from .texts import fit_sms, render_sms
+
+log = logging.getLogger(__name__)
+
+LATEST_POSTS = 3
+SHORT = 160
+
+
+def due_period(sub: DigestSubscription, now: datetime) -> tuple[str, datetime] | None:
+    """(period key, its delivery time in UTC) when the subscriber's current period is due, else None.
+    Daily: the local date at `hour`. Weekly: the ISO week, on its Monday at `hour`. A period whose
+    delivery time came before the subscription was confirmed waits for the next one."""
+    tz = zone(sub.timezone)
+    local = now.astimezone(tz)
+    day = local.date() if sub.frequency == "daily" else local.date() - timedelta(days=local.weekday())
+    moment = datetime.combine(day, time(sub.hour), tzinfo=tz).astimezone(now.tzinfo)
+    if now < moment or (sub.confirmed_at is not None and sub.confirmed_at > moment):
+        return None
+    if sub.frequency == "daily":
+        return day.isoformat(), moment
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}", moment
+
+
+@dataclass
+class Discussion:
+    code: str
+    title: str
+    url: str
+    count: int
+    latest: list[tuple[str, str]]  # (author, shortened text), newest last
+
+
+@dataclass
+class Content:
+    new_cases: list[tuple[str, str, str]] = field(default_factory=list)  # (code, title, url)
+    guidelines: list[tuple[str, str]] = field(default_factory=list)  # (title, url)
+    discussions: list[Discussion] = field(default_factory=list)
+    missed: list[tuple[str, str]] = field(default_factory=list)  # (title, url)
+
+    @property
+    def items(self) -> int:
+        return len(self.new_cases) + len(self.guidelines) + len(self.discussions) + len(self.missed)
+
+
+def _short(text: str) -> str:
+    line = " ".join((text or "").split())
+    return line if len(line) <= SHORT else line[:SHORT - 1].rstrip() + "…"
+
+
+def build_content(session: Session, settings, sub: DigestSubscription, start: datetime, end: datetime) -> Content:
+    """What is new in [start, end) for this subscriber: members see members-only cases, others only
+    public ones; a member's muted cases are left out."""
+    content = Content()
+    member = session.get(Member, sub.member_id) if sub.member_id else None
+    visible = [Case.status != "draft"]
+    if member is None:
+        visible.append(Case.visibility == "public")
+    muted = muted_case_ids(session, member.id, sub.channel) if member else set()
+    published = func.coalesce(Case.published_at, Case.created_at)
+    for case in session.scalars(select(Case).where(*visible, published >= start, published < end)
+                                .order_by(Case.number)):
+        if case.id not in muted:
+            content.new_cases.append((case.code, case.title, settings.case_url(case.code)))
+    for notice in session.scalars(select(Notice).where(Notice.kind == "guideline", Notice.status == "sent",
+                                                       Notice.sent_at >= start, Notice.sent_at < end)
+                                  .order_by(Notice.sent_at, Notice.id)):
+        case = session.get(Case, notice.case_id) if notice.case_id else None
+        if case is not None and (case.id in muted or (member is None and case.visibility != "public")):
+            continue
+        content.guidelines.append((notice.title, settings.case_url(case.code) if case else settings.library_url))
+    posts = session.execute(
+        select(Post, Case).join(Thread, Thread.id == Post.thread_id).join(Case, Case.id == Thread.case_id)
+        .where(*visible, Post.kind == "reply", Post.created_at >= start, Post.created_at < end)
+        .order_by(Case.number, Post.id)).all()
+    by_case: dict[int, Discussion] = {}
+    for post, case in posts:
+        if case.id in muted:
+            continue
+        found = by_case.setdefault(case.id, Discussion(case.code, case.title, settings.case_url(case.code), 0, []))
+        found.count += 1
+        author = session.get(Member, post.author_id).short_name if post.author_id else settings.network_name
+        found.latest = (found.latest + [(author, _short(post.body))])[-LATEST_POSTS:]
+    content.discussions = list(by_case.values())
+    if member is not None:  # notices that expired while quiet hours held them back
+        for delivery in session.scalars(select(Delivery).where(
+                Delivery.member_id == member.id, Delivery.error_code == "expired",
+                Delivery.updated_at >= start, Delivery.updated_at < end).order_by(Delivery.id)):
+            notice = notice_of(session, delivery)
+            if notice is not None and notice.title not in {t for t, _ in content.missed}:
+                case = session.get(Case, notice.case_id) if notice.case_id else None
+                content.missed.append((notice.title, settings.case_url(case.code) if case else settings.library_url))
+    return content
+
+
+def render(settings, sub: DigestSubscription, content: Content, period: str, language: str,
+           unsubscribe_url: str, preferences_url: str | None) -> tuple[str, str, str]:
+    """Subject, text part and HTML part (the SMS digest is one text: see sms_text)."""
+    label = "weekly digest" if sub.frequency == "weekly" else "digest"
+    subject = f"{settings.network_name} {label} {period}: " + ", ".join(
+        part for part in (
+            f"{len(content.new_cases)} new case{'s' * (len(content.new_cases) != 1)}" if content.new_cases else "",
+            f"{sum(d.count for d in content.discussions)} new posts" if content.discussions else "",
+            f"{len(content.guidelines)} guideline change{'s' * (len(content.guidelines) != 1)}"
+            if content.guidelines else "",
+            f"{len(content.missed)} missed notice{'s' * (len(content.missed) != 1)}" if content.missed else "",
+        ) if part)
+    context = dict(network=settings.network_name, period=period, content=content, library=settings.library_url,
+                   unsubscribe_url=unsubscribe_url, preferences_url=preferences_url, label=label)
+    return (subject, _render(settings.templates_dir, "digest.txt", language, **context),
+            _render(settings.templates_dir, "digest.html", language, **context))
+
+
+def sms_text(settings, content: Content, language: str) -> str:
+    posts = sum(d.count for d in content.discussions)
+    text = render_sms(settings.templates_dir, "digest", language, network=settings.network_name,
+                      new_cases=len(content.new_cases), posts=posts, cases=len(content.discussions),
+                      guidelines=len(content.guidelines), missed=len(content.missed),
+                      codes=" ".join(c for c, _, _ in content.new_cases[:5]), library=settings.library_url)
+    return fit_sms(text, settings.library_url, limit=160 if text.isascii() else 70)
+
+
+@dataclass(frozen=True)
+class DigestRun:
+    due: int
+    built: int
+    sent: int
+    delivery_ids: tuple[int, ...] = ()
+
+
+def _reachable(member: Member | None, channel: str) -> bool:
+    if member is None:
+        return True
+    if channel == "sms":
+        return member.active and member.sms_opted_out_at is None
+    return member.active and member.email_opted_out_at is None and member.email_suspended_at is None
+
+
+def build_digest(services, subscription_id: int, period: str, now: datetime) -> list[int]:
+    """Build and plan one subscriber's digest for the period, exactly once; the delivery ids planned."""
+    from .digest_mail import digest_unsubscribe_url, preferences_url
+
+    settings = services.settings
+    with transaction(services.sessions) as session:
+        sub = session.get(DigestSubscription, subscription_id)
+        if sub is None or sub.status != "active":
+            return []
+        start = session.scalar(select(func.max(Digest.window_end)).where(Digest.subscription_id == sub.id))
+        start = start or sub.confirmed_at or sub.created_at
+        content = build_content(session, settings, sub, start, now)
+        member = session.get(Member, sub.member_id) if sub.member_id else None
+        language = member.language if member else "en"
+        subject = text = html = ""
+        if content.items:
+            if sub.channel == "sms":
+                text = sms_text(settings, content, language)
+            else:
+                subject, text, html = render(settings, sub, content, period, language,
+                                             digest_unsubscribe_url(settings, sub.id),
+                                             preferences_url(settings, member.id) if member else None)
+        digest_id = insert_if_new(session, Digest.__table__, {
+            "subscription_id": sub.id, "period": period, "window_start": start, "window_end": now,
+            "items": content.items, "subject": subject[:300], "text": text, "html": html, "created_at": now})
+        if digest_id is None:  # another beat process or a retried task built it
+            return []
+        if not content.items or not _reachable(member, sub.channel):
+            return []
+        return fanout.plan(session, [{
+            "dedupe_key": f"digest:{digest_id}", "purpose": "digest", "channel": sub.channel,
+            "member_id": sub.member_id, "to_address": sub.address, "body": text, "created_at": now}])
+
+
+def drop_expired_waiting(session: Session, now: datetime) -> int:
+    """Notice deliveries held back (quiet hours, or a retry) whose notice has expired are dropped now —
+    failed with error code "expired", stamped at the expiry — so the next digest lists them as missed."""
+    from .deliveries import FAILED, QUEUED, move
+
+    dropped = 0
+    waiting = session.scalars(select(Delivery).where(Delivery.status == QUEUED, Delivery.purpose == "notice",
+                                                     Delivery.next_attempt_at.is_not(None))
+                              .order_by(Delivery.id).with_for_update(skip_locked=True))
+    for delivery in waiting:
+        notice = notice_of(session, delivery)
+        if notice is not None and notice.expires_at is not None and notice.expires_at <= now:
+            move(session, delivery, FAILED, error_code="expired", updated_at=notice.expires_at,
+                 error_message=f"notice {notice.id} expired at {notice.expires_at.isoformat()} during quiet hours")
+            dropped += 1
+    return dropped
+
+
+def run_digests(services, now: datetime | None = None) -> DigestRun:
+    """Every active subscriber whose period is due and has no digest yet gets one (beat, every 15 min)."""
+    now = now or utcnow()
+    with transaction(services.sessions) as session:
+        dropped = drop_expired_waiting(session, now)
+    if dropped:
+        log.info("digests: %s waiting notice deliveries expired during quiet hours", dropped)
+    with services.sessions() as session:
+        subs = list(session.scalars(select(DigestSubscription).where(DigestSubscription.status == "active")
+                                    .order_by(DigestSubscription.id)))
+        due = [(sub.id, found[0]) for sub in subs if (found := due_period(sub, now)) is not None]
+        done: set[tuple[int, str]] = set()
+        for start in range(0, len(due), 500):
+            chunk = due[start:start + 500]
+            done.update(session.execute(select(Digest.subscription_id, Digest.period).where(
+                Digest.subscription_id.in_([s for s, _ in chunk]),
+                Digest.period.in_({p for _, p in chunk}))).all())
+    todo = [(s, p) for s, p in due if (s, p) not in done]
+    ids: list[int] = []
+    built = 0
+    for subscription_id, period in todo:
+        try:
+            planned = build_digest(services, subscription_id, period, now)
+        except Exception:  # one broken subscriber must not hold back the others; the next run retries it
+            log.exception("digest for subscription %s (%s) failed", subscription_id, period)
+            continue
+        built += 1
+        ids.extend(planned)
+    dispatch_deliveries(services, ids)
+    if todo:
+        log.info("digests: %s due, %s built, %s sent", len(todo), built, len(ids))
+    return DigestRun(len(todo), built, len(ids), tuple(ids))

@@ -1,0 +1,172 @@
+"""Web pages of issue 5, thin over relay/ladder.py and relay/subscriptions.py.
+
+/preferences/<token>: a member's ladder on each channel, reached from every email by a signed link (no
+password). The form posts back to the same signed URL: the token an attacker cannot know is what
+protects the POST (no cookies, so nothing for a forged cross-site request to ride on). Each change is
+logged by the core and confirmed by one email.
+
+/digest/subscribe and /digest/confirm/<token>: the double opt-in. The confirmation link only shows a
+button (link scanners prefetch every URL in an email); the POST confirms."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, current_app, render_template, request
+
+from relay import consent, fanout, ladder
+from relay.cases import CaseNotFound, get_case
+from relay.db import transaction
+from sqlalchemy import select
+
+from relay.models import DigestSubscription, Member, MemberList, Membership, utcnow
+from relay.sending import dispatch_deliveries
+from relay.subscriptions import SubscriptionError, confirm, subscribe
+from relay.tokens import read_signed_id
+
+log = logging.getLogger("relay.web.preferences")
+blueprint = Blueprint("preferences", __name__)
+
+SOURCE = "web:preferences"
+MODES = ("all", "digest", "urgent_only", "stop")
+
+
+def _services():
+    return current_app.extensions["relay"]
+
+
+def _member_id(token: str) -> int:
+    member_id = read_signed_id(_services().settings.secret(), "preferences", token)
+    if member_id is None:
+        abort(404, "this preference link is not valid")
+    return member_id
+
+
+@blueprint.get("/preferences/<token>")
+def show(token: str):
+    member_id = _member_id(token)
+    with _services().sessions() as session:
+        member = session.get(Member, member_id)
+        if member is None:
+            abort(404, "this preference link is not valid")
+        state = ladder.describe(session, member)
+        subs = session.query(DigestSubscription).filter_by(member_id=member.id, status="active").all()
+    return render_template("preferences.html", token=token, member=member, state=state, subs=subs, saved=False)
+
+
+def _apply_channel(session, member: Member, channel: str, form) -> int:
+    """Apply one channel's part of the form; the number of changes made."""
+    changes = 0
+    mode = form.get(f"{channel}_mode", "")
+    stopped = (member.sms_opted_out_at if channel == "sms" else member.email_opted_out_at) is not None
+    if mode and mode not in MODES:
+        raise ladder.LadderError(f"{channel}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "stop":
+        stop = consent.opt_out_sms if channel == "sms" else consent.opt_out_email
+        changes += stop(session, member, SOURCE)
+    elif mode:
+        if stopped and channel == "email":
+            changes += consent.opt_in_email(session, member, SOURCE)
+        # SMS STOP is lifted only by the member's own START text: the carrier blocks us until then.
+        changes += ladder.set_mode(session, member, channel, mode, SOURCE)
+    pause = form.get(f"{channel}_pause", "")
+    if pause in ladder.PAUSES:
+        ladder.pause(session, member, channel, ladder.PAUSES[pause], SOURCE)
+        changes += 1
+    elif pause == "end":
+        pref = ladder.preference(session, member.id, channel)
+        if pref.paused_until is not None:
+            pref.paused_until = None
+            ladder._log(session, member.id, channel, "unpause", SOURCE)
+            changes += 1
+    elif pause:
+        raise ladder.LadderError(f"{channel}: pause must be 24H, 7D or end, got {pause!r}")
+    start, end = form.get(f"{channel}_quiet_start"), form.get(f"{channel}_quiet_end")
+    if start and end:
+        changes += ladder.set_quiet_hours(session, member, channel, start, end, SOURCE)
+    for code in form.getlist(f"{channel}_unmute"):
+        case = get_case(session, code)
+        changes += ladder.unmute(session, member, channel, case.id, case.code, SOURCE)
+    if form.get(f"{channel}_lists_shown"):  # the list checkboxes were on the form: unchecked means every message
+        wanted = set(form.getlist(f"{channel}_digest_lists"))
+        for list_id, name in session.execute(select(MemberList.id, MemberList.name).join(
+                Membership, Membership.list_id == MemberList.id).where(Membership.member_id == member.id)).all():
+            changes += ladder.set_list_digest(session, member, channel, list_id, name, name in wanted, SOURCE)
+    code = (form.get(f"{channel}_mute") or "").strip()
+    if code:
+        case = get_case(session, code)
+        changes += ladder.mute(session, member, channel, case.id, case.code, SOURCE)
+    return changes
+
+
+@blueprint.post("/preferences/<token>")
+def change(token: str):
+    services = _services()
+    member_id = _member_id(token)
+    try:
+        with transaction(services.sessions) as session:
+            member = session.get(Member, member_id, with_for_update=True)
+            if member is None:
+                abort(404, "this preference link is not valid")
+            changes = sum(_apply_channel(session, member, channel, request.form) for channel in ladder.CHANNELS)
+            ids = []
+            if changes and member.email:
+                ids = fanout.plan(session, [{
+                    "dedupe_key": f"preferences:{member.id}:{utcnow().timestamp():.6f}",
+                    "purpose": "preferences_changed", "channel": "email", "member_id": member.id,
+                    "to_address": member.email, "body": ""}])
+    except (ladder.LadderError, CaseNotFound) as exc:
+        log.warning("preferences of member %s: refused: %s", member_id, exc)
+        abort(400, str(exc))
+    dispatch_deliveries(services, ids)
+    log.info("preferences of member %s: %s change(s)", member_id, changes)
+    with services.sessions() as session:
+        member = session.get(Member, member_id)
+        state = ladder.describe(session, member)
+        subs = session.query(DigestSubscription).filter_by(member_id=member.id, status="active").all()
+    return render_template("preferences.html", token=token, member=member, state=state, subs=subs,
+                           saved=True, changes=changes)
+
+
+@blueprint.get("/digest/subscribe")
+def subscribe_form():
+    return render_template("subscribe.html", done=False, error=None, form={})
+
+
+@blueprint.post("/digest/subscribe")
+def subscribe_post():
+    services = _services()
+    form = {key: request.form.get(key, "") for key in ("email", "frequency", "timezone", "hour")}
+    try:
+        with transaction(services.sessions) as session:
+            sub, row = subscribe(session, email=form["email"], timezone=form["timezone"], frequency=form["frequency"],
+                                 hour=form["hour"] or "7", ip=request.remote_addr or "",
+                                 form={**form, "page": "/digest/subscribe"})
+            ids = fanout.plan(session, [row]) if row else []
+    except SubscriptionError as exc:
+        log.warning("digest subscription refused: %s", exc)
+        return render_template("subscribe.html", done=False, error=str(exc), form=form), 400
+    dispatch_deliveries(services, ids)
+    return render_template("subscribe.html", done=True, error=None, form=form)
+
+
+def _subscription_id(token: str) -> int:
+    found = read_signed_id(_services().settings.secret(), "confirm-digest", token)
+    if found is None:
+        abort(404, "this confirmation link is not valid")
+    return found
+
+
+@blueprint.get("/digest/confirm/<token>")
+def confirm_page(token: str):
+    _subscription_id(token)
+    return render_template("subscribe_confirm.html", token=token, done=False)
+
+
+@blueprint.post("/digest/confirm/<token>")
+def confirm_post(token: str):
+    services = _services()
+    with transaction(services.sessions) as session:
+        sub = confirm(session, _subscription_id(token))
+        if sub is None:
+            abort(404, "this confirmation link is not valid")
+    return render_template("subscribe_confirm.html", token=token, done=True)
