@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install migrate demo clean
+.PHONY: up test install migrate demo clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,7 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# `make bench` measures relay against the raw limits of this machine (bench/run.py; BENCH_QUICK=1: smaller).
+bench: $(STAMP)
+	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m bench.run

@@ -7,24 +7,27 @@ which re-dispatches anything committed but never picked up."""
 from __future__ import annotations
 
 import logging
-from typing import Protocol, Sequence
+from typing import Iterable, Protocol, Sequence
 
 log = logging.getLogger(__name__)
 
 TASK_PROCESS_INBOUND = "relay.process_inbound"
 TASK_APPLY_STATUS = "relay.apply_status"
 TASK_DELIVER = "relay.deliver"
+TASK_DELIVER_BATCH = "relay.deliver_batch"
 TASK_SWEEP = "relay.sweep"
 TASK_SEND_SCHEDULED = "relay.send_scheduled"
 
 QUEUE_INBOUND = "inbound"
-QUEUE_OUTBOUND = "outbound"
+QUEUE_OUTBOUND = "outbound"  # one delivery a task: relayed replies, confirmations, retries
+QUEUE_BULK = "bulk"  # batches of a broadcast: a big one never holds up the outbound queue
 QUEUE_MAINTENANCE = "maintenance"
 
 TASK_QUEUES = {
     TASK_PROCESS_INBOUND: QUEUE_INBOUND,
     TASK_APPLY_STATUS: QUEUE_INBOUND,
     TASK_DELIVER: QUEUE_OUTBOUND,
+    TASK_DELIVER_BATCH: QUEUE_BULK,
     TASK_SWEEP: QUEUE_MAINTENANCE,
     TASK_SEND_SCHEDULED: QUEUE_MAINTENANCE,
 }
@@ -36,6 +39,8 @@ class Dispatcher(Protocol):
     def apply_status(self, event_id: int) -> None: ...
 
     def deliver(self, delivery_ids: Sequence[int], countdown: float | None = None) -> None: ...
+
+    def deliver_batches(self, batches: Iterable[Sequence[int]]) -> int: ...
 
 
 class CeleryDispatcher:
@@ -61,6 +66,15 @@ class CeleryDispatcher:
                 self.app.send_task(TASK_DELIVER, args=[delivery_id], queue=QUEUE_OUTBOUND,
                                    countdown=countdown, producer=producer)
 
+    def deliver_batches(self, batches: Iterable[Sequence[int]]) -> int:
+        """One bulk task per batch of delivery ids, all published over one producer connection."""
+        count = 0
+        with self.app.producer_or_acquire() as producer:
+            for ids in batches:
+                self.app.send_task(TASK_DELIVER_BATCH, args=[list(ids)], queue=QUEUE_BULK, producer=producer)
+                count += 1
+        return count
+
 
 class RecordingDispatcher:
     """Keeps what was dispatched in lists; tests then run the core functions themselves."""
@@ -69,6 +83,7 @@ class RecordingDispatcher:
         self.inbound: list[int] = []
         self.statuses: list[int] = []
         self.deliveries: list[int] = []
+        self.batches: list[list[int]] = []
         self.fail = False
 
     def _check(self):
@@ -86,6 +101,17 @@ class RecordingDispatcher:
     def deliver(self, delivery_ids: Sequence[int], countdown: float | None = None) -> None:
         self._check()
         self.deliveries.extend(delivery_ids)
+
+    def deliver_batches(self, batches: Iterable[Sequence[int]]) -> int:
+        """Batches are kept, and their ids also land in `deliveries`, so a test's run_worker sends them
+        one by one with send_delivery (bulk_send.send_batch is tested on its own)."""
+        count = 0
+        for ids in batches:
+            self._check()
+            self.batches.append(list(ids))
+            self.deliveries.extend(ids)
+            count += 1
+        return count
 
 
 def celery_config(settings) -> dict:

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 from . import fanout
 from .db import transaction
 from .models import Case, Delivery, Member, MemberList, Notice, Post, utcnow
-from .notice_plan import CHANNELS, audience, in_lists, list_names, post_body, sms_text
+from .notice_plan import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text
+from .notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from .notice_refs import deliveries_filter, delivery_key
-from .sending import dispatch_deliveries
+from .sending import BATCH_SIZE, dispatch_batches, dispatch_deliveries
 from .settings import SettingsError, parse_duration
 from .threads import ensure_thread
 
@@ -205,7 +206,6 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
         case = session.get(Case, notice.case_id) if notice.case_id else None
         if case is not None and case.status == "draft":
             raise NoticeError(f"{case.code} is a draft: publish it before sending a notice")
-        recipients = audience(session, notice)
         email_body = notice.body or notice.title
         if case is not None:
             thread = ensure_thread(session, case)
@@ -214,8 +214,7 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
             session.flush()
             notice.post_id, email_body = post.id, post.body
             if notice.kind != "correction":  # list members follow the case; a correction changes nobody's
-                everyone = list(session.scalars(select(Member.id).where(in_lists(list_names(notice)))))
-                fanout.follow(session, thread.id, everyone, reason="notified")
+                fanout.follow_query(session, thread.id, in_lists(list_names(notice)), reason="notified")
         texts: dict[str, str] = {}
 
         def sms_for(language: str) -> str:
@@ -223,15 +222,64 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
                 texts[language] = sms_text(settings, notice, case, language)
             return texts[language]
 
-        rows = fanout.delivery_rows(
-            recipients, purpose="notice", post_id=notice.post_id, case_id=notice.case_id, sms_text=sms_for,
-            email_body=email_body,
-            key=None if notice.post_id else lambda member_id, channel: delivery_key(notice.id, member_id, channel))
-        ids = fanout.plan(session, rows)
+        if notice.kind == "correction":  # exactly the original's recipients (relay/corrections.py)
+            result = _plan_listed(session, notice, audience(session, notice), sms_for, email_body)
+        else:
+            result = _plan_set_wise(session, notice, sms_for, email_body)
         notice.status, notice.sent_at = "sent", now
-    dispatch_deliveries(services, ids)
-    return NoticeResult(notice_id, len(recipients), tuple(ids), sms=sum(r["channel"] == "sms" for r in rows),
+    if notice.kind == "correction":
+        dispatch_deliveries(services, list(result.delivery_ids))
+    else:  # a broadcast: batches of deliveries on the bulk queue, streamed from the database
+        dispatch_notice_batches(services, notice)
+    return result
+
+
+def _plan_listed(session: Session, notice: Notice, recipients, sms_for, email_body: str) -> NoticeResult:
+    """Plan deliveries for a list of Recipients (a correction's original audience)."""
+    rows = fanout.delivery_rows(
+        recipients, purpose="notice", post_id=notice.post_id, case_id=notice.case_id, sms_text=sms_for,
+        email_body=email_body,
+        key=None if notice.post_id else lambda member_id, channel: delivery_key(notice.id, member_id, channel))
+    ids = fanout.plan(session, rows)
+    return NoticeResult(notice.id, len(recipients), tuple(ids), sms=sum(r["channel"] == "sms" for r in rows),
                         emails=sum(r["channel"] == "email" for r in rows))
+
+
+def _plan_set_wise(session: Session, notice: Notice, sms_for, email_body: str) -> NoticeResult:
+    """Plan a broadcast in SQL, one INSERT ... SELECT per channel; the SMS text is rendered once per
+    language present, never per member."""
+    members = fanout.reachable_query(in_lists(list_names(notice)))
+    key_prefix = f"post:{notice.post_id}:" if notice.post_id else f"{NOTICE_KEY_PREFIX}{notice.id}:"
+    for channel in channels_of(notice):
+        bodies = ({lang: sms_for(lang) for lang in fanout.languages_of(session, members)} if channel == "sms"
+                  else {"en": email_body})
+        fanout.plan_from_query(session, members, channel, purpose="notice", post_id=notice.post_id,
+                               case_id=notice.case_id, key_prefix=key_prefix, bodies=bodies)
+    counts = dict(session.execute(select(Delivery.channel, func.count()).where(deliveries_filter(notice))
+                                  .group_by(Delivery.channel)).all())
+    recipients = session.scalar(select(func.count(func.distinct(Delivery.member_id)))
+                                .where(deliveries_filter(notice)))
+    return NoticeResult(notice.id, recipients or 0, (), sms=counts.get("sms", 0), emails=counts.get("email", 0))
+
+
+def dispatch_notice_batches(services, notice: Notice, batch_size: int = BATCH_SIZE) -> int:
+    """Queue a notice's waiting deliveries as bulk tasks of `batch_size`, streamed from the database
+    in (member, channel) order so each batch mixes SMS and email; returns the number of batches."""
+    def batches():
+        with services.sessions() as session:
+            ids = session.scalars(select(Delivery.id).where(deliveries_filter(notice), Delivery.status == "queued")
+                                  .order_by(Delivery.member_id, Delivery.channel)
+                                  .execution_options(yield_per=batch_size * 10))
+            chunk: list[int] = []
+            for delivery_id in ids:
+                chunk.append(delivery_id)
+                if len(chunk) == batch_size:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+    return dispatch_batches(services, batches())
 
 
 def send_scheduled(services, now: datetime | None = None) -> list[NoticeResult]:

@@ -33,6 +33,20 @@ def parse_int(text: str, name: str, default: int, minimum: int = 0) -> int:
     return int(text)
 
 
+def parse_sms_rate(text: str) -> str:
+    """RELAY_SMS_RATE: auto, long_code, toll_free, short_code, messaging_service or messages per second."""
+    value = text.strip().lower()
+    if value in ("auto", "long_code", "toll_free", "short_code", "messaging_service"):
+        return value
+    try:
+        if float(value) >= 0:
+            return value
+    except ValueError:
+        pass
+    raise SettingsError("RELAY_SMS_RATE: expected auto, long_code, toll_free, short_code, messaging_service "
+                        f"or a number of messages per second, got {text!r}")
+
+
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
@@ -72,6 +86,10 @@ class Settings:
     api_token: str = ""
     preview_rate_limit: str = "60/minute"
     sms_prices: Path = PROJECT_ROOT / "config" / "sms_prices.csv"
+    sms_rate: str = "auto"
+    smtp_rate: int = 0
+    rate_limit_url: str = ""
+    send_concurrency: int = 16
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -116,6 +134,11 @@ class Settings:
             sms_prices=Path(get("SMS_PRICES") or cls.sms_prices),
             hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", cls.hard_bounce_limit,
                                         minimum=1),
+            sms_rate=parse_sms_rate(get("SMS_RATE") or cls.sms_rate),
+            smtp_rate=parse_int(get("SMTP_RATE"), "RELAY_SMTP_RATE", cls.smtp_rate),
+            rate_limit_url=get("RATE_LIMIT_URL"),
+            send_concurrency=parse_int(get("SEND_CONCURRENCY"), "RELAY_SEND_CONCURRENCY", cls.send_concurrency,
+                                       minimum=1),
         )
         return settings.with_defaults()
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from relay.dispatch import (
     TASK_APPLY_STATUS,
     TASK_DELIVER,
+    TASK_DELIVER_BATCH,
     TASK_PROCESS_INBOUND,
     TASK_SEND_SCHEDULED,
     TASK_SWEEP,
@@ -72,6 +73,7 @@ def _run(task, name: str, function, *args):
 def register_tasks(app: Celery, settings: Settings) -> None:
     from relay.notices import send_scheduled as run_send_scheduled
     from relay.processing import process_inbound as run_process_inbound
+    from relay.bulk_send import send_batch
     from relay.sending import send_delivery
     from relay.statuses import apply_status as run_apply_status
     from relay.sweeper import sweep as run_sweep
@@ -93,6 +95,11 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=TASK_DELIVER, bind=True, shared=False)
     def deliver(self, delivery_id: int) -> str:
         return _run(self, "deliver", send_delivery, holder.get(), delivery_id).result
+
+    @app.task(name=TASK_DELIVER_BATCH, bind=True, shared=False)
+    def deliver_batch(self, delivery_ids: list[int]) -> dict:
+        report = _run(self, "deliver_batch", send_batch, holder.get(), delivery_ids)
+        return {"sent": report.sent, "skipped": report.skipped, "retry": report.retry, "failed": report.failed}
 
     @app.task(name=TASK_SWEEP, bind=True, shared=False)
     def sweep(self) -> dict:
