@@ -49,6 +49,7 @@ INGEST_SECONDS = 5 if QUICK else 30
 CONNECTIONS = 32
 WORKER_PROCESSES = 2  # prefork children of one `relay worker`, as on this 2-core machine
 SEND_THREADS = 16
+RAW_SAMPLE = 20_000  # messages the raw fan-out baseline pushes at most (its rate is per message)
 ACCOUNT_SID = "AC" + "b" * 32
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 OUR_NUMBER = "+15005550006"
@@ -259,8 +260,9 @@ def ingest(bench: Bench) -> dict:
             return session.scalar(select(func.count()).select_from(InboundEvent)
                                   .where(InboundEvent.processed_at.is_not(None)))
 
-    try:
-        bench._wait(lambda: processed() >= accepted, 300, "every webhook processed", interval=0.5)
+    try:  # processing is not what this workload times: give it a minute, report how far it got
+        bench._wait(lambda: processed() >= accepted, 60 if not QUICK else 30, "every webhook processed",
+                    interval=0.5)
     except TimeoutError:
         pass
     with services.sessions() as session:
@@ -338,19 +340,23 @@ def fanout(bench: Bench, members: int) -> dict:
     services.dispose()
     bench_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    log(f"fan-out baseline: {expected['sms']} SMS + {expected['email']} emails pushed raw")
+    # The raw rate per message does not depend on N: above 20,000 messages a sample of that size keeps
+    # the run under 10 minutes.
+    share = min(1.0, RAW_SAMPLE / total)
+    raw_sms, raw_emails = round(expected["sms"] * share), round(expected["email"] * share)
+    log(f"fan-out baseline: {raw_sms} SMS + {raw_emails} emails pushed raw")
     bench.reset()
-    raw_send.push(settings, expected["sms"], expected["email"], WORKER_PROCESSES, SEND_THREADS,
-                  _sample_email(settings))
+    raw_send.push(settings, raw_sms, raw_emails, WORKER_PROCESSES, SEND_THREADS, _sample_email(settings))
     raw_twilio, raw_smtp = bench.stats()
     raw_seconds = (max(raw_twilio["last"], raw_smtp["last"]) - min(raw_twilio["first"], raw_smtp["first"]))
-    rate, raw_rate = total / seconds, total / raw_seconds
+    rate, raw_rate = total / seconds, (raw_sms + raw_emails) / raw_seconds
     return {
         "members": members, "messages": total, "sms": expected["sms"], "emails": expected["email"],
         "seconds": round(seconds, 2), "msgs_per_s": round(rate, 1), "enqueue_seconds": round(enqueued, 2),
         "first_message_seconds": round(first - started, 3),
         "at_standins": twilio_after["count"] + smtp_after["count"], "statuses": statuses,
-        "raw_seconds": round(raw_seconds, 2), "raw_msgs_per_s": round(raw_rate, 1),
+        "raw_messages": raw_sms + raw_emails, "raw_seconds": round(raw_seconds, 2),
+        "raw_msgs_per_s": round(raw_rate, 1),
         "ratio": round(rate / raw_rate, 3),
         "peak_rss_mb": {"worker_processes": round(max(peaks.values(), default=0), 1),
                         "sender_of_the_notice": round(bench_peak, 1),
@@ -383,7 +389,8 @@ def table(results: dict) -> str:
     for f in fan:
         rows.append((f"fan-out N={f['members']:,} ({f['messages']:,} msgs)",
                      f"{f['seconds']} s = {f['msgs_per_s']:.0f} msg/s",
-                     f"{f['raw_seconds']} s = {f['raw_msgs_per_s']:.0f} msg/s", f"{f['ratio']:.2f}", ">= 0.5",
+                     f"{f['raw_messages']:,} in {f['raw_seconds']} s = {f['raw_msgs_per_s']:.0f} msg/s",
+                     f"{f['ratio']:.2f}", ">= 0.5",
                      f"peak RSS worker {f['peak_rss_mb']['worker_processes']} MB; enqueued in "
                      f"{f['enqueue_seconds']} s; first msg {f['first_message_seconds']} s"))
     if len(fan) == 2:
@@ -408,10 +415,14 @@ def main() -> int:
     t0 = time.monotonic()
     try:
         bench.start_standins()
+        results["digest"] = {"status": "pending: the digests of issue 5 are not in this tree"}
         results["ingest"] = ingest(bench)
+        log(f"ingest: {json.dumps(results['ingest'])}")
+        (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
         for n in SIZES:
             results[f"fanout_{n}"] = fanout(bench, n)
-        results["digest"] = {"status": "pending: the digests of issue 5 are not in this tree"}
+            log(f"fan-out {n}: {json.dumps(results[f'fanout_{n}'])}")
+            (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
     finally:
         bench.close()
     results["total_seconds"] = round(time.monotonic() - t0, 1)

@@ -109,3 +109,58 @@ def test_a_failed_send_in_a_batch_is_retried_alone(network, sms, mail):
     with network.sessions() as session:
         waiting = session.scalars(select(Delivery).where(Delivery.status == "queued")).one()
         assert waiting.to_address == "+821012345602" and waiting.next_attempt_at is not None
+
+
+def test_the_sweeper_puts_a_waiting_broadcast_back_in_batches_not_ahead_of_replies(network, sms, mail):
+    from relay.sweeper import sweep
+
+    _sent_notice(network)
+    network.dispatcher.batches.clear()
+    network.dispatcher.deliveries.clear()
+    with transaction(network.sessions) as session:  # queued two minutes ago, never picked up (broker lost it)
+        session.execute(update(Delivery).values(dispatched_at=utcnow() - timedelta(minutes=2),
+                                                created_at=utcnow() - timedelta(minutes=2)))
+    assert sweep(network).deliveries == 10
+    assert [len(b) for b in network.dispatcher.batches] == [10]
+    assert len(network.dispatcher.deliveries) == 10  # the recorder also lists batch ids; none went alone:
+    assert network.dispatcher.deliveries == network.dispatcher.batches[0]
+    report = send_batch(network, network.dispatcher.batches[0])
+    assert report.sent == 10 and len(sms.sent) == 5 and len(mail.sent) == 5
+    assert sweep(network).deliveries == 0
+
+
+def test_a_broadcast_is_sent_in_two_waves_and_never_twice(network, sms, mail, monkeypatch):
+    from relay import notices
+
+    monkeypatch.setattr(notices, "FIRST_WAVE", 2)  # the first two members go first
+    result = _sent_notice(network)
+    batches = network.dispatcher.batches
+    assert [len(b) for b in batches] == [4, 6]  # 2 members x 2 channels, then the other 3
+    with network.sessions() as session:
+        assert session.get(Notice, result).status == "sent"
+        first = {session.get(Delivery, i).member_id for i in batches[0]}
+        rest = {session.get(Delivery, i).member_id for i in batches[1]}
+    assert len(first) == 2 and len(rest) == 3 and not first & rest
+    for batch in batches:
+        send_batch(network, batch)
+    assert len(sms.sent) == 5 and len(mail.sent) == 5
+
+
+def test_a_broadcast_left_half_planned_by_a_crash_is_finished_by_the_sweeper(network, sms, mail):
+    from relay.sweeper import sweep
+
+    with transaction(network.sessions) as session:  # claimed and stamped, then the sender died
+        notice_id = create_notice(session, kind="announcement", title="Meeting", body="Thursday",
+                                  lists=["tft"]).id
+        notice = session.get(Notice, notice_id)
+        notice.status, notice.sent_at = "sending", utcnow() - timedelta(minutes=10)
+    sweep(network)
+    with network.sessions() as session:
+        assert session.get(Notice, notice_id).status == "sent"
+    for batch in network.dispatcher.batches:
+        send_batch(network, batch)
+    assert len(sms.sent) == 5 and len(mail.sent) == 5
+    sweep(network)  # nothing left to finish, nothing sent again
+    for batch in network.dispatcher.batches:
+        send_batch(network, batch)
+    assert len(sms.sent) == 5 and len(mail.sent) == 5

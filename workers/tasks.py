@@ -81,7 +81,18 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     # shared=False: these tasks close over this app's services; Celery's default (shared) would also
     # attach them to any later app in the process (a second app in tests), with the wrong services.
     holder = ServicesHolder(app, settings)
-    worker_process_init.connect(holder.reset, weak=False)
+    def warm_up(**_kwargs) -> None:
+        """A new pool process builds its services and loads the provider clients before its first task,
+        so the first message of a broadcast is not held up by imports (twilio's REST client)."""
+        holder.reset()
+        try:
+            for sender in holder.get().senders.values():
+                if hasattr(sender, "warm_up"):
+                    sender.warm_up()
+        except Exception as exc:  # the first task will try again, and say why
+            log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
+
+    worker_process_init.connect(warm_up, weak=False)
     app.relay_services = holder  # type: ignore[attr-defined]
 
     @app.task(name=TASK_PROCESS_INBOUND, bind=True, shared=False)

@@ -176,6 +176,10 @@ class TwilioSmsSender:
             client = self._local.client = self._build_client()
         return client
 
+    def warm_up(self) -> None:
+        """Load twilio's REST client modules now (the first messages.create otherwise imports them)."""
+        self.client.messages  # noqa: B018 (the attribute access is the point)
+
     def send(self, message: OutboundMessage) -> SendResult:
         params = {
             "to": message.to,

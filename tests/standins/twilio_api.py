@@ -39,14 +39,18 @@ class Fault:
     times: int = 1_000_000  # how many requests it applies to
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # many clients connect at once (the bulk sender); the default 5 resets them
+    daemon_threads = True
+
+
 class TwilioStandIn:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[Recorded] = []
         self.faults_by_to: dict[str, Fault] = {}
         self.next_faults: list[Fault] = []
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host, port), self._handler_class())
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property
