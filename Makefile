@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install migrate demo browsers clean
+.PHONY: up test install migrate demo browsers clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ browsers:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# `make bench` measures relay against the raw limits of this machine (bench/run.py; BENCH_QUICK=1: smaller).
+bench: $(STAMP)
+	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m bench.run

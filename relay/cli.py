@@ -120,7 +120,9 @@ def web(port: int | None, host: str, workers: int) -> None:
 @main.command()
 @click.option("--concurrency", "-c", type=int, default=2, show_default=True)
 @click.option("--beat", is_flag=True, help="Also run the beat scheduler in this process (single-machine use).")
-@click.option("--queues", "-Q", default="inbound,outbound,maintenance", show_default=True)
+@click.option("--queues", "-Q", default="inbound,outbound,bulk,maintenance", show_default=True,
+              help="Queues to consume: inbound (webhooks, statuses), outbound (single sends: relayed replies), "
+                   "bulk (broadcast batches), maintenance (sweeper, scheduled notices).")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--metrics-port", type=int, default=None,
               help="Serve this worker host's Prometheus metrics (task timings) on this port.")

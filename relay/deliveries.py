@@ -51,24 +51,40 @@ def can_move(current: str, new: str) -> bool:
     return new in TRANSITIONS.get(current, frozenset())
 
 
+def _claimable(now: datetime):
+    return or_(
+        and_(Delivery.status == QUEUED, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)),
+        and_(Delivery.status == SENDING, Delivery.lease_until < now),
+    )
+
+
 def claim(session: Session, delivery_id: int, lease: timedelta, now: datetime | None = None) -> bool:
     """Atomically take a delivery for sending. Exactly one caller wins; the lease lets a crashed
     sender's work be taken again once it expires."""
     now = now or utcnow()
     result = session.execute(
         update(Delivery)
-        .where(
-            Delivery.id == delivery_id,
-            or_(
-                and_(Delivery.status == QUEUED,
-                     or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)),
-                and_(Delivery.status == SENDING, Delivery.lease_until < now),
-            ),
-        )
+        .where(Delivery.id == delivery_id, _claimable(now))
         .values(status=SENDING, lease_until=now + lease, attempts=Delivery.attempts + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+def claim_many(session: Session, delivery_ids, lease: timedelta, now: datetime | None = None) -> list[int]:
+    """claim() for a batch in one statement (UPDATE ... RETURNING): each delivery is still won by
+    exactly one caller, row by row; returns the ids this caller won."""
+    now = now or utcnow()
+    if not delivery_ids:
+        return []
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(list(delivery_ids)), _claimable(now))
+        .values(status=SENDING, lease_until=now + lease, attempts=Delivery.attempts + 1, updated_at=now)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(result.scalars())
 
 
 def move(session: Session, delivery: Delivery, new: str, **values) -> bool:

@@ -7,28 +7,29 @@ which re-dispatches anything committed but never picked up."""
 from __future__ import annotations
 
 import logging
-from typing import Protocol, Sequence
+from typing import Iterable, Protocol, Sequence
 
 log = logging.getLogger(__name__)
 
 TASK_PROCESS_INBOUND = "relay.process_inbound"
 TASK_APPLY_STATUS = "relay.apply_status"
 TASK_DELIVER = "relay.deliver"
+TASK_DELIVER_BATCH = "relay.deliver_batch"
 TASK_SWEEP = "relay.sweep"
 TASK_SEND_SCHEDULED = "relay.send_scheduled"
 TASK_FETCH_MEDIA = "relay.fetch_media"
-
-
 TASK_SEND_DIGESTS = "relay.send_digests"  # issue 5
 
 QUEUE_INBOUND = "inbound"
-QUEUE_OUTBOUND = "outbound"
+QUEUE_OUTBOUND = "outbound"  # one delivery a task: relayed replies, confirmations, retries
+QUEUE_BULK = "bulk"  # batches of a broadcast: a big one never holds up the outbound queue
 QUEUE_MAINTENANCE = "maintenance"
 
 TASK_QUEUES = {
     TASK_PROCESS_INBOUND: QUEUE_INBOUND,
     TASK_APPLY_STATUS: QUEUE_INBOUND,
     TASK_DELIVER: QUEUE_OUTBOUND,
+    TASK_DELIVER_BATCH: QUEUE_BULK,
     TASK_SWEEP: QUEUE_MAINTENANCE,
     TASK_SEND_SCHEDULED: QUEUE_MAINTENANCE,
     TASK_FETCH_MEDIA: QUEUE_INBOUND,
@@ -44,6 +45,8 @@ class Dispatcher(Protocol):
     def deliver(self, delivery_ids: Sequence[int], countdown: float | None = None) -> None: ...
 
     def fetch_media(self, image_id: int) -> None: ...
+
+    def deliver_batches(self, batches: Iterable[Sequence[int]]) -> int: ...
 
 
 class CeleryDispatcher:
@@ -72,6 +75,15 @@ class CeleryDispatcher:
                 self.app.send_task(TASK_DELIVER, args=[delivery_id], queue=QUEUE_OUTBOUND,
                                    countdown=countdown, producer=producer)
 
+    def deliver_batches(self, batches: Iterable[Sequence[int]]) -> int:
+        """One bulk task per batch of delivery ids, all published over one producer connection."""
+        count = 0
+        with self.app.producer_or_acquire() as producer:
+            for ids in batches:
+                self.app.send_task(TASK_DELIVER_BATCH, args=[list(ids)], queue=QUEUE_BULK, producer=producer)
+                count += 1
+        return count
+
 
 class RecordingDispatcher:
     """Keeps what was dispatched in lists; tests then run the core functions themselves."""
@@ -81,6 +93,7 @@ class RecordingDispatcher:
         self.statuses: list[int] = []
         self.deliveries: list[int] = []
         self.media: list[int] = []
+        self.batches: list[list[int]] = []
         self.fail = False
 
     def _check(self):
@@ -102,6 +115,17 @@ class RecordingDispatcher:
     def fetch_media(self, image_id: int) -> None:
         self._check()
         self.media.append(image_id)
+
+    def deliver_batches(self, batches: Iterable[Sequence[int]]) -> int:
+        """Batches are kept, and their ids also land in `deliveries`, so a test's run_worker sends them
+        one by one with send_delivery (bulk_send.send_batch is tested on its own)."""
+        count = 0
+        for ids in batches:
+            self._check()
+            self.batches.append(list(ids))
+            self.deliveries.extend(ids)
+            count += 1
+        return count
 
 
 def celery_config(settings) -> dict:

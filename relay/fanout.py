@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import String, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from . import ladder
 from .models import Delivery, Member, Participant, utcnow
-from .storage import insert_ignoring_conflicts
+from .storage import insert_from_select_ignoring_conflicts, insert_ignoring_conflicts
 
 
 def delivery_ids_for(session: Session, keys: list[str]) -> list[int]:
@@ -40,6 +40,11 @@ def plan(session: Session, rows: list[dict]) -> list[int]:
 def reachable_members(session: Session, member_filter, exclude_member_id: int | None = None):
     """Active members matching `member_filter` with the channels they take now (chosen, an address,
     not opted out, email not suspended after bounces)."""
+    return session.execute(reachable_query(member_filter, exclude_member_id)).all()
+
+
+def reachable_query(member_filter, exclude_member_id: int | None = None):
+    """The query behind reachable_members(), for planning set-wise in SQL (plan_from_query)."""
     query = (
         select(Member.id, Member.phone, Member.email, Member.language,
                (Member.phone.is_not(None) & Member.sms_discussion.is_(True)
@@ -52,7 +57,7 @@ def reachable_members(session: Session, member_filter, exclude_member_id: int | 
     )
     if exclude_member_id is not None:
         query = query.where(Member.id != exclude_member_id)
-    return session.execute(query).all()
+    return query
 
 
 def participants(session: Session, thread_id: int, exclude_member_id: int | None):
@@ -106,3 +111,54 @@ def follow(session: Session, thread_id: int, member_ids: list[int], reason: str)
     insert_ignoring_conflicts(session, Participant.__table__, [
         {"thread_id": thread_id, "member_id": mid, "reason": reason, "created_at": now} for mid in member_ids
     ])
+
+
+def languages_of(session: Session, query) -> list[str]:
+    """The languages (default en) of the members a reachable_query() selects."""
+    members = query.order_by(None).subquery()
+    return sorted(session.scalars(select(func.coalesce(members.c.language, "en")).distinct()))
+
+
+def plan_from_query(session: Session, query, channel: str, *, purpose: str, post_id: int | None,
+                    case_id: int | None, key_prefix: str, bodies: dict[str, str], dispatched: bool = True) -> None:
+    """Plan one channel of a broadcast in one INSERT ... SELECT: a delivery per member the
+    reachable_query() selects who takes `channel`, keyed `<key_prefix><member id>:<channel>`, with the
+    body for the member's language (`bodies`, "en" the fallback). No recipient list is loaded into
+    Python, so 100,000 members cost one statement.
+
+    `dispatched` stamps dispatched_at at once: the rows are queued in batches right after the commit,
+    and a broker outage is recovered by the sweeper exactly as for rows never dispatched."""
+    members = query.order_by(None).subquery()
+    takes = members.c.takes_sms if channel == "sms" else members.c.takes_email
+    language = func.coalesce(members.c.language, "en")
+    fallback = bodies.get("en", next(iter(bodies.values()), ""))
+    others = [(language == lang, literal(text, String)) for lang, text in bodies.items() if lang != "en"]
+    body = case(*others, else_=literal(fallback, String)) if others else literal(fallback, String)
+    now = utcnow()
+    columns = {
+        "dedupe_key": literal(key_prefix, String) + cast(members.c.id, String) + literal(f":{channel}", String),
+        "purpose": literal(purpose, String),
+        "post_id": literal(post_id, Delivery.post_id.type),
+        "case_id": literal(case_id, Delivery.case_id.type),
+        "member_id": members.c.id,
+        "channel": literal(channel, String),
+        "to_address": members.c.phone if channel == "sms" else members.c.email,
+        "body": body,
+        "status": literal("queued", String),
+        "attempts": literal(0),
+        "created_at": literal(now, Delivery.created_at.type),
+        "updated_at": literal(now, Delivery.updated_at.type),
+    }
+    if dispatched:
+        columns["dispatched_at"] = literal(now, Delivery.dispatched_at.type)
+    chosen = select(*[expr.label(name) for name, expr in columns.items()]).where(takes.is_(True))
+    insert_from_select_ignoring_conflicts(session, Delivery.__table__, list(columns), chosen)
+
+
+def follow_query(session: Session, thread_id: int, member_filter, reason: str) -> None:
+    """follow() for every member matching `member_filter`, in one INSERT ... SELECT."""
+    chosen = select(literal(thread_id).label("thread_id"), Member.id.label("member_id"),
+                    literal(reason, String).label("reason"),
+                    literal(utcnow(), Participant.created_at.type).label("created_at")).where(member_filter)
+    insert_from_select_ignoring_conflicts(session, Participant.__table__,
+                                          ["thread_id", "member_id", "reason", "created_at"], chosen)

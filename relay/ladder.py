@@ -336,3 +336,39 @@ def preview_counts(session: Session, recipients, urgent: bool, case_id: int | No
              "case_id": case_id, "channel": c, "post_id": None} for r in recipients for c in r.channels]
     kept = shape_rows(session, rows, now, urgent=urgent)
     return len(rows) - len(kept), sum(r["next_attempt_at"] is not None for r in kept)
+
+
+def shape_planned(session: Session, where, now: datetime | None = None, chunk: int = 1000) -> int:
+    """shape_rows() for deliveries a broadcast planned set-wise (INSERT ... SELECT, relay/notices.py):
+    those the members' ladders refuse are deleted before the plan commits, and quiet-hour ones get their
+    not-before time. A chunk of rows at a time, so a 100,000-member notice never sits in memory whole.
+    Only untouched rows (queued, never attempted) are shaped, so running it again changes nothing.
+    Returns how many rows were refused."""
+    from sqlalchemy import update
+
+    from .models import Delivery
+
+    now = now or utcnow()
+    refused_total, last = 0, 0
+    while True:
+        rows = [dict(r) for r in session.execute(
+            select(Delivery.id, Delivery.dedupe_key, Delivery.purpose, Delivery.member_id, Delivery.channel,
+                   Delivery.case_id, Delivery.post_id)
+            .where(where, Delivery.status == "queued", Delivery.attempts == 0, Delivery.id > last)
+            .order_by(Delivery.id).limit(chunk)).mappings()]
+        if not rows:
+            return refused_total
+        last = rows[-1]["id"]
+        kept = shape_rows(session, rows, now)
+        kept_ids = {r["id"] for r in kept}
+        refused = [r["id"] for r in rows if r["id"] not in kept_ids]
+        if refused:
+            session.execute(delete(Delivery).where(Delivery.id.in_(refused)).execution_options(synchronize_session=False))
+            refused_total += len(refused)
+        waits: dict[datetime, list[int]] = {}
+        for row in kept:
+            if row.get("next_attempt_at") is not None:
+                waits.setdefault(row["next_attempt_at"], []).append(row["id"])
+        for when, ids in waits.items():
+            session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(next_attempt_at=when)
+                            .execution_options(synchronize_session=False))

@@ -17,12 +17,13 @@ from datetime import datetime, timezone
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, fanout
+from . import audit, fanout, ladder
 from .db import transaction
 from .models import Case, Delivery, Member, MemberList, Notice, Post, utcnow
-from .notice_plan import CHANNELS, audience, in_lists, list_names, post_body, sms_text
+from .notice_plan import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text
+from .notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from .notice_refs import deliveries_filter, delivery_key
-from .sending import dispatch_deliveries
+from .sending import BATCH_SIZE, dispatch_batches, dispatch_deliveries
 from .settings import SettingsError, parse_duration
 from .threads import ensure_thread
 
@@ -213,44 +214,146 @@ def _claim(session: Session, notice_id: int, now: datetime, due_only: bool) -> N
     raise NoticeStateError(f"notice {notice.id} is {notice.status}, not a draft: it is not sent again")
 
 
+FIRST_WAVE = 500  # members planned, committed and queued before the rest: the first messages go out at once
+
+
 def send_notice(services, notice_id: int, now: datetime | None = None, due_only: bool = False,
                 actor: audit.Actor = audit.SYSTEM) -> NoticeResult:
-    """Claim the notice, plan one delivery per recipient x channel, commit, then dispatch them."""
+    """Claim the notice, plan one delivery per recipient x channel, commit, then dispatch them.
+
+    A broadcast is planned in two waves so its first messages leave within a second however big it
+    is: the claim, the post and the first FIRST_WAVE members' deliveries are committed and queued,
+    then finish_notice() plans everyone (the first wave's rows already exist: nothing doubles), marks
+    the notice sent and queues the rest. A notice left "sending" by a crash in between is finished by
+    the sweeper (unfinished_notices)."""
     settings, now = services.settings, now or utcnow()
     with transaction(services.sessions) as session:
         notice = _claim(session, notice_id, now, due_only)
         case = session.get(Case, notice.case_id) if notice.case_id else None
         if case is not None and case.status == "draft":
             raise NoticeError(f"{case.code} is a draft: publish it before sending a notice")
-        recipients = audience(session, notice)
-        email_body = notice.body or notice.title
         if case is not None:
             thread = ensure_thread(session, case)
             post = Post(thread_id=thread.id, kind="notice", channel="console", body=post_body(notice, case))
             session.add(post)
             session.flush()
-            notice.post_id, email_body = post.id, post.body
-            if notice.kind != "correction":  # list members follow the case; a correction changes nobody's
-                everyone = list(session.scalars(select(Member.id).where(in_lists(list_names(notice)))))
-                fanout.follow(session, thread.id, everyone, reason="notified")
-        texts: dict[str, str] = {}
-
-        def sms_for(language: str) -> str:
-            if language not in texts:
-                texts[language] = sms_text(settings, notice, case, language)
-            return texts[language]
-
-        rows = fanout.delivery_rows(
-            recipients, purpose="notice", post_id=notice.post_id, case_id=notice.case_id, sms_text=sms_for,
-            email_body=email_body,
-            key=None if notice.post_id else lambda member_id, channel: delivery_key(notice.id, member_id, channel))
-        ids = fanout.plan(session, rows)
-        notice.status, notice.sent_at = "sent", now
+            notice.post_id = post.id
+        notice.sent_at = now
         audit.record(session, "notice.send", f"notice:{notice.id}", actor, kind=notice.kind,
-                     lists=notice.lists, channels=notice.channels, recipients=len(recipients), deliveries=len(ids))
-    dispatch_deliveries(services, ids)
-    return NoticeResult(notice_id, len(recipients), tuple(ids), sms=sum(r["channel"] == "sms" for r in rows),
+                     lists=notice.lists, channels=notice.channels, severity=notice.severity)
+        sms_for = _sms_texts(settings, notice, case)
+        if notice.kind == "correction":  # exactly the original's recipients (relay/corrections.py)
+            result = _plan_listed(session, notice, audience(session, notice), sms_for, _email_body(session, notice))
+            notice.status = "sent"
+        else:
+            members = fanout.reachable_query(in_lists(list_names(notice)))
+            boundary = session.scalar(members.order_by(None).with_only_columns(Member.id).order_by(Member.id)
+                                      .offset(FIRST_WAVE).limit(1))
+            first_wave = members.where(Member.id < boundary) if boundary is not None else members
+            _plan_set_wise(session, notice, first_wave, sms_for, _email_body(session, notice))
+    if notice.kind == "correction":
+        dispatch_deliveries(services, list(result.delivery_ids))
+        return result
+    dispatch_notice_batches(services, notice)  # the first wave
+    return finish_notice(services, notice_id, after_member=boundary)
+
+
+def _sms_texts(settings, notice: Notice, case: Case | None):
+    texts: dict[str, str] = {}
+
+    def sms_for(language: str) -> str:
+        if language not in texts:
+            texts[language] = sms_text(settings, notice, case, language)
+        return texts[language]
+
+    return sms_for
+
+
+def _email_body(session: Session, notice: Notice) -> str:
+    post = session.get(Post, notice.post_id) if notice.post_id else None
+    return post.body if post is not None else notice.body or notice.title
+
+
+def finish_notice(services, notice_id: int, after_member: int | None = 0) -> NoticeResult:
+    """Plan every delivery of a broadcast in "sending" (those planned already are kept as they are),
+    make its list members follow the case, mark it sent and queue what is still waiting of members
+    from `after_member` on (None: nobody left; 0: everyone). Safe to run twice."""
+    settings = services.settings
+    with transaction(services.sessions) as session:
+        notice = get_notice(session, notice_id)
+        case = session.get(Case, notice.case_id) if notice.case_id else None
+        if notice.post_id is not None and notice.kind != "correction":  # list members follow the case
+            post = session.get(Post, notice.post_id)
+            fanout.follow_query(session, post.thread_id, in_lists(list_names(notice)), reason="notified")
+        members = fanout.reachable_query(in_lists(list_names(notice)))
+        if after_member is not None:
+            _plan_set_wise(session, notice, members.where(Member.id >= after_member),
+                           _sms_texts(settings, notice, case), _email_body(session, notice))
+        result = _counts(session, notice)
+        if notice.status == "sending":
+            notice.status = "sent"
+    if after_member is not None:
+        dispatch_notice_batches(services, notice, after_member=after_member)
+    return result
+
+
+def unfinished_notices(session: Session, older_than: datetime) -> list[int]:
+    """Broadcasts left in "sending" (the process sending them died between its two waves)."""
+    return list(session.scalars(select(Notice.id).where(Notice.status == "sending", Notice.sent_at < older_than)))
+
+
+def _plan_listed(session: Session, notice: Notice, recipients, sms_for, email_body: str) -> NoticeResult:
+    """Plan deliveries for a list of Recipients (a correction's original audience)."""
+    rows = fanout.delivery_rows(
+        recipients, purpose="notice", post_id=notice.post_id, case_id=notice.case_id, sms_text=sms_for,
+        email_body=email_body,
+        key=None if notice.post_id else lambda member_id, channel: delivery_key(notice.id, member_id, channel))
+    ids = fanout.plan(session, rows)
+    return NoticeResult(notice.id, len(recipients), tuple(ids), sms=sum(r["channel"] == "sms" for r in rows),
                         emails=sum(r["channel"] == "email" for r in rows))
+
+
+def _plan_set_wise(session: Session, notice: Notice, members, sms_for, email_body: str) -> None:
+    """Plan a broadcast to the members of a reachable_query() in SQL, one INSERT ... SELECT per channel;
+    the SMS text is rendered once per language present, never per member."""
+    key_prefix = f"post:{notice.post_id}:" if notice.post_id else f"{NOTICE_KEY_PREFIX}{notice.id}:"
+    for channel in channels_of(notice):
+        bodies = ({lang: sms_for(lang) for lang in fanout.languages_of(session, members)} if channel == "sms"
+                  else {"en": email_body})
+        fanout.plan_from_query(session, members, channel, purpose="notice", post_id=notice.post_id,
+                               case_id=notice.case_id, key_prefix=key_prefix, bodies=bodies)
+    # issue 5: mutes, pauses, digest/urgent-only and quiet hours apply to set-wise plans as to row plans
+    ladder.shape_planned(session, deliveries_filter(notice))
+
+
+def _counts(session: Session, notice: Notice) -> NoticeResult:
+    counts = dict(session.execute(select(Delivery.channel, func.count()).where(deliveries_filter(notice))
+                                  .group_by(Delivery.channel)).all())
+    recipients = session.scalar(select(func.count(func.distinct(Delivery.member_id)))
+                                .where(deliveries_filter(notice)))
+    return NoticeResult(notice.id, recipients or 0, (), sms=counts.get("sms", 0), emails=counts.get("email", 0))
+
+
+def dispatch_notice_batches(services, notice: Notice, batch_size: int = BATCH_SIZE, after_member: int = 0) -> int:
+    """Queue a notice's waiting deliveries (of members from `after_member` on) as bulk tasks of
+    `batch_size`, streamed from the database in (member, channel) order so each batch mixes SMS and
+    email; returns the number of batches."""
+    def batches():
+        with services.sessions() as session:
+            ids = session.scalars(select(Delivery.id).where(deliveries_filter(notice), Delivery.status == "queued",
+                                                            Delivery.member_id >= after_member)
+                                  .order_by(Delivery.member_id, Delivery.channel)
+                                  .execution_options(yield_per=batch_size * 10))
+            chunk: list[int] = []
+            for delivery_id in ids:
+                chunk.append(delivery_id)
+                if len(chunk) == batch_size:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+    return dispatch_batches(services, batches())
 
 
 def send_scheduled(services, now: datetime | None = None) -> list[NoticeResult]:

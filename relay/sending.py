@@ -8,7 +8,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from sqlalchemy import select, update
 
@@ -23,6 +23,7 @@ from .notice_refs import notice_of
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=120)
+BATCH_SIZE = 100  # deliveries per bulk task: few tasks per broadcast, still many in flight
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,25 @@ def dispatch_deliveries(services, delivery_ids: Sequence[int], countdown: float 
             for start in range(0, len(delivery_ids), 500):
                 session.execute(update(Delivery).where(Delivery.id.in_(delivery_ids[start:start + 500]))
                                 .values(dispatched_at=stamp).execution_options(synchronize_session=False))
+
+
+def dispatch_batches(services, batches: Iterable[Sequence[int]]) -> int:
+    """Queue batches of deliveries (each one bulk task, relay/bulk_send.py) after commit; returns how
+    many were queued. A dispatcher without batches gets the ids one by one. A broker outage is left to
+    the sweeper, which re-queues what is still waiting."""
+    dispatcher = services.dispatcher
+    count = 0
+    try:
+        if hasattr(dispatcher, "deliver_batches"):
+            count = dispatcher.deliver_batches(batches)
+        else:
+            for ids in batches:
+                dispatcher.deliver(list(ids))
+                count += 1
+    except Exception as exc:  # broker down, network error: logged, recovered by the sweeper
+        log.warning("dispatch of delivery batches failed after %s, the sweeper will retry: %s: %s", count,
+                    type(exc).__name__, exc)
+    return count
 
 
 def send_delivery(services, delivery_id: int) -> SendOutcome:

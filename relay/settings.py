@@ -57,6 +57,20 @@ def parse_quiet_hours(text: str, name: str = "RELAY_QUIET_HOURS") -> str:
     return f"{int(a):02d}:{b}-{int(c):02d}:{d}"
 
 
+def parse_sms_rate(text: str) -> str:
+    """RELAY_SMS_RATE: auto, long_code, toll_free, short_code, messaging_service or messages per second."""
+    value = text.strip().lower()
+    if value in ("auto", "long_code", "toll_free", "short_code", "messaging_service"):
+        return value
+    try:
+        if float(value) >= 0:
+            return value
+    except ValueError:
+        pass
+    raise SettingsError("RELAY_SMS_RATE: expected auto, long_code, toll_free, short_code, messaging_service "
+                        f"or a number of messages per second, got {text!r}")
+
+
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
@@ -105,6 +119,10 @@ class Settings:
     session_idle_timeout: timedelta = timedelta(minutes=30)
     signin_rate_limit: str = "10/minute;50/hour"
     quiet_hours: str = "22:00-07:00"  # issue 5: members' default quiet hours, local; "off" for none
+    sms_rate: str = "auto"
+    smtp_rate: int = 0
+    rate_limit_url: str = ""
+    send_concurrency: int = 16
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -159,6 +177,11 @@ class Settings:
             quiet_hours=parse_quiet_hours(get("QUIET_HOURS") or cls.quiet_hours),
             hard_bounce_limit=parse_int(get("HARD_BOUNCE_LIMIT"), "RELAY_HARD_BOUNCE_LIMIT", cls.hard_bounce_limit,
                                         minimum=1),
+            sms_rate=parse_sms_rate(get("SMS_RATE") or cls.sms_rate),
+            smtp_rate=parse_int(get("SMTP_RATE"), "RELAY_SMTP_RATE", cls.smtp_rate),
+            rate_limit_url=get("RATE_LIMIT_URL"),
+            send_concurrency=parse_int(get("SEND_CONCURRENCY"), "RELAY_SEND_CONCURRENCY", cls.send_concurrency,
+                                       minimum=1),
         )
         return settings.with_defaults()
 

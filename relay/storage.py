@@ -20,6 +20,14 @@ def insert_ignoring_conflicts(session: Session, table: Table, rows: Sequence[dic
         session.execute(stmt, list(rows[start:start + batch]))
 
 
+def insert_from_select_ignoring_conflicts(session: Session, table: Table, columns: list[str], query) -> None:
+    """INSERT INTO table (columns) SELECT ... ON CONFLICT DO NOTHING: set-wise, in the database."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).from_select(columns, query).on_conflict_do_nothing()
+    session.execute(stmt)
+
+
 def insert_if_new(session: Session, table: Table, values: dict[str, Any]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None if it existed."""
     dialect = session.get_bind().dialect.name

@@ -14,7 +14,8 @@ from .db import transaction
 from .deliveries import FAILED, SENDING, due_for_dispatch
 from .dispatch import dispatch_safely
 from .models import CaseImage, Delivery, InboundEvent, utcnow
-from .sending import dispatch_deliveries
+from .notices import finish_notice, unfinished_notices
+from .sending import BATCH_SIZE, dispatch_batches, dispatch_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
                             .values(dispatched_at=now).execution_options(synchronize_session=False))
         # --- emergency hold (relay/hold.py): nothing is re-queued while sending is paused.
         deliveries = [] if hold.is_on(session) else due_for_dispatch(session, stale_after, limit=limit, now=now)
+        broadcast = _broadcast_deliveries(session, deliveries, now)
+        unfinished = unfinished_notices(session, now - REDISPATCH_AFTER)
         media = list(session.scalars(select(CaseImage.id).where(
             CaseImage.status == "pending", CaseImage.updated_at < now - MEDIA_STALE_AFTER)
             .order_by(CaseImage.id).limit(limit)))
@@ -70,17 +73,38 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
             media = media[:500]
     for image_id in media:
         dispatch_safely(services.dispatcher.fetch_media, image_id)
+    for notice_id in unfinished:  # a sender died between a broadcast's two waves: plan and queue the rest
+        log.warning("sweep: finishing notice %s, left half-planned", notice_id)
+        finish_notice(services, notice_id)
     for event_id in inbound:
         dispatch_safely(services.dispatcher.process_inbound, event_id)
     for event_id in statuses:
         dispatch_safely(services.dispatcher.apply_status, event_id)
-    dispatch_deliveries(services, deliveries)
+    dispatch_deliveries(services, [d for d in deliveries if d not in broadcast])
+    # a broadcast's waiting deliveries go back in batches to the bulk queue, behind the broadcast,
+    # never ahead of replies on the outbound queue (claims make any duplicate task a no-op)
+    ordered = sorted(broadcast)
+    dispatch_batches(services, (ordered[i:i + BATCH_SIZE] for i in range(0, len(ordered), BATCH_SIZE)))
     report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up, set_aside, len(media))
     if any((report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside, report.media)):
         log.info("sweep: re-dispatched %s inbound, %s statuses, %s deliveries; gave up on %s deliveries; "
                  "set aside %s events; re-queued %s MMS pictures", report.inbound, report.statuses, report.deliveries,
                  report.gave_up, report.set_aside, report.media)
     return report
+
+
+def _broadcast_deliveries(session, delivery_ids: list[int], now) -> set[int]:
+    """Which of these deliveries belong to notices (sent in batches), stamped as dispatched now."""
+    found: set[int] = set()
+    for start in range(0, len(delivery_ids), 500):
+        chunk = delivery_ids[start:start + 500]
+        found.update(session.scalars(select(Delivery.id).where(Delivery.id.in_(chunk), Delivery.purpose == "notice",
+                                                               Delivery.status == "queued")))
+    ordered = sorted(found)
+    for start in range(0, len(ordered), 500):
+        session.execute(update(Delivery).where(Delivery.id.in_(ordered[start:start + 500]))
+                        .values(dispatched_at=now).execution_options(synchronize_session=False))
+    return found
 
 
 def _set_aside_stuck_events(session, now) -> int:

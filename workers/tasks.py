@@ -15,6 +15,7 @@ from relay.dispatch import (
     TASK_APPLY_STATUS,
     TASK_DELIVER,
     TASK_FETCH_MEDIA,
+    TASK_DELIVER_BATCH,
     TASK_PROCESS_INBOUND,
     TASK_SEND_DIGESTS,
     TASK_SEND_SCHEDULED,
@@ -76,6 +77,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     from relay.mms_media import fetch_case_image
     from relay.notices import send_scheduled as run_send_scheduled
     from relay.processing import process_inbound as run_process_inbound
+    from relay.bulk_send import send_batch
     from relay.sending import send_delivery
     from relay.statuses import apply_status as run_apply_status
     from relay.sweeper import sweep as run_sweep
@@ -83,7 +85,18 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     # shared=False: these tasks close over this app's services; Celery's default (shared) would also
     # attach them to any later app in the process (a second app in tests), with the wrong services.
     holder = ServicesHolder(app, settings)
-    worker_process_init.connect(holder.reset, weak=False)
+    def warm_up(**_kwargs) -> None:
+        """A new pool process builds its services and loads the provider clients before its first task,
+        so the first message of a broadcast is not held up by imports (twilio's REST client)."""
+        holder.reset()
+        try:
+            for sender in holder.get().senders.values():
+                if hasattr(sender, "warm_up"):
+                    sender.warm_up()
+        except Exception as exc:  # the first task will try again, and say why
+            log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
+
+    worker_process_init.connect(warm_up, weak=False)
     app.relay_services = holder  # type: ignore[attr-defined]
 
     @app.task(name=TASK_PROCESS_INBOUND, bind=True, shared=False)
@@ -105,6 +118,11 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         if result.retry_in is not None:
             raise self.retry(countdown=result.retry_in, max_retries=None)
         return result.status
+
+    @app.task(name=TASK_DELIVER_BATCH, bind=True, shared=False)
+    def deliver_batch(self, delivery_ids: list[int]) -> dict:
+        report = _run(self, "deliver_batch", send_batch, holder.get(), delivery_ids)
+        return {"sent": report.sent, "skipped": report.skipped, "retry": report.retry, "failed": report.failed}
 
     @app.task(name=TASK_SWEEP, bind=True, shared=False)
     def sweep(self) -> dict:

@@ -14,21 +14,29 @@ class Sender(Protocol):
     def send(self, message: OutboundMessage) -> SendResult: ...
 
 
-def sms_sender_for(settings) -> Sender:
+def sms_sender_for(settings, limiter=None) -> Sender:
     """The Twilio API when it is configured, else the dev outbox."""
     from . import outbox, twilio_sms
 
-    senders = {"twilio": twilio_sms.TwilioSmsSender, "outbox": outbox.OutboxSender}
-    return senders["twilio" if settings.twilio_configured else "outbox"](settings)
+    if settings.twilio_configured:
+        return twilio_sms.TwilioSmsSender(settings, limiter=limiter)
+    return outbox.OutboxSender(settings)
 
 
-def email_sender_for(settings) -> Sender:
+def email_sender_for(settings, limiter=None) -> Sender:
     """SMTP when RELAY_SMTP_URL is set, else the dev outbox."""
     from . import outbox, smtp_email
 
-    senders = {"smtp": smtp_email.SmtpEmailSender, "outbox": outbox.OutboxSender}
-    return senders["smtp" if settings.smtp_configured else "outbox"](settings)
+    if settings.smtp_configured:
+        return smtp_email.SmtpEmailSender(settings, limiter=limiter)
+    return outbox.OutboxSender(settings)
 
 
 def senders_for(settings) -> dict[str, Sender]:
-    return {"sms": sms_sender_for(settings), "email": email_sender_for(settings)}
+    """The senders of this process, sharing one provider rate limiter (relay/ratelimit.py)."""
+    limiter = None
+    if settings.twilio_configured or settings.smtp_configured:
+        from ..ratelimit import limiter_for
+
+        limiter = limiter_for(settings)
+    return {"sms": sms_sender_for(settings, limiter), "email": email_sender_for(settings, limiter)}

@@ -19,6 +19,7 @@ from ..messages import OutboundMessage, SendError, SendResult
 log = logging.getLogger(__name__)
 
 TRUE = {"1", "true", "yes", "on"}
+SMTP_POOL_SIZE = 4  # connections per worker process at most: listmonk-like, well under servers' per-IP limits
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,25 @@ def classify(exc: Exception) -> SendError:
 
 
 class SmtpEmailSender:
-    """Thread-safe facade over one asyncio loop (in a daemon thread) holding one SMTP connection."""
+    """Thread-safe facade over one asyncio loop (in a daemon thread) holding a small pool of SMTP
+    connections: one thread sending in turn uses one connection; several threads (the bulk sender)
+    send over up to `pool_size` connections at once, each reused for message after message."""
 
     name = "smtp"
 
-    def __init__(self, settings):
+    def __init__(self, settings, limiter=None, pool_size: int = SMTP_POOL_SIZE):
+        from ..ratelimit import smtp_rate
+
         self.target = parse_smtp_url(settings.smtp_url)
         self.envelope_from = settings.email_from
+        self.limiter = limiter  # shared provider rate limit (relay/ratelimit.py); None: no limit
+        self.rate = smtp_rate(settings.smtp_rate)
+        self.rate_key = f"smtp:{self.target.hostname}:{self.target.port}"
+        self.pool_size = max(1, pool_size)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._smtp: aiosmtplib.SMTP | None = None
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._open = 0
+        self._available: asyncio.Condition | None = None
         self._lock = threading.Lock()
         self.sessions_opened = 0
 
@@ -89,31 +100,67 @@ class SmtpEmailSender:
         self.sessions_opened += 1
         return smtp
 
-    async def _send(self, to: str, raw: bytes) -> None:
-        for attempt in (1, 2):
-            if self._smtp is None or not self._smtp.is_connected:
-                self._smtp = await self._connect()
-            try:
-                await self._smtp.sendmail(self.envelope_from, [to], raw)
-                return
-            except aiosmtplib.SMTPServerDisconnected:
-                self._smtp = None  # the server closed an idle connection: reconnect once
-                if attempt == 2:
-                    raise
-            except aiosmtplib.SMTPResponseException:
-                await self._reset()
-                raise
+    async def _checkout(self) -> aiosmtplib.SMTP | None:
+        """An idle connection, or None when the caller may open a new one (a pool slot is its)."""
+        if self._available is None:
+            self._available = asyncio.Condition()
+        async with self._available:
+            while not self._idle and self._open >= self.pool_size:
+                await self._available.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1
+            return None
 
-    async def _reset(self) -> None:
+    async def _checkin(self, smtp: aiosmtplib.SMTP | None) -> None:
+        async with self._available:
+            if smtp is not None and smtp.is_connected:
+                self._idle.append(smtp)
+            else:
+                self._open -= 1
+            self._available.notify()
+
+    async def _send(self, to: str, raw: bytes) -> None:
+        smtp = await self._checkout()
         try:
-            if self._smtp is not None and self._smtp.is_connected:
-                await self._smtp.rset()
+            for attempt in (1, 2):
+                if smtp is None or not smtp.is_connected:
+                    smtp = await self._connect()
+                try:
+                    # an 8bit body (bulk notices are rendered once, sent unencoded) is declared as such
+                    options = ["BODY=8BITMIME"] if not raw.isascii() and smtp.supports_extension("8bitmime") else []
+                    await smtp.sendmail(self.envelope_from, [to], raw, mail_options=options)
+                    return
+                except aiosmtplib.SMTPServerDisconnected:
+                    smtp = None  # the server closed an idle connection: reconnect once
+                    if attempt == 2:
+                        raise
+                except aiosmtplib.SMTPResponseException:
+                    smtp = await self._reset(smtp)
+                    raise
+        finally:
+            await self._checkin(smtp)
+
+    async def _reset(self, smtp: aiosmtplib.SMTP) -> aiosmtplib.SMTP | None:
+        try:
+            if smtp.is_connected:
+                await smtp.rset()
+                return smtp
         except aiosmtplib.SMTPException:
-            self._smtp = None
+            pass
+        return None
 
     def send(self, message: OutboundMessage) -> SendResult:
         if message.raw is None:
             raise SendError("no email body to send", code="compose")
+        if self.limiter is not None and self.rate is not None:
+            from ..ratelimit import RateLimited
+
+            try:
+                self.limiter.acquire(self.rate_key, self.rate)
+            except RateLimited as limited:
+                raise SendError(str(limited), code="rate_limited", retryable=True,
+                                retry_after=limited.retry_after) from None
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._send(message.to, message.raw), loop)
         try:
@@ -128,11 +175,13 @@ class SmtpEmailSender:
             return
 
         async def quit_():
-            if self._smtp is not None and self._smtp.is_connected:
-                try:
-                    await self._smtp.quit()
-                except aiosmtplib.SMTPException:
-                    pass
+            for smtp in self._idle:
+                if smtp.is_connected:
+                    try:
+                        await smtp.quit()
+                    except aiosmtplib.SMTPException:
+                        pass
+            self._idle.clear()
 
         asyncio.run_coroutine_threadsafe(quit_(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)

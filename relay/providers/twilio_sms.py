@@ -14,6 +14,7 @@ failed, ...) and ErrorCode; several arrive per message, possibly out of order.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Mapping
 from urllib.parse import parse_qsl
 
@@ -103,8 +104,18 @@ def parse_raw(raw: str) -> dict[str, str]:
     return fields
 
 
-def classify_error(exc: Exception) -> SendError:
-    """Turn whatever the twilio library raised into a typed SendError."""
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds (the HTTP-date form is not used by Twilio; it counts as absent)."""
+    try:
+        seconds = float((value or "").strip())
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= 3600 else None
+
+
+def classify_error(exc: Exception, retry_after: float | None = None) -> SendError:
+    """Turn whatever the twilio library raised into a typed SendError (with the 429's Retry-After,
+    which TwilioRestException does not carry: the sender reads it from the response itself)."""
     from requests import RequestException
     from twilio.base.exceptions import TwilioRestException
 
@@ -115,7 +126,7 @@ def classify_error(exc: Exception) -> SendError:
         if code in OPTED_OUT_CODES:
             return SendError(text, code=str(code), opted_out=True)
         if status in RETRYABLE_HTTP or code == 20429:
-            return SendError(text, code=str(code or status), retryable=True)
+            return SendError(text, code=str(code or status), retryable=True, retry_after=retry_after)
         return SendError(text, code=str(code or status))
     if isinstance(exc, RequestException):
         return SendError(f"Twilio unreachable: {type(exc).__name__}: {exc}", code="network", retryable=True)
@@ -130,31 +141,44 @@ class TwilioSmsSender:
 
     name = "twilio"
 
-    def __init__(self, settings, timeout: float = 10.0):
+    def __init__(self, settings, timeout: float = 10.0, limiter=None):
+        from ..ratelimit import sms_rate
+
         self.settings = settings
         self.timeout = timeout
-        self._client = None
+        self.limiter = limiter  # shared provider rate limit (relay/ratelimit.py); None: no limit
+        self.rate = sms_rate(settings.sms_rate, settings.twilio_from)
+        self.rate_key = f"sms:{settings.twilio_from}"
+        self._local = threading.local()  # one client (one requests.Session) per thread: Session is not thread-safe
 
     def _build_client(self):
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
         api_url = self.settings.twilio_api_url
+        local = self._local
 
         class _HttpClient(TwilioHttpClient):
             def request(self, method, url, *args, **kwargs):
                 if api_url and url.startswith("https://api.twilio.com"):
                     url = api_url + url[len("https://api.twilio.com"):]
-                return super().request(method, url, *args, **kwargs)
+                response = super().request(method, url, *args, **kwargs)
+                local.headers = response.headers or {}  # TwilioRestException drops them (Retry-After)
+                return response
 
         return Client(self.settings.twilio_account_sid, self.settings.twilio_auth_token,
                       http_client=_HttpClient(timeout=self.timeout))
 
     @property
     def client(self):
-        if self._client is None:
-            self._client = self._build_client()
-        return self._client
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._build_client()
+        return client
+
+    def warm_up(self) -> None:
+        """Load twilio's REST client modules now (the first messages.create otherwise imports them)."""
+        self.client.messages  # noqa: B018 (the attribute access is the point)
 
     def send(self, message: OutboundMessage) -> SendResult:
         params = {
@@ -166,8 +190,22 @@ class TwilioSmsSender:
             params["messaging_service_sid"] = self.settings.twilio_from
         else:
             params["from_"] = self.settings.twilio_from
+        messages = self.client.messages  # built before our slot: the slot is for the request itself
+        if self.limiter is not None:
+            from ..ratelimit import RateLimited
+
+            try:
+                self.limiter.acquire(self.rate_key, self.rate)
+            except RateLimited as limited:
+                raise SendError(str(limited), code="rate_limited", retryable=True,
+                                retry_after=limited.retry_after) from None
+        self._local.headers = {}
         try:
-            created = self.client.messages.create(**params)
+            created = messages.create(**params)
         except Exception as exc:  # every failure becomes a typed SendError
-            raise classify_error(exc) from exc
+            headers = getattr(self._local, "headers", None) or {}
+            error = classify_error(exc, retry_after_seconds(headers.get("Retry-After")))
+            if error.retry_after and self.limiter is not None and getattr(exc, "status", None) == 429:
+                self.limiter.pause(self.rate_key, error.retry_after)  # every worker waits, not only this one
+            raise error from exc
         return SendResult(provider_message_id=created.sid, provider_status=created.status or "queued")

@@ -51,6 +51,11 @@ class Fault:
     times: int = 1_000_000  # how many requests it applies to
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # many clients connect at once (the bulk sender); the default 5 resets them
+    daemon_threads = True
+
+
 class TwilioStandIn:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[Recorded] = []
@@ -60,8 +65,7 @@ class TwilioStandIn:
         self.media_auth: tuple[str, str] | None = None  # (account SID, auth token) media needs
         self.media_requests: list[tuple[str, tuple[str, str], int]] = []  # (path, auth, status)
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host, port), self._handler_class())
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property

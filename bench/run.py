@@ -1,0 +1,437 @@
+"""`make bench`: relay's speed on this machine, as ratios against the raw limit measured in the same run.
+
+Starts on loopback everything it needs (a fresh PostgreSQL database per workload on the local server,
+Redis with a private key prefix, the Twilio API stand-in and an aiosmtpd sink as their own processes,
+relay's web app under gunicorn, Celery workers) and runs:
+
+  ingest   signed Twilio inbound webhooks at 32 connections against relay web, vs a bare Flask handler
+           parsing the same form under the same gunicorn settings; afterwards a worker must process
+           every accepted webhook
+  fanout   one notice to N members (40 % SMS, 40 % email, 20 % both) from "send" to the last message
+           at the stand-ins, vs the same number of pre-built messages pushed straight at them with
+           relay's provider clients and the same processes x threads; peak RSS of every process
+  latency  send -> first message at a stand-in, with the N=largest notice queued
+  digest   pending (the digests of issue 5 are not in this tree)
+
+Prints one table and writes var/bench/latest.json. BENCH_QUICK=1: smaller N and shorter ingest.
+Environment: BENCH_POSTGRES_URL (admin URL, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres),
+BENCH_REDIS_URL (default redis://127.0.0.1:6379/13)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import requests
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.e2e.processes import Processes, free_port, group_pids, relay_command, relay_env, wait_for_health, \
+    wait_for_log  # noqa: E402
+
+ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+SIZES = (2_000, 10_000) if QUICK else (10_000, 100_000)
+INGEST_SECONDS = 5 if QUICK else 30
+CONNECTIONS = 32
+WORKER_PROCESSES = 2  # prefork children of one `relay worker`, as on this 2-core machine
+SEND_THREADS = 16
+RAW_SAMPLE = 20_000  # messages the raw fan-out baseline pushes at most (its rate is per message)
+ACCOUNT_SID = "AC" + "b" * 32
+AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
+OUR_NUMBER = "+15005550006"
+PUBLIC_BASE = "https://relay.example.org"
+OUT = REPO / "var" / "bench"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Bench:
+    def __init__(self):
+        self.run_id = secrets.token_hex(4)
+        self.processes = Processes(OUT / "logs")
+        self.databases: list[str] = []
+        self.prefix = f"relay-bench-{self.run_id}:"
+        self.admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+    # ------------------------------------------------------------ set-up
+
+    def database(self, name: str) -> str:
+        from relay.migrate import upgrade
+
+        db = f"relay_bench_{self.run_id}_{name}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+        self.databases.append(db)
+        url = make_url(ADMIN_URL).set(database=db).render_as_string(hide_password=False)
+        upgrade(url)
+        return url
+
+    def start_standins(self) -> None:
+        self.twilio_port, self.twilio_stats = free_port(), free_port()
+        self.smtp_port, self.smtp_stats = free_port(), free_port()
+        py = [sys.executable, "-m", "bench.standins"]
+        self.twilio = self.processes.start("twilio-standin", py + ["twilio", "--port", str(self.twilio_port),
+                                                                   "--stats-port", str(self.twilio_stats)], os.environ)
+        self.smtp = self.processes.start("smtp-sink", py + ["smtp", "--port", str(self.smtp_port),
+                                                          "--stats-port", str(self.smtp_stats)], os.environ)
+        for port in (self.twilio_stats, self.smtp_stats):
+            self._wait(lambda p=port: self._get(p), 20, "stand-in stats")
+
+    def _get(self, port: int):
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/stats", timeout=2).json()
+        except requests.RequestException:
+            return None
+
+    def stats(self) -> tuple[dict, dict]:
+        return self._get(self.twilio_stats), self._get(self.smtp_stats)
+
+    def reset(self) -> None:
+        for port in (self.twilio_stats, self.smtp_stats):
+            requests.post(f"http://127.0.0.1:{port}/stats", timeout=2)
+
+    @staticmethod
+    def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise TimeoutError(f"timed out waiting for {what}")
+
+    def env(self, database_url: str, **extra) -> dict[str, str]:
+        return relay_env(DATABASE_URL=database_url, BROKER_URL=REDIS_URL, BROKER_PREFIX=self.prefix,
+                         PUBLIC_BASE_URL=PUBLIC_BASE, TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+                         TWILIO_FROM=OUR_NUMBER, TWILIO_NUMBERS=OUR_NUMBER,
+                         TWILIO_API_URL=f"http://127.0.0.1:{self.twilio_port}",
+                         SMTP_URL=f"smtp://127.0.0.1:{self.smtp_port}", SMS_RATE="0",
+                         SEND_CONCURRENCY=str(SEND_THREADS), VAR_DIR=str(OUT / "var"),
+                         SECRET_KEY="bench-secret-key", LOG_LEVEL="WARNING", **extra)
+
+    def settings(self, database_url: str):
+        from relay.settings import Settings
+
+        return Settings.from_env(self.env(database_url))
+
+    def worker(self, name: str, database_url: str, queues: str):
+        proc = self.processes.start(name, relay_command("worker", "-Q", queues, "-c", str(WORKER_PROCESSES),
+                                                        "--loglevel", "INFO"), self.env(database_url))
+        wait_for_log(proc, "ready.", timeout=60)
+        return proc
+
+    def close(self) -> None:
+        self.processes.stop_all()
+        with self.admin.connect() as conn:
+            for db in self.databases:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        self.admin.dispose()
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{self.prefix}*"):
+            client.delete(key)
+        client.close()
+
+
+def peak_rss_mb(pids) -> dict[int, float]:
+    """VmHWM (peak resident set) of each live process, in MB."""
+    found = {}
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    found[pid] = int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return found
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def _signed_bodies(count: int, url: str) -> list[tuple[bytes, str]]:
+    from twilio.request_validator import RequestValidator
+
+    validator = RequestValidator(AUTH_TOKEN)
+    bodies = []
+    for i in range(count):
+        form = {"ToCountry": "US", "ToState": "CA", "SmsMessageSid": "", "NumMedia": "0", "ToCity": "",
+                "FromZip": "", "SmsSid": "", "FromState": "", "SmsStatus": "received", "FromCity": "",
+                "Body": f"C1 bench reply {i}", "FromCountry": "US", "To": OUR_NUMBER, "ToZip": "",
+                "NumSegments": "1", "MessageSid": "", "AccountSid": ACCOUNT_SID,
+                "From": f"+1404{i % 5000:07d}", "ApiVersion": "2010-04-01"}
+        sid = "SM" + secrets.token_hex(16)
+        form["SmsMessageSid"] = form["SmsSid"] = form["MessageSid"] = sid
+        bodies.append((urlencode(form).encode(), validator.compute_signature(url, form)))
+    return bodies
+
+
+async def _load(base_url: str, bodies, seconds: float) -> dict:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    index = 0
+    deadline = time.perf_counter() + seconds
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Forwarded-Proto": "https",
+               "X-Forwarded-Host": "relay.example.org"}
+
+    async def one_connection(session):
+        nonlocal index, errors
+        while time.perf_counter() < deadline and index < len(bodies):
+            body, signature = bodies[index]
+            index += 1
+            started = time.perf_counter()
+            async with session.post(f"{base_url}/webhooks/twilio/sms", data=body,
+                                    headers={**headers, "X-Twilio-Signature": signature}) as response:
+                await response.read()
+                if response.status != 200:
+                    errors += 1
+            latencies.append(time.perf_counter() - started)
+
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(one_connection(session) for _ in range(CONNECTIONS)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
+            "rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+            "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1)}
+
+
+def _gunicorn(bench: Bench, name: str, app: str, port: int, env: dict) -> object:
+    """The same gunicorn settings as `relay web` (2 sync workers, access log), for the baseline."""
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    return bench.processes.start(name, [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                                        "--access-logfile", "-", "--graceful-timeout", "10", "--timeout", "30",
+                                        app], env)
+
+
+def ingest(bench: Bench) -> dict:
+    from relay.models import InboundEvent
+    from relay.services import build_services
+
+    database_url = bench.database("ingest")
+    per_second_guess = 1500
+    bodies = _signed_bodies(int(per_second_guess * INGEST_SECONDS * 1.5), PUBLIC_BASE + "/webhooks/twilio/sms")
+
+    port = free_port()
+    bare = _gunicorn(bench, "bare-web", "bench.bare_app:app", port, relay_env())
+    wait_for_health_bare(f"http://127.0.0.1:{port}")
+    log(f"ingest baseline: bare Flask, {CONNECTIONS} connections, {INGEST_SECONDS}s")
+    baseline = asyncio.run(_load(f"http://127.0.0.1:{port}", bodies, INGEST_SECONDS))
+    bare.stop()
+
+    port = free_port()
+    web = bench.processes.start("web", relay_command("web", "--port", str(port), "--workers", "2"),
+                                bench.env(database_url, PORT=str(port)))
+    wait_for_health(f"http://127.0.0.1:{port}", web)
+    log(f"ingest: relay web, {CONNECTIONS} connections, {INGEST_SECONDS}s")
+    measured = asyncio.run(_load(f"http://127.0.0.1:{port}", bodies, INGEST_SECONDS))
+    web.stop()
+
+    # every accepted webhook persisted, and processed by a worker
+    services = build_services(bench.settings(database_url))
+    accepted = measured["requests"] - measured["errors"]
+    worker = bench.worker("ingest-worker", database_url, "inbound,outbound")
+    started = time.monotonic()
+
+    def processed():
+        with services.sessions() as session:
+            return session.scalar(select(func.count()).select_from(InboundEvent)
+                                  .where(InboundEvent.processed_at.is_not(None)))
+
+    try:  # processing is not what this workload times: give it a minute, report how far it got
+        bench._wait(lambda: processed() >= accepted, 30, "every webhook processed",
+                    interval=0.5)
+    except TimeoutError:
+        pass
+    with services.sessions() as session:
+        stored = session.scalar(select(func.count()).select_from(InboundEvent))
+    done = processed()
+    worker.stop()
+    services.dispose()
+    return {"relay": measured, "baseline": baseline, "stored": stored, "processed": done,
+            "processing_seconds": round(time.monotonic() - started, 1),
+            "ratio": round(measured["rps"] / baseline["rps"], 3),
+            "p99_ratio": round(measured["p99_ms"] / baseline["p99_ms"], 2)}
+
+
+def wait_for_health_bare(base_url: str) -> None:
+    def up():
+        try:
+            return requests.post(f"{base_url}/webhooks/twilio/sms", data={"MessageSid": "x", "From": "y"},
+                                 timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    Bench._wait(up, 30, "the bare app")
+
+
+# ---------------------------------------------------------------- fan-out
+
+
+def _sample_email(settings) -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = settings.email_from, "raw@bench.example", "[C1] Fever"
+    message.set_content("A new case was posted.\n" * 40)
+    message.add_alternative("<p>A new case was posted.</p>\n" * 40, subtype="html")
+    return message.as_bytes()
+
+
+def fanout(bench: Bench, members: int) -> dict:
+    from bench import raw_send
+    from bench.seed import seed_network
+    from relay.models import Delivery
+    from relay.notices import new_case_notice
+    from relay.services import build_services
+
+    database_url = bench.database(f"fanout{members}")
+    settings = bench.settings(database_url)
+    services = build_services(settings)
+    expected = seed_network(services.sessions, members)
+    total = expected["sms"] + expected["email"]
+    worker = bench.worker(f"worker-{members}", database_url, "bulk,outbound")
+    bench.reset()
+    log(f"fan-out: one notice to {members} members = {total} messages")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.time()
+    result = new_case_notice(services, "C1", ["everyone"])
+    enqueued = time.time() - started
+    assert result.sms + result.emails == total, (result, expected)
+    peaks: dict[int, float] = {}
+
+    def all_arrived():
+        peaks.update({pid: max(mb, peaks.get(pid, 0)) for pid, mb in peak_rss_mb(group_pids(worker.pgid)).items()})
+        twilio, smtp = bench.stats()
+        return (twilio["count"] + smtp["count"] >= total) and (twilio, smtp)
+
+    twilio, smtp = bench._wait(all_arrived, 900, f"{total} messages at the stand-ins", interval=0.25)
+    last = max(t for t in (twilio["last"], smtp["last"]) if t)
+    first = min(t for t in (twilio["first"], smtp["first"]) if t)
+    seconds = last - started
+    time.sleep(1.0)
+    twilio_after, smtp_after = bench.stats()
+    with services.sessions() as session:
+        statuses = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+    standin_peaks = peak_rss_mb([bench.twilio.pid, bench.smtp.pid])
+    worker.stop()
+    services.dispose()
+    bench_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    # The raw rate per message does not depend on N: above 20,000 messages a sample of that size keeps
+    # the run under 10 minutes.
+    share = min(1.0, RAW_SAMPLE / total)
+    raw_sms, raw_emails = round(expected["sms"] * share), round(expected["email"] * share)
+    log(f"fan-out baseline: {raw_sms} SMS + {raw_emails} emails pushed raw")
+    bench.reset()
+    raw_send.push(settings, raw_sms, raw_emails, WORKER_PROCESSES, SEND_THREADS, _sample_email(settings))
+    raw_twilio, raw_smtp = bench.stats()
+    raw_seconds = (max(raw_twilio["last"], raw_smtp["last"]) - min(raw_twilio["first"], raw_smtp["first"]))
+    rate, raw_rate = total / seconds, (raw_sms + raw_emails) / raw_seconds
+    return {
+        "members": members, "messages": total, "sms": expected["sms"], "emails": expected["email"],
+        "seconds": round(seconds, 2), "msgs_per_s": round(rate, 1), "enqueue_seconds": round(enqueued, 2),
+        "first_message_seconds": round(first - started, 3),
+        "at_standins": twilio_after["count"] + smtp_after["count"], "statuses": statuses,
+        "raw_messages": raw_sms + raw_emails, "raw_seconds": round(raw_seconds, 2),
+        "raw_msgs_per_s": round(raw_rate, 1),
+        "ratio": round(rate / raw_rate, 3),
+        "peak_rss_mb": {"worker_processes": round(max(peaks.values(), default=0), 1),
+                        "sender_of_the_notice": round(bench_peak, 1),
+                        "standins": round(max(standin_peaks.values(), default=0), 1)},
+        "sender_rss_growth_mb": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024, 1),
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = next((int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), 0)
+    return f"{os.cpu_count()} x {cpu}, {memory // 1024} GB RAM, {platform.system()} {platform.release()}, " \
+           f"Python {platform.python_version()}"
+
+
+def table(results: dict) -> str:
+    rows = [("workload", "relay", "raw baseline", "ratio", "target", "notes")]
+    i = results.get("ingest")
+    if i:
+        rows.append(("ingest (signed SMS webhooks, 32 conns)", f"{i['relay']['rps']:.0f} req/s, p99 "
+                     f"{i['relay']['p99_ms']} ms", f"{i['baseline']['rps']:.0f} req/s, p99 {i['baseline']['p99_ms']} ms",
+                     f"{i['ratio']:.2f}", ">= 0.5, p99 < 50 ms",
+                     f"errors {i['relay']['errors']}; stored {i['stored']}, processed {i['processed']}"))
+    fan = [v for k, v in results.items() if k.startswith("fanout_")]
+    for f in fan:
+        rows.append((f"fan-out N={f['members']:,} ({f['messages']:,} msgs)",
+                     f"{f['seconds']} s = {f['msgs_per_s']:.0f} msg/s",
+                     f"{f['raw_messages']:,} in {f['raw_seconds']} s = {f['raw_msgs_per_s']:.0f} msg/s",
+                     f"{f['ratio']:.2f}", ">= 0.5",
+                     f"peak RSS worker {f['peak_rss_mb']['worker_processes']} MB; enqueued in "
+                     f"{f['enqueue_seconds']} s; first msg {f['first_message_seconds']} s"))
+    if len(fan) == 2:
+        growth = fan[1]["seconds"] / fan[0]["seconds"]
+        size = fan[1]["members"] / fan[0]["members"]
+        rows.append((f"fan-out cost growth ({size:.0f}x members)", f"{growth:.1f}x time", "", "",
+                     f"<= {1.2 * size:.0f}x", ""))
+        rows.append(("notice latency (send -> first message)", f"{fan[1]['first_message_seconds']} s",
+                     "", "", "< 1 s", f"{fan[1]['messages']:,} messages queued"))
+    rows.append(("digest (20,000 subscribers)", "pending", "", "", ">= 0.3", results["digest"]["status"]))
+    widths = [max(len(str(r[c])) for r in rows) for c in range(len(rows[0]))]
+    lines = ["| " + " | ".join(str(r[c]).ljust(widths[c]) for c in range(len(r))) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    bench = Bench()
+    results: dict = {"machine": machine(), "quick": QUICK, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                                                      time.gmtime())}
+    t0 = time.monotonic()
+    try:
+        bench.start_standins()
+        results["digest"] = {"status": "pending: the digests of issue 5 are not in this tree"}
+        results["ingest"] = ingest(bench)
+        log(f"ingest: {json.dumps(results['ingest'])}")
+        (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
+        for n in SIZES:
+            results[f"fanout_{n}"] = fanout(bench, n)
+            log(f"fan-out {n}: {json.dumps(results[f'fanout_{n}'])}")
+            (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
+    finally:
+        bench.close()
+    results["total_seconds"] = round(time.monotonic() - t0, 1)
+    report = table(results)
+    (OUT / "latest.json").write_text(json.dumps(results, indent=2, default=str))
+    (OUT / "latest.md").write_text(f"Machine: {results['machine']}\n\n{report}\n")
+    print(f"\nMachine: {results['machine']}\n\n{report}\n\n(var/bench/latest.json; {results['total_seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

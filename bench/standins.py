@@ -1,0 +1,124 @@
+"""The provider stand-ins as processes for the benchmark, each with a small stats endpoint
+(GET /stats: count, first and last arrival; POST /reset) so run.py can time messages at the
+provider without keeping them in its own memory.
+
+    python -m bench.standins twilio --port P --stats-port S
+    python -m bench.standins smtp --port P --stats-port S
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Clock:
+    """Counts arrivals and keeps the first and last arrival times."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        self.count, self.first, self.last = 0, None, None
+
+    def tick(self):
+        now = time.time()
+        with self.lock:
+            self.count += 1
+            self.first = self.first or now
+            self.last = now
+
+
+def serve_stats(port: int, stats, reset) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _json(self, payload):
+            body = json.dumps(payload).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self._json(stats())
+
+        def do_POST(self):
+            reset()
+            self._json({"reset": True})
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever(poll_interval=0.1)
+
+
+def run_twilio(port: int, stats_port: int) -> None:
+    from tests.standins.twilio_api import TwilioStandIn
+
+    standin = TwilioStandIn(port=port)
+    clock = Clock()
+
+    # count accepted messages as they arrive (the stand-in's own list is cleared on reset)
+    original = standin.server.RequestHandlerClass._record
+
+    def _record(handler, account, auth, form, status):
+        if status == 201:
+            clock.tick()
+        with standin.lock:
+            if len(standin.requests) > 1000:  # keep memory flat over 100,000 messages
+                standin.requests.clear()
+        original(handler, account, auth, form, status)
+
+    standin.server.RequestHandlerClass._record = _record
+
+    def reset():
+        with clock.lock:
+            clock.reset()
+
+    threading.Thread(target=serve_stats, args=(stats_port, lambda: vars_of(clock), reset), daemon=True).start()
+    print(f"twilio stand-in on {port}, stats on {stats_port}", flush=True)
+    standin.server.serve_forever(poll_interval=0.05)
+
+
+def vars_of(clock: Clock) -> dict:
+    with clock.lock:
+        return {"count": clock.count, "first": clock.first, "last": clock.last}
+
+
+def run_smtp(port: int, stats_port: int) -> None:
+    from aiosmtpd.controller import Controller
+
+    clock = Clock()
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            clock.tick()
+            return "250 Message accepted for delivery"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+
+    def reset():
+        with clock.lock:
+            clock.reset()
+
+    print(f"smtp sink on {port}, stats on {stats_port}", flush=True)
+    serve_stats(stats_port, lambda: vars_of(clock), reset)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=("twilio", "smtp"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--stats-port", type=int, required=True)
+    args = parser.parse_args()
+    (run_twilio if args.kind == "twilio" else run_smtp)(args.port, args.stats_port)
+
+
+if __name__ == "__main__":
+    main()

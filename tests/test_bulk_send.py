@@ -1,0 +1,166 @@
+"""The broadcast fast path: a notice planned set-wise and queued in batches, each batch sent by
+bulk_send.send_batch with per-delivery claims kept; its pre-rendered emails say exactly what
+compose() says, and a batch sent twice sends nothing twice."""
+from __future__ import annotations
+
+from datetime import timedelta
+from email import message_from_bytes, policy
+
+from sqlalchemy import select, update
+
+from relay.bulk_send import send_batch
+from relay.db import transaction
+from relay.mail import compose
+from relay.messages import SendError
+from relay.models import Delivery, Notice, utcnow
+from relay.notices import create_notice, new_case_notice, send_notice
+
+HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References", "Reply-To", "List-Id",
+           "List-Unsubscribe", "List-Unsubscribe-Post", "List-Archive", "Archived-At", "Precedence",
+           "Auto-Submitted", "X-Relay-Loop")
+
+
+def _sent_notice(services, **fields) -> int:
+    if not fields:
+        return new_case_notice(services, "C1", ["tft"]).notice_id
+    with transaction(services.sessions) as session:
+        notice_id = create_notice(session, lists=["tft"], **fields).id
+    return send_notice(services, notice_id).notice_id
+
+
+def _statuses(services) -> dict[str, int]:
+    with services.sessions() as session:
+        found: dict[str, int] = {}
+        for status in session.scalars(select(Delivery.status)):
+            found[status] = found.get(status, 0) + 1
+        return found
+
+
+def test_a_notice_is_queued_as_batches_and_each_delivery_sent_once(network, sms, mail):
+    _sent_notice(network)
+    batches = network.dispatcher.batches
+    assert len(batches) == 1 and len(batches[0]) == 10  # 5 members x (sms, email), mixed in one batch
+    report = send_batch(network, batches[0])
+    assert (report.sent, report.skipped, report.failed) == (10, 0, 0)
+    assert len(sms.sent) == 5 and len(mail.sent) == 5
+    assert _statuses(network) == {"accepted": 10}
+    again = send_batch(network, batches[0])  # a redelivered task
+    assert (again.sent, again.skipped) == (0, 10)
+    assert len(sms.sent) == 5 and len(mail.sent) == 5
+
+
+def test_large_broadcasts_are_split_into_batches_of_one_hundred(network):
+    from relay.notices import dispatch_notice_batches
+
+    _sent_notice(network, kind="announcement", title="Network meeting", body="Thursday")
+    with network.sessions() as session:
+        notice = session.scalars(select(Notice)).one()
+        count = dispatch_notice_batches(network, notice, batch_size=3)
+    assert count == 4 and [len(b) for b in network.dispatcher.batches[-4:]] == [3, 3, 3, 1]
+
+
+def _same_email(bulk: bytes, composed: bytes) -> None:
+    a, b = message_from_bytes(bulk, policy=policy.default), message_from_bytes(composed, policy=policy.default)
+    for name in HEADERS:
+        assert str(a[name]) == str(b[name]), name
+    assert [p.get_content() for p in a.iter_parts()] == [p.get_content() for p in b.iter_parts()]
+    assert [p.get_content_type() for p in a.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_pre_rendered_emails_say_what_compose_says(network, mail):
+    _sent_notice(network)
+    _sent_notice(network, kind="guideline", title="Masks in CT rooms", body="FFP2 for every scan",
+                 severity="urgent")
+    for batch in network.dispatcher.batches:
+        send_batch(network, batch)
+    assert len(mail.sent) == 10
+    assert all(b"Content-Transfer-Encoding: 8bit" in s.raw for s in mail.sent)  # pre-rendered, not composed
+    with network.sessions() as session:
+        for sent in mail.sent:
+            delivery = session.get(Delivery, sent.delivery_id)
+            _same_email(sent.raw, compose(session, network.settings, delivery).as_bytes())
+    languages = {message_from_bytes(s.raw, policy=policy.default)["Subject"] for s in mail.sent}
+    assert any("지침" in subject for subject in languages)  # ko members got the ko subject
+
+
+def test_expired_notice_is_not_sent_late_by_the_batch(network, sms, mail):
+    _sent_notice(network, kind="announcement", title="Short-lived", body="soon over",
+                 expires_at=utcnow() + timedelta(hours=1))
+    with transaction(network.sessions) as session:
+        session.execute(update(Notice).values(expires_at=utcnow() - timedelta(seconds=1)))
+    report = send_batch(network, network.dispatcher.batches[0])
+    assert report.failed == 10 and not sms.sent and not mail.sent
+    with network.sessions() as session:
+        assert set(session.scalars(select(Delivery.error_code))) == {"expired"}
+
+
+def test_a_failed_send_in_a_batch_is_retried_alone(network, sms, mail):
+    real_send = sms.send
+
+    def flaky(message):
+        if message.to == "+821012345602":
+            raise SendError("Twilio 503", code="503", retryable=True)
+        return real_send(message)
+
+    sms.send = flaky
+    _sent_notice(network)
+    report = send_batch(network, network.dispatcher.batches[0])
+    assert (report.sent, report.retry) == (9, 1)
+    with network.sessions() as session:
+        waiting = session.scalars(select(Delivery).where(Delivery.status == "queued")).one()
+        assert waiting.to_address == "+821012345602" and waiting.next_attempt_at is not None
+
+
+def test_the_sweeper_puts_a_waiting_broadcast_back_in_batches_not_ahead_of_replies(network, sms, mail):
+    from relay.sweeper import sweep
+
+    _sent_notice(network)
+    network.dispatcher.batches.clear()
+    network.dispatcher.deliveries.clear()
+    with transaction(network.sessions) as session:  # queued two minutes ago, never picked up (broker lost it)
+        session.execute(update(Delivery).values(dispatched_at=utcnow() - timedelta(minutes=2),
+                                                created_at=utcnow() - timedelta(minutes=2)))
+    assert sweep(network).deliveries == 10
+    assert [len(b) for b in network.dispatcher.batches] == [10]
+    assert len(network.dispatcher.deliveries) == 10  # the recorder also lists batch ids; none went alone:
+    assert network.dispatcher.deliveries == network.dispatcher.batches[0]
+    report = send_batch(network, network.dispatcher.batches[0])
+    assert report.sent == 10 and len(sms.sent) == 5 and len(mail.sent) == 5
+    assert sweep(network).deliveries == 0
+
+
+def test_a_broadcast_is_sent_in_two_waves_and_never_twice(network, sms, mail, monkeypatch):
+    from relay import notices
+
+    monkeypatch.setattr(notices, "FIRST_WAVE", 2)  # the first two members go first
+    result = _sent_notice(network)
+    batches = network.dispatcher.batches
+    assert [len(b) for b in batches] == [4, 6]  # 2 members x 2 channels, then the other 3
+    with network.sessions() as session:
+        assert session.get(Notice, result).status == "sent"
+        first = {session.get(Delivery, i).member_id for i in batches[0]}
+        rest = {session.get(Delivery, i).member_id for i in batches[1]}
+    assert len(first) == 2 and len(rest) == 3 and not first & rest
+    for batch in batches:
+        send_batch(network, batch)
+    assert len(sms.sent) == 5 and len(mail.sent) == 5
+
+
+def test_a_broadcast_left_half_planned_by_a_crash_is_finished_by_the_sweeper(network, sms, mail):
+    from relay.sweeper import sweep
+
+    with transaction(network.sessions) as session:  # claimed and stamped, then the sender died
+        notice_id = create_notice(session, kind="announcement", title="Meeting", body="Thursday",
+                                  lists=["tft"]).id
+        notice = session.get(Notice, notice_id)
+        notice.status, notice.sent_at = "sending", utcnow() - timedelta(minutes=10)
+    sweep(network)
+    with network.sessions() as session:
+        assert session.get(Notice, notice_id).status == "sent"
+    for batch in network.dispatcher.batches:
+        send_batch(network, batch)
+    assert len(sms.sent) == 5 and len(mail.sent) == 5
+    sweep(network)  # nothing left to finish, nothing sent again
+    for batch in network.dispatcher.batches:
+        send_batch(network, batch)
+    assert len(sms.sent) == 5 and len(mail.sent) == 5
