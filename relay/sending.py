@@ -53,7 +53,8 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
     """Send one delivery if this caller wins the claim, and record what the provider said."""
     settings = services.settings
     with transaction(services.sessions) as session:
-        if not claim(session, delivery_id, LEASE):
+        # reliability: the lease is a setting (RELAY_SEND_LEASE), so fault tests can shorten it
+        if not claim(session, delivery_id, getattr(settings, "send_lease", LEASE)):
             return SendOutcome(delivery_id, "skipped")
         delivery = session.get(Delivery, delivery_id)
         attempts = delivery.attempts

@@ -55,6 +55,7 @@ class Settings:
     reply_window: timedelta = timedelta(hours=72)
     ambiguity_window: timedelta = timedelta(minutes=10)
     max_send_attempts: int = 6
+    send_lease: timedelta = timedelta(seconds=120)
     network_name: str = "relay"
     templates_dir: Path = PROJECT_ROOT / "templates"
     max_webhook_bytes: int = 64 * 1024
@@ -95,6 +96,7 @@ class Settings:
             ambiguity_window=parse_duration(get("AMBIGUITY_WINDOW") or "10m", "RELAY_AMBIGUITY_WINDOW"),
             max_send_attempts=parse_int(get("MAX_SEND_ATTEMPTS"), "RELAY_MAX_SEND_ATTEMPTS", cls.max_send_attempts,
                                         minimum=1),
+            send_lease=parse_duration(get("SEND_LEASE") or "120s", "RELAY_SEND_LEASE"),
             network_name=get("NETWORK_NAME") or cls.network_name,
             templates_dir=Path(get("TEMPLATES_DIR") or cls.templates_dir),
             max_webhook_bytes=parse_int(get("MAX_WEBHOOK_BYTES"), "RELAY_MAX_WEBHOOK_BYTES", cls.max_webhook_bytes,
