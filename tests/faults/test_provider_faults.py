@@ -137,3 +137,25 @@ def test_an_error_burst_pauses_the_notice_and_alerts_coordinators_once(provider_
     assert final == {"accepted": MEMBERS + COORDINATORS}
     assert set(accepted_to) == {phone_of(n) for n in range(MEMBERS)} and max(accepted_to.values()) == 1
     assert len(resumed) == 1 and resumed[0].detail == {"resumed": len(failing)}
+
+
+def test_relay_notice_resume_on_the_command_line(network, settings, monkeypatch):
+    from click.testing import CliRunner
+
+    from relay.cli import main
+
+    result = new_case_notice(network, "C1", ["tft"])
+    with transaction(network.sessions) as session:
+        session.execute(update(Notice).values(status="paused"))
+        session.execute(update(Delivery).where(Delivery.purpose == "notice").values(status="held"))
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    first = CliRunner().invoke(main, ["notice", "resume", str(result.notice_id)])
+    assert first.exit_code == 0, first.output
+    assert f"notice {result.notice_id} resumed: {len(result.delivery_ids)} deliveries back in the queue" in first.output
+    again = CliRunner().invoke(main, ["notice", "resume", str(result.notice_id)])
+    assert again.exit_code != 0 and "not paused" in again.output
+    with network.sessions() as session:
+        assert set(session.scalars(select(Delivery.status).where(Delivery.purpose == "notice"))) == {"queued"}
+        actions = session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("notice.%"))).all()
+    assert sorted(actions) == ["notice.resume", "notice.send"]
