@@ -43,6 +43,17 @@ class Deployment:
         self.workers.append(proc)
         return proc
 
+    def restart_dead_workers(self) -> int:
+        """What a restart policy (docker-compose `restart: unless-stopped`, systemd `Restart=always`) does:
+        start again any worker that exited. Returns how many were restarted."""
+        restarted = 0
+        for index, proc in enumerate(self.workers):
+            if not proc.alive:
+                name = f"{proc.name.split('+')[0]}+{index}-{time.monotonic():.0f}"
+                self.workers[index] = self.processes.start(name, proc.argv, self.env)
+                restarted += 1
+        return restarted
+
     def post_signed(self, path: str, form: dict[str, str], timeout: float = 15) -> requests.Response:
         signature = sign(AUTH_TOKEN, PUBLIC_BASE + path, form)
         return requests.post(self.base_url + path, data=form, timeout=timeout, headers={
