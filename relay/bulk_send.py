@@ -32,8 +32,8 @@ from .dispatch import dispatch_safely
 from .messages import OutboundMessage, SendError, SendResult
 from .models import Case, Delivery, InboundEvent, Member, Notice, Post, Thread, utcnow
 from .notice_refs import notice_of
-from .sending import LEASE, SendOutcome, _record_failure
-from .tokens import notice_message_id, post_message_id, reply_token, unsubscribe_token
+from .sending import SendOutcome, _record_failure
+from .tokens import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # that no template, header folding or escaping changes (the body is sent 8bit, not re-encoded).
 _TOKEN = b"relayunsubscribetokenzq"
 _REPLY = b"relayreplytokenzq"
+_PREFS = b"relaypreferencestokenzq"
 _NAME = "Relaynameplaceholderzq"
 _EMAIL = "relayaddressplaceholderzq@placeholder.invalid"
 
@@ -113,6 +114,7 @@ class NoticeEmails:
         placeholder = SimpleNamespace(name=_NAME, email=_EMAIL)
         if delivery.post_id is None:
             subject, template, context = mail.notice_parts(s, notice, None, language, unsubscribe[0], notice.body)
+            context["preferences_url"] = f"{s.public_base_url}/preferences/{_PREFS.decode()}"
             references = []
             if notice.corrects_notice_id is not None:
                 references = [notice_message_id(s.secret(), notice.corrects_notice_id, s.email_domain)]
@@ -127,6 +129,7 @@ class NoticeEmails:
             thread = self.session.get(Thread, post.thread_id)
             case_ = self.session.get(Case, thread.case_id)
             subject, template, context = mail.notice_parts(s, notice, case_, language, unsubscribe[0], post.body)
+            context["preferences_url"] = f"{s.public_base_url}/preferences/{_PREFS.decode()}"
             reply_to = formataddr((f"{case_.code} {s.network_name}", f"reply+{_REPLY.decode()}@{s.email_domain}"))
             message_id = post_message_id(s.secret(), post.id, s.email_domain)
             message = mail._message(s, placeholder, s.network_name, subject, post.created_at, message_id,
@@ -149,6 +152,7 @@ class NoticeEmails:
         raw = template.replace(formataddr((_NAME, _EMAIL)).encode(),
                                formataddr((member.name, member.email), charset="utf-8").encode("ascii"))
         raw = raw.replace(_TOKEN, unsubscribe_token(secret, member.id).encode())
+        raw = raw.replace(_PREFS, signed_id(secret, "preferences", member.id).encode())
         if delivery.case_id is not None and _REPLY in raw:
             raw = raw.replace(_REPLY, reply_token(secret, member.id, delivery.case_id).encode())
         return raw
@@ -162,7 +166,7 @@ def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport
             hold.defer(session, delivery_id, now)
             report.add(SendOutcome(delivery_id, "held"))
         return [], {}
-    claimed = claim_many(session, delivery_ids, LEASE, now)
+    claimed = claim_many(session, delivery_ids, settings.send_lease, now)
     for delivery_id in sorted(set(delivery_ids) - set(claimed)):
         report.add(SendOutcome(delivery_id, "skipped"))
     if not claimed:
@@ -246,7 +250,18 @@ def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
             report.add(SendOutcome(message.delivery_id, "sent"))
         for event_id in pending:  # callbacks that raced ahead of our record of the sid
             dispatch_safely(services.dispatcher.apply_status, event_id)
+    failed_ids = []
     for message, _, error in results:
         if error is not None:  # rare: handled one by one, exactly as send_delivery does
-            report.add(_record_failure(services, message.delivery_id, attempts[message.delivery_id], error))
+            outcome = _record_failure(services, message.delivery_id, attempts[message.delivery_id], error)
+            report.add(outcome)
+            if outcome.result in ("failed", "retry"):
+                failed_ids.append(message.delivery_id)
+    if failed_ids:  # an error burst pauses the notice instead of burning through the list (relay/bursts.py)
+        from .bursts import check_burst
+
+        with services.sessions() as session:
+            notice_ids = {n.id for n in (notice_of(session, session.get(Delivery, d)) for d in failed_ids) if n}
+        for notice_id in sorted(notice_ids):
+            check_burst(services, notice_id)
     return report

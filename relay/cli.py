@@ -652,6 +652,20 @@ def notice_status(notice_id: int) -> None:
         click.echo("no deliveries")
 
 
+@notice.command("resume")
+@click.argument("notice_id", type=int)
+def notice_resume(notice_id: int) -> None:
+    """Resume NOTICE_ID after an error burst paused it: its held deliveries go back in the queue."""
+    from .bursts import NoticeNotPaused, resume
+
+    services = _services(_settings())
+    try:
+        count = resume(services, notice_id, actor=cli_actor())
+    except NoticeNotPaused as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"notice {notice_id} resumed: {count} deliveries back in the queue")
+
+
 @main.command("audit")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--action", default=None, help="only this action, e.g. notice.send")

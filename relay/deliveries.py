@@ -17,13 +17,15 @@ DELIVERED = "delivered"
 UNDELIVERED = "undelivered"
 FAILED = "failed"
 OPTED_OUT = "opted_out"
+HELD = "held"  # a paused notice's delivery, waiting for `relay notice resume` (relay/bursts.py)
 
 FINAL = frozenset({DELIVERED, UNDELIVERED, FAILED, OPTED_OUT})
 
 # status -> the statuses it may move to. Anything else is ignored (and logged by the caller).
 TRANSITIONS: dict[str, frozenset[str]] = {
-    QUEUED: frozenset({SENDING, FAILED, OPTED_OUT}),
+    QUEUED: frozenset({SENDING, FAILED, OPTED_OUT, HELD}),
     SENDING: frozenset({QUEUED, ACCEPTED, SENT, DELIVERED, UNDELIVERED, FAILED, OPTED_OUT}),
+    HELD: frozenset({QUEUED, FAILED, OPTED_OUT}),
     ACCEPTED: frozenset({SENT, DELIVERED, UNDELIVERED, FAILED}),
     SENT: frozenset({DELIVERED, UNDELIVERED, FAILED}),
     DELIVERED: frozenset(),

@@ -150,14 +150,20 @@ def _parts(settings, template: str, language: str, context: dict) -> tuple[str, 
             _render(settings.templates_dir, f"{template}.html", language, **context))
 
 
+def _one_line(text: str) -> str:
+    """Header text on one line: CR, LF and other control characters become spaces (reliability: a name or
+    title that somehow holds CR/LF can neither add a header nor make composing the email fail)."""
+    return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text or "").split())
+
+
 def _message(settings, member: Member, sender_name: str, subject: str, date, message_id: str,
              references: list[str], reply_to: str | None, archived_at: str, automatic: bool,
              unsubscribe: tuple[str, str], text: str, html: str) -> EmailMessage:
     # refold_source="none": a header stored with set_raw() goes out exactly as written (see below).
     message = EmailMessage(policy=SMTP.clone(refold_source="none"))
-    message["From"] = formataddr((sender_name, settings.email_from))
-    message["To"] = formataddr((member.name, member.email))
-    message["Subject"] = subject
+    message["From"] = formataddr((_one_line(sender_name), settings.email_from))
+    message["To"] = formataddr((_one_line(member.name), member.email))
+    message["Subject"] = _one_line(subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = f"<{message_id}>"
     if references:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import consent, fanout, ladder, ladder_sms, mms_media, threads
+from . import consent, fanout, inbound_limits, ladder, ladder_sms, mms_media, threads
 from .db import transaction
 from .dispatch import dispatch_safely
 from .inbound import count_attempt
@@ -105,6 +105,13 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
             plan.reply("help", library=f"{settings.public_base_url}/library/")
         else:  # issue 5: MUTE, UNMUTE, PAUSE, DIGEST, URGENT ONLY (relay/ladder_sms.py)
             ladder_sms.apply(session, settings, member, verdict, source, plan)
+    elif verdict.action == ACCEPT and inbound_limits.over_rate(session, settings, event):
+        # reliability: a runaway sender is kept but not relayed past the limit, and told once an hour
+        outcome = "throttled"
+        plan.reply("throttled", key=inbound_limits.throttle_notice_key(message.sender, event),
+                   limit=settings.inbound_per_minute)
+    elif verdict.action == ACCEPT and inbound_limits.repeats_last_post(session, event, message.body):
+        outcome = "repeat"  # reliability: an auto-responder loop stops after one message
     elif verdict.action == ACCEPT:
         outcome, post_id = _accept(session, settings, event, member, message.body, plan)
 

@@ -29,7 +29,7 @@ BATCH_SIZE = 100  # deliveries per bulk task: few tasks per broadcast, still man
 @dataclass(frozen=True)
 class SendOutcome:
     delivery_id: int
-    result: str  # sent | skipped | retry | failed | opted_out | expired | held
+    result: str  # sent | skipped | retry | failed | opted_out | expired | held | stale
     retry_in: float | None = None
 
 
@@ -77,16 +77,26 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
         if hold.is_on(session):
             hold.defer(session, delivery_id)
             return SendOutcome(delivery_id, "held")
-        if not claim(session, delivery_id, LEASE):
+        # reliability: the lease is a setting (RELAY_SEND_LEASE), so fault tests can shorten it
+        if not claim(session, delivery_id, getattr(settings, "send_lease", LEASE)):
             return SendOutcome(delivery_id, "skipped")
         delivery = session.get(Delivery, delivery_id)
         attempts = delivery.attempts
         notice = notice_of(session, delivery)
+        notice_id = notice.id if notice is not None else None
         if notice is not None and notice.expires_at is not None and notice.expires_at <= utcnow():
             move(session, delivery, FAILED, error_code="expired", lease_until=None,
                  error_message=f"notice {notice.id} expired at {notice.expires_at.isoformat()}; not sent late")
             log.info("delivery %s: notice %s expired before it could be sent", delivery_id, notice.id)
             return SendOutcome(delivery_id, "expired")
+        max_age = getattr(settings, "relay_max_age", None)
+        if delivery.purpose == "relay" and max_age and delivery.created_at <= utcnow() - max_age:
+            # reliability: a reply relayed hours late misleads more than it helps; dropped, with the record kept
+            move(session, delivery, FAILED, error_code="stale", lease_until=None,
+                 error_message=f"relay older than {max_age} (RELAY_RELAY_MAX_AGE); not sent late")
+            log.warning("delivery %s: relay created %s is older than %s; dropped", delivery_id,
+                        delivery.created_at.isoformat(), max_age)
+            return SendOutcome(delivery_id, "stale")
         try:
             message = _outbound(session, settings, delivery)
         except Exception as exc:  # a message we cannot even build will not build next time either
@@ -98,7 +108,13 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
     try:
         result = services.sender(message.channel).send(message)
     except SendError as error:
-        return _record_failure(services, delivery_id, attempts, error)
+        outcome = _record_failure(services, delivery_id, attempts, error)
+        if notice_id is not None and outcome.result in ("failed", "retry"):
+            # reliability: an error burst pauses the notice instead of burning through the list
+            from .bursts import check_burst
+
+            check_burst(services, notice_id)
+        return outcome
 
     with transaction(services.sessions) as session:
         delivery = session.get(Delivery, delivery_id, with_for_update=True)
@@ -118,6 +134,12 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
 def _outbound(session, settings, delivery: Delivery) -> OutboundMessage:
     if delivery.channel == "email" and delivery.purpose in digest_mail.PURPOSES:  # issue 5: digests and
         return digest_mail.outbound(session, settings, delivery)  # subscription emails (relay/digest_mail.py)
+    if delivery.channel == "email" and delivery.purpose == "alert":  # reliability: coordinator alerts (bursts.py)
+        from .bursts import alert_email
+
+        email = alert_email(settings, delivery)
+        return OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=email.as_bytes(),
+                               message_id=str(email["Message-ID"]).strip("<>"))
     if delivery.channel == "email" and (delivery.post_id is not None or delivery.purpose == "notice"):
         from .mail import compose
 

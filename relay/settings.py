@@ -71,6 +71,18 @@ def parse_sms_rate(text: str) -> str:
                         f"or a number of messages per second, got {text!r}")
 
 
+def parse_share(text: str, name: str, default: float) -> float:
+    """A fraction between 0 and 1 (0.5 or 50%); empty means the default."""
+    text = (text or "").strip()
+    if not text:
+        return default
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(%?)", text)
+    value = float(match.group(1)) / (100 if match.group(2) else 1) if match else -1.0
+    if not 0 <= value <= 1:
+        raise SettingsError(f"{name}: expected a share between 0 and 1 (like 0.5 or 50%), got {text!r}")
+    return value
+
+
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
@@ -93,6 +105,11 @@ class Settings:
     reply_window: timedelta = timedelta(hours=72)
     ambiguity_window: timedelta = timedelta(minutes=10)
     max_send_attempts: int = 6
+    send_lease: timedelta = timedelta(seconds=120)
+    pause_failure_share: float = 0.5
+    pause_min_failures: int = 20
+    relay_max_age: timedelta = timedelta(hours=6)
+    inbound_per_minute: int = 20
     network_name: str = "relay"
     templates_dir: Path = PROJECT_ROOT / "templates"
     max_webhook_bytes: int = 64 * 1024
@@ -146,6 +163,14 @@ class Settings:
             ambiguity_window=parse_duration(get("AMBIGUITY_WINDOW") or "10m", "RELAY_AMBIGUITY_WINDOW"),
             max_send_attempts=parse_int(get("MAX_SEND_ATTEMPTS"), "RELAY_MAX_SEND_ATTEMPTS", cls.max_send_attempts,
                                         minimum=1),
+            send_lease=parse_duration(get("SEND_LEASE") or "120s", "RELAY_SEND_LEASE"),
+            inbound_per_minute=parse_int(get("INBOUND_PER_MINUTE"), "RELAY_INBOUND_PER_MINUTE", cls.inbound_per_minute,
+                                         minimum=1),
+            relay_max_age=parse_duration(get("RELAY_MAX_AGE") or "6h", "RELAY_RELAY_MAX_AGE"),
+            pause_failure_share=parse_share(get("PAUSE_FAILURE_SHARE"), "RELAY_PAUSE_FAILURE_SHARE",
+                                            cls.pause_failure_share),
+            pause_min_failures=parse_int(get("PAUSE_MIN_FAILURES"), "RELAY_PAUSE_MIN_FAILURES", cls.pause_min_failures,
+                                         minimum=1),
             network_name=get("NETWORK_NAME") or cls.network_name,
             templates_dir=Path(get("TEMPLATES_DIR") or cls.templates_dir),
             max_webhook_bytes=parse_int(get("MAX_WEBHOOK_BYTES"), "RELAY_MAX_WEBHOOK_BYTES", cls.max_webhook_bytes,

@@ -55,6 +55,7 @@ def relay_env(**settings: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("RELAY_LOG_LEVEL", "INFO")
     env.setdefault("RELAY_QUIET_HOURS", "off")  # issue 5: the wall clock must not hold back e2e relays
+    env.setdefault("RELAY_SMS_RATE", "0")  # carrier pacing (1/s per long code) is tested in test_ratelimit
     return env
 
 

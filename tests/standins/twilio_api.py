@@ -174,7 +174,11 @@ class TwilioStandIn:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode()
+                body = self.rfile.read(length)
+                if len(body) < length:  # the client died mid-request (a worker killed with -9): nothing sent
+                    self.close_connection = True
+                    return
+                raw = body.decode()
                 form = dict(parse_qsl(raw, keep_blank_values=True))
                 parts = self.path.split("/")
                 account = parts[3] if len(parts) > 4 else ""
@@ -189,6 +193,10 @@ class TwilioStandIn:
                 if auth[0] != account:
                     self._record(account, auth, form, 401)
                     return self._reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                if not form.get("To"):
+                    self._record(account, auth, form, 400)
+                    return self._reply(400, {"code": 21604, "message": "A 'To' phone number is required.",
+                                             "status": 400})
                 fault = standin._fault_for(form.get("To", ""))
                 if fault is not None:
                     if fault.delay:
