@@ -426,3 +426,55 @@ def test_session_settings_from_the_environment():
         Settings.from_env({"RELAY_SESSION_COOKIE_SECURE": "maybe"})
     with pytest.raises(SettingsError, match="RELAY_SESSION_IDLE_TIMEOUT"):
         Settings.from_env({"RELAY_SESSION_IDLE_TIMEOUT": "soon"})
+
+
+def test_a_case_is_created_with_images_and_more_are_added_metadata_gone(client, network):
+    import io
+
+    from PIL import Image
+
+    from relay.models import CaseImage
+    from tests.test_images import GPS_IFD, photo
+
+    sign_in(client, KIM)
+    token = csrf(client)
+    response = client.post("/console/cases/", content_type="multipart/form-data", data={
+        "title": "CT with images", "csrf_token": token,
+        "images": [(io.BytesIO(photo()), "ct-1.jpg"), (io.BytesIO(photo(fmt="PNG", color=(1, 2, 3))), "ct-2.png")]})
+    assert response.status_code == 302 and response.headers["Location"] == "/console/cases/C2"
+    images = rows(network, select(CaseImage).order_by(CaseImage.id))
+    assert [(i.filename, i.source, i.status) for i in images] == [("ct-1.jpg", "console", "stored"),
+                                                                   ("ct-2.png", "console", "stored")]
+    page = client.get("/console/cases/C2").get_data(as_text=True)
+    assert f"/console/cases/C2/images/{images[0].id}/thumb" in page
+    full = client.get(f"/console/cases/C2/images/{images[0].id}")  # a draft: only the console serves it
+    assert full.status_code == 200 and GPS_IFD not in Image.open(io.BytesIO(full.data)).getexif().get_ifd(GPS_IFD) \
+        and not Image.open(io.BytesIO(full.data)).getexif()
+    added = client.post("/console/cases/C2/images", content_type="multipart/form-data", data={
+        "csrf_token": token, "images": [(io.BytesIO(photo(color=(9, 9, 9))), "ct-3.jpg")]})
+    assert added.status_code == 302
+    assert len(rows(network, select(CaseImage))) == 3
+
+
+def test_a_bad_upload_is_refused_and_keeps_no_case(client, network):
+    import io
+
+    from relay.models import Case
+
+    sign_in(client, KIM)
+    token = csrf(client)
+    response = client.post("/console/cases/", content_type="multipart/form-data", data={
+        "title": "Not an image", "csrf_token": token, "images": [(io.BytesIO(b"%PDF-1.4 nope"), "scan.pdf")]})
+    assert response.status_code == 400 and "scan.pdf" in response.get_data(as_text=True)
+    assert [c.title for c in rows(network, select(Case))] == ["Fever and ground-glass opacities"]
+
+
+def test_admins_read_the_audit_trail_in_the_console_and_coordinators_do_not(client, network):
+    sign_in(client, KIM)
+    client.post("/console/hold", data={"action": "on", "reason": "drill", "csrf_token": csrf(client)})
+    assert client.get("/console/audit").status_code == 403  # Kim is a coordinator
+    admin = create_app(services=network).test_client()
+    give_password(network, ADMIN, roles="admin;member")
+    sign_in(admin, ADMIN)
+    page = admin.get("/console/audit?action=hold.on")
+    assert page.status_code == 200 and "hold.on" in page.get_data(as_text=True) and "drill" in page.get_data(as_text=True)

@@ -256,3 +256,26 @@ def test_one_list_switched_to_digest_on_the_page(client, network, mail):
     save(client, network, BEN, email_lists_shown="1")  # unchecked: every message again
     assert log(network, BEN)[-1] == ("email", "all:tft", "web:preferences")
     assert to_ben(["tft"])
+
+
+def test_a_signed_in_member_reaches_their_preference_page_from_the_library(network):
+    from tests.console_helpers import LEE, give_password, sign_in
+    from webhooks.app import create_app
+
+    give_password(network, LEE)
+    client = create_app(services=network).test_client()
+    assert client.get("/preferences/").headers["Location"].startswith("/signin")
+    sign_in(client, LEE)
+    assert 'href="/preferences/"' in client.get("/library/").get_data(as_text=True)
+    target = client.get("/preferences/").headers["Location"]
+    page = client.get(target[len("https://relay.example.org"):])
+    assert page.status_code == 200 and "minho@example.org" in page.get_data(as_text=True)
+
+
+def test_the_open_subscribe_form_is_rate_limited(network):
+    from webhooks.app import create_app
+
+    client = create_app(services=network).test_client()
+    codes = [client.post("/digest/subscribe", data={"email": f"r{i}@example.net", "frequency": "daily",
+                                                    "timezone": "UTC", "hour": "7"}).status_code for i in range(12)]
+    assert 429 in codes and codes[0] != 429

@@ -34,7 +34,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.before_request
     def body_limit():
-        if not request.path.startswith("/webhooks/email/"):
+        if request.path.startswith("/console/cases/") and request.method == "POST":
+            # case forms carry image uploads (streamed to disk; text fields keep the small limit)
+            request.max_content_length = settings.max_email_bytes
+            request.max_form_memory_size = settings.max_webhook_bytes
+        elif not request.path.startswith("/webhooks/email/"):
             request.max_content_length = settings.max_webhook_bytes
             request.max_form_memory_size = settings.max_webhook_bytes
 
@@ -84,6 +88,9 @@ def _rate_limits(app: Flask, settings: Settings) -> None:
     view = app.view_functions["api.sms_preview"]
     app.view_functions["api.sms_preview"] = limiter.limit(settings.preview_rate_limit)(view)
     app.extensions["relay-limiter"] = limiter
+    # the open digest form sends a confirmation email: the same per-address limit as sign-in attempts
+    subscribe = app.view_functions["preferences.subscribe_post"]
+    app.view_functions["preferences.subscribe_post"] = limiter.limit(settings.signin_rate_limit)(subscribe)
     from .auth import rate_limit_sign_in
 
     rate_limit_sign_in(app, limiter, settings)

@@ -197,29 +197,117 @@ def new_case():
 def create_case_route():
     form = request.form
     try:
+        uploads = _uploads()
         with transaction(_services().sessions) as session:
             case = create_case(session, form.get("title", ""), chief_complaint=form.get("chief_complaint", "").strip(),
                                symptoms=form.get("symptoms", "").strip(),
                                exposure_history=form.get("exposure_history", "").strip(),
                                findings=form.get("findings", "").strip(), draft=True,
                                visibility=form.get("visibility") or "public")
+            _file_uploads(session, case, uploads)
             code = case.code
-    except ValueError as exc:
+    except ValueError as exc:  # ImageRefused too: nothing is kept, the form says why
         return render_template("console/case_form.html", form=form.to_dict(), error=str(exc)), 400
     log.info("case %s created as a draft by member %s", code, current_member().id)
     return redirect(url_for("console.case_page", code=code))
 
 
+def _uploads() -> list[tuple[str, bytes]]:
+    """The images of a case form (field "images"), each checked before anything is written, so a bad
+    file refuses the whole form (ImageRefused names it) and leaves no half-made case behind."""
+    from relay.images import ImageRefused, clean_image
+
+    found = []
+    for upload in request.files.getlist("images"):
+        if not upload or not upload.filename:
+            continue
+        data = upload.read()
+        try:
+            clean_image(data, _services().settings.max_image_bytes)
+        except ImageRefused as exc:
+            raise ImageRefused(f"{upload.filename}: {exc}") from None
+        found.append((upload.filename, data))
+    return found
+
+
+def _file_uploads(session, case, uploads: list[tuple[str, bytes]]) -> int:
+    from relay.images import add_case_image
+
+    for filename, data in uploads:
+        add_case_image(session, _services().settings, case, data, filename, "console")
+    return len(uploads)
+
+
 @blueprint.get("/cases/<code>")
 @requires("case.create")
-def case_page(code: str):
+def case_page(code: str, error: str | None = None, status: int = 200):
+    from relay.images import case_images
+
     with _services().sessions() as session:
         try:
             case = get_case(session, code)
         except CaseNotFound as exc:
             abort(404, str(exc))
         notices = list(session.scalars(select(Notice).where(Notice.case_id == case.id).order_by(Notice.id.desc())))
-    return render_template("console/case.html", case=case, notices=notices)
+        images = case_images(session, case)
+    return render_template("console/case.html", case=case, notices=notices, images=images, error=error), status
+
+
+@blueprint.post("/cases/<code>/images")
+@requires("case.edit")
+def add_images(code: str):
+    try:
+        uploads = _uploads()
+        with transaction(_services().sessions) as session:
+            case = get_case(session, code)
+            count = _file_uploads(session, case, uploads)
+    except CaseNotFound as exc:
+        abort(404, str(exc))
+    except ValueError as exc:
+        return case_page(code, error=str(exc), status=400)
+    log.info("%s image(s) filed under %s by member %s", count, code, current_member().id)
+    return redirect(url_for("console.case_page", code=code))
+
+
+@blueprint.get("/cases/<code>/images/<int:image_id>")
+@blueprint.get("/cases/<code>/images/<int:image_id>/<any(thumb):size>")
+@requires("case.create")
+def case_image(code: str, image_id: int, size: str = "full"):
+    """An image of any case, drafts included, for the coordinators reviewing it."""
+    from flask import Response
+
+    from relay.media_store import MediaNotFound, media_store_for
+    from relay.models import CaseImage
+
+    with _services().sessions() as session:
+        try:
+            case = get_case(session, code)
+        except CaseNotFound as exc:
+            abort(404, str(exc))
+        image = session.get(CaseImage, image_id) if image_id < 2**31 else None
+        if image is None or image.case_id != case.id or image.status != "stored":
+            abort(404, f"no image {image_id} in {case.code}")
+        name, content_type = ((image.thumbnail_name, "image/jpeg") if size == "thumb"
+                              else (image.stored_name, image.content_type))
+    try:
+        data = media_store_for(_services().settings).get(name)
+    except MediaNotFound:
+        abort(404, f"the file of image {image_id} is missing")
+    response = Response(data, mimetype=content_type)
+    response.headers["Cache-Control"] = "private, max-age=300"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@blueprint.get("/audit")
+@requires("audit.read")
+def audit_page():
+    from relay.audit import recent
+
+    action = (request.args.get("action") or "").strip()[:60] or None
+    with _services().sessions() as session:
+        events = recent(session, 200, action)
+    return render_template("console/audit.html", events=events, action=action)
 
 
 @blueprint.post("/cases/<code>/publish")
@@ -315,6 +403,7 @@ def member_page(member_id: int, error: str | None = None, status: int = 200):
 def edit_member(member_id: int):
     form = request.form
     try:
+        uploads = _uploads()
         with transaction(_services().sessions) as session:
             member = _member_or_404(session, member_id)
             data = members_core.clean_row({

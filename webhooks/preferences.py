@@ -41,6 +41,21 @@ def _member_id(token: str) -> int:
     return member_id
 
 
+@blueprint.get("/preferences/")
+def my_preferences():
+    """From the library, signed in: on to the member's own signed preference page."""
+    from flask import redirect
+
+    from relay.digest_mail import preferences_url
+
+    from .auth import current_member
+
+    me = current_member()
+    if me is None:
+        return redirect("/signin?next=/preferences/")
+    return redirect(preferences_url(_services().settings, me.id))
+
+
 @blueprint.get("/preferences/<token>")
 def show(token: str):
     member_id = _member_id(token)
