@@ -118,6 +118,8 @@ def test_coordinator_publishes_and_broadcasts_and_a_member_reads(cluster: Browse
     coordinator.fill("input[name=title]", "54-year-old with fever and ground-glass opacities")
     coordinator.fill("textarea[name=chief_complaint]", "Fever and dry cough for 5 days")
     coordinator.fill("textarea[name=findings]", "CT: bilateral peripheral ground-glass opacities")
+    coordinator.set_input_files('form[action="/console/cases/"] input[name=images]',
+                                files=[{"name": "ct-axial.png", "mimeType": "image/png", "buffer": _ct_image()}])
     coordinator.click('form[action="/console/cases/"] button[type=submit]')
     coordinator.wait_for_url(f"{base}/console/cases/C1")
     assert coordinator.text_content("#case-status") == "draft"
@@ -169,6 +171,9 @@ def test_coordinator_publishes_and_broadcasts_and_a_member_reads(cluster: Browse
     assert member.locator("h1").text_content() == "C1: 54-year-old with fever and ground-glass opacities"
     assert "Fever and dry cough for 5 days" in member.text_content("dl.summary")
     assert member.locator(".post.notice").count() == 1  # the notice is the discussion's first post
+    thumb = member.locator('img[src*="/images/"]')
+    assert thumb.count() == 1  # the image uploaded with the case, shown to the member, loaded
+    assert member.evaluate("document.querySelector('img[src*=\"/images/\"]').naturalWidth") > 0
 
     # A <script> sent by SMS is shown as text, never run.
     script = "<script>window.__pwned = 1; alert('x')</script>"
@@ -182,6 +187,16 @@ def test_coordinator_publishes_and_broadcasts_and_a_member_reads(cluster: Browse
     assert reply.text_content() == f"{script} looks like organising pneumonia"
     assert member.locator(".post.reply .meta").text_content().split(" · ")[1] == "SMS"
     assert member.evaluate("window.__pwned") is None and dialogs == []
+
+
+def _ct_image() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (640, 480), (40, 40, 40)).save(out, "PNG")
+    return out.getvalue()
 
 
 def test_member_signs_in_and_posts_from_the_library(cluster: BrowserCluster, chromium):
