@@ -243,7 +243,7 @@ def test_unsubscribe_pages_never_fail(hostile, token, method, one_click):
         response = client.get(url)
     else:
         response = client.post(url, data={"List-Unsubscribe": "One-Click"} if one_click else {})
-    _check(response, "unsubscribe", {200, 404, 405})
+    _check(response, "unsubscribe", {200, 308, 404, 405})  # 308: a token ending in "/" is redirected to the same path without it (Werkzeug)
 
 
 @settings(FUZZ, max_examples=_n(1000))
