@@ -274,10 +274,9 @@ def add_images(code: str):
 @requires("case.create")
 def case_image(code: str, image_id: int, size: str = "full"):
     """An image of any case, drafts included, for the coordinators reviewing it."""
-    from flask import Response
-
-    from relay.media_store import MediaNotFound, media_store_for
     from relay.models import CaseImage
+
+    from .library import image_file
 
     with _services().sessions() as session:
         try:
@@ -289,14 +288,7 @@ def case_image(code: str, image_id: int, size: str = "full"):
             abort(404, f"no image {image_id} in {case.code}")
         name, content_type = ((image.thumbnail_name, "image/jpeg") if size == "thumb"
                               else (image.stored_name, image.content_type))
-    try:
-        data = media_store_for(_services().settings).get(name)
-    except MediaNotFound:
-        abort(404, f"the file of image {image_id} is missing")
-    response = Response(data, mimetype=content_type)
-    response.headers["Cache-Control"] = "private, max-age=300"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return image_file(_services().settings, name, content_type, image_id, "private, max-age=300")
 
 
 @blueprint.get("/audit")

@@ -99,13 +99,19 @@ def case_image(code: str, image_id: int, size: str = "full"):
         name = image.thumbnail_name if size == "thumb" else image.stored_name
         content_type = "image/jpeg" if size == "thumb" else image.content_type
         public = case.visibility == "public"
+    # short: the case may become members-only, and a shared cache must not keep serving it for long
+    return image_file(services.settings, name, content_type, image_id,
+                      "public, max-age=300" if public else "private, max-age=3600")
+
+
+def image_file(settings, name: str, content_type: str, image_id: int, cache_control: str) -> Response:
+    """A stored image file as a response (the library's and the console's image routes)."""
     try:
-        data = media_store_for(services.settings).get(name)
+        data = media_store_for(settings).get(name)
     except MediaNotFound:
         abort(404, f"the file of image {image_id} is missing")
     response = Response(data, mimetype=content_type)
-    # short: the case may become members-only, and a shared cache must not keep serving it for long
-    response.headers["Cache-Control"] = "public, max-age=300" if public else "private, max-age=3600"
+    response.headers["Cache-Control"] = cache_control
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
