@@ -19,6 +19,7 @@ TASK_SWEEP = "relay.sweep"
 TASK_SEND_SCHEDULED = "relay.send_scheduled"
 TASK_FETCH_MEDIA = "relay.fetch_media"
 TASK_SEND_DIGESTS = "relay.send_digests"  # issue 5
+TASK_DRAIN_INBOUND = "relay.drain_inbound"  # every stored webhook waiting, in batches
 
 QUEUE_INBOUND = "inbound"
 QUEUE_OUTBOUND = "outbound"  # one delivery a task: relayed replies, confirmations, retries
@@ -34,10 +35,14 @@ TASK_QUEUES = {
     TASK_SEND_SCHEDULED: QUEUE_MAINTENANCE,
     TASK_FETCH_MEDIA: QUEUE_INBOUND,
     TASK_SEND_DIGESTS: QUEUE_MAINTENANCE,
+    TASK_DRAIN_INBOUND: QUEUE_INBOUND,
 }
 
 
 class Dispatcher(Protocol):
+    def inbound_received(self, event_id: int, kind: str) -> None:
+        """A webhook was just stored: have it (and whatever else waits) processed soon."""
+
     def process_inbound(self, event_id: int) -> None: ...
 
     def apply_status(self, event_id: int) -> None: ...
@@ -50,13 +55,32 @@ class Dispatcher(Protocol):
 
 
 class CeleryDispatcher:
-    """Publishes tasks by name, so the web process needs no task code, only the broker."""
+    """Publishes tasks by name, so the web process needs no task code, only the broker.
 
-    def __init__(self, celery_app):
+    With a doorbell (a Redis broker), a stored webhook costs one Redis round trip: only the ring
+    that finds the bell silent publishes a drain task (relay/doorbell.py). Without one (the
+    embedded broker), each webhook gets its own task."""
+
+    def __init__(self, celery_app, doorbell=None):
         self.app = celery_app
+        self.doorbell = doorbell
 
     def _send(self, name: str, args: list, countdown: float | None = None) -> None:
         self.app.send_task(name, args=args, queue=TASK_QUEUES[name], countdown=countdown)
+
+    def inbound_received(self, event_id: int, kind: str) -> None:
+        if self.doorbell is None:
+            self._send(TASK_APPLY_STATUS if kind == "status" else TASK_PROCESS_INBOUND, [event_id])
+            return
+        if self.doorbell.ring():
+            try:
+                self.drain_inbound()
+            except Exception:
+                self.doorbell.silence()  # the next webhook rings again (the sweeper backs this up)
+                raise
+
+    def drain_inbound(self) -> None:
+        self._send(TASK_DRAIN_INBOUND, [])
 
     def process_inbound(self, event_id: int) -> None:
         self._send(TASK_PROCESS_INBOUND, [event_id])
@@ -99,6 +123,13 @@ class RecordingDispatcher:
     def _check(self):
         if self.fail:
             raise ConnectionError("broker unavailable (test)")
+
+    def inbound_received(self, event_id: int, kind: str) -> None:
+        """Recorded as if queued one by one: a test's worker processes these lists itself."""
+        if kind == "status":
+            self.apply_status(event_id)
+        else:
+            self.process_inbound(event_id)
 
     def process_inbound(self, event_id: int) -> None:
         self._check()

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -242,6 +243,9 @@ class InboundEvent(Base):
     __table_args__ = (
         UniqueConstraint("provider", "kind", "dedupe_key"),
         Index("ix_inbound_unprocessed", "processed_at", "received_at"),
+        # what the drain task claims (relay/inbound_drain.py): stored, never queued, not processed
+        Index("ix_inbound_waiting", "id", postgresql_where=text("processed_at IS NULL AND dispatched_at IS NULL"),
+              sqlite_where=text("processed_at IS NULL AND dispatched_at IS NULL")),
     )
 
 

@@ -43,12 +43,21 @@ def make_celery_producer(settings: Settings):
     return app
 
 
+def make_doorbell(settings: Settings):
+    """The webhook hand-off's doorbell, when the broker is Redis (None: one task per webhook)."""
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    from .doorbell import RedisDoorbell
+
+    return RedisDoorbell.from_url(settings.broker_url, prefix=settings.broker_prefix)
+
+
 def build_services(settings: Settings | None = None, *, dispatcher: Dispatcher | None = None,
                    senders: dict[str, Sender] | None = None, engine: Engine | None = None) -> Services:
     settings = settings or Settings.from_env()
     engine = engine or make_engine(settings.database_url)
     if dispatcher is None:
-        dispatcher = CeleryDispatcher(make_celery_producer(settings))
+        dispatcher = CeleryDispatcher(make_celery_producer(settings), doorbell=make_doorbell(settings))
     if senders is None:
         senders = senders_for(settings)
     sessions = make_session_factory(engine)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from relay.logs import configure_logging
+from relay.db import make_engine
 from relay.services import Services, build_services
 from relay.settings import Settings
 
@@ -26,7 +27,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.config["MAX_FORM_MEMORY_SIZE"] = max(settings.max_webhook_bytes, settings.max_email_bytes)
     # Library pages live in templates/web/, the console's in templates/console/ (as "console/...").
     app.jinja_loader = FileSystemLoader([str(settings.templates_dir / "web"), str(settings.templates_dir)])
-    app.extensions["relay"] = services or build_services(settings)
+    # No ping before each checkout: it is a round trip on every webhook. After a database restart the
+    # first statement on a stale connection fails (a 503 the provider retries) and SQLAlchemy
+    # replaces every connection the pool held, so that costs one request, not one per connection.
+    app.extensions["relay"] = services or build_services(
+        settings, engine=make_engine(settings.database_url, pool_pre_ping=False))
 
     from . import api, auth, console, email, library, ops, preferences, twilio, unsubscribe
 

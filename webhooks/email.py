@@ -100,7 +100,7 @@ def inbound_email(provider: str, path_token: str | None = None):
                 event.processed_at, event.outcome, event.detail = utcnow(), "invalid", invalid
         return _answer(provider, REFUSE_FOREVER[provider], f"not accepted: {invalid}")
     if recorded.created:
-        dispatch_safely(services.dispatcher.process_inbound, recorded.event_id)
+        dispatch_safely(services.dispatcher.inbound_received, recorded.event_id, "email")
         return _answer(provider, 200, "accepted")
     log.info("email webhook %s: duplicate of event %s (%s)", provider, recorded.event_id, dedupe_key)
     return _answer(provider, 200, "duplicate")

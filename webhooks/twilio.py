@@ -8,9 +8,8 @@ import logging
 
 from flask import Blueprint, Response, current_app, request
 
-from relay.db import transaction
 from relay.dispatch import dispatch_safely
-from relay.inbound import record_inbound
+from relay.inbound import store_inbound
 from relay.metrics import WEBHOOKS
 from relay.providers import twilio_sms
 
@@ -44,14 +43,13 @@ def _verified_form(kind: str):
     return (raw, request.form), None
 
 
-def _keep_and_ack(kind: str, dedupe_key: str, raw: str, sender: str, dispatch) -> Response:
-    """Persist the raw request (deduplicated), commit, then enqueue it and answer empty TwiML."""
+def _keep_and_ack(kind: str, dedupe_key: str, raw: str, sender: str) -> Response:
+    """Persist the raw request (deduplicated, committed), then hand it over and answer empty TwiML."""
     services = current_app.extensions["relay"]
-    with transaction(services.sessions) as session:
-        recorded = record_inbound(session, provider="twilio", kind=kind, dedupe_key=dedupe_key, raw=raw,
-                                  sender=sender)
+    recorded = store_inbound(services.engine, provider="twilio", kind=kind, dedupe_key=dedupe_key, raw=raw,
+                             sender=sender)
     if recorded.created:
-        dispatch_safely(dispatch, recorded.event_id)
+        dispatch_safely(services.dispatcher.inbound_received, recorded.event_id, kind)
     else:
         log.info("twilio %s %s: duplicate of event %s, nothing to do", kind, dedupe_key, recorded.event_id)
     WEBHOOKS.labels(kind=kind, result="accepted" if recorded.created else "duplicate").inc()
@@ -72,8 +70,7 @@ def inbound_sms():
     own = services.settings.own_numbers
     if own and message.recipient not in own:
         return _refuse("sms", 400, f"To {message.recipient} is not one of this relay's numbers")
-    return _keep_and_ack("sms", message.provider_message_id, raw, message.sender,
-                         services.dispatcher.process_inbound)
+    return _keep_and_ack("sms", message.provider_message_id, raw, message.sender)
 
 
 @blueprint.post("/webhooks/twilio/status")
@@ -88,5 +85,4 @@ def status_callback():
     except twilio_sms.BadWebhook as exc:
         return _refuse("status", 400, str(exc))
     # Several callbacks per message: dedupe on (MessageSid, MessageStatus), never the sid alone.
-    return _keep_and_ack("status", f"{update.provider_message_id}:{update.provider_status}", raw, "",
-                         services.dispatcher.apply_status)
+    return _keep_and_ack("status", f"{update.provider_message_id}:{update.provider_status}", raw, "")

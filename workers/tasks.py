@@ -16,14 +16,16 @@ from relay.dispatch import (
     TASK_DELIVER,
     TASK_FETCH_MEDIA,
     TASK_DELIVER_BATCH,
+    TASK_DRAIN_INBOUND,
     TASK_PROCESS_INBOUND,
     TASK_SEND_DIGESTS,
     TASK_SEND_SCHEDULED,
     TASK_SWEEP,
     CeleryDispatcher,
+    dispatch_safely,
 )
 from relay.metrics import TASK_SECONDS
-from relay.services import Services, build_services
+from relay.services import Services, build_services, make_doorbell
 from relay.settings import Settings
 
 log = logging.getLogger("relay.worker")
@@ -39,7 +41,8 @@ class ServicesHolder:
 
     def get(self) -> Services:
         if self._services is None or self._pid != os.getpid():
-            self._services = build_services(self.settings, dispatcher=CeleryDispatcher(self.app))
+            dispatcher = CeleryDispatcher(self.app, doorbell=make_doorbell(self.settings))
+            self._services = build_services(self.settings, dispatcher=dispatcher)
             self._pid = os.getpid()
         return self._services
 
@@ -74,6 +77,7 @@ def _run(task, name: str, function, *args):
 
 def register_tasks(app: Celery, settings: Settings) -> None:
     from relay.digests import run_digests
+    from relay.inbound_drain import drain as run_drain
     from relay.mms_media import fetch_case_image
     from relay.notices import send_scheduled as run_send_scheduled
     from relay.processing import process_inbound as run_process_inbound
@@ -102,6 +106,27 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=TASK_PROCESS_INBOUND, bind=True, shared=False)
     def process_inbound(self, event_id: int) -> str:
         return _run(self, "process_inbound", run_process_inbound, holder.get(), event_id).outcome
+
+    @app.task(name=TASK_DRAIN_INBOUND, bind=True, shared=False)
+    def drain_inbound(self) -> dict:
+        """Process every stored webhook waiting (relay/inbound_drain.py), rung by the doorbell."""
+        services = holder.get()
+        dispatcher = services.dispatcher
+        doorbell = dispatcher.doorbell
+        if doorbell is not None:
+            try:  # before the first claim: whatever is stored from now on rings for a new task
+                doorbell.silence()
+            except Exception as exc:  # the bell's TTL silences it anyway
+                log.warning("drain: could not silence the doorbell: %s: %s", type(exc).__name__, exc)
+
+        def start_a_helper() -> None:  # more waiting than one batch: one more drainer, at most every 2 s
+            if doorbell is not None:
+                dispatch_safely(lambda: doorbell.claim_helper_slot() and dispatcher.drain_inbound())
+
+        report = _run(self, "drain_inbound", run_drain, services, 500, start_a_helper)
+        if report.more:  # the budget is spent: a fresh task goes on, behind whatever else is queued
+            dispatch_safely(dispatcher.drain_inbound)
+        return report.__dict__
 
     @app.task(name=TASK_APPLY_STATUS, bind=True, shared=False)
     def apply_status(self, event_id: int) -> str:

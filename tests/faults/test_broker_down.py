@@ -10,9 +10,10 @@ however old), so a longer outage only means more webhooks in the same state.
 The Celery worker sometimes exits when Redis vanishes under it (kombu raises AttributeError while
 acknowledging a task on the lost connection, which Celery treats as unrecoverable); deployments run
 workers under a restart policy (docker-compose.yml: `restart: unless-stopped`), and so does this
-test (`restart_dead_workers`), reporting how many restarts it took. The sweeper
-(relay/sweeper.py, run here by the test) re-queues the events that were committed but never queued,
-and those whose queued task died with the broker."""
+test (`restart_dead_workers`), reporting how many restarts it took. The first
+webhook after the outage rings the doorbell again and its drain task claims everything stored and
+never queued; the sweeper (relay/sweeper.py, run here by the test) re-queues events whose queued
+task died with the broker."""
 from __future__ import annotations
 
 import collections
@@ -112,5 +113,6 @@ def test_webhooks_during_a_broker_outage_are_kept_and_processed_once(postgres_on
     assert events == len(sent)
     assert outcomes == {"posted": len(sent)}
     assert lost == 0 and processed_twice == 0 and duplicated_sends == 0
-    assert sweeps >= during  # what arrived during the outage got to a worker through the sweeper
+    # What arrived during the outage reached a worker either through the sweeper or through the
+    # first drain task after it (a drain claims every stored event nobody has queued): both count.
     assert len(twilio_standin.accepted) == 5 * len(sent)  # 4 relays + 1 confirmation each

@@ -1,0 +1,32 @@
+"""The doorbell: one Redis key that says "a drain task is queued or running".
+
+The webhook edge rings it after storing an event (`SET key NX EX ttl`, one round trip): only the
+ring that finds it silent queues a drain task. The drain task silences it before its first claim,
+so an event stored after that claim rings again and gets a task of its own; an event stored
+before it is seen by the claim. Nothing is lost if a ring is: the event is in the database, and
+the sweeper re-queues whatever waits longer than a minute. The TTL bounds how long a lost drain
+task (a broker restart) can keep the bell rung."""
+from __future__ import annotations
+
+import redis
+
+
+class RedisDoorbell:
+    def __init__(self, client: "redis.Redis", key: str, ttl_seconds: int = 30):
+        self.client, self.key, self.ttl = client, key, ttl_seconds
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "") -> "RedisDoorbell":
+        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        return cls(client, f"{prefix}relay:inbound:doorbell")
+
+    def ring(self) -> bool:
+        """True if the bell was silent: the caller must queue a drain task."""
+        return bool(self.client.set(self.key, b"1", nx=True, ex=self.ttl))
+
+    def silence(self) -> None:
+        self.client.delete(self.key)
+
+    def claim_helper_slot(self, seconds: int = 2) -> bool:
+        """True at most once every `seconds`: lets a busy drainer start one more beside it."""
+        return bool(self.client.set(self.key + ":helper", b"1", nx=True, ex=seconds))
