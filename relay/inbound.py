@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.orm import Session
 
 from .db import transaction
@@ -18,7 +18,7 @@ class Recorded:
     created: bool  # False: a retry or replay of something we already hold
 
 
-def record_inbound(session: Session, *, provider: str, kind: str, dedupe_key: str, raw: str,
+def record_inbound(session: Session | Connection, *, provider: str, kind: str, dedupe_key: str, raw: str,
                    sender: str = "", payload: bytes | None = None, content_type: str = "") -> Recorded:
     """Insert the event unless it exists; a conflict means "acknowledge and do nothing"."""
     new_id = insert_if_new(session, InboundEvent.__table__, {
@@ -39,8 +39,7 @@ def store_inbound(engine: Engine, **fields) -> Recorded:
     whole transaction, so storing costs one round trip instead of BEGIN, INSERT and COMMIT. It is
     durable when this returns, before the webhook is acknowledged."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        with Session(bind=connection) as session:
-            return record_inbound(session, **fields)
+        return record_inbound(connection, **fields)
 
 
 def count_attempt(services, event_id: int) -> None:
