@@ -27,10 +27,14 @@ def list_names(notice: Notice) -> list[str]:
     return [name for name in (notice.lists or "").split(";") if name]
 
 
-def in_lists(names: list[str]):
-    """A filter on Member: on at least one of the named lists."""
-    return Member.id.in_(select(Membership.member_id).join(MemberList, MemberList.id == Membership.list_id)
-                         .where(MemberList.name.in_(names)))
+def in_lists(names: list[str], below: int | None = None):
+    """A filter on Member: on at least one of the named lists (with member ids below `below`: a
+    broadcast's first wave, bounded inside the subquery so the database reads only that range)."""
+    on_lists = (select(Membership.member_id).join(MemberList, MemberList.id == Membership.list_id)
+                .where(MemberList.name.in_(names)))
+    if below is None:
+        return Member.id.in_(on_lists)
+    return Member.id.in_(on_lists.where(Membership.member_id < below)) & (Member.id < below)
 
 
 def audience(session: Session, notice: Notice) -> list[Recipient]:

@@ -146,6 +146,34 @@ def test_a_broadcast_is_sent_in_two_waves_and_never_twice(network, sms, mail, mo
     assert len(sms.sent) == 5 and len(mail.sent) == 5
 
 
+def test_the_first_wave_of_a_notice_to_several_lists_is_small_and_nobody_is_missed_or_doubled(
+        network, sms, mail, monkeypatch):
+    from relay import notices
+    from relay.members import import_members
+
+    with transaction(network.sessions) as session:  # "us": Ben (5) and Dana (6); "tft": 1-5
+        import_members(session, "name,phone,email,timezone,language,lists,roles\n"
+                                "Dana Cruz,+12025550106,dana@example.org,America/New_York,en,us,member\n")
+        assert notices.first_wave_boundary(session, ["tft", "us"]) is None  # both shorter than a wave
+    monkeypatch.setattr(notices, "FIRST_WAVE", 3)
+    with transaction(network.sessions) as session:
+        assert notices.first_wave_boundary(session, ["tft", "us"]) == 4  # the 4th of tft; "us" is short
+    monkeypatch.setattr(notices, "FIRST_WAVE", 1)
+    with transaction(network.sessions) as session:
+        assert notices.first_wave_boundary(session, ["tft", "us"]) == 2  # min(2nd of tft = 2, 2nd of us = 6)
+        assert notices.first_wave_boundary(session, ["nobody"]) is None
+    notice_id = new_case_notice(network, "C1", ["tft", "us"]).notice_id
+    batches = network.dispatcher.batches
+    assert [len(b) for b in batches] == [2, 10]  # member 1 on both channels, then members 2-6
+    with network.sessions() as session:
+        assert session.get(Notice, notice_id).status == "sent"
+        planned = [(d.member_id, d.channel) for d in session.scalars(select(Delivery))]
+    assert len(planned) == len(set(planned)) == 12
+    for batch in batches:
+        send_batch(network, batch)
+    assert len(sms.sent) == 6 and len(mail.sent) == 6
+
+
 def test_a_broadcast_left_half_planned_by_a_crash_is_finished_by_the_sweeper(network, sms, mail):
     from relay.sweeper import sweep
 
