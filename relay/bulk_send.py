@@ -29,7 +29,7 @@ from . import hold, mail, send_checks
 from .db import transaction
 from .deliveries import ACCEPTED, FAILED, SENDING, claim_many, move
 from .dispatch import dispatch_safely
-from .messages import OutboundMessage, SendError, SendResult
+from .messages import OutboundMessage, SendError
 from .models import Case, Delivery, InboundEvent, Member, Notice, Post, Thread, utcnow
 from .notice_refs import notice_of
 from .sending import SendOutcome, _outbound, _record_failure
