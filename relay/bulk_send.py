@@ -7,11 +7,11 @@ statement records what the providers accepted.
 
 The guarantees are those of relay.sending.send_delivery, delivery by delivery: the claim is the
 same atomic UPDATE (each delivery is won by exactly one caller; the lease lets a crashed worker's
-deliveries be taken again), an expired notice is never sent late, and a failure goes through
-sending's own retry/opt-out handling. Anything this path does not know how to pre-render (not a
-notice, an address needing SMTPUTF8) is composed by relay.mail.compose as usual.
-
-Send-time checks added to send_delivery (who may be messaged now) must be added to `_prepare` too."""
+deliveries be taken again), the send-time checks are the same function (relay/send_checks.py: an
+expired notice is never sent late; a member who opted out, paused or whose quiet hours began since
+planning is handled as a single send handles it), and a failure or a rate-limit deferral goes through
+sending's own handling. Anything this path does not know how to pre-render (not a notice, an address
+needing SMTPUTF8) is built by sending's own `_outbound` as usual."""
 from __future__ import annotations
 
 import logging
@@ -25,14 +25,14 @@ from typing import Sequence
 
 from sqlalchemy import bindparam, case, or_, select, update
 
-from . import hold, mail
+from . import hold, mail, send_checks
 from .db import transaction
 from .deliveries import ACCEPTED, FAILED, SENDING, claim_many, move
 from .dispatch import dispatch_safely
-from .messages import OutboundMessage, SendError, SendResult
+from .messages import OutboundMessage, SendError
 from .models import Case, Delivery, InboundEvent, Member, Notice, Post, Thread, utcnow
 from .notice_refs import notice_of
-from .sending import SendOutcome, _record_failure
+from .sending import SendOutcome, _outbound, _record_failure
 from .tokens import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class BatchReport:
     skipped: int = 0
     failed: int = 0
     retry: int = 0
+    deferred: int = 0  # back in the queue for a rate-limit slot or the end of quiet hours (not an attempt)
     outcomes: list[SendOutcome] = field(default_factory=list)
 
     def add(self, outcome: SendOutcome) -> None:
@@ -60,6 +61,8 @@ class BatchReport:
             self.sent += 1
         elif outcome.result == "retry":
             self.retry += 1
+        elif outcome.result in ("deferred", "waiting"):
+            self.deferred += 1
         elif outcome.result in ("skipped", "held"):
             self.skipped += 1
         else:
@@ -174,26 +177,30 @@ def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport
     rows = session.execute(select(Delivery, Member).outerjoin(Member, Member.id == Delivery.member_id)
                            .where(Delivery.id.in_(claimed)).order_by(Delivery.id)).all()
     notices: dict[tuple, Notice | None] = {}
-    emails = NoticeEmails(session, settings)
-    messages, attempts = [], {}
+    claimed_rows = []
+    attempts = {}
     for delivery, member in rows:
         attempts[delivery.id] = delivery.attempts
         key = (delivery.purpose, delivery.post_id, delivery.dedupe_key.rsplit(":", 2)[0])
         if key not in notices:
             notices[key] = notice_of(session, delivery)
-        notice = notices[key]
-        if notice is not None and notice.expires_at is not None and notice.expires_at <= now:
-            move(session, delivery, FAILED, error_code="expired", lease_until=None,
-                 error_message=f"notice {notice.id} expired at {notice.expires_at.isoformat()}; not sent late")
-            report.add(SendOutcome(delivery.id, "expired"))
-            continue
+        claimed_rows.append((delivery, member, notices[key]))
+    # the same send-time checks as a single send (relay/send_checks.py), once for the whole batch
+    ready, refused = send_checks.check(session, settings, claimed_rows, now)
+    for delivery_id, result in sorted(refused.items()):
+        report.add(SendOutcome(delivery_id, result))
+    emails = NoticeEmails(session, settings)
+    messages = []
+    for item in ready:
+        delivery, member, notice = item.delivery, item.member, item.notice
         try:
             if delivery.channel == "email" and (delivery.post_id is not None or delivery.purpose == "notice"):
                 raw, message_id = emails.for_delivery(delivery, member, notice)
                 message = OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=raw,
                                           message_id=message_id)
-            else:
-                message = OutboundMessage(delivery.id, delivery.channel, delivery.to_address, delivery.body)
+            else:  # anything not pre-rendered is built exactly as a single send builds it
+                message = _outbound(session, settings, delivery)
+            message = item.limits(message)
         except Exception as exc:  # a message we cannot build will not build next time either
             log.exception("delivery %s: cannot compose", delivery.id)
             move(session, delivery, FAILED, error_code="compose", error_message=f"{type(exc).__name__}: {exc}",
@@ -204,14 +211,18 @@ def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport
     return messages, attempts
 
 
-def _send_one(services, message: OutboundMessage) -> tuple[OutboundMessage, SendResult | None, SendError | None]:
+def _send_one(services, message: OutboundMessage, attempts: int):
+    """(message, result, error, outcome already recorded): a rate-limit deferral is recorded at once, in
+    this thread, because the slot it booked may come before the rest of the batch is done."""
     try:
-        return message, services.sender(message.channel).send(message), None
+        return message, services.sender(message.channel).send(message), None, None
     except SendError as error:
-        return message, None, error
+        if error.throttled:
+            return message, None, error, _record_failure(services, message.delivery_id, attempts, error)
+        return message, None, error, None
     except Exception as exc:  # a sender bug must not lose the rest of the batch
         log.exception("delivery %s: unexpected sender error", message.delivery_id)
-        return message, None, SendError(f"{type(exc).__name__}: {exc}", code="client", retryable=True)
+        return message, None, SendError(f"{type(exc).__name__}: {exc}", code="client", retryable=True), None
 
 
 _ACCEPT = (update(Delivery.__table__)
@@ -233,9 +244,9 @@ def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
         return report
 
     pool = _POOL.get(settings.send_concurrency)
-    results = list(pool.map(lambda m: _send_one(services, m), messages))
+    results = list(pool.map(lambda m: _send_one(services, m, attempts[m.delivery_id]), messages))
 
-    accepted = [(m, r) for m, r, e in results if r is not None]
+    accepted = [(m, r) for m, r, e, _ in results if r is not None]
     if accepted:
         now = utcnow()
         with transaction(services.sessions) as session:
@@ -251,9 +262,9 @@ def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
         for event_id in pending:  # callbacks that raced ahead of our record of the sid
             dispatch_safely(services.dispatcher.apply_status, event_id)
     failed_ids = []
-    for message, _, error in results:
+    for message, _, error, recorded in results:
         if error is not None:  # rare: handled one by one, exactly as send_delivery does
-            outcome = _record_failure(services, message.delivery_id, attempts[message.delivery_id], error)
+            outcome = recorded or _record_failure(services, message.delivery_id, attempts[message.delivery_id], error)
             report.add(outcome)
             if outcome.result in ("failed", "retry"):
                 failed_ids.append(message.delivery_id)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, fanout
 from .db import transaction
-from .deliveries import HELD, QUEUED
+from .deliveries import HELD, QUEUED, WAITING_CODES
 from .models import Delivery, Member, Notice, utcnow
 from .notice_refs import deliveries_filter
 
@@ -37,12 +37,14 @@ class Burst:
 
 def recent_failures(session: Session, notice: Notice, now) -> Burst:
     """The notice's sends that finished an attempt in the last minute, and how many of them failed
-    (final failures and failures waiting for a retry; opt-outs are not errors)."""
+    (final failures and failures waiting for a retry; opt-outs are not errors, nor is waiting for a
+    rate-limit slot or the end of quiet hours)."""
     finished = and_(deliveries_filter(notice), Delivery.updated_at >= now - WINDOW, Delivery.attempts > 0,
                     Delivery.status.notin_(("sending", HELD, "opted_out")))
     attempts = session.scalar(select(func.count()).select_from(Delivery).where(finished)) or 0
     failures = session.scalar(select(func.count()).select_from(Delivery).where(
-        finished, Delivery.error_code.is_not(None), Delivery.status.in_(("failed", QUEUED)))) or 0
+        finished, Delivery.error_code.is_not(None), Delivery.error_code.notin_(WAITING_CODES),
+        Delivery.status.in_(("failed", QUEUED)))) or 0
     return Burst(failures, attempts)
 
 

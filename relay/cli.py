@@ -634,6 +634,7 @@ def notice_correct(notice_id: int, text: str) -> None:
 @click.argument("notice_id", type=int)
 def notice_status(notice_id: int) -> None:
     """Print NOTICE_ID's state and its deliveries counted by channel and status."""
+    from .notice_status import live_counts, rate_limited_until
     from .notices import delivery_counts, get_notice
 
     services = _services(_settings())
@@ -641,6 +642,8 @@ def notice_status(notice_id: int) -> None:
         with services.sessions() as session:
             found = get_notice(session, notice_id)
             counts = delivery_counts(session, found)
+            live = live_counts(session, found) if counts else {}
+            last_due = rate_limited_until(session, found) if live.get("rate_limited") else None
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
     when = {"sent": found.sent_at, "scheduled": found.scheduled_for}.get(found.status)
@@ -650,6 +653,12 @@ def notice_status(notice_id: int) -> None:
         click.echo(f"{channel}: " + ", ".join(f"{status} {n}" for status, n in sorted(counts[channel].items())))
     if not counts:
         click.echo("no deliveries")
+    waiting = [f"{label}: {live[key]}" for key, label in (
+        ("rate_limited", "waiting for the rate limit"), ("quiet_hours", "waiting for quiet hours to end"),
+        ("held", "waiting for the hold to end")) if live.get(key)]
+    if waiting:  # queued, not failed: when each goes is in its next_attempt_at
+        click.echo("queued " + "; ".join(waiting)
+                   + (f" (the last due {last_due.isoformat(timespec='seconds')})" if last_due else ""))
 
 
 @notice.command("resume")

@@ -21,6 +21,13 @@ HELD = "held"  # a paused notice's delivery, waiting for `relay notice resume` (
 
 FINAL = frozenset({DELIVERED, UNDELIVERED, FAILED, OPTED_OUT})
 
+# Error codes of a queued delivery that is waiting, not failing (none of these waits is an attempt):
+RATE_LIMITED = "rate_limited"  # for a sending slot it booked (relay/ratelimit.py take_slot)
+THROTTLED = "throttled"  # a provider's 429 with Retry-After
+QUIET_HOURS = "quiet_hours"  # the member's quiet hours began after it was planned (relay/send_checks.py)
+WAITING_CODES = frozenset({RATE_LIMITED, THROTTLED, QUIET_HOURS, "held"})
+RATE_LIMIT_CODES = frozenset({RATE_LIMITED, THROTTLED})
+
 # status -> the statuses it may move to. Anything else is ignored (and logged by the caller).
 TRANSITIONS: dict[str, frozenset[str]] = {
     QUEUED: frozenset({SENDING, FAILED, OPTED_OUT, HELD}),
@@ -122,3 +129,20 @@ def due_for_dispatch(session: Session, stale_after: timedelta, limit: int = 1000
         .limit(limit)
     )
     return [r[0] for r in rows]
+
+
+def booked_soon(session: Session, ahead: timedelta, limit: int = 1000,
+                now: datetime | None = None) -> list[tuple[int, datetime]]:
+    """Deliveries waiting for a rate-limit slot they booked (RATE_LIMITED) that comes within `ahead`
+    and that nobody has queued for it yet: (id, when it may be claimed). Queueing one stamps its
+    dispatched_at at that time or later, which takes it off this list."""
+    now = now or utcnow()
+    rows = session.execute(
+        select(Delivery.id, Delivery.next_attempt_at)
+        .where(Delivery.status == QUEUED, Delivery.error_code == RATE_LIMITED,
+               Delivery.next_attempt_at <= now + ahead,
+               or_(Delivery.dispatched_at.is_(None), Delivery.dispatched_at < Delivery.next_attempt_at))
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )
+    return [(r[0], r[1]) for r in rows]

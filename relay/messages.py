@@ -38,6 +38,10 @@ class OutboundMessage:
     body: str
     raw: bytes | None = field(default=None, repr=False)  # email: the whole RFC 5322 message
     message_id: str = ""  # email: its Message-ID (no brackets)
+    # The provider rate limit (relay/ratelimit.py take_slot), as Unix times: no sending slot is booked
+    # after send_by; slot_at is the slot this delivery booked when it was deferred.
+    send_by: float | None = None
+    slot_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,15 +52,22 @@ class SendResult:
 
 class SendError(Exception):
     """A failed send. `retryable` says whether trying again later may succeed; `opted_out` that the
-    recipient has opted out at the provider (Twilio 21610), which is an opt-out, not a failure to retry."""
+    recipient has opted out at the provider (Twilio 21610), which is an opt-out, not a failure to retry.
+
+    `throttled`: nothing was tried, a rate limit said "not now" (relay's own, or a provider's 429 with
+    Retry-After): the delivery waits `retry_after` seconds, or until the slot it booked (`slot_at`, a
+    Unix time), without that counting as an attempt."""
 
     def __init__(self, message: str, *, code: str | None = None, retryable: bool = False,
-                 opted_out: bool = False, retry_after: float | None = None):
+                 opted_out: bool = False, retry_after: float | None = None, throttled: bool = False,
+                 slot_at: float | None = None):
         super().__init__(message)
         self.code = code
         self.retryable = retryable
         self.opted_out = opted_out
         self.retry_after = retry_after
+        self.throttled = throttled
+        self.slot_at = slot_at
 
 
 @dataclass(frozen=True)

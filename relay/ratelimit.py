@@ -4,9 +4,11 @@ two machines together never exceed what the provider allows.
 
 The algorithm is GCRA (generic cell rate algorithm) with reservations: each call reserves the next
 free slot on the sender's timeline and is told how long to wait for it, so callers queue up fairly
-instead of polling. A slot further away than `max_wait` is not reserved; the caller is told to try
-again later (relay turns that into a retry with backoff rather than holding a lease while sleeping).
-A provider's 429 with Retry-After pauses the sender for everyone (`pause`).
+instead of polling. A send waits for a slot at most `max_wait` (30 s). A slot further away is
+booked all the same, up to the delivery's deadline (`take_slot`): the send gives its lease back and
+relay.sending puts the delivery back in the queue for that slot, without counting an attempt; when it
+comes back (SLOT_LEAD early) it waits for its own slot instead of queueing up again. A slot past the
+deadline is not booked. A provider's 429 with Retry-After pauses the sender for everyone (`pause`).
 
 Time comes from the Redis server (TIME), so hosts with drifting clocks still share one timeline.
 Hand-written because the well-kept libraries (limits, redis-cell) either answer only "allowed or
@@ -18,7 +20,14 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .messages import OutboundMessage, SendError
+
 log = logging.getLogger(__name__)
+
+RATE_LIMITED = "rate_limited"  # SendError code; also the delivery's while it waits for a slot (relay/deliveries.py)
+SLOT_LEAD = 2.0  # a deferred delivery comes back this many seconds before its booked slot, and waits for it
+SLOT_GRACE = 1.0  # ... and still takes its slot when it comes back up to this late (at most half the rate's
+# interval, so two messages are never closer than that); later, it books another
 
 # KEYS[1] the sender's key. ARGV: interval (us), burst (slots), max wait (us).
 # Returns the wait in microseconds (>= 0) when a slot was reserved, or -(wait) when it was not.
@@ -96,11 +105,12 @@ class RedisRateLimiter:
     def _key(self, key: str) -> str:
         return f"{self.prefix}relay:rate:{key}"
 
-    def reserve(self, key: str, rate: Rate) -> float:
+    def reserve(self, key: str, rate: Rate, max_wait: float | None = None) -> float:
         """Reserve the next slot for `key`: the seconds to wait before sending. RateLimited if the
-        next slot is more than max_wait away (nothing is reserved then)."""
+        next slot is more than `max_wait` (default: the limiter's) away (nothing is reserved then)."""
+        limit = self.max_wait if max_wait is None else max_wait
         result = int(self._reserve(keys=[self._key(key)], args=[int(rate.interval * 1e6), max(1, rate.burst),
-                                                                  int(self.max_wait * 1e6)]))
+                                                                  int(limit * 1e6)]))
         if result < 0:
             raise RateLimited(key, -result / 1e6)
         return result / 1e6
@@ -128,12 +138,12 @@ class LocalRateLimiter:
         self._lock = threading.Lock()
         self._tat: dict[str, float] = {}
 
-    def reserve(self, key: str, rate: Rate) -> float:
+    def reserve(self, key: str, rate: Rate, max_wait: float | None = None) -> float:
         with self._lock:
             now = time.monotonic()
             tat = max(self._tat.get(key, 0.0), now)
             wait = max(0.0, tat - (max(1, rate.burst) - 1) * rate.interval - now)
-            if wait > self.max_wait:
+            if wait > (self.max_wait if max_wait is None else max_wait):
                 raise RateLimited(key, wait)
             self._tat[key] = tat + rate.interval
             return wait
@@ -148,6 +158,38 @@ class LocalRateLimiter:
     def pause(self, key: str, seconds: float) -> None:
         with self._lock:
             self._tat[key] = max(self._tat.get(key, 0.0), time.monotonic() + seconds)
+
+
+def take_slot(limiter, key: str, rate: Rate | None, message: OutboundMessage) -> None:
+    """Wait for `message`'s sending slot on `key`'s timeline (no-op without a limiter or a rate).
+
+    A slot the delivery booked earlier (`message.slot_at`) is its own: it waits for it and takes no
+    other. Otherwise it reserves the next slot and waits up to the limiter's max_wait for it; a slot
+    further away, but before `message.send_by`, is booked and SendError(throttled, slot_at) raised, so
+    the caller can give the slot's delivery back to the queue until then. A slot past send_by (or
+    past max_wait when the message has no send_by) is not booked: SendError(throttled) without slot_at."""
+    if limiter is None or rate is None:
+        return
+    now = time.time()
+    if message.slot_at is not None:
+        wait = message.slot_at - now
+        if -min(SLOT_GRACE, rate.interval / 2) <= wait <= limiter.max_wait + SLOT_LEAD:
+            if wait > 0:
+                time.sleep(wait)
+            return
+        log.info("delivery %s: its booked slot on %s was %.1fs ago; booking another", message.delivery_id, key, -wait)
+    horizon = limiter.max_wait if message.send_by is None else max(limiter.max_wait, message.send_by - now)
+    try:
+        wait = limiter.reserve(key, rate, max_wait=horizon)
+    except RateLimited as limited:
+        raise SendError(str(limited), code=RATE_LIMITED, retryable=True, retry_after=limited.retry_after,
+                        throttled=True) from None
+    if wait <= limiter.max_wait:
+        if wait > 0:
+            time.sleep(wait)
+        return
+    raise SendError(f"rate limit for {key}: slot booked in {wait:.1f}s", code=RATE_LIMITED, retryable=True,
+                    retry_after=wait, throttled=True, slot_at=now + wait)
 
 
 # Twilio's published sending rates (messages per second) by kind of sender; a Messaging Service's

@@ -1,35 +1,51 @@
-"""Sending one delivery: claim it atomically, call the provider outside any transaction, record
-the result. Retryable failures come back later with exponential backoff and jitter; an opt-out at
-the provider (Twilio 21610) becomes the member's opt-out; other failures are final, code stored.
-A notice past its expiry is never sent late: its waiting deliveries fail with error code "expired"."""
+"""Sending one delivery: claim it atomically, check it may still go (relay/send_checks.py, shared
+with batches), call the provider outside any transaction, record the result. Retryable failures come
+back later with exponential backoff and jitter; an opt-out at the provider (Twilio 21610) becomes the
+member's opt-out; other failures are final, code stored. A notice past its expiry is never sent late:
+its waiting deliveries fail with error code "expired".
+
+A rate limit saying "not now" is not a failure: relay's own limit (the slot is more than 30 s away,
+relay/ratelimit.py) or a provider's 429 with Retry-After puts the delivery back in the queue for its
+slot, without counting an attempt (`_defer`): code `rate_limited` (a slot booked for it) or `throttled`
+(the provider's Retry-After). What stops it waiting forever is its deadline (send_checks.deadline):
+RELAY_MAX_DEFER_HOURS after it was queued ("rate limited for more than N hours"), or sooner its
+notice's expiry or a relay's RELAY_RELAY_MAX_AGE."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
 from sqlalchemy import select, update
 
-from . import consent, digest_mail, hold
+from . import consent, digest_mail, hold, send_checks
 from .db import transaction
-from .deliveries import ACCEPTED, FAILED, OPTED_OUT, QUEUED, SENDING, claim, move
+from .deliveries import ACCEPTED, FAILED, OPTED_OUT, QUEUED, RATE_LIMITED, SENDING, THROTTLED, claim, move
 from .dispatch import dispatch_safely
 from .messages import OutboundMessage, SendError
 from .models import Delivery, InboundEvent, Member, utcnow
 from .notice_refs import notice_of
+from .ratelimit import SLOT_LEAD
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=120)
 BATCH_SIZE = 100  # deliveries per bulk task: few tasks per broadcast, still many in flight
+# A deferred delivery due within this long is queued at once with a countdown; one due later is left to
+# the sweeper, which queues it this long ahead of its slot (longer than the sweep interval, 30 s).
+# Broker countdowns of hours would sit in worker memory and be redelivered after the visibility timeout.
+DISPATCH_AHEAD = timedelta(seconds=120)
 
 
 @dataclass(frozen=True)
 class SendOutcome:
     delivery_id: int
-    result: str  # sent | skipped | retry | failed | opted_out | expired | held | stale
+    # sent | skipped | retry | deferred (rate limit) | waiting (quiet hours) | failed | opted_out | expired |
+    # held | stale
+    result: str
     retry_in: float | None = None
 
 
@@ -69,6 +85,17 @@ def dispatch_batches(services, batches: Iterable[Sequence[int]]) -> int:
     return count
 
 
+def dispatch_when_due(services, due: Iterable[tuple[int, datetime]]) -> None:
+    """Queue deliveries each with a countdown to its own time (rounded up to the second, so none
+    arrives before it may be claimed): the deferred deliveries whose booked slots come soon."""
+    now = utcnow()
+    by_countdown: dict[int, list[int]] = {}
+    for delivery_id, when in due:
+        by_countdown.setdefault(max(0, math.ceil((when - now).total_seconds())), []).append(delivery_id)
+    for countdown, ids in sorted(by_countdown.items()):
+        dispatch_deliveries(services, ids, countdown=countdown or None)
+
+
 def send_delivery(services, delivery_id: int) -> SendOutcome:
     """Send one delivery if this caller wins the claim, and record what the provider said."""
     settings = services.settings
@@ -84,21 +111,13 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
         attempts = delivery.attempts
         notice = notice_of(session, delivery)
         notice_id = notice.id if notice is not None else None
-        if notice is not None and notice.expires_at is not None and notice.expires_at <= utcnow():
-            move(session, delivery, FAILED, error_code="expired", lease_until=None,
-                 error_message=f"notice {notice.id} expired at {notice.expires_at.isoformat()}; not sent late")
-            log.info("delivery %s: notice %s expired before it could be sent", delivery_id, notice.id)
-            return SendOutcome(delivery_id, "expired")
-        max_age = getattr(settings, "relay_max_age", None)
-        if delivery.purpose == "relay" and max_age and delivery.created_at <= utcnow() - max_age:
-            # reliability: a reply relayed hours late misleads more than it helps; dropped, with the record kept
-            move(session, delivery, FAILED, error_code="stale", lease_until=None,
-                 error_message=f"relay older than {max_age} (RELAY_RELAY_MAX_AGE); not sent late")
-            log.warning("delivery %s: relay created %s is older than %s; dropped", delivery_id,
-                        delivery.created_at.isoformat(), max_age)
-            return SendOutcome(delivery_id, "stale")
+        member = session.get(Member, delivery.member_id) if delivery.member_id is not None else None
+        # the checks a batch makes too (relay/send_checks.py): expiry, stale relays, the member's state now
+        ready, refused = send_checks.check(session, settings, [(delivery, member, notice)], utcnow())
+        if refused:
+            return SendOutcome(delivery_id, refused[delivery_id])
         try:
-            message = _outbound(session, settings, delivery)
+            message = ready[0].limits(_outbound(session, settings, delivery))
         except Exception as exc:  # a message we cannot even build will not build next time either
             log.exception("delivery %s: cannot compose", delivery_id)
             move(session, delivery, FAILED, error_code="compose", error_message=f"{type(exc).__name__}: {exc}",
@@ -162,19 +181,57 @@ def _record_failure(services, delivery_id: int, attempts: int, error: SendError)
                 consent.opt_out_sms(session, member, source=f"provider:{error.code}")
             log.info("delivery %s: recipient opted out at the provider (%s)", delivery_id, error.code)
             return SendOutcome(delivery_id, "opted_out")
-        if error.retryable and attempts < settings.max_send_attempts:
+        if error.throttled and error.retryable:
+            outcome, countdown = _defer(session, settings, delivery, error)
+            if outcome.result != "deferred":
+                return outcome
+        elif error.retryable and attempts < settings.max_send_attempts:
             delay = error.retry_after or backoff_seconds(attempts)
             move(session, delivery, QUEUED, error_code=error.code, error_message=str(error), lease_until=None,
                  next_attempt_at=utcnow() + timedelta(seconds=delay))
             log.warning("delivery %s: attempt %s failed, retrying in %.1fs: %s", delivery_id, attempts, delay, error)
-            outcome = SendOutcome(delivery_id, "retry", delay)
+            outcome, countdown = SendOutcome(delivery_id, "retry", delay), delay
         else:
             reason = str(error) if not error.retryable else f"gave up after {attempts} attempts: {error}"
             move(session, delivery, FAILED, error_code=error.code, error_message=reason, lease_until=None)
             log.warning("delivery %s failed: %s", delivery_id, reason)
             return SendOutcome(delivery_id, "failed")
-    dispatch_deliveries(services, [delivery_id], countdown=outcome.retry_in)
+    if countdown is not None:
+        dispatch_deliveries(services, [delivery_id], countdown=countdown or None)
     return outcome
+
+
+def _jitter(wait: float) -> float:
+    """A little jitter for a provider's Retry-After, which every sender throttled at once was told alike."""
+    return random.uniform(0, min(5.0, 0.1 * wait))
+
+
+def _defer(session, settings, delivery: Delivery, error: SendError) -> tuple[SendOutcome, float | None]:
+    """A rate limit said "not now": back to the queue for the slot, the attempt given back; or failed when
+    the slot is past the delivery's deadline. Returns the outcome and the countdown to queue it with
+    (None: the sweeper queues it DISPATCH_AHEAD before its slot)."""
+    now = utcnow()
+    send_by, code, reason = send_checks.deadline(settings, delivery, notice_of(session, delivery))
+    if error.slot_at is not None:  # relay's own limit booked a slot: come back just before it, wait for it there
+        slot = datetime.fromtimestamp(error.slot_at, timezone.utc)
+        due, error_code = slot - timedelta(seconds=SLOT_LEAD), RATE_LIMITED
+        text = f"waiting for the rate limit: {error}, at {slot.isoformat(timespec='seconds')}"
+    else:  # a provider's Retry-After, or no slot before the deadline
+        wait = error.retry_after if error.retry_after is not None else backoff_seconds(1)
+        slot = due = now + timedelta(seconds=wait + _jitter(wait))
+        error_code = THROTTLED
+        text = f"waiting for the rate limit: {error}; retrying at {slot.isoformat(timespec='seconds')}"
+    if slot > send_by:
+        message = f"{reason}: {error}"
+        move(session, delivery, FAILED, error_code=code, error_message=message, lease_until=None)
+        log.warning("delivery %s failed: %s", delivery.id, message)
+        return SendOutcome(delivery.id, {"expired": "expired", "stale": "stale"}.get(code, "failed")), None
+    delay = (due - now).total_seconds()
+    move(session, delivery, QUEUED, error_code=error_code, error_message=text + " (not counted as an attempt)",
+         lease_until=None, next_attempt_at=due, attempts=max(0, delivery.attempts - 1), dispatched_at=now)
+    log.info("delivery %s deferred by the rate limit for %.1fs (not an attempt): %s", delivery.id, delay, error)
+    countdown = max(0.0, math.ceil(delay)) if due - now <= DISPATCH_AHEAD else None
+    return SendOutcome(delivery.id, "deferred", max(0.0, delay)), countdown
 
 
 def _pending_status_events(session, provider_message_id: str) -> list[int]:

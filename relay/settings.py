@@ -109,6 +109,7 @@ class Settings:
     pause_failure_share: float = 0.5
     pause_min_failures: int = 20
     relay_max_age: timedelta = timedelta(hours=6)
+    max_defer_hours: int = 48  # a delivery still waiting for a rate-limit slot this long after it was queued fails
     inbound_per_minute: int = 20
     network_name: str = "relay"
     templates_dir: Path = PROJECT_ROOT / "templates"
@@ -167,6 +168,7 @@ class Settings:
             inbound_per_minute=parse_int(get("INBOUND_PER_MINUTE"), "RELAY_INBOUND_PER_MINUTE", cls.inbound_per_minute,
                                          minimum=1),
             relay_max_age=parse_duration(get("RELAY_MAX_AGE") or "6h", "RELAY_RELAY_MAX_AGE"),
+            max_defer_hours=parse_int(get("MAX_DEFER_HOURS"), "RELAY_MAX_DEFER_HOURS", cls.max_defer_hours, minimum=1),
             pause_failure_share=parse_share(get("PAUSE_FAILURE_SHARE"), "RELAY_PAUSE_FAILURE_SHARE",
                                             cls.pause_failure_share),
             pause_min_failures=parse_int(get("PAUSE_MIN_FAILURES"), "RELAY_PAUSE_MIN_FAILURES", cls.pause_min_failures,

@@ -1,6 +1,7 @@
 """The sweeper (run by beat): re-dispatch work that was committed but never queued or never
-finished — a broker outage at enqueue time, a worker killed mid-send (expired lease) — and
-give up on deliveries that used every attempt."""
+finished — a broker outage at enqueue time, a worker killed mid-send (expired lease) — queue the
+deliveries whose booked rate-limit slot comes within the next two minutes (each with a countdown to
+it; relay/sending.py `_defer`), and give up on deliveries that used every attempt."""
 from __future__ import annotations
 
 import logging
@@ -11,11 +12,11 @@ from sqlalchemy import and_, or_, select, update
 
 from . import hold
 from .db import transaction
-from .deliveries import FAILED, SENDING, due_for_dispatch
+from .deliveries import FAILED, SENDING, booked_soon, due_for_dispatch
 from .dispatch import dispatch_safely
 from .models import CaseImage, Delivery, InboundEvent, utcnow
 from .notices import finish_notice, unfinished_notices
-from .sending import BATCH_SIZE, dispatch_batches, dispatch_deliveries
+from .sending import BATCH_SIZE, DISPATCH_AHEAD, dispatch_batches, dispatch_deliveries, dispatch_when_due
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class SweepReport:
     gave_up: int
     set_aside: int = 0
     media: int = 0  # pending MMS pictures re-queued
+    booked: int = 0  # deferred deliveries queued for their rate-limit slot
 
 
 def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> SweepReport:
@@ -61,7 +63,12 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
             session.execute(update(InboundEvent).where(InboundEvent.id.in_(ids[start:start + 500]))
                             .values(dispatched_at=now).execution_options(synchronize_session=False))
         # --- emergency hold (relay/hold.py): nothing is re-queued while sending is paused.
-        deliveries = [] if hold.is_on(session) else due_for_dispatch(session, stale_after, limit=limit, now=now)
+        held = hold.is_on(session)
+        # deferred by the rate limit: queued just before the slot each one booked, with a countdown to it
+        booked = [] if held else booked_soon(session, DISPATCH_AHEAD, limit=limit, now=now)
+        booked_ids = {delivery_id for delivery_id, _ in booked}
+        deliveries = [] if held else [d for d in due_for_dispatch(session, stale_after, limit=limit, now=now)
+                                      if d not in booked_ids]
         broadcast = _broadcast_deliveries(session, deliveries, now)
         unfinished = unfinished_notices(session, now - REDISPATCH_AFTER)
         media = list(session.scalars(select(CaseImage.id).where(
@@ -81,15 +88,18 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
     for event_id in statuses:
         dispatch_safely(services.dispatcher.apply_status, event_id)
     dispatch_deliveries(services, [d for d in deliveries if d not in broadcast])
+    dispatch_when_due(services, booked)
     # a broadcast's waiting deliveries go back in batches to the bulk queue, behind the broadcast,
     # never ahead of replies on the outbound queue (claims make any duplicate task a no-op)
     ordered = sorted(broadcast)
     dispatch_batches(services, (ordered[i:i + BATCH_SIZE] for i in range(0, len(ordered), BATCH_SIZE)))
-    report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up, set_aside, len(media))
-    if any((report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside, report.media)):
+    report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up, set_aside, len(media), len(booked))
+    if any((report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside, report.media,
+            report.booked)):
         log.info("sweep: re-dispatched %s inbound, %s statuses, %s deliveries; gave up on %s deliveries; "
-                 "set aside %s events; re-queued %s MMS pictures", report.inbound, report.statuses, report.deliveries,
-                 report.gave_up, report.set_aside, report.media)
+                 "set aside %s events; re-queued %s MMS pictures; queued %s deliveries for their rate-limit slots",
+                 report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside, report.media,
+                 report.booked)
     return report
 
 

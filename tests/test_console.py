@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from relay import hold
 from relay.accounts import PasswordError, authenticate, set_password
@@ -306,6 +306,27 @@ def test_hold_keeps_deliveries_queued_and_resume_sends_them(client, network, sms
     events = rows(network, select(AuditEvent).where(AuditEvent.action.like("hold.%")).order_by(AuditEvent.id))
     assert [(e.action, e.actor, e.source, e.detail.get("reason")) for e in events] == [
         ("hold.on", "member:1", "console", "wrong list"), ("hold.off", "member:1", "console", "")]
+
+
+def test_a_notice_waiting_for_the_rate_limit_says_so_on_its_page(client, network, sms):
+    """Deferred by the rate limit (relay/sending.py _defer): queued, not failed, and counted as waiting."""
+    from relay.models import utcnow
+
+    sign_in(client, KIM)
+    token = csrf(client)
+    client.post("/console/notices", data={"kind": "new_case", "case": "C1", "lists": ["tft"],
+                                          "channels": ["sms"], "csrf_token": token})
+    notice = rows(network, select(Notice))[0]
+    client.post(f"/console/notices/{notice.id}/send", data={"csrf_token": token})
+    with transaction(network.sessions) as session:  # three of them waiting for booked slots
+        ids = sorted(session.scalars(select(Delivery.id)))[:3]
+        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
+            error_code="rate_limited", next_attempt_at=utcnow() + timedelta(minutes=5),
+            error_message="waiting for the rate limit: slot booked (not counted as an attempt)"))
+    counts = client.get(f"/console/notices/{notice.id}/counts").get_json()
+    assert (counts["rate_limited"], counts["queued"], counts["failed"]) == (3, 5, 0)
+    page = client.get(f"/console/notices/{notice.id}").get_data(as_text=True)
+    assert 'id="rate-limited">3 queued waiting for the sender' in page and "not failures" in page
 
 
 def test_hold_toggles_are_idempotent(network):

@@ -92,14 +92,17 @@ def test_an_expired_lease_can_be_claimed_again(twilio_services):
         assert claim(session, delivery_id, timedelta(minutes=2))
 
 
-@pytest.mark.parametrize("status,code", [(429, 20429), (500, None), (503, None)])
-def test_throttling_and_server_errors_retry_with_backoff(twilio_services, twilio_standin, status, code):
+@pytest.mark.parametrize("status,code,result,attempts", [(429, 20429, "deferred", 0), (500, None, "retry", 1),
+                                                         (503, None, "retry", 1)])
+def test_throttling_and_server_errors_retry_with_backoff(twilio_services, twilio_standin, status, code, result,
+                                                         attempts):
+    """A 429 with Retry-After (the stand-in sends one) is a throttle, not an attempt (tests/test_deferral.py)."""
     delivery_id = make_delivery(twilio_services)
     twilio_standin.fail_next(status, code)
     outcome = send_delivery(twilio_services, delivery_id)
-    assert outcome.result == "retry" and outcome.retry_in > 0
+    assert outcome.result == result and outcome.retry_in > 0
     [row] = deliveries(twilio_services)
-    assert row.status == "queued" and row.next_attempt_at > utcnow()
+    assert row.status == "queued" and row.next_attempt_at > utcnow() and row.attempts == attempts
     assert twilio_services.dispatcher.deliveries == [delivery_id]  # re-queued with a countdown
     # Not before its time ...
     assert send_delivery(twilio_services, delivery_id).result == "skipped"

@@ -17,7 +17,7 @@ from relay.cases import CaseNotFound, CaseStateError, create_case, get_case, pub
 from relay.db import transaction
 from relay.models import Case, Member, MemberList, Membership, Notice
 from relay.notice_plan import CHANNELS
-from relay.notice_status import failed_deliveries, live_counts
+from relay.notice_status import failed_deliveries, live_counts, rate_limited_until
 from relay.notices import (KINDS, SEVERITIES, NoticeError, NoticeNotFound, UnknownList, create_notice, get_notice,
                            parse_expiry, parse_time, schedule_notice, send_notice)
 from relay.preview import preview_notice
@@ -136,9 +136,10 @@ def notice_page(notice_id: int, error: str | None = None, status: int = 200):
         preview = preview_notice(session, settings, notice_id) if notice.status in ("draft", "scheduled") else None
         counts = live_counts(session, notice) if notice.status in ("sending", "sent") else None
         failed = failed_deliveries(session, notice) if counts else []
+        waiting_until = rate_limited_until(session, notice) if counts and counts["rate_limited"] else None
         held = hold.is_on(session)
     return render_template("console/notice.html", notice=notice, case=case, preview=preview, counts=counts,
-                           failed=failed, error=error, held=held), status
+                           failed=failed, error=error, held=held, rate_limited_until=waiting_until), status
 
 
 @blueprint.get("/notices/<int:notice_id>/counts")

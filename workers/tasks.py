@@ -147,7 +147,8 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=TASK_DELIVER_BATCH, bind=True, shared=False)
     def deliver_batch(self, delivery_ids: list[int]) -> dict:
         report = _run(self, "deliver_batch", send_batch, holder.get(), delivery_ids)
-        return {"sent": report.sent, "skipped": report.skipped, "retry": report.retry, "failed": report.failed}
+        return {"sent": report.sent, "skipped": report.skipped, "retry": report.retry, "deferred": report.deferred,
+                "failed": report.failed}
 
     @app.task(name=TASK_SWEEP, bind=True, shared=False)
     def sweep(self) -> dict:

@@ -154,13 +154,9 @@ class SmtpEmailSender:
         if message.raw is None:
             raise SendError("no email body to send", code="compose")
         if self.limiter is not None and self.rate is not None:
-            from ..ratelimit import RateLimited
+            from ..ratelimit import take_slot
 
-            try:
-                self.limiter.acquire(self.rate_key, self.rate)
-            except RateLimited as limited:
-                raise SendError(str(limited), code="rate_limited", retryable=True,
-                                retry_after=limited.retry_after) from None
+            take_slot(self.limiter, self.rate_key, self.rate, message)  # may say: come back for a booked slot
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._send(message.to, message.raw), loop)
         try:

@@ -126,7 +126,10 @@ def classify_error(exc: Exception, retry_after: float | None = None) -> SendErro
         if code in OPTED_OUT_CODES:
             return SendError(text, code=str(code), opted_out=True)
         if status in RETRYABLE_HTTP or code == 20429:
-            return SendError(text, code=str(code or status), retryable=True, retry_after=retry_after)
+            # a 429 that says when to come back is a throttle, not a failed attempt (relay.sending)
+            throttled = (status == 429 or code == 20429) and retry_after is not None
+            return SendError(text, code=str(code or status), retryable=True, retry_after=retry_after,
+                             throttled=throttled)
         return SendError(text, code=str(code or status))
     if isinstance(exc, RequestException):
         return SendError(f"Twilio unreachable: {type(exc).__name__}: {exc}", code="network", retryable=True)
@@ -192,13 +195,9 @@ class TwilioSmsSender:
             params["from_"] = self.settings.twilio_from
         messages = self.client.messages  # built before our slot: the slot is for the request itself
         if self.limiter is not None:
-            from ..ratelimit import RateLimited
+            from ..ratelimit import take_slot
 
-            try:
-                self.limiter.acquire(self.rate_key, self.rate)
-            except RateLimited as limited:
-                raise SendError(str(limited), code="rate_limited", retryable=True,
-                                retry_after=limited.retry_after) from None
+            take_slot(self.limiter, self.rate_key, self.rate, message)  # may say: come back for a booked slot
         self._local.headers = {}
         try:
             created = messages.create(**params)
