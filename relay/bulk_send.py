@@ -1,15 +1,16 @@
 """Sending a batch of a broadcast's deliveries (one bulk task, ~100 deliveries) close to what the
 providers can take: one statement claims the batch, one query loads it with its members, each
-notice email is rendered once per language and only the member's own parts (To, reply and
-unsubscribe tokens) are put in per recipient, the sends run concurrently on threads over reused
+notice email is rendered once per language and each digest email once per distinct digest, and
+only the recipient's own parts (To, Message-ID, reply, unsubscribe and preference tokens) are put in
+per recipient, the sends run concurrently on threads over reused
 connections (a requests session per thread for Twilio, a small SMTP connection pool), and one
 statement records what the providers accepted.
 
 The guarantees are those of relay.sending.send_delivery, delivery by delivery: the claim is the
 same atomic UPDATE (each delivery is won by exactly one caller; the lease lets a crashed worker's
 deliveries be taken again), an expired notice is never sent late, and a failure goes through
-sending's own retry/opt-out handling. Anything this path does not know how to pre-render (not a
-notice, an address needing SMTPUTF8) is composed by relay.mail.compose as usual.
+sending's own retry/opt-out handling. Anything this path does not know how to pre-render (neither a
+notice nor a digest, an address needing SMTPUTF8) is composed as send_delivery composes it.
 
 Send-time checks added to send_delivery (who may be messaged now) must be added to `_prepare` too."""
 from __future__ import annotations
@@ -28,11 +29,12 @@ from sqlalchemy import bindparam, case, or_, select, update
 from . import hold, mail
 from .db import transaction
 from .deliveries import ACCEPTED, FAILED, SENDING, claim_many, move
+from .digest_mail import DigestEmails
 from .dispatch import dispatch_safely
 from .messages import OutboundMessage, SendError, SendResult
 from .models import Case, Delivery, InboundEvent, Member, Notice, Post, Thread, utcnow
 from .notice_refs import notice_of
-from .sending import SendOutcome, _record_failure
+from .sending import SendOutcome, _outbound, _record_failure
 from .tokens import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,7 @@ def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport
                            .where(Delivery.id.in_(claimed)).order_by(Delivery.id)).all()
     notices: dict[tuple, Notice | None] = {}
     emails = NoticeEmails(session, settings)
+    digests = DigestEmails(session, settings, [d for d, _ in rows if d.channel == "email"])
     messages, attempts = [], {}
     for delivery, member in rows:
         attempts[delivery.id] = delivery.attempts
@@ -192,8 +195,12 @@ def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport
                 raw, message_id = emails.for_delivery(delivery, member, notice)
                 message = OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=raw,
                                           message_id=message_id)
-            else:
-                message = OutboundMessage(delivery.id, delivery.channel, delivery.to_address, delivery.body)
+            elif delivery.channel == "email" and delivery.purpose == "digest":  # a digest run (relay/digests.py)
+                raw, message_id = digests.for_delivery(delivery, member)
+                message = OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=raw,
+                                          message_id=message_id)
+            else:  # as send_delivery builds it
+                message = _outbound(session, settings, delivery)
         except Exception as exc:  # a message we cannot build will not build next time either
             log.exception("delivery %s: cannot compose", delivery.id)
             move(session, delivery, FAILED, error_code="compose", error_message=f"{type(exc).__name__}: {exc}",
