@@ -11,9 +11,22 @@ relay's web app under gunicorn, Celery workers) and runs:
            at the stand-ins, vs the same number of pre-built messages pushed straight at them with
            relay's provider clients and the same processes x threads; peak RSS of every process
   latency  send -> first message at a stand-in, with the N=largest notice queued
-  digest   pending (the digests of issue 5 are not in this tree)
+  digest   daily digests for 20,000 confirmed subscribers (bench/seed.py: zones spread over the world,
+           each due at the moment of the run; half members, half web subscribers; a day of cases,
+           guideline changes and posts), from publishing relay.send_digests (as beat does) to a
+           `relay worker -Q maintenance,bulk,outbound -c 2` until the last email at the SMTP sink;
+           peak RSS of the worker's processes. Baseline (bench/raw_digests.py): the same processes x
+           threads, each process rendering its share of the same emails in a plain loop (the same
+           templates and content through relay.digests.render, the same MIME message through
+           relay.mail._message, per subscriber) and handing each to a thread pool that sends it with
+           relay's SMTP client, timed from the start signal to the last arrival. Afterwards the
+           database must hold exactly one digest per subscriber for the period and the sink exactly
+           one email each; the table says MISMATCH otherwise. Also reported: the templates alone
+           (render_only_per_s: relay.digests.render in one process, no MIME, no send).
 
-Prints one table and writes var/bench/latest.json. BENCH_QUICK=1: smaller N and shorter ingest.
+Prints one table and writes var/bench/latest.json. BENCH_QUICK=1: smaller N (digest: 4,000 subscribers)
+and shorter ingest. BENCH_ONLY=digest (a comma list of ingest, fanout, digest; default all) runs only
+those workloads: `BENCH_ONLY=digest make bench BENCH_QUICK=1`.
 Environment: BENCH_POSTGRES_URL (admin URL, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres),
 BENCH_REDIS_URL (default redis://127.0.0.1:6379/13)."""
 from __future__ import annotations
@@ -442,6 +455,17 @@ def digest(bench: Bench) -> dict:
     more = sum(1 for _, count in per_subscriber if count > 1)
     exactly_once = once == n and more == 0 and smtp_after["count"] == n and not empty
 
+    from types import SimpleNamespace
+
+    from relay.digests import render
+
+    sample = subscribers[:2000]
+    render_started = time.perf_counter()
+    for sub_id, member_id, _, _, language, kind, period in sample:  # the templates alone, for comparison
+        render(settings, SimpleNamespace(frequency="daily"), contents[kind], period, language,
+               f"{PUBLIC_BASE}/unsubscribe/{sub_id}", f"{PUBLIC_BASE}/preferences/{member_id}" if member_id else None)
+    render_only = len(sample) / (time.perf_counter() - render_started)
+
     log(f"digest baseline: {n} digests rendered in a plain loop and pushed raw")
     bench.reset()
     raw_started = raw_digests.push(settings, contents, subscribers, window_end, WORKER_PROCESSES, SEND_THREADS)
@@ -457,6 +481,7 @@ def digest(bench: Bench) -> dict:
         "delivery_statuses": statuses, "exactly_once": exactly_once,
         "raw_digests": raw_smtp["count"], "raw_seconds": round(raw_seconds, 2),
         "raw_digests_per_s": round(raw_rate, 1), "ratio": round(rate / raw_rate, 3),
+        "render_only_per_s": round(render_only, 1),
         "peak_rss_mb": {"worker_processes": worker_peak},
     }
 
