@@ -33,6 +33,7 @@ browsers:
 clean:
 	rm -rf $(VENV) var .pytest_cache
 
-# `make bench` measures relay against the raw limits of this machine (bench/run.py; BENCH_QUICK=1: smaller).
+# `make bench` measures relay against the raw limits of this machine (bench/run.py; BENCH_QUICK=1: smaller;
+# BENCH_ONLY=digest or a comma list of ingest, fanout, digest: only those workloads).
 bench: $(STAMP)
-	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m bench.run
+	BENCH_QUICK=$(BENCH_QUICK) BENCH_ONLY=$(BENCH_ONLY) $(BIN)/python -m bench.run

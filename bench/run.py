@@ -11,9 +11,22 @@ relay's web app under gunicorn, Celery workers) and runs:
            at the stand-ins, vs the same number of pre-built messages pushed straight at them with
            relay's provider clients and the same processes x threads; peak RSS of every process
   latency  send -> first message at a stand-in, with the N=largest notice queued
-  digest   pending (the digests of issue 5 are not in this tree)
+  digest   daily digests for 20,000 confirmed subscribers (bench/seed.py: zones spread over the world,
+           each due at the moment of the run; half members, half web subscribers; a day of cases,
+           guideline changes and posts), from publishing relay.send_digests (as beat does) to a
+           `relay worker -Q maintenance,bulk,outbound -c 2` until the last email at the SMTP sink;
+           peak RSS of the worker's processes. Baseline (bench/raw_digests.py): the same processes x
+           threads, each process rendering its share of the same emails in a plain loop (the same
+           templates and content through relay.digests.render, the same MIME message through
+           relay.mail._message, per subscriber) and handing each to a thread pool that sends it with
+           relay's SMTP client, timed from the start signal to the last arrival. Afterwards the
+           database must hold exactly one digest per subscriber for the period and the sink exactly
+           one email each; the table says MISMATCH otherwise. Also reported: the templates alone
+           (render_only_per_s: relay.digests.render in one process, no MIME, no send).
 
-Prints one table and writes var/bench/latest.json. BENCH_QUICK=1: smaller N and shorter ingest.
+Prints one table and writes var/bench/latest.json. BENCH_QUICK=1: smaller N (digest: 4,000 subscribers)
+and shorter ingest. BENCH_ONLY=digest (a comma list of ingest, fanout, digest; default all) runs only
+those workloads: `BENCH_ONLY=digest make bench BENCH_QUICK=1`.
 Environment: BENCH_POSTGRES_URL (admin URL, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres),
 BENCH_REDIS_URL (default redis://127.0.0.1:6379/13)."""
 from __future__ import annotations
@@ -24,8 +37,6 @@ import os
 import platform
 import resource
 import secrets
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,6 +61,9 @@ CONNECTIONS = 32
 WORKER_PROCESSES = 2  # prefork children of one `relay worker`, as on this 2-core machine
 SEND_THREADS = 16
 RAW_SAMPLE = 20_000  # messages the raw fan-out baseline pushes at most (its rate is per message)
+DIGEST_SUBSCRIBERS = 4_000 if QUICK else 20_000
+WORKLOADS = ("ingest", "fanout", "digest")
+ONLY = [w.strip() for w in os.environ.get("BENCH_ONLY", "").split(",") if w.strip()] or list(WORKLOADS)
 ACCOUNT_SID = "AC" + "b" * 32
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 OUR_NUMBER = "+15005550006"
@@ -365,6 +379,111 @@ def fanout(bench: Bench, members: int) -> dict:
     }
 
 
+# ---------------------------------------------------------------- digest
+
+
+def digest(bench: Bench) -> dict:
+    """Daily digests for DIGEST_SUBSCRIBERS subscribers, all due now, from the beat task's publication
+    to the last email at the SMTP sink, against rendering and sending the same emails in a plain loop
+    (bench/raw_digests.py). Afterwards: exactly one digest per subscriber for the period, and exactly
+    one email each at the sink."""
+    from bench import raw_digests
+    from bench.seed import seed_digest_subscribers
+    from relay.digests import build_content
+    from relay.dispatch import QUEUE_MAINTENANCE, TASK_SEND_DIGESTS
+    from relay.models import CaseMute, Delivery, Digest, DigestSubscription, Member, utcnow
+    from relay.services import build_services
+    from workers.app import DIGESTS_EVERY_SECONDS
+
+    n = DIGEST_SUBSCRIBERS
+    database_url = bench.database("digest")
+    settings = bench.settings(database_url)
+    services = build_services(settings)
+    seeded_at = utcnow()
+    seeded = seed_digest_subscribers(services.sessions, n, seeded_at)
+    log(f"digest: {n} subscribers seeded in {(utcnow() - seeded_at).total_seconds():.1f} s, "
+        f"{len(seeded['zones'])} zones")
+    worker = bench.worker("digest-worker", database_url, "maintenance,bulk,outbound")
+    bench.reset()
+    log(f"digest: relay.send_digests published for {n} subscribers")
+    started = time.time()
+    services.dispatcher.app.send_task(TASK_SEND_DIGESTS, queue=QUEUE_MAINTENANCE, expires=DIGESTS_EVERY_SECONDS)
+    peaks: dict[int, float] = {}
+    progress = {"count": -1, "at": time.monotonic()}
+
+    def arrived_or_stalled():
+        peaks.update({pid: max(mb, peaks.get(pid, 0)) for pid, mb in peak_rss_mb(group_pids(worker.pgid)).items()})
+        _, smtp = bench.stats()
+        if smtp["count"] != progress["count"]:
+            progress.update(count=smtp["count"], at=time.monotonic())
+        stalled = time.monotonic() - progress["at"] > (60 if smtp["count"] else 300)
+        return (smtp["count"] >= n or stalled) and smtp
+
+    smtp = bench._wait(arrived_or_stalled, 3600, f"{n} digests at the SMTP sink", interval=0.25)
+    seconds = (smtp["last"] or time.time()) - started
+    time.sleep(2.0)  # anything more than one email each would arrive now
+    _, smtp_after = bench.stats()
+    with services.sessions() as session:
+        mine = Digest.created_at >= seeded_at  # this run's digests (yesterday's were seeded)
+        per_subscriber = session.execute(select(Digest.subscription_id, func.count()).where(mine)
+                                         .group_by(Digest.subscription_id)).all()
+        empty = session.scalar(select(func.count()).select_from(Digest).where(mine, Digest.items == 0))
+        statuses = dict(session.execute(select(Delivery.status, func.count()).where(Delivery.purpose == "digest")
+                                        .group_by(Delivery.status)).all())
+        # the baseline's inputs: the same content (one per kind of subscriber) and each one's period
+        periods = dict(session.execute(select(Digest.subscription_id, Digest.period).where(mine)).all())
+        muting = set(session.scalars(select(CaseMute.member_id)))
+        subs = session.execute(select(DigestSubscription, Member).outerjoin(
+            Member, Member.id == DigestSubscription.member_id).order_by(DigestSubscription.id)).all()
+        kinds: dict[int, DigestSubscription] = {}
+        for sub, member in subs:
+            kinds.setdefault(0 if member is None else 2 if member.id in muting else 1, sub)
+        window_end = session.scalar(select(func.max(Digest.window_end)).where(mine)) or utcnow()
+        contents = [build_content(session, settings, kinds[k], seeded["window_start"], window_end)
+                    if k in kinds else None for k in range(3)]
+        fallback = window_end.date().isoformat()
+        subscribers = [(sub.id, sub.member_id, sub.address, member.name if member else "",
+                        member.language if member else "en",
+                        0 if member is None else 2 if member.id in muting else 1, periods.get(sub.id, fallback))
+                       for sub, member in subs]
+    worker_peak = round(max(peaks.values(), default=0), 1)
+    worker.stop()
+    services.dispose()
+    once = sum(1 for _, count in per_subscriber if count == 1)
+    more = sum(1 for _, count in per_subscriber if count > 1)
+    exactly_once = once == n and more == 0 and smtp_after["count"] == n and not empty
+
+    from types import SimpleNamespace
+
+    from relay.digests import render
+
+    sample = subscribers[:2000]
+    render_started = time.perf_counter()
+    for sub_id, member_id, _, _, language, kind, period in sample:  # the templates alone, for comparison
+        render(settings, SimpleNamespace(frequency="daily"), contents[kind], period, language,
+               f"{PUBLIC_BASE}/unsubscribe/{sub_id}", f"{PUBLIC_BASE}/preferences/{member_id}" if member_id else None)
+    render_only = len(sample) / (time.perf_counter() - render_started)
+
+    log(f"digest baseline: {n} digests rendered in a plain loop and pushed raw")
+    bench.reset()
+    raw_started = raw_digests.push(settings, contents, subscribers, window_end, WORKER_PROCESSES, SEND_THREADS)
+    _, raw_smtp = bench.stats()
+    raw_seconds = raw_smtp["last"] - raw_started
+    rate, raw_rate = smtp_after["count"] / seconds, raw_smtp["count"] / raw_seconds
+    return {
+        "subscribers": n, "members": seeded["members"], "zones": len(seeded["zones"]),
+        "seconds": round(seconds, 2), "digests_per_s": round(rate, 1),
+        "first_email_seconds": round(smtp["first"] - started, 2) if smtp["first"] else None,
+        "at_sink": smtp_after["count"], "digests_recorded": sum(c for _, c in per_subscriber),
+        "subscribers_with_one": once, "subscribers_with_more": more, "empty_digests": empty,
+        "delivery_statuses": statuses, "exactly_once": exactly_once,
+        "raw_digests": raw_smtp["count"], "raw_seconds": round(raw_seconds, 2),
+        "raw_digests_per_s": round(raw_rate, 1), "ratio": round(rate / raw_rate, 3),
+        "render_only_per_s": round(render_only, 1),
+        "peak_rss_mb": {"worker_processes": worker_peak},
+    }
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -400,7 +519,19 @@ def table(results: dict) -> str:
                      f"<= {1.2 * size:.0f}x", ""))
         rows.append(("notice latency (send -> first message)", f"{fan[1]['first_message_seconds']} s",
                      "", "", "< 1 s", f"{fan[1]['messages']:,} messages queued"))
-    rows.append(("digest (20,000 subscribers)", "pending", "", "", ">= 0.3", results["digest"]["status"]))
+    d = results.get("digest")
+    if d:
+        check = (f"exactly once: {d['digests_recorded']:,} digests, one each for {d['subscribers_with_one']:,} of "
+                 f"{d['subscribers']:,} subscribers, {d['at_sink']:,} emails at the sink")
+        if not d["exactly_once"]:
+            check = (f"MISMATCH: {d['digests_recorded']:,} digests, one each for {d['subscribers_with_one']:,} and "
+                     f"more for {d['subscribers_with_more']:,} of {d['subscribers']:,} subscribers, "
+                     f"{d['empty_digests']:,} empty; {d['at_sink']:,} emails at the sink")
+        rows.append((f"digest ({d['subscribers']:,} subscribers)",
+                     f"{d['seconds']} s = {d['digests_per_s']:.0f} digests/s",
+                     f"{d['raw_seconds']} s = {d['raw_digests_per_s']:.0f} digests/s", f"{d['ratio']:.2f}", ">= 0.3",
+                     f"peak RSS worker {d['peak_rss_mb']['worker_processes']} MB; first email "
+                     f"{d['first_email_seconds']} s; {check}"))
     widths = [max(len(str(r[c])) for r in rows) for c in range(len(rows[0]))]
     lines = ["| " + " | ".join(str(r[c]).ljust(widths[c]) for c in range(len(r))) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -408,20 +539,29 @@ def table(results: dict) -> str:
 
 
 def main() -> int:
+    unknown = sorted(set(ONLY) - set(WORKLOADS))
+    if unknown:
+        print(f"BENCH_ONLY: unknown workload(s) {', '.join(unknown)} (choose from {', '.join(WORKLOADS)})",
+              file=sys.stderr)
+        return 2
     OUT.mkdir(parents=True, exist_ok=True)
     bench = Bench()
-    results: dict = {"machine": machine(), "quick": QUICK, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                                                                      time.gmtime())}
+    results: dict = {"machine": machine(), "quick": QUICK, "only": ONLY,
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     t0 = time.monotonic()
     try:
         bench.start_standins()
-        results["digest"] = {"status": "pending: the digests of issue 5 are not in this tree"}
-        results["ingest"] = ingest(bench)
-        log(f"ingest: {json.dumps(results['ingest'])}")
-        (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
-        for n in SIZES:
+        if "ingest" in ONLY:
+            results["ingest"] = ingest(bench)
+            log(f"ingest: {json.dumps(results['ingest'])}")
+            (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
+        for n in SIZES if "fanout" in ONLY else ():
             results[f"fanout_{n}"] = fanout(bench, n)
             log(f"fan-out {n}: {json.dumps(results[f'fanout_{n}'])}")
+            (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
+        if "digest" in ONLY:
+            results["digest"] = digest(bench)
+            log(f"digest: {json.dumps(results['digest'], default=str)}")
             (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
     finally:
         bench.close()

@@ -41,3 +41,113 @@ def seed_network(sessions, n: int, list_name: str = "everyone", case_title: str 
         create_case(session, case_title, chief_complaint="fever")
     sms = sum("sms" in channels_of(i) for i in range(n))
     return {"members": n, "sms": sms, "email": sum("email" in channels_of(i) for i in range(n))}
+
+
+DIGEST_ZONES = ("UTC", "Europe/London", "Europe/Berlin", "Europe/Athens", "Africa/Nairobi", "Asia/Tehran",
+                "Asia/Dubai", "Asia/Kabul", "Asia/Karachi", "Asia/Kolkata", "Asia/Kathmandu", "Asia/Dhaka",
+                "Asia/Bangkok", "Asia/Shanghai", "Asia/Seoul", "Australia/Adelaide", "Australia/Sydney",
+                "Pacific/Auckland", "Pacific/Chatham", "Pacific/Honolulu", "America/Anchorage",
+                "America/Los_Angeles", "America/Denver", "America/Chicago", "America/New_York",
+                "America/Caracas", "America/Sao_Paulo", "America/St_Johns", "Atlantic/Azores")
+
+
+def digest_zones(now, margin_minutes: int = 45) -> list[tuple[str, int]]:
+    """(zone, delivery hour) pairs that make a daily digest due at `now`: the hour is the zone's local
+    hour at `now` (so today's delivery time has come). Zones within `margin_minutes` of local midnight
+    are left out, so the local date cannot change while the benchmark runs."""
+    from datetime import timedelta
+
+    from relay.ladder import zone
+
+    found = []
+    for name in DIGEST_ZONES:
+        local = now.astimezone(zone(name))
+        if (local + timedelta(minutes=margin_minutes)).date() == local.date():
+            found.append((name, local.hour))
+    return found
+
+
+def seed_digest_subscribers(sessions, n: int, now) -> dict:
+    """N confirmed daily email digest subscribers, all due at `now` (timezones spread over the world,
+    each with its delivery hour at its local hour of `now`), each with yesterday's digest already
+    sent (so today's window is the last 24 hours), and a day's content grouped by case: three new
+    cases (one members-only), two guideline changes, and posts on five cases.
+
+    Half are members switched to digest (10 % Korean-speaking, 1 in 20 muting one case); the other
+    half subscribed on the web form (public cases only). Returns counts and the zones used."""
+    from datetime import timedelta
+
+    from sqlalchemy import Date, String, cast, func, text as sql_text
+
+    from relay.models import CaseMute, Digest, DigestSubscription, Notice, Post, Thread
+
+    zones = digest_zones(now)
+    day_ago = now - timedelta(days=1)
+    confirmed = now - timedelta(days=3)
+    with transaction(sessions) as session:
+        authors = []
+        for i in range(8):
+            author = Member(name=f"Doctor {i}", short_name=f"Dr{i}", email=f"author{i}@bench.example",
+                            phone=f"+1203{i:07d}", timezone="UTC", language="en", roles="member",
+                            created_at=confirmed, updated_at=confirmed)
+            session.add(author)
+            authors.append(author)
+        session.flush()
+        cases = []
+        for i, (title, visibility, published) in enumerate([
+                ("Fever and cough after travel", "public", now - timedelta(days=10)),
+                ("Rash in a returning hiker", "members", now - timedelta(days=6)),
+                ("Ground-glass opacities in a non-smoker", "public", now - timedelta(hours=20)),
+                ("Recurrent syncope in a teenager", "members", now - timedelta(hours=9)),
+                ("Hyponatraemia after a marathon", "public", now - timedelta(hours=2))]):
+            case = create_case(session, title, chief_complaint=title.split()[0].lower(), visibility=visibility)
+            case.published_at = case.created_at = published
+            cases.append(case)
+        session.flush()
+        for c, case in enumerate(cases):
+            thread = session.query(Thread).filter_by(case_id=case.id).one()
+            for p in range(3 + c):
+                session.add(Post(thread_id=thread.id, author_id=authors[(c + p) % len(authors)].id, kind="reply",
+                                 channel="web" if p % 2 else "email",
+                                 body=f"Post {p + 1} on {case.code}: " + "the history and the findings " * (2 + p),
+                                 created_at=now - timedelta(hours=22 - 3 * c, minutes=10 * p)))
+        for title, case in (("Empirical antibiotics for travellers' fever", cases[0]),
+                            ("Chest CT before discharge", cases[2])):
+            session.add(Notice(kind="guideline", case_id=case.id, lists="everyone", title=title, body=title,
+                               status="sent", sent_at=now - timedelta(hours=5), created_at=now - timedelta(hours=5)))
+
+        members, subscriptions = [], []
+        for i in range(n):
+            name, hour = zones[i % len(zones)]
+            address = f"reader{i}@bench.example"
+            if i % 2 == 0:
+                members.append({"name": f"Reader {i}", "short_name": f"R{i}", "phone": None, "email": address,
+                                "timezone": name, "language": "ko" if i % 20 == 18 else "en", "roles": "member",
+                                "active": True, "sms_discussion": False, "email_discussion": False,
+                                "email_hard_bounces": 0, "created_at": confirmed, "updated_at": confirmed})
+            subscriptions.append({"member_id": None, "channel": "email", "address": address, "timezone": name,
+                                  "frequency": "daily", "hour": hour, "status": "active", "consent_ip": "",
+                                  "consent_form": "", "created_at": confirmed, "confirmed_at": confirmed,
+                                  "unsubscribed_at": None})
+        for start in range(0, len(members), 5000):
+            session.execute(insert(Member), members[start:start + 5000])
+        for start in range(0, len(subscriptions), 5000):
+            session.execute(insert(DigestSubscription), subscriptions[start:start + 5000])
+        # the members' own subscriptions point at them (same address)
+        session.execute(sql_text("UPDATE digest_subscriptions s SET member_id = m.id FROM members m "
+                                 "WHERE m.email = s.address AND s.channel = 'email'"))
+        session.execute(insert(CaseMute).from_select(
+            ["member_id", "case_id", "channel", "created_at"],
+            select(Member.id, literal(cases[0].id), literal("email"), literal(confirmed, CaseMute.created_at.type))
+            .where(Member.email.like("reader%@bench.example"), Member.id % 20 == 0)))
+        # yesterday's digest, already sent: today's window starts where it ended
+        yesterday = cast(cast(func.timezone(DigestSubscription.timezone, literal(day_ago, Digest.window_end.type)),
+                              Date), String)
+        session.execute(insert(Digest).from_select(
+            ["subscription_id", "period", "window_start", "window_end", "items", "subject", "text", "html",
+             "created_at"],
+            select(DigestSubscription.id, yesterday, literal(day_ago - timedelta(days=1), Digest.window_start.type),
+                   literal(day_ago, Digest.window_end.type), literal(0), literal(""), literal(""), literal(""),
+                   literal(day_ago, Digest.created_at.type))))
+    return {"subscribers": n, "members": len(members), "zones": [z for z, _ in zones],
+            "cases": [c.code for c in cases], "window_start": day_ago}

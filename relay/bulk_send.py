@@ -1,7 +1,8 @@
 """Sending a batch of a broadcast's deliveries (one bulk task, ~100 deliveries) close to what the
 providers can take: one statement claims the batch, one query loads it with its members, each
-notice email is rendered once per language and only the member's own parts (To, reply and
-unsubscribe tokens) are put in per recipient, the sends run concurrently on threads over reused
+notice email is rendered once per language and each digest email once per distinct digest, and
+only the recipient's own parts (To, Message-ID, reply, unsubscribe and preference tokens) are put in
+per recipient, the sends run concurrently on threads over reused
 connections (a requests session per thread for Twilio, a small SMTP connection pool), and one
 statement records what the providers accepted.
 
@@ -10,8 +11,8 @@ same atomic UPDATE (each delivery is won by exactly one caller; the lease lets a
 deliveries be taken again), the send-time checks are the same function (relay/send_checks.py: an
 expired notice is never sent late; a member who opted out, paused or whose quiet hours began since
 planning is handled as a single send handles it), and a failure or a rate-limit deferral goes through
-sending's own handling. Anything this path does not know how to pre-render (not a notice, an address
-needing SMTPUTF8) is built by sending's own `_outbound` as usual."""
+sending's own handling. Anything this path does not know how to pre-render (neither a notice nor a
+digest, an address needing SMTPUTF8) is built by sending's own `_outbound` as usual."""
 from __future__ import annotations
 
 import logging
@@ -28,6 +29,7 @@ from sqlalchemy import bindparam, case, or_, select, update
 from . import hold, mail, send_checks
 from .db import transaction
 from .deliveries import ACCEPTED, FAILED, SENDING, claim_many, move
+from .digest_mail import DigestEmails
 from .dispatch import dispatch_safely
 from .messages import OutboundMessage, SendError
 from .models import Case, Delivery, InboundEvent, Member, Notice, Post, Thread, utcnow
@@ -190,12 +192,17 @@ def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport
     for delivery_id, result in sorted(refused.items()):
         report.add(SendOutcome(delivery_id, result))
     emails = NoticeEmails(session, settings)
+    digests = DigestEmails(session, settings, [item.delivery for item in ready if item.delivery.channel == "email"])
     messages = []
     for item in ready:
         delivery, member, notice = item.delivery, item.member, item.notice
         try:
             if delivery.channel == "email" and (delivery.post_id is not None or delivery.purpose == "notice"):
                 raw, message_id = emails.for_delivery(delivery, member, notice)
+                message = OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=raw,
+                                          message_id=message_id)
+            elif delivery.channel == "email" and delivery.purpose == "digest":  # a digest run (relay/digests.py)
+                raw, message_id = digests.for_delivery(delivery, member)
                 message = OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=raw,
                                           message_id=message_id)
             else:  # anything not pre-rendered is built exactly as a single send builds it

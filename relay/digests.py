@@ -7,14 +7,20 @@ Beat runs `run_digests` every 15 minutes. A subscriber is due when their period'
 time has come and that period has no digest yet. Exactly once: the digest row (UNIQUE on subscription
 and period) and its delivery are written in one transaction with INSERT ... ON CONFLICT DO NOTHING,
 so a retried task or a second beat process finds the row and does nothing. An empty digest is still
-recorded (items = 0), so nothing is sent and the next one starts where it ended."""
+recorded (items = 0), so nothing is sent and the next one starts where it ended.
+
+At scale (`make bench`: 20,000 subscribers due at once) the due subscribers are built 500 per
+transaction (`build_digests`: a few queries per chunk, each distinct content rendered once per
+language with placeholders for the subscriber's own links), each chunk's deliveries are queued as
+bulk batches as soon as it commits, and relay/bulk_send.py composes each distinct digest email once.
+`build_digest` (one subscriber) is the reference it must match, and the fallback for a failed chunk."""
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from . import fanout
@@ -23,7 +29,7 @@ from .ladder import muted_case_ids, zone
 from .mail import _render
 from .models import Case, Delivery, Digest, DigestSubscription, Member, Notice, Post, Thread, utcnow
 from .notice_refs import notice_of
-from .sending import dispatch_deliveries
+from .sending import BATCH_SIZE, dispatch_batches
 from .storage import insert_if_new
 from .texts import fit_sms, render_sms
 
@@ -75,49 +81,81 @@ def _short(text: str) -> str:
     return line if len(line) <= SHORT else line[:SHORT - 1].rstrip() + "…"
 
 
-def build_content(session: Session, settings, sub: DigestSubscription, start: datetime, end: datetime) -> Content:
-    """What is new in [start, end) for this subscriber: members see members-only cases, others only
-    public ones; a member's muted cases are left out."""
-    content = Content()
-    member = session.get(Member, sub.member_id) if sub.member_id else None
+@dataclass
+class _Feed:
+    """What is new in a window for members, or for the public, before a member's own mutes and missed
+    notices: each item with the id of its case (None: no case)."""
+    new_cases: list[tuple[int, tuple[str, str, str]]] = field(default_factory=list)
+    guidelines: list[tuple[int | None, tuple[str, str]]] = field(default_factory=list)
+    discussions: list[tuple[int, Discussion]] = field(default_factory=list)
+
+    @property
+    def case_ids(self) -> set[int]:
+        return {c for c, _ in self.new_cases} | {c for c, _ in self.guidelines if c is not None} | {
+            c for c, _ in self.discussions}
+
+
+def _feed(session: Session, settings, start: datetime, end: datetime, members: bool) -> _Feed:
+    """New in [start, end): cases published, guideline changes sent, posts by case. Members see
+    members-only cases, others only public ones."""
+    feed = _Feed()
     visible = [Case.status != "draft"]
-    if member is None:
+    if not members:
         visible.append(Case.visibility == "public")
-    muted = muted_case_ids(session, member.id, sub.channel) if member else set()
     published = func.coalesce(Case.published_at, Case.created_at)
     for case in session.scalars(select(Case).where(*visible, published >= start, published < end)
                                 .order_by(Case.number)):
-        if case.id not in muted:
-            content.new_cases.append((case.code, case.title, settings.case_url(case.code)))
+        feed.new_cases.append((case.id, (case.code, case.title, settings.case_url(case.code))))
     for notice in session.scalars(select(Notice).where(Notice.kind == "guideline", Notice.status == "sent",
                                                        Notice.sent_at >= start, Notice.sent_at < end)
                                   .order_by(Notice.sent_at, Notice.id)):
         case = session.get(Case, notice.case_id) if notice.case_id else None
-        if case is not None and (case.id in muted or (member is None and case.visibility != "public")):
+        if case is not None and not members and case.visibility != "public":
             continue
-        content.guidelines.append((notice.title, settings.case_url(case.code) if case else settings.library_url))
+        feed.guidelines.append((case.id if case is not None else None,
+                                (notice.title, settings.case_url(case.code) if case else settings.library_url)))
     posts = session.execute(
         select(Post, Case).join(Thread, Thread.id == Post.thread_id).join(Case, Case.id == Thread.case_id)
         .where(*visible, Post.kind == "reply", Post.created_at >= start, Post.created_at < end)
         .order_by(Case.number, Post.id)).all()
     by_case: dict[int, Discussion] = {}
     for post, case in posts:
-        if case.id in muted:
-            continue
         found = by_case.setdefault(case.id, Discussion(case.code, case.title, settings.case_url(case.code), 0, []))
         found.count += 1
         author = session.get(Member, post.author_id).short_name if post.author_id else settings.network_name
         found.latest = (found.latest + [(author, _short(post.body))])[-LATEST_POSTS:]
-    content.discussions = list(by_case.values())
-    if member is not None:  # notices that expired while quiet hours held them back
-        for delivery in session.scalars(select(Delivery).where(
-                Delivery.member_id == member.id, Delivery.error_code == "expired",
-                Delivery.updated_at >= start, Delivery.updated_at < end).order_by(Delivery.id)):
-            notice = notice_of(session, delivery)
-            if notice is not None and notice.title not in {t for t, _ in content.missed}:
-                case = session.get(Case, notice.case_id) if notice.case_id else None
-                content.missed.append((notice.title, settings.case_url(case.code) if case else settings.library_url))
-    return content
+    feed.discussions = list(by_case.items())
+    return feed
+
+
+def _missed(session: Session, settings, member_id: int, start: datetime, end: datetime) -> list[tuple[str, str]]:
+    """Notices that expired in [start, end) while quiet hours held them back from the member."""
+    missed: list[tuple[str, str]] = []
+    for delivery in session.scalars(select(Delivery).where(
+            Delivery.member_id == member_id, Delivery.error_code == "expired",
+            Delivery.updated_at >= start, Delivery.updated_at < end).order_by(Delivery.id)):
+        notice = notice_of(session, delivery)
+        if notice is not None and notice.title not in {t for t, _ in missed}:
+            case = session.get(Case, notice.case_id) if notice.case_id else None
+            missed.append((notice.title, settings.case_url(case.code) if case else settings.library_url))
+    return missed
+
+
+def _content(feed: _Feed, muted, missed) -> Content:
+    """One subscriber's content: the feed less their muted cases, plus their missed notices."""
+    return Content(new_cases=[item for case_id, item in feed.new_cases if case_id not in muted],
+                   guidelines=[item for case_id, item in feed.guidelines if case_id is None or case_id not in muted],
+                   discussions=[d for case_id, d in feed.discussions if case_id not in muted],
+                   missed=list(missed))
+
+
+def build_content(session: Session, settings, sub: DigestSubscription, start: datetime, end: datetime) -> Content:
+    """What is new in [start, end) for this subscriber: members see members-only cases, others only
+    public ones; a member's muted cases are left out."""
+    member = session.get(Member, sub.member_id) if sub.member_id else None
+    muted = muted_case_ids(session, member.id, sub.channel) if member else set()
+    missed = _missed(session, settings, member.id, start, end) if member is not None else []
+    return _content(_feed(session, settings, start, end, member is not None), muted, missed)
 
 
 def render(settings, sub: DigestSubscription, content: Content, period: str, language: str,
@@ -215,16 +253,138 @@ def drop_expired_waiting(session: Session, now: datetime) -> int:
     return dropped
 
 
+CHUNK = 500  # subscribers built per transaction: their digests and deliveries committed together
+# Placeholders for a subscriber's own links, rendered once per group and replaced per subscriber:
+# ASCII words that neither template escaping nor the URLs around them change.
+_TOKEN = "relaydigesttokenzq"
+_PREFS = "relaydigestpreferenceszq"
+
+
+def build_digests(services, due: list[tuple[int, str]], now: datetime) -> list[int]:
+    """build_digest for many subscribers in one transaction, set-wise: their subscriptions, members,
+    last windows and mutes in a few queries; the feed of each distinct (window start, members or
+    public) read once; each distinct content rendered once per language with placeholders for the
+    subscriber's own links; the digests written by one INSERT ... ON CONFLICT DO NOTHING RETURNING and
+    their deliveries by one more. Exactly what build_digest writes, subscriber by subscriber (a digest
+    another beat process or a retried task built first is skipped, and nothing is planned for it).
+    Returns the delivery ids planned."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from .models import CaseMute
+    from .tokens import signed_id, unsubscribe_token
+
+    settings = services.settings
+    secret = settings.secret()
+    periods = dict(due)
+    with transaction(services.sessions) as session:
+        rows = session.execute(select(DigestSubscription, Member)
+                               .outerjoin(Member, Member.id == DigestSubscription.member_id)
+                               .where(DigestSubscription.id.in_(list(periods)), DigestSubscription.status == "active")
+                               .order_by(DigestSubscription.id)).all()
+        if not rows:
+            return []
+        last = dict(session.execute(select(Digest.subscription_id, func.max(Digest.window_end))
+                                    .where(Digest.subscription_id.in_([sub.id for sub, _ in rows]))
+                                    .group_by(Digest.subscription_id)).all())
+        starts = {sub.id: last.get(sub.id) or sub.confirmed_at or sub.created_at for sub, _ in rows}
+        member_ids = sorted({member.id for _, member in rows if member is not None})
+        mutes: dict[tuple[int, str], set[int]] = {}
+        with_missed: set[int] = set()
+        if member_ids:
+            for member_id, case_id, channel in session.execute(
+                    select(CaseMute.member_id, CaseMute.case_id, CaseMute.channel)
+                    .where(CaseMute.member_id.in_(member_ids))):
+                mutes.setdefault((member_id, channel), set()).add(case_id)
+            with_missed = set(session.scalars(select(Delivery.member_id).distinct().where(
+                Delivery.member_id.in_(member_ids), Delivery.error_code == "expired",
+                Delivery.updated_at >= min(starts.values()), Delivery.updated_at < now)))
+        feeds: dict[tuple, tuple[_Feed, set[int]]] = {}
+        contents: dict[tuple, Content] = {}
+        rendered: dict[tuple, tuple[str, str, str]] = {}
+        values, subs = [], {}
+        for sub, member in rows:
+            start = starts[sub.id]
+            feed_key = (start, member is not None)
+            if feed_key not in feeds:
+                feed = _feed(session, settings, start, now, member is not None)
+                feeds[feed_key] = (feed, feed.case_ids)
+            feed, case_ids = feeds[feed_key]
+            muted = frozenset(mutes.get((member.id, sub.channel), set()) & case_ids) if member else frozenset()
+            missed = tuple(_missed(session, settings, member.id, start, now)) if member and member.id in with_missed \
+                else ()
+            content_key = (feed_key, muted, missed)
+            if content_key not in contents:
+                contents[content_key] = _content(feed, muted, missed)
+            content = contents[content_key]
+            language = member.language if member else "en"
+            period = periods[sub.id]
+            subject = text = html = ""
+            if content.items:
+                render_key = (content_key, sub.channel, language, sub.frequency, period, member is not None)
+                if render_key not in rendered:
+                    if sub.channel == "sms":
+                        rendered[render_key] = ("", sms_text(settings, content, language), "")
+                    else:
+                        base = settings.public_base_url
+                        rendered[render_key] = render(settings, sub, content, period, language,
+                                                      f"{base}/unsubscribe/{_TOKEN}",
+                                                      f"{base}/preferences/{_PREFS}" if member else None)
+                subject, text, html = rendered[render_key]
+                if sub.channel != "sms":
+                    token = unsubscribe_token(secret, sub.id, "digest")
+                    prefs = signed_id(secret, "preferences", member.id) if member else ""
+                    text = text.replace(_TOKEN, token).replace(_PREFS, prefs)
+                    html = html.replace(_TOKEN, token).replace(_PREFS, prefs)
+            subs[sub.id] = (sub, member, content.items, text)
+            values.append({"subscription_id": sub.id, "period": period, "window_start": start, "window_end": now,
+                           "items": content.items, "subject": subject[:300], "text": text, "html": html,
+                           "created_at": now})
+        module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        table = Digest.__table__
+        # In subscription order, as every beat process does: two of them at once wait on each other's
+        # rows in the same order, never in a cycle.
+        new = session.execute(module.insert(table).on_conflict_do_nothing()
+                              .returning(table.c.id, table.c.subscription_id), values).all()
+        planned = []
+        for digest_id, subscription_id in sorted(new, key=lambda row: row[1]):
+            sub, member, items, text = subs[subscription_id]
+            if items and _reachable(member, sub.channel):
+                planned.append({"dedupe_key": f"digest:{digest_id}", "purpose": "digest", "channel": sub.channel,
+                                "member_id": sub.member_id, "to_address": sub.address, "body": text,
+                                "created_at": now})
+        return fanout.plan(session, planned) if planned else []
+
+
+def _dispatch(services, delivery_ids: list[int]) -> None:
+    """Queue digest deliveries as bulk tasks (a run is a broadcast: it must not hold up relayed replies
+    on the outbound queue), stamped as dispatched once queued; what could not be queued is left to the
+    sweeper."""
+    if not delivery_ids:
+        return
+    batches = [delivery_ids[i:i + BATCH_SIZE] for i in range(0, len(delivery_ids), BATCH_SIZE)]
+    queued = [d for batch in batches[:dispatch_batches(services, batches)] for d in batch]
+    if queued:
+        with transaction(services.sessions) as session:
+            for start in range(0, len(queued), 500):
+                session.execute(update(Delivery).where(Delivery.id.in_(queued[start:start + 500]))
+                                .values(dispatched_at=utcnow()).execution_options(synchronize_session=False))
+
+
 def run_digests(services, now: datetime | None = None) -> DigestRun:
-    """Every active subscriber whose period is due and has no digest yet gets one (beat, every 15 min)."""
+    """Every active subscriber whose period is due and has no digest yet gets one (beat, every 15 min).
+    Built CHUNK subscribers at a time (build_digests), each chunk's deliveries queued as soon as it is
+    committed; a chunk that fails is built again subscriber by subscriber, so one broken subscriber
+    does not hold back the others (the next run retries it)."""
     now = now or utcnow()
     with transaction(services.sessions) as session:
         dropped = drop_expired_waiting(session, now)
     if dropped:
         log.info("digests: %s waiting notice deliveries expired during quiet hours", dropped)
     with services.sessions() as session:
-        subs = list(session.scalars(select(DigestSubscription).where(DigestSubscription.status == "active")
-                                    .order_by(DigestSubscription.id)))
+        subs = session.execute(select(DigestSubscription.id, DigestSubscription.timezone,
+                                      DigestSubscription.frequency, DigestSubscription.hour,
+                                      DigestSubscription.confirmed_at)
+                               .where(DigestSubscription.status == "active").order_by(DigestSubscription.id)).all()
         due = [(sub.id, found[0]) for sub in subs if (found := due_period(sub, now)) is not None]
         done: set[tuple[int, str]] = set()
         for start in range(0, len(due), 500):
@@ -235,15 +395,24 @@ def run_digests(services, now: datetime | None = None) -> DigestRun:
     todo = [(s, p) for s, p in due if (s, p) not in done]
     ids: list[int] = []
     built = 0
-    for subscription_id, period in todo:
+    for start in range(0, len(todo), CHUNK):
+        chunk = todo[start:start + CHUNK]
         try:
-            planned = build_digest(services, subscription_id, period, now)
-        except Exception:  # one broken subscriber must not hold back the others; the next run retries it
-            log.exception("digest for subscription %s (%s) failed", subscription_id, period)
-            continue
-        built += 1
+            planned = build_digests(services, chunk, now)
+            built += len(chunk)
+        except Exception:
+            log.exception("digests for %s subscriptions from %s failed; building them one by one", len(chunk),
+                          chunk[0][0])
+            planned = []
+            for subscription_id, period in chunk:
+                try:
+                    planned.extend(build_digest(services, subscription_id, period, now))
+                except Exception:  # one broken subscriber must not hold back the others; the next run retries it
+                    log.exception("digest for subscription %s (%s) failed", subscription_id, period)
+                    continue
+                built += 1
+        _dispatch(services, planned)
         ids.extend(planned)
-    dispatch_deliveries(services, ids)
     if todo:
         log.info("digests: %s due, %s built, %s sent", len(todo), built, len(ids))
     return DigestRun(len(todo), built, len(ids), tuple(ids))

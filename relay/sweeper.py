@@ -104,11 +104,13 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
 
 
 def _broadcast_deliveries(session, delivery_ids: list[int], now) -> set[int]:
-    """Which of these deliveries belong to notices (sent in batches), stamped as dispatched now."""
+    """Which of these deliveries belong to notices or digest runs (sent in batches), stamped as dispatched
+    now."""
     found: set[int] = set()
     for start in range(0, len(delivery_ids), 500):
         chunk = delivery_ids[start:start + 500]
-        found.update(session.scalars(select(Delivery.id).where(Delivery.id.in_(chunk), Delivery.purpose == "notice",
+        found.update(session.scalars(select(Delivery.id).where(Delivery.id.in_(chunk),
+                                                               Delivery.purpose.in_(("notice", "digest")),
                                                                Delivery.status == "queued")))
     ordered = sorted(found)
     for start in range(0, len(ordered), 500):

@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from relay.cases import create_case
 from relay.db import transaction
 from relay.digests import due_period, run_digests
 from relay.dispatch import RecordingDispatcher
-from relay.models import Delivery, Digest, DigestSubscription, Post
+from relay.models import Delivery, Digest, DigestSubscription, Post, utcnow
 from relay.services import build_services
 from relay.threads import ensure_thread
 from workers.app import create_celery
@@ -274,3 +274,150 @@ def test_the_beat_task_sends_digests_once_however_often_it_runs(tmp_path, networ
     assert results[0] == 1 and results[1:] == [0, 0]
     run_worker(network)
     assert [m.to for m in mail.sent] == ["task@example.net"]
+
+
+# --- the set-wise path (relay.digests.build_digests, bulk_send's digest emails): what the bench times
+
+
+def _varied_subscribers(services, now):
+    """Members and web subscribers who see different things: members-only and draft cases, a mute, a
+    missed notice, Korean, SMS, weekly, a later window start; returns the (subscription, period) due."""
+    from relay.models import CaseMute, Member, Notice
+    from relay.subscriptions import ensure_member_subscription
+
+    with transaction(services.sessions) as session:
+        public = create_case(session, "Public case", visibility="public")
+        members_only = create_case(session, "Members-only case", visibility="members")
+        draft = create_case(session, "Draft case", draft=True)
+        for case in (public, members_only, draft):
+            case.created_at = now - timedelta(hours=10)
+            case.published_at = None if case is draft else now - timedelta(hours=10)
+        codes = (public.code, members_only.code, draft.code)
+        session.add(Notice(kind="guideline", case_id=public.id, lists="tft", title="Public guideline", body="b",
+                           status="sent", sent_at=now - timedelta(hours=3)))
+        session.add(Notice(kind="guideline", case_id=members_only.id, lists="tft", title="Members guideline",
+                           body="b", status="sent", sent_at=now - timedelta(hours=2)))
+        session.add(Notice(kind="guideline", lists="tft", title="General guideline", body="b", status="sent",
+                           sent_at=now - timedelta(hours=1)))
+        expired = Notice(kind="announcement", lists="tft", title="Missed meeting", body="b", status="sent",
+                         sent_at=now - timedelta(hours=5), expires_at=now - timedelta(hours=4))
+        session.add(expired)
+        members = {m.name.split()[0]: m for m in session.scalars(select(Member))}
+        subs = [ensure_member_subscription(session, m, "email") for m in members.values()]
+        subs.append(ensure_member_subscription(session, members["Ben"], "sms"))
+        session.flush()
+        session.add(CaseMute(member_id=members["Lee"].id, case_id=public.id, channel="email"))
+        session.add(Delivery(dedupe_key=f"notice:{expired.id}:{members['Park'].id}:email", purpose="notice",
+                             channel="email", member_id=members["Park"].id, to_address="seoyeon@example.org",
+                             body="", status="failed", error_code="expired", updated_at=now - timedelta(hours=4)))
+        for sub in subs:
+            sub.confirmed_at = sub.created_at = now - timedelta(days=2)
+        sub_ids = [s.id for s in subs]
+    for code in codes:
+        for i in range(4):
+            post_at(services, code, now - timedelta(hours=9 - i), f"{code} post {i} " + "words " * 40)
+    post_at(services, "C1", now - timedelta(hours=30), "in the two-day windows, not in the six-hour one")
+    sub_ids += [subscribe(services, f"web{i}@example.net", "UTC", at=now - timedelta(days=2)) for i in range(3)]
+    weekly = subscribe(services, "weekly@example.net", "UTC", frequency="weekly", at=now - timedelta(days=9))
+    later = sub_ids[-1]
+    with transaction(services.sessions) as session:  # its last digest ended 6 hours ago
+        session.add(Digest(subscription_id=later, period="old", window_start=now - timedelta(days=1),
+                           window_end=now - timedelta(hours=6), created_at=now - timedelta(hours=6)))
+    return [(s, "2026-11-27") for s in sub_ids] + [(weekly, "2026-W48")]
+
+
+def _written(services):
+    with services.sessions() as session:
+        digests = {d.subscription_id: (d.period, d.window_start, d.window_end, d.items, d.subject, d.text, d.html)
+                   for d in session.scalars(select(Digest).where(Digest.period != "old"))}
+        by_digest = {d.id: d.subscription_id for d in session.scalars(select(Digest))}
+        planned = {by_digest[int(d.dedupe_key.split(":")[1])]: (d.channel, d.member_id, d.to_address, d.body,
+                                                                 d.status)
+                   for d in session.scalars(select(Delivery).where(Delivery.purpose == "digest"))}
+    return digests, planned
+
+
+def test_the_set_wise_build_writes_what_the_subscriber_by_subscriber_build_writes(network):
+    from relay.digests import build_digest, build_digests
+
+    now = NOON
+    due = _varied_subscribers(network, now)
+    ids = build_digests(network, due, now)
+    bulk = _written(network)
+    with transaction(network.sessions) as session:
+        session.execute(Delivery.__table__.delete().where(Delivery.purpose == "digest"))
+        session.execute(Digest.__table__.delete().where(Digest.period != "old"))
+    one_by_one = [i for s, p in due for i in build_digest(network, s, p, now)]
+    reference = _written(network)
+    assert bulk == reference
+    digests, planned = bulk
+    assert len(digests) == len(due) and len(ids) == len(one_by_one) == len(planned) == len(due)
+    with network.sessions() as session:
+        address = {s.id: s.address for s in session.scalars(select(DigestSubscription))}
+    texts = {address[sub]: d[5] for sub, d in digests.items()}
+    # the subscribers really did get different digests
+    assert "Public case" in texts["jiwon@example.org"] and "Public case" not in texts["minho@example.org"]  # muted
+    assert [a for a, t in texts.items() if "Missed meeting" in t] == ["seoyeon@example.org"]
+    assert sorted(a for a, t in texts.items() if "Members-only case" in t) == sorted(
+        a for a in texts if a.endswith("example.org"))  # members (email), not web subscribers
+    assert not any("Draft case" in t for t in texts.values())
+    assert sum("/preferences/" in t for t in texts.values()) == 5
+    assert "C1: Fever" not in texts["web2@example.net"]  # its window started 6 hours ago
+    assert "C1: Fever" in texts["web1@example.net"] and "weekly digest" in digests[max(digests)][4]
+    assert texts["+12025550105"].startswith("relay") and len(texts["+12025550105"]) <= 160  # Ben's SMS
+    assert build_digests(network, due, now) == []  # built already: nothing again
+
+
+def test_a_digest_run_is_queued_in_batches_and_its_emails_say_what_compose_says(network, mail):
+    from relay.bulk_send import send_batch
+    from relay.digest_mail import compose
+
+    from .test_bulk_send import _same_email
+
+    due = _varied_subscribers(network, NOON)
+    report = run_digests(network, now=NOON)
+    assert report.built == report.sent == len(due)
+    batches = network.dispatcher.batches
+    assert sorted(i for b in batches for i in b) == sorted(report.delivery_ids)
+    with network.sessions() as session:
+        assert all(d.dispatched_at is not None for d in session.scalars(select(Delivery).where(
+            Delivery.purpose == "digest")))
+    for batch in batches:
+        assert send_batch(network, batch).sent == len(batch)
+    assert len(mail.sent) == report.sent - 1  # Ben's SMS digest went to the SMS sender
+    assert all(b"Content-Transfer-Encoding: 8bit" in m.raw for m in mail.sent)  # composed once, not per reader
+    with network.sessions() as session:
+        for sent in mail.sent:
+            delivery = session.get(Delivery, sent.delivery_id)
+            _same_email(sent.raw, compose(session, network.settings, delivery).as_bytes())
+            assert sent.message_id == str(compose(session, network.settings, delivery)["Message-ID"]).strip("<>")
+    assert run_digests(network, now=NOON + timedelta(minutes=15)).sent == 0
+
+
+def test_a_chunk_that_fails_is_built_subscriber_by_subscriber(network, monkeypatch, mail):
+    import relay.digests
+
+    due = _varied_subscribers(network, NOON)
+
+    def broken(*args):
+        raise RuntimeError("set-wise build failed")
+
+    monkeypatch.setattr(relay.digests, "build_digests", broken)
+    report = run_digests(network, now=NOON)
+    assert report.built == report.sent == len(due)
+    run_worker(network)
+    assert len(mail.sent) == report.sent - 1
+
+
+def test_digest_deliveries_left_waiting_go_back_in_batches(network):
+    from relay.sweeper import sweep
+
+    _varied_subscribers(network, NOON)
+    sent = run_digests(network, now=NOON).delivery_ids
+    network.dispatcher.batches.clear()
+    network.dispatcher.deliveries.clear()
+    with transaction(network.sessions) as session:  # as if the broker lost them
+        session.execute(update(Delivery).where(Delivery.purpose == "digest").values(
+            dispatched_at=utcnow() - timedelta(hours=1)))
+    sweep(network)
+    assert sorted(i for b in network.dispatcher.batches for i in b) == sorted(sent)

@@ -75,7 +75,6 @@ def inbound_sms():
 
 @blueprint.post("/webhooks/twilio/status")
 def status_callback():
-    services = current_app.extensions["relay"]
     verified, refusal = _verified_form("status")
     if refusal is not None:
         return refusal
