@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, false, select
 from sqlalchemy.orm import Session
 
 from .models import (CaseMute, ChannelPreference, ConsentEvent, ListDigestChoice, Member, MemberList, Membership,
@@ -338,6 +338,24 @@ def preview_counts(session: Session, recipients, urgent: bool, case_id: int | No
     return len(rows) - len(kept), sum(r["next_attempt_at"] is not None for r in kept)
 
 
+def _members_a_ladder_may_touch(session: Session, where, now: datetime):
+    """A filter on a plan's deliveries: only members with a preference, a mute or a per-list digest
+    choice, or whose time zone is in the default quiet hours now, can have a row refused or delayed.
+    Everyone else's rows would come back from shape_rows() unchanged, so shape_planned() never reads
+    them: a 100,000-member plan costs what its few shaped members cost, not a pass over every row."""
+    from .models import Delivery
+
+    quiet = default_quiet(session)
+    in_plan = select(Delivery.member_id).where(where)
+    zones = session.scalars(select(Member.timezone).where(Member.id.in_(in_plan)).distinct()).all()
+    quiet_zones = [zone for zone in zones if quiet_until(zone, *quiet, now) is not None]
+    return Delivery.member_id.in_(
+        select(ChannelPreference.member_id)
+        .union(select(CaseMute.member_id), select(ListDigestChoice.member_id),
+               select(Member.id).where(Member.timezone.in_([z for z in quiet_zones if z is not None])
+                                       | (Member.timezone.is_(None) if None in quiet_zones else false()))))
+
+
 def shape_planned(session: Session, where, now: datetime | None = None, chunk: int = 1000) -> int:
     """shape_rows() for deliveries a broadcast planned set-wise (INSERT ... SELECT, relay/notices.py):
     those the members' ladders refuse are deleted before the plan commits, and quiet-hour ones get their
@@ -349,12 +367,13 @@ def shape_planned(session: Session, where, now: datetime | None = None, chunk: i
     from .models import Delivery
 
     now = now or utcnow()
+    touched = _members_a_ladder_may_touch(session, where, now)
     refused_total, last = 0, 0
     while True:
         rows = [dict(r) for r in session.execute(
             select(Delivery.id, Delivery.dedupe_key, Delivery.purpose, Delivery.member_id, Delivery.channel,
                    Delivery.case_id, Delivery.post_id)
-            .where(where, Delivery.status == "queued", Delivery.attempts == 0, Delivery.id > last)
+            .where(where, touched, Delivery.status == "queued", Delivery.attempts == 0, Delivery.id > last)
             .order_by(Delivery.id).limit(chunk)).mappings()]
         if not rows:
             return refused_total
