@@ -199,3 +199,32 @@ def test_digest_for_one_list_by_sms(network, sms):
     new_case_notice(network, "C1", ["tft"])  # relays follow the case, not the list: Ben still gets them
     run_worker(network)
     assert BEN in reply(network, KIM, "C1 a relay")
+
+
+def test_a_set_wise_plan_leaves_out_or_delays_exactly_the_members_a_ladder_touches(network, tmp_path):
+    """Planning (not only sending) applies the ladder, and its shortcut (shape_planned reads only members
+    with a preference, a mute, a per-list digest or a zone in quiet hours) misses none of them."""
+    from datetime import datetime, timezone
+
+    from relay import ladder
+    from relay.models import Case, Delivery, Member
+
+    with transaction(network.sessions) as session:
+        members = {m.phone: m for m in session.scalars(select(Member))}
+        case_id = session.scalar(select(Case.id).where(Case.number == 1))
+        ladder.mute(session, members["+821012345601"], "sms", case_id, "C1", "test")
+        ladder.pause(session, members["+821012345602"], "sms", timedelta(days=1), "test")
+        ladder.set_mode(session, members["+821012345603"], "sms", "digest", "test")
+    network.sessions.kw["info"] = {"quiet_hours": "22:00-07:00"}
+    # 04:00 UTC: 23:00 in New York (Ben: quiet), 13:00 in Seoul, 05:00 in Paris (Alice: quiet)
+    with time_machine.travel(datetime(2026, 11, 28, 4, 0, tzinfo=timezone.utc), tick=False):
+        new_case_notice(network, "C1", ["tft"])
+    with network.sessions() as session:
+        planned = {(phone, d.channel): d.next_attempt_at for d, phone in session.execute(
+            select(Delivery, Member.phone).join(Member, Member.id == Delivery.member_id)
+            .where(Delivery.purpose == "notice"))}
+    sms_to = {phone for phone, channel in planned if channel == "sms"}
+    assert sms_to == {"+33612345604", "+12025550105"}  # muted, paused and digest-only left out
+    assert planned[("+33612345604", "sms")] == datetime(2026, 11, 28, 6, 0, tzinfo=timezone.utc)  # 07:00 Paris
+    assert planned[("+12025550105", "sms")] == datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)  # 07:00 NY
+    assert planned[("+821012345601", "email")] is None  # a mute is per channel; Seoul is awake
