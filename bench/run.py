@@ -49,6 +49,8 @@ from sqlalchemy.engine import make_url
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from relay.cli import WEB_THREADS as RELAY_WEB_THREADS, WEB_WORKERS as RELAY_WEB_WORKERS  # noqa: E402
+
 from tests.e2e.processes import Processes, free_port, group_pids, relay_command, relay_env, wait_for_health, \
     wait_for_log  # noqa: E402
 
@@ -58,6 +60,9 @@ QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SIZES = (2_000, 10_000) if QUICK else (10_000, 100_000)
 INGEST_SECONDS = 5 if QUICK else 30
 CONNECTIONS = 32
+# gunicorn settings for relay's web and the bare baseline alike: `relay web`'s defaults
+WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or RELAY_WEB_WORKERS
+WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or RELAY_WEB_THREADS
 WORKER_PROCESSES = 2  # prefork children of one `relay worker`, as on this 2-core machine
 SEND_THREADS = 16
 RAW_SAMPLE = 12_000  # messages the raw fan-out baseline pushes at most (its rate is per message)
@@ -234,11 +239,12 @@ async def _load(base_url: str, bodies, seconds: float) -> dict:
 
 
 def _gunicorn(bench: Bench, name: str, app: str, port: int, env: dict) -> object:
-    """The same gunicorn settings as `relay web` (2 sync workers, access log), for the baseline."""
+    """The same gunicorn settings as `relay web` (2 workers, its threads, access log), for the baseline."""
+    from relay.cli import gunicorn_options
+
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    return bench.processes.start(name, [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                                        "--access-logfile", "-", "--graceful-timeout", "10", "--timeout", "30",
-                                        app], env)
+    return bench.processes.start(name, [gunicorn, "--bind", f"127.0.0.1:{port}",
+                                        *gunicorn_options(WEB_WORKERS, WEB_THREADS), app], env)
 
 
 def ingest(bench: Bench) -> dict:
@@ -257,7 +263,8 @@ def ingest(bench: Bench) -> dict:
     bare.stop()
 
     port = free_port()
-    web = bench.processes.start("web", relay_command("web", "--port", str(port), "--workers", "2"),
+    web = bench.processes.start("web", relay_command("web", "--port", str(port), "--workers", str(WEB_WORKERS),
+                                                     "--threads", str(WEB_THREADS)),
                                 bench.env(database_url, PORT=str(port)))
     wait_for_health(f"http://127.0.0.1:{port}", web)
     log(f"ingest: relay web, {CONNECTIONS} connections, {INGEST_SECONDS}s")

@@ -14,6 +14,20 @@ import click
 
 from .settings import Settings, SettingsError
 
+# A webhook spends part of its time waiting on PostgreSQL's commit and on Redis: one worker
+# process more than there are cores keeps every core busy meanwhile. Measured on 2 cores
+# (docs/scale.md): 3 sync workers take ~25% more webhooks a second than 2, and more than 3, or
+# threads (the GIL), add nothing.
+WEB_WORKERS = (os.cpu_count() or 1) + 1
+WEB_THREADS = 1
+
+
+def gunicorn_options(workers: int, threads: int) -> list[str]:
+    """The gunicorn settings of `relay web`; the ingest benchmark runs its baseline with the same."""
+    worker_class = ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
+    return ["--workers", str(workers), *worker_class, "--access-logfile", "-", "--graceful-timeout", "10",
+            "--timeout", "30"]
+
 
 def _settings(port: int | None = None) -> Settings:
     try:
@@ -100,12 +114,14 @@ def _supervise(children: list[subprocess.Popen], stopping: list[int]) -> None:
 @main.command()
 @click.option("--port", type=int, default=None, help="Port (default RELAY_PORT or 8000).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Use 0.0.0.0 inside a container.")
-@click.option("--workers", type=int, default=2, show_default=True, help="gunicorn worker processes.")
-def web(port: int | None, host: str, workers: int) -> None:
+@click.option("--workers", type=int, default=WEB_WORKERS, show_default="cores + 1",
+              help="gunicorn worker processes.")
+@click.option("--threads", type=int, default=WEB_THREADS, show_default=True,
+              help="Threads per worker (gunicorn's gthread worker; 1: the sync worker).")
+def web(port: int | None, host: str, workers: int, threads: int) -> None:
     """Run the web receiver under gunicorn."""
     settings = _settings(port)
-    args = ["gunicorn", "--bind", f"{host}:{settings.port}", "--workers", str(workers),
-            "--access-logfile", "-", "--graceful-timeout", "10", "--timeout", "30",
+    args = ["gunicorn", "--bind", f"{host}:{settings.port}", *gunicorn_options(workers, threads),
             "webhooks.app:create_app()"]
     env = dict(os.environ, RELAY_PORT=str(settings.port), RELAY_PUBLIC_BASE_URL=settings.public_base_url)
     # gunicorn >= 23 keeps a control socket in $XDG_RUNTIME_DIR; give each relay its own so two

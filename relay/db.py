@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -47,3 +48,38 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as session:
         with session.begin():
             yield session
+
+
+@contextmanager
+def driver_autocommit(engine: Engine) -> Iterator:
+    """The pooled driver connection itself, in autocommit, for a hot statement that SQLAlchemy's
+    execution layer would double in CPU (the webhook insert: relay/inbound.py).
+
+    Errors come out as SQLAlchemy's DBAPIError, as from any other statement (the web app turns
+    them into 503), and a lost connection is treated as SQLAlchemy treats one: it is discarded,
+    and so is the rest of the pool, which a database restart has made stale as well."""
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    try:
+        fairy = engine.raw_connection()
+    except dbapi_error as exc:  # the database is unreachable
+        raise DBAPIError.instance(None, None, exc, dbapi_error) from exc
+    driver = fairy.driver_connection
+    lost = False
+    try:
+        driver.autocommit = True
+        yield driver
+    except dbapi_error as exc:
+        lost = engine.dialect.is_disconnect(exc, fairy.dbapi_connection, None) or driver.closed
+        if lost:
+            fairy.invalidate(exc)
+        raise DBAPIError.instance(None, None, exc, dbapi_error, connection_invalidated=lost) from exc
+    finally:
+        if not lost:
+            try:
+                driver.autocommit = False
+            except dbapi_error as exc:  # broken in a way the statement did not show: do not pool it
+                lost = True
+                fairy.invalidate(exc)
+        fairy.close()
+        if lost:
+            engine.dispose(close=False)
