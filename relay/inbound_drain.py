@@ -12,6 +12,7 @@ relay/statuses.py): a row claimed twice is processed once."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -58,17 +59,23 @@ def process_event(services, event_id: int, kind: str):
     return process_inbound(services, event_id)
 
 
-def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None = None) -> DrainReport:
+def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None = None, linger: float = 0.0,
+          sleep: Callable[[float], None] = time.sleep) -> DrainReport:
     """Process waiting events in claimed batches until none are left or the budget is spent.
 
     `on_backlog` is called once if a claim comes back full (more are waiting than one batch): the
-    task uses it to start one more drainer beside this one. A database error stops the drain and
-    is raised (the task retries; the claimed events go back to the sweeper); any other error is
-    logged and the event left to the sweeper, which counts attempts and sets a poison event aside."""
+    task uses it to start one more drainer beside this one. With `linger`, a claim that finds
+    nothing is tried once more after that long, for events whose web process skipped its ring
+    (relay/doorbell.py). A database error stops the drain and is raised (the task retries; the
+    claimed events go back to the sweeper); any other error is logged and the event left to the
+    sweeper, which counts attempts and sets a poison event aside."""
     processed = failed = 0
     asked_for_help = False
     while processed + failed < budget:
         claimed = claim_waiting(services, min(BATCH, budget - processed - failed))
+        if not claimed and linger > 0:
+            sleep(linger)
+            claimed = claim_waiting(services, min(BATCH, budget - processed - failed))
         if not claimed:
             return DrainReport(processed, failed, more=False)
         if len(claimed) == BATCH and on_backlog is not None and not asked_for_help:

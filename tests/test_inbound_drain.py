@@ -56,6 +56,28 @@ def test_drain_stops_at_its_budget_and_says_more_may_wait(network):
     assert (second.processed, second.more) == (2, False)
 
 
+def test_a_lingering_drain_sees_an_event_stored_after_its_last_empty_claim(network):
+    """The window of a coalesced ring (relay/doorbell.py): an event committed just after the drain
+    found nothing, by a web process that skipped its ring, is still taken by that drain."""
+    client = create_app(services=network).test_client()
+    stored_sms(client, 2)
+    lingered = []
+
+    def a_webhook_arrives_meanwhile(seconds):
+        lingered.append(seconds)
+        if len(lingered) == 1:
+            stored_sms(client, 1, start=2)
+
+    report = inbound_drain.drain(network, linger=0.1, sleep=a_webhook_arrives_meanwhile)
+    assert (report.processed, report.more) == (3, False)
+    assert lingered == [0.1, 0.1]  # after each empty claim; the second found nothing and ended it
+    assert outcomes(network).get("received", 0) == 0
+
+    stored_sms(client, 1, start=3)  # without a linger, the drain ends at its first empty claim
+    assert inbound_drain.drain(network, sleep=a_webhook_arrives_meanwhile).processed == 1
+    assert len(lingered) == 2
+
+
 def test_a_full_claim_asks_for_a_helper_once(network, monkeypatch):
     monkeypatch.setattr(inbound_drain, "BATCH", 2)
     client = create_app(services=network).test_client()
@@ -176,6 +198,27 @@ def test_only_the_ring_that_finds_the_bell_silent_counts(doorbell):
     assert 0 < doorbell.client.ttl(doorbell.key) <= doorbell.ttl  # a lost drain task cannot keep it rung
     doorbell.silence()
     assert doorbell.ring() is True
+
+
+def test_rings_in_the_coalescing_window_cost_no_round_trip(redis_url):
+    now = [100.0]
+    bell = RedisDoorbell(redis.Redis.from_url(redis_url), "relay-test-doorbell:coalesce", coalesce_seconds=0.05,
+                         clock=lambda: now[0])
+    bell.client.delete(bell.key)
+    try:
+        assert bell.ring() is True
+        bell.client.delete(bell.key)  # what the drain task does when it starts
+        now[0] += 0.04
+        assert bell.ring() is False  # inside the window: that drain claims after this moment
+        assert bell.client.exists(bell.key) == 0  # no SET was sent
+        now[0] += 0.02
+        assert bell.ring() is True  # past it: a real ring, and a new drain task
+        assert bell.ring() is False and bell.client.exists(bell.key) == 1
+        bell.silence()  # a failed publish: this process's next webhook rings at once
+        assert bell.ring() is True
+    finally:
+        bell.client.delete(bell.key)
+        bell.client.close()
 
 
 def test_a_helper_slot_is_given_once_per_interval(doorbell):

@@ -25,6 +25,7 @@ from relay.dispatch import (
     dispatch_safely,
 )
 from relay.metrics import TASK_SECONDS
+from relay.doorbell import LINGER_SECONDS
 from relay.services import Services, build_services, make_doorbell
 from relay.settings import Settings
 
@@ -123,7 +124,8 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             if doorbell is not None:
                 dispatch_safely(lambda: doorbell.claim_helper_slot() and dispatcher.drain_inbound())
 
-        report = _run(self, "drain_inbound", run_drain, services, 500, start_a_helper)
+        linger = LINGER_SECONDS if doorbell is not None else 0.0  # rings are coalesced only with a doorbell
+        report = _run(self, "drain_inbound", run_drain, services, 500, start_a_helper, linger)
         if report.more:  # the budget is spent: a fresh task goes on, behind whatever else is queued
             dispatch_safely(dispatcher.drain_inbound)
         return report.__dict__
