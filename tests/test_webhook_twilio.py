@@ -44,6 +44,33 @@ def test_twilio_reference_vector():
     assert not verify("12345", url, dict(params, Digits="1235"), "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
 
 
+def test_a_signature_over_the_url_with_its_default_port_is_accepted_too():
+    # verify() tries the URL as configured first; twilio's validator (with and without :443) follows.
+    params = {"From": "+821012345602", "Body": "C1 hello"}
+    with_port = sign("12345", "https://relay.example.org:443/webhooks/twilio/sms", params)
+    assert verify("12345", "https://relay.example.org/webhooks/twilio/sms", params, with_port)
+    assert not verify("12345", "https://relay.example.org/webhooks/twilio/sms", params, with_port[:-2] + "x=")
+
+
+@pytest.mark.parametrize("signature", ["\u2603\u00ff", "\u00e9" * 28, "", "not base64 at all"])
+def test_a_malformed_signature_is_refused_not_an_error(signature):
+    params = {"From": "+821012345602", "Body": "C1 hello"}
+    assert verify("12345", "https://relay.example.org/webhooks/twilio/sms", params, signature) is False
+
+
+def test_a_webhook_neither_opens_nor_refreshes_the_session_cookie(services):
+    app = create_app(services=services)
+    client = app.test_client()
+    # a valid, permanent session: a page would refresh it (SESSION_REFRESH_EACH_REQUEST); a webhook must not
+    cookie = app.session_interface.get_signing_serializer(app).dumps({"member_id": 1, "_permanent": True})
+    client.set_cookie("relay_session", cookie, domain="localhost")
+    response = post_signed(client, SMS, sms_form("+821012345602", "C1 hello"))
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    assert count_events(services) == 1
+    assert "Set-Cookie" in client.get("/library/").headers  # the same cookie on a page is opened and refreshed
+
+
 def test_signed_url_uses_public_base_and_raw_query():
     assert signed_url("https://relay.example.org/", "/webhooks/twilio/sms", b"a=1&b=%20x") == \
         "https://relay.example.org/webhooks/twilio/sms?a=1&b=%20x"
