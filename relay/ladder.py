@@ -168,6 +168,34 @@ def quiet_until(timezone_name: str | None, start: str, end: str, now: datetime) 
     return datetime.combine(day, e, tzinfo=tz).astimezone(now.tzinfo)
 
 
+def quiet_overlap(timezone_name: str | None, start: str, end: str, since: datetime, until: datetime) -> timedelta:
+    """How much of [since, until) fell in the quiet window start-end on the member's local clock
+    (each night taken on its own date, so a night when the clocks change is as long as it really is)."""
+    if start == end or until <= since:
+        return timedelta(0)
+    tz = zone(timezone_name)
+    s, e = time.fromisoformat(start), time.fromisoformat(end)
+    total = timedelta(0)
+    day, last = since.astimezone(tz).date() - timedelta(days=1), until.astimezone(tz).date()
+    while day <= last:
+        opens = datetime.combine(day, s, tzinfo=tz).astimezone(since.tzinfo)
+        closes = datetime.combine(day + timedelta(days=1) if s > e else day, e, tzinfo=tz).astimezone(since.tzinfo)
+        overlap = min(until, closes) - max(since, opens)
+        total += max(overlap, timedelta(0))
+        day += timedelta(days=1)
+    return total
+
+
+def quiet_time_between(session: Session, member: Member, channel: str, since: datetime,
+                       until: datetime) -> timedelta:
+    """The part of [since, until) that was quiet for the member on `channel`, by their quiet hours now."""
+    pref = session.scalar(select(ChannelPreference).where(ChannelPreference.member_id == member.id,
+                                                          ChannelPreference.channel == channel))
+    quiet = (pref.quiet_start, pref.quiet_end) if pref and pref.quiet_start and pref.quiet_end \
+        else default_quiet(session)
+    return quiet_overlap(member.timezone, *quiet, since, until)
+
+
 @dataclass(frozen=True)
 class _State:
     mode: str
@@ -326,7 +354,7 @@ def describe(session: Session, member: Member, now: datetime | None = None) -> d
 
 
 __all__ = ["CHANNELS", "MODES", "PAUSES", "LadderError", "describe", "mute", "pause", "preference", "set_list_digest",
-           "quiet_until", "resume", "set_mode", "set_quiet_hours", "shape_rows", "unmute", "zone"]
+           "quiet_overlap", "quiet_time_between", "quiet_until", "resume", "set_mode", "set_quiet_hours", "shape_rows", "unmute", "zone"]
 
 
 def preview_counts(session: Session, recipients, urgent: bool, case_id: int | None,

@@ -54,10 +54,20 @@ class Ready:
                        slot_at=self.slot_at.timestamp() if self.slot_at is not None else None)
 
 
-def deadline(settings, delivery: Delivery, notice: Notice | None) -> tuple[datetime, str, str]:
+def quiet_waited(session: Session, delivery: Delivery, member: Member | None, now: datetime) -> timedelta:
+    """For a relayed reply, how much of its time since it was planned fell in the member's quiet hours:
+    time it waited by the member's own choice, which RELAY_RELAY_MAX_AGE does not count (a reply
+    relayed at 23:00 is on time at 07:00). Nothing for anything else."""
+    if delivery.purpose != "relay" or member is None or delivery.member_id is None:
+        return timedelta(0)
+    return ladder.quiet_time_between(session, member, delivery.channel, delivery.created_at, now)
+
+
+def deadline(settings, delivery: Delivery, notice: Notice | None,
+             quiet: timedelta = timedelta(0)) -> tuple[datetime, str, str]:
     """(when, error code, reason): the latest a delivery may still go out, and why a delivery the rate
     limit would send later fails: RELAY_MAX_DEFER_HOURS after it was queued, or sooner its notice's
-    expiry or (a relay) RELAY_RELAY_MAX_AGE."""
+    expiry or (a relay) RELAY_RELAY_MAX_AGE, not counting `quiet` (quiet_waited)."""
     hours = settings.max_defer_hours
     when = delivery.created_at + timedelta(hours=hours)
     found = (when, RATE_LIMITED,
@@ -66,8 +76,8 @@ def deadline(settings, delivery: Delivery, notice: Notice | None) -> tuple[datet
         found = (notice.expires_at, "expired",
                  f"notice {notice.id} expires at {notice.expires_at.isoformat()} before a sending slot; not sent late")
     max_age = getattr(settings, "relay_max_age", None)
-    if delivery.purpose == "relay" and max_age and delivery.created_at + max_age < found[0]:
-        found = (delivery.created_at + max_age, "stale",
+    if delivery.purpose == "relay" and max_age and delivery.created_at + quiet + max_age < found[0]:
+        found = (delivery.created_at + quiet + max_age, "stale",
                  f"relay older than {max_age} (RELAY_RELAY_MAX_AGE) before a sending slot; not sent late")
     return found
 
@@ -119,7 +129,8 @@ def check(session: Session, settings, claimed: Sequence[tuple[Delivery, Member |
     for delivery, member, notice in passed:
         if delivery.id in refused:
             continue
-        ready.append(Ready(delivery, member, notice, deadline(settings, delivery, notice)[0], booked_slot(delivery)))
+        send_by = deadline(settings, delivery, notice, quiet_waited(session, delivery, member, now))[0]
+        ready.append(Ready(delivery, member, notice, send_by, booked_slot(delivery)))
     return ready, refused
 
 
@@ -132,7 +143,8 @@ def _refusal(session: Session, settings, delivery: Delivery, member: Member | No
         log.info("delivery %s: notice %s expired before it could be sent", delivery.id, notice.id)
         return "expired"
     max_age = getattr(settings, "relay_max_age", None)
-    if delivery.purpose == "relay" and max_age and delivery.created_at <= now - max_age:
+    if delivery.purpose == "relay" and max_age and delivery.created_at <= now - max_age \
+            and delivery.created_at + quiet_waited(session, delivery, member, now) <= now - max_age:
         # a reply relayed hours late misleads more than it helps; dropped, with the record kept
         move(session, delivery, FAILED, error_code="stale", lease_until=None,
              error_message=f"relay older than {max_age} (RELAY_RELAY_MAX_AGE); not sent late")

@@ -211,7 +211,9 @@ def _defer(session, settings, delivery: Delivery, error: SendError) -> tuple[Sen
     the slot is past the delivery's deadline. Returns the outcome and the countdown to queue it with
     (None: the sweeper queues it DISPATCH_AHEAD before its slot)."""
     now = utcnow()
-    send_by, code, reason = send_checks.deadline(settings, delivery, notice_of(session, delivery))
+    member = session.get(Member, delivery.member_id) if delivery.member_id is not None else None
+    quiet = send_checks.quiet_waited(session, delivery, member, now)
+    send_by, code, reason = send_checks.deadline(settings, delivery, notice_of(session, delivery), quiet)
     if error.slot_at is not None:  # relay's own limit booked a slot: come back just before it, wait for it there
         slot = datetime.fromtimestamp(error.slot_at, timezone.utc)
         due, error_code = slot - timedelta(seconds=SLOT_LEAD), RATE_LIMITED

@@ -13,6 +13,7 @@ from relay import ladder
 from relay.db import transaction
 from relay.models import Delivery, Member
 from relay.notices import create_notice, new_case_notice, send_notice
+from relay.processing import process_inbound
 from relay.sweeper import sweep
 
 from .conftest import make_settings, run_worker
@@ -112,6 +113,54 @@ def test_relayed_posts_wait_for_each_members_own_morning(network, sms):
         reached = {m.to for m in sms.sent}
         assert {KIM, PARK} <= reached and BEN not in reached
         assert ALICE not in reached  # 05:00 in Paris: still quiet there, until 07:00 Paris time
+
+
+def test_a_reply_held_overnight_is_not_stale_in_the_morning(network, sms):
+    """RELAY_RELAY_MAX_AGE (6 h) drops a reply relayed late; a reply that waited for the member's own
+    quiet hours (here 8 h, 23:00 to 07:00) is on time when they end: the age counts the time it could go."""
+    with at(LATE_EVENING):
+        new_case_notice(network, "C1", ["tft"])
+        run_worker(network)
+        sms.sent.clear()
+        record_sms(network, LEE, "C1 a reply for the morning")
+        run_worker(network)
+        assert BEN not in {m.to for m in sms.sent}
+    with at(LATE_EVENING + timedelta(hours=8, seconds=30)):  # 07:00:30 in New York
+        sweep(network)
+        run_worker(network)
+        [text] = [m for m in ben_texts(sms) if "a reply for the morning" in m.body]
+        relayed = [d for d in deliveries(network, member_id=member(network, BEN).id) if d.purpose == "relay"]
+        assert relayed and {(d.status, d.error_code) for d in relayed} == {("accepted", None)}  # each channel
+
+
+def test_a_reply_late_for_other_reasons_is_still_stale(network, sms):
+    """Seoul's afternoon is not quiet: a reply that could have gone and waited 6 h is dropped."""
+    with at(LATE_EVENING):
+        new_case_notice(network, "C1", ["tft"])
+        run_worker(network)
+        event_id = record_sms(network, LEE, "C1 held up by an outage")
+        process_inbound(network, event_id)  # planned now; the sends wait (an outage)
+    with at(LATE_EVENING + timedelta(hours=6, minutes=1)):  # 19:01 in Seoul, 05:01 in New York
+        sweep(network)
+        run_worker(network)
+        relayed = {d.to_address: (d.status, d.error_code) for d in deliveries(network) if d.purpose == "relay"}
+        assert relayed[KIM] == ("failed", "stale")
+        assert relayed[BEN][0] == "queued"  # still night in New York: it waits for 07:00
+
+
+def test_quiet_overlap_counts_the_member_s_night_on_their_own_clock():
+    utc = timezone.utc
+    eve = datetime(2026, 11, 27, 21, 0, tzinfo=NEW_YORK).astimezone(utc)
+    assert ladder.quiet_overlap("America/New_York", "22:00", "07:00", eve, eve + timedelta(hours=11)) == \
+        timedelta(hours=9)
+    assert ladder.quiet_overlap("America/New_York", "22:00", "07:00", eve, eve + timedelta(hours=1)) == timedelta(0)
+    assert ladder.quiet_overlap("America/New_York", "22:00", "07:00", eve, eve + timedelta(hours=35)) == \
+        timedelta(hours=18)  # two nights
+    assert ladder.quiet_overlap("America/New_York", "00:00", "00:00", eve, eve + timedelta(hours=11)) == timedelta(0)
+    # the night the clocks go back is ten hours long
+    fall = datetime(2026, 10, 31, 21, 0, tzinfo=NEW_YORK).astimezone(utc)
+    assert ladder.quiet_overlap("America/New_York", "22:00", "07:00", fall, fall + timedelta(hours=13)) == \
+        timedelta(hours=10)
 
 
 def test_own_quiet_hours_replace_the_default(network, sms):

@@ -118,3 +118,19 @@ def test_messages_the_ladder_does_not_govern_go_as_planned(network, mail, path):
                                         "body": ""}])
     _send(network, path, [delivery_id])
     assert [m.to for m in mail.sent] == [BEN_EMAIL]
+
+
+def test_a_relay_s_deadline_for_a_sending_slot_leaves_out_the_quiet_hours_it_waited(tmp_path):
+    """A reply that waited out the member's night gets RELAY_RELAY_MAX_AGE from the morning, not from
+    when it was planned, when the rate limit puts it off (relay/send_checks.deadline)."""
+    from relay.send_checks import deadline
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, "sqlite://")
+    planned = datetime(2026, 11, 28, 4, 0, tzinfo=timezone.utc)
+    reply = Delivery(purpose="relay", channel="sms", created_at=planned)
+    assert deadline(settings, reply, None)[:2] == (planned + settings.relay_max_age, "stale")
+    assert deadline(settings, reply, None, timedelta(hours=8))[:2] == \
+        (planned + timedelta(hours=8) + settings.relay_max_age, "stale")
+    notice = Delivery(purpose="notice", channel="sms", created_at=planned)  # only relays age this way
+    assert deadline(settings, notice, None, timedelta(hours=8))[1] != "stale"
