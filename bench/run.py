@@ -239,7 +239,7 @@ async def _load(base_url: str, bodies, seconds: float) -> dict:
 
 
 def _gunicorn(bench: Bench, name: str, app: str, port: int, env: dict) -> object:
-    """The same gunicorn settings as `relay web` (2 workers, its threads, access log), for the baseline."""
+    """The same gunicorn settings as `relay web` (its workers and threads, access log), for the baseline."""
     from relay.cli import gunicorn_options
 
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")

@@ -18,7 +18,12 @@ from .settings import Settings, SettingsError
 # process more than there are cores keeps every core busy meanwhile. Measured on 2 cores
 # (docs/scale.md): 3 sync workers take ~25% more webhooks a second than 2, and more than 3, or
 # threads (the GIL), add nothing.
-WEB_WORKERS = (os.cpu_count() or 1) + 1
+def _cores() -> int:
+    """Cores this process may run on (a container's cpuset, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+WEB_WORKERS = _cores() + 1
 WEB_THREADS = 1
 
 

@@ -2,9 +2,8 @@
 deduplicated by a unique constraint on (provider, kind, provider id)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import json
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql

@@ -354,7 +354,8 @@ def describe(session: Session, member: Member, now: datetime | None = None) -> d
 
 
 __all__ = ["CHANNELS", "MODES", "PAUSES", "LadderError", "describe", "mute", "pause", "preference", "set_list_digest",
-           "quiet_overlap", "quiet_time_between", "quiet_until", "resume", "set_mode", "set_quiet_hours", "shape_rows", "unmute", "zone"]
+           "quiet_overlap", "quiet_time_between", "quiet_until", "resume", "set_mode", "set_quiet_hours", "shape_rows",
+           "unmute", "zone"]
 
 
 def preview_counts(session: Session, recipients, urgent: bool, case_id: int | None,
