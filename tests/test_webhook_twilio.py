@@ -245,3 +245,39 @@ def test_status_callback_needs_a_signature(client, services):
 def test_status_callback_with_unknown_status_is_400(client):
     response = post_signed(client, STATUS, status_form("SM" + "a" * 32, "exploded"))
     assert response.status_code == 400
+
+
+# ---- the fast path (webhooks/fast_path.py): Twilio's webhooks are answered ahead of Flask
+
+
+def test_twilio_webhooks_skip_flask_s_request_machinery_and_the_rest_does_not(services):
+    app = create_app(services=services)
+    seen = []
+    app.before_request(lambda: seen.append(request_path()))
+    client = app.test_client()
+    assert post_signed(client, SMS, sms_form("+821012345602", "C1 hello")).status_code == 200
+    assert client.get(SMS).status_code == 405  # not a POST: Flask's routing answers
+    assert client.get("/healthz").status_code in (200, 503)
+    assert seen == [SMS, "/healthz"]
+    assert count_events(services) == 1
+
+
+def request_path():
+    from flask import request
+
+    return request.path
+
+
+def test_an_unexpected_error_in_a_webhook_is_a_500_with_a_log_line(services, monkeypatch, caplog):
+    from webhooks import twilio
+
+    def broken(_services, _request):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(twilio.HANDLERS, SMS, broken)
+    client = create_app(services=services).test_client()
+    with caplog.at_level(logging.ERROR, logger="relay.web"):
+        response = post_signed(client, SMS, sms_form("+821012345602", "C1 hello"))
+    assert response.status_code == 500
+    assert response.get_data(as_text=True).startswith("500 Internal Server Error")
+    assert "unhandled error" in caplog.text and "a bug" in caplog.text

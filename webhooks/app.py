@@ -60,22 +60,39 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.errorhandler(DBAPIError)
     def database_unavailable(exc):
-        # Never a 200 for something not kept: the provider retries a 503.
-        log.error("database unavailable for %s %s: %s", request.method, request.path, str(exc).splitlines()[0])
-        return Response("database unavailable, try again later\n", status=503, mimetype="text/plain",
-                        headers={"Retry-After": "30"})
+        return database_unavailable_response(request, exc)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        if exc.code and exc.code >= 500:
-            log.error("%s %s: %s", request.method, request.path, exc)
-        elif exc.code not in (404, 405):
-            log.warning("%s %s: %s %s", request.method, request.path, exc.code, exc.description)
         if request.path.startswith(("/api/", "/healthz")):
+            log_http_error(request, exc)
             return jsonify(error=exc.name, detail=exc.description), exc.code
-        return Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code, mimetype="text/plain")
+        return http_error_response(request, exc)
 
+    # Twilio's webhooks are answered ahead of Flask's request machinery (webhooks/fast_path.py).
+    from .fast_path import ProviderWebhooks
+
+    app.wsgi_app = ProviderWebhooks(app.wsgi_app, app.extensions["relay"])
     return app
+
+
+def database_unavailable_response(request, exc: DBAPIError) -> Response:
+    """Never a 200 for something not kept: the provider retries a 503."""
+    log.error("database unavailable for %s %s: %s", request.method, request.path, str(exc).splitlines()[0])
+    return Response("database unavailable, try again later\n", status=503, mimetype="text/plain",
+                    headers={"Retry-After": "30"})
+
+
+def log_http_error(request, exc: HTTPException) -> None:
+    if exc.code and exc.code >= 500:
+        log.error("%s %s: %s", request.method, request.path, exc)
+    elif exc.code not in (404, 405):
+        log.warning("%s %s: %s %s", request.method, request.path, exc.code, exc.description)
+
+
+def http_error_response(request, exc: HTTPException) -> Response:
+    log_http_error(request, exc)
+    return Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code, mimetype="text/plain")
 
 
 def _rate_limits(app: Flask, settings: Settings) -> None:
