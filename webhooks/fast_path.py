@@ -2,7 +2,7 @@
 
 A provider webhook needs none of what Flask adds to every request: no session, no CSRF, no rate
 limit, no templates, no URL routing beyond two fixed paths. Run through Flask, that machinery was
-about a fifth of a webhook's CPU (docs/scale.md), and a webhook's latency under load is mostly
+about 15 % of a webhook's CPU (docs/scale.md), and a webhook's latency under load is mostly
 waiting for the ones ahead of it. So this WSGI layer, installed by create_app in front of Flask's
 own, answers POSTs to the Twilio paths with the same handlers the Flask views call
 (webhooks/twilio.py), the same body limit, and the same error answers (webhooks/app.py); every
@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Request
 
 from . import twilio
+from .app import database_unavailable_response, http_error_response  # app imports this module lazily
 
 log = logging.getLogger("relay.web")
 
@@ -29,8 +30,6 @@ class ProviderWebhooks:
         handler = twilio.HANDLERS.get(environ.get("PATH_INFO", ""))
         if handler is None or environ.get("REQUEST_METHOD") != "POST":
             return self.flask_wsgi_app(environ, start_response)
-        from .app import database_unavailable_response, http_error_response
-
         request = Request(environ)
         limit = self.services.settings.max_webhook_bytes
         request.max_content_length = request.max_form_memory_size = limit

@@ -58,8 +58,8 @@ def verify(auth_token: str, url: str, params, signature: str | None) -> bool:
     if not signature or not auth_token:
         return False
     validator = RequestValidator(auth_token)
-    computed = validator.compute_signature(url, params).encode()
-    if "bodySHA256" not in url and hmac.compare_digest(computed, signature.encode("utf-8", "replace")):
+    if "bodySHA256" not in url and hmac.compare_digest(validator.compute_signature(url, params).encode(),
+                                                       signature.encode("utf-8", "replace")):
         return True
     return validator.validate(url, params, signature)
 
