@@ -76,7 +76,11 @@ def replay_spool(services) -> ReplayReport:
     """The sweeper's call: replay this host's spool, if there is anything in it."""
     if services.spool is None or not services.spool.entries():
         return ReplayReport()
-    return replay(services, services.spool)
+    try:
+        return replay(services, services.spool)
+    except OSError as exc:  # the spool's disk: logged, and never in the way of the rest of the sweep
+        log.error("spool: replay of %s failed: %s: %s", services.spool.directory, type(exc).__name__, exc)
+        return ReplayReport()
 
 
 class Replayer:
@@ -128,8 +132,11 @@ class Replayer:
             except Exception:  # a disk error, a bug: logged, tried again later, never kills the web
                 log.exception("spool: replay failed")
                 report = ReplayReport(left=1)
-            if report.left == 0 and not self.spool.entries():
-                return
+            if report.left == 0:
+                with self._lock:  # an entry spooled while this thread decides to end gets a new thread
+                    if not self.spool.entries():
+                        self._thread = None
+                        return
             if report.left and report.stored + report.duplicates:  # more than one batch: go on at once
                 continue
             self._stop.wait(self.interval)

@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from relay.dispatch import RecordingDispatcher
 from relay.models import InboundEvent
@@ -24,8 +24,8 @@ DOWN = "postgresql+psycopg://nobody@127.0.0.1:1/none"  # nothing listens on port
 
 
 def entry(key: str, kind: str = "sms", received_at: datetime | None = None) -> Entry:
-    return Entry(provider="twilio", kind=kind, dedupe_key=key, raw=f"MessageSid={key}&Body=hello", sender="+821012345602",
-                 received_at=received_at or datetime.now(timezone.utc))
+    return Entry(provider="twilio", kind=kind, dedupe_key=key, raw=f"MessageSid={key}&Body=hello",
+                 sender="+821012345602", received_at=received_at or datetime.now(timezone.utc))
 
 
 def events(services) -> list[InboundEvent]:

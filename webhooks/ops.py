@@ -1,4 +1,5 @@
-"""Operations: /healthz (database, broker, and the spool when not empty), /metrics (Prometheus), /dev/outbox (dev mode)."""
+"""Operations: /healthz (database, broker, and the spool when not empty), /metrics (Prometheus),
+/dev/outbox (dev mode)."""
 from __future__ import annotations
 
 import logging
