@@ -397,3 +397,32 @@ def test_an_unexpected_error_in_a_webhook_is_a_500_with_a_log_line(services, mon
     assert response.status_code == 500
     assert response.get_data(as_text=True).startswith("500 Internal Server Error")
     assert "unhandled error" in caplog.text and "a bug" in caplog.text
+
+
+def test_a_database_that_does_not_answer_is_spooled_before_twilio_gives_up(tmp_path):
+    """A database host that accepts the connection and then says nothing (a hung server, a
+    half-open network): psycopg's default connect timeout is 130 s, far past Twilio's 15 s, so the
+    text would be lost while the webhook waits. relay's engines give up connecting after 5 s
+    (relay/db.py), and the webhook is spooled and answered in time."""
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever answers
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{silent.getsockname()[1]}/none"
+    services = build_services(make_settings(tmp_path / "var", url), dispatcher=RecordingDispatcher(), senders={})
+    services.replayer.stop()
+    client = create_app(services=services).test_client()
+    answers = []
+    poster = threading.Thread(target=lambda: answers.append(post_signed(client, SMS, sms_form("+821012345602", "hi"))),
+                              daemon=True)
+    try:
+        poster.start()
+        poster.join(timeout=12)
+    finally:
+        silent.close()
+    assert answers, "the webhook was still waiting for the database after 12 s (Twilio gives up at 15 s)"
+    assert answers[0].status_code == 200
+    assert len(services.spool.entries()) == 1
+    services.dispose()
