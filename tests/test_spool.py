@@ -93,6 +93,20 @@ def test_the_spool_is_bounded_in_bytes(tmp_path):
     assert spool.depth().bytes == 2 * size
 
 
+def test_the_bound_counts_what_other_processes_spooled(tmp_path, monkeypatch):
+    """Two web processes (two Spool objects) share one directory and one bound; each rescans the
+    directory at most every USAGE_TTL seconds (here at once)."""
+    import relay.spool
+
+    monkeypatch.setattr(relay.spool, "USAGE_TTL", 0.0)
+    one, two = (Spool(tmp_path / "spool", max_bytes=1024 * 1024, max_files=2) for _ in range(2))
+    one.append(entry("SM1"))
+    two.append(entry("SM2"))
+    with pytest.raises(SpoolFull):
+        one.append(entry("SM3"))
+    assert one.depth().files == 2
+
+
 def test_depth_reports_the_oldest_entry(spool):
     path = spool.append(entry("SM1"))
     past = time.time() - 120
