@@ -10,6 +10,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 
+CONNECT_TIMEOUT_SECONDS = 5
+
+
 def _unicode_lower(value):
     return value.lower() if isinstance(value, str) else value
 
@@ -35,6 +38,10 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        # psycopg waits 130 s by default for a server that accepts and says nothing: past Twilio's
+        # 15 s for a webhook, which relay would rather spool (relay/spool.py). ?connect_timeout=N overrides.
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
 
 

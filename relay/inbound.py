@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql
@@ -21,10 +22,11 @@ class Recorded:
 
 
 def _row(*, provider: str, kind: str, dedupe_key: str, raw: str, sender: str = "", payload: bytes | None = None,
-         content_type: str = "") -> dict:
+         content_type: str = "", received_at: datetime | None = None) -> dict:
+    """received_at: when the webhook came in, if earlier than now (one replayed from relay/spool.py)."""
     return {"provider": provider, "kind": kind, "dedupe_key": dedupe_key, "raw": raw, "sender": sender[:320],
             "outcome": "received", "attempts": 0, "payload": payload, "content_type": content_type[:200],
-            "rules_fired": [], "detail": "", "received_at": utcnow()}
+            "rules_fired": [], "detail": "", "received_at": received_at or utcnow()}
 
 
 def _existing(session: Session | Connection, row: dict) -> Recorded:

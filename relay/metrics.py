@@ -59,8 +59,28 @@ class DatabaseCollector:
         yield family
 
 
-def render_metrics(sessions) -> bytes:
+class SpoolCollector:
+    """The spool's depth (relay/spool.py), read from the directory at scrape time."""
+
+    def __init__(self, spool):
+        self.spool = spool
+
+    def collect(self):
+        depth = self.spool.depth()
+        for name, help_text, value in (
+                ("relay_spool_files", "Webhooks kept in the local spool, waiting for the database", depth.files),
+                ("relay_spool_bytes", "Bytes in the local spool", depth.bytes),
+                ("relay_spool_oldest_seconds", "Age of the oldest webhook in the spool (0 when empty)",
+                 depth.oldest_seconds)):
+            family = GaugeMetricFamily(name, help_text)
+            family.add_metric([], value)
+            yield family
+
+
+def render_metrics(sessions, spool=None) -> bytes:
     registry = CollectorRegistry()
+    if spool is not None:
+        registry.register(SpoolCollector(spool))
     registry.register(DatabaseCollector(sessions))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

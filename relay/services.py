@@ -14,6 +14,8 @@ from .db import make_engine, make_session_factory
 from .dispatch import CeleryDispatcher, Dispatcher
 from .providers import Sender, senders_for
 from .settings import Settings
+from .spool import Spool
+from .spool_replay import Replayer
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +27,15 @@ class Services:
     sessions: sessionmaker[Session]
     dispatcher: Dispatcher
     senders: dict[str, Sender] = field(default_factory=dict)
+    spool: Spool | None = None  # webhooks kept while the database is down (relay/spool.py)
+    replayer: Replayer | None = None  # this process's replay of it (relay/spool_replay.py)
 
     def sender(self, channel: str) -> Sender:
         return self.senders[channel]
 
     def dispose(self) -> None:
+        if self.replayer is not None:
+            self.replayer.stop()
         self.engine.dispose()
 
 
@@ -62,5 +68,7 @@ def build_services(settings: Settings | None = None, *, dispatcher: Dispatcher |
         senders = senders_for(settings)
     sessions = make_session_factory(engine)
     sessions.kw["info"] = {"quiet_hours": settings.quiet_hours}  # issue 5: read by relay/ladder.py
-    return Services(settings=settings, engine=engine, sessions=sessions,
-                    dispatcher=dispatcher, senders=senders)
+    services = Services(settings=settings, engine=engine, sessions=sessions, dispatcher=dispatcher, senders=senders,
+                        spool=Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_files))
+    services.replayer = Replayer(services, services.spool)
+    return services

@@ -141,6 +141,10 @@ class Settings:
     smtp_rate: int = 0
     rate_limit_url: str = ""
     send_concurrency: int = 16
+    # The spool for webhooks the database could not take (relay/spool.py). Empty dir: <var_dir>/spool.
+    spool_dir: str = ""
+    spool_max_bytes: int = 64 * 1024 * 1024
+    spool_max_files: int = 20000
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -209,6 +213,11 @@ class Settings:
             rate_limit_url=get("RATE_LIMIT_URL"),
             send_concurrency=parse_int(get("SEND_CONCURRENCY"), "RELAY_SEND_CONCURRENCY", cls.send_concurrency,
                                        minimum=1),
+            spool_dir=get("SPOOL_DIR"),
+            spool_max_bytes=parse_int(get("SPOOL_MAX_BYTES"), "RELAY_SPOOL_MAX_BYTES", cls.spool_max_bytes,
+                                      minimum=65536),
+            spool_max_files=parse_int(get("SPOOL_MAX_FILES"), "RELAY_SPOOL_MAX_FILES", cls.spool_max_files,
+                                      minimum=1),
         )
         return settings.with_defaults()
 
@@ -258,6 +267,11 @@ class Settings:
     def media_root(self) -> Path:
         """Where case image files are kept (RELAY_MEDIA_DIR, else <var>/media)."""
         return Path(self.media_dir) if self.media_dir else self.var_dir / "media"
+
+    @property
+    def spool_path(self) -> Path:
+        """Where webhooks wait while the database is down (RELAY_SPOOL_DIR, else <var>/spool)."""
+        return Path(self.spool_dir) if self.spool_dir else self.var_dir / "spool"
 
     @property
     def twilio_api_base(self) -> str:

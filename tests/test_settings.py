@@ -66,3 +66,18 @@ def test_quiet_hours_setting():
     assert Settings.from_env({"RELAY_QUIET_HOURS": "OFF"}).quiet_hours == "off"
     with pytest.raises(SettingsError, match="RELAY_QUIET_HOURS"):
         Settings.from_env({"RELAY_QUIET_HOURS": "late"})
+
+
+def test_spool_settings(tmp_path):
+    """issue 13 item 8: the spool of webhooks kept while the database is down."""
+    settings = Settings.from_env({"RELAY_VAR_DIR": str(tmp_path)})
+    assert settings.spool_path == tmp_path / "spool"
+    assert (settings.spool_max_bytes, settings.spool_max_files) == (64 * 1024 * 1024, 20000)
+    settings = Settings.from_env({"RELAY_VAR_DIR": str(tmp_path), "RELAY_SPOOL_DIR": str(tmp_path / "elsewhere"),
+                                  "RELAY_SPOOL_MAX_BYTES": "1048576", "RELAY_SPOOL_MAX_FILES": "50"})
+    assert settings.spool_path == tmp_path / "elsewhere"
+    assert (settings.spool_max_bytes, settings.spool_max_files) == (1048576, 50)
+    with pytest.raises(SettingsError, match="RELAY_SPOOL_MAX_BYTES"):
+        Settings.from_env({"RELAY_SPOOL_MAX_BYTES": "1000"})
+    with pytest.raises(SettingsError, match="RELAY_SPOOL_MAX_FILES"):
+        Settings.from_env({"RELAY_SPOOL_MAX_FILES": "0"})

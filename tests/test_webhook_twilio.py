@@ -141,14 +141,130 @@ def test_broker_down_still_acknowledges_what_was_kept(client, services):
     assert services.dispatcher.inbound == []  # the sweeper re-enqueues it (test_sweeper)
 
 
-def test_database_down_answers_503_not_200(tmp_path):
-    settings = make_settings(tmp_path, "postgresql+psycopg://nobody@127.0.0.1:1/none")
+DOWN = "postgresql+psycopg://nobody@127.0.0.1:1/none"  # nothing listens on port 1: refused at once
+
+
+@pytest.fixture
+def down(tmp_path):
+    """A web app whose database is unreachable, its spool under tmp_path/var/spool."""
+    services = build_services(make_settings(tmp_path / "var", DOWN), dispatcher=RecordingDispatcher(), senders={})
+    yield services
+    services.dispose()
+
+
+def test_database_down_spools_and_answers_200(down, caplog):
+    """Twilio retries only when it cannot connect: a 503 would lose the text. The verified webhook
+    is kept in the local spool and acknowledged as usual."""
+    client = create_app(services=down).test_client()
+    down.replayer.stop()  # no background replay here: the test looks at the spool itself
+    sms = sms_form("+821012345602", "C1 hello")
+    with caplog.at_level(logging.WARNING):
+        response = post_signed(client, SMS, sms)
+        status = post_signed(client, STATUS, status_form(sms["MessageSid"], "delivered"))
+    assert (response.status_code, status.status_code) == (200, 200)
+    assert response.get_data(as_text=True) == EMPTY_TWIML
+    assert "kept in the spool" in caplog.text
+    spooled = [down.spool.read(path) for path in down.spool.entries()]
+    assert [(e.kind, e.dedupe_key) for e in spooled] == [("sms", sms["MessageSid"]),
+                                                          ("status", f"{sms['MessageSid']}:delivered")]
+    assert spooled[0].raw == urlencode(sms) and spooled[0].sender == "+821012345602"
+    assert down.dispatcher.inbound == [] and down.dispatcher.statuses == []
+
+
+def test_a_forged_webhook_is_never_spooled(down):
+    client = create_app(services=down).test_client()
+    down.replayer.stop()
+    assert post_signed(client, SMS, sms_form("+821012345602", "C1 hello"), token="wrong").status_code == 403
+    assert post_signed(client, SMS, sms_form("+821012345602", "hi", to="+15005550001")).status_code == 400
+    assert down.spool.entries() == []
+
+
+def test_database_down_and_spool_full_answers_503(tmp_path, caplog):
+    settings = make_settings(tmp_path / "var", DOWN, spool_max_files=1)
     services = build_services(settings, dispatcher=RecordingDispatcher(), senders={})
+    services.replayer.stop()
     client = create_app(services=services).test_client()
-    response = post_signed(client, SMS, sms_form("+821012345602", "C1 hello"))
+    try:
+        assert post_signed(client, SMS, sms_form("+821012345602", "first")).status_code == 200
+        with caplog.at_level(logging.ERROR):
+            response = post_signed(client, SMS, sms_form("+821012345602", "second"))
+    finally:
+        services.dispose()
     assert response.status_code == 503
     assert response.headers["Retry-After"]
-    assert services.dispatcher.inbound == []
+    assert "the spool refused it (SpoolFull" in caplog.text
+    assert len(services.spool.entries()) == 1
+
+
+def test_database_down_and_spool_unwritable_answers_503(tmp_path, caplog):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the spool directory should be")
+    settings = make_settings(tmp_path / "var", DOWN, spool_dir=str(blocker / "spool"))
+    services = build_services(settings, dispatcher=RecordingDispatcher(), senders={})
+    services.replayer.stop()
+    client = create_app(services=services).test_client()
+    try:
+        with caplog.at_level(logging.ERROR):
+            response = post_signed(client, SMS, sms_form("+821012345602", "C1 hello"))
+    finally:
+        services.dispose()
+    assert response.status_code == 503
+    assert "the spool refused it" in caplog.text
+
+
+def test_spooled_webhooks_are_stored_once_when_the_database_returns(tmp_path, database_url):
+    """Spooled during the outage (one of them twice, as a retry), then the database is back: the
+    next webhook (or /healthz) starts the replay; each is stored once and handed over once."""
+    down = build_services(make_settings(tmp_path / "var", DOWN), dispatcher=RecordingDispatcher(), senders={})
+    down.replayer.stop()
+    client = create_app(services=down).test_client()
+    forms = [sms_form("+821012345602", f"C1 during the outage {n}") for n in range(3)]
+    try:
+        for form in forms + forms[:1]:
+            assert post_signed(client, SMS, form).status_code == 200
+    finally:
+        down.dispose()
+    assert len(down.spool.entries()) == 4
+
+    services = build_services(make_settings(tmp_path / "var", database_url), dispatcher=RecordingDispatcher(),
+                              senders={})
+    try:
+        client = create_app(services=services).test_client()
+        health = client.get("/healthz").get_json()
+        assert health["status"] in ("degraded", "ok")  # degraded until the replay it started is done
+        after = sms_form("+821012345603", "C1 after the outage")
+        assert post_signed(client, SMS, after).status_code == 200
+        assert services.replayer.wait(timeout=30)
+        assert services.spool.entries() == []
+        assert client.get("/healthz").get_json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+        with services.sessions() as session:
+            keys = list(session.scalars(select(InboundEvent.dedupe_key).order_by(InboundEvent.id)))
+        assert sorted(keys) == sorted([f["MessageSid"] for f in forms] + [after["MessageSid"]])
+        assert len(services.dispatcher.inbound) == len(set(services.dispatcher.inbound)) == 4
+    finally:
+        services.dispose()
+
+
+def test_spool_depth_is_in_metrics_and_healthz_says_degraded(tmp_path, database_url):
+    settings = make_settings(tmp_path / "var", database_url)
+    services = build_services(settings, dispatcher=RecordingDispatcher(), senders={})
+    services.replayer.stop()  # the spool stays as it is while the test looks
+    try:
+        from relay.spool import Entry
+        from relay.models import utcnow
+
+        services.spool.append(Entry(provider="twilio", kind="sms", dedupe_key="SM1", raw="Body=x", sender="",
+                                    received_at=utcnow()))
+        client = create_app(services=services).test_client()
+        health = client.get("/healthz")
+        metrics = client.get("/metrics").get_data(as_text=True)
+    finally:
+        services.dispose()
+    assert health.status_code == 200
+    body = health.get_json()
+    assert body["status"] == "degraded" and body["checks"]["spool"]["files"] == 1
+    assert "relay_spool_files 1.0" in metrics and "relay_spool_bytes" in metrics
+    assert "relay_spool_oldest_seconds" in metrics
 
 
 # ---- bad input: a clear 4xx and a log line, never a 500
@@ -281,3 +397,32 @@ def test_an_unexpected_error_in_a_webhook_is_a_500_with_a_log_line(services, mon
     assert response.status_code == 500
     assert response.get_data(as_text=True).startswith("500 Internal Server Error")
     assert "unhandled error" in caplog.text and "a bug" in caplog.text
+
+
+def test_a_database_that_does_not_answer_is_spooled_before_twilio_gives_up(tmp_path):
+    """A database host that accepts the connection and then says nothing (a hung server, a
+    half-open network): psycopg's default connect timeout is 130 s, far past Twilio's 15 s, so the
+    text would be lost while the webhook waits. relay's engines give up connecting after 5 s
+    (relay/db.py), and the webhook is spooled and answered in time."""
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever answers
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{silent.getsockname()[1]}/none"
+    services = build_services(make_settings(tmp_path / "var", url), dispatcher=RecordingDispatcher(), senders={})
+    services.replayer.stop()
+    client = create_app(services=services).test_client()
+    answers = []
+    poster = threading.Thread(target=lambda: answers.append(post_signed(client, SMS, sms_form("+821012345602", "hi"))),
+                              daemon=True)
+    try:
+        poster.start()
+        poster.join(timeout=12)
+    finally:
+        silent.close()
+    assert answers, "the webhook was still waiting for the database after 12 s (Twilio gives up at 15 s)"
+    assert answers[0].status_code == 200
+    assert len(services.spool.entries()) == 1
+    services.dispose()

@@ -77,7 +77,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
 
 def database_unavailable_response(request, exc: DBAPIError) -> Response:
-    """Never a 200 for something not kept: the provider retries a 503."""
+    """Never a 200 for something not kept durably: a Twilio webhook the database could not take is
+    spooled instead (webhooks/twilio.py); this 503 is for everything else, or a full spool."""
     log.error("database unavailable for %s %s: %s", request.method, request.path, str(exc).splitlines()[0])
     return Response("database unavailable, try again later\n", status=503, mimetype="text/plain",
                     headers={"Retry-After": "30"})

@@ -1,4 +1,5 @@
-"""Operations: /healthz (database and broker), /metrics (Prometheus), /dev/outbox (dev mode)."""
+"""Operations: /healthz (database, broker, and the spool when not empty), /metrics (Prometheus),
+/dev/outbox (dev mode)."""
 from __future__ import annotations
 
 import logging
@@ -40,15 +41,24 @@ def healthz():
     except Exception as exc:
         checks["broker"] = f"error: {type(exc).__name__}"
         healthy = False
+    status = "ok" if healthy else "unavailable"
+    spool = services.spool.depth() if services.spool is not None else None
+    if spool is not None and spool.files:  # webhooks wait for the database: answered, not yet stored
+        checks["spool"] = {"files": spool.files, "bytes": spool.bytes, "oldest_seconds": round(spool.oldest_seconds)}
+        if healthy:
+            status = "degraded"
+            services.replayer.start()  # the database answers: store them now
     if not healthy:
         log.warning("health check failed: %s", checks)
-    return jsonify(status="ok" if healthy else "unavailable", checks=checks), (200 if healthy else 503)
+    elif status == "degraded":
+        log.warning("health check: %d webhooks wait in the spool", spool.files)
+    return jsonify(status=status, checks=checks), (200 if healthy else 503)
 
 
 @blueprint.get("/metrics")
 def metrics():
     services = current_app.extensions["relay"]
-    return Response(render_metrics(services.sessions), mimetype=CONTENT_TYPE_LATEST)
+    return Response(render_metrics(services.sessions, services.spool), mimetype=CONTENT_TYPE_LATEST)
 
 
 @blueprint.get("/dev/outbox")

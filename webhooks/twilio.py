@@ -1,7 +1,8 @@
 """Twilio webhooks: inbound SMS and delivery status callbacks.
 
 Each handler: verify the signature against the public URL (403), parse (400), persist the raw
-request deduplicated on the provider's id, commit, answer empty TwiML, and only then enqueue.
+request deduplicated on the provider's id, commit, answer empty TwiML, and only then enqueue; with
+the database unreachable, keep it in the local spool and answer empty TwiML (relay/spool.py).
 The handlers take the services and a plain werkzeug request, so relay web serves them ahead of
 Flask (webhooks/fast_path.py); the Flask views below are the same handlers for Flask's own
 dispatch (the test client, and any server that does not install the fast path)."""
@@ -15,7 +16,10 @@ from werkzeug.wrappers import Response
 from relay.dispatch import dispatch_safely
 from relay.inbound import store_inbound
 from relay.metrics import WEBHOOKS
+from relay.models import utcnow
 from relay.providers import twilio_sms
+from relay.spool import Entry, SpoolFull
+from relay.spool_replay import UNREACHABLE
 
 log = logging.getLogger("relay.web.twilio")
 blueprint = Blueprint("twilio", __name__)
@@ -46,10 +50,37 @@ def _verified_form(services, request, kind: str):
     return (raw, request.form), None
 
 
+def _spool_or_raise(services, kind: str, entry: Entry, exc: Exception) -> Response:
+    """The database is unreachable: keep the verified request in the local spool and answer 200
+    (Twilio would not retry a 503), or, when the spool cannot take it, raise for the 503 as before."""
+    try:
+        services.spool.append(entry)
+    except (SpoolFull, OSError) as refused:
+        log.error("twilio %s %s: database unavailable and the spool refused it (%s: %s); answering 503",
+                  kind, entry.dedupe_key, type(refused).__name__, refused)
+        raise exc
+    log.warning("twilio %s %s: database unavailable (%s), kept in the spool", kind, entry.dedupe_key,
+                str(exc).splitlines()[0])
+    if services.replayer is not None:
+        services.replayer.start()
+    WEBHOOKS.labels(kind=kind, result="spooled").inc()
+    return _twiml()
+
+
 def _keep_and_ack(services, kind: str, dedupe_key: str, raw: str, sender: str) -> Response:
-    """Persist the raw request (deduplicated, committed), then hand it over and answer empty TwiML."""
-    recorded = store_inbound(services.engine, provider="twilio", kind=kind, dedupe_key=dedupe_key, raw=raw,
-                             sender=sender)
+    """Persist the raw request (deduplicated, committed), then hand it over and answer empty TwiML.
+    With the database unreachable, the request is kept in the spool instead (relay/spool.py)."""
+    try:
+        recorded = store_inbound(services.engine, provider="twilio", kind=kind, dedupe_key=dedupe_key, raw=raw,
+                                 sender=sender)
+    except UNREACHABLE as exc:
+        if services.spool is None:
+            raise
+        entry = Entry(provider="twilio", kind=kind, dedupe_key=dedupe_key, raw=raw, sender=sender,
+                      received_at=utcnow())
+        return _spool_or_raise(services, kind, entry, exc)
+    if services.replayer is not None:
+        services.replayer.poke()  # the database is back: anything spooled goes in now
     if recorded.created:
         dispatch_safely(services.dispatcher.inbound_received, recorded.event_id, kind)
     else:

@@ -85,6 +85,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     from relay.bulk_send import send_batch
     from relay.sending import send_delivery
     from relay.statuses import apply_status as run_apply_status
+    from relay.spool_replay import replay_spool
     from relay.sweeper import sweep as run_sweep
 
     # shared=False: these tasks close over this app's services; Celery's default (shared) would also
@@ -156,6 +157,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def sweep(self) -> dict:
         try:
             with _timed("sweep"):
+                replay_spool(holder.get())  # webhooks the web kept while the database was down (same host)
                 return run_sweep(holder.get()).__dict__
         except DBAPIError as exc:  # the next beat tick tries again
             log.warning("sweep skipped: database unavailable (%s)", type(exc).__name__)

@@ -72,6 +72,13 @@ class Deployment:
             return session.scalar(select(func.count()).select_from(InboundEvent)
                                   .where(InboundEvent.processed_at.is_(None)))
 
+    def kept(self) -> int:
+        with self.services.sessions() as session:
+            return session.scalar(select(func.count()).select_from(InboundEvent))
+
+    def env_path(self, name: str) -> Path:
+        return Path(self.env[name])
+
     def close(self) -> None:
         app = getattr(self.services.dispatcher, "app", None)
         if app is not None:
