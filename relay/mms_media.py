@@ -11,12 +11,19 @@ SSRF guard: a media URL is fetched only from Twilio's API (RELAY_TWILIO_API_URL 
 https://api.twilio.com; a URL on api.twilio.com is pointed at RELAY_TWILIO_API_URL, as for sending)
 and only under /2010-04-01/Accounts/<our account>/. Twilio answers with a redirect to its media
 CDN; redirects are followed (at most MAX_REDIRECTS) only to https URLs on a host name (not an IP
-address or localhost), and the credentials are sent to the API alone. Anything else is refused and
-recorded on the row."""
+address in any spelling — 127.1, 2130706433, 0x7f.1 — nor localhost) whose every resolved address
+is public (not loopback, private, link-local, multicast, reserved or unspecified); redirects within
+the configured API origin are followed as they are (that is how tests reach the local stand-in). The
+credentials are sent to the API alone. Anything else is refused and recorded on the row.
+
+The check resolves the name just before the request; requests resolves it again when it connects,
+so a name whose answer changes within that moment (DNS rebinding) is not covered here."""
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
+import socket
 from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urljoin, urlsplit
@@ -117,16 +124,48 @@ def checked_url(settings, url: str) -> str:
     return url
 
 
-def _safe_redirect(url: str) -> bool:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not host or host == "localhost" or host.endswith(".localhost"):
-        return False
+# the last label of a host written as a number (127.1, 2130706433, 0x7f.1, 0177.0.0.1): never a name
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|\d+)", re.IGNORECASE)
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
+                or ip.is_unspecified or not ip.is_global)
+
+
+def redirect_refusal(url: str) -> str | None:
+    """Why a redirect target off Twilio's API is not followed, or None when it may be: https, a host
+    name (no address in any spelling, no localhost) whose every resolved address is public."""
     try:
-        ipaddress.ip_address(host)
-        return False
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+        port = parts.port or 443
     except ValueError:
-        return True
+        return "the URL cannot be read"
+    if parts.scheme != "https":
+        return f"{parts.scheme or 'no'} scheme (https only)"
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return "a local host"
+    if ":" in host or _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
+        return "an address, not a host name"
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:  # the resolver is down for now: try again later
+            raise FetchError(f"cannot resolve {host!r} now ({exc})", retryable=True) from None
+        return f"the name does not resolve ({exc})"
+    except (OSError, UnicodeError) as exc:
+        return f"the name does not resolve ({exc})"
+    addresses = sorted({info[4][0] for info in found})
+    if not addresses:
+        return "the name does not resolve"
+    private = [a for a in addresses if not _public(a)]
+    if private:
+        return f"it resolves to a non-public address ({', '.join(private)})"
+    return None
 
 
 def download(settings, url: str, session: requests.Session | None = None) -> bytes:
@@ -148,8 +187,10 @@ def download(settings, url: str, session: requests.Session | None = None) -> byt
         with response:
             if response.is_redirect:
                 target = urljoin(url, response.headers.get("Location", ""))
-                if not (_origin(target) == api_origin or _safe_redirect(target)):
-                    raise FetchError(f"refused a redirect to {urlsplit(target).netloc!r}", retryable=False)
+                refusal = None if _origin(target) == api_origin else redirect_refusal(target)
+                if refusal:
+                    raise FetchError(f"refused a redirect to {urlsplit(target).netloc!r}: {refusal}",
+                                     retryable=False)
                 url = target
                 continue
             if response.status_code != 200:

@@ -4,6 +4,7 @@ the case page; only Twilio's API is ever fetched from (SSRF guard); nothing is f
 from __future__ import annotations
 
 import io
+import socket
 from urllib.parse import urlencode
 
 import pytest
@@ -14,7 +15,7 @@ from relay.db import transaction
 from relay.dispatch import dispatch_safely
 from relay.inbound import record_inbound
 from relay.media_store import media_store_for
-from relay.mms_media import backoff, fetch_case_image
+from relay.mms_media import backoff, fetch_case_image, redirect_refusal
 from relay.models import CaseImage, Post
 from relay.processing import process_inbound
 from relay.sweeper import MEDIA_STALE_AFTER, sweep
@@ -213,14 +214,51 @@ def test_redirects_within_the_api_are_followed_with_credentials(network, twilio_
     assert [s for _, _, s in twilio_standin.media_requests] == [307, 200]
 
 
-@pytest.mark.parametrize("location", ["http://127.0.0.1:9/secret", "http://169.254.169.254/latest/meta-data",
-                                      "https://10.0.0.1/x", "https://localhost/x", "file:///etc/passwd"])
+@pytest.mark.parametrize("location", [
+    "http://127.0.0.1:9/secret", "http://169.254.169.254/latest/meta-data", "https://10.0.0.1/x",
+    "https://localhost/x", "file:///etc/passwd",
+    # issue 13: addresses in every spelling the resolver accepts, IPv6 loopback and mapped forms
+    "https://127.1/x", "https://2130706433/x", "https://0x7f.1/x", "https://0177.0.0.1/x", "https://0x7f000001/x",
+    "https://[::1]/x", "https://[::ffff:127.0.0.1]/x", "https://0.0.0.0/x", "https://[::]/x",
+    "https://224.0.0.1/x", "https://169.254.169.254/latest/meta-data", "https://localhost./x",
+    "https://media.localhost/x"])
 def test_redirects_to_internal_or_plain_http_addresses_are_refused(network, twilio_standin, location):
     record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"", redirect_to=location)])
     run_worker(network)
     assert [r.status for r in fetch_all(network)] == ["failed"]
     assert "refused a redirect" in images(network)[0].error
     assert len(twilio_standin.media_requests) == 1  # the redirect was not followed, nor retried
+
+
+def _resolving(monkeypatch, names: dict[str, list[str]]) -> None:
+    """DNS as the attacker sets it up: these names answer these addresses (the rest as usual)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in names:
+            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                     (a, port) if ":" not in a else (a, port, 0, 0)) for a in names[host]]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize("addresses", [["127.0.0.1"], ["10.1.2.3"], ["93.184.216.34", "192.168.0.10"],
+                                       ["::1"], ["::ffff:127.0.0.1"], ["fe80::1"], ["100.64.0.1"]])
+def test_a_public_looking_name_that_resolves_inward_is_refused(network, twilio_standin, monkeypatch, addresses):
+    _resolving(monkeypatch, {"media.example.com": addresses})
+    location = f"https://media.example.com:{twilio_standin.url.rsplit(':', 1)[1]}/x"
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"", redirect_to=location)])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["failed"]
+    assert "non-public address" in images(network)[0].error
+    assert len(twilio_standin.media_requests) == 1
+
+
+def test_a_name_that_resolves_to_public_addresses_only_may_be_followed(monkeypatch):
+    _resolving(monkeypatch, {"media.twiliocdn.example": ["93.184.216.34", "2606:2800:220:1::1"]})
+    assert redirect_refusal("https://media.twiliocdn.example/ME1") is None
+    assert "does not resolve" in redirect_refusal("https://no-such-host.invalid/x")
 
 
 def test_media_larger_than_the_limit_is_not_downloaded_whole(network, twilio_standin):
