@@ -43,7 +43,9 @@ def mask_text(text: object) -> str:
 
 def _secret_value(value: str) -> str | None:
     """What to log instead of one path segment or query value, or None when it may be logged as is."""
-    plain = unquote(value)
+    if len(value) < 6:  # too short for a number (7 digits), a token (16) or an address (a@b.io)
+        return None
+    plain = unquote(value) if "%" in value else value
     if "@" in plain:
         return mask(plain)
     if _PHONE.fullmatch(plain):
