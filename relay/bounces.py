@@ -33,6 +33,7 @@ from typing import Literal
 
 from flufl.bounce import all_failures
 
+from .logs import mask_text
 from .messages import InboundEmail
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,8 @@ def _dsn_reports(part: Message) -> tuple[list[BounceReport], bool]:
             continue  # delivered, relayed, expanded: nothing went wrong
         recipient = next((r for r in map(_dsn_address, recipient_values) if r), None)
         if recipient is None:
-            log.warning("DSN block with Action %s names no usable recipient: %r", action, recipient_values)
+            log.warning("DSN block with Action %s names no usable recipient: %s", action,
+                        mask_text(recipient_values))
             continue
         reports.append(BounceReport(recipient, kind, status, action, diagnostic))
     return reports, seen

@@ -18,6 +18,7 @@ from .bounce_handling import record_bounces
 from .bounces import parse_report
 from .cases import create_case
 from .images import file_attachments
+from .logs import mask
 
 
 from .mail import LOOP_HEADER, list_id
@@ -87,7 +88,7 @@ def process_email_event(session: Session, settings, event: InboundEvent):
     fired.append("thread")
     found = threads.resolve_email_thread(session, settings.secret(), domain, email, member.id)
     if found.how == threads.TOKEN_MISMATCH:
-        log.warning("inbound email %s: reply token of another member used by %s", event.id, email.from_address)
+        log.warning("inbound email %s: reply token of another member used by %s", event.id, mask(email.from_address))
         return done("rejected", "reply token belongs to another member")
     if found.case_id is None:
         return done("no_case", "no reply token, known Message-ID or [C123] subject")
@@ -115,12 +116,12 @@ def _intake(session: Session, settings, email, done):
     from anyone else it is refused, recorded on the event, and no case is made."""
     member = session.scalar(select(Member).where(Member.email == email.from_address))
     if member is None or not member.active or not (member.role_set & INTAKE_ROLES):
-        log.warning("intake mail from %s refused: not a contributor, coordinator or admin", email.from_address)
+        log.warning("intake mail from %s refused: not a contributor, coordinator or admin", mask(email.from_address))
         return done("rejected", "intake: the sender is not an active contributor, coordinator or admin")
     title = " ".join((email.subject or "").split())[:300] or "Untitled case (by email)"
     text = visible_text(email.text, email.html)
     case = create_case(session, title, findings=text, draft=True)
     filed, notes = file_attachments(session, settings, case, email.attachments, "intake")
-    log.info("intake mail from %s: draft %s with %s image(s)", email.from_address, case.code, len(filed))
+    log.info("intake mail from %s: draft %s with %s image(s)", mask(email.from_address), case.code, len(filed))
     return done("intake", "; ".join([f"draft {case.code} from {member.email}, {len(filed)} image(s) filed",
                                      *notes]))

@@ -6,6 +6,9 @@ and filed under a case.
 - Every image is decoded and re-encoded from its pixels alone, after the EXIF orientation has been
   applied: EXIF (GPS, camera, times), XMP, IPTC, comments and ICC profiles do not survive. Animated
   GIF/WebP keep their first frame. JPEG stays JPEG, WebP stays WebP, PNG and GIF become PNG.
+- The pixel count is read from the header (Image.open is lazy) and an image over the cap
+  (RELAY_IMAGE_MAX_PIXELS, default 40 megapixels) is refused before a single pixel is decoded: a
+  decompression bomb of a few bytes is a clear refusal, never a worker's memory.
 - A thumbnail (JPEG, at most THUMBNAIL_EDGE pixels a side) is made beside it.
 - Files are named by the SHA-256 of the cleaned bytes in the media store (relay.media_store); the
   row's sha256 is that of the *original* bytes, unique per case, so the same picture sent again
@@ -32,7 +35,9 @@ log = logging.getLogger(__name__)
 SOURCES = ("console", "email", "mms", "intake", "api")
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 THUMBNAIL_EDGE = 320
-MAX_PIXELS = 60_000_000  # larger is a decompression bomb, not a clinical photo
+MAX_PIXELS = 40_000_000  # larger is a decompression bomb, not a clinical photo (RELAY_IMAGE_MAX_PIXELS)
+# Pillow's own guard (a warning over it, an error over twice it) is the backstop for any other opener
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 OUTPUT = {"JPEG": ("JPEG", "image/jpeg", "jpg"), "WEBP": ("WEBP", "image/webp", "webp"),
           "PNG": ("PNG", "image/png", "png"), "GIF": ("PNG", "image/png", "png")}
 
@@ -61,21 +66,24 @@ def _fresh(image: Image.Image) -> Image.Image:
     return Image.frombytes(image.mode, image.size, image.tobytes())
 
 
-def clean_image(data: bytes, max_bytes: int) -> CleanImage:
+def clean_image(data: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS) -> CleanImage:
     """Check and re-encode one image; raises ImageRefused with a reason a person can act on."""
     if not data:
         raise ImageRefused("the file is empty")
     if len(data) > max_bytes:
         raise ImageRefused(f"the image is {len(data):,} bytes; the limit is {max_bytes:,}")
+    if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):  # a cap set above the default: Pillow's guard follows it
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            source = Image.open(io.BytesIO(data))
+            source = Image.open(io.BytesIO(data))  # reads the header only
             kind = source.format
             if kind not in ACCEPTED:
                 raise ImageRefused(f"{kind or 'this'} images are not accepted (JPEG, PNG, GIF or WebP only)")
-            if source.width * source.height > MAX_PIXELS:
-                raise ImageRefused(f"the image is {source.width}x{source.height} pixels, too large")
+            if source.width * source.height > max_pixels:
+                raise ImageRefused(f"the image is {source.width}x{source.height} pixels, more than "
+                                   f"{max_pixels:,} pixels")
             source.seek(0)
             source.load()
             upright = ImageOps.exif_transpose(source)
@@ -85,7 +93,7 @@ def clean_image(data: bytes, max_bytes: int) -> CleanImage:
     except UnidentifiedImageError:
         raise ImageRefused("not an image (JPEG, PNG, GIF or WebP only)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageRefused("the image has too many pixels") from None
+        raise ImageRefused(f"the image has too many pixels (more than {max_pixels:,})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
         raise ImageRefused(f"the image is damaged ({exc})") from None
     pil_format, content_type, extension = OUTPUT[kind]
@@ -144,7 +152,7 @@ def add_case_image(session: Session, settings, case: Case, data: bytes, filename
     existing = _existing(session, case.id, sha)
     if existing is not None:
         return existing
-    cleaned = clean_image(data, settings.max_image_bytes)
+    cleaned = clean_image(data, settings.max_image_bytes, settings.image_max_pixels)
     names = _store(store or media_store_for(settings), cleaned)
     image = CaseImage(case_id=case.id, post_id=post.id if post is not None else None, source=source,
                       filename=(filename or "")[:255])
@@ -172,7 +180,7 @@ def file_fetched(session: Session, settings, image: CaseImage, data: bytes,
         image.status, image.error = "duplicate", f"the same image as #{existing.id}"
         return image
     try:
-        cleaned = clean_image(data, settings.max_image_bytes)
+        cleaned = clean_image(data, settings.max_image_bytes, settings.image_max_pixels)
     except ImageRefused as exc:
         image.status, image.error = "failed", str(exc)
         return image

@@ -11,17 +11,26 @@ SSRF guard: a media URL is fetched only from Twilio's API (RELAY_TWILIO_API_URL 
 https://api.twilio.com; a URL on api.twilio.com is pointed at RELAY_TWILIO_API_URL, as for sending)
 and only under /2010-04-01/Accounts/<our account>/. Twilio answers with a redirect to its media
 CDN; redirects are followed (at most MAX_REDIRECTS) only to https URLs on a host name (not an IP
-address or localhost), and the credentials are sent to the API alone. Anything else is refused and
-recorded on the row."""
+address in any spelling — 127.1, 2130706433, 0x7f.1 — nor localhost) whose every resolved address
+is public (not loopback, private, link-local, multicast, reserved or unspecified); redirects within
+the configured API origin are followed as they are (that is how tests reach the local stand-in). The
+credentials are sent to the API alone. Anything else is refused and recorded on the row.
+
+The name is resolved once, by the check, and the request connects to the checked address (TLS still
+verifies the certificate for the name), so a second DNS answer (rebinding) is never used."""
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
+import socket
 from dataclasses import dataclass
+from contextlib import ExitStack
 from typing import Mapping
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
+import requests.adapters
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -117,16 +126,82 @@ def checked_url(settings, url: str) -> str:
     return url
 
 
-def _safe_redirect(url: str) -> bool:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not host or host == "localhost" or host.endswith(".localhost"):
-        return False
+# the last label of a host written as a number (127.1, 2130706433, 0x7f.1, 0177.0.0.1): never a name
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|\d+)", re.IGNORECASE)
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
+                or ip.is_unspecified or not ip.is_global)
+
+
+def check_redirect(url: str) -> tuple[str | None, str | None]:
+    """(why a redirect target off Twilio's API is not followed, None) or (None, the checked address to
+    connect to): https, a host name (no address in any spelling, no localhost, no credentials) whose
+    every resolved address is public. Raises a retryable FetchError while the resolver is down."""
     try:
-        ipaddress.ip_address(host)
-        return False
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+        port = parts.port or 443
     except ValueError:
-        return True
+        return "the URL cannot be read", None
+    if parts.scheme != "https":
+        return f"{parts.scheme or 'no'} scheme (https only)", None
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return "a local host", None
+    if ":" in host or _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
+        return "an address, not a host name", None
+    if parts.username is not None or parts.password is not None:
+        return "credentials in the URL", None
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_AGAIN:  # the resolver is down for now: try again later
+            raise FetchError(f"cannot resolve {host!r} now ({exc})", retryable=True) from None
+        return f"the name does not resolve ({exc})", None
+    except (OSError, UnicodeError) as exc:
+        return f"the name does not resolve ({exc})", None
+    addresses = list(dict.fromkeys(info[4][0] for info in found))  # the resolver's order, once each
+    if not addresses:
+        return "the name does not resolve", None
+    private = [a for a in addresses if not _public(a)]
+    if private:
+        return f"it resolves to a non-public address ({', '.join(private)})", None
+    return None, addresses[0]
+
+
+def redirect_refusal(url: str) -> str | None:
+    """Why a redirect target off Twilio's API is not followed, or None when it may be."""
+    return check_redirect(url)[0]
+
+
+class _PinnedAdapter(requests.adapters.HTTPAdapter):
+    """Connects to the address the guard checked instead of resolving the name again (a second DNS
+    answer — rebinding — is never used), while TLS still sends SNI for the host name and verifies the
+    certificate against it."""
+
+    def __init__(self, host: str):
+        self._host = host
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["server_hostname"] = self._host
+        kwargs["assert_hostname"] = self._host
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _pinned_get(stack: ExitStack, url: str, address: str) -> requests.Response:
+    """GET an https URL off the API from the checked address (see _PinnedAdapter)."""
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    pinned = stack.enter_context(requests.Session())
+    pinned.mount("https://", _PinnedAdapter(parts.hostname))
+    return pinned.get(urlunsplit(parts._replace(netloc=netloc)), headers={"Host": parts.netloc}, timeout=TIMEOUT,
+                      stream=True, allow_redirects=False)
 
 
 def download(settings, url: str, session: requests.Session | None = None) -> bytes:
@@ -138,18 +213,27 @@ def download(settings, url: str, session: requests.Session | None = None) -> byt
     auth = ((settings.twilio_account_sid, settings.twilio_auth_token)
             if settings.twilio_account_sid and settings.twilio_auth_token else None)
     api_origin = _origin(settings.twilio_api_base)
+    with ExitStack() as stack:
+        return _follow(settings, http, stack, url, auth, api_origin)
+
+
+def _follow(settings, http: requests.Session, stack: ExitStack, url: str, auth, api_origin) -> bytes:
+    address = None  # off the API: the address the guard checked, connected to as it is
     for _ in range(MAX_REDIRECTS + 1):
-        to_api = _origin(url) == api_origin
         try:
-            response = http.get(url, auth=auth if to_api else None, timeout=TIMEOUT, stream=True,
-                                allow_redirects=False)
+            if address is None:  # the API (the first URL is checked_url's): with the credentials
+                response = http.get(url, auth=auth, timeout=TIMEOUT, stream=True, allow_redirects=False)
+            else:
+                response = _pinned_get(stack, url, address)
         except requests.RequestException as exc:
             raise FetchError(f"{type(exc).__name__}: {exc}", retryable=True) from None
         with response:
             if response.is_redirect:
                 target = urljoin(url, response.headers.get("Location", ""))
-                if not (_origin(target) == api_origin or _safe_redirect(target)):
-                    raise FetchError(f"refused a redirect to {urlsplit(target).netloc!r}", retryable=False)
+                refusal, address = (None, None) if _origin(target) == api_origin else check_redirect(target)
+                if refusal:
+                    raise FetchError(f"refused a redirect to {urlsplit(target).netloc!r}: {refusal}",
+                                     retryable=False)
                 url = target
                 continue
             if response.status_code != 200:

@@ -239,6 +239,9 @@ class InboundEvent(Base):
     outcome: Mapped[str] = mapped_column(String(40), default="")
     rules_fired: Mapped[list] = mapped_column(JSON, default=list)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # When the sweeper emptied raw and payload (clinical text) after RELAY_RAW_RETENTION (relay/retention.py);
+    # the row's metadata and outcome, and the post it made, stay.
+    raw_purged_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (
         UniqueConstraint("provider", "kind", "dedupe_key"),
@@ -246,6 +249,9 @@ class InboundEvent(Base):
         # what the drain task claims (relay/inbound_drain.py): stored, never queued, not processed
         Index("ix_inbound_waiting", "id", postgresql_where=text("processed_at IS NULL AND dispatched_at IS NULL"),
               sqlite_where=text("processed_at IS NULL AND dispatched_at IS NULL")),
+        # what the raw-body purge reads, oldest first: only the rows still holding a body
+        Index("ix_inbound_raw_kept", "received_at", postgresql_where=text("raw_purged_at IS NULL"),
+              sqlite_where=text("raw_purged_at IS NULL")),
     )
 
 

@@ -16,6 +16,7 @@ from . import consent, fanout, inbound_limits, ladder, ladder_sms, mms_media, th
 from .db import transaction
 from .dispatch import dispatch_safely
 from .inbound import count_attempt
+from .logs import mask, mask_text
 from .metrics import INBOUND_LATENCY
 from .models import Case, InboundEvent, Member, Post, utcnow
 from .providers import twilio_sms
@@ -121,7 +122,7 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
     _finish(event, outcome)
     event.rules_fired = list(decision.fired)
     event.detail = verdict.reason
-    log.info("inbound %s from %s: %s (%s)", event.id, _mask(message.sender), outcome, verdict.reason)
+    log.info("inbound %s from %s: %s (%s)", event.id, mask(message.sender), outcome, mask_text(verdict.reason))
     return Outcome(event_id, outcome, post_id, tuple(ids), tuple(plan.images))
 
 
@@ -133,7 +134,7 @@ def _process_email(session: Session, settings, event: InboundEvent) -> Outcome:
     outcome, post_id, rows = process_email_event(session, settings, event)
     ids = fanout.plan(session, rows) if rows else []
     _finish(event, outcome)
-    log.info("inbound email %s (%s): %s (%s)", event.id, event.provider, outcome, event.detail)
+    log.info("inbound email %s (%s): %s (%s)", event.id, event.provider, outcome, mask_text(event.detail))
     return Outcome(event.id, outcome, post_id, tuple(ids))
 
 
@@ -217,8 +218,3 @@ class _Plan:
             "dedupe_key": key or f"reply:{self.event_id}:{template}", "purpose": template, "member_id": self.member_id,
             "case_id": case_id, "to_address": self.sender, "body": fit_sms(body),
         })
-
-
-def _mask(phone: str) -> str:
-    """Log phone numbers without their middle digits."""
-    return phone[:4] + "…" + phone[-2:] if len(phone) > 8 else "…"

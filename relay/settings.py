@@ -131,6 +131,8 @@ class Settings:
     media_dir: str = ""  # empty: <var_dir>/media
     max_image_bytes: int = 10 * 1024 * 1024
     media_fetch_attempts: int = 6
+    image_max_pixels: int = 40_000_000  # relay.images.MAX_PIXELS: larger is refused before decoding
+    raw_retention: timedelta = timedelta(days=30)  # raw inbound bodies are emptied after this (0: kept)
     intake_address: str = ""
     # Console and library sign-in (webhooks/auth.py). None: Secure unless the public base is http://.
     session_cookie_secure: bool | None = None
@@ -201,6 +203,9 @@ class Settings:
                                       minimum=1024),
             media_fetch_attempts=parse_int(get("MEDIA_FETCH_ATTEMPTS"), "RELAY_MEDIA_FETCH_ATTEMPTS",
                                            cls.media_fetch_attempts, minimum=1),
+            image_max_pixels=parse_int(get("IMAGE_MAX_PIXELS"), "RELAY_IMAGE_MAX_PIXELS", cls.image_max_pixels,
+                                       minimum=1_000_000),
+            raw_retention=parse_duration(get("RAW_RETENTION") or "30d", "RELAY_RAW_RETENTION"),
             intake_address=get("INTAKE_ADDRESS").lower(),
             session_cookie_secure=parse_bool(get("SESSION_COOKIE_SECURE"), "RELAY_SESSION_COOKIE_SECURE"),
             session_idle_timeout=parse_duration(get("SESSION_IDLE_TIMEOUT") or "30m", "RELAY_SESSION_IDLE_TIMEOUT"),

@@ -16,6 +16,7 @@ from .deliveries import FAILED, SENDING, booked_soon, due_for_dispatch
 from .dispatch import dispatch_safely
 from .models import CaseImage, Delivery, InboundEvent, utcnow
 from .notices import finish_notice, unfinished_notices
+from .retention import purge_raw_bodies
 from .sending import BATCH_SIZE, DISPATCH_AHEAD, dispatch_batches, dispatch_deliveries, dispatch_when_due
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
     # never ahead of replies on the outbound queue (claims make any duplicate task a no-op)
     ordered = sorted(broadcast)
     dispatch_batches(services, (ordered[i:i + BATCH_SIZE] for i in range(0, len(ordered), BATCH_SIZE)))
+    purge_raw_bodies(services)  # clinical text is not kept past its retention (in short batches of its own)
     report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up, set_aside, len(media), len(booked))
     if any((report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside, report.media,
             report.booked)):

@@ -4,6 +4,7 @@ becomes a draft case with its images, while anyone else's is refused with a reco
 from __future__ import annotations
 
 import io
+import logging
 
 import pytest
 from PIL import Image
@@ -150,6 +151,17 @@ def test_intake_from_anyone_else_is_refused_with_a_record(client, net, sender):
     with net.sessions() as session:
         assert session.scalar(select(func.count(Case.id))) == 1
     assert images(net) == []
+
+
+def test_intake_logs_show_the_sender_masked(client, net, caplog):
+    caplog.set_level(logging.INFO)
+    for sender in ("stranger@elsewhere.example", "sora@hospital.example"):  # refused, then a draft
+        form = mailgun_form(sender, "Please publish this.", INTAKE, subject="A case")
+        assert post_with_files(client, form, [("ct.jpg", photo(), "image/jpeg")]).status_code == 200
+        run_worker(net)
+    lines = [r.getMessage() for r in caplog.records if "intake mail from" in r.getMessage()]
+    assert len(lines) == 2 and "s***@elsewhere.example" in lines[0] and "s***@hospital.example" in lines[1]
+    assert "stranger@" not in caplog.text and "sora@" not in caplog.text
 
 
 def test_intake_is_off_without_the_setting(tmp_path, database_url):

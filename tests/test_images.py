@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import io
 import re
+import struct
+import time
+import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 from sqlalchemy import func, select
 
 from relay.cases import get_case, publish_case, set_visibility
 from relay.db import transaction
-from relay.images import THUMBNAIL_EDGE, ImageRefused, add_case_image, clean_image
+from relay.images import MAX_PIXELS, THUMBNAIL_EDGE, ImageRefused, add_case_image, clean_image
 from relay.media_store import LocalMediaStore, media_store_for
 from relay.models import CaseImage
+from relay.settings import Settings, SettingsError
 from webhooks.app import create_app
 
 GPS_IFD = 0x8825
@@ -245,6 +249,47 @@ def test_decompression_bombs_are_refused_before_decoding(size):
     assert len(out.getvalue()) < 100_000
     with pytest.raises(ImageRefused, match="too large|too many pixels"):
         clean_image(out.getvalue(), 10_000_000)
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose header declares width x height pixels (its data is a stub)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fails the test if Pillow starts decoding pixels."""
+    def load(self):
+        raise AssertionError("the image was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+@pytest.mark.parametrize("size", [(7000, 7000), (8000, 6000), (100_000, 100_000), (1, 2**31 - 1)])
+def test_an_image_over_the_pixel_cap_is_refused_from_its_header_alone(no_decoding, size):
+    data = declared_png(*size)
+    assert len(data) < 200
+    started = time.process_time()
+    with pytest.raises(ImageRefused, match="pixels"):
+        clean_image(data, 10_000_000)
+    assert time.process_time() - started < 0.5
+
+
+def test_the_pixel_cap_is_a_setting(network, monkeypatch):
+    assert Settings.from_env({}).image_max_pixels == MAX_PIXELS == 40_000_000
+    assert Settings.from_env({"RELAY_IMAGE_MAX_PIXELS": "2000000"}).image_max_pixels == 2_000_000
+    with pytest.raises(SettingsError, match="RELAY_IMAGE_MAX_PIXELS"):
+        Settings.from_env({"RELAY_IMAGE_MAX_PIXELS": "lots"})
+    network.settings = network.settings.replace(image_max_pixels=1_000_000)
+    with transaction(network.sessions) as session, pytest.raises(ImageRefused, match="1200x1000 pixels"):
+        add_case_image(session, network.settings, get_case(session, "C1"), photo(size=(1200, 1000)), "ct.jpg",
+                       "console")
+    clean_image(photo(size=(1000, 1000)), 10_000_000, max_pixels=1_000_000)  # at the cap: filed
 
 
 def test_concurrent_filing_of_the_same_image_keeps_one_row(postgres_only_url, tmp_path):

@@ -3,7 +3,15 @@ real HTTP from the Twilio stand-in with basic auth, retried with backoff, a fina
 the case page; only Twilio's API is ever fetched from (SSRF guard); nothing is filed twice."""
 from __future__ import annotations
 
+import functools
+import http.server
 import io
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import pytest
@@ -13,8 +21,9 @@ from sqlalchemy import func, select
 from relay.db import transaction
 from relay.dispatch import dispatch_safely
 from relay.inbound import record_inbound
+from relay import mms_media
 from relay.media_store import media_store_for
-from relay.mms_media import backoff, fetch_case_image
+from relay.mms_media import backoff, fetch_case_image, redirect_refusal
 from relay.models import CaseImage, Post
 from relay.processing import process_inbound
 from relay.sweeper import MEDIA_STALE_AFTER, sweep
@@ -213,14 +222,131 @@ def test_redirects_within_the_api_are_followed_with_credentials(network, twilio_
     assert [s for _, _, s in twilio_standin.media_requests] == [307, 200]
 
 
-@pytest.mark.parametrize("location", ["http://127.0.0.1:9/secret", "http://169.254.169.254/latest/meta-data",
-                                      "https://10.0.0.1/x", "https://localhost/x", "file:///etc/passwd"])
+@pytest.mark.parametrize("location", [
+    "http://127.0.0.1:9/secret", "http://169.254.169.254/latest/meta-data", "https://10.0.0.1/x",
+    "https://localhost/x", "file:///etc/passwd",
+    # issue 13: addresses in every spelling the resolver accepts, IPv6 loopback and mapped forms
+    "https://127.1/x", "https://2130706433/x", "https://0x7f.1/x", "https://0177.0.0.1/x", "https://0x7f000001/x",
+    "https://[::1]/x", "https://[::ffff:127.0.0.1]/x", "https://0.0.0.0/x", "https://[::]/x",
+    "https://224.0.0.1/x", "https://169.254.169.254/latest/meta-data", "https://localhost./x",
+    "https://media.localhost/x"])
 def test_redirects_to_internal_or_plain_http_addresses_are_refused(network, twilio_standin, location):
     record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"", redirect_to=location)])
     run_worker(network)
     assert [r.status for r in fetch_all(network)] == ["failed"]
     assert "refused a redirect" in images(network)[0].error
     assert len(twilio_standin.media_requests) == 1  # the redirect was not followed, nor retried
+
+
+def _resolving(monkeypatch, names: dict[str, list[str]]) -> None:
+    """DNS as the attacker sets it up: these names answer these addresses (the rest as usual)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in names:
+            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                     (a, port) if ":" not in a else (a, port, 0, 0)) for a in names[host]]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize("addresses", [["127.0.0.1"], ["10.1.2.3"], ["93.184.216.34", "192.168.0.10"],
+                                       ["::1"], ["::ffff:127.0.0.1"], ["fe80::1"], ["100.64.0.1"]])
+def test_a_public_looking_name_that_resolves_inward_is_refused(network, twilio_standin, monkeypatch, addresses):
+    _resolving(monkeypatch, {"media.example.com": addresses})
+    location = f"https://media.example.com:{twilio_standin.url.rsplit(':', 1)[1]}/x"
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"", redirect_to=location)])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["failed"]
+    assert "non-public address" in images(network)[0].error
+    assert len(twilio_standin.media_requests) == 1
+
+
+def test_a_name_that_resolves_to_public_addresses_only_may_be_followed(monkeypatch):
+    _resolving(monkeypatch, {"media.twiliocdn.example": ["93.184.216.34", "2606:2800:220:1::1"]})
+    assert redirect_refusal("https://media.twiliocdn.example/ME1") is None
+    assert "does not resolve" in redirect_refusal("https://no-such-host.invalid/x")
+
+
+@pytest.fixture
+def tls_media(tmp_path):
+    """An https media host on loopback with a certificate for media.example.test from a CA of its own;
+    it records the SNI, Host and path of each request it answers."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make the test certificates")
+    ca, key, csr, cert, leaf_key = (str(tmp_path / n) for n in ("ca.pem", "ca.key", "leaf.csr", "leaf.pem", "leaf.key"))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    run(["openssl", "req", "-x509", *ec, "-keyout", key, "-out", ca, "-days", "2", "-subj", "/CN=relay test CA"])
+    run(["openssl", "req", *ec, "-keyout", leaf_key, "-out", csr, "-subj", "/CN=media.example.test"])
+    (tmp_path / "san.ext").write_text("subjectAltName=DNS:media.example.test\n")
+    run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", key, "-CAcreateserial", "-out", cert,
+         "-days", "2", "-extfile", str(tmp_path / "san.ext")])
+    seen, names = [], []
+    body = photo()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((names[-1] if names else None, self.headers.get("Host"), self.path))
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, leaf_key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield SimpleNamespace(port=server.server_address[1], ca=ca, seen=seen)
+    server.shutdown()
+    server.server_close()
+
+
+def _rebinding(monkeypatch, name: str) -> list[str]:
+    """DNS under the attacker's control: the first answer for name is the media host (standing in for
+    a public address here), every later one an internal address (127.0.0.2, where nothing listens)."""
+    real, calls = socket.getaddrinfo, []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == name:
+            calls.append(host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1" if len(calls) == 1 else "127.0.0.2", port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(mms_media, "_public", lambda address: address == "127.0.0.1")  # this test's internet
+    return calls
+
+
+def test_a_redirect_off_the_api_connects_to_the_address_that_was_checked(network, twilio_standin, tls_media,
+                                                                          monkeypatch):
+    calls = _rebinding(monkeypatch, "media.example.test")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_media.ca)
+    location = f"https://media.example.test:{tls_media.port}/ME1"
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"", redirect_to=location)])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["stored"]
+    assert calls == ["media.example.test"]  # resolved once, by the guard: a second answer is never used
+    assert tls_media.seen == [("media.example.test", f"media.example.test:{tls_media.port}", "/ME1")]  # SNI, Host
+
+
+def test_the_pinned_connection_still_verifies_the_certificate_for_the_name(network, twilio_standin, tls_media,
+                                                                          monkeypatch):
+    _rebinding(monkeypatch, "other.example.test")  # the same server, whose certificate is not for this name
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_media.ca)
+    location = f"https://other.example.test:{tls_media.port}/ME1"
+    record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, b"", redirect_to=location)])
+    run_worker(network)
+    assert [r.status for r in fetch_all(network)] == ["retry"]
+    assert tls_media.seen == [] and images(network)[0].status == "pending"
 
 
 def test_media_larger_than_the_limit_is_not_downloaded_whole(network, twilio_standin):

@@ -5,12 +5,13 @@ from datetime import timedelta
 
 import pytest
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from relay.db import transaction
 from relay.deliveries import claim
 from relay.fanout import plan
 from relay.models import Delivery, InboundEvent, utcnow
+from relay.settings import Settings
 from relay.sweeper import sweep
 
 from .conftest import run_worker
@@ -117,3 +118,73 @@ def test_an_inbound_email_never_queued_is_processed_later(network):
     assert sweep(network).inbound == 1
     run_worker(network)
     assert event(network, event_id).processed_at is not None
+
+
+# ---------------------------------------------------------------- raw bodies (issue 13, item 11)
+
+
+def _record_email(services, key: str, text: str) -> int:
+    from relay.inbound import record_inbound
+
+    payload = ('{"FromFull": {"Email": "alice@example.org"}, "Subject": "[C1]", "TextBody": "%s"}' % text).encode()
+    with transaction(services.sessions) as session:
+        event_id = record_inbound(session, provider="postmark", kind="email", dedupe_key=key, raw="",
+                                  payload=payload, content_type="application/json").event_id
+    services.dispatcher.process_inbound(event_id)
+    return event_id
+
+
+def _make_old(services, event_ids, days: int) -> None:
+    with transaction(services.sessions) as session:
+        session.execute(update(InboundEvent).where(InboundEvent.id.in_(event_ids))
+                        .values(received_at=utcnow() - timedelta(days=days)))
+
+
+def test_raw_bodies_are_purged_after_the_retention_and_the_posts_stay(network):
+    from relay.models import Post
+
+    old_sms = record_sms(network, "+821012345602", "C1 febrile 39.2, CRP 180, started meropenem")
+    old_email = _record_email(network, "mid:old@example.org", "HRCT: bilateral GGO")
+    new_sms = record_sms(network, "+821012345602", "C1 afebrile today, CRP 40")
+    run_worker(network)
+    waiting = record_sms(network, "+821012345603", "C1 never processed yet")  # not processed: kept
+    network.dispatcher.inbound.clear()
+    _make_old(network, [old_sms, old_email, waiting], days=31)
+    before = {i: event(network, i) for i in (old_sms, old_email, new_sms)}
+
+    sweep(network)
+
+    purged_sms, purged_email, kept = event(network, old_sms), event(network, old_email), event(network, new_sms)
+    for purged in (purged_sms, purged_email):
+        assert purged.raw == "" and purged.payload is None and purged.raw_purged_at is not None
+        was = before[purged.id]  # the metadata stays
+        assert (purged.sender, purged.dedupe_key, purged.kind, purged.outcome, purged.processed_at,
+                purged.received_at) == (was.sender, was.dedupe_key, was.kind, was.outcome, was.processed_at,
+                                        was.received_at)
+    assert "meropenem" not in purged_sms.raw and purged_sms.outcome == "posted"
+    assert "afebrile" in kept.raw and kept.raw_purged_at is None
+    assert "never+processed" in event(network, waiting).raw  # its message must still be processed
+    with network.sessions() as session:
+        bodies = list(session.scalars(select(Post.body).order_by(Post.id)))
+    assert any("meropenem" in b for b in bodies) and any("afebrile" in b for b in bodies)
+
+    stamp = purged_sms.raw_purged_at
+    sweep(network)  # idempotent: nothing purged twice, nothing else changed
+    assert event(network, old_sms).raw_purged_at == stamp and "afebrile" in event(network, new_sms).raw
+
+
+def test_the_purge_runs_in_short_batches_and_can_be_turned_off(network):
+    from relay.retention import purge_raw_bodies
+
+    ids = [record_sms(network, "+821012345602", f"C1 note {n}", sid=f"SM{n:032d}") for n in range(7)]
+    run_worker(network)
+    _make_old(network, ids, days=40)
+    network.settings = network.settings.replace(raw_retention=timedelta(0))  # 0: kept
+    assert purge_raw_bodies(network) == 0
+    network.settings = network.settings.replace(raw_retention=timedelta(days=30))
+    assert purge_raw_bodies(network, batch=3, max_batches=2) == 6  # two transactions of three
+    assert purge_raw_bodies(network, batch=3, max_batches=2) == 1  # the rest on the next sweep
+    assert purge_raw_bodies(network, batch=3, max_batches=2) == 0
+    assert all(event(network, i).raw == "" for i in ids)
+    assert Settings.from_env({}).raw_retention == timedelta(days=30)
+    assert Settings.from_env({"RELAY_RAW_RETENTION": "7d"}).raw_retention == timedelta(days=7)

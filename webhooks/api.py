@@ -16,6 +16,7 @@ from flask import Blueprint, abort, current_app, g, jsonify, request
 
 from relay.api_tokens import ANONYMOUS, Caller, Refusal, authenticate
 from relay.db import transaction
+from relay.logs import mask_text, redact_path
 from relay.members import RowError, find_member, set_channels
 from relay.permissions import allowed
 from relay.segments import count_segments
@@ -28,7 +29,7 @@ SIGNED_IN = ""  # requires(SIGNED_IN): any valid token; the view decides the res
 
 def _refuse(status: int, detail: str, challenge: str | None = None):
     """A 401 or 403 answered directly (not through abort), so the WWW-Authenticate header survives."""
-    log.warning("%s %s: %s %s", request.method, request.path, status, detail)
+    log.warning("%s %s: %s %s", request.method, redact_path(request.path), status, mask_text(detail))
     response = jsonify(error="Unauthorized" if status == 401 else "Forbidden", detail=detail)
     response.status_code = status
     if challenge:

@@ -10,7 +10,7 @@ from jinja2 import FileSystemLoader
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from relay.logs import configure_logging
+from relay.logs import configure_logging, mask_text, redact_path
 from relay.db import make_engine
 from relay.services import Services, build_services
 from relay.settings import Settings
@@ -79,16 +79,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 def database_unavailable_response(request, exc: DBAPIError) -> Response:
     """Never a 200 for something not kept durably: a Twilio webhook the database could not take is
     spooled instead (webhooks/twilio.py); this 503 is for everything else, or a full spool."""
-    log.error("database unavailable for %s %s: %s", request.method, request.path, str(exc).splitlines()[0])
+    log.error("database unavailable for %s %s: %s", request.method, redact_path(request.path),
+              str(exc).splitlines()[0])
     return Response("database unavailable, try again later\n", status=503, mimetype="text/plain",
                     headers={"Retry-After": "30"})
 
 
 def log_http_error(request, exc: HTTPException) -> None:
     if exc.code and exc.code >= 500:
-        log.error("%s %s: %s", request.method, request.path, exc)
+        log.error("%s %s: %s", request.method, redact_path(request.path), mask_text(exc))
     elif exc.code not in (404, 405):
-        log.warning("%s %s: %s %s", request.method, request.path, exc.code, exc.description)
+        log.warning("%s %s: %s %s", request.method, redact_path(request.path), exc.code, mask_text(exc.description))
 
 
 def http_error_response(request, exc: HTTPException) -> Response:

@@ -23,6 +23,7 @@ from relay import permissions
 from relay.accounts import authenticate, session_stamp
 from relay.audit import Actor
 from relay.db import transaction
+from relay.logs import mask, redact_path
 from relay.models import Member
 
 log = logging.getLogger("relay.web.auth")
@@ -79,7 +80,7 @@ def configure_sessions(app: Flask, settings) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_refused(exc: CSRFError):
-        log.warning("%s %s: CSRF check failed: %s", request.method, request.path, exc.description)
+        log.warning("%s %s: CSRF check failed: %s", request.method, redact_path(request.path), exc.description)
         return render_template("console/message.html", title="Form expired",
                                message="This form was not accepted (its security token is missing or stale). "
                                        "Go back, reload the page and try again."), 400
@@ -165,7 +166,7 @@ def sign_in():
         stamp = session_stamp(db, member.id) if member else ""
         me = SignedIn(member.id, member.name, member.email or "", member.role_set) if member else None
     if me is None:
-        log.warning("sign-in refused for %r from %s", email[:80], request.remote_addr)
+        log.warning("sign-in refused for %s from %s", mask(email[:80]), request.remote_addr)
         return render_template("console/signin.html", error="Unknown email or wrong password.",
                                email=email[:320], next=target), 401
     session.clear()  # a fresh session: nothing from before sign-in survives (nor its CSRF token)

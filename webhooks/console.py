@@ -224,7 +224,8 @@ def _uploads() -> list[tuple[str, bytes]]:
             continue
         data = upload.read()
         try:
-            clean_image(data, _services().settings.max_image_bytes)
+            settings = _services().settings
+            clean_image(data, settings.max_image_bytes, settings.image_max_pixels)
         except ImageRefused as exc:
             raise ImageRefused(f"{upload.filename}: {exc}") from None
         found.append((upload.filename, data))

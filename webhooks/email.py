@@ -13,6 +13,7 @@ from flask import Blueprint, Response, abort, current_app, request
 
 from relay.db import transaction
 from relay.dispatch import dispatch_safely
+from relay.logs import mask_text
 from relay.inbound import record_inbound
 from relay.metrics import WEBHOOKS
 from relay.models import WebhookNonce, utcnow
@@ -30,7 +31,8 @@ REFUSE_FOREVER = {"mailgun": 406, "postmark": 403, "sendgrid": 200}
 def _answer(provider: str, status: int, reason: str) -> Response:
     WEBHOOKS.labels(kind=f"email:{provider}", result=str(status)).inc()
     if status >= 400:
-        log.warning("email webhook %s refused (%s) from %s: %s", provider, status, request.remote_addr, reason)
+        log.warning("email webhook %s refused (%s) from %s: %s", provider, status, request.remote_addr,
+                    mask_text(reason))
     return Response(reason + "\n", status=status, mimetype="text/plain")
 
 

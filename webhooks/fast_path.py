@@ -15,6 +15,8 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Request
 
+from relay.logs import redact_path
+
 from . import twilio
 from .app import database_unavailable_response, http_error_response  # app imports this module lazily
 
@@ -40,7 +42,7 @@ class ProviderWebhooks:
         except HTTPException as exc:
             response = http_error_response(request, exc)
         except Exception:
-            log.exception("%s %s: unhandled error", request.method, request.path)
+            log.exception("%s %s: unhandled error", request.method, redact_path(request.path))
             response = http_error_response(request, InternalServerError())
         finally:
             request.close()

@@ -16,6 +16,7 @@ from flask import Blueprint, abort, current_app, render_template, request
 from relay import consent, fanout, ladder
 from relay.cases import CaseNotFound, get_case
 from relay.db import transaction
+from relay.logs import mask_text
 from sqlalchemy import select
 
 from relay.models import DigestSubscription, Member, MemberList, Membership, utcnow
@@ -158,7 +159,7 @@ def subscribe_post():
                                  form={**form, "page": "/digest/subscribe"})
             ids = fanout.plan(session, [row]) if row else []
     except SubscriptionError as exc:
-        log.warning("digest subscription refused: %s", exc)
+        log.warning("digest subscription refused: %s", mask_text(exc))
         return render_template("subscribe.html", done=False, error=str(exc), form=form), 400
     dispatch_deliveries(services, ids)
     return render_template("subscribe.html", done=True, error=None, form=form)
