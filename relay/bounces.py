@@ -120,6 +120,20 @@ def recipient_from_verp(address: str, bounce_local: str, domain: str) -> str | N
     return f"{mailbox}@{rhost}".lower()
 
 
+def returned_headers(raw_or_email: bytes | str | Message | InboundEmail) -> list[Message]:
+    """The headers of the original message(s) a report returns (its message/rfc822 or
+    text/rfc822-headers parts), where relay looks for the proof that the report is about its own mail
+    (relay.bounce_proof). Returned messages inside those are not looked into."""
+    msg = _as_message(raw_or_email)
+    found = []
+    for part in _parts(msg):
+        if part is not msg and part.get_content_type() in ORIGINAL_TYPES:
+            headers = _original_headers(part)
+            if headers is not None:
+                found.append(headers)
+    return found
+
+
 # -- reading RFC 3464 / RFC 5965 report parts ----------------------------------------------------
 
 def _from_report_parts(msg: Message) -> tuple[list[BounceReport], bool]:
