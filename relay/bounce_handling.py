@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import consent
-from .bounce_proof import prove
+from .autoreplies import is_bounce
+from .bounce_proof import is_bounce_address, prove
 from .bounces import BounceReport, parse_report
 from .messages import InboundEmail
 from .models import ConsentEvent, Delivery, EmailBounce, Member, utcnow
@@ -23,9 +24,15 @@ from .models import ConsentEvent, Delivery, EmailBounce, Member, utcnow
 log = logging.getLogger(__name__)
 
 
-def handle_report(session: Session, settings, email: InboundEmail, event_id: int | None) -> tuple[str, str]:
+def handle_report(session: Session, settings, email: InboundEmail, event_id: int | None) -> tuple[str, str] | None:
     """(outcome, detail) for a bounce or complaint that arrived as `email`: "bounce" when at least one of
-    its reports was proven and recorded, "bounce_ignored" when nothing in it could be believed."""
+    its reports was proven and recorded, "bounce_ignored" when nothing in it could be believed; mail to a
+    bounce address that is no report (an auto-reply goes to the envelope sender, RFC 3834) is "discarded".
+    None when `email` is neither a report nor addressed to a bounce address."""
+    if not is_bounce(email):
+        if any(is_bounce_address(settings, a) for a in email.recipients):
+            return "discarded", "mail to a bounce address that is not a delivery report (an auto-reply?)"
+        return None
     reports = parse_report(email)
     proof = prove(settings, email.recipients, email)
     recipients: dict[str, int | None] = {}  # proven recipient address -> the member its delivery was for

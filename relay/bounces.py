@@ -15,7 +15,9 @@
 
 VERP (http://cr.yp.to/proto/verp.txt): send each recipient's copy with its own envelope sender,
 `bounces+kim=example.org@relay.example.org`; a bounce comes back to that address, which names the
-recipient even when the DSN is unreadable. verp_address builds one, recipient_from_verp reads it.
+recipient even when the DSN is unreadable. verp_address builds one, recipient_from_verp reads it (Mailman's
+unsigned form, which anyone can write: relay's own, signed per delivery, is relay.bounce_proof's, and
+only a report proven that way is counted, relay.bounce_handling.handle_report).
 """
 from __future__ import annotations
 

@@ -13,9 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import threads
-from .autoreplies import automatic_reason, is_bounce
+from .autoreplies import automatic_reason
 from .bounce_handling import handle_report
-from .bounce_proof import is_bounce_address
 from .cases import create_case
 from .images import file_attachments
 
@@ -61,8 +60,9 @@ def process_email_event(session: Session, settings, event: InboundEvent):
                         "unsubscribe by mail" if result.found else "bad token", rows=result.rows)
 
     fired.append("bounce")
-    if is_bounce(email) or any(is_bounce_address(settings, a) for a in email.recipients):
-        return done(*handle_report(session, settings, email, event.id))  # counts only what is proven
+    report = handle_report(session, settings, email, event.id)  # a bounce counts only when proven
+    if report is not None:
+        return done(*report)
 
     fired.append("automatic")
     reason = automatic_reason(email, own_list_ids=(list_id(settings),), loop_header=LOOP_HEADER, own_domain=domain)

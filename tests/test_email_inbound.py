@@ -402,6 +402,23 @@ def test_a_post_message_id_alone_proves_nothing(client, net):
     assert email_events(net)[0].outcome == "bounce_ignored"
 
 
+def test_an_auto_reply_to_the_verp_address_is_discarded_not_counted(client, net):
+    """Auto-responders answer the envelope sender (RFC 3834), so out-of-office mail now comes to the VERP
+    address: it is no report, counts nothing, and is never posted."""
+    from relay.bounce_proof import bounce_address
+
+    verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
+    form = mailgun_form("alice@example.org", "I am out of the office until Monday.", verp,
+                        headers=[["Auto-Submitted", "auto-replied"]])
+    form["recipient"] = verp
+    post_mailgun(client, form)
+    run_worker(net)
+    assert member(net, ALICE).email_hard_bounces == 0
+    [stored] = email_events(net)
+    assert stored.outcome == "discarded" and "bounce address" in stored.detail
+    assert net.sender("sms").sent == [] and net.sender("email").sent == []
+
+
 def test_a_bad_token_or_another_recipients_token_is_ignored_and_recorded(client, net, caplog):
     from relay.bounce_proof import bounce_address
 

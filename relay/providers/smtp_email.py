@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from ..bounce_proof import stamp
 from ..messages import OutboundMessage, SendError, SendResult
 
 log = logging.getLogger(__name__)
@@ -161,8 +162,6 @@ class SmtpEmailSender:
             from ..ratelimit import take_slot
 
             take_slot(self.limiter, self.rate_key, self.rate, message)  # may say: come back for a booked slot
-        from ..bounce_proof import stamp
-
         sender, raw = stamp(self.settings, message.delivery_id, message.raw)
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._send(sender, message.to, raw), loop)
