@@ -347,6 +347,24 @@ def test_hard_bounces_to_the_verp_address_count_for_that_delivery_only(client, n
     assert member(net, ALICE).email_suspended_at is None
 
 
+def test_postmark_original_recipient_is_the_verp_address(client, net):
+    """Postmark names the envelope recipient in OriginalRecipient: a bounce there counts for that delivery."""
+    from relay.bounce_proof import bounce_address
+
+    verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
+    payload = {"From": "MAILER-DAEMON@mx.example.net", "FromFull": {"Email": "MAILER-DAEMON@mx.example.net"},
+               "To": f"cases@{DOMAIN}", "OriginalRecipient": verp, "MessageID": "b0b1e2a4-0000-4000-8000-000000000001",
+               "Subject": "Undelivered Mail Returned to Sender", "TextBody": "", "HtmlBody": "",
+               "Headers": [{"Name": "Return-Path", "Value": "<>"}], "Attachments": [],
+               "RawEmail": dsn("alice@example.org", "ben@example.org")}
+    auth = {"Authorization": "Basic " + base64.b64encode(b"pm:pw").decode()}
+    assert client.post("/webhooks/email/postmark", data=json.dumps(payload), content_type="application/json",
+                       headers=auth).status_code == 200
+    run_worker(net)
+    assert member(net, ALICE).email_hard_bounces == 1
+    assert member(net, "+12025550105").email_hard_bounces == 0
+
+
 def test_a_delayed_report_to_the_verp_address_is_not_a_bounce(client, net):
     from relay.bounce_proof import bounce_address
 
