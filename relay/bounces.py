@@ -15,7 +15,9 @@
 
 VERP (http://cr.yp.to/proto/verp.txt): send each recipient's copy with its own envelope sender,
 `bounces+kim=example.org@relay.example.org`; a bounce comes back to that address, which names the
-recipient even when the DSN is unreadable. verp_address builds one, recipient_from_verp reads it.
+recipient even when the DSN is unreadable. verp_address builds one, recipient_from_verp reads it (Mailman's
+unsigned form, which anyone can write: relay's own, signed per delivery, is relay.bounce_proof's, and
+only a report proven that way is counted, relay.bounce_handling.handle_report).
 """
 from __future__ import annotations
 
@@ -119,6 +121,20 @@ def recipient_from_verp(address: str, bounce_local: str, domain: str) -> str | N
     if not eq or not mailbox or not rhost:
         return None
     return f"{mailbox}@{rhost}".lower()
+
+
+def returned_headers(raw_or_email: bytes | str | Message | InboundEmail) -> list[Message]:
+    """The headers of the original message(s) a report returns (its message/rfc822 or
+    text/rfc822-headers parts), where relay looks for the proof that the report is about its own mail
+    (relay.bounce_proof). Returned messages inside those are not looked into."""
+    msg = _as_message(raw_or_email)
+    found = []
+    for part in _parts(msg):
+        if part is not msg and part.get_content_type() in ORIGINAL_TYPES:
+            headers = _original_headers(part)
+            if headers is not None:
+                found.append(headers)
+    return found
 
 
 # -- reading RFC 3464 / RFC 5965 report parts ----------------------------------------------------

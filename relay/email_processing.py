@@ -13,9 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import threads
-from .autoreplies import automatic_reason, is_bounce
-from .bounce_handling import record_bounces
-from .bounces import parse_report
+from .autoreplies import automatic_reason
+from .bounce_handling import handle_report
 from .cases import create_case
 from .images import file_attachments
 from .logs import mask
@@ -62,10 +61,9 @@ def process_email_event(session: Session, settings, event: InboundEvent):
                         "unsubscribe by mail" if result.found else "bad token", rows=result.rows)
 
     fired.append("bounce")
-    if is_bounce(email):
-        reports = parse_report(email)
-        counts = record_bounces(session, settings, reports, event.id)
-        return done("bounce", ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no recipients found")
+    report = handle_report(session, settings, email, event.id)  # a bounce counts only when proven
+    if report is not None:
+        return done(*report)
 
     fired.append("automatic")
     reason = automatic_reason(email, own_list_ids=(list_id(settings),), loop_header=LOOP_HEADER, own_domain=domain)

@@ -10,6 +10,7 @@ import email
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -305,3 +306,56 @@ def test_the_verp_address_in_each_sample_names_the_reported_recipient():
         named = recipient_from_verp(to, "bounces", "relay.example.org")
         if named is not None:
             assert [named] == [r for r, *_ in expected], name
+
+
+# -- proof (relay.bounce_proof): which delivery a report is about ------------------------------------
+
+def _proof_settings():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(secret=lambda: "s3cret", email_domain="relay.example.org")
+
+
+def test_returned_headers_are_read_from_rfc822_and_header_parts():
+    from relay.bounces import returned_headers
+
+    [original] = returned_headers(read("postfix_user_unknown.eml"))
+    assert original["Message-ID"] == "<c12.p7.9f2e@relay.example.org>" and original["To"] == "kim@example.org"
+    assert returned_headers(b"From: a@b\nSubject: hello\n\nplain text\n") == []
+
+
+def test_an_unsigned_mailman_style_verp_return_path_proves_nothing():
+    """The samples' originals carry `Return-Path: <bounces+kim=example.org@relay.example.org>`, which
+    anyone can write: no delivery is proven by it."""
+    from relay.bounce_proof import prove
+
+    for name in NAMES:
+        assert prove(_proof_settings(), ["cases@relay.example.org"], read(name)).delivery_ids == set()
+
+
+def test_prove_reads_the_envelope_recipient_and_the_returned_headers():
+    from relay.bounce_proof import DELIVERY_HEADER, bounce_address, bounce_token, prove, stamp
+
+    s = _proof_settings()
+    assert prove(s, [bounce_address(s, 7)], b"").delivery_ids == {7}
+    assert prove(s, ["<BOUNCE+" + bounce_token("s3cret", 7).upper() + "@Relay.Example.org>"], b"").delivery_ids == {7}
+    tampered = prove(s, [bounce_address(s, 7).replace("7-", "8-", 1)], b"")
+    assert tampered.delivery_ids == set() and tampered.refused == ["bad signature on the bounce address in the "
+                                                                   "envelope recipient"]
+    assert prove(s, [bounce_address(SimpleNamespace(secret=lambda: "other", email_domain="relay.example.org"), 7)],
+                 b"").delivery_ids == set()
+    sender, raw = stamp(s, 9, b"From: cases@relay.example.org\r\nSubject: x\r\n\r\nbody\r\n")
+    assert sender == bounce_address(s, 9) and raw.startswith(f"{DELIVERY_HEADER}: {bounce_token('s3cret', 9)}\r\n".encode())
+    report = (b"From: MAILER-DAEMON@mx.example.net\nMIME-Version: 1.0\n"
+              b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n--B\n"
+              b"Content-Type: text/plain\n\nfailed\n--B\nContent-Type: text/rfc822-headers\n\n" + raw.split(b"\r\n\r\n")[0]
+              + b"\n--B--\n")
+    assert prove(s, ["cases@relay.example.org"], report).delivery_ids == {9}
+
+
+def test_someone_elses_domain_is_no_bounce_address():
+    from relay.bounce_proof import bounce_token, is_bounce_address
+
+    s = _proof_settings()
+    assert not is_bounce_address(s, f"bounce+{bounce_token('s3cret', 1)}@evil.example")
+    assert not is_bounce_address(s, "cases@relay.example.org")

@@ -239,29 +239,226 @@ Diagnostic-Code: smtp; 550 5.1.1 <alice@example.org>: Recipient address rejected
 """
 
 
-def test_hard_bounces_are_counted_and_suspend_email_over_the_limit(client, net):
+def post_mime(client, raw: str, recipient: str, sender: str = ""):
+    """A Mailgun route forward() of a whole MIME message (body-mime) to `recipient`, as Mailgun signs it."""
+    form = {"recipient": recipient, "sender": sender, "body-mime": raw}
+    timestamp, token = str(int(time.time())), secrets.token_hex(25)
+    form.update(timestamp=timestamp, token=token,
+                signature=hmac.new(KEY.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest())
+    return post_mailgun(client, form)
+
+
+def email_delivery(net, phone: str):
+    """The email delivery of C1's notice to the member with this phone number."""
+    from relay.models import Delivery
+
+    with net.sessions() as session:
+        return session.scalars(select(Delivery).where(Delivery.channel == "email",
+                                                      Delivery.member_id == member(net, phone).id)).one()
+
+
+def dsn(*recipients: str, original: str = "", action: str = "failed") -> str:
+    """An RFC 3464 report, one failed block per recipient, with the returned headers when given."""
+    blocks = "".join(f"\nFinal-Recipient: rfc822; {r}\nAction: {action}\nStatus: 5.1.1\n"
+                     f"Diagnostic-Code: smtp; 550 5.1.1 <{r}>: Recipient address rejected\n" for r in recipients)
+    returned = f"\n--B\nContent-Type: text/rfc822-headers\n\n{original}" if original else ""
+    return DSN.split("--B\nContent-Type: message/delivery-status", 1)[0] + (
+        "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n"
+        f"{blocks}{returned}\n--B--\n")
+
+
+def arf(*recipients: str, original: str = "") -> str:
+    """An RFC 5965 abuse report naming `recipients` (Original-Rcpt-To), with the reported message."""
+    rcpts = "".join(f"Original-Rcpt-To: {r}\n" for r in recipients)
+    original = original or f"From: cases@{DOMAIN}\nTo: {recipients[0]}\nSubject: [C1] Fever and GGO\n"
+    return ("From: fbl@isp.example.net\nTo: cases@relay.example.org\nSubject: FW: abuse report\n"
+            "MIME-Version: 1.0\nContent-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n"
+            "--F\nContent-Type: text/plain\n\nThis is an email abuse report.\n\n"
+            "--F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: ISP-FBL/1.0\n"
+            f"Version: 1\n{rcpts}\n--F\nContent-Type: message/rfc822\n\n{original}\nYou have a new case.\n\n--F--\n")
+
+
+EMAIL_MEMBERS = ["jiwon@example.org", "minho@example.org", "seoyeon@example.org", "alice@example.org",
+                 "ben@example.org"]
+
+
+def email_state(net) -> dict:
+    from relay.models import Member
+
+    with net.sessions() as session:
+        return {m.email: (m.email_hard_bounces, m.email_suspended_at, m.email_opted_out_at)
+                for m in session.scalars(select(Member).where(Member.email.in_(EMAIL_MEMBERS)))}
+
+
+def email_events(net) -> list[InboundEvent]:
+    with net.sessions() as session:
+        return session.scalars(select(InboundEvent).where(InboundEvent.kind == "email").order_by(InboundEvent.id)).all()
+
+
+def test_a_forged_complaint_listing_many_members_changes_nobodys_email(client, net, caplog):
+    """Issue 13: one feedback report from anyone used to opt every member it named out of email."""
+    before = email_state(net)
+    assert post_mime(client, arf(*EMAIL_MEMBERS), f"cases@{DOMAIN}", "fbl@isp.example.net").status_code == 200
+    run_worker(net)
+    assert email_state(net) == before
+    with net.sessions() as session:
+        assert session.scalars(select(EmailBounce)).all() == []
+    [stored] = email_events(net)
+    assert stored.outcome == "bounce_ignored" and "no relay-signed delivery" in stored.detail
+    assert "no relay-signed delivery" in caplog.text
+
+
+def test_forged_delivery_reports_suspend_nobody(client, net):
+    """Three DSNs sent straight to the From address, proving nothing, used to suspend the member."""
+    for _ in range(net.settings.hard_bounce_limit):
+        assert post_mime(client, DSN, f"cases@{DOMAIN}").status_code == 200
+    run_worker(net)
+    alice = member(net, ALICE)
+    assert alice.email_hard_bounces == 0 and alice.email_suspended_at is None
+    assert {e.outcome for e in email_events(net)} == {"bounce_ignored"}
+
+
+def test_hard_bounces_to_the_verp_address_count_for_that_delivery_only(client, net):
+    """A bounce that comes back to delivery D's signed VERP address counts for D's recipient; the other
+    recipients the same report names change nothing (formerly: an unsigned DSN to cases@)."""
     from relay.bounce_handling import reset_bounces
+    from relay.bounce_proof import bounce_address
     from relay.db import transaction
 
+    delivery = email_delivery(net, ALICE)
+    verp = bounce_address(net.settings, delivery.id)
+    assert verp.startswith("bounce+") and verp.endswith(f"@{DOMAIN}")
     for _ in range(net.settings.hard_bounce_limit):
-        raw = DSN.encode()
-        form = {"recipient": f"cases@{DOMAIN}", "sender": "", "body-mime": raw.decode()}
-        timestamp, token = str(int(time.time())), secrets.token_hex(25)
-        form.update(timestamp=timestamp, token=token,
-                    signature=hmac.new(KEY.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest())
-        assert post_mailgun(client, form).status_code == 200
+        assert post_mime(client, dsn("alice@example.org", "ben@example.org"), verp).status_code == 200
     run_worker(net)
     alice = member(net, ALICE)
     assert alice.email_hard_bounces == net.settings.hard_bounce_limit and alice.email_suspended_at is not None
+    ben = member(net, "+12025550105")
+    assert ben.email_hard_bounces == 0 and ben.email_suspended_at is None
     with net.sessions() as session:
         bounces = session.scalars(select(EmailBounce)).all()
     assert [(b.kind, b.status, b.member_id) for b in bounces] == [("hard", "5.1.1", alice.id)] * 3
+    assert all(e.outcome == "bounce" and "ignored 1" in e.detail for e in email_events(net))
     # The coordinator undoes it.
     with transaction(net.sessions) as session:
         from relay.models import Member
 
         reset_bounces(session, session.get(Member, alice.id), source="test")
     assert member(net, ALICE).email_suspended_at is None
+
+
+def test_postmark_original_recipient_is_the_verp_address(client, net):
+    """Postmark names the envelope recipient in OriginalRecipient: a bounce there counts for that delivery."""
+    from relay.bounce_proof import bounce_address
+
+    verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
+    payload = {"From": "MAILER-DAEMON@mx.example.net", "FromFull": {"Email": "MAILER-DAEMON@mx.example.net"},
+               "To": f"cases@{DOMAIN}", "OriginalRecipient": verp, "MessageID": "b0b1e2a4-0000-4000-8000-000000000001",
+               "Subject": "Undelivered Mail Returned to Sender", "TextBody": "", "HtmlBody": "",
+               "Headers": [{"Name": "Return-Path", "Value": "<>"}], "Attachments": [],
+               "RawEmail": dsn("alice@example.org", "ben@example.org")}
+    auth = {"Authorization": "Basic " + base64.b64encode(b"pm:pw").decode()}
+    assert client.post("/webhooks/email/postmark", data=json.dumps(payload), content_type="application/json",
+                       headers=auth).status_code == 200
+    run_worker(net)
+    assert member(net, ALICE).email_hard_bounces == 1
+    assert member(net, "+12025550105").email_hard_bounces == 0
+
+
+def test_a_delayed_report_to_the_verp_address_is_not_a_bounce(client, net):
+    from relay.bounce_proof import bounce_address
+
+    verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
+    post_mime(client, dsn("alice@example.org", action="delayed"), verp)
+    run_worker(net)
+    assert member(net, ALICE).email_hard_bounces == 0
+    [stored] = email_events(net)
+    assert stored.outcome == "bounce" and "delayed=1" in stored.detail
+
+
+def test_a_report_quoting_a_relay_signed_delivery_counts_for_its_recipient_only(client, net):
+    """A complaint sent to the From address (feedback loops do) counts when the reported message is one
+    relay signed for a delivery, and only for that delivery's recipient, whoever else it names."""
+    from relay.bounce_proof import DELIVERY_HEADER, bounce_token
+
+    delivery = email_delivery(net, ALICE)
+    original = (f"Return-Path: <cases@{DOMAIN}>\nFrom: cases@{DOMAIN}\nTo: alice@example.org\n"
+                f"{DELIVERY_HEADER}: {bounce_token(net.settings.secret(), delivery.id)}\n"
+                f"Message-ID: <{post_message_id(net.settings.secret(), 1, DOMAIN)}>\nSubject: [C1] Fever and GGO\n")
+    before = email_state(net)
+    post_mime(client, arf(*EMAIL_MEMBERS, original=original), f"cases@{DOMAIN}", "fbl@isp.example.net")
+    run_worker(net)
+    after = email_state(net)
+    assert after["alice@example.org"][2] is not None  # opted out of email
+    assert {k: v for k, v in after.items() if k != "alice@example.org"} == \
+        {k: v for k, v in before.items() if k != "alice@example.org"}
+    [stored] = email_events(net)
+    assert stored.outcome == "bounce" and "complaint=1" in stored.detail and "ignored 4" in stored.detail
+
+
+def test_a_returned_original_with_the_verp_return_path_counts_too(client, net):
+    """The mailbox that took the message wrote our VERP envelope sender into Return-Path; a DSN quoting it
+    counts for that delivery's recipient."""
+    from relay.bounce_proof import bounce_address
+
+    verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
+    original = f"Return-Path: <{verp}>\nFrom: cases@{DOMAIN}\nTo: alice@example.org\nSubject: x\n"
+    post_mime(client, dsn("alice@example.org", "ben@example.org", original=original), f"cases@{DOMAIN}")
+    run_worker(net)
+    assert member(net, ALICE).email_hard_bounces == 1
+    assert member(net, "+12025550105").email_hard_bounces == 0
+
+
+def test_a_post_message_id_alone_proves_nothing(client, net):
+    """Every recipient of a post (and anyone they forward it to) sees its Message-ID: quoting it is no
+    proof of which copy bounced."""
+    original = (f"From: cases@{DOMAIN}\nTo: alice@example.org\n"
+                f"Message-ID: <{post_message_id(net.settings.secret(), 1, DOMAIN)}>\nSubject: [C1] Fever and GGO\n")
+    post_mime(client, arf(*EMAIL_MEMBERS, original=original), f"cases@{DOMAIN}", "fbl@isp.example.net")
+    run_worker(net)
+    assert all(v[2] is None for v in email_state(net).values())
+    assert email_events(net)[0].outcome == "bounce_ignored"
+
+
+def test_an_auto_reply_to_the_verp_address_is_discarded_not_counted(client, net):
+    """Auto-responders answer the envelope sender (RFC 3834), so out-of-office mail now comes to the VERP
+    address: it is no report, counts nothing, and is never posted."""
+    from relay.bounce_proof import bounce_address
+
+    verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
+    form = mailgun_form("alice@example.org", "I am out of the office until Monday.", verp,
+                        headers=[["Auto-Submitted", "auto-replied"]])
+    form["recipient"] = verp
+    post_mailgun(client, form)
+    run_worker(net)
+    assert member(net, ALICE).email_hard_bounces == 0
+    [stored] = email_events(net)
+    assert stored.outcome == "discarded" and "bounce address" in stored.detail
+    assert net.sender("sms").sent == [] and net.sender("email").sent == []
+
+
+def test_a_bad_token_or_another_recipients_token_is_ignored_and_recorded(client, net, caplog):
+    from relay.bounce_proof import bounce_address
+
+    alice_delivery = email_delivery(net, ALICE)
+    verp = bounce_address(net.settings, alice_delivery.id)
+    local, _, host = verp.partition("@")
+    forged = local[:-1] + ("a" if local[-1] != "a" else "b") + "@" + host  # the signature's last character changed
+    post_mime(client, dsn("alice@example.org"), forged)
+    # A member's own (valid) token, used to report somebody else.
+    post_mime(client, dsn("ben@example.org"), verp)
+    post_mime(client, arf("ben@example.org"), verp, "fbl@isp.example.net")
+    run_worker(net)
+    assert member(net, ALICE).email_hard_bounces == 0
+    ben = member(net, "+12025550105")
+    assert ben.email_hard_bounces == 0 and ben.email_opted_out_at is None
+    with net.sessions() as session:
+        assert session.scalars(select(EmailBounce)).all() == []
+    bad, other, other_arf = email_events(net)
+    assert bad.outcome == "bounce_ignored" and "bad signature" in bad.detail
+    assert other.outcome == "bounce_ignored" and "another recipient" in other.detail
+    assert other_arf.outcome == "bounce_ignored" and "another recipient" in other_arf.detail
+    assert "bad signature" in caplog.text and "another recipient" in caplog.text
 
 
 def test_postmark_needs_basic_auth_and_threads_by_mailbox_hash(client, net):

@@ -14,7 +14,7 @@ from relay.models import Delivery
 from relay.notices import new_case_notice
 from relay.providers.smtp_email import SmtpEmailSender, parse_smtp_url
 from relay.services import build_services
-from relay.tokens import post_of_message_id, read_reply_token, read_unsubscribe_token
+from relay.tokens import post_of_message_id, read_reply_token, read_signed_id, read_unsubscribe_token
 from tests.standins.smtp_sink import SmtpSink
 
 from .conftest import DEMO_CSV, RecordingSender, make_settings, run_worker
@@ -107,12 +107,36 @@ def test_notice_and_reply_are_threaded_list_mail(mail_services, smtp_sink):
     assert "Lee Minho wrote on C1" in text and "<script>alert(1)</script>" in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
 
-    # The envelope sender is ours; the same post always composes to the same Message-ID.
-    assert {r.mail_from for r in smtp_sink.received} == {"cases@relay.example.org"}
+    # The envelope sender is ours (a VERP address per delivery: test_every_email_carries_its_own_verp_...);
+    # the same post always composes to the same Message-ID.
+    assert {r.mail_from.rpartition("@")[2] for r in smtp_sink.received} == {"relay.example.org"}
     with mail_services.sessions() as session:
         delivery = session.scalars(select(Delivery).where(Delivery.channel == "email",
                                                           Delivery.purpose == "relay")).first()
         assert compose(session, settings, delivery)["Message-ID"] == compose(session, settings, delivery)["Message-ID"]
+
+
+def test_every_email_carries_its_own_verp_envelope_sender(mail_services, smtp_sink):
+    """Issue 13: bounces come back to bounce+<signed delivery token>@RELAY_MAIL_DOMAIN, and the message
+    carries the same token, so a report can be believed for exactly that delivery's recipient."""
+    from relay.bounce_proof import DELIVERY_HEADER, bounce_address, bounce_token
+
+    new_case_notice(mail_services, "C1", ["tft"])
+    run_worker(mail_services)
+    record_sms(mail_services, LEE, "Agree, organising pneumonia")
+    run_worker(mail_services)
+    settings = mail_services.settings
+    sent = {(d.to_address, d.id) for d in deliveries(mail_services) if d.channel == "email"}
+    assert len(smtp_sink.received) == len(sent) == 9
+    seen = set()
+    for received in smtp_sink.received:
+        local, _, domain = received.mail_from.partition("@")
+        assert domain == "relay.example.org" and local.startswith("bounce+")
+        delivery_id = read_signed_id(settings.secret(), "bounce", local.split("+", 1)[1])
+        assert received.mail_from == bounce_address(settings, delivery_id)
+        assert received.message[DELIVERY_HEADER] == bounce_token(settings.secret(), delivery_id)
+        seen.add((received.rcpt_tos[0], delivery_id))
+    assert seen == sent  # one address per delivery, each for its own recipient
 
 
 def test_references_carry_the_whole_thread(mail_services, smtp_sink):

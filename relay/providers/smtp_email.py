@@ -3,7 +3,11 @@ reused for every message (no new SMTP session per message).
 
 RELAY_SMTP_URL: smtp://user:password@host:587?starttls=1 (STARTTLS), smtps://host:465 (implicit
 TLS), smtp://host:25 (plain, for a local MTA). Replies 4xx are retryable; 5xx fail the delivery with
-the server's reply stored."""
+the server's reply stored.
+
+Every message goes out with its delivery's own VERP envelope sender (MAIL FROM) and signed
+X-Relay-Delivery header (relay/bounce_proof.py), so that a bounce can be believed for that delivery only.
+The receiving MTA turns the envelope sender into Return-Path; relay never writes Return-Path itself."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from ..bounce_proof import stamp
 from ..messages import OutboundMessage, SendError, SendResult
 
 log = logging.getLogger(__name__)
@@ -70,7 +75,7 @@ class SmtpEmailSender:
         from ..ratelimit import smtp_rate
 
         self.target = parse_smtp_url(settings.smtp_url)
-        self.envelope_from = settings.email_from
+        self.settings = settings  # the envelope sender is per delivery: bounce_proof.stamp
         self.limiter = limiter  # shared provider rate limit (relay/ratelimit.py); None: no limit
         self.rate = smtp_rate(settings.smtp_rate)
         self.rate_key = f"smtp:{self.target.hostname}:{self.target.port}"
@@ -120,7 +125,7 @@ class SmtpEmailSender:
                 self._open -= 1
             self._available.notify()
 
-    async def _send(self, to: str, raw: bytes) -> None:
+    async def _send(self, sender: str, to: str, raw: bytes) -> None:
         smtp = await self._checkout()
         try:
             for attempt in (1, 2):
@@ -129,7 +134,7 @@ class SmtpEmailSender:
                 try:
                     # an 8bit body (bulk notices are rendered once, sent unencoded) is declared as such
                     options = ["BODY=8BITMIME"] if not raw.isascii() and smtp.supports_extension("8bitmime") else []
-                    await smtp.sendmail(self.envelope_from, [to], raw, mail_options=options)
+                    await smtp.sendmail(sender, [to], raw, mail_options=options)
                     return
                 except aiosmtplib.SMTPServerDisconnected:
                     smtp = None  # the server closed an idle connection: reconnect once
@@ -157,8 +162,9 @@ class SmtpEmailSender:
             from ..ratelimit import take_slot
 
             take_slot(self.limiter, self.rate_key, self.rate, message)  # may say: come back for a booked slot
+        sender, raw = stamp(self.settings, message.delivery_id, message.raw)
         loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(self._send(message.to, message.raw), loop)
+        future = asyncio.run_coroutine_threadsafe(self._send(sender, message.to, raw), loop)
         try:
             future.result(timeout=self.target.timeout * 3)
         except Exception as exc:

@@ -132,10 +132,11 @@ def gmail_reply(text: str, original: EmailMessage) -> str:
 
 
 def by_recipient(mails: list[Received]) -> dict[str, EmailMessage]:
-    """{envelope recipient: message}; every message went to exactly one recipient, from us."""
+    """{envelope recipient: message}; every message went to exactly one recipient, from us (its own
+    VERP envelope sender, bounce+<signed delivery token>@DOMAIN: relay/bounce_proof.py)."""
     for mail in mails:
         assert len(mail.rcpt_tos) == 1, mail
-        assert mail.mail_from == MAIL_FROM, mail
+        assert mail.mail_from.startswith("bounce+") and mail.mail_from.endswith(f"@{DOMAIN}"), mail
     found = {mail.rcpt_tos[0]: mail.message for mail in mails}
     assert len(found) == len(mails), "some member got the same post twice"
     return found
