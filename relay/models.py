@@ -239,6 +239,8 @@ class InboundEvent(Base):
     outcome: Mapped[str] = mapped_column(String(40), default="")
     rules_fired: Mapped[list] = mapped_column(JSON, default=list)
     detail: Mapped[str] = mapped_column(Text, default="")
+    # Why the last attempt failed (`relay events list`); a transient database error is not kept here.
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     __table_args__ = (
         UniqueConstraint("provider", "kind", "dedupe_key"),
@@ -427,6 +429,15 @@ class SendingHold(Base):
     reason: Mapped[str] = mapped_column(String(300), default="")
     changed_by: Mapped[str] = mapped_column(String(120), default="")
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Heartbeat(Base):
+    """When something periodic last ran (name "sweep": relay/heartbeats.py), so a worker can say when it stopped."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    at: Mapped[datetime] = mapped_column()
 
 
 class ApiToken(Base):
