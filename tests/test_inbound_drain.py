@@ -111,6 +111,55 @@ def test_one_failing_event_does_not_hold_up_the_rest(network, monkeypatch, caplo
     assert network.dispatcher.inbound == [2]
 
 
+def _attempts(services, event_id: int) -> tuple[int, str, str]:
+    with services.sessions() as session:
+        event = session.get(InboundEvent, event_id)
+        return event.attempts, event.outcome, event.last_error
+
+
+def _blinks(kind: str):
+    """A database error as the driver reports a dropped connection or a server restarting."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if kind == "operational":
+        return OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+    error = DBAPIError("SELECT 1", {}, Exception("connection reset"), connection_invalidated=True)
+    assert error.connection_invalidated
+    return error
+
+
+@pytest.mark.parametrize("kind", ["operational", "invalidated"])
+def test_a_transient_database_error_does_not_use_up_an_events_attempts(network, monkeypatch, kind):
+    """issue 13, item 9: a database that blinks ten times must not set a good SMS aside as failed."""
+    from relay import processing
+    from relay.sweeper import MAX_ATTEMPTS
+
+    client = create_app(services=network).test_client()
+    stored_sms(client, 1)
+    real = processing._process
+    monkeypatch.setattr(processing, "_process", lambda *args: (_ for _ in ()).throw(_blinks(kind)))
+    for _ in range(MAX_ATTEMPTS + 1):
+        with pytest.raises(Exception):
+            inbound_drain.drain(network)  # the drain stops; its task retries later
+        with network.sessions.begin() as session:
+            session.execute(update(InboundEvent).values(dispatched_at=None))
+    assert _attempts(network, 1)[:2] == (0, "received")
+    assert sweep(network).set_aside == 0
+    monkeypatch.setattr(processing, "_process", real)
+    assert inbound_drain.drain(network).processed == 1
+    assert _attempts(network, 1)[1] == "posted"
+
+
+def test_any_other_error_uses_an_attempt_and_is_kept_as_the_last_error(network, monkeypatch):
+    from relay import processing
+
+    client = create_app(services=network).test_client()
+    stored_sms(client, 1)
+    monkeypatch.setattr(processing, "_process", lambda *args: (_ for _ in ()).throw(ValueError("a bad row")))
+    assert inbound_drain.drain(network).failed == 1
+    assert _attempts(network, 1) == (1, "received", "ValueError: a bad row")
+
+
 def test_status_callbacks_are_drained_too(network):
     client = create_app(services=network).test_client()
     response = post_signed(client, "/webhooks/twilio/status", {"MessageSid": "SM" + "e" * 32,
