@@ -178,3 +178,21 @@ def test_relay_up_restarts_a_killed_worker_and_the_web_keeps_answering(processes
     assert demo.returncode == 0, demo.stdout + demo.stderr
     notices = wait_until(outbox_with(base_url, 5), 30, "the five notices, sent by the new worker", watch=[up])
     assert sorted(to for to, _ in notices) == sorted([KIM, LEE, PARK, ALICE, BEN])
+
+
+def test_relay_worker_restarts_its_celery_worker_and_says_it_runs_no_sweeper(processes: Processes, tmp_path):
+    """A bare `relay worker` (no --beat) keeps its Celery worker up and makes the missing sweeper explicit."""
+    env = relay_env(VAR_DIR=str(tmp_path / "var"))
+    worker = processes.start("worker", relay_command("worker", "--concurrency", "1"), env)
+    celery = wait_until(lambda: _child_running(worker.pid, "--no-supervise"), 20, "relay worker's Celery worker",
+                        watch=[worker])
+    assert "This worker runs no sweeper: run `relay beat`" in worker.log()
+    wait_until(lambda: "ready." in worker.log(), 60, "Celery to be ready", watch=[worker])
+    os.kill(celery, signal.SIGKILL)
+    again = wait_until(lambda: (lambda pid: pid if pid not in (None, celery) else None)(
+        _child_running(worker.pid, "--no-supervise")), 20, "relay worker to start Celery again", watch=[worker])
+    assert f"celery worker (pid {celery}) was killed by SIGKILL" in worker.log()
+    assert f"celery worker restarted: pid {again} replaces {celery}" in worker.log()
+    worker.signal(signal.SIGTERM)  # passed on to Celery: both exit
+    assert worker.popen.wait(timeout=30) == 0, worker.log_tail()
+    wait_until(lambda: not group_pids(worker.pgid), 10, "the Celery worker to be gone")
