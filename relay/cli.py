@@ -4,10 +4,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -81,39 +78,21 @@ def up(port: int | None, host: str) -> None:
     _clear_metrics(Path(metrics_dir))
     env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     me = [sys.executable, "-m", "relay.cli"]
-    stopping: list[int] = []
-    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    children = [
-        subprocess.Popen(me + ["web", "--port", str(settings.port), "--host", host], env=env),
-        subprocess.Popen(me + ["worker", "--beat", "--concurrency", "2"], env=env),
-    ]
+    from .supervise import Child, Supervisor, stop_on_signals
+
+    # One level of supervision: the worker child runs Celery itself (--no-supervise); a child that
+    # dies is started again with backoff while the other goes on (relay/supervise.py).
+    supervisor = Supervisor([
+        Child("web", me + ["web", "--port", str(settings.port), "--host", host], env),
+        Child("worker", me + ["worker", "--beat", "--concurrency", "2", "--no-supervise"], env),
+    ])
+    stop_on_signals(supervisor.stopping)
     outbox = "" if settings.twilio_configured else f"; SMS go to the dev outbox at {settings.public_base_url}/dev/outbox"
     click.echo(f"relay is up at {settings.public_base_url} (database {_safe_url(settings.database_url)}, "
                f"broker {_safe_url(settings.broker_url)}){outbox}. Ctrl-C stops it.")
     click.echo(f"Coordinator console: {settings.public_base_url}/console/ — `relay demo` seeds a network and prints "
                f"a sign-in; or set a member's password with `relay members password EMAIL`.")
-    _supervise(children, stopping)
-
-
-def _supervise(children: list[subprocess.Popen], stopping: list[int]) -> None:
-    """Wait until a signal asks us to stop or a child dies; then stop every child."""
-    try:
-        while not stopping and all(c.poll() is None for c in children):
-            time.sleep(0.3)
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.time() + 15
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
-    if failed and not stopping:
-        raise click.ClickException("a relay process stopped unexpectedly; see the log above")
+    supervisor.run()
 
 
 @main.command()
@@ -140,15 +119,22 @@ def web(port: int | None, host: str, workers: int, threads: int) -> None:
 
 @main.command()
 @click.option("--concurrency", "-c", type=int, default=2, show_default=True)
-@click.option("--beat", is_flag=True, help="Also run the beat scheduler in this process (single-machine use).")
+@click.option("--beat", is_flag=True, help="Also run the beat scheduler (and so the sweeper) in this process "
+                                           "(single-machine use, or exactly one worker of a deployment).")
 @click.option("--queues", "-Q", default="inbound,outbound,bulk,maintenance", show_default=True,
               help="Queues to consume: inbound (webhooks, statuses), outbound (single sends: relayed replies), "
                    "bulk (broadcast batches), maintenance (sweeper, scheduled notices).")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--metrics-port", type=int, default=None,
               help="Serve this worker host's Prometheus metrics (task timings) on this port.")
-def worker(concurrency: int, beat: bool, queues: str, loglevel: str, metrics_port: int | None) -> None:
-    """Run a Celery worker (run as many as you like)."""
+@click.option("--no-supervise", is_flag=True, hidden=True,
+              help="Run Celery in this process instead of a restarted child (used by relay up and the supervisor).")
+def worker(concurrency: int, beat: bool, queues: str, loglevel: str, metrics_port: int | None,
+           no_supervise: bool) -> None:
+    """Run a Celery worker (run as many as you like).
+
+    The Celery worker runs as a child process that is started again, with backoff, whenever it exits
+    (relay/supervise.py); this process also warns when no sweeper has run for two sweep periods."""
     settings = _settings()
     # Task timings from every worker process land in one directory (set before prometheus loads).
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -161,6 +147,9 @@ def worker(concurrency: int, beat: bool, queues: str, loglevel: str, metrics_por
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         start_http_server(metrics_port, addr="0.0.0.0", registry=registry)
+    if not no_supervise:
+        _supervise_worker(settings, concurrency, beat, queues, loglevel)
+        return
     from workers.app import create_celery
 
     app = create_celery(settings)
@@ -169,6 +158,30 @@ def worker(concurrency: int, beat: bool, queues: str, loglevel: str, metrics_por
     if beat:
         argv.append("--beat")
     app.worker_main(argv)
+
+
+def _supervise_worker(settings: Settings, concurrency: int, beat: bool, queues: str, loglevel: str) -> None:
+    """Run the Celery worker as a child restarted whenever it exits, and watch for the sweeper."""
+    from workers.app import SWEEP_EVERY_SECONDS
+
+    from .db import make_engine, make_session_factory
+    from .heartbeats import SweeperWatch
+    from .supervise import Child, Supervisor, stop_on_signals
+
+    child = [sys.executable, "-m", "relay.cli", "worker", "--no-supervise", "--concurrency", str(concurrency),
+             "-Q", queues, "--loglevel", loglevel] + (["--beat"] if beat else [])
+    supervisor = Supervisor([Child("celery worker", child, dict(os.environ))])
+    stop_on_signals(supervisor.stopping)
+    if not beat:
+        click.echo("This worker runs no sweeper: run `relay beat` once per deployment (or one worker with --beat); "
+                   "a warning follows if no sweep is recorded for two sweep periods.", err=True)
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0) \
+        if settings.database_url.startswith("postgresql") else make_engine(settings.database_url)
+    watch = SweeperWatch(make_session_factory(engine), SWEEP_EVERY_SECONDS)
+    try:
+        supervisor.run(on_tick=watch.tick)
+    finally:
+        engine.dispose()
 
 
 @main.command()
@@ -709,6 +722,59 @@ def audit_log(limit: int, action: str | None) -> None:
             detail = " ".join(f"{k}={v}" for k, v in sorted(event.detail.items()))
             click.echo(f"{event.created_at.isoformat(timespec='seconds')} {event.action} {event.subject} "
                        f"by {event.actor} via {event.source}{' ' + detail if detail else ''}")
+
+
+# ---------------------------------------------------------------- inbound events
+
+
+@main.group()
+def events() -> None:
+    """Stored webhooks whose processing failed: list them, run one again."""
+
+
+@events.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000))
+def events_list(limit: int) -> None:
+    """Set-aside and failing inbound events: id, kind, state, attempts, age, last error."""
+    from .set_aside import troubled
+
+    services = _services(_settings())
+    now = _now()
+    with services.sessions() as session:
+        rows = troubled(session, limit)
+    for row in rows:
+        age = _age((now - row.received_at).total_seconds())
+        error = " ".join(row.last_error.split())[:120] or "-"
+        click.echo(f"{row.id:8} {row.kind:6} {row.state:9} attempts {row.attempts:2}  {age:>5} old  {error}")
+    if not rows:
+        click.echo("no failed or set-aside events")
+
+
+@events.command("retry")
+@click.argument("event_id", type=int)
+def events_retry(event_id: int) -> None:
+    """Run EVENT_ID again: its attempts start from zero and it is queued (audited as inbound.retry)."""
+    from .set_aside import NotRetryable, retry
+
+    services = _services(_settings())
+    try:
+        retry(services, event_id, actor=cli_actor())
+    except NotRetryable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"inbound event {event_id} queued again (attempts reset); `relay events list` shows it if it fails")
+
+
+def _now():
+    from .models import utcnow
+
+    return utcnow()
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{max(0, seconds):.0f}s"
 
 
 # ---------------------------------------------------------------- API tokens

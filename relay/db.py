@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -43,6 +43,13 @@ def make_engine(url: str, **kwargs) -> Engine:
         # 15 s for a webhook, which relay would rather spool (relay/spool.py). ?connect_timeout=N overrides.
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that says nothing about the work being done: the server went away, restarted,
+    refused a connection, or the connection was invalidated. Retried without counting against an event."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or bool(
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

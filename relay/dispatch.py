@@ -173,6 +173,9 @@ def celery_config(settings) -> dict:
         "task_default_queue": QUEUE_INBOUND,
         "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         "broker_connection_retry_on_startup": True,
+        # a worker reconnects to a lost broker forever (kombu backs off 2 s, 4 s ... 30 s and Celery logs
+        # each try), instead of exiting after 100 attempts (Celery's default)
+        "broker_connection_max_retries": None,
         "broker_connection_timeout": 3,
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
                                       "interval_max": 0.5},

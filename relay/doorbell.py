@@ -20,6 +20,10 @@ import redis
 
 COALESCE_SECONDS = 0.05
 LINGER_SECONDS = 2 * COALESCE_SECONDS
+# A ring is one SET on loopback or a LAN (well under a millisecond): a Redis that takes longer than
+# this is hung or gone, and every webhook would wait for it. The ring fails instead (logged by
+# dispatch_safely); the event is stored, and the sweeper queues it.
+REDIS_TIMEOUT_SECONDS = 0.5
 
 
 class RedisDoorbell:
@@ -31,7 +35,8 @@ class RedisDoorbell:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "") -> "RedisDoorbell":
-        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                                      socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
         return cls(client, f"{prefix}relay:inbound:doorbell")
 
     def ring(self) -> bool:

@@ -3,16 +3,21 @@ deduplicated by a unique constraint on (provider, kind, provider id)."""
 from __future__ import annotations
 
 import json
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Iterator
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from .db import driver_autocommit, transaction
+from .db import driver_autocommit, is_transient, transaction
 from .models import InboundEvent, utcnow
 from .storage import insert_if_new
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,7 @@ def _row(*, provider: str, kind: str, dedupe_key: str, raw: str, sender: str = "
     """received_at: when the webhook came in, if earlier than now (one replayed from relay/spool.py)."""
     return {"provider": provider, "kind": kind, "dedupe_key": dedupe_key, "raw": raw, "sender": sender[:320],
             "outcome": "received", "attempts": 0, "payload": payload, "content_type": content_type[:200],
-            "rules_fired": [], "detail": "", "received_at": received_at or utcnow()}
+            "rules_fired": [], "detail": "", "last_error": "", "received_at": received_at or utcnow()}
 
 
 def _existing(session: Session | Connection, row: dict) -> Recorded:
@@ -82,3 +87,28 @@ def count_attempt(services, event_id: int) -> None:
     with transaction(services.sessions) as session:
         session.execute(update(InboundEvent).where(InboundEvent.id == event_id, InboundEvent.processed_at.is_(None))
                         .values(attempts=InboundEvent.attempts + 1).execution_options(synchronize_session=False))
+
+
+@contextmanager
+def attempt(services, event_id: int) -> Iterator[None]:
+    """One processing attempt of a stored event. It is counted first, in its own transaction (a crash
+    still counts, so a poison event is set aside after ten); an exception then either gives the attempt
+    back, when it is a transient database error (relay/db.py is_transient: the database blinked, the
+    event is fine), or is kept as the event's last error (`relay events list`). Both are best effort:
+    with the database still away they are logged and the attempt stays counted."""
+    count_attempt(services, event_id)
+    try:
+        yield
+    except Exception as exc:
+        transient = is_transient(exc)
+        try:
+            with transaction(services.sessions) as session:
+                pending = (InboundEvent.id == event_id, InboundEvent.processed_at.is_(None))
+                values = ({"attempts": InboundEvent.attempts - 1} if transient
+                          else {"last_error": f"{type(exc).__name__}: {exc}"[:1000]})
+                session.execute(update(InboundEvent).where(*pending).values(**values)
+                                .execution_options(synchronize_session=False))
+        except Exception as again:
+            log.warning("inbound %s: could not %s (%s: %s)", event_id,
+                        "give back the attempt" if transient else "record the error", type(again).__name__, again)
+        raise

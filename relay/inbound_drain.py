@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from .db import transaction
+from .db import is_transient, transaction
 from .models import InboundEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -85,9 +84,9 @@ def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None 
             try:
                 process_event(services, event_id, kind)
                 processed += 1
-            except (OperationalError, InterfaceError):  # the database is unreachable: stop, retry later
-                raise
-            except Exception:  # one bad event must not hold up the others
-                failed += 1
+            except Exception as exc:
+                if is_transient(exc):  # the database is unreachable: stop, retry later (no attempt used)
+                    raise
+                failed += 1  # one bad event must not hold up the others
                 log.exception("inbound %s (%s): processing failed; the sweeper will retry it", event_id, kind)
     return DrainReport(processed, failed, more=True)

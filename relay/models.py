@@ -242,6 +242,8 @@ class InboundEvent(Base):
     # When the sweeper emptied raw and payload (clinical text) after RELAY_RAW_RETENTION (relay/retention.py);
     # the row's metadata and outcome, and the post it made, stay.
     raw_purged_at: Mapped[datetime | None] = mapped_column()
+    # Why the last attempt failed (`relay events list`); a transient database error is not kept here.
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     __table_args__ = (
         UniqueConstraint("provider", "kind", "dedupe_key"),
@@ -433,6 +435,15 @@ class SendingHold(Base):
     reason: Mapped[str] = mapped_column(String(300), default="")
     changed_by: Mapped[str] = mapped_column(String(120), default="")
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Heartbeat(Base):
+    """When something periodic last ran (name "sweep": relay/heartbeats.py), so a worker can say when it stopped."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    at: Mapped[datetime] = mapped_column()
 
 
 class ApiToken(Base):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from . import consent, fanout, inbound_limits, ladder, ladder_sms, mms_media, threads
 from .db import transaction
 from .dispatch import dispatch_safely
-from .inbound import count_attempt
+from .inbound import attempt
 from .logs import mask, mask_text
 from .metrics import INBOUND_LATENCY
 from .models import Case, InboundEvent, Member, Post, utcnow
@@ -38,14 +38,14 @@ class Outcome:
 
 def process_inbound(services, event_id: int) -> Outcome:
     """Process one recorded inbound SMS and dispatch what it caused."""
-    count_attempt(services, event_id)
-    try:
-        with transaction(services.sessions) as session:
-            outcome = _process(session, services.settings, event_id)
-    except IntegrityError:
-        # Another worker processed the same event at the same moment and won; its work stands.
-        log.info("inbound %s: processed concurrently elsewhere", event_id)
-        return Outcome(event_id, "duplicate")
+    with attempt(services, event_id):  # a transient database error does not count (relay/inbound.py)
+        try:
+            with transaction(services.sessions) as session:
+                outcome = _process(session, services.settings, event_id)
+        except IntegrityError:
+            # Another worker processed the same event at the same moment and won; its work stands.
+            log.info("inbound %s: processed concurrently elsewhere", event_id)
+            return Outcome(event_id, "duplicate")
     if outcome.delivery_ids:
         dispatch_deliveries(services, list(outcome.delivery_ids))
     for image_id in outcome.image_ids:  # a lost dispatch is picked up by the sweeper

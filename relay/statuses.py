@@ -6,7 +6,7 @@ import logging
 from sqlalchemy import select
 
 from .db import transaction
-from .inbound import count_attempt
+from .inbound import attempt
 from .deliveries import can_move
 from . import consent
 from .models import Delivery, InboundEvent, Member, utcnow
@@ -17,8 +17,7 @@ log = logging.getLogger(__name__)
 
 def apply_status(services, event_id: int) -> str:
     """Apply one recorded status callback. Returns what happened, for logs and tests."""
-    count_attempt(services, event_id)
-    with transaction(services.sessions) as session:
+    with attempt(services, event_id), transaction(services.sessions) as session:
         event = session.get(InboundEvent, event_id, with_for_update=True)
         if event is None or event.processed_at is not None:
             return "duplicate"

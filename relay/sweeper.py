@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from . import hold
+from . import heartbeats, hold
 from .db import transaction
 from .deliveries import FAILED, SENDING, booked_soon, due_for_dispatch
 from .dispatch import dispatch_safely
@@ -43,6 +43,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
     now = utcnow()
     settings = services.settings
     with transaction(services.sessions) as session:
+        heartbeats.mark(session, heartbeats.SWEEP, now)  # relay worker warns when this stops (relay/heartbeats.py)
         gave_up = session.execute(
             update(Delivery)
             .where(Delivery.status == SENDING, Delivery.lease_until < now,

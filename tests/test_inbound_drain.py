@@ -111,6 +111,55 @@ def test_one_failing_event_does_not_hold_up_the_rest(network, monkeypatch, caplo
     assert network.dispatcher.inbound == [2]
 
 
+def _attempts(services, event_id: int) -> tuple[int, str, str]:
+    with services.sessions() as session:
+        event = session.get(InboundEvent, event_id)
+        return event.attempts, event.outcome, event.last_error
+
+
+def _blinks(kind: str):
+    """A database error as the driver reports a dropped connection or a server restarting."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if kind == "operational":
+        return OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+    error = DBAPIError("SELECT 1", {}, Exception("connection reset"), connection_invalidated=True)
+    assert error.connection_invalidated
+    return error
+
+
+@pytest.mark.parametrize("kind", ["operational", "invalidated"])
+def test_a_transient_database_error_does_not_use_up_an_events_attempts(network, monkeypatch, kind):
+    """issue 13, item 9: a database that blinks ten times must not set a good SMS aside as failed."""
+    from relay import processing
+    from relay.sweeper import MAX_ATTEMPTS
+
+    client = create_app(services=network).test_client()
+    stored_sms(client, 1)
+    real = processing._process
+    monkeypatch.setattr(processing, "_process", lambda *args: (_ for _ in ()).throw(_blinks(kind)))
+    for _ in range(MAX_ATTEMPTS + 1):
+        with pytest.raises(Exception):
+            inbound_drain.drain(network)  # the drain stops; its task retries later
+        with network.sessions.begin() as session:
+            session.execute(update(InboundEvent).values(dispatched_at=None))
+    assert _attempts(network, 1)[:2] == (0, "received")
+    assert sweep(network).set_aside == 0
+    monkeypatch.setattr(processing, "_process", real)
+    assert inbound_drain.drain(network).processed == 1
+    assert _attempts(network, 1)[1] == "posted"
+
+
+def test_any_other_error_uses_an_attempt_and_is_kept_as_the_last_error(network, monkeypatch):
+    from relay import processing
+
+    client = create_app(services=network).test_client()
+    stored_sms(client, 1)
+    monkeypatch.setattr(processing, "_process", lambda *args: (_ for _ in ()).throw(ValueError("a bad row")))
+    assert inbound_drain.drain(network).failed == 1
+    assert _attempts(network, 1) == (1, "received", "ValueError: a bad row")
+
+
 def test_status_callbacks_are_drained_too(network):
     client = create_app(services=network).test_client()
     response = post_signed(client, "/webhooks/twilio/status", {"MessageSid": "SM" + "e" * 32,
@@ -271,3 +320,64 @@ def test_a_failed_publish_silences_the_bell_so_the_next_webhook_tries_again(prod
     with pytest.raises(ConnectionError):
         dispatcher.inbound_received(1, "sms")
     assert doorbell.ring() is True  # silent again
+
+
+# ---------------------------------------------------------------- a hung Redis (issue 13, item 9)
+
+
+@pytest.fixture
+def hung_redis():
+    """A loopback TCP server that accepts connections and never answers: a Redis that hangs."""
+    import socket
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    stop.set()
+    thread.join(2)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_the_doorbell_gives_up_on_a_hung_redis_within_its_short_timeout(hung_redis):
+    import time
+
+    from relay.doorbell import REDIS_TIMEOUT_SECONDS
+
+    assert REDIS_TIMEOUT_SECONDS <= 0.5
+    bell = RedisDoorbell.from_url(hung_redis)
+    started = time.monotonic()
+    with pytest.raises(redis.exceptions.TimeoutError):
+        bell.ring()
+    assert time.monotonic() - started < REDIS_TIMEOUT_SECONDS + 0.5
+
+
+def test_a_webhook_is_answered_quickly_while_redis_hangs(network, hung_redis, tmp_path, sms, mail):
+    """The edge stores the SMS, the ring times out (logged, the sweeper queues it) and Twilio gets its 200."""
+    import time
+
+    settings = make_settings(tmp_path, network.settings.database_url, broker_url=hung_redis)
+    services = build_services(settings, senders={"sms": sms, "email": mail})
+    client = create_app(services=services).test_client()
+    started = time.monotonic()
+    response = post_signed(client, SMS, sms_form("+821012345602", "C1 while Redis hangs", sid="SM" + "7" * 32))
+    took = time.monotonic() - started
+    services.dispose()
+    assert response.status_code == 200
+    assert took < 1.5, f"the webhook took {took:.1f} s"
+    assert outcomes(network) == {"received": 1}  # kept, waiting for the sweeper

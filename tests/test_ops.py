@@ -76,3 +76,65 @@ def test_dev_outbox_page(tmp_path, database_url):
 
 def test_dev_outbox_is_off_with_a_provider(client):
     assert client.get("/dev/outbox").status_code == 404
+
+
+# ---------------------------------------------------------------- relay events list|retry (issue 13, item 9)
+
+
+def test_events_list_shows_failing_and_set_aside_events_and_retry_runs_one_again(settings, network, monkeypatch):
+    from click.testing import CliRunner
+    from sqlalchemy import update
+
+    from relay import processing
+    from relay.audit import recent
+    from relay.cli import main
+    from relay.db import transaction
+    from relay.inbound_drain import drain
+    from relay.models import InboundEvent
+    from relay.processing import process_inbound
+    from relay.sweeper import MAX_ATTEMPTS, sweep
+
+    from .helpers import event
+
+    poison = record_sms(network, "+821012345602", "C1 this one breaks a template")
+    failing = record_sms(network, "+821012345603", "C1 this one too")
+    fine = record_sms(network, "+12025550105", "C1 this one is fine")
+    real = processing._process
+    monkeypatch.setattr(processing, "_process", lambda session, settings, event_id: real(session, settings, event_id)
+                        if event_id == fine else (_ for _ in ()).throw(KeyError("template 'relay' has no 'ko'")))
+    assert drain(network).failed == 2
+    with transaction(network.sessions) as session:  # the poison one failed every time; the sweeper sets it aside
+        session.execute(update(InboundEvent).where(InboundEvent.id == poison).values(attempts=MAX_ATTEMPTS))
+    assert sweep(network).set_aside == 1
+
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    runner = CliRunner()
+    listed = runner.invoke(main, ["events", "list"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert len(lines) == 2, listed.output  # the processed one is not listed
+    assert lines[0].split()[:6] == [str(poison), "sms", "set", "aside", "attempts", str(MAX_ATTEMPTS)]
+    assert lines[1].split()[:5] == [str(failing), "sms", "failing", "attempts", "1"]
+    assert all("KeyError: \"template 'relay' has no 'ko'\"" in line and " old " in line for line in lines)
+
+    monkeypatch.setattr(processing, "_process", real)  # the template is fixed
+    retried = runner.invoke(main, ["events", "retry", str(poison)])
+    assert retried.exit_code == 0, retried.output
+    assert f"inbound event {poison} queued again" in retried.output
+    reset = event(network, poison)
+    assert (reset.attempts, reset.processed_at, reset.outcome) == (0, None, "received")
+    with network.sessions() as session:
+        audited = recent(session, 5, "inbound.retry")
+    assert len(audited) == 1 and audited[0].subject == f"inbound:{poison}"
+    assert audited[0].detail["attempts"] == MAX_ATTEMPTS and audited[0].detail["outcome"] == "failed"
+    assert audited[0].actor.startswith("cli:")
+    assert process_inbound(network, poison).outcome == "posted"  # what the queued task does
+    assert process_inbound(network, poison).outcome == "duplicate"  # once only
+
+    refused = runner.invoke(main, ["events", "retry", str(fine)])
+    assert refused.exit_code == 1 and "was processed (posted)" in refused.output
+    assert runner.invoke(main, ["events", "retry", "99999"]).exit_code == 1
+    relisted = runner.invoke(main, ["events", "list"]).output.splitlines()
+    assert [line.split()[0] for line in relisted] == [str(failing)]

@@ -188,3 +188,65 @@ def test_the_purge_runs_in_short_batches_and_can_be_turned_off(network):
     assert all(event(network, i).raw == "" for i in ids)
     assert Settings.from_env({}).raw_retention == timedelta(days=30)
     assert Settings.from_env({"RELAY_RAW_RETENTION": "7d"}).raw_retention == timedelta(days=7)
+
+
+# ---------------------------------------------------------------- the sweeper's heartbeat (issue 13, item 9)
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_worker_warns_when_no_sweeper_has_run_for_two_periods(network, caplog):
+    """relay worker's watch (relay/heartbeats.py) reads the heartbeat every sweep() records."""
+    import logging
+
+    from relay.heartbeats import SWEEP, SweeperWatch, last
+
+    clock = _Clock()
+    watch = SweeperWatch(network.sessions, period=30, clock=clock)
+    with caplog.at_level(logging.INFO, logger="relay.heartbeats"):
+        clock.now = 59  # the grace: a sweeper just started may not have swept yet
+        assert watch.check() is None
+        clock.now = 61
+        warning = watch.check()
+        assert warning and "no sweeper is running: no sweep has ever been recorded" in warning
+        assert "relay beat" in caplog.text
+        assert watch.check() is None  # said once, repeated only every ten minutes
+        clock.now = 61 + 601
+        assert "no sweep has ever been recorded" in watch.check()
+
+        sweep(network)  # a sweeper runs: the heartbeat is fresh, the warning ends
+        with network.sessions() as session:
+            assert (utcnow() - last(session, SWEEP)).total_seconds() < 5
+        caplog.clear()
+        assert watch.check() is None
+        assert "the sweeper is running again" in caplog.text
+
+        with transaction(network.sessions) as session:  # and stops: the last sweep is 61 s old
+            from relay.heartbeats import mark
+
+            mark(session, SWEEP, utcnow() - timedelta(seconds=61))
+        clock.now += 10
+        assert "the last sweep was 61 s ago" in watch.check()
+
+
+def test_the_watch_ticks_once_a_period_and_survives_an_unreachable_database(network):
+    from relay.heartbeats import SweeperWatch
+
+    clock = _Clock()
+    reads = []
+
+    def sessions():
+        reads.append(clock.now)
+        raise ConnectionError("database down (test)")
+
+    watch = SweeperWatch(sessions, period=30, clock=clock)
+    for second in range(0, 95, 5):
+        clock.now = second
+        watch.tick()
+    assert reads == [30, 60, 90]

@@ -15,6 +15,10 @@ DIGESTS_EVERY_SECONDS = 15 * 60.0  # issue 5: every zone's delivery hour starts 
 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        from .kombu_guard import install
+
+        install()  # a lost connection is a reconnect, not an exit (workers/kombu_guard.py)
     app = Celery("relay", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.conf.beat_schedule = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import html
+import os
 import re
 import signal
 import subprocess
@@ -127,3 +128,71 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert time.monotonic() - stopped_at < 20
     # Its children must be gone too (a moment's grace for the last exits to be reaped).
     wait_until(lambda: not group_pids(up.pgid), 3, f"relay up's children {children} to be gone")
+
+
+def _child_running(parent: int, word: str) -> int | None:
+    """The pid of `parent`'s child whose command line has `word` (e.g. relay up's worker)."""
+    from pathlib import Path
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == parent and fields[0] != "Z" and word in cmdline:
+            return int(entry.name)
+    return None
+
+
+def test_relay_up_restarts_a_killed_worker_and_the_web_keeps_answering(processes: Processes, tmp_path):
+    """issue 13, item 9: the kernel's OOM killer takes the worker; relay up starts it again (with a
+    log line) and the web answered throughout; the new worker delivers a notice."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = relay_env(VAR_DIR=str(tmp_path / "var"), PORT=str(port))
+    up = processes.start("up", relay_command("up", "--port", str(port)), env)
+    wait_for_health(base_url, up, timeout=40)
+    worker = wait_until(lambda: _child_running(up.pid, "worker --beat"), 10, "relay up's worker")
+    web = _child_running(up.pid, "webhooks.app")
+    assert web
+
+    os.kill(worker, signal.SIGKILL)
+    answered = []
+
+    def restarted():
+        answered.append(requests.get(f"{base_url}/healthz", timeout=2).status_code)
+        found = _child_running(up.pid, "worker --beat")
+        return found if found not in (None, worker) else None
+
+    new_worker = wait_until(restarted, 20, "relay up to start its worker again", interval=0.2, watch=[up])
+    assert set(answered) == {200}  # the web answered while the worker was down
+    assert f"worker (pid {worker}) was killed by SIGKILL" in up.log()
+    assert f"worker restarted: pid {new_worker} replaces {worker}" in up.log()
+    assert _child_running(up.pid, "webhooks.app") == web  # the web server was never restarted
+
+    demo = subprocess.run(relay_command("demo"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    notices = wait_until(outbox_with(base_url, 5), 30, "the five notices, sent by the new worker", watch=[up])
+    assert sorted(to for to, _ in notices) == sorted([KIM, LEE, PARK, ALICE, BEN])
+
+
+def test_relay_worker_restarts_its_celery_worker_and_says_it_runs_no_sweeper(processes: Processes, tmp_path):
+    """A bare `relay worker` (no --beat) keeps its Celery worker up and makes the missing sweeper explicit."""
+    env = relay_env(VAR_DIR=str(tmp_path / "var"))
+    worker = processes.start("worker", relay_command("worker", "--concurrency", "1"), env)
+    celery = wait_until(lambda: _child_running(worker.pid, "--no-supervise"), 20, "relay worker's Celery worker",
+                        watch=[worker])
+    assert "This worker runs no sweeper: run `relay beat`" in worker.log()
+    wait_until(lambda: "ready." in worker.log(), 60, "Celery to be ready", watch=[worker])
+    os.kill(celery, signal.SIGKILL)
+    again = wait_until(lambda: (lambda pid: pid if pid not in (None, celery) else None)(
+        _child_running(worker.pid, "--no-supervise")), 20, "relay worker to start Celery again", watch=[worker])
+    assert f"celery worker (pid {celery}) was killed by SIGKILL" in worker.log()
+    assert f"celery worker restarted: pid {again} replaces {celery}" in worker.log()
+    worker.signal(signal.SIGTERM)  # passed on to Celery: both exit
+    assert worker.popen.wait(timeout=30) == 0, worker.log_tail()
+    wait_until(lambda: not group_pids(worker.pgid), 10, "the Celery worker to be gone")
