@@ -132,6 +132,9 @@ class Settings:
     max_image_bytes: int = 10 * 1024 * 1024
     media_fetch_attempts: int = 6
     intake_address: str = ""
+    # issue 13: an email that does not prove its sender waits this long for the member's confirmation
+    email_confirm_window: timedelta = timedelta(hours=48)
+    email_trusted_authserv_ids: tuple[str, ...] = ()  # Authentication-Results from these servers count
     # Console and library sign-in (webhooks/auth.py). None: Secure unless the public base is http://.
     session_cookie_secure: bool | None = None
     session_idle_timeout: timedelta = timedelta(minutes=30)
@@ -198,6 +201,8 @@ class Settings:
             media_fetch_attempts=parse_int(get("MEDIA_FETCH_ATTEMPTS"), "RELAY_MEDIA_FETCH_ATTEMPTS",
                                            cls.media_fetch_attempts, minimum=1),
             intake_address=get("INTAKE_ADDRESS").lower(),
+            email_confirm_window=parse_duration(get("EMAIL_CONFIRM_WINDOW") or "48h", "RELAY_EMAIL_CONFIRM_WINDOW"),
+            email_trusted_authserv_ids=tuple(i.lower() for i in _split(get("EMAIL_TRUSTED_AUTHSERV_IDS"))),
             session_cookie_secure=parse_bool(get("SESSION_COOKIE_SECURE"), "RELAY_SESSION_COOKIE_SECURE"),
             session_idle_timeout=parse_duration(get("SESSION_IDLE_TIMEOUT") or "30m", "RELAY_SESSION_IDLE_TIMEOUT"),
             signin_rate_limit=get("SIGNIN_RATE_LIMIT") or cls.signin_rate_limit,

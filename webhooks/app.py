@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["relay"] = services or build_services(
         settings, engine=make_engine(settings.database_url, pool_pre_ping=False))
 
-    from . import api, auth, console, email, library, ops, preferences, twilio, unsubscribe
+    from . import api, auth, console, email, email_confirm, library, ops, preferences, twilio, unsubscribe
 
     auth.configure_sessions(app, settings)
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(library.blueprint)
     app.register_blueprint(unsubscribe.blueprint)
     app.register_blueprint(email.blueprint)
+    app.register_blueprint(email_confirm.blueprint)  # issue 13: held email posts
     app.register_blueprint(api.blueprint)
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(console.blueprint)
