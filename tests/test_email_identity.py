@@ -262,3 +262,14 @@ def test_authentication_results_count_only_from_trusted_servers():
     assert proof(verdicts, "alice@example.org", ("mx.trusted.example",)) is None
     verdicts = [AuthVerdict("dkim", "pass", "example.org", "ar:mx.trusted.example")]
     assert proof(verdicts, "alice@example.org", ("mx.trusted.example",))
+
+
+def test_settings():
+    from relay.settings import Settings
+
+    default = Settings.from_env({})
+    assert default.email_confirm_window == timedelta(hours=48) and default.email_trusted_authserv_ids == ()
+    custom = Settings.from_env({"RELAY_EMAIL_CONFIRM_WINDOW": "2h",
+                                "RELAY_EMAIL_TRUSTED_AUTHSERV_IDS": "MX.Hospital.example, mx.b.example"})
+    assert custom.email_confirm_window == timedelta(hours=2)
+    assert custom.email_trusted_authserv_ids == ("mx.hospital.example", "mx.b.example")
