@@ -13,18 +13,20 @@ from types import SimpleNamespace
 
 from sqlalchemy.orm import Session
 
+from . import email_confirm
 from .mail import LOOP_HEADER, _message, _render
 from .messages import OutboundMessage
-from .models import Delivery, Digest, DigestSubscription, Member
+from .models import Case, Delivery, Digest, DigestSubscription, Member
 from .tokens import signed_id, unsubscribe_token
 
 PURPOSES = frozenset({"digest", "confirm_subscription", "unsubscribed", "unsubscribed_digest",
-                      "preferences_changed"})
+                      "preferences_changed", email_confirm.PURPOSE})
 SUBJECTS = {
     "confirm_subscription": "Confirm your {network} digest subscription",
     "unsubscribed": "You are unsubscribed from {network} email",
     "unsubscribed_digest": "You are unsubscribed from the {network} digest",
     "preferences_changed": "Your {network} preferences were changed",
+    email_confirm.PURPOSE: "Did you write this? Confirm your {network} post",  # issue 13
 }
 
 
@@ -63,6 +65,11 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
                "preferences_url": preferences_url(settings, member.id) if member else None}
     if delivery.purpose == "confirm_subscription":
         context["confirm_url"] = confirm_url(settings, int(delivery.dedupe_key.split(":")[1]))
+    if delivery.purpose == email_confirm.PURPOSE:  # issue 13: an email post that did not prove its sender
+        case = session.get(Case, delivery.case_id) if delivery.case_id else None
+        context.update(confirm_url=email_confirm.confirm_url(settings, int(delivery.dedupe_key.split(":")[1])),
+                       code=case.code if case else "", text=delivery.body,
+                       hours=int(settings.email_confirm_window.total_seconds() // 3600))
     language = member.language if member else "en"
     text = _render(settings.templates_dir, f"{delivery.purpose}.txt", language, **context)
     message = EmailMessage(policy=SMTP)

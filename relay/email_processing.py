@@ -4,7 +4,10 @@ posted to the case and relayed to every follower by SMS and email.
 
 The rules run in this order, and the ones asked are recorded on the event:
 unsubscribe -> bounce -> automatic (loops, auto-replies) -> intake (mail to RELAY_INTAKE_ADDRESS becomes a draft
-case) -> unknown sender -> authorisation -> thread. Image attachments of a posted reply are filed under the case."""
+case) -> unknown sender -> authorisation -> limits (the inbound flood limit, as for SMS) -> thread -> repeat (an
+auto-responder's identical text) -> sender (issue 13: the From line proves nothing; the signed reply address or an
+aligned SPF/DKIM verdict does, relay/sender_auth.py; anything else is kept "unconfirmed" and the member is asked to
+confirm, relay/email_confirm.py). Image attachments of a posted reply are filed under the case."""
 from __future__ import annotations
 
 import logging
@@ -12,22 +15,18 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import threads
+from . import email_confirm, inbound_limits, sender_auth, threads
 from .autoreplies import automatic_reason
 from .bounce_handling import handle_report
 from .cases import create_case
 from .images import file_attachments
 from .logs import mask
-
-
 from .mail import LOOP_HEADER, list_id
 from .models import Case, InboundEvent, Member, utcnow
 from .providers.errors import BadWebhook
 from .providers.inbound_email import parse_inbound_email
 from .replies import visible_text
 from .permissions import ALLOWED
-
-
 from .subscriptions import unsubscribe
 from .rules.authorisation import POSTING_ROLES
 
@@ -36,8 +35,10 @@ log = logging.getLogger(__name__)
 INTAKE_ROLES = ALLOWED["case.intake"]
 
 
-def process_email_event(session: Session, settings, event: InboundEvent):
-    """Returns (outcome, post_id, delivery rows); the caller plans the rows and marks the event."""
+def process_email_event(session: Session, settings, event: InboundEvent, confirmed: bool = False):
+    """Returns (outcome, post_id, delivery rows); the caller plans the rows and marks the event.
+
+    `confirmed`: the member confirmed this held mail from their registered address (confirm_held)."""
     fired: list[str] = []
 
     def done(outcome: str, detail: str, post_id: int | None = None, rows: list | None = None):
@@ -83,6 +84,13 @@ def process_email_event(session: Session, settings, event: InboundEvent):
     if not member.active or not (member.role_set & POSTING_ROLES):
         return done("rejected", "member may not post")
 
+    fired.append("limits")
+    if not confirmed and inbound_limits.over_rate(session, settings, event):
+        # no answer by mail: the From line may be forged, and answering would make us a mail cannon
+        log.warning("inbound email %s from %s: over %s a minute, kept and not relayed", event.id,
+                    mask(email.from_address), settings.inbound_per_minute)
+        return done("throttled", f"over {settings.inbound_per_minute} messages a minute from this sender")
+
     fired.append("thread")
     found = threads.resolve_email_thread(session, settings.secret(), domain, email, member.id)
     if found.how == threads.TOKEN_MISMATCH:
@@ -100,11 +108,31 @@ def process_email_event(session: Session, settings, event: InboundEvent):
     if not text:
         return done("empty", "nothing left after removing quotes and signature")
 
+    fired.append("repeat")
+    if not confirmed and inbound_limits.repeats_last_email_post(session, event, text):
+        return done("repeat", "the same text as this sender's previous post")
+
+    fired.append("sender")
+    if confirmed:
+        proven = "confirmed by the member"
+    elif found.how == threads.EMAIL_TOKEN:
+        proven = "signed reply address"
+    else:
+        proven = sender_auth.proof(email.auth, email.from_address, settings.email_trusted_authserv_ids)
+    if proven is None:
+        rows = email_confirm.confirmation_rows(session, settings, event, member, case.id, text)
+        log.warning("inbound email %s from %s for %s: sender not proven (no signed reply address, no aligned "
+                    "SPF/DKIM pass); held, %s", event.id, mask(email.from_address), case.code,
+                    "member asked to confirm" if rows else "too many pending: member not asked again")
+        return done(email_confirm.UNCONFIRMED, f"{case.code} by {found.how}: sender not proven; "
+                    + ("confirmation sent to the member" if rows else "confirmation not sent (too many pending)"),
+                    rows=rows)
+
     from .processing import publish_reply
 
     post, rows = publish_reply(session, settings, case, member, text, "email", event.id)
     filed, notes = file_attachments(session, settings, case, email.attachments, "email", post)
-    detail = f"{case.code} by {found.how}" + (f"; {len(filed)} image(s) filed" if filed else "")
+    detail = f"{case.code} by {found.how}; sender: {proven}" + (f"; {len(filed)} image(s) filed" if filed else "")
     return done("posted", "; ".join([detail, *notes]), post.id, rows)
 
 
@@ -123,3 +151,27 @@ def _intake(session: Session, settings, email, done):
     log.info("intake mail from %s: draft %s with %s image(s)", mask(email.from_address), case.code, len(filed))
     return done("intake", "; ".join([f"draft {case.code} from {member.email}, {len(filed)} image(s) filed",
                                      *notes]))
+
+
+CONFIRMED, USED, EXPIRED, INVALID = "posted", "used", "expired", "invalid"
+
+
+def confirm_held(session: Session, settings, token: str):
+    """The member's confirmation of a held email (the POST behind the emailed link): posts it once.
+
+    Returns (status, post_id, delivery rows): "posted", or the event's new outcome when it cannot be
+    posted any more (a closed case, say), "used" (already confirmed, or never held), "expired", "invalid"."""
+    event_id = email_confirm.event_of(settings, token)
+    event = session.get(InboundEvent, event_id, with_for_update=True) if event_id is not None else None
+    if event is None or event.kind != "email":
+        return INVALID, None, []
+    if event.outcome != email_confirm.UNCONFIRMED:
+        log.info("inbound email %s: confirmation refused, outcome is already %s", event.id, event.outcome)
+        return USED, None, []
+    if email_confirm.expired(settings, event):
+        log.info("inbound email %s: confirmation refused, expired", event.id)
+        return EXPIRED, None, []
+    outcome, post_id, rows = process_email_event(session, settings, event, confirmed=True)
+    event.outcome = outcome  # leaves "unconfirmed" in this transaction: a second confirmation is refused
+    log.info("inbound email %s: confirmed by the member: %s (%s)", event.id, outcome, event.detail)
+    return outcome, post_id, rows

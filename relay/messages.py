@@ -82,6 +82,17 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class AuthVerdict:
+    """One SPF or DKIM result for an inbound email, as its provider (or a trusted receiving server's
+    Authentication-Results) reported it. `source` is the provider's name, or "ar:<authserv-id>"."""
+
+    method: str  # spf | dkim
+    result: str  # pass | fail | softfail | neutral | none | temperror | permerror, lowercased
+    domain: str  # the SPF MAIL FROM domain, or the DKIM d= domain
+    source: str
+
+
+@dataclass(frozen=True)
 class InboundEmail:
     """An email a person sent us, as any inbound provider (Mailgun, SendGrid, Postmark) delivers it.
 
@@ -102,6 +113,7 @@ class InboundEmail:
     references: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()  # every header, in order
     attachments: tuple[Attachment, ...] = ()
+    auth: tuple[AuthVerdict, ...] = ()  # the provider's SPF/DKIM verdicts (relay/sender_auth.py)
 
     def header(self, name: str) -> str | None:
         """The first header called `name` (case-insensitive), or None."""

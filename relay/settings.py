@@ -134,6 +134,9 @@ class Settings:
     image_max_pixels: int = 40_000_000  # relay.images.MAX_PIXELS: larger is refused before decoding
     raw_retention: timedelta = timedelta(days=30)  # raw inbound bodies are emptied after this (0: kept)
     intake_address: str = ""
+    # issue 13: an email that does not prove its sender waits this long for the member's confirmation
+    email_confirm_window: timedelta = timedelta(hours=48)
+    email_trusted_authserv_ids: tuple[str, ...] = ()  # Authentication-Results from these servers count
     # Console and library sign-in (webhooks/auth.py). None: Secure unless the public base is http://.
     session_cookie_secure: bool | None = None
     session_idle_timeout: timedelta = timedelta(minutes=30)
@@ -207,6 +210,8 @@ class Settings:
                                        minimum=1_000_000),
             raw_retention=parse_duration(get("RAW_RETENTION") or "30d", "RELAY_RAW_RETENTION"),
             intake_address=get("INTAKE_ADDRESS").lower(),
+            email_confirm_window=parse_duration(get("EMAIL_CONFIRM_WINDOW") or "48h", "RELAY_EMAIL_CONFIRM_WINDOW"),
+            email_trusted_authserv_ids=tuple(i.lower() for i in _split(get("EMAIL_TRUSTED_AUTHSERV_IDS"))),
             session_cookie_secure=parse_bool(get("SESSION_COOKIE_SECURE"), "RELAY_SESSION_COOKIE_SECURE"),
             session_idle_timeout=parse_duration(get("SESSION_IDLE_TIMEOUT") or "30m", "RELAY_SESSION_IDLE_TIMEOUT"),
             signin_rate_limit=get("SIGNIN_RATE_LIMIT") or cls.signin_rate_limit,

@@ -16,6 +16,8 @@ from relay.services import Services, build_services
 from relay.settings import Settings
 
 log = logging.getLogger("relay.web")
+# An email webhook's form: some 30 fields and one part per attachment (Mailgun, SendGrid).
+EMAIL_MAX_FORM_PARTS = 500
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
@@ -33,7 +35,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["relay"] = services or build_services(
         settings, engine=make_engine(settings.database_url, pool_pre_ping=False))
 
-    from . import api, auth, console, email, library, ops, preferences, twilio, unsubscribe
+    from . import api, auth, console, email, email_confirm, library, ops, preferences, twilio, unsubscribe
 
     auth.configure_sessions(app, settings)
 
@@ -43,7 +45,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             # case forms carry image uploads (streamed to disk; text fields keep the small limit)
             request.max_content_length = settings.max_email_bytes
             request.max_form_memory_size = settings.max_webhook_bytes
-        elif not request.path.startswith("/webhooks/email/"):
+        elif request.path.startswith("/webhooks/email/"):
+            # issue 13: capped while werkzeug parses (Mailgun's signature check); a raw-mode field
+            # (body-mime) may be the whole message, so a field may be as large as the body
+            request.max_content_length = settings.max_email_bytes
+            request.max_form_memory_size = settings.max_email_bytes
+            request.max_form_parts = EMAIL_MAX_FORM_PARTS
+        else:
             request.max_content_length = settings.max_webhook_bytes
             request.max_form_memory_size = settings.max_webhook_bytes
 
@@ -52,6 +60,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(library.blueprint)
     app.register_blueprint(unsubscribe.blueprint)
     app.register_blueprint(email.blueprint)
+    app.register_blueprint(email_confirm.blueprint)  # issue 13: held email posts
     app.register_blueprint(api.blueprint)
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(console.blueprint)

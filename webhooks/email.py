@@ -36,17 +36,9 @@ def _answer(provider: str, status: int, reason: str) -> Response:
     return Response(reason + "\n", status=status, mimetype="text/plain")
 
 
-def _authentic(provider: str, settings, body: bytes, content_type: str) -> str | None:
-    """None when the request really comes from the provider, else why not."""
-    if provider == "mailgun":
-        if not settings.mailgun_signing_key:
-            return "RELAY_MAILGUN_SIGNING_KEY is not set"
-        try:
-            timestamp, token, signature = mailgun.signature_fields(content_type, body)
-        except BadWebhook as exc:
-            return str(exc)
-        return mailgun.verify_signature(settings.mailgun_signing_key, timestamp, token, signature,
-                                        now=time.time(), max_age=settings.mailgun_max_age)
+def _credentials(provider: str, settings) -> str | None:
+    """SendGrid and Postmark: None when the request carries the configured secret (Basic auth or the
+    path token), else why not. Needs no body, so it runs before a byte of the body is read."""
     auth = request.authorization
     if provider == "sendgrid":
         if not settings.sendgrid_secret:
@@ -61,6 +53,27 @@ def _authentic(provider: str, settings, body: bytes, content_type: str) -> str |
     return None if ok else "missing or wrong basic auth"
 
 
+def _mailgun_signature(settings, body: bytes, content_type: str) -> tuple[str | None, str]:
+    """Mailgun: (None when the body's signature verifies else why not, the signature's token).
+
+    The signature is inside the body, so the body is read (bounded by max_content_length) and its form
+    is stream-parsed by werkzeug with the request's caps on parts and field memory (a 413 when over):
+    cheap, where relay's own parser (the email package) takes seconds over a hostile 20 MiB body; that
+    one runs only after the signature verifies."""
+    if not settings.mailgun_signing_key:
+        return "RELAY_MAILGUN_SIGNING_KEY is not set", ""
+    if content_type.split(";", 1)[0].strip().lower() == "application/json":  # an event webhook (refused later)
+        try:
+            timestamp, token, signature = mailgun.signature_fields(content_type, body)
+        except BadWebhook as exc:
+            return str(exc), ""
+    else:
+        form = request.form  # werkzeug, from the cached body; a malformed form reads as empty
+        timestamp, token, signature = (form.get(name, "") for name in ("timestamp", "token", "signature"))
+    return mailgun.verify_signature(settings.mailgun_signing_key, timestamp, token, signature,
+                                    now=time.time(), max_age=settings.mailgun_max_age), token
+
+
 @blueprint.post("/webhooks/email/<provider>")
 @blueprint.post("/webhooks/email/<provider>/<path_token>")  # SendGrid: the secret in the URL path
 def inbound_email(provider: str, path_token: str | None = None):
@@ -68,9 +81,14 @@ def inbound_email(provider: str, path_token: str | None = None):
         abort(404, f"no email provider {provider!r} (known: {', '.join(PROVIDERS)})")
     services = current_app.extensions["relay"]
     settings = services.settings
-    body = request.get_data(cache=True)
     content_type = request.headers.get("Content-Type", "")
-    problem = _authentic(provider, settings, body, content_type)
+    token = ""
+    if provider == "mailgun":
+        body = request.get_data(cache=True)
+        problem, token = _mailgun_signature(settings, body, content_type)
+    else:  # authenticated before the body is read at all
+        problem = _credentials(provider, settings)
+        body = b"" if problem else request.get_data(cache=True)
     if problem:
         return _answer(provider, 403, problem)
     try:
@@ -87,7 +105,6 @@ def inbound_email(provider: str, path_token: str | None = None):
         recorded = record_inbound(session, provider=provider, kind="email", dedupe_key=dedupe_key,
                                   raw="", sender=sender, payload=body, content_type=content_type)
         if provider == "mailgun" and recorded.created:
-            _, token, _ = mailgun.signature_fields(content_type, body)
             if insert_if_new(session, WebhookNonce.__table__, {"provider": "mailgun", "nonce": token[:200],
                                                                 "inbound_event_id": recorded.event_id,
                                                                 "created_at": utcnow()}) is None:

@@ -19,12 +19,14 @@ only fill gaps. `stripped-text` is ignored: relay strips quotes itself.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import re
 
 from ..messages import Attachment, InboundEmail
+from ..sender_auth import mailgun_verdicts
 from .errors import BadWebhook
 from .forms import BadForm, FormPart, fields_of, parse_form
 from .mime import email_from_mime, inbound_email, safe_filename
@@ -122,9 +124,12 @@ def parse(content_type: str, body: bytes) -> InboundEmail:
     envelope_from = fields.get("sender")
     raw = next((p.data for p in parts if p.name == "body-mime"), None)
     if raw is not None:
-        return email_from_mime(raw, PROVIDER, envelope_from=envelope_from, recipients=recipients)
-    headers = _message_headers(fields)
-    return inbound_email(
-        provider=PROVIDER, headers=headers, envelope_from=envelope_from, recipients=recipients,
-        from_value=fields.get("from") or None, subject=fields.get("subject"),
-        text=fields.get("body-plain", ""), html=fields.get("body-html", ""), attachments=_attachments(parts))
+        email = email_from_mime(raw, PROVIDER, envelope_from=envelope_from, recipients=recipients)
+    else:
+        email = inbound_email(
+            provider=PROVIDER, headers=_message_headers(fields), envelope_from=envelope_from,
+            recipients=recipients, from_value=fields.get("from") or None, subject=fields.get("subject"),
+            text=fields.get("body-plain", ""), html=fields.get("body-html", ""), attachments=_attachments(parts))
+    # Mailgun's verdicts, also posted as top-level fields (sender_auth checks that every copy agrees)
+    verdict_headers = list(email.headers) + [(n, v) for n, v in fields.items() if n.lower().startswith("x-mailgun-")]
+    return dataclasses.replace(email, auth=mailgun_verdicts(verdict_headers, email.envelope_from))

@@ -32,6 +32,7 @@ import hmac
 import json
 
 from ..messages import Attachment, InboundEmail
+from ..sender_auth import postmark_verdicts
 from .errors import BadWebhook
 from .mime import email_from_mime, first_header, inbound_email, mailbox_hash_of, safe_filename
 
@@ -108,16 +109,18 @@ def parse(body: bytes) -> InboundEmail:
     if isinstance(raw, str) and raw.strip():
         email = email_from_mime(raw.encode("utf-8", "surrogatepass"), PROVIDER, message_id,
                                 envelope_from=return_path, recipients=recipients)
-        return dataclasses.replace(email, mailbox_hash=mailbox_hash or email.mailbox_hash)
+        return dataclasses.replace(email, mailbox_hash=mailbox_hash or email.mailbox_hash,
+                                   auth=postmark_verdicts(headers, email.envelope_from, email.from_address))
     sender = data.get("FromFull") if isinstance(data.get("FromFull"), dict) else {}
     from_email = _text(sender, "Email") or _text(data, "From")
     if not from_email.strip():
         raise BadWebhook("missing FromFull.Email (the message has no From address)")
     header_recipients = (_emails(data, "ToFull") + _emails(data, "CcFull")
                          if "ToFull" in data or "CcFull" in data else [_text(data, "To"), _text(data, "Cc")])
-    return inbound_email(
+    email = inbound_email(
         provider=PROVIDER, provider_message_id=message_id, headers=headers,
         envelope_from=return_path, recipients=recipients,
         sender=(_text(sender, "Name") or _text(data, "FromName"), from_email),
         header_recipients=header_recipients, subject=_text(data, "Subject"), mailbox_hash=mailbox_hash,
         text=_text(data, "TextBody"), html=_text(data, "HtmlBody"), attachments=_attachments(data))
+    return dataclasses.replace(email, auth=postmark_verdicts(headers, email.envelope_from, email.from_address))

@@ -34,6 +34,7 @@ attachment-info (JSON keyed attachment1..N) and the files attachment1..N. In raw
 """
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import re
@@ -41,6 +42,7 @@ from email import policy
 from email.parser import BytesHeaderParser
 
 from ..messages import Attachment, InboundEmail
+from ..sender_auth import sendgrid_verdicts
 from .errors import BadWebhook
 from .forms import BadForm, FormPart, fields_of, parse_form
 from .mime import codec_for, email_from_mime, inbound_email, safe_filename
@@ -122,12 +124,15 @@ def parse(content_type: str, body: bytes) -> InboundEmail:
     envelope_from, recipients = _envelope(fields)
     raw = next((p.data for p in parts if p.name == "email" and p.filename is None), None)
     if raw is not None:
-        return email_from_mime(raw, PROVIDER, envelope_from=envelope_from, recipients=recipients)
-    block = next((p.data for p in parts if p.name == "headers"), b"")
-    headers = list(BytesHeaderParser(policy=policy.default).parsebytes(block.lstrip(b"\r\n")).raw_items())
-    header_recipients = [fields["to"], fields.get("cc")] if "to" in fields else None
-    return inbound_email(
-        provider=PROVIDER, headers=headers, envelope_from=envelope_from, recipients=recipients,
-        from_value=fields.get("from") or None, header_recipients=header_recipients,
-        subject=fields.get("subject"), text=fields.get("text", ""), html=fields.get("html", ""),
-        attachments=_attachments(parts, fields))
+        email = email_from_mime(raw, PROVIDER, envelope_from=envelope_from, recipients=recipients)
+    else:
+        block = next((p.data for p in parts if p.name == "headers"), b"")
+        headers = list(BytesHeaderParser(policy=policy.default).parsebytes(block.lstrip(b"\r\n")).raw_items())
+        header_recipients = [fields["to"], fields.get("cc")] if "to" in fields else None
+        email = inbound_email(
+            provider=PROVIDER, headers=headers, envelope_from=envelope_from, recipients=recipients,
+            from_value=fields.get("from") or None, header_recipients=header_recipients,
+            subject=fields.get("subject"), text=fields.get("text", ""), html=fields.get("html", ""),
+            attachments=_attachments(parts, fields))
+    auth = sendgrid_verdicts(fields.get("SPF", ""), fields.get("dkim", ""), email.envelope_from, email.headers)
+    return dataclasses.replace(email, auth=auth)
