@@ -137,13 +137,20 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
 
 
 def _intake(session: Session, settings, email, done):
-    """Mail to the intake address: from a contributor, coordinator or admin it becomes a draft case
-    (subject -> title, text -> findings, images filed) for a coordinator to review and publish;
-    from anyone else it is refused, recorded on the event, and no case is made."""
+    """Mail to the intake address: from a contributor, coordinator or admin whose provider reports an
+    aligned SPF/DKIM pass it becomes a draft case (subject -> title, text -> findings, images filed) for a
+    coordinator to review and publish; from anyone else, or unproven, it is refused, recorded on the
+    event, and no case is made."""
     member = session.scalar(select(Member).where(Member.email == email.from_address))
     if member is None or not member.active or not (member.role_set & INTAKE_ROLES):
         log.warning("intake mail from %s refused: not a contributor, coordinator or admin", mask(email.from_address))
         return done("rejected", "intake: the sender is not an active contributor, coordinator or admin")
+    if sender_auth.proof(email.auth, email.from_address, settings.email_trusted_authserv_ids) is None:
+        # a draft and its images in a contributor's name need the same proof as a post (issue 13)
+        log.warning("intake mail from %s refused: sender not proven (no aligned SPF/DKIM pass)",
+                    mask(email.from_address))
+        return done("rejected", "intake: sender not proven (no aligned SPF/DKIM pass from the provider); "
+                                "no case made")
     title = " ".join((email.subject or "").split())[:300] or "Untitled case (by email)"
     text = visible_text(email.text, email.html)
     case = create_case(session, title, findings=text, draft=True)

@@ -24,6 +24,7 @@ from .test_email_inbound import DOMAIN, KEY, alice_reply_address, mailgun_form
 from .test_images import GPS_IFD, photo
 
 INTAKE = f"intake@{DOMAIN}"
+SPF_PASS = [["X-Mailgun-Spf", "Pass"]]  # Mailgun's verdict for the envelope sender, here the From address
 CONTRIBUTOR_CSV = """name,phone,email,timezone,language,lists,roles
 Han Sora,,sora@hospital.example,Asia/Seoul,ko,,contributor
 Old Contributor,,old@hospital.example,Asia/Seoul,ko,,contributor
@@ -122,7 +123,7 @@ def test_a_reply_with_only_a_picture_is_posted(client, net):
 @pytest.mark.parametrize("sender", ["sora@hospital.example", "jiwon@example.org"])  # contributor, coordinator
 def test_intake_mail_becomes_a_draft_case_with_its_images(client, net, sender):
     form = mailgun_form(sender, "58M, fever 5 days, bilateral peripheral GGO on CT.", INTAKE,
-                        subject="  Bilateral GGO   after travel ")
+                        subject="  Bilateral GGO   after travel ", headers=SPF_PASS)
     files = [("ct1.jpg", photo(), "image/jpeg"), ("ct2.png", photo("PNG", color=(1, 2, 3)), "image/png")]
     assert post_with_files(client, form, files).status_code == 200
     run_worker(net)
@@ -153,10 +154,24 @@ def test_intake_from_anyone_else_is_refused_with_a_record(client, net, sender):
     assert images(net) == []
 
 
+@pytest.mark.parametrize("verdict", [[], [["X-Mailgun-Spf", "Fail"]]])
+def test_intake_under_a_contributors_name_without_proof_makes_no_case(client, net, verdict):
+    """Anyone can write a coordinator's address in From: without the provider's aligned SPF/DKIM pass the
+    intake mail is refused with a record, and no draft or image is made in their name."""
+    form = mailgun_form("jiwon@example.org", "Forged case text.", INTAKE, subject="A case", headers=verdict)
+    assert post_with_files(client, form, [("ct.jpg", photo(), "image/jpeg")]).status_code == 200
+    run_worker(net)
+    stored = email_event(net)
+    assert stored.outcome == "rejected" and "not proven" in stored.detail
+    with net.sessions() as session:
+        assert session.scalar(select(func.count(Case.id))) == 1
+    assert images(net) == []
+
+
 def test_intake_logs_show_the_sender_masked(client, net, caplog):
     caplog.set_level(logging.INFO)
     for sender in ("stranger@elsewhere.example", "sora@hospital.example"):  # refused, then a draft
-        form = mailgun_form(sender, "Please publish this.", INTAKE, subject="A case")
+        form = mailgun_form(sender, "Please publish this.", INTAKE, subject="A case", headers=SPF_PASS)
         assert post_with_files(client, form, [("ct.jpg", photo(), "image/jpeg")]).status_code == 200
         run_worker(net)
     lines = [r.getMessage() for r in caplog.records if "intake mail from" in r.getMessage()]
@@ -191,7 +206,9 @@ def test_intake_through_postmark_with_base64_attachments(client, net):
         "From": "sora@hospital.example", "To": INTAKE, "ToFull": [{"Email": INTAKE}],
         "OriginalRecipient": INTAKE, "MailboxHash": "", "Subject": "Organising pneumonia, 61F",
         "MessageID": "b2c1040e-db1c-4e18-ac79-bc5f64c7ce2d", "TextBody": "61F, cough, GGO with reversed halo.",
-        "HtmlBody": "", "Headers": [{"Name": "Message-ID", "Value": "<pm-intake-1@hospital.example>"}],
+        "HtmlBody": "", "Headers": [{"Name": "Message-ID", "Value": "<pm-intake-1@hospital.example>"},
+                                    {"Name": "Received-SPF", "Value": "pass (hospital.example: Sender is authorized"
+                                     " to use 'sora@hospital.example') envelope-from=\"sora@hospital.example\""}],
         "Attachments": [{"Name": "ct.jpg", "ContentType": "image/jpeg",
                          "Content": base64.b64encode(photo()).decode(), "ContentLength": len(photo())}],
     }
