@@ -530,3 +530,24 @@ def test_admins_read_the_audit_trail_in_the_console_and_coordinators_do_not(clie
     sign_in(admin, ADMIN)
     page = admin.get("/console/audit?action=hold.on")
     assert page.status_code == 200 and "hold.on" in page.get_data(as_text=True) and "drill" in page.get_data(as_text=True)
+
+
+HOSTILE_NEXT = ["//evil.example/x", "/\\evil.example", "\\\\evil.example", "/%09/evil.example", "/\t/evil.example",
+                "/%5Cevil.example", "/%2F/evil.example", "/%2f%2fevil.example", "https:evil.example",
+                "https://evil.example/", "javascript:alert(1)", "/\r\n/evil.example", "/%0d%0a/evil.example",
+                " //evil.example", "/\x00/evil.example", "///evil.example", "evil.example",
+                "/%5C%5Cevil.example", "%2F%2Fevil.example", "/%7F/evil.example"]
+
+
+@pytest.mark.parametrize("target", HOSTILE_NEXT)
+def test_a_hostile_next_goes_home(client, target):
+    response = client.post("/signin", data={"email": LEE, "password": PASSWORD, "csrf_token": csrf(client),
+                                            "next": target})
+    assert response.status_code == 302 and response.headers["Location"] == "/library/", target
+
+
+@pytest.mark.parametrize("target", ["/library/cases/C1", "/console/notices/new?case=C1", "/library/?q=a%2Fb"])
+def test_a_next_on_this_site_is_followed(client, target):
+    response = client.post("/signin", data={"email": LEE, "password": PASSWORD, "csrf_token": csrf(client),
+                                            "next": target})
+    assert response.headers["Location"] == target

@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from flask import (Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for)
 from flask.sessions import SecureCookieSessionInterface
@@ -139,11 +141,32 @@ def requires(action: str):
     return decorate
 
 
+# C0 controls and DEL (browsers drop tabs and newlines inside a URL, so "/\t/evil" becomes "//evil"),
+# and the backslash (browsers read "/\\evil" as "//evil").
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def safe_next_path(target: str | None) -> str | None:
+    """`target` when it is a path on this site, else None. Checked as given and once percent-decoded
+    (what a browser or a later redirect may make of it): no control characters or backslashes, a
+    single leading "/", and no scheme or network location as urllib reads it ("//x", "https:x")."""
+    if not target or len(target) > 2000:
+        return None
+    for form in (target, unquote(target)):
+        if _UNSAFE_IN_NEXT.search(form) or not form.startswith("/") or form.startswith("//"):
+            return None
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return None
+    return target
+
+
 def _safe_next(target: str | None, me: SignedIn) -> str:
-    """Only a path on this site (never //host or a scheme) is followed after sign-in."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/console/" if me.may("notice.send") else "/library/"
+    """Only a path on this site is followed after sign-in; anything else goes home."""
+    safe = safe_next_path(target)
+    if safe is None and target:
+        log.warning("sign-in refused to follow next=%r (not a path on this site)", target[:200])
+    return safe or ("/console/" if me.may("notice.send") else "/library/")
 
 
 blueprint.before_request(check_csrf)
