@@ -13,14 +13,20 @@ from werkzeug.exceptions import HTTPException
 from relay.logs import configure_logging
 from relay.db import make_engine
 from relay.services import Services, build_services
-from relay.settings import Settings
+from relay.settings import Settings, SettingsError
 
 log = logging.getLogger("relay.web")
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     configure_logging()
-    settings = settings or (services.settings if services else Settings.from_env())
+    if settings is None and services is None:  # gunicorn's `create_app()`: a serving process
+        settings = Settings.from_env()
+        settings.check_startup()
+    settings = settings or services.settings
+    refused = settings.dev_outbox_problems() + (services.settings.dev_outbox_problems() if services else [])
+    if refused:
+        raise SettingsError(refused[0])
     app = Flask(__name__, template_folder=str(settings.templates_dir / "web"))
     # Email webhooks carry attachments; every other route keeps the small limit (see below).
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_webhook_bytes, settings.max_email_bytes)

@@ -1,4 +1,7 @@
-"""Operations: /healthz (database and broker), /metrics (Prometheus), /dev/outbox (dev mode)."""
+"""Operations: /healthz (database and broker), /metrics (Prometheus), /dev/outbox (dev mode).
+
+The dev outbox shows members' numbers, addresses and clinical text: it is served only with
+RELAY_DEV_OUTBOX=on (refused at start on an https base) and only to a signed-in admin."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from relay.metrics import render_metrics
-from relay.providers.outbox import OutboxSender, read_outbox
+from relay.providers.outbox import read_outbox
+
+from .auth import requires
 
 log = logging.getLogger("relay.web.ops")
 blueprint = Blueprint("ops", __name__)
@@ -53,8 +58,13 @@ def metrics():
 
 @blueprint.get("/dev/outbox")
 def dev_outbox():
+    if not current_app.extensions["relay"].settings.dev_outbox:
+        abort(404, "the dev outbox is off (RELAY_DEV_OUTBOX)")
+    return _dev_outbox_page()
+
+
+@requires("outbox.read")
+def _dev_outbox_page():
     services = current_app.extensions["relay"]
-    if not any(isinstance(s, OutboxSender) for s in services.senders.values()):
-        abort(404, "the dev outbox is off: messages go to the configured providers")
     messages = read_outbox(services.settings.outbox_dir)
     return render_template("outbox.html", messages=messages, directory=services.settings.outbox_dir)
