@@ -79,6 +79,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from .fast_path import ProviderWebhooks
 
     app.wsgi_app = ProviderWebhooks(app.wsgi_app, app.extensions["relay"])
+    if settings.trusted_proxies:  # outermost: every path, the fast path too, sees the real client
+        from .proxies import TrustedProxies
+
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
     return app
 
 
@@ -102,17 +106,22 @@ def http_error_response(request, exc: HTTPException) -> Response:
 
 
 def _rate_limits(app: Flask, settings: Settings) -> None:
-    """Open endpoints are rate limited per client address, counted in Redis when relay uses Redis
-    (shared by every web process), else in each process's memory."""
+    """Open endpoints are rate limited per client address (the real client behind a trusted proxy:
+    webhooks/proxies.py), counted in Redis when relay uses Redis (shared by every web process), else
+    in each process's memory. When Redis cannot be reached the limits are counted in this process's
+    memory until it is back (flask-limiter's in-memory fallback), never a 500: a coordinator must be
+    able to sign in and press hold during a Redis outage."""
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
 
-    storage, options = "memory://", {}
+    storage, options, storage_options = "memory://", {}, {}
     if settings.broker_url.startswith(("redis://", "rediss://")):
         storage = settings.broker_url
         options = {"key_prefix": f"{settings.broker_prefix}relay-limits"}
-    limiter = Limiter(get_remote_address, app=app, storage_uri=storage, storage_options={},
-                      headers_enabled=True, **options)
+        # a hung Redis costs a request a second at most before the fallback takes over
+        storage_options = {"socket_connect_timeout": 1, "socket_timeout": 1}
+    limiter = Limiter(get_remote_address, app=app, storage_uri=storage, storage_options=storage_options,
+                      headers_enabled=True, in_memory_fallback_enabled=True, swallow_errors=True, **options)
     view = app.view_functions["api.sms_preview"]
     app.view_functions["api.sms_preview"] = limiter.limit(settings.preview_rate_limit)(view)
     app.extensions["relay-limiter"] = limiter

@@ -6,7 +6,7 @@ other session) and the time of the last request (an idle session ends after
 RELAY_SESSION_IDLE_TIMEOUT). Sign-in starts a fresh session. Every state-changing form of the
 console and the library carries a CSRF token (Flask-WTF), checked by `check_csrf`; the other
 blueprints (provider webhooks, the bearer-token API, one-click unsubscribe) take no cookies and are
-not affected. Sign-in attempts are rate limited per client address."""
+not affected. Sign-in attempts are rate limited per client address, and failed ones per account."""
 from __future__ import annotations
 
 import functools
@@ -208,7 +208,19 @@ def sign_out():
     return redirect("/library/")
 
 
+def _account_key() -> str:
+    return "account:" + (request.form.get("email") or "").strip().lower()[:320]
+
+
+def _refused(response) -> bool:
+    return response.status_code == 401
+
+
 def rate_limit_sign_in(app: Flask, limiter, settings) -> None:
-    """Sign-in POSTs per client address (create_app calls this once the limiter exists)."""
+    """Sign-in POSTs per client address, and failed sign-ins per account whatever the address (so
+    guessing one member's password from many addresses stops too). create_app calls this once the
+    limiter exists."""
     view = app.view_functions["auth.sign_in"]
+    view = limiter.limit(settings.signin_account_limit, key_func=_account_key, methods=["POST"],
+                         deduct_when=_refused, scope="signin-account")(view)
     app.view_functions["auth.sign_in"] = limiter.limit(settings.signin_rate_limit, methods=["POST"])(view)
