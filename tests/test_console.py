@@ -141,6 +141,19 @@ def test_sign_out_ends_the_session(client):
     assert client.get("/console/").status_code == 302
 
 
+def test_a_copied_session_cookie_fails_after_sign_out(app, client):
+    sign_in(client, KIM)
+    cookie = client.get_cookie("relay_session").value
+    thief = app.test_client()
+    thief.set_cookie("relay_session", cookie)
+    assert thief.get("/console/").status_code == 200  # the copy works while the session lives
+    assert client.post("/signout", data={"csrf_token": csrf(client)}).status_code == 302
+    refused = thief.get("/console/")
+    assert refused.status_code == 302 and refused.headers["Location"].startswith("/signin")
+    sign_in(client, KIM)  # signing in again works, with a fresh session
+    assert client.get("/console/").status_code == 200
+
+
 def test_sign_in_is_rate_limited(network):
     give_password(network, LEE)
     network.settings = network.settings.replace(signin_rate_limit="3/minute")

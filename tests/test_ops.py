@@ -52,6 +52,37 @@ def test_metrics_count_inbound_relayed_and_deliveries(client, network):
     assert "relay_task_seconds" in text and "relay_inbound_latency_seconds" in text
 
 
+def test_metrics_need_the_bearer_token_when_one_is_set(network):
+    network.settings = network.settings.replace(metrics_token="s3cret-metrics-token")
+    client = create_app(services=network).test_client()
+    assert client.get("/metrics").status_code == 401
+    for wrong in ("Bearer nope", "Basic czNjcmV0", "Bearer s3cret-metrics-token2", "s3cret-metrics-token"):
+        response = client.get("/metrics", headers={"Authorization": wrong})
+        assert response.status_code == 401 and "relay_deliveries" not in response.get_data(as_text=True)
+    assert client.get("/metrics").headers["WWW-Authenticate"].startswith("Bearer")
+    ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics-token"})
+    assert ok.status_code == 200 and "relay_relayed_messages_total" in ok.get_data(as_text=True)
+
+
+def test_metrics_cache_database_counts_for_a_few_seconds(network):
+    from relay.metrics import DatabaseCounts
+
+    now = [1000.0]
+    counts = DatabaseCounts(network.sessions, ttl=5, clock=lambda: now[0])
+    first = counts.rows()
+    new_case_notice(network, "C1", ["tft"])
+    assert counts.rows() is first  # within the ttl: no query
+    now[0] += 5.1
+    assert counts.rows() is not first and counts.rows()[2]  # deliveries counted after it
+    network.settings = network.settings.replace(metrics_cache_seconds=30)
+    client = create_app(services=network).test_client()
+    before = client.get("/metrics").get_data(as_text=True)
+    record_sms(network, "+821012345602", "C1 hello")
+    run_worker(network)
+    assert client.get("/metrics").get_data(as_text=True).count("relay_inbound_events{") == before.count(
+        "relay_inbound_events{")  # the cached counts, not a new query
+
+
 def test_case_page_shows_the_discussion_escaped(client, network):
     new_case_notice(network, "C1", ["tft"])
     record_sms(network, "+821012345602", "C1 <script>alert(1)</script> looks like OP")

@@ -1,8 +1,9 @@
 """Signing in and out of the console and the library, and the checks every page uses.
 
 The session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure unless the public base is plain
-http://), holding the member id, a fingerprint of the password hash (a changed password ends every
-other session) and the time of the last request (an idle session ends after
+http://), holding the member id, a fingerprint of the password hash and the account's session
+generation (checked against the database on every request: a changed password or a sign-out ends
+every session of the account, a copied cookie included) and the time of the last request (an idle session ends after
 RELAY_SESSION_IDLE_TIMEOUT). Sign-in starts a fresh session. Every state-changing form of the
 console and the library carries a CSRF token (Flask-WTF), checked by `check_csrf`; the other
 blueprints (provider webhooks, the bearer-token API, one-click unsubscribe) take no cookies and are
@@ -22,7 +23,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from relay import permissions
-from relay.accounts import authenticate, session_stamp
+from relay.accounts import authenticate, end_sessions, session_stamp
 from relay.audit import Actor
 from relay.db import transaction
 from relay.models import Member
@@ -201,10 +202,14 @@ def sign_in():
 
 @blueprint.post("/signout")
 def sign_out():
+    """Ends the session server-side: the account's session generation goes up, so this cookie (and
+    any copy of it, and the member's sessions elsewhere) no longer signs anyone in."""
     me = current_member()
-    session.clear()
     if me is not None:
-        log.info("member %s signed out", me.id)
+        with transaction(current_app.extensions["relay"].sessions) as db:
+            end_sessions(db, me.id)
+        log.info("member %s signed out (every session of the account ended)", me.id)
+    session.clear()
     return redirect("/library/")
 
 
