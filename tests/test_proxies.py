@@ -134,3 +134,19 @@ def test_sign_in_and_hold_work_while_redis_is_down(network, caplog):
     codes = [attempt(other, LEE, "wrong wrong wrong", "203.0.113.2") for _ in range(4)]
     assert codes == [401, 401, 401, 429]
     assert "falling back to in-memory storage" in caplog.text
+
+
+def test_the_recorded_consent_address_is_the_client_behind_a_trusted_proxy(network):
+    from relay.models import DigestSubscription
+
+    network.settings = network.settings.replace(trusted_proxies=("10.0.0.0/8",))
+    client = create_app(services=network).test_client()
+    for email, remote, forwarded in (("a@example.net", PROXY, "198.51.100.4"),
+                                     ("b@example.net", "203.0.113.5", "198.51.100.4")):
+        response = client.post("/digest/subscribe", data={"email": email, "frequency": "weekly",
+                                                         "timezone": "UTC", "hour": "6"},
+                               environ_base={"REMOTE_ADDR": remote}, headers={"X-Forwarded-For": forwarded})
+        assert response.status_code == 200, response.get_data(as_text=True)
+    with network.sessions() as session:
+        found = dict(session.execute(select(DigestSubscription.address, DigestSubscription.consent_ip)).all())
+    assert found == {"a@example.net": "198.51.100.4", "b@example.net": "203.0.113.5"}
