@@ -10,7 +10,7 @@ import hashlib
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .models import Member, MemberPassword, utcnow
@@ -68,10 +68,21 @@ def authenticate(session: Session, email: str, password: str) -> Member | None:
 
 
 def session_stamp(session: Session, member_id: int) -> str:
-    """A short fingerprint of the member's current password hash: kept in the signed session cookie,
-    it makes every earlier session invalid once the password changes."""
-    digest = session.scalar(select(MemberPassword.password_hash).where(MemberPassword.member_id == member_id))
-    return hashlib.sha256((digest or "").encode()).hexdigest()[:16] if digest else ""
+    """A short fingerprint of the member's current password hash and session generation: kept in the
+    signed session cookie and checked on every request, it makes every earlier session invalid once
+    the password changes or the member signs out (end_sessions)."""
+    row = session.execute(select(MemberPassword.password_hash, MemberPassword.session_generation)
+                          .where(MemberPassword.member_id == member_id)).first()
+    if row is None or not row.password_hash:
+        return ""
+    return hashlib.sha256(f"{row.password_hash}:{row.session_generation}".encode()).hexdigest()[:16]
+
+
+def end_sessions(session: Session, member_id: int) -> None:
+    """Invalidate every session of the member server-side (a copied cookie stops working too): the
+    database decides, so it holds whatever state Redis is in."""
+    session.execute(update(MemberPassword).where(MemberPassword.member_id == member_id).values(
+        session_generation=MemberPassword.session_generation + 1, updated_at=MemberPassword.updated_at))
 
 
 def _verify(digest: str, password: str) -> bool:

@@ -31,9 +31,12 @@ def gunicorn_options(workers: int, threads: int) -> list[str]:
             "--timeout", "30", "--logger-class", "relay.access_log.RedactingLogger"]  # no tokens in the access log
 
 
-def _settings(port: int | None = None) -> Settings:
+def _settings(port: int | None = None, serving: bool = False) -> Settings:
+    """Settings from the environment; `serving` (up, web, worker, beat) also refuses what must not run."""
     try:
         settings = Settings.from_env()
+        if serving:
+            settings.check_startup()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     if port is not None and port != settings.port:
@@ -71,9 +74,14 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 def up(port: int | None, host: str) -> None:
     """Migrate, then run the web server and a Celery worker (with beat) side by side."""
-    settings = _settings(port)
+    settings = _settings(port, serving=True)
     _upgrade(settings)
     env = dict(os.environ, RELAY_PORT=str(settings.port), RELAY_PUBLIC_BASE_URL=settings.public_base_url)
+    # The embedded mode is a developer's or a trial's machine: show the dev outbox there (to an admin)
+    # unless RELAY_DEV_OUTBOX says otherwise; a deployment turns it on only by asking.
+    if settings.embedded_broker and not settings.production and not os.environ.get("RELAY_DEV_OUTBOX", "").strip():
+        env["RELAY_DEV_OUTBOX"] = "on"
+        settings = settings.replace(dev_outbox=True)
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(settings.var_dir / "metrics")
     _clear_metrics(Path(metrics_dir))
     env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
@@ -87,7 +95,10 @@ def up(port: int | None, host: str) -> None:
         Child("worker", me + ["worker", "--beat", "--concurrency", "2", "--no-supervise"], env),
     ])
     stop_on_signals(supervisor.stopping)
-    outbox = "" if settings.twilio_configured else f"; SMS go to the dev outbox at {settings.public_base_url}/dev/outbox"
+    outbox = ("" if settings.twilio_configured else
+              f"; SMS go to the dev outbox at {settings.public_base_url}/dev/outbox" + (
+                  " (sign in as an admin to read it)" if settings.dev_outbox
+                  else " (files only: RELAY_DEV_OUTBOX=on shows the page)"))
     click.echo(f"relay is up at {settings.public_base_url} (database {_safe_url(settings.database_url)}, "
                f"broker {_safe_url(settings.broker_url)}){outbox}. Ctrl-C stops it.")
     click.echo(f"Coordinator console: {settings.public_base_url}/console/ — `relay demo` seeds a network and prints "
@@ -104,7 +115,7 @@ def up(port: int | None, host: str) -> None:
               help="Threads per worker (gunicorn's gthread worker; 1: the sync worker).")
 def web(port: int | None, host: str, workers: int, threads: int) -> None:
     """Run the web receiver under gunicorn."""
-    settings = _settings(port)
+    settings = _settings(port, serving=True)
     args = ["gunicorn", "--bind", f"{host}:{settings.port}", *gunicorn_options(workers, threads),
             "webhooks.app:create_app()"]
     env = dict(os.environ, RELAY_PORT=str(settings.port), RELAY_PUBLIC_BASE_URL=settings.public_base_url)
@@ -135,7 +146,7 @@ def worker(concurrency: int, beat: bool, queues: str, loglevel: str, metrics_por
 
     The Celery worker runs as a child process that is started again, with backoff, whenever it exits
     (relay/supervise.py); this process also warns when no sweeper has run for two sweep periods."""
-    settings = _settings()
+    settings = _settings(serving=True)
     # Task timings from every worker process land in one directory (set before prometheus loads).
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = settings.var_dir / "metrics"
@@ -190,7 +201,7 @@ def beat(loglevel: str) -> None:
     """Run the Celery beat scheduler (exactly one per deployment)."""
     from workers.app import create_celery
 
-    app = create_celery(_settings())
+    app = create_celery(_settings(serving=True))
     app.start(["beat", f"--loglevel={loglevel}"])
 
 
@@ -226,14 +237,20 @@ def members() -> None:
 
 @members.command("import")
 @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
-def members_import(csv_file) -> None:
-    """Import members from CSV: name,phone,email,timezone,language,lists,roles."""
+@click.option("--grant-roles", is_flag=True,
+              help="Apply the roles column (make coordinators and admins). Without it a row that would change "
+                   "anyone's roles is refused with its line number.")
+def members_import(csv_file, grant_roles: bool) -> None:
+    """Import members from CSV: name,phone,email,timezone,language,lists,roles.
+
+    Whoever runs this has a shell on the server, but on a shared host that need not be an admin of the
+    network: roles are granted only when asked for with --grant-roles (and the audit trail says so)."""
     from .db import transaction
     from .members import import_members
 
     services = _services(_settings())
     with transaction(services.sessions) as session:
-        report = import_members(session, csv_file.read())
+        report = import_members(session, csv_file.read(), grant_roles=grant_roles, actor=cli_actor())
     for line, reason in report.errors:
         click.echo(f"line {line}: {reason}", err=True)
     if report.lists_created:
@@ -858,7 +875,7 @@ def tokens_revoke(token_id: int) -> None:
 # ---------------------------------------------------------------- demo
 
 DEMO_CSV = """name,phone,email,timezone,language,lists,roles
-Kim Jiwon,+821012345601,jiwon.kim@example.org,Asia/Seoul,ko,tft-demo,coordinator;member
+Kim Jiwon,+821012345601,jiwon.kim@example.org,Asia/Seoul,ko,tft-demo,admin;coordinator;member
 Lee Minho,+821012345602,minho.lee@example.org,Asia/Seoul,ko,tft-demo,member
 Park Seoyeon,+821012345603,seoyeon.park@example.org,Asia/Seoul,en,tft-demo,member
 Alice Moreau,+33612345604,alice.moreau@example.org,Europe/Paris,en,tft-demo,member
@@ -886,7 +903,7 @@ def demo() -> None:
     _upgrade(settings)
     services = _services(settings)
     with transaction(services.sessions) as session:
-        report = import_members(session, DEMO_CSV)
+        report = import_members(session, DEMO_CSV, grant_roles=True, actor=cli_actor())
         case = session.scalar(select(Case).where(Case.title == DEMO_TITLE))
         is_new = case is None
         if is_new:
@@ -913,11 +930,12 @@ def demo() -> None:
     data = " ".join(f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in params.items())
     click.echo("\nPlay Lee Minho's SMS reply (relay up must be running):\n")
     click.echo(f"curl -sS -X POST {url} -H {shlex.quote('X-Twilio-Signature: ' + signature)} {data}\n")
-    click.echo(f"Then open {settings.public_base_url}/dev/outbox to see the relayed texts, and "
-               f"{settings.case_url(code)} for the discussion.")
+    click.echo(f"Then open {settings.public_base_url}/dev/outbox (signed in as below) to see the relayed texts, "
+               f"and {settings.case_url(code)} for the discussion.")
     password = _demo_coordinator_password(services)
-    click.echo(f"\nSign in to the coordinator console at {settings.public_base_url}/signin as "
-               f"{DEMO_COORDINATOR} with the password {password}\n(a new one each time `relay demo` runs).")
+    click.echo(f"\nSign in to the coordinator console and the dev outbox at {settings.public_base_url}/signin as "
+               f"{DEMO_COORDINATOR} (a coordinator and admin) with the password {password}\n"
+               "(a new one each time `relay demo` runs).")
 
 
 def _demo_coordinator_password(services) -> str:

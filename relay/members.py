@@ -4,7 +4,14 @@ Header: name,phone,email,timezone,language,lists,roles[,channels] — lists, rol
 separated by ';'; channels is sms, email or sms;email (default: every channel the member has an
 address for).
 Good rows are imported, bad rows reported with their line numbers; a member is matched by phone,
-then email, so importing the same file again updates rather than duplicates."""
+then email, so importing the same file again updates rather than duplicates. An empty roles cell
+keeps an existing member's roles (a new member is a plain member).
+
+Roles decide who may broadcast and who may grant roles, so the roles column is applied only when the
+caller may grant roles (`grant_roles`: the console passes the signed-in member's `member.roles`
+permission, `relay members import` its `--grant-roles` flag); otherwise a row that would change
+anyone's roles is refused with its line number and the other rows still import. Every import, and
+every member it creates or changes (each field before -> after), is in the audit trail."""
 from __future__ import annotations
 
 import csv
@@ -15,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import audit
 from .models import LANGUAGES, ROLES, Member, MemberList, Membership
 from .phones import InvalidPhone, to_e164
 
@@ -29,6 +37,7 @@ class ImportReport:
     updated: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     lists_created: list[str] = field(default_factory=list)
+    roles_refused: int = 0
 
 
 class RowError(ValueError):
@@ -68,7 +77,8 @@ def clean_row(row: dict[str, str]) -> dict:
     language = (row.get("language") or "").strip().lower() or "en"
     if language not in LANGUAGES:
         raise RowError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
-    roles = [r.lower() for r in _split(row.get("roles"))] or ["member"]
+    given_roles = [r.lower() for r in _split(row.get("roles"))]
+    roles = given_roles or ["member"]
     bad = [r for r in roles if r not in ROLES]
     if bad:
         raise RowError(f"unknown role {bad[0]!r} (roles: {', '.join(ROLES)})")
@@ -83,7 +93,8 @@ def clean_row(row: dict[str, str]) -> dict:
     if not channels:
         channels = [c for c, address in (("sms", phone), ("email", email)) if address]
     return {"name": name, "phone": phone, "email": email, "timezone": tz, "language": language,
-            "roles": ";".join(sorted(set(roles), key=ROLES.index)), "lists": _split(row.get("lists")),
+            "roles": ";".join(sorted(set(roles), key=ROLES.index)), "roles_given": bool(given_roles),
+            "lists": _split(row.get("lists")),
             "sms_discussion": "sms" in channels, "email_discussion": "email" in channels}
 
 
@@ -97,25 +108,75 @@ def get_or_create_list(session: Session, name: str) -> tuple[MemberList, bool]:
     return created, True
 
 
-def upsert_member(session: Session, data: dict) -> tuple[Member, bool]:
+def matching_member(session: Session, data: dict) -> Member | None:
+    """The member a cleaned row is about: by phone, then by email (None: a new member)."""
     member = None
     if data["phone"]:
         member = session.scalar(select(Member).where(Member.phone == data["phone"]))
     if member is None and data["email"]:
         member = session.scalar(select(Member).where(Member.email == data["email"]))
+    return member
+
+
+def role_set(roles: str | None) -> frozenset[str]:
+    return frozenset(r for r in (roles or "").split(";") if r)
+
+
+def roles_after(member: Member | None, data: dict) -> str:
+    """The roles a row leaves its member with: an empty roles cell keeps an existing member's roles."""
+    if member is not None and not data.get("roles_given", True):
+        return member.roles
+    return data["roles"]
+
+
+def snapshot(member: Member | None) -> dict:
+    """The audited fields of a member (no secrets: passwords and tokens live elsewhere)."""
+    if member is None:
+        return {}
+    return {"name": member.name, "phone": member.phone, "email": member.email, "timezone": member.timezone,
+            "language": member.language, "roles": member.roles, "active": member.active,
+            "sms_discussion": member.sms_discussion, "email_discussion": member.email_discussion,
+            "lists": ";".join(sorted(m.member_list.name for m in member.memberships))}
+
+
+def changes_between(before: dict, after: dict) -> dict[str, list]:
+    """{field: [before, after]} for every field that differs."""
+    return {key: [before.get(key), value] for key, value in after.items() if before.get(key) != value}
+
+
+def record_member_change(session: Session, member: Member, before: dict, actor: audit.Actor, **detail) -> bool:
+    """Audit what changed on `member` since `before` (member.create or member.edit); False: nothing did."""
+    session.flush()
+    session.refresh(member, ["memberships"])
+    changes = changes_between(before, snapshot(member))
+    if not changes:
+        return False
+    audit.record(session, "member.edit" if before else "member.create", f"member:{member.id}", actor,
+                 changes=changes, **detail)
+    return True
+
+
+def upsert_member(session: Session, data: dict) -> tuple[Member, bool]:
+    member = matching_member(session, data)
     created = member is None
+    roles = roles_after(member, data)
     if created:
         member = Member()
         session.add(member)
-    for key in ("name", "phone", "email", "timezone", "language", "roles", "sms_discussion", "email_discussion"):
+    member.roles = roles
+    for key in ("name", "phone", "email", "timezone", "language", "sms_discussion", "email_discussion"):
         setattr(member, key, data[key])
     member.short_name = short_name_of(data["name"])
     session.flush()
     return member, created
 
 
-def import_members(session: Session, text: str) -> ImportReport:
-    """Import members from CSV text. Each row is its own savepoint: one bad row spoils nothing."""
+def import_members(session: Session, text: str, *, grant_roles: bool = True,
+                   actor: audit.Actor = audit.SYSTEM) -> ImportReport:
+    """Import members from CSV text. Each row is its own savepoint: one bad row spoils nothing.
+
+    The core trusts its caller with `grant_roles`; the console and the command line decide it (see
+    the module docstring). The import and each member it creates or changes are audited as `actor`."""
     report = ImportReport()
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     missing = [h for h in HEADER if h not in (reader.fieldnames or [])]
@@ -126,7 +187,16 @@ def import_members(session: Session, text: str) -> ImportReport:
         line = reader.line_num
         try:
             data = clean_row(row)
+            existing = matching_member(session, data)
+            before = role_set(existing.roles) if existing is not None else frozenset({"member"})
+            wanted = role_set(roles_after(existing, data))
+            if not grant_roles and wanted != before:
+                report.roles_refused += 1
+                raise RowError(f"roles {data['roles']!r} would change {'this member' if existing else 'a new member'}"
+                               f"'s roles ({';'.join(sorted(before))} -> {';'.join(sorted(wanted))}); only a caller "
+                               "who may grant roles can import this row")
             with session.begin_nested():
+                was = snapshot(existing)
                 member, created = upsert_member(session, data)
                 for list_name in data["lists"]:
                     member_list, new_list = get_or_create_list(session, list_name)
@@ -136,13 +206,15 @@ def import_members(session: Session, text: str) -> ImportReport:
                         Membership.list_id == member_list.id, Membership.member_id == member.id))
                     if exists is None:
                         session.add(Membership(list_id=member_list.id, member_id=member.id))
-                session.flush()
+                record_member_change(session, member, was, actor, via="import", line=line)
             report.created += created
             report.updated += not created
         except RowError as exc:
             report.errors.append((line, str(exc)))
         except Exception as exc:  # a constraint clash (e.g. phone of one member, email of another)
             report.errors.append((line, f"could not save: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
+    audit.record(session, "member.import", "members", actor, created=report.created, updated=report.updated,
+                 errors=len(report.errors), roles_refused=report.roles_refused, roles_granted=grant_roles)
     return report
 
 

@@ -422,6 +422,8 @@ class MemberPassword(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    # raised by signing out: part of the session stamp, so every cookie issued before stops working
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

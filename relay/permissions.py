@@ -19,6 +19,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "list.read": _STAFF,
     "notice.read": _STAFF,
     "audit.read": frozenset({ADMIN}),
+    "outbox.read": frozenset({ADMIN}),  # the dev outbox: members' numbers, addresses and clinical text
     # taking part
     "case.post": _DISCUSSANTS,
     "case.intake": frozenset({CONTRIBUTOR, COORDINATOR, ADMIN}),

@@ -1,6 +1,7 @@
 """Editing the roster from the API: list summaries, adding and removing a member from a list, and
 changing a few of a member's fields with the same validation as the CSV import. Role and activation
-changes are audited (they decide who may broadcast)."""
+changes are audited on their own (they decide who may broadcast), and every edit as member.edit with
+each changed field before -> after."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from . import audit
-from .members import RowError, short_name_of
+from .members import RowError, record_member_change, short_name_of, snapshot
 from .models import LANGUAGES, ROLES, Member, MemberList, Membership
 from .storage import insert_if_new
 
@@ -76,6 +77,7 @@ def update_member(session: Session, member: Member, changes: dict, actor: audit.
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         raise RowError(f"{unknown[0]!r} cannot be changed here (editable: {', '.join(EDITABLE)})")
+    before = snapshot(member)
     if "name" in changes:
         name = " ".join(_text(changes, "name").split())
         if not name or len(name) > 200:
@@ -111,7 +113,7 @@ def update_member(session: Session, member: Member, changes: dict, actor: audit.
         if changes["active"] != member.active:
             audit.record(session, "member.active", f"member:{member.id}", actor, after=changes["active"])
             member.active = changes["active"]
-    session.flush()
+    record_member_change(session, member, before, actor, via="api")
     return member
 
 

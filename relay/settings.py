@@ -83,6 +83,27 @@ def parse_share(text: str, name: str, default: float) -> float:
     return value
 
 
+def parse_trusted_proxies(text: str, name: str = "RELAY_TRUSTED_PROXIES") -> tuple[str, ...]:
+    """Comma-separated addresses or networks (10.0.0.0/8, ::1), or one whole number of hops.
+
+    Returned as given (normalised): webhooks/proxies.py builds the networks; a bad entry names the variable."""
+    import ipaddress
+
+    entries = _split(text)
+    if len(entries) == 1 and entries[0].isascii() and entries[0].isdigit():
+        if int(entries[0]) < 1:
+            raise SettingsError(f"{name}: a hop count must be at least 1, got {text!r}")
+        return (str(int(entries[0])),)
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{name}: expected addresses or networks like 10.0.0.0/8 or 127.0.0.1, "
+                                f"or one number of hops, got {entry!r}") from None
+    return tuple(networks)
+
+
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
@@ -150,6 +171,13 @@ class Settings:
     spool_dir: str = ""
     spool_max_bytes: int = 64 * 1024 * 1024
     spool_max_files: int = 20000
+    # issue 13: the dev outbox page only when asked for (and never on an https base), behind an admin sign-in
+    dev_outbox: bool = False
+    # issue 13: X-Forwarded-For is believed only from these peers (webhooks/proxies.py); empty: from none
+    trusted_proxies: tuple[str, ...] = ()
+    signin_account_limit: str = "10/15 minutes"  # failed sign-ins per account, whatever the address
+    metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
+    metrics_cache_seconds: int = 5
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -228,6 +256,12 @@ class Settings:
                                       minimum=65536),
             spool_max_files=parse_int(get("SPOOL_MAX_FILES"), "RELAY_SPOOL_MAX_FILES", cls.spool_max_files,
                                       minimum=1),
+            dev_outbox=bool(parse_bool(get("DEV_OUTBOX"), "RELAY_DEV_OUTBOX")),
+            trusted_proxies=parse_trusted_proxies(get("TRUSTED_PROXIES")),
+            signin_account_limit=get("SIGNIN_ACCOUNT_LIMIT") or cls.signin_account_limit,
+            metrics_token=get("METRICS_TOKEN"),
+            metrics_cache_seconds=parse_int(get("METRICS_CACHE_SECONDS"), "RELAY_METRICS_CACHE_SECONDS",
+                                            cls.metrics_cache_seconds),
         )
         return settings.with_defaults()
 
@@ -244,6 +278,33 @@ class Settings:
 
     def replace(self, **changes) -> "Settings":
         return replace(self, **changes)
+
+    @property
+    def production(self) -> bool:
+        """An https public base: members reach this relay over the internet."""
+        return self.public_base_url.lower().startswith("https://")
+
+    def startup_problems(self) -> list[str]:
+        """Settings a serving process must refuse to start with (each names its variable)."""
+        problems = []
+        if self.production and not self.secret_key:
+            problems.append("RELAY_SECRET_KEY is empty but RELAY_PUBLIC_BASE_URL is https: set RELAY_SECRET_KEY to "
+                            "the same long random string in every process (e.g. `python -c 'import secrets; "
+                            "print(secrets.token_hex(32))'`); relay does not mint a key of its own in production")
+        problems.extend(self.dev_outbox_problems())
+        return problems
+
+    def dev_outbox_problems(self) -> list[str]:
+        if self.dev_outbox and self.production:
+            return ["RELAY_DEV_OUTBOX=on is refused when RELAY_PUBLIC_BASE_URL is https: the dev outbox shows "
+                    "members' numbers, addresses and messages; turn it off in production"]
+        return []
+
+    def check_startup(self) -> None:
+        """Raise SettingsError when a serving process (web, worker, beat) must not start."""
+        problems = self.startup_problems()
+        if problems:
+            raise SettingsError("; ".join(problems))
 
     @property
     def twilio_configured(self) -> bool:

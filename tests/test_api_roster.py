@@ -128,3 +128,5 @@ def test_patch_a_member_and_only_admins_grant_roles(staff, network):
         events = {e.action: e for e in recent(session)}
         assert events["member.active"].detail == {"after": False}
         assert events["member.roles"].detail == {"before": "member", "after": "member;coordinator"}
+        assert events["member.edit"].detail["changes"]["language"] == ["en", "ko"]
+        assert events["member.edit"].detail["via"] == "api"

@@ -88,7 +88,7 @@ def test_cli_import_add_case_and_notice(settings, monkeypatch, tmp_path):
     csv_file = tmp_path / "members.csv"
     csv_file.write_text(GOOD_AND_BAD)
     runner = CliRunner()
-    result = runner.invoke(main, ["members", "import", str(csv_file)])
+    result = runner.invoke(main, ["members", "import", "--grant-roles", str(csv_file)])
     assert result.exit_code == 1  # bad rows make the exit status say so
     assert "line 4:" in result.output and "imported 2 new" in result.output
     result = runner.invoke(main, ["cases", "add", "--title", "Fever and GGO", "--chief-complaint", "fever",
@@ -105,3 +105,71 @@ def test_cli_import_add_case_and_notice(settings, monkeypatch, tmp_path):
     assert result.exit_code != 0 and "no case C9" in result.output
     result = runner.invoke(main, ["cases", "add", "--title", "  "])
     assert result.exit_code != 0 and "needs a title" in result.output
+
+
+# ---------------------------------------------------------------- roles only from those who may grant them
+
+def test_without_grant_a_row_that_changes_roles_is_refused_by_line_and_the_rest_imports(services):
+    from relay.models import AuditEvent
+
+    with transaction(services.sessions) as session:
+        report = import_members(session, GOOD_AND_BAD, grant_roles=False, actor=audit_actor())
+    lines = dict(report.errors)
+    assert "roles" in lines[2] and "grant roles" in lines[2]  # Kim's row asks for coordinator
+    assert report.created == 1 and report.roles_refused == 1  # No Phone still imports
+    with services.sessions() as session:
+        assert session.scalar(select(Member).where(Member.phone == "+821012345601")) is None
+    # an admin, then a CSV that would demote them (and one that leaves the roles cell empty)
+    with transaction(services.sessions) as session:
+        import_members(session, "name,phone,email,timezone,language,lists,roles\n"
+                                "Ada Admin,+12025550199,ada@example.org,UTC,en,tft,admin;member\n")
+    demote = ("name,phone,email,timezone,language,lists,roles\n"
+              "Ada Admin,+12025550199,ada@example.org,UTC,en,tft,member\n"
+              "Ada Admin,+12025550199,ada@example.org,UTC,ko,tft,\n")
+    with transaction(services.sessions) as session:
+        report = import_members(session, demote, grant_roles=False, actor=audit_actor())
+    assert [line for line, _ in report.errors] == [2] and report.updated == 1, report.errors
+    with services.sessions() as session:
+        ada = session.scalar(select(Member).where(Member.email == "ada@example.org"))
+        assert (ada.roles, ada.language) == ("member;admin", "ko")
+        edits = list(session.scalars(select(AuditEvent).where(AuditEvent.action == "member.edit")))
+        imports = list(session.scalars(select(AuditEvent).where(AuditEvent.action == "member.import")))
+    assert [(e.subject, e.actor, e.detail["changes"]) for e in edits] == [
+        (f"member:{ada.id}", "cli:tester", {"language": ["en", "ko"]})]
+    assert imports[-1].detail == {"created": 0, "updated": 1, "errors": 1, "roles_refused": 1,
+                                  "roles_granted": False}
+
+
+def audit_actor():
+    from relay.audit import Actor
+
+    return Actor("cli:tester", "cli")
+
+
+def test_cli_import_grants_roles_only_with_the_flag(settings, monkeypatch, tmp_path):
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    csv_file = tmp_path / "members.csv"
+    csv_file.write_text("name,phone,email,timezone,language,lists,roles\n"
+                        "Mallory,+12025550188,mallory@example.org,UTC,en,tft,admin;member\n"
+                        "Plain,+12025550187,plain@example.org,UTC,en,tft,member\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["members", "import", str(csv_file)])
+    assert result.exit_code == 1
+    assert "line 2: roles" in result.output and "imported 1 new" in result.output
+    result = runner.invoke(main, ["members", "import", "--grant-roles", str(csv_file)])
+    assert result.exit_code == 0, result.output
+    from relay.services import build_services
+    from relay.models import AuditEvent
+
+    services = build_services(settings)
+    try:
+        with services.sessions() as session:
+            assert session.scalar(select(Member.roles).where(Member.email == "mallory@example.org")) == "member;admin"
+            mallory = session.scalar(select(Member.id).where(Member.email == "mallory@example.org"))
+            created = session.scalar(select(AuditEvent).where(AuditEvent.action == "member.create",
+                                                              AuditEvent.subject == f"member:{mallory}"))
+            assert created.actor.startswith("cli:") and created.detail["changes"]["roles"] == [None, "member;admin"]
+    finally:
+        services.dispose()

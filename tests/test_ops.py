@@ -52,6 +52,37 @@ def test_metrics_count_inbound_relayed_and_deliveries(client, network):
     assert "relay_task_seconds" in text and "relay_inbound_latency_seconds" in text
 
 
+def test_metrics_need_the_bearer_token_when_one_is_set(network):
+    network.settings = network.settings.replace(metrics_token="s3cret-metrics-token")
+    client = create_app(services=network).test_client()
+    assert client.get("/metrics").status_code == 401
+    for wrong in ("Bearer nope", "Basic czNjcmV0", "Bearer s3cret-metrics-token2", "s3cret-metrics-token"):
+        response = client.get("/metrics", headers={"Authorization": wrong})
+        assert response.status_code == 401 and "relay_deliveries" not in response.get_data(as_text=True)
+    assert client.get("/metrics").headers["WWW-Authenticate"].startswith("Bearer")
+    ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics-token"})
+    assert ok.status_code == 200 and "relay_relayed_messages_total" in ok.get_data(as_text=True)
+
+
+def test_metrics_cache_database_counts_for_a_few_seconds(network):
+    from relay.metrics import DatabaseCounts
+
+    now = [1000.0]
+    counts = DatabaseCounts(network.sessions, ttl=5, clock=lambda: now[0])
+    first = counts.rows()
+    new_case_notice(network, "C1", ["tft"])
+    assert counts.rows() is first  # within the ttl: no query
+    now[0] += 5.1
+    assert counts.rows() is not first and counts.rows()[2]  # deliveries counted after it
+    network.settings = network.settings.replace(metrics_cache_seconds=30)
+    client = create_app(services=network).test_client()
+    before = client.get("/metrics").get_data(as_text=True)
+    record_sms(network, "+821012345602", "C1 hello")
+    run_worker(network)
+    assert client.get("/metrics").get_data(as_text=True).count("relay_inbound_events{") == before.count(
+        "relay_inbound_events{")  # the cached counts, not a new query
+
+
 def test_case_page_shows_the_discussion_escaped(client, network):
     new_case_notice(network, "C1", ["tft"])
     record_sms(network, "+821012345602", "C1 <script>alert(1)</script> looks like OP")
@@ -64,14 +95,54 @@ def test_case_page_shows_the_discussion_escaped(client, network):
     assert "C1" in client.get("/library/").get_data(as_text=True)
 
 
-def test_dev_outbox_page(tmp_path, database_url):
-    settings = make_settings(tmp_path / "var", database_url)
-    services = build_services(settings, dispatcher=RecordingDispatcher(), senders={"sms": OutboxSender(settings)})
+def _outbox_services(network, **overrides):
+    """The network's database, SMS to the dev outbox (no provider), and `overrides` in its settings."""
     from relay.messages import OutboundMessage
 
+    settings = network.settings.replace(public_base_url="http://127.0.0.1:8000", **overrides)
+    services = build_services(settings, dispatcher=RecordingDispatcher(), engine=network.engine,
+                              senders={"sms": OutboxSender(settings), "email": OutboxSender(settings)})
     services.sender("sms").send(OutboundMessage(7, "sms", "+821012345602", "C1 Kim: <b>hi</b>"))
-    page = create_app(services=services).test_client().get("/dev/outbox").get_data(as_text=True)
+    return services
+
+
+def test_dev_outbox_is_404_without_the_flag_even_with_no_provider(network):
+    from .console_helpers import ADMIN, give_password, sign_in
+
+    client = create_app(services=_outbox_services(network)).test_client()
+    assert client.get("/dev/outbox").status_code == 404
+    give_password(network, ADMIN, roles="admin;member")
+    sign_in(client, ADMIN)
+    assert client.get("/dev/outbox").status_code == 404
+
+
+def test_dev_outbox_with_the_flag_needs_an_admin_sign_in(network):
+    from .console_helpers import ADMIN, KIM, LEE, give_password, sign_in
+
+    app = create_app(services=_outbox_services(network, dev_outbox=True))
+    anonymous = app.test_client().get("/dev/outbox")
+    assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/signin")
+    assert "+821012345602" not in anonymous.get_data(as_text=True)
+    for email, roles in ((LEE, None), (KIM, None)):
+        give_password(network, email, roles=roles)
+        client = app.test_client()
+        sign_in(client, email)
+        refused = client.get("/dev/outbox")
+        assert refused.status_code == 403 and "+821012345602" not in refused.get_data(as_text=True)
+    give_password(network, ADMIN, roles="admin;member")
+    client = app.test_client()
+    sign_in(client, ADMIN)
+    page = client.get("/dev/outbox").get_data(as_text=True)
     assert "+821012345602" in page and "C1 Kim: &lt;b&gt;hi&lt;/b&gt;" in page
+
+
+def test_dev_outbox_is_refused_on_an_https_base(network):
+    from relay.settings import SettingsError
+
+    services = _outbox_services(network, dev_outbox=True)
+    services.settings = services.settings.replace(public_base_url="https://relay.example.org")
+    with pytest.raises(SettingsError, match="RELAY_DEV_OUTBOX"):
+        create_app(services=services)
 
 
 def test_dev_outbox_is_off_with_a_provider(client):

@@ -81,3 +81,36 @@ def test_spool_settings(tmp_path):
         Settings.from_env({"RELAY_SPOOL_MAX_BYTES": "1000"})
     with pytest.raises(SettingsError, match="RELAY_SPOOL_MAX_FILES"):
         Settings.from_env({"RELAY_SPOOL_MAX_FILES": "0"})
+
+
+def test_dev_outbox_is_off_unless_asked_for_and_never_on_an_https_base(tmp_path):
+    assert Settings.from_env({"RELAY_VAR_DIR": str(tmp_path)}).dev_outbox is False
+    assert Settings.from_env({"RELAY_VAR_DIR": str(tmp_path), "RELAY_DEV_OUTBOX": "on"}).dev_outbox is True
+    with pytest.raises(SettingsError, match="RELAY_DEV_OUTBOX.*https"):
+        Settings.from_env({"RELAY_DEV_OUTBOX": "on", "RELAY_PUBLIC_BASE_URL": "https://relay.example.org",
+                           "RELAY_SECRET_KEY": "k" * 32}).check_startup()
+
+
+def test_an_empty_secret_key_with_an_https_base_refuses_to_start(tmp_path, monkeypatch):
+    """In production (an https public URL) a missing RELAY_SECRET_KEY is an error, not a new key in var/."""
+    from click.testing import CliRunner
+
+    from relay.cli import main
+
+    env = {"RELAY_VAR_DIR": str(tmp_path), "RELAY_PUBLIC_BASE_URL": "https://relay.example.org"}
+    with pytest.raises(SettingsError, match="RELAY_SECRET_KEY"):
+        Settings.from_env(env).check_startup()
+    Settings.from_env(env | {"RELAY_SECRET_KEY": "k" * 32}).check_startup()
+    Settings.from_env({"RELAY_VAR_DIR": str(tmp_path)}).check_startup()  # the embedded dev key is fine on http
+    for name in [k for k in __import__("os").environ if k.startswith("RELAY_")]:
+        monkeypatch.delenv(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for command in (["web"], ["worker"], ["up"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code != 0 and "RELAY_SECRET_KEY" in result.output, (command, result.output)
+    from webhooks.app import create_app
+
+    with pytest.raises(SettingsError, match="RELAY_SECRET_KEY"):
+        create_app()
+    assert not (tmp_path / "dev-secret-key").exists()

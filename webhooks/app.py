@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from relay.logs import configure_logging, mask_text, redact_path
 from relay.db import make_engine
 from relay.services import Services, build_services
-from relay.settings import Settings
+from relay.settings import Settings, SettingsError
 
 log = logging.getLogger("relay.web")
 # An email webhook's form: some 30 fields and one part per attachment (Mailgun, SendGrid).
@@ -22,7 +22,13 @@ EMAIL_MAX_FORM_PARTS = 500
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     configure_logging()
-    settings = settings or (services.settings if services else Settings.from_env())
+    if settings is None and services is None:  # gunicorn's `create_app()`: a serving process
+        settings = Settings.from_env()
+        settings.check_startup()
+    settings = settings or services.settings
+    refused = settings.dev_outbox_problems() + (services.settings.dev_outbox_problems() if services else [])
+    if refused:
+        raise SettingsError(refused[0])
     app = Flask(__name__, template_folder=str(settings.templates_dir / "web"))
     # Email webhooks carry attachments; every other route keeps the small limit (see below).
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_webhook_bytes, settings.max_email_bytes)
@@ -82,6 +88,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from .fast_path import ProviderWebhooks
 
     app.wsgi_app = ProviderWebhooks(app.wsgi_app, app.extensions["relay"])
+    if settings.trusted_proxies:  # outermost: every path, the fast path too, sees the real client
+        from .proxies import TrustedProxies
+
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
     return app
 
 
@@ -107,17 +117,22 @@ def http_error_response(request, exc: HTTPException) -> Response:
 
 
 def _rate_limits(app: Flask, settings: Settings) -> None:
-    """Open endpoints are rate limited per client address, counted in Redis when relay uses Redis
-    (shared by every web process), else in each process's memory."""
+    """Open endpoints are rate limited per client address (the real client behind a trusted proxy:
+    webhooks/proxies.py), counted in Redis when relay uses Redis (shared by every web process), else
+    in each process's memory. When Redis cannot be reached the limits are counted in this process's
+    memory until it is back (flask-limiter's in-memory fallback), never a 500: a coordinator must be
+    able to sign in and press hold during a Redis outage."""
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
 
-    storage, options = "memory://", {}
+    storage, options, storage_options = "memory://", {}, {}
     if settings.broker_url.startswith(("redis://", "rediss://")):
         storage = settings.broker_url
         options = {"key_prefix": f"{settings.broker_prefix}relay-limits"}
-    limiter = Limiter(get_remote_address, app=app, storage_uri=storage, storage_options={},
-                      headers_enabled=True, **options)
+        # a hung Redis costs a request a second at most before the fallback takes over
+        storage_options = {"socket_connect_timeout": 1, "socket_timeout": 1}
+    limiter = Limiter(get_remote_address, app=app, storage_uri=storage, storage_options=storage_options,
+                      headers_enabled=True, in_memory_fallback_enabled=True, swallow_errors=True, **options)
     view = app.view_functions["api.sms_preview"]
     app.view_functions["api.sms_preview"] = limiter.limit(settings.preview_rate_limit)(view)
     app.extensions["relay-limiter"] = limiter

@@ -1,26 +1,29 @@
 """Signing in and out of the console and the library, and the checks every page uses.
 
 The session is Flask's signed cookie (HttpOnly, SameSite=Lax, Secure unless the public base is plain
-http://), holding the member id, a fingerprint of the password hash (a changed password ends every
-other session) and the time of the last request (an idle session ends after
+http://), holding the member id, a fingerprint of the password hash and the account's session
+generation (checked against the database on every request: a changed password or a sign-out ends
+every session of the account, a copied cookie included) and the time of the last request (an idle session ends after
 RELAY_SESSION_IDLE_TIMEOUT). Sign-in starts a fresh session. Every state-changing form of the
 console and the library carries a CSRF token (Flask-WTF), checked by `check_csrf`; the other
 blueprints (provider webhooks, the bearer-token API, one-click unsubscribe) take no cookies and are
-not affected. Sign-in attempts are rate limited per client address."""
+not affected. Sign-in attempts are rate limited per client address, and failed ones per account."""
 from __future__ import annotations
 
 import functools
 import hashlib
 import logging
+import re
 import time
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from flask import (Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for)
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from relay import permissions
-from relay.accounts import authenticate, session_stamp
+from relay.accounts import authenticate, end_sessions, session_stamp
 from relay.audit import Actor
 from relay.db import transaction
 from relay.logs import mask, redact_path
@@ -140,11 +143,32 @@ def requires(action: str):
     return decorate
 
 
+# C0 controls and DEL (browsers drop tabs and newlines inside a URL, so "/\t/evil" becomes "//evil"),
+# and the backslash (browsers read "/\\evil" as "//evil").
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def safe_next_path(target: str | None) -> str | None:
+    """`target` when it is a path on this site, else None. Checked as given and once percent-decoded
+    (what a browser or a later redirect may make of it): no control characters or backslashes, a
+    single leading "/", and no scheme or network location as urllib reads it ("//x", "https:x")."""
+    if not target or len(target) > 2000:
+        return None
+    for form in (target, unquote(target)):
+        if _UNSAFE_IN_NEXT.search(form) or not form.startswith("/") or form.startswith("//"):
+            return None
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return None
+    return target
+
+
 def _safe_next(target: str | None, me: SignedIn) -> str:
-    """Only a path on this site (never //host or a scheme) is followed after sign-in."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/console/" if me.may("notice.send") else "/library/"
+    """Only a path on this site is followed after sign-in; anything else goes home."""
+    safe = safe_next_path(target)
+    if safe is None and target:
+        log.warning("sign-in refused to follow next=%r (not a path on this site)", target[:200])
+    return safe or ("/console/" if me.may("notice.send") else "/library/")
 
 
 blueprint.before_request(check_csrf)
@@ -179,14 +203,30 @@ def sign_in():
 
 @blueprint.post("/signout")
 def sign_out():
+    """Ends the session server-side: the account's session generation goes up, so this cookie (and
+    any copy of it, and the member's sessions elsewhere) no longer signs anyone in."""
     me = current_member()
-    session.clear()
     if me is not None:
-        log.info("member %s signed out", me.id)
+        with transaction(current_app.extensions["relay"].sessions) as db:
+            end_sessions(db, me.id)
+        log.info("member %s signed out (every session of the account ended)", me.id)
+    session.clear()
     return redirect("/library/")
 
 
+def _account_key() -> str:
+    return "account:" + (request.form.get("email") or "").strip().lower()[:320]
+
+
+def _refused(response) -> bool:
+    return response.status_code == 401
+
+
 def rate_limit_sign_in(app: Flask, limiter, settings) -> None:
-    """Sign-in POSTs per client address (create_app calls this once the limiter exists)."""
+    """Sign-in POSTs per client address, and failed sign-ins per account whatever the address (so
+    guessing one member's password from many addresses stops too). create_app calls this once the
+    limiter exists."""
     view = app.view_functions["auth.sign_in"]
+    view = limiter.limit(settings.signin_account_limit, key_func=_account_key, methods=["POST"],
+                         deduct_when=_refused, scope="signin-account")(view)
     app.view_functions["auth.sign_in"] = limiter.limit(settings.signin_rate_limit, methods=["POST"])(view)

@@ -367,10 +367,11 @@ def import_members_route():
     except UnicodeDecodeError:
         return members_page(report={"errors": [(0, "the file is not UTF-8 text")], "created": 0, "updated": 0,
                                     "lists_created": []}, status=400)
+    me = current_member()
     with transaction(_services().sessions) as session:
-        report = members_core.import_members(session, text)
-    log.info("member %s imported members: %s new, %s updated, %s errors", current_member().id, report.created,
-             report.updated, len(report.errors))
+        report = members_core.import_members(session, text, grant_roles=me.may("member.roles"), actor=_actor())
+    log.info("member %s imported members: %s new, %s updated, %s errors (%s refused: roles)", me.id, report.created,
+             report.updated, len(report.errors), report.roles_refused)
     return members_page(report=report.__dict__, status=200 if not report.errors else 422)
 
 
@@ -400,6 +401,7 @@ def edit_member(member_id: int):
         uploads = _uploads()
         with transaction(_services().sessions) as session:
             member = _member_or_404(session, member_id)
+            before = members_core.snapshot(member)
             data = members_core.clean_row({
                 "name": form.get("name", ""), "phone": form.get("phone", ""), "email": form.get("email", ""),
                 "timezone": form.get("timezone", ""), "language": form.get("language", ""),
@@ -419,7 +421,7 @@ def edit_member(member_id: int):
             for name in sorted(wanted - have):
                 member_list, _ = members_core.get_or_create_list(session, name)
                 session.add(Membership(list_id=member_list.id, member_id=member.id))
-            session.flush()
+            members_core.record_member_change(session, member, before, _actor(), via="console")
     except members_core.RowError as exc:
         return member_page(member_id, error=str(exc), status=400)
     except Exception as exc:  # e.g. the phone or email of another member (a unique constraint)

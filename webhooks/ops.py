@@ -1,15 +1,21 @@
 """Operations: /healthz (database, broker, and the spool when not empty), /metrics (Prometheus),
-/dev/outbox (dev mode)."""
+/dev/outbox (dev mode).
+
+The dev outbox shows members' numbers, addresses and clinical text: it is served only with
+RELAY_DEV_OUTBOX=on (refused at start on an https base) and only to a signed-in admin."""
 from __future__ import annotations
 
+import hmac
 import logging
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from relay.metrics import render_metrics
-from relay.providers.outbox import OutboxSender, read_outbox
+from relay.metrics import DatabaseCounts, render_metrics
+from relay.providers.outbox import read_outbox
+
+from .auth import requires
 
 log = logging.getLogger("relay.web.ops")
 blueprint = Blueprint("ops", __name__)
@@ -55,16 +61,37 @@ def healthz():
     return jsonify(status=status, checks=checks), (200 if healthy else 503)
 
 
+def _bearer_ok(expected: str) -> bool:
+    """Constant-time check of "Authorization: Bearer <token>" against `expected`."""
+    given = request.headers.get("Authorization", "")
+    scheme, _, token = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
 @blueprint.get("/metrics")
 def metrics():
     services = current_app.extensions["relay"]
-    return Response(render_metrics(services.sessions, services.spool), mimetype=CONTENT_TYPE_LATEST)
+    settings = services.settings
+    if settings.metrics_token and not _bearer_ok(settings.metrics_token):
+        log.warning("/metrics refused from %s: missing or wrong bearer token", request.remote_addr)
+        return Response("401 Unauthorized: /metrics needs its bearer token (RELAY_METRICS_TOKEN)\n", status=401,
+                        mimetype="text/plain", headers={"WWW-Authenticate": 'Bearer realm="relay metrics"'})
+    counts = current_app.extensions.get("relay-metrics-counts")
+    if counts is None:
+        counts = current_app.extensions.setdefault(
+            "relay-metrics-counts", DatabaseCounts(services.sessions, ttl=settings.metrics_cache_seconds))
+    return Response(render_metrics(services.sessions, services.spool, counts), mimetype=CONTENT_TYPE_LATEST)
 
 
 @blueprint.get("/dev/outbox")
 def dev_outbox():
+    if not current_app.extensions["relay"].settings.dev_outbox:
+        abort(404, "the dev outbox is off (RELAY_DEV_OUTBOX)")
+    return _dev_outbox_page()
+
+
+@requires("outbox.read")
+def _dev_outbox_page():
     services = current_app.extensions["relay"]
-    if not any(isinstance(s, OutboxSender) for s in services.senders.values()):
-        abort(404, "the dev outbox is off: messages go to the configured providers")
     messages = read_outbox(services.settings.outbox_dir)
     return render_template("outbox.html", messages=messages, directory=services.settings.outbox_dir)

@@ -56,6 +56,8 @@ def relay_env(**settings: str) -> dict[str, str]:
     env.setdefault("RELAY_LOG_LEVEL", "INFO")
     env.setdefault("RELAY_QUIET_HOURS", "off")  # issue 5: the wall clock must not hold back e2e relays
     env.setdefault("RELAY_SMS_RATE", "0")  # carrier pacing (1/s per long code) is tested in test_ratelimit
+    if env.get("RELAY_PUBLIC_BASE_URL", "").startswith("https://"):
+        env.setdefault("RELAY_SECRET_KEY", "e2e-" + "0" * 60)  # issue 13: an https base needs a key to start
     return env
 
 

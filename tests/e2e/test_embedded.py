@@ -1,8 +1,9 @@
 """A new user's first run on the embedded defaults: no database or broker configured, so `relay up`
 uses SQLite and the filesystem broker under RELAY_VAR_DIR, and SMS go to the dev outbox.
 
-`relay up` -> `relay demo` -> the printed curl (a member's signed SMS reply) -> the relayed texts
-in /dev/outbox and the post on the case page -> SIGTERM stops everything."""
+`relay up` -> `relay demo` -> sign in as the printed admin -> the printed curl (a member's signed SMS
+reply) -> the relayed texts in /dev/outbox (on because `relay up` turns it on in the embedded mode,
+and shown only to a signed-in admin) and the post on the case page -> SIGTERM stops everything."""
 from __future__ import annotations
 
 import email
@@ -31,18 +32,18 @@ CONFIRMATION_KO = "C1에 게시되어 4명에게 전달되었습니다."  # Lee'
 ROW = re.compile(r"<tr><td>(\d+)</td><td>(\w+)</td><td>([^<]*)</td><td><pre>(.*?)</pre></td>", re.S)
 
 
-def outbox_with(base_url: str, count: int):
+def outbox_with(browser: requests.Session, base_url: str, count: int):
     """A poll for /dev/outbox holding at least `count` messages."""
     def poll():
-        messages = outbox(base_url)
+        messages = outbox(browser, base_url)
         return messages if len(messages) >= count else None
 
     return poll
 
 
-def outbox(base_url: str, channel: str = "sms") -> list[tuple[str, str]]:
-    """(to, body) of every message of one channel on the /dev/outbox page."""
-    response = requests.get(f"{base_url}/dev/outbox", timeout=5)
+def outbox(browser: requests.Session, base_url: str, channel: str = "sms") -> list[tuple[str, str]]:
+    """(to, body) of every message of one channel on the /dev/outbox page (as a signed-in admin)."""
+    response = browser.get(f"{base_url}/dev/outbox", timeout=5, allow_redirects=False)
     assert response.status_code == 200, response.text
     return [(html.unescape(to), html.unescape(body)) for _id, chan, to, body in ROW.findall(response.text)
             if chan == channel]
@@ -68,8 +69,23 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert len(curls) == 1, demo.stdout
     assert f"{base_url}/webhooks/twilio/sms" in curls[0]
 
+    # The outbox shows members' numbers and clinical text: not to an anonymous visitor.
+    anonymous = requests.get(f"{base_url}/dev/outbox", timeout=5, allow_redirects=False)
+    assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/signin"), anonymous.text
+    # The demo printed a sign-in for its coordinator (and admin): it opens the console and the outbox
+    # (a plain-http base, so the session cookie is not Secure and works here).
+    sign_in = re.search(r"/signin as (\S+) .*with the password (\S+)", demo.stdout)
+    assert sign_in, demo.stdout
+    browser = requests.Session()
+    form = browser.get(f"{base_url}/signin", timeout=5).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    signed_in = browser.post(f"{base_url}/signin", data={"email": sign_in.group(1), "password": sign_in.group(2),
+                                                         "csrf_token": token}, timeout=10, allow_redirects=False)
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/console/", signed_in.text
+    assert "Secure" not in signed_in.headers["Set-Cookie"] and "HttpOnly" in signed_in.headers["Set-Cookie"]
+
     # The five notices arrive in the outbox (delivered by the worker `relay up` started).
-    notices = wait_until(outbox_with(base_url, 5), 30, "the five notices in /dev/outbox", watch=[up])
+    notices = wait_until(outbox_with(browser, base_url, 5), 30, "the five notices in /dev/outbox", watch=[up])
     assert sorted(to for to, _ in notices) == sorted([KIM, LEE, PARK, ALICE, BEN])
     assert all("C1" in body and DEMO_TITLE in body for _, body in notices)
 
@@ -77,7 +93,7 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert played.returncode == 0, played.stderr
     assert played.stdout.strip() == EMPTY_TWIML  # 200 with empty TwiML (a 403 would print its reason)
 
-    messages = wait_until(outbox_with(base_url, 5 + 4 + 1), 30,
+    messages = wait_until(outbox_with(browser, base_url, 5 + 4 + 1), 30,
                           "the relayed texts and the confirmation in /dev/outbox", watch=[up])
     after = sorted(m for m in messages if DEMO_TITLE not in m[1])  # all but the five notices
     assert len(messages) == 10
@@ -101,17 +117,6 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert DEMO_TITLE in page.text
     assert "Lee Minho · SMS" in page.text and html.escape(REPLY) in page.text
 
-    # The demo printed a sign-in for its coordinator: it opens the console (a plain-http base, so the
-    # session cookie is not Secure and works here).
-    sign_in = re.search(r"/signin as (\S+) with the password (\S+)", demo.stdout)
-    assert sign_in, demo.stdout
-    browser = requests.Session()
-    form = browser.get(f"{base_url}/signin", timeout=5).text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
-    signed_in = browser.post(f"{base_url}/signin", data={"email": sign_in.group(1), "password": sign_in.group(2),
-                                                         "csrf_token": token}, timeout=10, allow_redirects=False)
-    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/console/", signed_in.text
-    assert "Secure" not in signed_in.headers["Set-Cookie"] and "HttpOnly" in signed_in.headers["Set-Cookie"]
     console = browser.get(f"{base_url}/console/", timeout=5)
     assert console.status_code == 200 and "Outbound sending is running" in console.text
 

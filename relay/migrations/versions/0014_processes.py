@@ -2,14 +2,14 @@
 an inbound event (shown by `relay events list`)
 
 Revision ID: 0014
-Revises: 0009
+Revises: 0012
 Create Date: 2026-12-06
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0014'
-down_revision = '0009'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 the rows still holding one, which the sweeper's purge reads oldest first
 
 Revision ID: 0015
-Revises: 0009
+Revises: 0014
 Create Date: 2026-12-06
 """
 from alembic import op
