@@ -41,6 +41,19 @@ def outbox_with(browser: requests.Session, base_url: str, count: int):
     return poll
 
 
+def demo_sign_in(base_url: str, demo_output: str) -> tuple[requests.Session, requests.Response]:
+    """Sign in as the admin `relay demo` printed (the outbox is for a signed-in admin only)."""
+    sign_in = re.search(r"/signin as (\S+) .*with the password (\S+)", demo_output)
+    assert sign_in, demo_output
+    browser = requests.Session()
+    form = browser.get(f"{base_url}/signin", timeout=5).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    signed_in = browser.post(f"{base_url}/signin", data={"email": sign_in.group(1), "password": sign_in.group(2),
+                                                         "csrf_token": token}, timeout=10, allow_redirects=False)
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/console/", signed_in.text
+    return browser, signed_in
+
+
 def outbox(browser: requests.Session, base_url: str, channel: str = "sms") -> list[tuple[str, str]]:
     """(to, body) of every message of one channel on the /dev/outbox page (as a signed-in admin)."""
     response = browser.get(f"{base_url}/dev/outbox", timeout=5, allow_redirects=False)
@@ -74,14 +87,7 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert anonymous.status_code == 302 and anonymous.headers["Location"].startswith("/signin"), anonymous.text
     # The demo printed a sign-in for its coordinator (and admin): it opens the console and the outbox
     # (a plain-http base, so the session cookie is not Secure and works here).
-    sign_in = re.search(r"/signin as (\S+) .*with the password (\S+)", demo.stdout)
-    assert sign_in, demo.stdout
-    browser = requests.Session()
-    form = browser.get(f"{base_url}/signin", timeout=5).text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
-    signed_in = browser.post(f"{base_url}/signin", data={"email": sign_in.group(1), "password": sign_in.group(2),
-                                                         "csrf_token": token}, timeout=10, allow_redirects=False)
-    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/console/", signed_in.text
+    browser, signed_in = demo_sign_in(base_url, demo.stdout)
     assert "Secure" not in signed_in.headers["Set-Cookie"] and "HttpOnly" in signed_in.headers["Set-Cookie"]
 
     # The five notices arrive in the outbox (delivered by the worker `relay up` started).
@@ -181,7 +187,9 @@ def test_relay_up_restarts_a_killed_worker_and_the_web_keeps_answering(processes
 
     demo = subprocess.run(relay_command("demo"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    notices = wait_until(outbox_with(base_url, 5), 30, "the five notices, sent by the new worker", watch=[up])
+    browser, _ = demo_sign_in(base_url, demo.stdout)
+    notices = wait_until(outbox_with(browser, base_url, 5), 30, "the five notices, sent by the new worker",
+                         watch=[up])
     assert sorted(to for to, _ in notices) == sorted([KIM, LEE, PARK, ALICE, BEN])
 
 
