@@ -20,7 +20,7 @@ COPY webhooks ./webhooks
 COPY templates ./templates
 COPY config/sms_prices.csv ./config/sms_prices.csv
 
-# Editable install: relay finds templates/ and the default var/ next to its source (relay/settings.py PROJECT_ROOT).
+# Editable install: relay finds templates/ and the default var/ next to its source (relay/infra/settings.py PROJECT_ROOT).
 RUN pip install -e . \
     && mkdir -p /app/var \
     && chown relay:relay /app/var

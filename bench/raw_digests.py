@@ -3,8 +3,8 @@ same SMTP sink, with no database, queue or bookkeeping.
 
 Each of `processes` processes (the worker's prefork concurrency) takes its share of the subscribers
 and, in a plain for loop, renders each one's digest from the same templates and the same content
-(relay.digests.render: subject, digest.txt and digest.html, with the subscriber's own unsubscribe and
-preferences links), composes the same MIME message (relay.mail._message: headers, text and HTML
+(relay.digests.building.render: subject, digest.txt and digest.html, with the subscriber's own unsubscribe and
+preferences links), composes the same MIME message (relay.render.mail._message: headers, text and HTML
 parts) and hands it to a pool of `threads` threads that send it with relay's SMTP client
 (relay.providers.smtp_email.SmtpEmailSender: a pool of reused connections), as bench/raw_send.py
 does. The processes start, import and connect nothing until `start` is set; the caller times from
@@ -17,12 +17,12 @@ from types import SimpleNamespace
 
 
 def _push(settings, contents, subscribers, now, threads: int, ready, start) -> None:
-    from relay.digest_mail import digest_unsubscribe_url, preferences_url
-    from relay.digests import render
-    from relay.mail import _message
-    from relay.messages import OutboundMessage
+    from relay.render.digest_mail import digest_unsubscribe_url, preferences_url
+    from relay.digests.building import render
+    from relay.render.mail import _message
+    from relay.model.messages import OutboundMessage
     from relay.providers.smtp_email import SmtpEmailSender
-    from relay.tokens import unsubscribe_token
+    from relay.infra.signing import unsubscribe_token
 
     sender = SmtpEmailSender(settings)
     daily = SimpleNamespace(frequency="daily")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 
-from relay.messages import OutboundMessage
+from relay.model.messages import OutboundMessage
 
 
 def _push(settings, sms: int, emails: int, threads: int, raw: bytes) -> None:

@@ -17,12 +17,12 @@ relay's web app under gunicorn, Celery workers) and runs:
            `relay worker -Q maintenance,bulk,outbound -c 2` until the last email at the SMTP sink;
            peak RSS of the worker's processes. Baseline (bench/raw_digests.py): the same processes x
            threads, each process rendering its share of the same emails in a plain loop (the same
-           templates and content through relay.digests.render, the same MIME message through
-           relay.mail._message, per subscriber) and handing each to a thread pool that sends it with
+           templates and content through relay.digests.building.render, the same MIME message through
+           relay.render.mail._message, per subscriber) and handing each to a thread pool that sends it with
            relay's SMTP client, timed from the start signal to the last arrival. Afterwards the
            database must hold exactly one digest per subscriber for the period and the sink exactly
            one email each; the table says MISMATCH otherwise. Also reported: the templates alone
-           (render_only_per_s: relay.digests.render in one process, no MIME, no send).
+           (render_only_per_s: relay.digests.building.render in one process, no MIME, no send).
 
 Prints one table and writes var/bench/latest.json. BENCH_QUICK=1: smaller N (digest: 4,000 subscribers)
 and shorter ingest. BENCH_ONLY=digest (a comma list of ingest, fanout, digest; default all) runs only
@@ -49,7 +49,7 @@ from sqlalchemy.engine import make_url
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from relay.cli import WEB_THREADS as RELAY_WEB_THREADS, WEB_WORKERS as RELAY_WEB_WORKERS  # noqa: E402
+from relay.cli.common import WEB_THREADS as RELAY_WEB_THREADS, WEB_WORKERS as RELAY_WEB_WORKERS  # noqa: E402
 
 from tests.e2e.processes import Processes, free_port, group_pids, relay_command, relay_env, wait_for_health, \
     wait_for_log  # noqa: E402
@@ -92,7 +92,7 @@ class Bench:
     # ------------------------------------------------------------ set-up
 
     def database(self, name: str) -> str:
-        from relay.migrate import upgrade
+        from relay.infra.migrate import upgrade
 
         db = f"relay_bench_{self.run_id}_{name}"
         with self.admin.connect() as conn:
@@ -146,7 +146,7 @@ class Bench:
                          SECRET_KEY="bench-secret-key", LOG_LEVEL="WARNING", **extra)
 
     def settings(self, database_url: str):
-        from relay.settings import Settings
+        from relay.infra.settings import Settings
 
         return Settings.from_env(self.env(database_url))
 
@@ -240,7 +240,7 @@ async def _load(base_url: str, bodies, seconds: float) -> dict:
 
 def _gunicorn(bench: Bench, name: str, app: str, port: int, env: dict) -> object:
     """The same gunicorn settings as `relay web` (its workers and threads, access log), for the baseline."""
-    from relay.cli import gunicorn_options
+    from relay.cli.common import gunicorn_options
 
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     return bench.processes.start(name, [gunicorn, "--bind", f"127.0.0.1:{port}",
@@ -248,7 +248,7 @@ def _gunicorn(bench: Bench, name: str, app: str, port: int, env: dict) -> object
 
 
 def ingest(bench: Bench) -> dict:
-    from relay.models import InboundEvent
+    from relay.model.tables import InboundEvent
     from relay.services import build_services
 
     database_url = bench.database("ingest")
@@ -331,8 +331,8 @@ def _sample_email(settings) -> bytes:
 def fanout(bench: Bench, members: int) -> dict:
     from bench import raw_send
     from bench.seed import seed_network
-    from relay.models import Delivery
-    from relay.notices import new_case_notice
+    from relay.model.tables import Delivery
+    from relay.notices.lifecycle import new_case_notice
     from relay.services import build_services
 
     database_url = bench.database(f"fanout{members}")
@@ -403,9 +403,9 @@ def digest(bench: Bench) -> dict:
     one email each at the sink."""
     from bench import raw_digests
     from bench.seed import seed_digest_subscribers
-    from relay.digests import build_content
-    from relay.dispatch import QUEUE_MAINTENANCE, TASK_SEND_DIGESTS
-    from relay.models import CaseMute, Delivery, Digest, DigestSubscription, Member, utcnow
+    from relay.digests.building import build_content
+    from relay.infra.dispatch import QUEUE_MAINTENANCE, TASK_SEND_DIGESTS
+    from relay.model.tables import CaseMute, Delivery, Digest, DigestSubscription, Member, utcnow
     from relay.services import build_services
     from workers.app import DIGESTS_EVERY_SECONDS
 
@@ -469,7 +469,7 @@ def digest(bench: Bench) -> dict:
 
     from types import SimpleNamespace
 
-    from relay.digests import render
+    from relay.digests.building import render
 
     sample = subscribers[:2000]
     render_started = time.perf_counter()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import insert, literal, select
 
-from relay.cases import create_case
-from relay.db import transaction
-from relay.models import Member, MemberList, Membership, utcnow
+from relay.library.cases import create_case
+from relay.infra.db import transaction
+from relay.model.tables import Member, MemberList, Membership, utcnow
 
 
 def channels_of(i: int) -> tuple[str, ...]:
@@ -57,7 +57,7 @@ def digest_zones(now, margin_minutes: int = 45) -> list[tuple[str, int]]:
     are left out, so the local date cannot change while the benchmark runs."""
     from datetime import timedelta
 
-    from relay.ladder import zone
+    from relay.members.ladder import zone
 
     found = []
     for name in DIGEST_ZONES:
@@ -79,7 +79,7 @@ def seed_digest_subscribers(sessions, n: int, now) -> dict:
 
     from sqlalchemy import Date, String, cast, func, text as sql_text
 
-    from relay.models import CaseMute, Digest, DigestSubscription, Notice, Post, Thread
+    from relay.model.tables import CaseMute, Digest, DigestSubscription, Notice, Post, Thread
 
     zones = digest_zones(now)
     day_ago = now - timedelta(days=1)

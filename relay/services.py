@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import make_engine, make_session_factory
-from .dispatch import CeleryDispatcher, Dispatcher
-from .providers import Sender, senders_for
-from .settings import Settings
-from .spool import Spool
-from .spool_replay import Replayer
+from relay.infra.db import make_engine, make_session_factory
+from relay.infra.dispatch import CeleryDispatcher, Dispatcher
+from relay.providers import Sender, senders_for
+from relay.infra.settings import Settings
+from relay.infra.spool import Spool
+from relay.inbound.spool_replay import Replayer
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,8 @@ class Services:
     sessions: sessionmaker[Session]
     dispatcher: Dispatcher
     senders: dict[str, Sender] = field(default_factory=dict)
-    spool: Spool | None = None  # webhooks kept while the database is down (relay/spool.py)
-    replayer: Replayer | None = None  # this process's replay of it (relay/spool_replay.py)
+    spool: Spool | None = None  # webhooks kept while the database is down (relay/infra/spool.py)
+    replayer: Replayer | None = None  # this process's replay of it (relay/inbound/spool_replay.py)
 
     def sender(self, channel: str) -> Sender:
         return self.senders[channel]
@@ -42,7 +42,7 @@ class Services:
 def make_celery_producer(settings: Settings):
     from celery import Celery
 
-    from .dispatch import celery_config
+    from relay.infra.dispatch import celery_config
 
     app = Celery("relay-producer", set_as_current=False)
     app.conf.update(celery_config(settings))
@@ -53,7 +53,7 @@ def make_doorbell(settings: Settings):
     """The webhook hand-off's doorbell, when the broker is Redis (None: one task per webhook)."""
     if not settings.broker_url.startswith(("redis://", "rediss://")):
         return None
-    from .doorbell import RedisDoorbell
+    from relay.infra.doorbell import RedisDoorbell
 
     return RedisDoorbell.from_url(settings.broker_url, prefix=settings.broker_prefix)
 
@@ -67,7 +67,7 @@ def build_services(settings: Settings | None = None, *, dispatcher: Dispatcher |
     if senders is None:
         senders = senders_for(settings)
     sessions = make_session_factory(engine)
-    sessions.kw["info"] = {"quiet_hours": settings.quiet_hours}  # issue 5: read by relay/ladder.py
+    sessions.kw["info"] = {"quiet_hours": settings.quiet_hours}  # issue 5: read by relay/members/ladder.py
     services = Services(settings=settings, engine=engine, sessions=sessions, dispatcher=dispatcher, senders=senders,
                         spool=Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_files))
     services.replayer = Replayer(services, services.spool)

@@ -1,7 +1,7 @@
 """The sweeper (run by beat): re-dispatch work that was committed but never queued or never
 finished — a broker outage at enqueue time, a worker killed mid-send (expired lease) — queue the
 deliveries whose booked rate-limit slot comes within the next two minutes (each with a countdown to
-it; relay/sending.py `_defer`), and give up on deliveries that used every attempt."""
+it; relay/outbound/sending.py `_defer`), and give up on deliveries that used every attempt."""
 from __future__ import annotations
 
 import logging
@@ -10,14 +10,15 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from . import heartbeats, hold
-from .db import transaction
-from .deliveries import FAILED, SENDING, booked_soon, due_for_dispatch
-from .dispatch import dispatch_safely
-from .models import CaseImage, Delivery, InboundEvent, utcnow
-from .notices import finish_notice, unfinished_notices
-from .retention import purge_raw_bodies
-from .sending import BATCH_SIZE, DISPATCH_AHEAD, dispatch_batches, dispatch_deliveries, dispatch_when_due
+from relay.infra import heartbeats
+from relay.outbound import hold
+from relay.infra.db import transaction
+from relay.outbound.deliveries import FAILED, SENDING, booked_soon, due_for_dispatch
+from relay.infra.dispatch import dispatch_safely
+from relay.model.tables import CaseImage, Delivery, InboundEvent, utcnow
+from relay.notices.lifecycle import finish_notice, unfinished_notices
+from relay.inbound.retention import purge_raw_bodies
+from relay.outbound.sending import BATCH_SIZE, DISPATCH_AHEAD, dispatch_batches, dispatch_deliveries, dispatch_when_due
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
     now = utcnow()
     settings = services.settings
     with transaction(services.sessions) as session:
-        heartbeats.mark(session, heartbeats.SWEEP, now)  # relay worker warns when this stops (relay/heartbeats.py)
+        heartbeats.mark(session, heartbeats.SWEEP, now)  # relay worker warns when this stops (relay/infra/heartbeats.py)
         gave_up = session.execute(
             update(Delivery)
             .where(Delivery.status == SENDING, Delivery.lease_until < now,
@@ -64,7 +65,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
         for start in range(0, len(ids), 500):
             session.execute(update(InboundEvent).where(InboundEvent.id.in_(ids[start:start + 500]))
                             .values(dispatched_at=now).execution_options(synchronize_session=False))
-        # --- emergency hold (relay/hold.py): nothing is re-queued while sending is paused.
+        # --- emergency hold (relay/outbound/hold.py): nothing is re-queued while sending is paused.
         held = hold.is_on(session)
         # deferred by the rate limit: queued just before the slot each one booked, with a countdown to it
         booked = [] if held else booked_soon(session, DISPATCH_AHEAD, limit=limit, now=now)

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from relay.db import transaction
-from relay.dispatch import RecordingDispatcher
-from relay.messages import OutboundMessage, SendResult
-from relay.migrate import upgrade
-from relay.models import Base
+from relay.infra.db import transaction
+from relay.infra.dispatch import RecordingDispatcher
+from relay.model.messages import OutboundMessage, SendResult
+from relay.infra.migrate import upgrade
+from relay.model.tables import Base
 from relay.services import build_services
-from relay.settings import Settings
+from relay.infra.settings import Settings
 from tests.standins.twilio_api import TwilioStandIn
 
 POSTGRES_ADMIN_URL = os.environ.get("RELAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -153,9 +153,9 @@ def twilio_standin():
 
 def run_worker(services) -> None:
     """Do what the Celery worker would, until nothing is left in the recording dispatcher."""
-    from relay.processing import process_inbound
-    from relay.sending import send_delivery
-    from relay.statuses import apply_status
+    from relay.inbound.sms import process_inbound
+    from relay.outbound.sending import send_delivery
+    from relay.inbound.statuses import apply_status
 
     dispatcher: RecordingDispatcher = services.dispatcher
     for _ in range(1000):
@@ -182,8 +182,8 @@ Ben Carter,+12025550105,ben@example.org,America/New_York,en,tft;us,member
 @pytest.fixture
 def network(services):
     """Five members on list 'tft' and one case, C1 (no notice sent yet)."""
-    from relay.cases import create_case
-    from relay.members import import_members
+    from relay.library.cases import create_case
+    from relay.members.directory import import_members
 
     with transaction(services.sessions) as session:
         report = import_members(session, DEMO_CSV)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 
-from relay.accounts import set_password
-from relay.db import transaction
-from relay.members import find_member
+from relay.access.accounts import set_password
+from relay.infra.db import transaction
+from relay.members.directory import find_member
 
 PASSWORD = "correct horse battery"
 KIM, LEE = "jiwon@example.org", "minho@example.org"  # coordinator, member (tests/conftest.py DEMO_CSV)

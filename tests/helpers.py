@@ -6,8 +6,8 @@ from urllib.parse import urlencode
 
 from sqlalchemy import select
 
-from relay.db import transaction
-from relay.models import Delivery, InboundEvent, Member
+from relay.infra.db import transaction
+from relay.model.tables import Delivery, InboundEvent, Member
 from relay.providers.twilio_sms import sign
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PUBLIC_BASE
@@ -29,14 +29,14 @@ def post_signed(client, path: str, form: dict[str, str], token: str = AUTH_TOKEN
 
 def record_sms(services, sender: str, body: str, sid: str | None = None) -> int:
     """Record an inbound SMS the way the webhook does and dispatch it; returns the event id."""
-    from relay.inbound import record_inbound
+    from relay.inbound.record import record_inbound
 
     form = sms_form(sender, body, sid)
     with transaction(services.sessions) as session:
         recorded = record_inbound(session, provider="twilio", kind="sms", dedupe_key=form["MessageSid"],
                                   raw=urlencode(form), sender=sender)
     if recorded.created:
-        from relay.dispatch import dispatch_safely
+        from relay.infra.dispatch import dispatch_safely
 
         dispatch_safely(services.dispatcher.process_inbound, recorded.event_id)
     return recorded.event_id

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from relay.api_tokens import create_token
-from relay.cases import get_case
-from relay.db import transaction
-from relay.members import find_member
-from relay.models import Delivery, Post
-from relay.notices import new_case_notice
+from relay.access.api_tokens import create_token
+from relay.library.cases import get_case
+from relay.infra.db import transaction
+from relay.members.directory import find_member
+from relay.model.tables import Delivery, Post
+from relay.notices.lifecycle import new_case_notice
 from webhooks.app import create_app
 
 from .conftest import run_worker

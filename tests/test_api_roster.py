@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from relay.api_tokens import create_token
-from relay.audit import recent
-from relay.db import transaction
-from relay.members import find_member
-from relay.models import Membership
+from relay.access.api_tokens import create_token
+from relay.infra.audit import recent
+from relay.infra.db import transaction
+from relay.members.directory import find_member
+from relay.model.tables import Membership
 from webhooks.app import create_app
 
 

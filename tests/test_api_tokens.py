@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from relay.api_tokens import TOKEN_PREFIX, authenticate, create_token, revoke_token
-from relay.audit import recent
+from relay.access.api_tokens import TOKEN_PREFIX, authenticate, create_token, revoke_token
+from relay.infra.audit import recent
 from relay.cli import main
-from relay.db import transaction
-from relay.members import find_member
-from relay.models import ApiToken, AuditEvent, Member, Notice
+from relay.infra.db import transaction
+from relay.members.directory import find_member
+from relay.model.tables import ApiToken, AuditEvent, Member, Notice
 from webhooks.app import create_app
 
 GUIDELINE = {"kind": "guideline", "title": "Masks", "body": "FFP2 for every scan", "lists": ["tft"]}
@@ -143,7 +143,7 @@ def test_actions_are_audited_as_the_tokens_member_or_the_service_token(client, n
 def test_last_use_is_recorded_at_most_once_a_minute(network):
     from datetime import timedelta
 
-    from relay.models import utcnow
+    from relay.model.tables import utcnow
 
     token = token_for(network, "minho@example.org")
     now = utcnow()

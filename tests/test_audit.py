@@ -7,12 +7,13 @@ from click.testing import CliRunner
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from relay import audit, consent
-from relay.cases import create_case, publish_case, set_visibility
-from relay.db import transaction
-from relay.members import find_member
-from relay.models import AuditEvent
-from relay.notices import create_notice, send_notice
+from relay.infra import audit
+from relay.members import consent
+from relay.library.cases import create_case, publish_case, set_visibility
+from relay.infra.db import transaction
+from relay.members.directory import find_member
+from relay.model.tables import AuditEvent
+from relay.notices.lifecycle import create_notice, send_notice
 from tests.conftest import run_worker
 from tests.helpers import record_sms
 
@@ -34,7 +35,7 @@ def test_broadcast_is_recorded_with_actor_and_counts(network):
 
 
 def test_a_refused_broadcast_leaves_no_record(network):
-    from relay.notices import NoticeStateError
+    from relay.notices.lifecycle import NoticeStateError
 
     with transaction(network.sessions) as session:
         notice_id = create_notice(session, kind="announcement", title="Once", lists=["tft"]).id

@@ -3,7 +3,7 @@ SMS and email command x role (anonymous, member, coordinator, admin). Only the a
 each refused API call answers 401 (anonymous) or 403 (a known role) and changes nothing in the database;
 each refused SMS gets a polite reply (or, to STOP from a stranger, silence) and changes nothing either.
 
-The roles come from relay/permissions.py through the real API and the real SMS/email processing;
+The roles come from relay/access/permissions.py through the real API and the real SMS/email processing;
 nothing here restates the table, so a change to it that opens a cell makes a test fail."""
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from relay.api_tokens import create_token
-from relay.cases import create_case
-from relay.db import transaction
-from relay.dispatch import RecordingDispatcher
-from relay.members import find_member, import_members
-from relay.models import Base, InboundEvent, Member, Post
-from relay.notices import create_notice, send_notice
+from relay.access.api_tokens import create_token
+from relay.library.cases import create_case
+from relay.infra.db import transaction
+from relay.infra.dispatch import RecordingDispatcher
+from relay.members.directory import find_member, import_members
+from relay.model.tables import Base, InboundEvent, Member, Post
+from relay.notices.lifecycle import create_notice, send_notice
 from relay.services import build_services
 from webhooks.app import create_app
 
@@ -140,8 +140,8 @@ REFUSED_TOKEN_ROWS = [r for r in API_ROWS if r[0] in ("send a notice", "grant a 
 @pytest.mark.parametrize("state", ["deactivated", "revoked"])
 @pytest.mark.parametrize("name,method,path,body,allowed", REFUSED_TOKEN_ROWS, ids=[r[0] for r in REFUSED_TOKEN_ROWS])
 def test_a_deactivated_members_or_revoked_token_is_refused(world, name, method, path, body, allowed, state):
-    from relay.api_tokens import revoke_token
-    from relay.models import ApiToken
+    from relay.access.api_tokens import revoke_token
+    from relay.model.tables import ApiToken
 
     with transaction(world.sessions) as session:
         admin = find_member(session, PEOPLE[ADMIN][0])

@@ -1,4 +1,4 @@
-"""Recognising automatic mail (relay.autoreplies) over the samples in tests/data/autoreplies/ and
+"""Recognising automatic mail (relay.inbound.autoreplies) over the samples in tests/data/autoreplies/ and
 one header at a time."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from relay import autoreplies
-from relay.autoreplies import automatic_reason, envelope_is_null, is_bounce
-from relay.messages import InboundEmail
+from relay.inbound import autoreplies
+from relay.inbound.autoreplies import automatic_reason, envelope_is_null, is_bounce
+from relay.model.messages import InboundEmail
 
 from .test_bounces import NAMES as BOUNCE_NAMES
 from .test_bounces import inbound_from_eml

@@ -1,4 +1,4 @@
-"""Bounce and complaint parsing (relay.bounces) over the samples in tests/data/bounces/.
+"""Bounce and complaint parsing (relay.inbound.bounces) over the samples in tests/data/bounces/.
 
 Each sample is read three ways: as raw MIME bytes, as an InboundEmail the way a provider adapter
 hands it over (headers, decoded text, the other parts as attachments), and as an InboundEmail with
@@ -14,10 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from relay.autoreplies import automatic_reason, envelope_is_null, is_bounce
-from relay.bounces import (FLUFL_DIAGNOSTIC, FLUFL_LOST_REPORT_DIAGNOSTIC, BounceReport, parse_report, rebuild_mime,
-                           recipient_from_verp, verp_address)
-from relay.messages import Attachment, InboundEmail
+from relay.inbound.autoreplies import automatic_reason, envelope_is_null, is_bounce
+from relay.inbound.bounces import FLUFL_DIAGNOSTIC, FLUFL_LOST_REPORT_DIAGNOSTIC, BounceReport, parse_report, rebuild_mime, recipient_from_verp, verp_address
+from relay.model.messages import Attachment, InboundEmail
 
 DATA = Path(__file__).parent / "data"
 BOUNCES = DATA / "bounces"
@@ -308,7 +307,7 @@ def test_the_verp_address_in_each_sample_names_the_reported_recipient():
             assert [named] == [r for r, *_ in expected], name
 
 
-# -- proof (relay.bounce_proof): which delivery a report is about ------------------------------------
+# -- proof (relay.inbound.bounce_proof): which delivery a report is about ------------------------------------
 
 def _proof_settings():
     from types import SimpleNamespace
@@ -317,7 +316,7 @@ def _proof_settings():
 
 
 def test_returned_headers_are_read_from_rfc822_and_header_parts():
-    from relay.bounces import returned_headers
+    from relay.inbound.bounces import returned_headers
 
     [original] = returned_headers(read("postfix_user_unknown.eml"))
     assert original["Message-ID"] == "<c12.p7.9f2e@relay.example.org>" and original["To"] == "kim@example.org"
@@ -327,14 +326,14 @@ def test_returned_headers_are_read_from_rfc822_and_header_parts():
 def test_an_unsigned_mailman_style_verp_return_path_proves_nothing():
     """The samples' originals carry `Return-Path: <bounces+kim=example.org@relay.example.org>`, which
     anyone can write: no delivery is proven by it."""
-    from relay.bounce_proof import prove
+    from relay.inbound.bounce_proof import prove
 
     for name in NAMES:
         assert prove(_proof_settings(), ["cases@relay.example.org"], read(name)).delivery_ids == set()
 
 
 def test_prove_reads_the_envelope_recipient_and_the_returned_headers():
-    from relay.bounce_proof import DELIVERY_HEADER, bounce_address, bounce_token, prove, stamp
+    from relay.inbound.bounce_proof import DELIVERY_HEADER, bounce_address, bounce_token, prove, stamp
 
     s = _proof_settings()
     assert prove(s, [bounce_address(s, 7)], b"").delivery_ids == {7}
@@ -354,7 +353,7 @@ def test_prove_reads_the_envelope_recipient_and_the_returned_headers():
 
 
 def test_someone_elses_domain_is_no_bounce_address():
-    from relay.bounce_proof import bounce_token, is_bounce_address
+    from relay.inbound.bounce_proof import bounce_token, is_bounce_address
 
     s = _proof_settings()
     assert not is_bounce_address(s, f"bounce+{bounce_token('s3cret', 1)}@evil.example")

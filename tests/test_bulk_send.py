@@ -8,12 +8,12 @@ from email import message_from_bytes, policy
 
 from sqlalchemy import select, update
 
-from relay.bulk_send import send_batch
-from relay.db import transaction
-from relay.mail import compose
-from relay.messages import SendError
-from relay.models import Delivery, Notice, utcnow
-from relay.notices import create_notice, new_case_notice, send_notice
+from relay.outbound.bulk import send_batch
+from relay.infra.db import transaction
+from relay.render.mail import compose
+from relay.model.messages import SendError
+from relay.model.tables import Delivery, Notice, utcnow
+from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
 
 HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References", "Reply-To", "List-Id",
            "List-Unsubscribe", "List-Unsubscribe-Post", "List-Archive", "Archived-At", "Precedence",
@@ -50,7 +50,7 @@ def test_a_notice_is_queued_as_batches_and_each_delivery_sent_once(network, sms,
 
 
 def test_large_broadcasts_are_split_into_batches_of_one_hundred(network):
-    from relay.notices import dispatch_notice_batches
+    from relay.notices.lifecycle import dispatch_notice_batches
 
     _sent_notice(network, kind="announcement", title="Network meeting", body="Thursday")
     with network.sessions() as session:
@@ -130,7 +130,7 @@ def test_the_sweeper_puts_a_waiting_broadcast_back_in_batches_not_ahead_of_repli
 
 
 def test_a_broadcast_is_sent_in_two_waves_and_never_twice(network, sms, mail, monkeypatch):
-    from relay import notices
+    from relay.notices import lifecycle as notices
 
     monkeypatch.setattr(notices, "FIRST_WAVE", 2)  # the first two members go first
     result = _sent_notice(network)
@@ -148,8 +148,8 @@ def test_a_broadcast_is_sent_in_two_waves_and_never_twice(network, sms, mail, mo
 
 def test_the_first_wave_of_a_notice_to_several_lists_is_small_and_nobody_is_missed_or_doubled(
         network, sms, mail, monkeypatch):
-    from relay import notices
-    from relay.members import import_members
+    from relay.notices import lifecycle as notices
+    from relay.members.directory import import_members
 
     with transaction(network.sessions) as session:  # "us": Ben (5) and Dana (6); "tft": 1-5
         import_members(session, "name,phone,email,timezone,language,lists,roles\n"

@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
-from relay.cases import create_case, get_case, publish_case
-from relay.db import transaction
-from relay.models import Member, Post
-from relay.notices import new_case_notice
+from relay.library.cases import create_case, get_case, publish_case
+from relay.infra.db import transaction
+from relay.model.tables import Member, Post
+from relay.notices.lifecycle import new_case_notice
 from webhooks.app import create_app
 
 from .conftest import run_worker
@@ -33,8 +33,8 @@ def add(services, title: str, **kwargs) -> str:
 
 
 def member_token(services, email: str) -> str:
-    from relay.api_tokens import create_token
-    from relay.members import find_member
+    from relay.access.api_tokens import create_token
+    from relay.members.directory import find_member
 
     with transaction(services.sessions) as session:
         return create_token(session, find_member(session, email))[1]

@@ -5,8 +5,8 @@ import pytest
 from click.testing import CliRunner
 
 from relay.cli import main
-from relay.db import transaction
-from relay.models import Member
+from relay.infra.db import transaction
+from relay.model.tables import Member
 from webhooks.app import create_app
 
 from .helpers import member
@@ -67,7 +67,7 @@ def test_cli_channels_and_bounces(settings, network, monkeypatch):
     with transaction(network.sessions) as session:
         lee = session.get(Member, member(network, LEE).id)
         lee.email_hard_bounces = 3
-        from relay.models import utcnow
+        from relay.model.tables import utcnow
 
         lee.email_suspended_at = utcnow()
     result = runner.invoke(main, ["members", "bounces"])

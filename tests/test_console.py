@@ -13,13 +13,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from relay import hold
-from relay.accounts import PasswordError, authenticate, set_password
-from relay.audit import Actor
-from relay.cases import create_case
+from relay.outbound import hold
+from relay.access.accounts import PasswordError, authenticate, set_password
+from relay.infra.audit import Actor
+from relay.library.cases import create_case
 from relay.cli import main
-from relay.db import transaction
-from relay.models import AuditEvent, Delivery, Member, MemberPassword, Notice, Post
+from relay.infra.db import transaction
+from relay.model.tables import AuditEvent, Delivery, Member, MemberPassword, Notice, Post
 from relay.sweeper import sweep
 from webhooks.app import create_app
 
@@ -282,7 +282,7 @@ def test_import_and_edit_members(client, network):
     yuna = rows(network, select(Member).where(Member.id == yuna.id))[0]
     assert (yuna.language, yuna.sms_discussion, yuna.email_discussion) == ("en", False, True)
     assert yuna.roles == "member"  # a coordinator cannot hand out roles; an admin can
-    from relay.models import MemberList, Membership
+    from relay.model.tables import MemberList, Membership
     assert rows(network, select(MemberList.name).join(Membership).where(Membership.member_id == yuna.id)) == ["icu"]
     clash = client.post(f"/console/members/{yuna.id}", data={
         "name": "Cho Yuna", "email": KIM, "timezone": "UTC", "language": "en", "channels": ["email"],
@@ -352,8 +352,8 @@ def test_hold_keeps_deliveries_queued_and_resume_sends_them(client, network, sms
 
 
 def test_a_notice_waiting_for_the_rate_limit_says_so_on_its_page(client, network, sms):
-    """Deferred by the rate limit (relay/sending.py _defer): queued, not failed, and counted as waiting."""
-    from relay.models import utcnow
+    """Deferred by the rate limit (relay/outbound/sending.py _defer): queued, not failed, and counted as waiting."""
+    from relay.model.tables import utcnow
 
     sign_in(client, KIM)
     token = csrf(client)
@@ -388,7 +388,7 @@ def test_hold_toggles_are_idempotent(network):
 
 
 def test_member_posts_from_the_library_once_escaped_and_relayed(client, network, sms, mail):
-    from relay.notices import new_case_notice
+    from relay.notices.lifecycle import new_case_notice
 
     new_case_notice(network, "C1", ["tft"])  # the list now follows C1
     run_worker(network)
@@ -441,10 +441,10 @@ def test_concurrent_double_submit_makes_one_post(postgres_only_url, tmp_path, sm
     lets one post through; the other gets the same post back."""
     import threading
 
-    from relay.dispatch import RecordingDispatcher
-    from relay.members import import_members
+    from relay.infra.dispatch import RecordingDispatcher
+    from relay.members.directory import import_members
     from relay.services import build_services
-    from relay.web_posts import post_from_web
+    from relay.discussion.web_posts import post_from_web
 
     from .conftest import DEMO_CSV, make_settings
 
@@ -476,7 +476,7 @@ def test_concurrent_double_submit_makes_one_post(postgres_only_url, tmp_path, sm
 
 
 def test_session_settings_from_the_environment():
-    from relay.settings import Settings, SettingsError
+    from relay.infra.settings import Settings, SettingsError
 
     assert Settings.from_env({"RELAY_PUBLIC_BASE_URL": "https://relay.example.org"}).secure_cookies is True
     assert Settings.from_env({"RELAY_PUBLIC_BASE_URL": "http://127.0.0.1:8000"}).secure_cookies is False
@@ -498,7 +498,7 @@ def test_a_case_is_created_with_images_and_more_are_added_metadata_gone(client, 
 
     from PIL import Image
 
-    from relay.models import CaseImage
+    from relay.model.tables import CaseImage
     from tests.test_images import GPS_IFD, photo
 
     sign_in(client, KIM)
@@ -524,7 +524,7 @@ def test_a_case_is_created_with_images_and_more_are_added_metadata_gone(client, 
 def test_a_bad_upload_is_refused_and_keeps_no_case(client, network):
     import io
 
-    from relay.models import Case
+    from relay.model.tables import Case
 
     sign_in(client, KIM)
     token = csrf(client)

@@ -1,5 +1,5 @@
 """The authorisation table of the web pages: every console and library route x role (anonymous,
-member, coordinator, admin). Only the cells relay.permissions allows succeed — and change something;
+member, coordinator, admin). Only the cells relay.access.permissions allows succeed — and change something;
 every other cell changes nothing (anonymous visitors are sent to sign-in, members get 403). A POST
 without a CSRF token is refused for every role and changes nothing either."""
 from __future__ import annotations
@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from relay import hold, permissions
-from relay.cases import create_case
-from relay.db import transaction
-from relay.models import AuditEvent, Case, Member, MemberList, Notice, Post
-from relay.notices import create_notice
+from relay.outbound import hold
+from relay.access import permissions
+from relay.library.cases import create_case
+from relay.infra.db import transaction
+from relay.model.tables import AuditEvent, Case, Member, MemberList, Notice, Post
+from relay.notices.lifecycle import create_notice
 from webhooks.app import create_app
 
 from .conftest import _empty_tables
@@ -56,7 +57,7 @@ def cheap_hashing(monkeypatch):
     """This table is about who may do what, not about hashing: argon2 at its cheapest keeps it quick."""
     from argon2 import PasswordHasher
 
-    from relay import accounts
+    from relay.access import accounts
 
     monkeypatch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
 

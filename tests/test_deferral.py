@@ -1,4 +1,4 @@
-"""A rate limit saying "not now" is not a failed attempt (relay/sending.py `_defer`, relay/ratelimit.py
+"""A rate limit saying "not now" is not a failed attempt (relay/outbound/sending.py `_defer`, relay/infra/ratelimit.py
 `take_slot`): over the real Twilio stand-in and the shared Redis limiter, a sender far over its rate
 books each delivery a slot and every delivery goes out in its turn, however few attempts are allowed;
 a provider's 429 waits out its Retry-After; the deadline (RELAY_MAX_DEFER_HOURS, a notice's expiry)
@@ -18,18 +18,18 @@ import pytest
 import time_machine
 from sqlalchemy import select, update
 
-from relay.bulk_send import send_batch
-from relay.db import transaction
-from relay.dispatch import RecordingDispatcher
-from relay.fanout import plan
-from relay.members import import_members
-from relay.models import Delivery, Notice, utcnow
-from relay.notices import create_notice, send_notice
+from relay.outbound.bulk import send_batch
+from relay.infra.db import transaction
+from relay.infra.dispatch import RecordingDispatcher
+from relay.outbound.fanout import plan
+from relay.members.directory import import_members
+from relay.model.tables import Delivery, Notice, utcnow
+from relay.notices.lifecycle import create_notice, send_notice
 from relay.providers.twilio_sms import TwilioSmsSender
-from relay.ratelimit import SLOT_LEAD, RateLimited, RedisRateLimiter
-from relay.sending import DISPATCH_AHEAD, send_delivery
+from relay.infra.ratelimit import SLOT_LEAD, RateLimited, RedisRateLimiter
+from relay.outbound.sending import DISPATCH_AHEAD, send_delivery
 from relay.services import build_services
-from relay.settings import Settings, SettingsError
+from relay.infra.settings import Settings, SettingsError
 from relay.sweeper import sweep
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, DEMO_CSV, OUR_NUMBER, RecordingSender, make_settings
@@ -129,7 +129,7 @@ def test_a_long_code_far_over_its_rate_sends_everything_in_turn_without_using_at
         make_services, twilio_standin, caplog):
     services = make_services()  # 1 SMS a second; 2 attempts allowed, 4 messages at once
     ids = relays(services, 4)
-    caplog.set_level(logging.INFO, logger="relay.sending")
+    caplog.set_level(logging.INFO, logger="relay.outbound.sending")
     first = [send_delivery(services, i).result for i in ids]
     assert first == ["sent", "deferred", "deferred", "deferred"]
     waiting = [d for d in deliveries(services) if d.status == "queued"]
@@ -263,7 +263,7 @@ def test_the_notice_status_says_how_many_wait_for_the_rate_limit(make_services, 
     from click.testing import CliRunner
 
     from relay.cli import main
-    from relay.notice_status import live_counts
+    from relay.notices.status import live_counts
 
     services = make_services()
     fill_timeline(limiter, services.sender("sms"), 5)

@@ -13,13 +13,13 @@ import pytest
 import time_machine
 from sqlalchemy import select, update
 
-from relay.cases import create_case
-from relay.db import transaction
-from relay.digests import due_period, run_digests
-from relay.dispatch import RecordingDispatcher
-from relay.models import Delivery, Digest, DigestSubscription, Post, utcnow
+from relay.library.cases import create_case
+from relay.infra.db import transaction
+from relay.digests.building import due_period, run_digests
+from relay.infra.dispatch import RecordingDispatcher
+from relay.model.tables import Delivery, Digest, DigestSubscription, Post, utcnow
 from relay.services import build_services
-from relay.threads import ensure_thread
+from relay.discussion.threads import ensure_thread
 from workers.app import create_celery
 
 from .conftest import RecordingSender, make_settings, run_worker
@@ -42,7 +42,7 @@ def subscribe(services, address: str, zone: str, frequency: str = "daily", hour:
 
 
 def post_at(services, case_code: str, when: datetime, text: str) -> None:
-    from relay.cases import get_case
+    from relay.library.cases import get_case
 
     with transaction(services.sessions) as session:
         case = get_case(session, case_code)
@@ -149,7 +149,7 @@ def test_nothing_new_means_nothing_sent(network, mail):
     subscribe(network, "quiet@example.net", "UTC", hour=0, at=now - timedelta(hours=1))
     with transaction(network.sessions) as session:
         session.scalar(select(DigestSubscription)).confirmed_at = now - timedelta(days=1)
-        from relay.models import Case
+        from relay.model.tables import Case
 
         for case in session.scalars(select(Case)):  # C1 is older than the window
             case.published_at = case.created_at = now - timedelta(days=3)
@@ -228,7 +228,7 @@ def test_two_concurrent_beat_runs_build_one_digest_per_subscriber(postgres_only_
 
 @pytest.mark.parametrize("bad", ["", "Mars/Base", "../etc/passwd"])
 def test_unknown_zones_are_refused(bad):
-    from relay.subscriptions import SubscriptionError, valid_zone
+    from relay.members.subscriptions import SubscriptionError, valid_zone
 
     with pytest.raises(SubscriptionError):
         valid_zone(bad)
@@ -260,7 +260,7 @@ def test_the_beat_task_sends_digests_once_however_often_it_runs(tmp_path, networ
     """relay.send_digests is on the beat schedule (maintenance queue); a retried task sends nothing more."""
     import os
 
-    from relay.dispatch import QUEUE_MAINTENANCE, TASK_QUEUES, TASK_SEND_DIGESTS
+    from relay.infra.dispatch import QUEUE_MAINTENANCE, TASK_QUEUES, TASK_SEND_DIGESTS
 
     app = create_celery(network.settings.replace(var_dir=tmp_path / "beat"))
     entry = app.conf.beat_schedule["send-digests"]
@@ -276,14 +276,14 @@ def test_the_beat_task_sends_digests_once_however_often_it_runs(tmp_path, networ
     assert [m.to for m in mail.sent] == ["task@example.net"]
 
 
-# --- the set-wise path (relay.digests.build_digests, bulk_send's digest emails): what the bench times
+# --- the set-wise path (relay.digests.building.build_digests, bulk_send's digest emails): what the bench times
 
 
 def _varied_subscribers(services, now):
     """Members and web subscribers who see different things: members-only and draft cases, a mute, a
     missed notice, Korean, SMS, weekly, a later window start; returns the (subscription, period) due."""
-    from relay.models import CaseMute, Member, Notice
-    from relay.subscriptions import ensure_member_subscription
+    from relay.model.tables import CaseMute, Member, Notice
+    from relay.members.subscriptions import ensure_member_subscription
 
     with transaction(services.sessions) as session:
         public = create_case(session, "Public case", visibility="public")
@@ -338,7 +338,7 @@ def _written(services):
 
 
 def test_the_set_wise_build_writes_what_the_subscriber_by_subscriber_build_writes(network):
-    from relay.digests import build_digest, build_digests
+    from relay.digests.building import build_digest, build_digests
 
     now = NOON
     due = _varied_subscribers(network, now)
@@ -369,8 +369,8 @@ def test_the_set_wise_build_writes_what_the_subscriber_by_subscriber_build_write
 
 
 def test_a_digest_run_is_queued_in_batches_and_its_emails_say_what_compose_says(network, mail):
-    from relay.bulk_send import send_batch
-    from relay.digest_mail import compose
+    from relay.outbound.bulk import send_batch
+    from relay.render.digest_mail import compose
 
     from .test_bulk_send import _same_email
 
@@ -395,14 +395,14 @@ def test_a_digest_run_is_queued_in_batches_and_its_emails_say_what_compose_says(
 
 
 def test_a_chunk_that_fails_is_built_subscriber_by_subscriber(network, monkeypatch, mail):
-    import relay.digests
+    import relay.digests.building
 
     due = _varied_subscribers(network, NOON)
 
     def broken(*args):
         raise RuntimeError("set-wise build failed")
 
-    monkeypatch.setattr(relay.digests, "build_digests", broken)
+    monkeypatch.setattr(relay.digests.building, "build_digests", broken)
     report = run_digests(network, now=NOON)
     assert report.built == report.sent == len(due)
     run_worker(network)

@@ -1,7 +1,7 @@
 """Issue 13 item 1: an email posts only when it proves its sender.
 
 Proof is relay's signed reply address bound to the member, or the provider's SPF/DKIM pass for a domain
-aligned with the From domain (relay/sender_auth.py). Anything else is kept as "unconfirmed" and the member
+aligned with the From domain (relay/providers/sender_auth.py). Anything else is kept as "unconfirmed" and the member
 is asked, at their registered address, to confirm; confirming posts exactly once, within the window.
 The inbound flood and repeat limits apply to email as to SMS."""
 from __future__ import annotations
@@ -16,9 +16,9 @@ from email import message_from_bytes, policy
 import pytest
 from sqlalchemy import select
 
-from relay.messages import AuthVerdict
-from relay.models import InboundEvent, Post
-from relay.sender_auth import aligned, proof
+from relay.model.messages import AuthVerdict
+from relay.model.tables import InboundEvent, Post
+from relay.providers.sender_auth import aligned, proof
 
 from .conftest import run_worker
 from .test_email_inbound import (  # noqa: F401 — fixtures
@@ -265,7 +265,7 @@ def test_authentication_results_count_only_from_trusted_servers():
 
 
 def test_settings():
-    from relay.settings import Settings
+    from relay.infra.settings import Settings
 
     default = Settings.from_env({})
     assert default.email_confirm_window == timedelta(hours=48) and default.email_trusted_authserv_ids == ()

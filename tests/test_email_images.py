@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from relay.cases import get_case, publish_case
-from relay.db import transaction
-from relay.dispatch import RecordingDispatcher
-from relay.media_store import media_store_for
-from relay.members import import_members
-from relay.models import Case, CaseImage, InboundEvent, Post
+from relay.library.cases import get_case, publish_case
+from relay.infra.db import transaction
+from relay.infra.dispatch import RecordingDispatcher
+from relay.library.media_store import media_store_for
+from relay.members.directory import import_members
+from relay.model.tables import Case, CaseImage, InboundEvent, Post
 from relay.services import build_services
 from webhooks.app import create_app
 
@@ -33,7 +33,7 @@ Old Contributor,,old@hospital.example,Asia/Seoul,ko,,contributor
 
 @pytest.fixture
 def net(tmp_path, database_url):
-    from relay.cases import create_case
+    from relay.library.cases import create_case
 
     settings = make_settings(tmp_path / "var", database_url, mailgun_signing_key=KEY, mail_domain=DOMAIN,
                              mail_from=f"cases@{DOMAIN}", secret_key="s3cret", intake_address=INTAKE,
@@ -45,7 +45,7 @@ def net(tmp_path, database_url):
         import_members(session, CONTRIBUTOR_CSV)
         create_case(session, "Fever and GGO")
     with transaction(services.sessions) as session:
-        from relay.models import Member
+        from relay.model.tables import Member
 
         session.scalar(select(Member).where(Member.email == "old@hospital.example")).active = False
     yield services

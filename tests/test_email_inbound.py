@@ -13,12 +13,12 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select
 
-from relay.dispatch import RecordingDispatcher
-from relay.mail import reply_address
-from relay.models import EmailBounce, InboundEvent, Post
-from relay.notices import new_case_notice
+from relay.infra.dispatch import RecordingDispatcher
+from relay.render.mail import reply_address
+from relay.model.tables import EmailBounce, InboundEvent, Post
+from relay.notices.lifecycle import new_case_notice
 from relay.services import build_services
-from relay.tokens import post_message_id, unsubscribe_token
+from relay.infra.signing import post_message_id, unsubscribe_token
 from webhooks.app import create_app
 
 from .conftest import DEMO_CSV, RecordingSender, make_settings, run_worker
@@ -32,9 +32,9 @@ KIM, LEE, PARK, ALICE = "+821012345601", "+821012345602", "+821012345603", "+336
 @pytest.fixture
 def net(tmp_path, database_url):
     """The demo network with email configured (to recording senders) and C1's notice sent."""
-    from relay.cases import create_case
-    from relay.db import transaction
-    from relay.members import import_members
+    from relay.library.cases import create_case
+    from relay.infra.db import transaction
+    from relay.members.directory import import_members
 
     settings = make_settings(tmp_path / "var", database_url, mailgun_signing_key=KEY, mail_domain=DOMAIN,
                              mail_from=f"cases@{DOMAIN}", secret_key="s3cret", postmark_user="pm",
@@ -163,9 +163,9 @@ def test_automatic_mail_is_recorded_and_never_relayed(client, net, headers, enve
 
 def test_a_mail_loop_between_two_relays_stops_after_one_message(client, net):
     """Our own relayed mail coming back (a second relay or an auto-forwarder) is never relayed again."""
-    from relay.db import transaction
-    from relay.mail import compose
-    from relay.models import Delivery
+    from relay.infra.db import transaction
+    from relay.render.mail import compose
+    from relay.model.tables import Delivery
 
     post_mailgun(client, mailgun_form("alice@example.org", "Agree.", alice_reply_address(net)))
     run_worker(net)
@@ -253,7 +253,7 @@ def post_mime(client, raw: str, recipient: str, sender: str = ""):
 
 def email_delivery(net, phone: str):
     """The email delivery of C1's notice to the member with this phone number."""
-    from relay.models import Delivery
+    from relay.model.tables import Delivery
 
     with net.sessions() as session:
         return session.scalars(select(Delivery).where(Delivery.channel == "email",
@@ -286,7 +286,7 @@ EMAIL_MEMBERS = ["jiwon@example.org", "minho@example.org", "seoyeon@example.org"
 
 
 def email_state(net) -> dict:
-    from relay.models import Member
+    from relay.model.tables import Member
 
     with net.sessions() as session:
         return {m.email: (m.email_hard_bounces, m.email_suspended_at, m.email_opted_out_at)
@@ -324,9 +324,9 @@ def test_forged_delivery_reports_suspend_nobody(client, net):
 def test_hard_bounces_to_the_verp_address_count_for_that_delivery_only(client, net):
     """A bounce that comes back to delivery D's signed VERP address counts for D's recipient; the other
     recipients the same report names change nothing (formerly: an unsigned DSN to cases@)."""
-    from relay.bounce_handling import reset_bounces
-    from relay.bounce_proof import bounce_address
-    from relay.db import transaction
+    from relay.inbound.bounce_handling import reset_bounces
+    from relay.inbound.bounce_proof import bounce_address
+    from relay.infra.db import transaction
 
     delivery = email_delivery(net, ALICE)
     verp = bounce_address(net.settings, delivery.id)
@@ -344,7 +344,7 @@ def test_hard_bounces_to_the_verp_address_count_for_that_delivery_only(client, n
     assert all(e.outcome == "bounce" and "ignored 1" in e.detail for e in email_events(net))
     # The coordinator undoes it.
     with transaction(net.sessions) as session:
-        from relay.models import Member
+        from relay.model.tables import Member
 
         reset_bounces(session, session.get(Member, alice.id), source="test")
     assert member(net, ALICE).email_suspended_at is None
@@ -352,7 +352,7 @@ def test_hard_bounces_to_the_verp_address_count_for_that_delivery_only(client, n
 
 def test_postmark_original_recipient_is_the_verp_address(client, net):
     """Postmark names the envelope recipient in OriginalRecipient: a bounce there counts for that delivery."""
-    from relay.bounce_proof import bounce_address
+    from relay.inbound.bounce_proof import bounce_address
 
     verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
     payload = {"From": "MAILER-DAEMON@mx.example.net", "FromFull": {"Email": "MAILER-DAEMON@mx.example.net"},
@@ -369,7 +369,7 @@ def test_postmark_original_recipient_is_the_verp_address(client, net):
 
 
 def test_a_delayed_report_to_the_verp_address_is_not_a_bounce(client, net):
-    from relay.bounce_proof import bounce_address
+    from relay.inbound.bounce_proof import bounce_address
 
     verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
     post_mime(client, dsn("alice@example.org", action="delayed"), verp)
@@ -382,7 +382,7 @@ def test_a_delayed_report_to_the_verp_address_is_not_a_bounce(client, net):
 def test_a_report_quoting_a_relay_signed_delivery_counts_for_its_recipient_only(client, net):
     """A complaint sent to the From address (feedback loops do) counts when the reported message is one
     relay signed for a delivery, and only for that delivery's recipient, whoever else it names."""
-    from relay.bounce_proof import DELIVERY_HEADER, bounce_token
+    from relay.inbound.bounce_proof import DELIVERY_HEADER, bounce_token
 
     delivery = email_delivery(net, ALICE)
     original = (f"Return-Path: <cases@{DOMAIN}>\nFrom: cases@{DOMAIN}\nTo: alice@example.org\n"
@@ -402,7 +402,7 @@ def test_a_report_quoting_a_relay_signed_delivery_counts_for_its_recipient_only(
 def test_a_returned_original_with_the_verp_return_path_counts_too(client, net):
     """The mailbox that took the message wrote our VERP envelope sender into Return-Path; a DSN quoting it
     counts for that delivery's recipient."""
-    from relay.bounce_proof import bounce_address
+    from relay.inbound.bounce_proof import bounce_address
 
     verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
     original = f"Return-Path: <{verp}>\nFrom: cases@{DOMAIN}\nTo: alice@example.org\nSubject: x\n"
@@ -426,7 +426,7 @@ def test_a_post_message_id_alone_proves_nothing(client, net):
 def test_an_auto_reply_to_the_verp_address_is_discarded_not_counted(client, net):
     """Auto-responders answer the envelope sender (RFC 3834), so out-of-office mail now comes to the VERP
     address: it is no report, counts nothing, and is never posted."""
-    from relay.bounce_proof import bounce_address
+    from relay.inbound.bounce_proof import bounce_address
 
     verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
     form = mailgun_form("alice@example.org", "I am out of the office until Monday.", verp,
@@ -441,7 +441,7 @@ def test_an_auto_reply_to_the_verp_address_is_discarded_not_counted(client, net)
 
 
 def test_a_bad_token_or_another_recipients_token_is_ignored_and_recorded(client, net, caplog):
-    from relay.bounce_proof import bounce_address
+    from relay.inbound.bounce_proof import bounce_address
 
     alice_delivery = email_delivery(net, ALICE)
     verp = bounce_address(net.settings, alice_delivery.id)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from relay.db import transaction
-from relay.dispatch import RecordingDispatcher
-from relay.mail import compose
-from relay.members import import_members
-from relay.cases import create_case
-from relay.models import Delivery
-from relay.notices import new_case_notice
+from relay.infra.db import transaction
+from relay.infra.dispatch import RecordingDispatcher
+from relay.render.mail import compose
+from relay.members.directory import import_members
+from relay.library.cases import create_case
+from relay.model.tables import Delivery
+from relay.notices.lifecycle import new_case_notice
 from relay.providers.smtp_email import SmtpEmailSender, parse_smtp_url
 from relay.services import build_services
-from relay.tokens import post_of_message_id, read_reply_token, read_signed_id, read_unsubscribe_token
+from relay.infra.signing import post_of_message_id, read_reply_token, read_signed_id, read_unsubscribe_token
 from tests.standins.smtp_sink import SmtpSink
 
 from .conftest import DEMO_CSV, RecordingSender, make_settings, run_worker
@@ -119,7 +119,7 @@ def test_notice_and_reply_are_threaded_list_mail(mail_services, smtp_sink):
 def test_every_email_carries_its_own_verp_envelope_sender(mail_services, smtp_sink):
     """Issue 13: bounces come back to bounce+<signed delivery token>@RELAY_MAIL_DOMAIN, and the message
     carries the same token, so a report can be believed for exactly that delivery's recipient."""
-    from relay.bounce_proof import DELIVERY_HEADER, bounce_address, bounce_token
+    from relay.inbound.bounce_proof import DELIVERY_HEADER, bounce_address, bounce_token
 
     new_case_notice(mail_services, "C1", ["tft"])
     run_worker(mail_services)

@@ -11,10 +11,9 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from relay.cli import main
-from relay.db import transaction
-from relay.guidelines import (GuidelineError, GuidelineNotFound, add_version, create_guideline, current_version,
-                              get_guideline, list_guidelines)
-from relay.models import Guideline, Member
+from relay.infra.db import transaction
+from relay.library.guidelines import GuidelineError, GuidelineNotFound, add_version, create_guideline, current_version, get_guideline, list_guidelines
+from relay.model.tables import Guideline, Member
 from webhooks.app import create_app
 
 from .test_api_fuzz import AUTH, CHECKS
@@ -198,7 +197,7 @@ def test_cli_add_update_list(settings, network, monkeypatch, tmp_path):
 
 
 def test_cli_cases_drafts(settings, network, monkeypatch):
-    from relay.cases import create_case
+    from relay.library.cases import create_case
 
     monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("RELAY_BROKER_URL", "memory://")

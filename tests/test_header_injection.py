@@ -6,9 +6,9 @@ from email import message_from_bytes, policy
 
 from sqlalchemy import select, update
 
-from relay.db import transaction
-from relay.models import Case, Delivery, Member
-from relay.notices import new_case_notice
+from relay.infra.db import transaction
+from relay.model.tables import Case, Delivery, Member
+from relay.notices.lifecycle import new_case_notice
 from tests.conftest import run_worker
 from tests.helpers import record_sms
 

@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select
 
-from relay.db import transaction
-from relay.dispatch import RecordingDispatcher
-from relay.models import InboundEvent
+from relay.infra.db import transaction
+from relay.infra.dispatch import RecordingDispatcher
+from relay.model.tables import InboundEvent
 from relay.providers.twilio_sms import sign
 from relay.services import build_services
 from webhooks.app import create_app
@@ -59,9 +59,9 @@ nasty = st.one_of(text, st.sampled_from(["", " ", "\r\nBcc: x@evil.example", "\x
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
-    from relay.cases import create_case
-    from relay.members import import_members
-    from relay.migrate import upgrade
+    from relay.library.cases import create_case
+    from relay.members.directory import import_members
+    from relay.infra.migrate import upgrade
 
     var = tmp_path_factory.mktemp("hostile")
     url = f"sqlite:///{var / 'relay.sqlite3'}"
@@ -87,8 +87,8 @@ def _events(services) -> int:
 
 def _process_everything(services) -> collections.Counter:
     """Run the worker's code over every kept event: a crash here is a crash in the worker."""
-    from relay.processing import process_inbound
-    from relay.statuses import apply_status
+    from relay.inbound.sms import process_inbound
+    from relay.inbound.statuses import apply_status
 
     services.dispatcher.inbound.clear()
     services.dispatcher.statuses.clear()

@@ -10,10 +10,10 @@ import redis
 from celery import Celery
 from sqlalchemy import func, select, update
 
-from relay import inbound_drain
-from relay.dispatch import TASK_DRAIN_INBOUND, CeleryDispatcher, celery_config
-from relay.doorbell import RedisDoorbell
-from relay.models import InboundEvent, Post, utcnow
+from relay.inbound import drain as inbound_drain
+from relay.infra.dispatch import TASK_DRAIN_INBOUND, CeleryDispatcher, celery_config
+from relay.infra.doorbell import RedisDoorbell
+from relay.model.tables import InboundEvent, Post, utcnow
 from relay.services import build_services
 from relay.sweeper import sweep
 from webhooks.app import create_app
@@ -57,7 +57,7 @@ def test_drain_stops_at_its_budget_and_says_more_may_wait(network):
 
 
 def test_a_lingering_drain_sees_an_event_stored_after_its_last_empty_claim(network):
-    """The window of a coalesced ring (relay/doorbell.py): an event committed just after the drain
+    """The window of a coalesced ring (relay/infra/doorbell.py): an event committed just after the drain
     found nothing, by a web process that skipped its ring, is still taken by that drain."""
     client = create_app(services=network).test_client()
     stored_sms(client, 2)
@@ -131,7 +131,7 @@ def _blinks(kind: str):
 @pytest.mark.parametrize("kind", ["operational", "invalidated"])
 def test_a_transient_database_error_does_not_use_up_an_events_attempts(network, monkeypatch, kind):
     """issue 13, item 9: a database that blinks ten times must not set a good SMS aside as failed."""
-    from relay import processing
+    from relay.inbound import sms as processing
     from relay.sweeper import MAX_ATTEMPTS
 
     client = create_app(services=network).test_client()
@@ -151,7 +151,7 @@ def test_a_transient_database_error_does_not_use_up_an_events_attempts(network, 
 
 
 def test_any_other_error_uses_an_attempt_and_is_kept_as_the_last_error(network, monkeypatch):
-    from relay import processing
+    from relay.inbound import sms as processing
 
     client = create_app(services=network).test_client()
     stored_sms(client, 1)
@@ -172,10 +172,10 @@ def test_status_callbacks_are_drained_too(network):
 
 def test_two_drainers_side_by_side_split_the_work(postgres_only_url, tmp_path, sms, mail):
     """Real PostgreSQL, two threads draining at once: every event is claimed by exactly one."""
-    from relay.cases import create_case
-    from relay.db import transaction
-    from relay.dispatch import RecordingDispatcher
-    from relay.members import import_members
+    from relay.library.cases import create_case
+    from relay.infra.db import transaction
+    from relay.infra.dispatch import RecordingDispatcher
+    from relay.members.directory import import_members
 
     from .conftest import DEMO_CSV
 
@@ -357,7 +357,7 @@ def hung_redis():
 def test_the_doorbell_gives_up_on_a_hung_redis_within_its_short_timeout(hung_redis):
     import time
 
-    from relay.doorbell import REDIS_TIMEOUT_SECONDS
+    from relay.infra.doorbell import REDIS_TIMEOUT_SECONDS
 
     assert REDIS_TIMEOUT_SECONDS <= 0.5
     bell = RedisDoorbell.from_url(hung_redis)

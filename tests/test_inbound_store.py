@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 
-from relay.db import make_engine
-from relay.inbound import store_inbound
-from relay.models import InboundEvent
+from relay.infra.db import make_engine
+from relay.inbound.record import store_inbound
+from relay.model.tables import InboundEvent
 
 
 def _store(engine, key: str, **extra):

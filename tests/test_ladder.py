@@ -8,10 +8,10 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from relay.cases import create_case
-from relay.db import transaction
-from relay.models import CaseMute, ChannelPreference, ConsentEvent, DigestSubscription, utcnow
-from relay.notices import create_notice, new_case_notice, send_notice
+from relay.library.cases import create_case
+from relay.infra.db import transaction
+from relay.model.tables import CaseMute, ChannelPreference, ConsentEvent, DigestSubscription, utcnow
+from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
 from relay.rules.keywords import keyword_of, ladder_command_of
 
 from .conftest import run_worker
@@ -178,7 +178,7 @@ def test_a_ladder_command_is_never_posted(network, sms):
     new_case_notice(network, "C1", ["tft"])
     run_worker(network)
     assert reply(network, ALICE, "DIGEST") == set()
-    from relay.models import Post
+    from relay.model.tables import Post
 
     with network.sessions() as session:
         assert [p.body for p in session.scalars(select(Post).where(Post.kind == "reply"))] == []
@@ -206,8 +206,8 @@ def test_a_set_wise_plan_leaves_out_or_delays_exactly_the_members_a_ladder_touch
     with a preference, a mute, a per-list digest or a zone in quiet hours) misses none of them."""
     from datetime import datetime, timezone
 
-    from relay import ladder
-    from relay.models import Case, Delivery, Member
+    from relay.members import ladder
+    from relay.model.tables import Case, Delivery, Member
 
     with transaction(network.sessions) as session:
         members = {m.phone: m for m in session.scalars(select(Member))}

@@ -11,11 +11,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from relay.cases import (CaseStateError, SearchError, create_case, get_case, parse_search_params, publish_case,
-                         search_cases, set_visibility)
+from relay.library.cases import CaseStateError, SearchError, create_case, get_case, parse_search_params, publish_case, search_cases, set_visibility
 from relay.cli import main
-from relay.db import transaction
-from relay.models import Case, Member, Post
+from relay.infra.db import transaction
+from relay.model.tables import Case, Member, Post
 from webhooks.app import create_app
 
 from .conftest import run_worker

@@ -5,10 +5,10 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from relay.cli import main
-from relay.db import transaction
-from relay.members import import_members, short_name_of
-from relay.models import Member, MemberList, Membership
-from relay.phones import InvalidPhone, to_e164
+from relay.infra.db import transaction
+from relay.members.directory import import_members, short_name_of
+from relay.model.tables import Member, MemberList, Membership
+from relay.members.phones import InvalidPhone, to_e164
 
 import pytest
 
@@ -110,7 +110,7 @@ def test_cli_import_add_case_and_notice(settings, monkeypatch, tmp_path):
 # ---------------------------------------------------------------- roles only from those who may grant them
 
 def test_without_grant_a_row_that_changes_roles_is_refused_by_line_and_the_rest_imports(services):
-    from relay.models import AuditEvent
+    from relay.model.tables import AuditEvent
 
     with transaction(services.sessions) as session:
         report = import_members(session, GOOD_AND_BAD, grant_roles=False, actor=audit_actor())
@@ -141,7 +141,7 @@ def test_without_grant_a_row_that_changes_roles_is_refused_by_line_and_the_rest_
 
 
 def audit_actor():
-    from relay.audit import Actor
+    from relay.infra.audit import Actor
 
     return Actor("cli:tester", "cli")
 
@@ -161,7 +161,7 @@ def test_cli_import_grants_roles_only_with_the_flag(settings, monkeypatch, tmp_p
     result = runner.invoke(main, ["members", "import", "--grant-roles", str(csv_file)])
     assert result.exit_code == 0, result.output
     from relay.services import build_services
-    from relay.models import AuditEvent
+    from relay.model.tables import AuditEvent
 
     services = build_services(settings)
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from alembic import command
 
-from relay.migrate import alembic_config, current_heads, upgrade
+from relay.infra.migrate import alembic_config, current_heads, upgrade
 
 
 def test_models_and_migrations_agree(database_url):

@@ -18,14 +18,14 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from relay.db import transaction
-from relay.dispatch import dispatch_safely
-from relay.inbound import record_inbound
-from relay import mms_media
-from relay.media_store import media_store_for
-from relay.mms_media import backoff, fetch_case_image, redirect_refusal
-from relay.models import CaseImage, Post
-from relay.processing import process_inbound
+from relay.infra.db import transaction
+from relay.infra.dispatch import dispatch_safely
+from relay.inbound.record import record_inbound
+from relay.inbound import mms as mms_media
+from relay.library.media_store import media_store_for
+from relay.inbound.mms import backoff, fetch_case_image, redirect_refusal
+from relay.model.tables import CaseImage, Post
+from relay.inbound.sms import process_inbound
 from relay.sweeper import MEDIA_STALE_AFTER, sweep
 from webhooks.app import create_app
 
@@ -187,7 +187,7 @@ def test_a_picture_that_is_not_an_image_is_recorded_as_failed(network, twilio_st
 def test_the_sweeper_requeues_a_lost_fetch(network, twilio_standin):
     from datetime import timedelta
 
-    from relay.models import utcnow
+    from relay.model.tables import utcnow
 
     event_id = record_mms(network, "C1 look", [twilio_standin.add_media(ACCOUNT_SID, photo())])
     network.dispatcher.inbound.clear()

@@ -9,28 +9,15 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from relay import consent
+from relay.members import consent
 from relay.cli import main
-from relay.corrections import correct_notice
-from relay.db import transaction
-from relay.members import import_members, set_channels
-from relay.models import Case, Delivery, Member, Notice, Participant, Post, utcnow
-from relay.notice_refs import notice_of
-from relay.notices import (
-    cancel_notice,
-    NoticeError,
-    NoticeExpired,
-    NoticeNotFound,
-    NoticeStateError,
-    UnknownList,
-    create_notice,
-    delivery_counts,
-    new_case_notice,
-    schedule_notice,
-    send_notice,
-    send_scheduled,
-)
-from relay.tokens import notice_message_id
+from relay.notices.corrections import correct_notice
+from relay.infra.db import transaction
+from relay.members.directory import import_members, set_channels
+from relay.model.tables import Case, Delivery, Member, Notice, Participant, Post, utcnow
+from relay.model.notice_refs import notice_of
+from relay.notices.lifecycle import cancel_notice, NoticeError, NoticeExpired, NoticeNotFound, NoticeStateError, UnknownList, create_notice, delivery_counts, new_case_notice, schedule_notice, send_notice, send_scheduled
+from relay.infra.signing import notice_message_id
 
 from .conftest import run_worker
 from .helpers import deliveries, member
@@ -58,7 +45,7 @@ def pairs(services, notice_id: int) -> set[tuple[str, str]]:
     """(member phone, channel) of every delivery of the notice."""
     with services.sessions() as session:
         notice = session.get(Notice, notice_id)
-        from relay.notice_refs import deliveries_filter
+        from relay.model.notice_refs import deliveries_filter
 
         rows = session.execute(select(Member.phone, Delivery.channel).join(Member, Member.id == Delivery.member_id)
                                .where(deliveries_filter(notice)))
@@ -231,7 +218,7 @@ def test_correction_reaches_exactly_the_original_recipients_on_the_same_channels
         first = session.get(Notice, original.notice_id)
         # The correction is the next post of the case thread, threaded under the original by email.
         assert session.get(Post, correction.post_id).body == "The patient is 45, not 54."
-        from relay.tokens import post_message_id
+        from relay.infra.signing import post_message_id
 
         original_id = post_message_id(network.settings.secret(), first.post_id, network.settings.email_domain)
         assert by["ben@example.org"][0]["In-Reply-To"] == f"<{original_id}>"
@@ -285,8 +272,8 @@ def test_scheduled_notice_is_sent_once_by_concurrent_beats(postgres_only_url, tm
     """Two beat processes (here four threads) run relay.send_scheduled at the same moment."""
     import threading
 
-    from relay.cases import create_case
-    from relay.dispatch import RecordingDispatcher
+    from relay.library.cases import create_case
+    from relay.infra.dispatch import RecordingDispatcher
     from relay.services import build_services
 
     from .conftest import DEMO_CSV, RecordingSender, make_settings
@@ -410,7 +397,7 @@ def test_cli_create_preview_send_status_correct(settings, network, monkeypatch, 
 
 def test_the_beat_sends_scheduled_notices(tmp_path, network, sms):
     """relay.send_scheduled is on the beat schedule, on the maintenance queue, and runs send_scheduled."""
-    from relay.dispatch import QUEUE_MAINTENANCE, TASK_QUEUES, TASK_SEND_SCHEDULED
+    from relay.infra.dispatch import QUEUE_MAINTENANCE, TASK_QUEUES, TASK_SEND_SCHEDULED
     from workers.app import create_celery
 
     app = create_celery(network.settings.replace(var_dir=tmp_path / "beat"))
@@ -443,7 +430,7 @@ def test_a_scheduled_notice_can_be_cancelled_and_then_never_goes(network, sms, s
     assert sms.sent == [] and deliveries(network) == []
     with network.sessions() as session:
         assert session.get(Notice, notice_id).status == "cancelled"
-        from relay.audit import recent
+        from relay.infra.audit import recent
         assert [(e.action, e.source) for e in recent(session, 20) if e.action.startswith("notice.")] == [
             ("notice.cancel", "cli"), ("notice.schedule", "system")]
 

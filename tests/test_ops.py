@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.dispatch import RecordingDispatcher
-from relay.notices import new_case_notice
+from relay.infra.dispatch import RecordingDispatcher
+from relay.notices.lifecycle import new_case_notice
 from relay.providers.outbox import OutboxSender
 from relay.services import build_services
 from webhooks.app import create_app
@@ -65,7 +65,7 @@ def test_metrics_need_the_bearer_token_when_one_is_set(network):
 
 
 def test_metrics_cache_database_counts_for_a_few_seconds(network):
-    from relay.metrics import DatabaseCounts
+    from relay.infra.metrics import DatabaseCounts
 
     now = [1000.0]
     counts = DatabaseCounts(network.sessions, ttl=5, clock=lambda: now[0])
@@ -97,7 +97,7 @@ def test_case_page_shows_the_discussion_escaped(client, network):
 
 def _outbox_services(network, **overrides):
     """The network's database, SMS to the dev outbox (no provider), and `overrides` in its settings."""
-    from relay.messages import OutboundMessage
+    from relay.model.messages import OutboundMessage
 
     settings = network.settings.replace(public_base_url="http://127.0.0.1:8000", **overrides)
     services = build_services(settings, dispatcher=RecordingDispatcher(), engine=network.engine,
@@ -137,7 +137,7 @@ def test_dev_outbox_with_the_flag_needs_an_admin_sign_in(network):
 
 
 def test_dev_outbox_is_refused_on_an_https_base(network):
-    from relay.settings import SettingsError
+    from relay.infra.settings import SettingsError
 
     services = _outbox_services(network, dev_outbox=True)
     services.settings = services.settings.replace(public_base_url="https://relay.example.org")
@@ -156,13 +156,13 @@ def test_events_list_shows_failing_and_set_aside_events_and_retry_runs_one_again
     from click.testing import CliRunner
     from sqlalchemy import update
 
-    from relay import processing
-    from relay.audit import recent
+    from relay.inbound import sms as processing
+    from relay.infra.audit import recent
     from relay.cli import main
-    from relay.db import transaction
-    from relay.inbound_drain import drain
-    from relay.models import InboundEvent
-    from relay.processing import process_inbound
+    from relay.infra.db import transaction
+    from relay.inbound.drain import drain
+    from relay.model.tables import InboundEvent
+    from relay.inbound.sms import process_inbound
     from relay.sweeper import MAX_ATTEMPTS, sweep
 
     from .helpers import event

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.permissions import ALLOWED, Forbidden, allowed, require
+from relay.access.permissions import ALLOWED, Forbidden, allowed, require
 
 
 @pytest.mark.parametrize("action", sorted(ALLOWED))

@@ -10,12 +10,12 @@ from email import message_from_bytes, policy
 import pytest
 from sqlalchemy import select
 
-from relay.cases import create_case
-from relay.db import transaction
-from relay.digest_mail import preferences_url
-from relay.models import ChannelPreference, ConsentEvent, DigestSubscription
-from relay.notices import create_notice, new_case_notice, send_notice
-from relay.tokens import signed_id
+from relay.library.cases import create_case
+from relay.infra.db import transaction
+from relay.render.digest_mail import preferences_url
+from relay.model.tables import ChannelPreference, ConsentEvent, DigestSubscription
+from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
+from relay.infra.signing import signed_id
 from webhooks.app import create_app
 
 from .conftest import run_worker
@@ -198,7 +198,7 @@ def test_subscribe_with_double_opt_in_then_one_click_unsubscribe_confirmed_once(
         assert session.get(DigestSubscription, sub.id).status == "active"
     assert client.post(link[:-1] + ("a" if link[-1] != "a" else "b")).status_code == 404
 
-    from relay.digest_mail import digest_unsubscribe_url
+    from relay.render.digest_mail import digest_unsubscribe_url
 
     path = digest_unsubscribe_url(network.settings, sub.id).removeprefix("https://relay.example.org")
     mail.sent.clear()

@@ -7,14 +7,14 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from relay import consent
-from relay.db import transaction
-from relay.members import set_channels
-from relay.models import Delivery, Member
-from relay.notices import create_notice, new_case_notice
-from relay.preview import PriceTableError, load_prices, preview_notice
-from relay.segments import count_segments
-from relay.settings import Settings
+from relay.members import consent
+from relay.infra.db import transaction
+from relay.members.directory import set_channels
+from relay.model.tables import Delivery, Member
+from relay.notices.lifecycle import create_notice, new_case_notice
+from relay.notices.preview import PriceTableError, load_prices, preview_notice
+from relay.render.segments import count_segments
+from relay.infra.settings import Settings
 
 from .conftest import run_worker
 
@@ -86,7 +86,7 @@ def test_email_of_a_case_notice_matches_what_is_sent(priced, mail):
     notice_id = draft(priced, kind="new_case", case_code="C1")
     p = preview(priced, notice_id)
     assert {e.subject for e in p.email} == {"[C1] Fever and ground-glass opacities"}
-    from relay.notices import send_notice
+    from relay.notices.lifecycle import send_notice
 
     send_notice(priced, notice_id)
     run_worker(priced)

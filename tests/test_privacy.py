@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.config import Config
 
-from relay.access_log import RedactingLogger
-from relay.cli import gunicorn_options
-from relay.logs import mask, mask_text, redact_path
-from relay.tokens import unsubscribe_token
+from relay.infra.access_log import RedactingLogger
+from relay.cli.common import gunicorn_options
+from relay.infra.logs import mask, mask_text, redact_path
+from relay.infra.signing import unsubscribe_token
 from webhooks.app import create_app
 
 from .console_helpers import LEE, csrf, give_password

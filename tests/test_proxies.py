@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from relay import hold
-from relay.dispatch import RecordingDispatcher
+from relay.outbound import hold
+from relay.infra.dispatch import RecordingDispatcher
 from relay.services import build_services
-from relay.settings import Settings, SettingsError
+from relay.infra.settings import Settings, SettingsError
 from webhooks.app import create_app
 from webhooks.proxies import TrustedProxies
 
@@ -31,7 +31,7 @@ def database_url(sqlite_url):
 def cheap_hashing(monkeypatch):
     from argon2 import PasswordHasher
 
-    from relay import accounts
+    from relay.access import accounts
 
     monkeypatch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
 
@@ -137,7 +137,7 @@ def test_sign_in_and_hold_work_while_redis_is_down(network, caplog):
 
 
 def test_the_recorded_consent_address_is_the_client_behind_a_trusted_proxy(network):
-    from relay.models import DigestSubscription
+    from relay.model.tables import DigestSubscription
 
     network.settings = network.settings.replace(trusted_proxies=("10.0.0.0/8",))
     client = create_app(services=network).test_client()

@@ -9,11 +9,11 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from relay import ladder
-from relay.db import transaction
-from relay.models import Delivery, Member
-from relay.notices import create_notice, new_case_notice, send_notice
-from relay.processing import process_inbound
+from relay.members import ladder
+from relay.infra.db import transaction
+from relay.model.tables import Delivery, Member
+from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
+from relay.inbound.sms import process_inbound
 from relay.sweeper import sweep
 
 from .conftest import make_settings, run_worker
@@ -176,8 +176,8 @@ def test_own_quiet_hours_replace_the_default(network, sms):
 
 
 def test_an_expired_waiting_notice_is_never_sent_and_appears_in_the_next_digest(network, sms, mail):
-    from relay.digests import run_digests
-    from relay.subscriptions import ensure_member_subscription
+    from relay.digests.building import run_digests
+    from relay.members.subscriptions import ensure_member_subscription
 
     with transaction(network.sessions) as session:
         ben = session.scalar(select(Member).where(Member.phone == BEN))
@@ -202,7 +202,7 @@ def test_an_expired_waiting_notice_is_never_sent_and_appears_in_the_next_digest(
 
 
 def test_the_preview_counts_deliveries_that_will_wait_or_are_held_back(network):
-    from relay.preview import preview_notice
+    from relay.notices.preview import preview_notice
 
     with transaction(network.sessions) as session:
         alice = session.scalar(select(Member).where(Member.phone == ALICE))

@@ -1,4 +1,4 @@
-"""Provider rate limits shared across processes (relay/ratelimit.py): four real processes sending
+"""Provider rate limits shared across processes (relay/infra/ratelimit.py): four real processes sending
 through one Redis limit never put more than the limit into any one-second window at the Twilio
 stand-in; a 429's Retry-After pauses the sender for everyone."""
 from __future__ import annotations
@@ -10,10 +10,10 @@ import time
 import pytest
 import redis
 
-from relay.messages import OutboundMessage, SendError
+from relay.model.messages import OutboundMessage, SendError
 from relay.providers.twilio_sms import TwilioSmsSender
-from relay.ratelimit import LocalRateLimiter, Rate, RateLimited, RedisRateLimiter, sender_kind, sms_rate, smtp_rate
-from relay.settings import Settings, SettingsError
+from relay.infra.ratelimit import LocalRateLimiter, Rate, RateLimited, RedisRateLimiter, sender_kind, sms_rate, smtp_rate
+from relay.infra.settings import Settings, SettingsError
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, make_settings
 
 

@@ -1,4 +1,4 @@
-"""relay.replies.visible_text against the reply corpus in tests/data/replies/ (see SOURCES.md there).
+"""relay.inbound.reply_text.visible_text against the reply corpus in tests/data/replies/ (see SOURCES.md there).
 
 Each sample is `<name>.txt` (a plain-text body) or `<name>.html` (an HTML-only body) with
 `<name>.expected`, the exact text the sender wrote.
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.replies import html_to_text, visible_text
+from relay.inbound.reply_text import html_to_text, visible_text
 
 CORPUS = Path(__file__).parent / "data" / "replies"
 SAMPLES = sorted(p for p in CORPUS.iterdir() if p.suffix in (".txt", ".html"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.messages import InboundMessage
+from relay.model.messages import InboundMessage
 from relay.rules import ACCEPT, COMMAND, DISCARD, REJECT, RULES, RuleContext, decide
 from relay.rules.keywords import keyword_of
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay.segments import count_segments
+from relay.render.segments import count_segments
 
 CASES = [
     # text, encoding, units, segments

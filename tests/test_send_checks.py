@@ -1,7 +1,7 @@
-"""Send-time checks (relay/send_checks.py) are one function for a single send and a batch: a notice's
+"""Send-time checks (relay/outbound/checks.py) are one function for a single send and a batch: a notice's
 deliveries planned for a member whose state then changed (STOP, unsubscribe, PAUSE, MUTE, DIGEST,
-quiet hours, deactivated) end exactly the same whether relay.sending.send_delivery or
-relay.bulk_send.send_batch takes them, and as planning would have decided."""
+quiet hours, deactivated) end exactly the same whether relay.outbound.sending.send_delivery or
+relay.outbound.bulk.send_batch takes them, and as planning would have decided."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from relay import consent, ladder
-from relay.bulk_send import send_batch
-from relay.db import transaction
-from relay.models import Case, Delivery, Member, utcnow
-from relay.notices import create_notice, send_notice
-from relay.sending import send_delivery
+from relay.members import consent, ladder
+from relay.outbound.bulk import send_batch
+from relay.infra.db import transaction
+from relay.model.tables import Case, Delivery, Member, utcnow
+from relay.notices.lifecycle import create_notice, send_notice
+from relay.outbound.sending import send_delivery
 
 BEN = "+12025550105"
 BEN_EMAIL = "ben@example.org"
@@ -106,9 +106,9 @@ def test_an_urgent_notice_still_reaches_a_member_who_paused_since(network, sms, 
 
 @pytest.mark.parametrize("path", ["single", "batch"])
 def test_messages_the_ladder_does_not_govern_go_as_planned(network, mail, path):
-    """The unsubscribe confirmation (relay/subscriptions.py) goes to an address that has just opted out:
+    """The unsubscribe confirmation (relay/members/subscriptions.py) goes to an address that has just opted out:
     it is the answer to that opt-out."""
-    from relay.fanout import plan
+    from relay.outbound.fanout import plan
 
     with transaction(network.sessions) as session:
         ben = session.scalar(select(Member).where(Member.phone == BEN))
@@ -123,7 +123,7 @@ def test_messages_the_ladder_does_not_govern_go_as_planned(network, mail, path):
 def test_a_relay_s_deadline_for_a_sending_slot_leaves_out_the_quiet_hours_it_waited(tmp_path):
     """A reply that waited out the member's night gets RELAY_RELAY_MAX_AGE from the morning, not from
     when it was planned, when the rate limit puts it off (relay/send_checks.deadline)."""
-    from relay.send_checks import deadline
+    from relay.outbound.checks import deadline
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path, "sqlite://")

@@ -6,15 +6,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from relay.db import transaction
-from relay.deliveries import claim
-from relay.dispatch import RecordingDispatcher
-from relay.fanout import plan
-from relay.models import ConsentEvent, Delivery, utcnow
+from relay.infra.db import transaction
+from relay.outbound.deliveries import claim
+from relay.infra.dispatch import RecordingDispatcher
+from relay.outbound.fanout import plan
+from relay.model.tables import ConsentEvent, Delivery, utcnow
 from relay.providers.twilio_sms import TwilioSmsSender
-from relay.sending import send_delivery
+from relay.outbound.sending import send_delivery
 from relay.services import build_services
-from relay.texts import SMS_MAX_CHARS, fit_sms
+from relay.render.texts import SMS_MAX_CHARS, fit_sms
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, DEMO_CSV, OUR_NUMBER, make_settings
 from .helpers import deliveries, member
@@ -29,7 +29,7 @@ def twilio_services(tmp_path, database_url, twilio_standin):
                              twilio_api_url=twilio_standin.url, max_send_attempts=3)
     services = build_services(settings, dispatcher=RecordingDispatcher())
     assert isinstance(services.sender("sms"), TwilioSmsSender)
-    from relay.members import import_members
+    from relay.members.directory import import_members
 
     with transaction(services.sessions) as session:
         import_members(session, DEMO_CSV)

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from relay.settings import Settings, SettingsError, parse_duration
+from relay.infra.settings import Settings, SettingsError, parse_duration
 
 
 def test_embedded_defaults(tmp_path):
@@ -28,7 +28,7 @@ def test_distributed_settings():
     assert settings.port == 9000 and settings.twilio_configured and settings.uses_messaging_service
     assert settings.own_numbers == {"+15005550006", "+15005550007"}
     assert settings.reply_window == timedelta(hours=24)
-    from relay.dispatch import celery_config
+    from relay.infra.dispatch import celery_config
 
     assert celery_config(settings)["broker_transport_options"]["global_keyprefix"] == "relay-prod:"
 
@@ -59,7 +59,7 @@ def test_quiet_hours_setting():
     """issue 5: RELAY_QUIET_HOURS is HH:MM-HH:MM or off, and a bad value names the variable."""
     import pytest
 
-    from relay.settings import Settings, SettingsError
+    from relay.infra.settings import Settings, SettingsError
 
     assert Settings.from_env({}).quiet_hours == "22:00-07:00"
     assert Settings.from_env({"RELAY_QUIET_HOURS": "23:30-6:00"}).quiet_hours == "23:30-06:00"

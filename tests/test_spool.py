@@ -1,5 +1,5 @@
-"""The spool for webhooks the database could not take (relay/spool.py) and its replay
-(relay/spool_replay.py): whole files or none, bounded, a corrupt or partial entry set aside with a
+"""The spool for webhooks the database could not take (relay/infra/spool.py) and its replay
+(relay/inbound/spool_replay.py): whole files or none, bounded, a corrupt or partial entry set aside with a
 log line (never a crash), and a replay that stores each webhook once however often it runs."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from relay.dispatch import RecordingDispatcher
-from relay.models import InboundEvent
+from relay.infra.dispatch import RecordingDispatcher
+from relay.model.tables import InboundEvent
 from relay.services import build_services
-from relay.spool import SET_ASIDE, Entry, Spool, SpoolFull
-from relay.spool_replay import ReplayReport, replay, replay_spool
+from relay.infra.spool import SET_ASIDE, Entry, Spool, SpoolFull
+from relay.inbound.spool_replay import ReplayReport, replay, replay_spool
 
 from .conftest import make_settings
 
@@ -96,9 +96,9 @@ def test_the_spool_is_bounded_in_bytes(tmp_path):
 def test_the_bound_counts_what_other_processes_spooled(tmp_path, monkeypatch):
     """Two web processes (two Spool objects) share one directory and one bound; each rescans the
     directory at most every USAGE_TTL seconds (here at once)."""
-    import relay.spool
+    import relay.infra.spool
 
-    monkeypatch.setattr(relay.spool, "USAGE_TTL", 0.0)
+    monkeypatch.setattr(relay.infra.spool, "USAGE_TTL", 0.0)
     one, two = (Spool(tmp_path / "spool", max_bytes=1024 * 1024, max_files=2) for _ in range(2))
     one.append(entry("SM1"))
     two.append(entry("SM2"))
@@ -161,7 +161,7 @@ def test_a_corrupt_entry_is_set_aside_with_a_log_line_and_the_rest_replayed(live
     spool.directory.joinpath("00000000000000000003-1-bbbb.json").write_text(json.dumps({"v": 1, "kind": "sms"}))
     spool.directory.joinpath("00000000000000000004-1-cccc.json").write_bytes(b"\xff\xfe not json")
     spool.append(entry("SM2"))
-    with caplog.at_level(logging.ERROR, logger="relay.spool"):
+    with caplog.at_level(logging.ERROR, logger="relay.infra.spool"):
         report = replay(live, spool)
     assert (report.stored, report.set_aside, report.left) == (2, 3, 0)
     assert sorted(r.dedupe_key for r in events(live)) == ["SM1", "SM2"]
@@ -180,7 +180,7 @@ def test_a_partial_write_left_by_a_dead_writer_is_set_aside_not_replayed(live, s
     past = time.time() - 300
     os.utime(partial, (past, past))
     spool.append(entry("SM1"))
-    with caplog.at_level(logging.ERROR, logger="relay.spool"):
+    with caplog.at_level(logging.ERROR, logger="relay.infra.spool"):
         report = replay(live, spool)
     assert (report.stored, report.set_aside) == (1, 1)
     assert os.listdir(spool.directory / SET_ASIDE) == ["00000000000000000001-99-abcd.json.tmp"]
@@ -206,7 +206,7 @@ def test_an_entry_the_database_refuses_is_set_aside(live, spool, caplog):
     spool.append(Entry(provider="twilio", kind="sms", dedupe_key="SM\x00bad", raw="x", sender="",
                        received_at=datetime.now(timezone.utc)))
     spool.append(entry("SM2"))
-    with caplog.at_level(logging.ERROR, logger="relay.spool"):
+    with caplog.at_level(logging.ERROR, logger="relay.infra.spool"):
         report = replay(live, spool)
     keys = sorted(r.dedupe_key for r in events(live))
     if live.engine.dialect.name == "postgresql":

@@ -5,12 +5,12 @@ from urllib.parse import urlencode
 
 import pytest
 
-from relay.db import transaction
-from relay.deliveries import FINAL, TRANSITIONS, TWILIO_STATUS, can_move
-from relay.fanout import plan
-from relay.inbound import record_inbound
-from relay.sending import send_delivery
-from relay.statuses import apply_status
+from relay.infra.db import transaction
+from relay.outbound.deliveries import FINAL, TRANSITIONS, TWILIO_STATUS, can_move
+from relay.outbound.fanout import plan
+from relay.inbound.record import record_inbound
+from relay.outbound.sending import send_delivery
+from relay.inbound.statuses import apply_status
 
 from .conftest import run_worker
 from .helpers import deliveries, event

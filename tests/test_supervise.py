@@ -1,4 +1,4 @@
-"""relay/supervise.py with real child processes: a child killed with SIGKILL is started again after
+"""relay/infra/supervise.py with real child processes: a child killed with SIGKILL is started again after
 its backoff, with a log line, while the others keep running; backoff doubles while a child keeps
 dying and starts over once it has run stably."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from relay.supervise import Child, Supervisor, backoff_delay
+from relay.infra.supervise import Child, Supervisor, backoff_delay
 from tests.e2e.processes import wait_until
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -40,7 +40,7 @@ def test_a_killed_child_is_restarted_after_its_backoff_and_the_others_keep_runni
         web_pid, first_worker = web.pid, worker.pid
         os.kill(first_worker, signal.SIGKILL)
         wait_until(lambda: _dead(worker), 10, "the worker to die")
-        with caplog.at_level(logging.INFO, logger="relay.supervise"):
+        with caplog.at_level(logging.INFO, logger="relay.infra.supervise"):
             supervisor.check()
             assert "worker (pid %s) was killed by SIGKILL" % first_worker in caplog.text
             assert "restarting it in 1 s (restart 1)" in caplog.text
@@ -59,7 +59,7 @@ def test_a_killed_child_is_restarted_after_its_backoff_and_the_others_keep_runni
         caplog.clear()
         os.kill(second_worker, signal.SIGKILL)
         wait_until(lambda: _dead(worker), 10, "the worker to die again")
-        with caplog.at_level(logging.INFO, logger="relay.supervise"):
+        with caplog.at_level(logging.INFO, logger="relay.infra.supervise"):
             supervisor.check()
         assert "restarting it in 2 s (restart 2)" in caplog.text
         clock.now += 1.9
@@ -75,7 +75,7 @@ def test_a_killed_child_is_restarted_after_its_backoff_and_the_others_keep_runni
         caplog.clear()
         os.kill(third_worker, signal.SIGKILL)
         wait_until(lambda: _dead(worker), 10, "the worker to die a third time")
-        with caplog.at_level(logging.INFO, logger="relay.supervise"):
+        with caplog.at_level(logging.INFO, logger="relay.infra.supervise"):
             supervisor.check()
         assert "restarting it in 1 s (restart 3)" in caplog.text
         assert web.pid == web_pid and web.proc.poll() is None

@@ -7,11 +7,11 @@ import pytest
 
 from sqlalchemy import select, update
 
-from relay.db import transaction
-from relay.deliveries import claim
-from relay.fanout import plan
-from relay.models import Delivery, InboundEvent, utcnow
-from relay.settings import Settings
+from relay.infra.db import transaction
+from relay.outbound.deliveries import claim
+from relay.outbound.fanout import plan
+from relay.model.tables import Delivery, InboundEvent, utcnow
+from relay.infra.settings import Settings
 from relay.sweeper import sweep
 
 from .conftest import run_worker
@@ -89,7 +89,7 @@ def test_gives_up_after_the_last_attempt(network):
 
 
 def test_an_event_that_always_fails_is_set_aside_not_retried_forever(network, monkeypatch):
-    from relay import processing
+    from relay.inbound import sms as processing
     from relay.sweeper import MAX_ATTEMPTS
 
     event_id = record_sms(network, "+821012345602", "C1 poison")
@@ -108,7 +108,7 @@ def test_an_event_that_always_fails_is_set_aside_not_retried_forever(network, mo
 
 
 def test_an_inbound_email_never_queued_is_processed_later(network):
-    from relay.inbound import record_inbound
+    from relay.inbound.record import record_inbound
 
     with transaction(network.sessions) as session:
         event_id = record_inbound(session, provider="postmark", kind="email", dedupe_key="mid:x@example.org",
@@ -124,7 +124,7 @@ def test_an_inbound_email_never_queued_is_processed_later(network):
 
 
 def _record_email(services, key: str, text: str) -> int:
-    from relay.inbound import record_inbound
+    from relay.inbound.record import record_inbound
 
     payload = ('{"FromFull": {"Email": "alice@example.org"}, "Subject": "[C1]", "TextBody": "%s"}' % text).encode()
     with transaction(services.sessions) as session:
@@ -141,7 +141,7 @@ def _make_old(services, event_ids, days: int) -> None:
 
 
 def test_raw_bodies_are_purged_after_the_retention_and_the_posts_stay(network):
-    from relay.models import Post
+    from relay.model.tables import Post
 
     old_sms = record_sms(network, "+821012345602", "C1 febrile 39.2, CRP 180, started meropenem")
     old_email = _record_email(network, "mid:old@example.org", "HRCT: bilateral GGO")
@@ -174,7 +174,7 @@ def test_raw_bodies_are_purged_after_the_retention_and_the_posts_stay(network):
 
 
 def test_the_purge_runs_in_short_batches_and_can_be_turned_off(network):
-    from relay.retention import purge_raw_bodies
+    from relay.inbound.retention import purge_raw_bodies
 
     ids = [record_sms(network, "+821012345602", f"C1 note {n}", sid=f"SM{n:032d}") for n in range(7)]
     run_worker(network)
@@ -202,14 +202,14 @@ class _Clock:
 
 
 def test_a_worker_warns_when_no_sweeper_has_run_for_two_periods(network, caplog):
-    """relay worker's watch (relay/heartbeats.py) reads the heartbeat every sweep() records."""
+    """relay worker's watch (relay/infra/heartbeats.py) reads the heartbeat every sweep() records."""
     import logging
 
-    from relay.heartbeats import SWEEP, SweeperWatch, last
+    from relay.infra.heartbeats import SWEEP, SweeperWatch, last
 
     clock = _Clock()
     watch = SweeperWatch(network.sessions, period=30, clock=clock)
-    with caplog.at_level(logging.INFO, logger="relay.heartbeats"):
+    with caplog.at_level(logging.INFO, logger="relay.infra.heartbeats"):
         clock.now = 59  # the grace: a sweeper just started may not have swept yet
         assert watch.check() is None
         clock.now = 61
@@ -228,7 +228,7 @@ def test_a_worker_warns_when_no_sweeper_has_run_for_two_periods(network, caplog)
         assert "the sweeper is running again" in caplog.text
 
         with transaction(network.sessions) as session:  # and stops: the last sweep is 61 s old
-            from relay.heartbeats import mark
+            from relay.infra.heartbeats import mark
 
             mark(session, SWEEP, utcnow() - timedelta(seconds=61))
         clock.now += 10
@@ -236,7 +236,7 @@ def test_a_worker_warns_when_no_sweeper_has_run_for_two_periods(network, caplog)
 
 
 def test_the_watch_ticks_once_a_period_and_survives_an_unreachable_database(network):
-    from relay.heartbeats import SweeperWatch
+    from relay.infra.heartbeats import SweeperWatch
 
     clock = _Clock()
     reads = []

@@ -6,11 +6,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from relay import threads
-from relay.cases import create_case
-from relay.db import transaction
-from relay.models import Delivery, utcnow
-from relay.notices import new_case_notice
+from relay.discussion import threads
+from relay.library.cases import create_case
+from relay.infra.db import transaction
+from relay.model.tables import Delivery, utcnow
+from relay.notices.lifecycle import new_case_notice
 
 from .conftest import run_worker
 from .helpers import event, member, record_sms
@@ -94,7 +94,7 @@ def test_the_most_recent_case_wins_when_clearly_later(network, sms):
 
 
 def test_closed_case_is_refused(network, sms):
-    from relay.models import Case
+    from relay.model.tables import Case
 
     with transaction(network.sessions) as session:
         session.execute(update(Case).values(status="closed"))

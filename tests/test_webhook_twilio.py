@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select
 
-from relay.dispatch import RecordingDispatcher
-from relay.models import InboundEvent
+from relay.infra.dispatch import RecordingDispatcher
+from relay.model.tables import InboundEvent
 from relay.providers.twilio_sms import EMPTY_TWIML, sign, signed_url, verify
 from relay.services import build_services
 from webhooks.app import create_app
@@ -250,8 +250,8 @@ def test_spool_depth_is_in_metrics_and_healthz_says_degraded(tmp_path, database_
     services = build_services(settings, dispatcher=RecordingDispatcher(), senders={})
     services.replayer.stop()  # the spool stays as it is while the test looks
     try:
-        from relay.spool import Entry
-        from relay.models import utcnow
+        from relay.infra.spool import Entry
+        from relay.model.tables import utcnow
 
         services.spool.append(Entry(provider="twilio", kind="sms", dedupe_key="SM1", raw="Body=x", sender="",
                                     received_at=utcnow()))
@@ -318,7 +318,7 @@ def test_invalid_utf8_correctly_signed_is_kept(client, services):
         "Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 200
     assert count_events(services) == 1
-    from relay.processing import process_inbound
+    from relay.inbound.sms import process_inbound
 
     assert process_inbound(services, services.dispatcher.inbound[0]).outcome == "rejected"  # not a member
 
@@ -403,7 +403,7 @@ def test_a_database_that_does_not_answer_is_spooled_before_twilio_gives_up(tmp_p
     """A database host that accepts the connection and then says nothing (a hung server, a
     half-open network): psycopg's default connect timeout is 130 s, far past Twilio's 15 s, so the
     text would be lost while the webhook waits. relay's engines give up connecting after 5 s
-    (relay/db.py), and the webhook is spooled and answered in time."""
+    (relay/infra/db.py), and the webhook is spooled and answered in time."""
     import socket
     import threading
 

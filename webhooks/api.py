@@ -2,7 +2,7 @@
 status), lists and members, behind bearer tokens, and the SMS segment preview (open: it reveals nothing,
 but rate limited per client address).
 
-Who may call what is decided by relay/permissions.py, never here: a per-member token (relay tokens
+Who may call what is decided by relay/access/permissions.py, never here: a per-member token (relay tokens
 create) carries its member's roles as they are at each request; the shared RELAY_API_TOKEN is a service
 token with admin rights (audited as "api-token"); anonymous callers may read public cases only. A
 missing, unknown or revoked token is a 401 with a WWW-Authenticate challenge, a known caller whose roles
@@ -14,12 +14,12 @@ import logging
 
 from flask import Blueprint, abort, current_app, g, jsonify, request
 
-from relay.api_tokens import ANONYMOUS, Caller, Refusal, authenticate
-from relay.db import transaction
-from relay.logs import mask_text, redact_path
-from relay.members import RowError, find_member, set_channels
-from relay.permissions import allowed
-from relay.segments import count_segments
+from relay.access.api_tokens import ANONYMOUS, Caller, Refusal, authenticate
+from relay.infra.db import transaction
+from relay.infra.logs import mask_text, redact_path
+from relay.members.directory import RowError, find_member, set_channels
+from relay.access.permissions import allowed
+from relay.render.segments import count_segments
 
 log = logging.getLogger("relay.web.api")
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -70,7 +70,7 @@ def _check(action: str | None):
 
 
 def requires(action: str | None):
-    """Guard a route with one action of relay.permissions (None: open to anonymous callers, whose
+    """Guard a route with one action of relay.access.permissions (None: open to anonymous callers, whose
     token, if they give one, must still be valid)."""
 
     def decorate(view):
@@ -175,7 +175,7 @@ def put_channels(who: str):
 @requires("member.edit")
 def patch_member(who: str):
     """Change name, timezone, language, roles (admins only) or active; anything else is refused."""
-    from relay.roster import update_member
+    from relay.members.roster import update_member
 
     services = current_app.extensions["relay"]
     data = _json_object()
@@ -206,7 +206,7 @@ def _list_json(summary) -> dict:
 @requires("list.read")
 def get_lists():
     """Every list with its member count."""
-    from relay.roster import list_summaries
+    from relay.members.roster import list_summaries
 
     services = current_app.extensions["relay"]
     with services.sessions() as session:
@@ -216,7 +216,7 @@ def get_lists():
 @blueprint.get("/lists/<name>")
 @requires("list.read")
 def get_list_route(name: str):
-    from relay.roster import ListNotFound, list_summary
+    from relay.members.roster import ListNotFound, list_summary
 
     services = current_app.extensions["relay"]
     with services.sessions() as session:
@@ -227,7 +227,7 @@ def get_list_route(name: str):
 
 
 def _membership_change(name: str, who: str, change):
-    from relay.roster import ListNotFound, list_summary
+    from relay.members.roster import ListNotFound, list_summary
 
     services = current_app.extensions["relay"]
     with transaction(services.sessions) as session:
@@ -250,7 +250,7 @@ def _membership_change(name: str, who: str, change):
 @requires("list.edit")
 def put_membership(name: str, who: str):
     """Put the member on the list (nothing changes if they are on it already)."""
-    from relay.roster import add_to_list
+    from relay.members.roster import add_to_list
 
     return _membership_change(name, who, add_to_list)
 
@@ -259,7 +259,7 @@ def put_membership(name: str, who: str):
 @requires("list.edit")
 def delete_membership(name: str, who: str):
     """Take the member off the list (nothing changes if they are not on it)."""
-    from relay.roster import remove_from_list
+    from relay.members.roster import remove_from_list
 
     return _membership_change(name, who, remove_from_list)
 
@@ -284,7 +284,7 @@ def _iso(value) -> str | None:
 
 def _case_by_number(session, number: str):
     """The case named by a number or code in a URL, drafts included; 404 if there is none."""
-    from relay.cases import CaseNotFound, get_case
+    from relay.library.cases import CaseNotFound, get_case
 
     text = number.strip().lstrip("#")
     text = text[1:] if text[:1] in ("C", "c") else text
@@ -297,7 +297,7 @@ def _case_by_number(session, number: str):
 
 
 def _visible_case(session, number: str):
-    from relay.cases import is_visible
+    from relay.library.cases import is_visible
 
     case = _case_by_number(session, number)
     if case.status == "draft" and may("case.edit"):
@@ -312,7 +312,7 @@ def _visible_case(session, number: str):
 def list_cases():
     """Query: q (number, title or findings words), status (open|closed), from, to (YYYY-MM-DD), page
     -> {"cases": [...], "total", "page", "pages", "per_page"}, newest first."""
-    from relay.cases import SearchError, parse_search_params, search
+    from relay.library.cases import SearchError, parse_search_params, search
 
     try:
         params = parse_search_params(request.args)
@@ -341,7 +341,7 @@ def case_posts(number: str):
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
-    from relay.models import Post, Thread
+    from relay.model.tables import Post, Thread
 
     services = current_app.extensions["relay"]
     with services.sessions() as session:
@@ -361,8 +361,8 @@ def _post_json(p) -> dict:
 def post_to_case(number: str):
     """A member's reply {"text": "..."}, relayed to the case's followers like an SMS or email reply.
     Send an Idempotency-Key header so that a retried request does not post twice."""
-    from relay.api_posts import PostRefused, post_reply
-    from relay.models import Post
+    from relay.discussion.api_posts import PostRefused, post_reply
+    from relay.model.tables import Post
 
     services = current_app.extensions["relay"]
     caller = _caller()
@@ -397,8 +397,8 @@ CASE_FIELDS = ("chief_complaint", "symptoms", "exposure_history", "findings")
 def create_case_route():
     """Create a draft from {title, chief_complaint, symptoms, exposure_history, findings, visibility};
     it enters the library when published."""
-    from relay import audit
-    from relay.cases import create_case
+    from relay.infra import audit
+    from relay.library.cases import create_case
 
     services = current_app.extensions["relay"]
     data = _json_object()
@@ -425,7 +425,7 @@ def create_case_route():
 @requires("case.publish")
 def publish_case_route(number: str):
     """Draft -> open: the case enters the library. 422 for anything but a draft."""
-    from relay.cases import CaseStateError, publish_case
+    from relay.library.cases import CaseStateError, publish_case
 
     services = current_app.extensions["relay"]
     with transaction(services.sessions) as session:
@@ -443,7 +443,7 @@ def publish_case_route(number: str):
 @requires("case.edit")
 def put_case_visibility(number: str):
     """Body {"visibility": "public" | "members"}."""
-    from relay.cases import set_visibility
+    from relay.library.cases import set_visibility
 
     services = current_app.extensions["relay"]
     visibility = _field(_json_object(), "visibility", str)
@@ -462,7 +462,7 @@ def put_case_visibility(number: str):
 # ---------------------------------------------------------------- guidelines (read-only)
 
 def _version_json(settings, slug: str, version) -> dict:
-    from relay.guidelines import guideline_url
+    from relay.library.guidelines import guideline_url
 
     return {"number": version.number, "title": version.title, "changes": version.changes,
             "published_at": _iso(version.published_at),
@@ -474,7 +474,7 @@ def _version_json(settings, slug: str, version) -> dict:
 @requires(None)
 def list_guidelines_json():
     """Every guideline with its current version, the most recently changed first."""
-    from relay.guidelines import current_version, guideline_url, list_guidelines
+    from relay.library.guidelines import current_version, guideline_url, list_guidelines
 
     services = current_app.extensions["relay"]
     with services.sessions() as session:
@@ -488,7 +488,7 @@ def list_guidelines_json():
 @requires(None)
 def get_guideline_json(slug: str):
     """A guideline: its current text, and every version (newest first) with what it changed."""
-    from relay.guidelines import GuidelineNotFound, current_version, get_guideline, guideline_url
+    from relay.library.guidelines import GuidelineNotFound, current_version, get_guideline, guideline_url
 
     services = current_app.extensions["relay"]
     with services.sessions() as session:
@@ -508,9 +508,9 @@ def get_guideline_json(slug: str):
 # (_iso is shared with the case routes above.)
 
 def _notice_json(session, notice) -> dict:
-    from relay.models import Case
-    from relay.notice_plan import channels_of, link, list_names
-    from relay.notices import delivery_counts
+    from relay.model.tables import Case
+    from relay.notices.audience import channels_of, link, list_names
+    from relay.notices.lifecycle import delivery_counts
 
     case = session.get(Case, notice.case_id) if notice.case_id else None
     settings = current_app.extensions["relay"].settings
@@ -538,8 +538,8 @@ def _notice_id_fits(view):
 
 
 def _notice_errors():
-    from relay.cases import CaseNotFound
-    from relay.notices import NoticeError, NoticeNotFound, UnknownList
+    from relay.library.cases import CaseNotFound
+    from relay.notices.lifecycle import NoticeError, NoticeNotFound, UnknownList
 
     return (CaseNotFound, NoticeError, NoticeNotFound, UnknownList)
 
@@ -549,7 +549,7 @@ def _notice_failure(exc: Exception):
     other rule it breaks (an unknown list, an expired or already sent notice, ...) a 422."""
     from werkzeug.exceptions import NotFound, UnprocessableEntity
 
-    from relay.notices import NoticeNotFound
+    from relay.notices.lifecycle import NoticeNotFound
 
     http = NotFound(str(exc)) if isinstance(exc, NoticeNotFound) else UnprocessableEntity(str(exc))
     return current_app.handle_user_exception(http)
@@ -580,7 +580,7 @@ def _field(data: dict, name: str, kinds, default=None):
 @requires("notice.create")
 def create_notice_route():
     """Create a draft from {kind, title, body, lists, case, severity, channels, expires_at|expires_in, corrects}."""
-    from relay.notices import create_notice, parse_expiry, parse_time
+    from relay.notices.lifecycle import create_notice, parse_expiry, parse_time
 
     services = current_app.extensions["relay"]
     data = _json_object()
@@ -618,7 +618,7 @@ def create_notice_route():
 @_notice_id_fits
 def get_notice_route(notice_id: int):
     """The notice with its deliveries counted by channel and status."""
-    from relay.notices import get_notice
+    from relay.notices.lifecycle import get_notice
 
     services = current_app.extensions["relay"]
     with services.sessions() as session:
@@ -630,7 +630,7 @@ def get_notice_route(notice_id: int):
 @_notice_id_fits
 def preview_notice_route(notice_id: int):
     """Recipients per channel and country, SMS texts with segments and cost, sample emails."""
-    from relay.preview import preview_notice
+    from relay.notices.preview import preview_notice
 
     services = current_app.extensions["relay"]
     with services.sessions() as session:
@@ -642,7 +642,7 @@ def preview_notice_route(notice_id: int):
 @_notice_id_fits
 def send_notice_route(notice_id: int):
     """Send now, or schedule with {"at": "<ISO time>"}."""
-    from relay.notices import get_notice, parse_time, schedule_notice, send_notice
+    from relay.notices.lifecycle import get_notice, parse_time, schedule_notice, send_notice
 
     services = current_app.extensions["relay"]
     at = _field(_json_object(optional=True), "at", str)
@@ -662,8 +662,8 @@ def send_notice_route(notice_id: int):
 @_notice_id_fits
 def correct_notice_route(notice_id: int):
     """Send {"text": "..."} as a correction to exactly those who received the notice."""
-    from relay.corrections import correct_notice
-    from relay.notices import get_notice
+    from relay.notices.corrections import correct_notice
+    from relay.notices.lifecycle import get_notice
 
     services = current_app.extensions["relay"]
     text = _field(_json_object(), "text", str)

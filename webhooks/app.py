@@ -10,10 +10,10 @@ from jinja2 import FileSystemLoader
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from relay.logs import configure_logging, mask_text, redact_path
-from relay.db import make_engine
+from relay.infra.logs import configure_logging, mask_text, redact_path
+from relay.infra.db import make_engine
 from relay.services import Services, build_services
-from relay.settings import Settings, SettingsError
+from relay.infra.settings import Settings, SettingsError
 
 log = logging.getLogger("relay.web")
 # An email webhook's form: some 30 fields and one part per attachment (Mailgun, SendGrid).
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["relay"] = services or build_services(
         settings, engine=make_engine(settings.database_url, pool_pre_ping=False))
 
-    from . import api, auth, console, email, email_confirm, library, ops, preferences, twilio, unsubscribe
+    from . import api, auth, console, email_confirm, inbound_email, library, ops, preferences, twilio, unsubscribe
 
     auth.configure_sessions(app, settings)
 
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(library.blueprint)
     app.register_blueprint(unsubscribe.blueprint)
-    app.register_blueprint(email.blueprint)
+    app.register_blueprint(inbound_email.blueprint)
     app.register_blueprint(email_confirm.blueprint)  # issue 13: held email posts
     app.register_blueprint(api.blueprint)
     app.register_blueprint(auth.blueprint)

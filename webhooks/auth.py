@@ -22,12 +22,12 @@ from flask import (Blueprint, Flask, current_app, g, redirect, render_template, 
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from relay import permissions
-from relay.accounts import authenticate, end_sessions, session_stamp
-from relay.audit import Actor
-from relay.db import transaction
-from relay.logs import mask, redact_path
-from relay.models import Member
+from relay.access import permissions
+from relay.access.accounts import authenticate, end_sessions, session_stamp
+from relay.infra.audit import Actor
+from relay.infra.db import transaction
+from relay.infra.logs import mask, redact_path
+from relay.model.tables import Member
 
 log = logging.getLogger("relay.web.auth")
 blueprint = Blueprint("auth", __name__)

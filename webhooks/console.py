@@ -2,7 +2,7 @@
 its deliveries; create, review and publish cases; import and edit members; the emergency hold.
 
 A thin shell: every change goes through the relay core (notices, cases, members, hold), every page
-is role-checked through relay.permissions (webhooks/auth.requires), every form carries a CSRF token,
+is role-checked through relay.access.permissions (webhooks/auth.requires), every form carries a CSRF token,
 and the actor recorded in the audit trail is the signed-in member (source "console")."""
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from datetime import datetime, timezone
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from relay import hold, members as members_core
-from relay.cases import CaseNotFound, CaseStateError, create_case, get_case, publish_case, set_visibility
-from relay.db import transaction
-from relay.models import Case, Member, MemberList, Membership, Notice
-from relay.notice_plan import CHANNELS
-from relay.notice_status import failed_deliveries, live_counts, rate_limited_until
-from relay.notices import (KINDS, SEVERITIES, NoticeError, NoticeNotFound, UnknownList, create_notice, get_notice,
-                           parse_expiry, parse_time, schedule_notice, send_notice)
-from relay.preview import preview_notice
+from relay.outbound import hold
+from relay.members import directory as members_core
+from relay.library.cases import CaseNotFound, CaseStateError, create_case, get_case, publish_case, set_visibility
+from relay.infra.db import transaction
+from relay.model.tables import Case, Member, MemberList, Membership, Notice
+from relay.notices.audience import CHANNELS
+from relay.notices.status import failed_deliveries, live_counts, rate_limited_until
+from relay.notices.lifecycle import KINDS, SEVERITIES, NoticeError, NoticeNotFound, UnknownList, create_notice, get_notice, parse_expiry, parse_time, schedule_notice, send_notice
+from relay.notices.preview import preview_notice
 
 from .auth import check_csrf, current_member, requires
 
@@ -216,7 +216,7 @@ def create_case_route():
 def _uploads() -> list[tuple[str, bytes]]:
     """The images of a case form (field "images"), each checked before anything is written, so a bad
     file refuses the whole form (ImageRefused names it) and leaves no half-made case behind."""
-    from relay.images import ImageRefused, clean_image
+    from relay.library.images import ImageRefused, clean_image
 
     found = []
     for upload in request.files.getlist("images"):
@@ -233,7 +233,7 @@ def _uploads() -> list[tuple[str, bytes]]:
 
 
 def _file_uploads(session, case, uploads: list[tuple[str, bytes]]) -> int:
-    from relay.images import add_case_image
+    from relay.library.images import add_case_image
 
     for filename, data in uploads:
         add_case_image(session, _services().settings, case, data, filename, "console")
@@ -243,7 +243,7 @@ def _file_uploads(session, case, uploads: list[tuple[str, bytes]]) -> int:
 @blueprint.get("/cases/<code>")
 @requires("case.create")
 def case_page(code: str, error: str | None = None, status: int = 200):
-    from relay.images import case_images
+    from relay.library.images import case_images
 
     with _services().sessions() as session:
         try:
@@ -276,7 +276,7 @@ def add_images(code: str):
 @requires("case.create")
 def case_image(code: str, image_id: int, size: str = "full"):
     """An image of any case, drafts included, for the coordinators reviewing it."""
-    from relay.models import CaseImage
+    from relay.model.tables import CaseImage
 
     from .library import image_file
 
@@ -296,7 +296,7 @@ def case_image(code: str, image_id: int, size: str = "full"):
 @blueprint.get("/audit")
 @requires("audit.read")
 def audit_page():
-    from relay.audit import recent
+    from relay.infra.audit import recent
 
     action = (request.args.get("action") or "").strip()[:60] or None
     with _services().sessions() as session:

@@ -1,5 +1,5 @@
 """/email/confirm/<token>: a member confirms an email relay held because it did not prove its sender
-(issue 13; relay/email_confirm.py, relay/email_processing.py: confirm_held). Thin over the core.
+(issue 13; relay/inbound/email_confirm.py, relay/inbound/mail.py: confirm_held). Thin over the core.
 
 The GET only shows a button (link scanners prefetch every URL in an email); the POST posts, once. The
 signed token an attacker cannot know is what protects the POST (no cookies: nothing for a cross-site
@@ -10,11 +10,12 @@ import logging
 
 from flask import Blueprint, abort, current_app, render_template
 
-from relay import email_confirm, fanout
-from relay.db import transaction
-from relay.email_processing import CONFIRMED, EXPIRED, INVALID, USED, confirm_held
-from relay.models import Case, Post, Thread
-from relay.sending import dispatch_deliveries
+from relay.inbound import email_confirm
+from relay.outbound import fanout
+from relay.infra.db import transaction
+from relay.inbound.mail import CONFIRMED, EXPIRED, INVALID, USED, confirm_held
+from relay.model.tables import Case, Post, Thread
+from relay.outbound.sending import dispatch_deliveries
 
 log = logging.getLogger("relay.web.email_confirm")
 blueprint = Blueprint("email_confirm", __name__)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Request
 
-from relay.logs import redact_path
+from relay.infra.logs import redact_path
 
 from . import twilio
 from .app import database_unavailable_response, http_error_response  # app imports this module lazily

@@ -4,7 +4,7 @@
 /library/cases/<code> shows a case's clinical summary and its whole discussion, and counts the view.
 Drafts are never shown; members-only cases only to a signed-in member (webhooks/auth.py) — to anyone
 else they are neither listed nor shown (404, the same answer as for a case that does not exist).
-A signed-in member posts to the discussion from the case page (relay/web_posts.py): the form carries a
+A signed-in member posts to the discussion from the case page (relay/discussion/web_posts.py): the form carries a
 CSRF token and a one-time submission key, so a double submit makes one post."""
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from relay.cases import (CaseNotFound, SearchError, SearchParams, count_view, get_case, is_visible,
-                         parse_search_params, search)
-from relay.db import transaction
-from relay.images import case_images
-from relay.media_store import MediaNotFound, media_store_for
-from relay.models import CaseImage, Post, Thread
-from relay.permissions import Forbidden
-from relay.web_posts import WebPostError, post_from_web
+from relay.library.cases import CaseNotFound, SearchError, SearchParams, count_view, get_case, is_visible, parse_search_params, search
+from relay.infra.db import transaction
+from relay.library.images import case_images
+from relay.library.media_store import MediaNotFound, media_store_for
+from relay.model.tables import CaseImage, Post, Thread
+from relay.access.permissions import Forbidden
+from relay.discussion.web_posts import WebPostError, post_from_web
 
 from .auth import check_csrf, current_member, requires
 
@@ -122,7 +121,7 @@ def image_file(settings, name: str, content_type: str, image_id: int, cache_cont
 @blueprint.get("/library/guidelines")
 @blueprint.get("/library/guidelines/")
 def guideline_list():
-    from relay.guidelines import list_guidelines
+    from relay.library.guidelines import list_guidelines
 
     services = current_app.extensions["relay"]
     with services.sessions() as session:
@@ -134,7 +133,7 @@ def guideline_list():
 @blueprint.get("/library/guidelines/<slug>/v<int:number>")
 def guideline_page(slug: str, number: int | None = None):
     """The current version of a guideline (or version N), with every version and what it changed."""
-    from relay.guidelines import GuidelineNotFound, count_view, current_version, get_guideline
+    from relay.library.guidelines import GuidelineNotFound, count_view, current_version, get_guideline
 
     services = current_app.extensions["relay"]
     with transaction(services.sessions) as session:

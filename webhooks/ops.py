@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, render_templ
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from relay.metrics import DatabaseCounts, render_metrics
+from relay.infra.metrics import DatabaseCounts, render_metrics
 from relay.providers.outbox import read_outbox
 
 from .auth import requires

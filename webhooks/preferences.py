@@ -1,4 +1,4 @@
-"""Web pages of issue 5, thin over relay/ladder.py and relay/subscriptions.py.
+"""Web pages of issue 5, thin over relay/members/ladder.py and relay/members/subscriptions.py.
 
 /preferences/<token>: a member's ladder on each channel, reached from every email by a signed link (no
 password). The form posts back to the same signed URL: the token an attacker cannot know is what
@@ -13,16 +13,17 @@ import logging
 
 from flask import Blueprint, abort, current_app, render_template, request
 
-from relay import consent, fanout, ladder
-from relay.cases import CaseNotFound, get_case
-from relay.db import transaction
-from relay.logs import mask_text
+from relay.members import consent, ladder
+from relay.outbound import fanout
+from relay.library.cases import CaseNotFound, get_case
+from relay.infra.db import transaction
+from relay.infra.logs import mask_text
 from sqlalchemy import select
 
-from relay.models import DigestSubscription, Member, MemberList, Membership, utcnow
-from relay.sending import dispatch_deliveries
-from relay.subscriptions import SubscriptionError, confirm, subscribe
-from relay.tokens import read_signed_id
+from relay.model.tables import DigestSubscription, Member, MemberList, Membership, utcnow
+from relay.outbound.sending import dispatch_deliveries
+from relay.members.subscriptions import SubscriptionError, confirm, subscribe
+from relay.infra.signing import read_signed_id
 
 log = logging.getLogger("relay.web.preferences")
 blueprint = Blueprint("preferences", __name__)
@@ -47,7 +48,7 @@ def my_preferences():
     """From the library, signed in: on to the member's own signed preference page."""
     from flask import redirect
 
-    from relay.digest_mail import preferences_url
+    from relay.render.digest_mail import preferences_url
 
     from .auth import current_member
 

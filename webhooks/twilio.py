@@ -2,7 +2,7 @@
 
 Each handler: verify the signature against the public URL (403), parse (400), persist the raw
 request deduplicated on the provider's id, commit, answer empty TwiML, and only then enqueue; with
-the database unreachable, keep it in the local spool and answer empty TwiML (relay/spool.py).
+the database unreachable, keep it in the local spool and answer empty TwiML (relay/infra/spool.py).
 The handlers take the services and a plain werkzeug request, so relay web serves them ahead of
 Flask (webhooks/fast_path.py); the Flask views below are the same handlers for Flask's own
 dispatch (the test client, and any server that does not install the fast path)."""
@@ -13,13 +13,13 @@ import logging
 from flask import Blueprint, current_app, request
 from werkzeug.wrappers import Response
 
-from relay.dispatch import dispatch_safely
-from relay.inbound import store_inbound
-from relay.metrics import WEBHOOKS
-from relay.models import utcnow
+from relay.infra.dispatch import dispatch_safely
+from relay.inbound.record import store_inbound
+from relay.infra.metrics import WEBHOOKS
+from relay.model.tables import utcnow
 from relay.providers import twilio_sms
-from relay.spool import Entry, SpoolFull
-from relay.spool_replay import UNREACHABLE
+from relay.infra.spool import Entry, SpoolFull
+from relay.inbound.spool_replay import UNREACHABLE
 
 log = logging.getLogger("relay.web.twilio")
 blueprint = Blueprint("twilio", __name__)
@@ -69,7 +69,7 @@ def _spool_or_raise(services, kind: str, entry: Entry, exc: Exception) -> Respon
 
 def _keep_and_ack(services, kind: str, dedupe_key: str, raw: str, sender: str) -> Response:
     """Persist the raw request (deduplicated, committed), then hand it over and answer empty TwiML.
-    With the database unreachable, the request is kept in the spool instead (relay/spool.py)."""
+    With the database unreachable, the request is kept in the spool instead (relay/infra/spool.py)."""
     try:
         recorded = store_inbound(services.engine, provider="twilio", kind=kind, dedupe_key=dedupe_key, raw=raw,
                                  sender=sender)

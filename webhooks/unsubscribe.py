@@ -1,18 +1,18 @@
 """RFC 8058 one-click unsubscribe: a POST with List-Unsubscribe=One-Click unsubscribes at once (no
 cookies, no confirmation page); a GET only shows a page with a button, because link scanners
 prefetch every URL in a message. The token says what ends: a member's list mail, or a digest
-subscription (issue 5, relay/subscriptions.py); either way one confirmation email goes out, once."""
+subscription (issue 5, relay/members/subscriptions.py); either way one confirmation email goes out, once."""
 from __future__ import annotations
 
 import logging
 
 from flask import Blueprint, abort, current_app, render_template, request
 
-from relay import fanout
-from relay.db import transaction
-from relay.sending import dispatch_deliveries
-from relay.subscriptions import unsubscribe as apply_unsubscribe
-from relay.tokens import read_unsubscribe_token
+from relay.outbound import fanout
+from relay.infra.db import transaction
+from relay.outbound.sending import dispatch_deliveries
+from relay.members.subscriptions import unsubscribe as apply_unsubscribe
+from relay.infra.signing import read_unsubscribe_token
 
 log = logging.getLogger("relay.web.unsubscribe")
 blueprint = Blueprint("unsubscribe", __name__)

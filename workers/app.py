@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import Celery
 from celery.schedules import crontab
 
-from relay.dispatch import QUEUE_MAINTENANCE, TASK_SEND_DIGESTS, TASK_SEND_SCHEDULED, TASK_SWEEP, celery_config
-from relay.settings import Settings
+from relay.infra.dispatch import QUEUE_MAINTENANCE, TASK_SEND_DIGESTS, TASK_SEND_SCHEDULED, TASK_SWEEP, celery_config
+from relay.infra.settings import Settings
 
 SWEEP_EVERY_SECONDS = 30.0
 SCHEDULED_NOTICES_EVERY_SECONDS = 30.0

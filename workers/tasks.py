@@ -11,23 +11,11 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.exc import DBAPIError
 
-from relay.dispatch import (
-    TASK_APPLY_STATUS,
-    TASK_DELIVER,
-    TASK_FETCH_MEDIA,
-    TASK_DELIVER_BATCH,
-    TASK_DRAIN_INBOUND,
-    TASK_PROCESS_INBOUND,
-    TASK_SEND_DIGESTS,
-    TASK_SEND_SCHEDULED,
-    TASK_SWEEP,
-    CeleryDispatcher,
-    dispatch_safely,
-)
-from relay.metrics import TASK_SECONDS
-from relay.doorbell import LINGER_SECONDS
+from relay.infra.dispatch import TASK_APPLY_STATUS, TASK_DELIVER, TASK_FETCH_MEDIA, TASK_DELIVER_BATCH, TASK_DRAIN_INBOUND, TASK_PROCESS_INBOUND, TASK_SEND_DIGESTS, TASK_SEND_SCHEDULED, TASK_SWEEP, CeleryDispatcher, dispatch_safely
+from relay.infra.metrics import TASK_SECONDS
+from relay.infra.doorbell import LINGER_SECONDS
 from relay.services import Services, build_services, make_doorbell
-from relay.settings import Settings
+from relay.infra.settings import Settings
 
 log = logging.getLogger("relay.worker")
 
@@ -77,15 +65,15 @@ def _run(task, name: str, function, *args):
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
-    from relay.digests import run_digests
-    from relay.inbound_drain import drain as run_drain
-    from relay.mms_media import fetch_case_image
-    from relay.notices import send_scheduled as run_send_scheduled
-    from relay.processing import process_inbound as run_process_inbound
-    from relay.bulk_send import send_batch
-    from relay.sending import send_delivery
-    from relay.statuses import apply_status as run_apply_status
-    from relay.spool_replay import replay_spool
+    from relay.digests.building import run_digests
+    from relay.inbound.drain import drain as run_drain
+    from relay.inbound.mms import fetch_case_image
+    from relay.notices.lifecycle import send_scheduled as run_send_scheduled
+    from relay.inbound.sms import process_inbound as run_process_inbound
+    from relay.outbound.bulk import send_batch
+    from relay.outbound.sending import send_delivery
+    from relay.inbound.statuses import apply_status as run_apply_status
+    from relay.inbound.spool_replay import replay_spool
     from relay.sweeper import sweep as run_sweep
 
     # shared=False: these tasks close over this app's services; Celery's default (shared) would also
@@ -111,7 +99,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     @app.task(name=TASK_DRAIN_INBOUND, bind=True, shared=False)
     def drain_inbound(self) -> dict:
-        """Process every stored webhook waiting (relay/inbound_drain.py), rung by the doorbell."""
+        """Process every stored webhook waiting (relay/inbound/drain.py), rung by the doorbell."""
         services = holder.get()
         dispatcher = services.dispatcher
         doorbell = dispatcher.doorbell

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..messages import OutboundMessage, SendResult
+from relay.model.messages import OutboundMessage, SendResult
 
 
 class Sender(Protocol):
-    """Sends one message; raises relay.messages.SendError (typed: retryable or not) on failure."""
+    """Sends one message; raises relay.model.messages.SendError (typed: retryable or not) on failure."""
 
     name: str
 
@@ -16,7 +16,7 @@ class Sender(Protocol):
 
 def sms_sender_for(settings, limiter=None) -> Sender:
     """The Twilio API when it is configured, else the dev outbox."""
-    from . import outbox, twilio_sms
+    from relay.providers import outbox, twilio_sms
 
     if settings.twilio_configured:
         return twilio_sms.TwilioSmsSender(settings, limiter=limiter)
@@ -25,7 +25,7 @@ def sms_sender_for(settings, limiter=None) -> Sender:
 
 def email_sender_for(settings, limiter=None) -> Sender:
     """SMTP when RELAY_SMTP_URL is set, else the dev outbox."""
-    from . import outbox, smtp_email
+    from relay.providers import outbox, smtp_email
 
     if settings.smtp_configured:
         return smtp_email.SmtpEmailSender(settings, limiter=limiter)
@@ -33,10 +33,10 @@ def email_sender_for(settings, limiter=None) -> Sender:
 
 
 def senders_for(settings) -> dict[str, Sender]:
-    """The senders of this process, sharing one provider rate limiter (relay/ratelimit.py)."""
+    """The senders of this process, sharing one provider rate limiter (relay/infra/ratelimit.py)."""
     limiter = None
     if settings.twilio_configured or settings.smtp_configured:
-        from ..ratelimit import limiter_for
+        from relay.infra.ratelimit import limiter_for
 
         limiter = limiter_for(settings)
     return {"sms": sms_sender_for(settings, limiter), "email": email_sender_for(settings, limiter)}

@@ -1,8 +1,8 @@
 """The inbound email adapters as one explicit registry: provider name -> how to parse its stored body."""
 from __future__ import annotations
 
-from ..messages import InboundEmail
-from . import mailgun, postmark, sendgrid
+from relay.model.messages import InboundEmail
+from relay.providers import mailgun, postmark, sendgrid
 
 PROVIDERS = ("mailgun", "sendgrid", "postmark")
 

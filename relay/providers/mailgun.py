@@ -25,11 +25,11 @@ import hmac
 import json
 import re
 
-from ..messages import Attachment, InboundEmail
-from ..sender_auth import mailgun_verdicts
-from .errors import BadWebhook
-from .forms import BadForm, FormPart, fields_of, parse_form
-from .mime import email_from_mime, inbound_email, safe_filename
+from relay.model.messages import Attachment, InboundEmail
+from relay.providers.sender_auth import mailgun_verdicts
+from relay.providers.errors import BadWebhook
+from relay.providers.forms import BadForm, FormPart, fields_of, parse_form
+from relay.providers.mime import email_from_mime, inbound_email, safe_filename
 
 PROVIDER = "mailgun"
 # top-level fields that are copies of headers, used when message-headers lacks them

@@ -26,8 +26,8 @@ from email.parser import BytesParser
 from email.utils import getaddresses
 from typing import Iterable, Iterator, Sequence
 
-from ..messages import Attachment, InboundEmail
-from .errors import BadWebhook
+from relay.model.messages import Attachment, InboundEmail
+from relay.providers.errors import BadWebhook
 
 # Charsets mail software writes but labels with a narrower name: decode with the superset it really used.
 _SUPERSETS = {"ascii": "utf-8", "euc_kr": "cp949", "gb2312": "gb18030", "gbk": "gb18030",

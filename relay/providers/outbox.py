@@ -7,7 +7,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..messages import OutboundMessage, SendResult
+from relay.model.messages import OutboundMessage, SendResult
 
 
 class OutboxSender:

@@ -31,10 +31,10 @@ import dataclasses
 import hmac
 import json
 
-from ..messages import Attachment, InboundEmail
-from ..sender_auth import postmark_verdicts
-from .errors import BadWebhook
-from .mime import email_from_mime, first_header, inbound_email, mailbox_hash_of, safe_filename
+from relay.model.messages import Attachment, InboundEmail
+from relay.providers.sender_auth import postmark_verdicts
+from relay.providers.errors import BadWebhook
+from relay.providers.mime import email_from_mime, first_header, inbound_email, mailbox_hash_of, safe_filename
 
 PROVIDER = "postmark"
 

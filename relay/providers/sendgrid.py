@@ -41,11 +41,11 @@ import re
 from email import policy
 from email.parser import BytesHeaderParser
 
-from ..messages import Attachment, InboundEmail
-from ..sender_auth import sendgrid_verdicts
-from .errors import BadWebhook
-from .forms import BadForm, FormPart, fields_of, parse_form
-from .mime import codec_for, email_from_mime, inbound_email, safe_filename
+from relay.model.messages import Attachment, InboundEmail
+from relay.providers.sender_auth import sendgrid_verdicts
+from relay.providers.errors import BadWebhook
+from relay.providers.forms import BadForm, FormPart, fields_of, parse_form
+from relay.providers.mime import codec_for, email_from_mime, inbound_email, safe_filename
 
 PROVIDER = "sendgrid"
 

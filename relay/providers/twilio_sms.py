@@ -21,9 +21,9 @@ from urllib.parse import parse_qsl
 
 from twilio.request_validator import RequestValidator
 
-from ..deliveries import TWILIO_STATUS
-from ..messages import InboundMessage, OutboundMessage, SendError, SendResult, StatusUpdate
-from .errors import BadWebhook  # one error type for every provider
+from relay.outbound.deliveries import TWILIO_STATUS
+from relay.model.messages import InboundMessage, OutboundMessage, SendError, SendResult, StatusUpdate
+from relay.providers.errors import BadWebhook  # one error type for every provider
 
 __all__ = ["BadWebhook"]
 
@@ -134,7 +134,7 @@ def classify_error(exc: Exception, retry_after: float | None = None) -> SendErro
         if code in OPTED_OUT_CODES:
             return SendError(text, code=str(code), opted_out=True)
         if status in RETRYABLE_HTTP or code == 20429:
-            # a 429 that says when to come back is a throttle, not a failed attempt (relay.sending)
+            # a 429 that says when to come back is a throttle, not a failed attempt (relay.outbound.sending)
             throttled = (status == 429 or code == 20429) and retry_after is not None
             return SendError(text, code=str(code or status), retryable=True, retry_after=retry_after,
                              throttled=throttled)
@@ -153,11 +153,11 @@ class TwilioSmsSender:
     name = "twilio"
 
     def __init__(self, settings, timeout: float = 10.0, limiter=None):
-        from ..ratelimit import sms_rate
+        from relay.infra.ratelimit import sms_rate
 
         self.settings = settings
         self.timeout = timeout
-        self.limiter = limiter  # shared provider rate limit (relay/ratelimit.py); None: no limit
+        self.limiter = limiter  # shared provider rate limit (relay/infra/ratelimit.py); None: no limit
         self.rate = sms_rate(settings.sms_rate, settings.twilio_from)
         self.rate_key = f"sms:{settings.twilio_from}"
         self._local = threading.local()  # one client (one requests.Session) per thread: Session is not thread-safe
@@ -203,7 +203,7 @@ class TwilioSmsSender:
             params["from_"] = self.settings.twilio_from
         messages = self.client.messages  # built before our slot: the slot is for the request itself
         if self.limiter is not None:
-            from ..ratelimit import take_slot
+            from relay.infra.ratelimit import take_slot
 
             take_slot(self.limiter, self.rate_key, self.rate, message)  # may say: come back for a booked slot
         self._local.headers = {}

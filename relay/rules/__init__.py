@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import authorisation, duplicate, keywords, loop, unknown_sender
-from .verdict import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, Verdict
+from relay.rules import authorisation, duplicate, keywords, loop, unknown_sender
+from relay.rules.verdict import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, Verdict
 
 __all__ = ["ACCEPT", "COMMAND", "DISCARD", "REJECT", "RULES", "Decision", "RuleContext", "Verdict", "decide"]
 

@@ -1,14 +1,14 @@
 """STOP / START / HELP words, matched only as the whole message in any case, before authorisation
 so that anyone can always stop. They are commands, never relayed into a discussion.
 
-The rest of the consent ladder (relay/ladder.py) is also a whole-message command: MUTE C123,
+The rest of the consent ladder (relay/members/ladder.py) is also a whole-message command: MUTE C123,
 UNMUTE C123, PAUSE 24H, PAUSE 7D, DIGEST (or DIGEST <list>), URGENT ONLY. A message that only starts with one of these
 words ("mute the alarm in C12 ...") is not a command and goes on to the discussion."""
 from __future__ import annotations
 
 import re
 
-from .verdict import COMMAND, Verdict
+from relay.rules.verdict import COMMAND, Verdict
 
 NAME = "keywords"
 DESCRIPTION = "the message is an opt-out, opt-in, help or preference keyword"

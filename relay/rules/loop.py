@@ -1,5 +1,5 @@
 """Discard messages from our own numbers, so the relay never talks to itself."""
-from .verdict import DISCARD, Verdict
+from relay.rules.verdict import DISCARD, Verdict
 NAME = "loop"
 DESCRIPTION = "the sender is one of relay's own numbers"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..messages import InboundMessage
+from relay.model.messages import InboundMessage
 
 ACCEPT = "accept"
 DISCARD = "discard"

@@ -16,11 +16,11 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from relay.accounts import set_password
-from relay.db import transaction
-from relay.members import find_member, import_members
-from relay.models import Delivery, Post
-from relay.segments import count_segments
+from relay.access.accounts import set_password
+from relay.infra.db import transaction
+from relay.members.directory import find_member, import_members
+from relay.model.tables import Delivery, Post
+from relay.render.segments import count_segments
 from relay.services import build_services
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, DEMO_CSV, OUR_NUMBER, make_settings
 from tests.helpers import sms_form
@@ -200,8 +200,8 @@ def _ct_image() -> bytes:
 
 
 def test_member_signs_in_and_posts_from_the_library(cluster: BrowserCluster, chromium):
-    from relay.cases import create_case
-    from relay.notices import new_case_notice
+    from relay.library.cases import create_case
+    from relay.notices.lifecycle import new_case_notice
 
     with transaction(cluster.services.sessions) as session:
         create_case(session, "Rash after travel", chief_complaint="rash")
@@ -235,7 +235,7 @@ def test_member_signs_in_and_posts_from_the_library(cluster: BrowserCluster, chr
 def test_hold_pauses_sending_until_resumed(cluster: BrowserCluster, chromium):
     """The hold switch with a real worker: a notice sent while on hold reaches nobody (its deliveries
     wait queued), and resuming sends every one of them, once."""
-    from relay.cases import create_case
+    from relay.library.cases import create_case
 
     with transaction(cluster.services.sessions) as session:
         create_case(session, "Rash after travel", chief_complaint="rash")

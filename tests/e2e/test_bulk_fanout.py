@@ -13,8 +13,8 @@ import redis
 from sqlalchemy import func, select
 
 from bench.seed import seed_network
-from relay.models import Delivery
-from relay.notices import new_case_notice
+from relay.model.tables import Delivery
+from relay.notices.lifecycle import new_case_notice
 from relay.services import build_services
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PUBLIC_BASE, make_settings
 from tests.standins.smtp_sink import SmtpSink

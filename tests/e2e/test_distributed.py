@@ -16,11 +16,11 @@ import redis
 import requests
 from sqlalchemy import func, select
 
-from relay.cases import create_case
-from relay.db import transaction
-from relay.members import import_members
-from relay.models import ConsentEvent, Delivery, InboundEvent, Member, Post
-from relay.notices import new_case_notice
+from relay.library.cases import create_case
+from relay.infra.db import transaction
+from relay.members.directory import import_members
+from relay.model.tables import ConsentEvent, Delivery, InboundEvent, Member, Post
+from relay.notices.lifecycle import new_case_notice
 from relay.providers.twilio_sms import EMPTY_TWIML, sign
 from relay.services import Services, build_services
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, DEMO_CSV, OUR_NUMBER, PUBLIC_BASE, make_settings

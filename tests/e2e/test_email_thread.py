@@ -19,7 +19,7 @@ import redis
 import requests
 from sqlalchemy import func, select
 
-from relay.models import InboundEvent, Post
+from relay.model.tables import InboundEvent, Post
 from relay.services import build_services
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PUBLIC_BASE, make_settings
 from tests.standins.smtp_sink import Received, SmtpSink
@@ -133,7 +133,7 @@ def gmail_reply(text: str, original: EmailMessage) -> str:
 
 def by_recipient(mails: list[Received]) -> dict[str, EmailMessage]:
     """{envelope recipient: message}; every message went to exactly one recipient, from us (its own
-    VERP envelope sender, bounce+<signed delivery token>@DOMAIN: relay/bounce_proof.py)."""
+    VERP envelope sender, bounce+<signed delivery token>@DOMAIN: relay/inbound/bounce_proof.py)."""
     for mail in mails:
         assert len(mail.rcpt_tos) == 1, mail
         assert mail.mail_from.startswith("bounce+") and mail.mail_from.endswith(f"@{DOMAIN}"), mail

@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from relay.cli import DEMO_TITLE
+from relay.cli.demo import DEMO_TITLE
 from relay.providers.twilio_sms import EMPTY_TWIML
 
 from .processes import Processes, free_port, group_pids, relay_command, relay_env, wait_for_health, wait_until

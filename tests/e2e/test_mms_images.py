@@ -11,7 +11,7 @@ import requests
 from PIL import Image
 from sqlalchemy import select
 
-from relay.models import CaseImage
+from relay.model.tables import CaseImage
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.test_images import GPS_IFD, photo
 

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 import requests
 from sqlalchemy import func, select
 
-from relay.db import transaction
-from relay.members import import_members
-from relay.models import InboundEvent
+from relay.infra.db import transaction
+from relay.members.directory import import_members
+from relay.model.tables import InboundEvent
 from relay.providers.twilio_sms import sign
 from relay.services import Services, build_services
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, DEMO_CSV, OUR_NUMBER, PUBLIC_BASE, make_settings
@@ -100,10 +100,10 @@ def deployment(processes: Processes, tmp_path: Path, database_url: str, broker_u
 
 def seed_network(services: Services) -> None:
     """The five demo members on list tft, case C1, every member following it."""
-    from relay.cases import create_case
-    from relay.fanout import follow
-    from relay.models import Member
-    from relay.threads import ensure_thread
+    from relay.library.cases import create_case
+    from relay.outbound.fanout import follow
+    from relay.model.tables import Member
+    from relay.discussion.threads import ensure_thread
 
     with transaction(services.sessions) as session:
         report = import_members(session, DEMO_CSV)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import insert, select
 
-from relay.cases import create_case
-from relay.db import transaction
-from relay.models import Member, MemberList, Membership, utcnow
+from relay.library.cases import create_case
+from relay.infra.db import transaction
+from relay.model.tables import Member, MemberList, Membership, utcnow
 
 
 def phone_of(n: int) -> str:

@@ -9,8 +9,8 @@ import collections
 
 from sqlalchemy import select
 
-from relay.models import InboundEvent
-from relay.notices import new_case_notice
+from relay.model.tables import InboundEvent
+from relay.notices.lifecycle import new_case_notice
 from tests.conftest import run_worker
 from tests.helpers import record_sms
 

@@ -10,7 +10,7 @@ however old), so a longer outage only means more webhooks in the same state.
 A worker survives Redis restarting under it: it reconnects forever with backoff
 (`broker_connection_max_retries=None`), kombu's AttributeError when acknowledging a task on the lost
 connection is turned into a logged connection error (workers/kombu_guard.py), and should its Celery
-child exit all the same, `relay worker` starts it again (relay/supervise.py). The test never
+child exit all the same, `relay worker` starts it again (relay/infra/supervise.py). The test never
 restarts a worker: `worker_restarts` (relay worker processes that exited) must stay 0; the Celery
 child's restarts by relay worker itself are printed as `celery_restarts`. The first
 webhook after the outage rings the doorbell again and its drain task claims everything stored and
@@ -24,7 +24,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from relay.models import InboundEvent, Post
+from relay.model.tables import InboundEvent, Post
 from relay.sweeper import sweep
 from tests.e2e.processes import wait_until
 

@@ -1,6 +1,6 @@
 """Promise: while the database is down no inbound text is lost and none is answered 200 without
 being kept durably: Twilio retries only when it cannot connect, so the web keeps each verified
-webhook in its local spool (relay/spool.py) and answers 200; when the database returns, the web
+webhook in its local spool (relay/infra/spool.py) and answers 200; when the database returns, the web
 replays the spool, and each webhook is processed exactly once. Workers holding tasks retry until
 the database returns.
 
@@ -20,8 +20,8 @@ import requests
 
 from sqlalchemy import func, select
 
-from relay.migrate import upgrade
-from relay.models import InboundEvent, Post
+from relay.infra.migrate import upgrade
+from relay.model.tables import InboundEvent, Post
 from tests.e2e.processes import wait_until
 
 from .cluster import EVERYONE, deployment, seed_network, wait_healthy

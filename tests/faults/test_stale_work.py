@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from relay.db import transaction
-from relay.fanout import plan
-from relay.models import Delivery, utcnow
-from relay.sending import send_delivery
+from relay.infra.db import transaction
+from relay.outbound.fanout import plan
+from relay.model.tables import Delivery, utcnow
+from relay.outbound.sending import send_delivery
 from tests.helpers import deliveries
 
 from .conftest import report

@@ -18,8 +18,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from relay.models import Delivery
-from relay.notices import new_case_notice
+from relay.model.tables import Delivery
+from relay.notices.lifecycle import new_case_notice
 from relay.services import build_services
 from relay.sweeper import sweep
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PUBLIC_BASE, make_settings

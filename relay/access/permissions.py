@@ -1,0 +1,53 @@
+"""Who may do what: one table of actions and the roles allowed each, used by the console, the API and the
+SMS/email command rules alike, so the authorisation matrix is written down once and tested as a table.
+
+Roles are those of relay.model.tables.ROLES, held on Member.roles ("coordinator;member"). Anonymous callers
+have no roles at all."""
+from __future__ import annotations
+
+from typing import Iterable
+
+MEMBER, COORDINATOR, ADMIN, CONTRIBUTOR = "member", "coordinator", "admin", "contributor"
+_STAFF = frozenset({COORDINATOR, ADMIN})
+_MEMBERS = frozenset({MEMBER, COORDINATOR, ADMIN, CONTRIBUTOR})
+_DISCUSSANTS = frozenset({MEMBER, COORDINATOR, ADMIN})  # a contributor sends cases in, not replies
+
+ALLOWED: dict[str, frozenset[str]] = {
+    # reading
+    "case.read_members_only": _MEMBERS,
+    "member.read": _STAFF,
+    "list.read": _STAFF,
+    "notice.read": _STAFF,
+    "audit.read": frozenset({ADMIN}),
+    "outbox.read": frozenset({ADMIN}),  # the dev outbox: members' numbers, addresses and clinical text
+    # taking part
+    "case.post": _DISCUSSANTS,
+    "case.intake": frozenset({CONTRIBUTOR, COORDINATOR, ADMIN}),
+    "preferences.own": _MEMBERS,
+    # running the network
+    "case.create": _STAFF,
+    "case.publish": _STAFF,
+    "case.edit": _STAFF,
+    "guideline.publish": _STAFF,
+    "notice.create": _STAFF,
+    "notice.send": _STAFF,
+    "list.edit": _STAFF,
+    "member.edit": _STAFF,
+    "member.roles": frozenset({ADMIN}),  # granting roles is admin-only: a coordinator cannot make an admin
+    "hold.toggle": _STAFF,
+    "token.create": frozenset({ADMIN}),
+}
+
+
+class Forbidden(Exception):
+    """The caller is known but their roles do not allow the action."""
+
+
+def allowed(roles: Iterable[str], action: str) -> bool:
+    """True when any of `roles` may perform `action`; an unknown action is allowed to no one."""
+    return bool(ALLOWED.get(action, frozenset()) & frozenset(roles))
+
+
+def require(roles: Iterable[str], action: str) -> None:
+    if not allowed(roles, action):
+        raise Forbidden(f"{action} needs one of the roles {', '.join(sorted(ALLOWED.get(action, ()))) or '(none)'}")

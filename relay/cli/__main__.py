@@ -1,0 +1,4 @@
+"""`python -m relay.cli`: how `relay up` starts its children."""
+from relay.cli import main
+
+main()

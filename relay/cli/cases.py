@@ -1,0 +1,109 @@
+"""`relay cases add|close|publish|visibility|drafts`."""
+from __future__ import annotations
+
+
+import click
+
+from relay.cli.common import cli_actor, cli_services, load_settings
+
+
+@click.group()
+def cases() -> None:
+    """Cases."""
+
+
+@cases.command("add")
+@click.option("--title", required=True)
+@click.option("--chief-complaint", default="")
+@click.option("--symptoms", default="")
+@click.option("--exposure", default="", help="Exposure history.")
+@click.option("--findings", default="")
+@click.option("--draft", is_flag=True, help="Keep it out of the library until `relay cases publish`.")
+@click.option("--members-only", is_flag=True, help="Only members can read it in the library.")
+def cases_add(title: str, chief_complaint: str, symptoms: str, exposure: str, findings: str, draft: bool,
+              members_only: bool) -> None:
+    """Create a case and print its number (open and public unless --draft / --members-only)."""
+    from relay.library.cases import create_case
+    from relay.infra.db import transaction
+
+    services = cli_services(load_settings())
+    try:
+        with transaction(services.sessions) as session:
+            case = create_case(session, title, chief_complaint, symptoms, exposure, findings, draft=draft,
+                               visibility="members" if members_only else "public")
+            code = case.code
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(code)
+
+
+@cases.command("close")
+@click.argument("case_code")
+@click.option("--reopen", is_flag=True, help="Open a closed case again.")
+def cases_close(case_code: str, reopen: bool) -> None:
+    """Close a case to new posts (members who reply are told so), or reopen it."""
+    from relay.library.cases import CaseNotFound, get_case
+    from relay.infra.db import transaction
+
+    services = cli_services(load_settings())
+    try:
+        with transaction(services.sessions) as session:
+            case = get_case(session, case_code)
+            case.status = "open" if reopen else "closed"
+            code, status = case.code, case.status
+    except CaseNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{code} is {status}")
+
+
+@cases.command("publish")
+@click.argument("case_code")
+def cases_publish(case_code: str) -> None:
+    """Publish a draft case: it opens and enters the library."""
+    from relay.library.cases import CaseNotFound, CaseStateError, publish_case
+    from relay.infra.db import transaction
+
+    services = cli_services(load_settings())
+    try:
+        with transaction(services.sessions) as session:
+            code = publish_case(session, case_code, actor=cli_actor()).code
+    except (CaseNotFound, CaseStateError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{code} is published")
+
+
+@cases.command("visibility")
+@click.argument("case_code")
+@click.argument("visibility", type=click.Choice(["members", "public"], case_sensitive=False))
+def cases_visibility(case_code: str, visibility: str) -> None:
+    """Who can read CASE_CODE in the library: members only, or the public."""
+    from relay.library.cases import CaseNotFound, set_visibility
+    from relay.infra.db import transaction
+
+    services = cli_services(load_settings())
+    try:
+        with transaction(services.sessions) as session:
+            case = set_visibility(session, case_code, visibility, actor=cli_actor())
+            code, chosen = case.code, case.visibility
+    except CaseNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{code} is {'members-only' if chosen == 'members' else 'public'}")
+
+
+@cases.command("drafts")
+def cases_drafts() -> None:
+    """List the draft cases (intake mail lands here) waiting for `relay cases publish`."""
+    from sqlalchemy import func, select
+
+    from relay.model.tables import Case, CaseImage
+
+    services = cli_services(load_settings())
+    with services.sessions() as session:
+        rows = session.execute(
+            select(Case, func.count(CaseImage.id)).outerjoin(
+                CaseImage, (CaseImage.case_id == Case.id) & (CaseImage.status == "stored"))
+            .where(Case.status == "draft").group_by(Case.id).order_by(Case.number)).all()
+        for case, images in rows:
+            click.echo(f"{case.code}\t{case.created_at:%Y-%m-%d %H:%M}\t{images} image(s)\t{case.title}")
+    if not rows:
+        click.echo("no draft cases")

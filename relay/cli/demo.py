@@ -1,0 +1,91 @@
+"""`relay demo`: a small network, its notice, and a signed curl that plays a member's reply."""
+from __future__ import annotations
+
+import secrets
+import shlex
+
+import click
+
+from relay.cli.common import cli_actor, cli_services, load_settings, upgrade_database
+
+
+DEMO_CSV = """name,phone,email,timezone,language,lists,roles
+Kim Jiwon,+821012345601,jiwon.kim@example.org,Asia/Seoul,ko,tft-demo,admin;coordinator;member
+Lee Minho,+821012345602,minho.lee@example.org,Asia/Seoul,ko,tft-demo,member
+Park Seoyeon,+821012345603,seoyeon.park@example.org,Asia/Seoul,en,tft-demo,member
+Alice Moreau,+33612345604,alice.moreau@example.org,Europe/Paris,en,tft-demo,member
+Ben Carter,+12025550105,ben.carter@example.org,America/New_York,en,tft-demo,member
+"""
+
+
+DEMO_COORDINATOR = "jiwon.kim@example.org"
+
+
+DEMO_TITLE = "54-year-old with fever and bilateral ground-glass opacities"
+
+
+DEMO_INBOUND_NUMBER = "+15005550006"
+
+
+@click.command()
+def demo() -> None:
+    """Seed a small network (a list, 5 members, one case), send its notice, and print a curl that
+    plays a member's SMS reply."""
+    from sqlalchemy import select
+
+    from relay.library.cases import create_case
+    from relay.infra.db import transaction
+    from relay.members.directory import import_members
+    from relay.model.tables import Case
+    from relay.notices.lifecycle import new_case_notice
+    from relay.providers.twilio_sms import sign
+
+    settings = load_settings()
+    upgrade_database(settings)
+    services = cli_services(settings)
+    with transaction(services.sessions) as session:
+        report = import_members(session, DEMO_CSV, grant_roles=True, actor=cli_actor())
+        case = session.scalar(select(Case).where(Case.title == DEMO_TITLE))
+        is_new = case is None
+        if is_new:
+            case = create_case(session, DEMO_TITLE, chief_complaint="Fever and dry cough for 5 days",
+                               symptoms="Fever 38.6 C, dry cough, myalgia",
+                               exposure_history="Returned from a city with community spread 9 days ago",
+                               findings="CT: bilateral peripheral ground-glass opacities, lower lobes")
+        code = case.code
+    click.echo(f"members: {report.created} new, {report.updated} updated; list tft-demo; case {code}")
+    if is_new:
+        result = new_case_notice(services, code, ["tft-demo"], actor=cli_actor())
+        click.echo(f"notice sent to {result.recipients} members")
+    to = min(settings.own_numbers) if settings.own_numbers else DEMO_INBOUND_NUMBER
+    params = {
+        "MessageSid": "SM" + secrets.token_hex(16),
+        "AccountSid": settings.twilio_account_sid or "AC" + "0" * 32,
+        "From": "+821012345602",
+        "To": to,
+        "Body": f"{code} Looks like organising pneumonia. Suggest follow-up CT in 2 weeks.",
+        "NumMedia": "0",
+    }
+    url = f"{settings.public_base_url}/webhooks/twilio/sms"
+    signature = sign(settings.signing_token(), url, params)
+    data = " ".join(f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in params.items())
+    click.echo("\nPlay Lee Minho's SMS reply (relay up must be running):\n")
+    click.echo(f"curl -sS -X POST {url} -H {shlex.quote('X-Twilio-Signature: ' + signature)} {data}\n")
+    click.echo(f"Then open {settings.public_base_url}/dev/outbox (signed in as below) to see the relayed texts, "
+               f"and {settings.case_url(code)} for the discussion.")
+    password = _demo_coordinator_password(services)
+    click.echo(f"\nSign in to the coordinator console and the dev outbox at {settings.public_base_url}/signin as "
+               f"{DEMO_COORDINATOR} (a coordinator and admin) with the password {password}\n"
+               "(a new one each time `relay demo` runs).")
+
+
+def _demo_coordinator_password(services) -> str:
+    """A fresh random password for the demo coordinator, so a new user can try the console."""
+    from relay.access.accounts import set_password
+    from relay.infra.db import transaction
+    from relay.members.directory import find_member
+
+    password = secrets.token_urlsafe(12)
+    with transaction(services.sessions) as session:
+        set_password(session, find_member(session, DEMO_COORDINATOR), password)
+    return password

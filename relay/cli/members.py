@@ -1,0 +1,117 @@
+"""`relay members import|password|channels|bounces`."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from relay.cli.common import cli_actor, cli_services, load_settings
+
+
+@click.group()
+def members() -> None:
+    """Members and lists."""
+
+
+@members.command("import")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--grant-roles", is_flag=True,
+              help="Apply the roles column (make coordinators and admins). Without it a row that would change "
+                   "anyone's roles is refused with its line number.")
+def members_import(csv_file, grant_roles: bool) -> None:
+    """Import members from CSV: name,phone,email,timezone,language,lists,roles.
+
+    Whoever runs this has a shell on the server, but on a shared host that need not be an admin of the
+    network: roles are granted only when asked for with --grant-roles (and the audit trail says so)."""
+    from relay.infra.db import transaction
+    from relay.members.directory import import_members
+
+    services = cli_services(load_settings())
+    with transaction(services.sessions) as session:
+        report = import_members(session, csv_file.read(), grant_roles=grant_roles, actor=cli_actor())
+    for line, reason in report.errors:
+        click.echo(f"line {line}: {reason}", err=True)
+    if report.lists_created:
+        click.echo(f"new lists: {', '.join(report.lists_created)}")
+    click.echo(f"imported {report.created} new, updated {report.updated}, {len(report.errors)} rows with errors")
+    if report.errors:
+        sys.exit(1)
+
+
+@members.command("password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def members_password(email: str, password_stdin: bool) -> None:
+    """Set the console/library sign-in password of the member with EMAIL (prompts twice)."""
+    from relay.access.accounts import PasswordError, check_password_rules, set_password
+    from relay.infra.db import transaction
+    from relay.members.directory import find_member
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password_rules(password)
+    except PasswordError as exc:
+        raise click.ClickException(str(exc)) from None
+    services = cli_services(load_settings())
+    with transaction(services.sessions) as session:
+        member = find_member(session, email) if "@" in email else None
+        if member is None:
+            raise click.ClickException(f"no member with the email {email!r}")
+        set_password(session, member, password)
+        name = member.name
+    click.echo(f"password set for {name} <{email.strip().lower()}>; sign in at {services.settings.public_base_url}/signin")
+
+
+@members.command("channels")
+@click.argument("who")
+@click.argument("channels")
+def members_channels(who: str, channels: str) -> None:
+    """Choose how WHO (id, phone or email) takes case discussion: sms, email, sms;email or none."""
+    from relay.infra.db import transaction
+    from relay.members.directory import RowError, find_member, set_channels
+
+    services = cli_services(load_settings())
+    try:
+        with transaction(services.sessions) as session:
+            member = find_member(session, who)
+            if member is None:
+                raise click.ClickException(f"no member {who!r}")
+            set_channels(member, [] if channels.strip().lower() == "none" else channels.split(";"))
+            chosen = ", ".join(member.channels) or "none"
+    except RowError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{who}: {chosen}")
+
+
+@members.command("bounces")
+@click.argument("who", required=False)
+@click.option("--reset", is_flag=True, help="Undo a bounce suspension: email starts again.")
+def members_bounces(who: str | None, reset: bool) -> None:
+    """Show members whose email bounced (or WHO's bounces); --reset lifts a suspension."""
+    from sqlalchemy import select
+
+    from relay.inbound.bounce_handling import reset_bounces
+    from relay.infra.db import transaction
+    from relay.members.directory import find_member
+    from relay.model.tables import EmailBounce, Member
+
+    services = cli_services(load_settings())
+    with transaction(services.sessions) as session:
+        if who:
+            member = find_member(session, who)
+            if member is None:
+                raise click.ClickException(f"no member {who!r}")
+            if reset:
+                reset_bounces(session, member, source="cli")
+                click.echo(f"{member.email}: bounces reset, email resumed")
+                return
+            for b in session.scalars(select(EmailBounce).where(EmailBounce.member_id == member.id)
+                                     .order_by(EmailBounce.id)):
+                click.echo(f"{b.created_at:%Y-%m-%d %H:%M} {b.kind:9} {b.status:7} {b.diagnostic[:80]}")
+            return
+        for m in session.scalars(select(Member).where(Member.email_hard_bounces > 0).order_by(Member.id)):
+            state = "suspended" if m.email_suspended_at else "receiving"
+            click.echo(f"{m.id:6} {m.email:40} {m.email_hard_bounces} hard bounces, {state}")

@@ -1,0 +1,91 @@
+"""A signed-in member's post to a case discussion from the library page (channel "web").
+
+It is relayed exactly like an SMS or email reply (relay.inbound.sms.publish_reply): the post joins the
+thread and goes to every other follower on the channels they take. A web post is recorded as an
+inbound event (provider "web", kind "post") keyed by the member and the form's one-time submission
+key, so a double submit hits the events' unique constraint and yields the first post, not a second."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from relay.outbound import fanout
+from relay.access import permissions
+from relay.library.cases import CaseNotFound, get_case, is_visible
+from relay.infra.db import transaction
+from relay.model.tables import InboundEvent, Member, Post, utcnow
+from relay.inbound.sms import publish_reply
+from relay.outbound.sending import dispatch_deliveries
+
+log = logging.getLogger(__name__)
+
+MAX_CHARS = 5000
+
+
+class WebPostError(ValueError):
+    """The post cannot be made (empty, too long, case closed); the message says why."""
+
+
+@dataclass(frozen=True)
+class WebPost:
+    post_id: int
+    case_code: str
+    duplicate: bool
+    relayed_to: int
+
+
+def _key(member_id: int, submission: str) -> str:
+    submission = (submission or "").strip()
+    if not (8 <= len(submission) <= 64 and submission.isascii() and submission.replace("-", "").isalnum()):
+        raise WebPostError("the form's submission key is missing; reload the page and try again")
+    return f"{member_id}:{submission}"
+
+
+def post_from_web(services, member_id: int, case_code: str, text: str, submission: str) -> WebPost:
+    """Save the member's post and relay it; the same submission key again returns the first post."""
+    text = (text or "").replace("\r\n", "\n").strip()
+    if not text:
+        raise WebPostError("write something before posting")
+    if len(text) > MAX_CHARS:
+        raise WebPostError(f"a post may have at most {MAX_CHARS} characters")
+    key = _key(member_id, submission)
+    settings = services.settings
+    try:
+        with transaction(services.sessions) as session:
+            member = session.get(Member, member_id)
+            if member is None or not member.active:
+                raise permissions.Forbidden("no active member")
+            permissions.require(member.role_set, "case.post")
+            case = get_case(session, case_code)
+            if not is_visible(case, member=True):
+                raise CaseNotFound(f"no case {case.code}")
+            existing = _existing(session, key)
+            if existing is not None:
+                return WebPost(existing, case.code, True, 0)
+            if case.status != "open":
+                raise WebPostError(f"{case.code} is closed to new posts")
+            event = InboundEvent(provider="web", kind="post", dedupe_key=key, raw=text, sender=member.email or "",
+                                 processed_at=utcnow(), outcome="posted", detail=f"web post to {case.code}")
+            session.add(event)
+            session.flush()  # the unique (provider, kind, dedupe_key) refuses a concurrent double submit
+            post, rows = publish_reply(session, settings, case, member, text, "web", event.id)
+            ids = fanout.plan(session, rows) if rows else []
+            result = WebPost(post.id, case.code, False, len({r["member_id"] for r in rows}))
+    except IntegrityError:
+        with services.sessions() as session:  # the other submit of the same form won; its post stands
+            post_id = _existing(session, key)
+        if post_id is None:
+            raise
+        return WebPost(post_id, case_code, True, 0)
+    log.info("web post %s by member %s to %s, relayed to %s members", result.post_id, member_id, result.case_code,
+             result.relayed_to)
+    dispatch_deliveries(services, ids)
+    return result
+
+
+def _existing(session, key: str) -> int | None:
+    return session.scalar(select(Post.id).join(InboundEvent, Post.inbound_event_id == InboundEvent.id).where(
+        InboundEvent.provider == "web", InboundEvent.kind == "post", InboundEvent.dedupe_key == key))

@@ -1,0 +1,92 @@
+"""Processing stored webhooks in batches: the worker side of the cheap hand-off at the edge.
+
+A webhook is stored (one autocommit INSERT) and acknowledged; the web process then only rings a
+doorbell (relay/infra/doorbell.py), and one queued drain task processes everything waiting. Under load
+thousands of webhooks cost a handful of tasks instead of one broker message each.
+
+Claiming stamps `dispatched_at` with an UPDATE over `FOR UPDATE SKIP LOCKED` rows, so drainers
+running side by side split the waiting events between them, and a drainer that dies leaves its
+claimed events to the sweeper (it re-queues events claimed over five minutes ago and still not
+processed). Processing itself stays per event and idempotent (relay/inbound/sms.py,
+relay/inbound/statuses.py): a row claimed twice is processed once."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlalchemy import select, update
+
+from relay.infra.db import is_transient, transaction
+from relay.model.tables import InboundEvent, utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH = 50  # events claimed at once
+BUDGET = 500  # events one drain task processes before it hands over to a fresh task
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    processed: int
+    failed: int
+    more: bool  # stopped at the budget with events possibly still waiting
+
+
+def claim_waiting(services, limit: int = BATCH) -> list[tuple[int, str]]:
+    """Claim up to `limit` stored events nobody has queued yet, oldest first: [(id, kind)]."""
+    waiting = (select(InboundEvent.id)
+               .where(InboundEvent.processed_at.is_(None), InboundEvent.dispatched_at.is_(None))
+               .order_by(InboundEvent.id).limit(limit).with_for_update(skip_locked=True))
+    with transaction(services.sessions) as session:
+        rows = session.execute(update(InboundEvent).where(InboundEvent.id.in_(waiting.scalar_subquery()))
+                               .values(dispatched_at=utcnow())
+                               .returning(InboundEvent.id, InboundEvent.kind)
+                               .execution_options(synchronize_session=False)).all()
+    return sorted((row.id, row.kind) for row in rows)
+
+
+def process_event(services, event_id: int, kind: str):
+    """Process one stored event with the function its kind needs."""
+    if kind == "status":
+        from relay.inbound.statuses import apply_status
+
+        return apply_status(services, event_id)
+    from relay.inbound.sms import process_inbound
+
+    return process_inbound(services, event_id)
+
+
+def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None = None, linger: float = 0.0,
+          sleep: Callable[[float], None] = time.sleep) -> DrainReport:
+    """Process waiting events in claimed batches until none are left or the budget is spent.
+
+    `on_backlog` is called once if a claim comes back full (more are waiting than one batch): the
+    task uses it to start one more drainer beside this one. With `linger`, a claim that finds
+    nothing is tried once more after that long, for events whose web process skipped its ring
+    (relay/infra/doorbell.py). A database error stops the drain and is raised (the task retries; the
+    claimed events go back to the sweeper); any other error is logged and the event left to the
+    sweeper, which counts attempts and sets a poison event aside."""
+    processed = failed = 0
+    asked_for_help = False
+    while processed + failed < budget:
+        claimed = claim_waiting(services, min(BATCH, budget - processed - failed))
+        if not claimed and linger > 0:
+            sleep(linger)
+            claimed = claim_waiting(services, min(BATCH, budget - processed - failed))
+        if not claimed:
+            return DrainReport(processed, failed, more=False)
+        if len(claimed) == BATCH and on_backlog is not None and not asked_for_help:
+            asked_for_help = True
+            on_backlog()
+        for event_id, kind in claimed:
+            try:
+                process_event(services, event_id, kind)
+                processed += 1
+            except Exception as exc:
+                if is_transient(exc):  # the database is unreachable: stop, retry later (no attempt used)
+                    raise
+                failed += 1  # one bad event must not hold up the others
+                log.exception("inbound %s (%s): processing failed; the sweeper will retry it", event_id, kind)
+    return DrainReport(processed, failed, more=True)

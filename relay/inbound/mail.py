@@ -1,0 +1,186 @@
+"""Processing one inbound email: unsubscribe mail, bounces, auto-replies, then the member's reply —
+threaded by reply token, Message-ID or subject code, its quoted history and signature stripped,
+posted to the case and relayed to every follower by SMS and email.
+
+The rules run in this order, and the ones asked are recorded on the event:
+unsubscribe -> bounce -> automatic (loops, auto-replies) -> intake (mail to RELAY_INTAKE_ADDRESS becomes a draft
+case) -> unknown sender -> authorisation -> limits (the inbound flood limit, as for SMS) -> thread -> repeat (an
+auto-responder's identical text) -> sender (issue 13: the From line proves nothing; the signed reply address or an
+aligned SPF/DKIM verdict does, relay/providers/sender_auth.py; anything else is kept "unconfirmed" and the member is asked to
+confirm, relay/inbound/email_confirm.py). Image attachments of a posted reply are filed under the case."""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from relay.inbound import email_confirm, limits as inbound_limits
+from relay.providers import sender_auth
+from relay.discussion import threads
+from relay.inbound.autoreplies import automatic_reason
+from relay.inbound.bounce_handling import handle_report
+from relay.library.cases import create_case
+from relay.library.images import file_attachments
+from relay.infra.logs import mask
+from relay.render.mail import LOOP_HEADER, list_id
+from relay.model.tables import Case, InboundEvent, Member, utcnow
+from relay.providers.errors import BadWebhook
+from relay.providers.inbound_email import parse_inbound_email
+from relay.inbound.reply_text import visible_text
+from relay.access.permissions import ALLOWED
+from relay.members.subscriptions import unsubscribe
+from relay.rules.authorisation import POSTING_ROLES
+
+log = logging.getLogger(__name__)
+
+INTAKE_ROLES = ALLOWED["case.intake"]
+
+
+def process_email_event(session: Session, settings, event: InboundEvent, confirmed: bool = False):
+    """Returns (outcome, post_id, delivery rows); the caller plans the rows and marks the event.
+
+    `confirmed`: the member confirmed this held mail from their registered address (confirm_held)."""
+    fired: list[str] = []
+
+    def done(outcome: str, detail: str, post_id: int | None = None, rows: list | None = None):
+        event.rules_fired = fired
+        event.detail = detail
+        return outcome, post_id, rows or []
+
+    try:
+        email = parse_inbound_email(event.provider, event.content_type, event.payload or b"")
+    except (BadWebhook, ValueError) as exc:
+        return done("invalid", str(exc))
+    domain = settings.email_domain
+
+    fired.append("unsubscribe")
+    for address in email.recipients:
+        local, _, host = address.rpartition("@")
+        if host == domain and local.startswith("unsubscribe+"):
+            # issue 5: list mail or a digest subscription, confirmed by one email (relay/members/subscriptions.py)
+            result = unsubscribe(session, settings, local.split("+", 1)[1], "email:mailto")
+            return done("unsubscribed" if result.found else "rejected",
+                        "unsubscribe by mail" if result.found else "bad token", rows=result.rows)
+
+    fired.append("bounce")
+    report = handle_report(session, settings, email, event.id)  # a bounce counts only when proven
+    if report is not None:
+        return done(*report)
+
+    fired.append("automatic")
+    reason = automatic_reason(email, own_list_ids=(list_id(settings),), loop_header=LOOP_HEADER, own_domain=domain)
+    if reason:
+        return done("discarded", reason)
+
+    fired.append("intake")
+    if settings.intake_address and settings.intake_address in email.recipients:
+        return _intake(session, settings, email, done)
+
+    fired.append("unknown_sender")
+    member = session.scalar(select(Member).where(Member.email == email.from_address))
+    if member is None:
+        return done("rejected", "sender is not a member")  # no reply: it would be backscatter
+
+    fired.append("authorisation")
+    if not member.active or not (member.role_set & POSTING_ROLES):
+        return done("rejected", "member may not post")
+
+    fired.append("limits")
+    if not confirmed and inbound_limits.over_rate(session, settings, event):
+        # no answer by mail: the From line may be forged, and answering would make us a mail cannon
+        log.warning("inbound email %s from %s: over %s a minute, kept and not relayed", event.id,
+                    mask(email.from_address), settings.inbound_per_minute)
+        return done("throttled", f"over {settings.inbound_per_minute} messages a minute from this sender")
+
+    fired.append("thread")
+    found = threads.resolve_email_thread(session, settings.secret(), domain, email, member.id)
+    if found.how == threads.TOKEN_MISMATCH:
+        log.warning("inbound email %s: reply token of another member used by %s", event.id, mask(email.from_address))
+        return done("rejected", "reply token belongs to another member")
+    if found.case_id is None:
+        return done("no_case", "no reply token, known Message-ID or [C123] subject")
+    case = session.get(Case, found.case_id)
+    if case.status != "open":
+        return done("closed_case", f"{case.code} is closed")
+    text = visible_text(email.text, email.html)
+    pictures = [a for a in email.attachments if a.content_type.startswith("image/")]
+    if not text and pictures:
+        text = f"[{len(pictures)} image{'s' if len(pictures) > 1 else ''}]"
+    if not text:
+        return done("empty", "nothing left after removing quotes and signature")
+
+    fired.append("repeat")
+    if not confirmed and inbound_limits.repeats_last_email_post(session, event, text):
+        return done("repeat", "the same text as this sender's previous post")
+
+    fired.append("sender")
+    if confirmed:
+        proven = "confirmed by the member"
+    elif found.how == threads.EMAIL_TOKEN:
+        proven = "signed reply address"
+    else:
+        proven = sender_auth.proof(email.auth, email.from_address, settings.email_trusted_authserv_ids)
+    if proven is None:
+        rows = email_confirm.confirmation_rows(session, settings, event, member, case.id, text)
+        log.warning("inbound email %s from %s for %s: sender not proven (no signed reply address, no aligned "
+                    "SPF/DKIM pass); held, %s", event.id, mask(email.from_address), case.code,
+                    "member asked to confirm" if rows else "too many pending: member not asked again")
+        return done(email_confirm.UNCONFIRMED, f"{case.code} by {found.how}: sender not proven; "
+                    + ("confirmation sent to the member" if rows else "confirmation not sent (too many pending)"),
+                    rows=rows)
+
+    from relay.inbound.sms import publish_reply
+
+    post, rows = publish_reply(session, settings, case, member, text, "email", event.id)
+    filed, notes = file_attachments(session, settings, case, email.attachments, "email", post)
+    detail = f"{case.code} by {found.how}; sender: {proven}" + (f"; {len(filed)} image(s) filed" if filed else "")
+    return done("posted", "; ".join([detail, *notes]), post.id, rows)
+
+
+def _intake(session: Session, settings, email, done):
+    """Mail to the intake address: from a contributor, coordinator or admin whose provider reports an
+    aligned SPF/DKIM pass it becomes a draft case (subject -> title, text -> findings, images filed) for a
+    coordinator to review and publish; from anyone else, or unproven, it is refused, recorded on the
+    event, and no case is made."""
+    member = session.scalar(select(Member).where(Member.email == email.from_address))
+    if member is None or not member.active or not (member.role_set & INTAKE_ROLES):
+        log.warning("intake mail from %s refused: not a contributor, coordinator or admin", mask(email.from_address))
+        return done("rejected", "intake: the sender is not an active contributor, coordinator or admin")
+    if sender_auth.proof(email.auth, email.from_address, settings.email_trusted_authserv_ids) is None:
+        # a draft and its images in a contributor's name need the same proof as a post (issue 13)
+        log.warning("intake mail from %s refused: sender not proven (no aligned SPF/DKIM pass)",
+                    mask(email.from_address))
+        return done("rejected", "intake: sender not proven (no aligned SPF/DKIM pass from the provider); "
+                                "no case made")
+    title = " ".join((email.subject or "").split())[:300] or "Untitled case (by email)"
+    text = visible_text(email.text, email.html)
+    case = create_case(session, title, findings=text, draft=True)
+    filed, notes = file_attachments(session, settings, case, email.attachments, "intake")
+    log.info("intake mail from %s: draft %s with %s image(s)", mask(email.from_address), case.code, len(filed))
+    return done("intake", "; ".join([f"draft {case.code} from {member.email}, {len(filed)} image(s) filed",
+                                     *notes]))
+
+
+CONFIRMED, USED, EXPIRED, INVALID = "posted", "used", "expired", "invalid"
+
+
+def confirm_held(session: Session, settings, token: str):
+    """The member's confirmation of a held email (the POST behind the emailed link): posts it once.
+
+    Returns (status, post_id, delivery rows): "posted", or the event's new outcome when it cannot be
+    posted any more (a closed case, say), "used" (already confirmed, or never held), "expired", "invalid"."""
+    event_id = email_confirm.event_of(settings, token)
+    event = session.get(InboundEvent, event_id, with_for_update=True) if event_id is not None else None
+    if event is None or event.kind != "email":
+        return INVALID, None, []
+    if event.outcome != email_confirm.UNCONFIRMED:
+        log.info("inbound email %s: confirmation refused, outcome is already %s", event.id, event.outcome)
+        return USED, None, []
+    if email_confirm.expired(settings, event):
+        log.info("inbound email %s: confirmation refused, expired", event.id)
+        return EXPIRED, None, []
+    outcome, post_id, rows = process_email_event(session, settings, event, confirmed=True)
+    event.outcome = outcome  # leaves "unconfirmed" in this transaction: a second confirmation is refused
+    log.info("inbound email %s: confirmed by the member: %s (%s)", event.id, outcome, event.detail)
+    return outcome, post_id, rows

@@ -1,0 +1,223 @@
+"""Processing one inbound SMS: rules, thread resolution, the post, and the deliveries it causes.
+
+Idempotent: the event row is locked and marked processed in the same transaction that writes
+the post (unique per inbound event) and the deliveries (unique per dedupe key); a second run
+finds it processed and does nothing. Deliveries are dispatched only after the commit."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from relay.members import consent, ladder
+from relay.outbound import fanout
+from relay.inbound import limits as inbound_limits, ladder_commands as ladder_sms, mms as mms_media
+from relay.discussion import threads
+from relay.infra.db import transaction
+from relay.infra.dispatch import dispatch_safely
+from relay.inbound.record import attempt
+from relay.infra.logs import mask, mask_text
+from relay.infra.metrics import INBOUND_LATENCY
+from relay.model.tables import Case, InboundEvent, Member, Post, utcnow
+from relay.providers import twilio_sms
+from relay.rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, decide
+from relay.outbound.sending import dispatch_deliveries
+from relay.render.texts import fit_sms, render_sms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    event_id: int
+    outcome: str
+    post_id: int | None = None
+    delivery_ids: tuple[int, ...] = ()
+    image_ids: tuple[int, ...] = ()  # MMS pictures to fetch
+
+
+def process_inbound(services, event_id: int) -> Outcome:
+    """Process one recorded inbound SMS and dispatch what it caused."""
+    with attempt(services, event_id):  # a transient database error does not count (relay/inbound/record.py)
+        try:
+            with transaction(services.sessions) as session:
+                outcome = _process(session, services.settings, event_id)
+        except IntegrityError:
+            # Another worker processed the same event at the same moment and won; its work stands.
+            log.info("inbound %s: processed concurrently elsewhere", event_id)
+            return Outcome(event_id, "duplicate")
+    if outcome.delivery_ids:
+        dispatch_deliveries(services, list(outcome.delivery_ids))
+    for image_id in outcome.image_ids:  # a lost dispatch is picked up by the sweeper
+        dispatch_safely(services.dispatcher.fetch_media, image_id)
+    return outcome
+
+
+def _process(session: Session, settings, event_id: int) -> Outcome:
+    event = session.get(InboundEvent, event_id, with_for_update=True)
+    if event is None:
+        log.warning("inbound %s: no such event", event_id)
+        return Outcome(event_id, "missing")
+    if event.kind == "email":
+        return _process_email(session, settings, event)
+    try:
+        form = twilio_sms.parse_raw(event.raw)
+        message = twilio_sms.parse_inbound(form)
+    except twilio_sms.BadWebhook as exc:  # checked at the edge, so only a hand-edited row gets here
+        event.processed_at, event.outcome, event.detail = utcnow(), "invalid", str(exc)
+        return Outcome(event_id, "invalid")
+    member = session.scalar(select(Member).where(Member.phone == message.sender))
+    ctx = RuleContext(
+        message=message,
+        member_id=member.id if member else None,
+        member_active=bool(member and member.active),
+        member_roles=member.role_set if member else frozenset(),
+        own_numbers=settings.own_numbers,
+        already_processed=event.processed_at is not None,
+    )
+    decision = decide(ctx)
+    verdict = decision.verdict
+    if verdict.action == DISCARD and event.processed_at is not None:
+        return Outcome(event_id, "duplicate")
+
+    plan = _Plan(settings, event.id, message.sender, ctx.member_id, member.language if member else "en")
+    plan.form = form
+    post_id = None
+    outcome = verdict.action
+    if verdict.action == DISCARD:
+        outcome = "discarded"
+    elif verdict.action == REJECT:
+        outcome = "rejected"
+        if verdict.reply:
+            # At most one such answer per number per day: a stranger (or an auto-responder) texting
+            # again and again must not make us text back every time.
+            plan.reply(verdict.reply, key=f"reject:{verdict.reply}:{message.sender}:{utcnow().date()}",
+                       library=f"{settings.public_base_url}/library/")
+    elif verdict.action == COMMAND:
+        outcome = f"command:{verdict.command}"
+        source = f"sms:{message.body.strip().upper()[:20]}"
+        if verdict.command == "stop":
+            consent.opt_out_sms(session, member, source=source)
+        elif verdict.command == "start":
+            consent.opt_in_sms(session, member, source=source)
+            ladder.resume(session, member, "sms", source)  # issue 5: START also ends pause, digest, urgent-only
+            plan.reply("start")
+        elif verdict.command == "help":
+            plan.reply("help", library=f"{settings.public_base_url}/library/")
+        else:  # issue 5: MUTE, UNMUTE, PAUSE, DIGEST, URGENT ONLY (relay/inbound/ladder_commands.py)
+            ladder_sms.apply(session, settings, member, verdict, source, plan)
+    elif verdict.action == ACCEPT and inbound_limits.over_rate(session, settings, event):
+        # reliability: a runaway sender is kept but not relayed past the limit, and told once an hour
+        outcome = "throttled"
+        plan.reply("throttled", key=inbound_limits.throttle_notice_key(message.sender, event),
+                   limit=settings.inbound_per_minute)
+    elif verdict.action == ACCEPT and inbound_limits.repeats_last_post(session, event, message.body):
+        outcome = "repeat"  # reliability: an auto-responder loop stops after one message
+    elif verdict.action == ACCEPT:
+        outcome, post_id = _accept(session, settings, event, member, message.body, plan)
+
+    if member is not None and member.sms_opted_out_at is not None:
+        plan.replies.clear()  # never text someone who has opted out, not even a confirmation
+    ids = fanout.plan(session, plan.rows + plan.replies) if (plan.rows or plan.replies) else []
+    _finish(event, outcome)
+    event.rules_fired = list(decision.fired)
+    event.detail = verdict.reason
+    log.info("inbound %s from %s: %s (%s)", event.id, mask(message.sender), outcome, mask_text(verdict.reason))
+    return Outcome(event_id, outcome, post_id, tuple(ids), tuple(plan.images))
+
+
+def _process_email(session: Session, settings, event: InboundEvent) -> Outcome:
+    from relay.inbound.mail import process_email_event
+
+    if event.processed_at is not None:
+        return Outcome(event.id, "duplicate")
+    outcome, post_id, rows = process_email_event(session, settings, event)
+    ids = fanout.plan(session, rows) if rows else []
+    _finish(event, outcome)
+    log.info("inbound email %s (%s): %s (%s)", event.id, event.provider, outcome, mask_text(event.detail))
+    return Outcome(event.id, outcome, post_id, tuple(ids))
+
+
+def _finish(event: InboundEvent, outcome: str) -> None:
+    """Mark the event processed with its outcome, and time it from webhook to here."""
+    event.processed_at = utcnow()
+    event.outcome = outcome
+    INBOUND_LATENCY.observe(max(0.0, (event.processed_at - event.received_at).total_seconds()))
+
+
+def publish_reply(session: Session, settings, case: Case, author: Member, text: str, channel: str,
+                  event_id: int | None) -> tuple[Post, list[dict]]:
+    """Save a member's post in the case thread and plan its relay to every other follower, on each
+    channel they take (whatever channel the post came in by): one thread across SMS and email."""
+    thread = threads.ensure_thread(session, case)
+    post = Post(thread_id=thread.id, author_id=author.id, kind="reply", channel=channel, body=text,
+                inbound_event_id=event_id)
+    session.add(post)
+    session.flush()
+    fanout.follow(session, thread.id, [author.id], reason="posted")
+    url = settings.case_url(case.code)
+    texts: dict[str, str] = {}
+
+    def sms_text(language: str) -> str:
+        if language not in texts:
+            texts[language] = fit_sms(render_sms(settings.templates_dir, "relay", language, code=case.code,
+                                                 author=author.short_name, text=text), url)
+        return texts[language]
+
+    followers = fanout.recipients_from(fanout.participants(session, thread.id, exclude_member_id=author.id),
+                                       set(fanout.CHANNELS))
+    return post, fanout.delivery_rows(followers, purpose="relay", post_id=post.id, case_id=case.id,
+                                      sms_text=sms_text, email_body=text)
+
+
+def _accept(session: Session, settings, event: InboundEvent, member: Member, body: str, plan: "_Plan"):
+    """Resolve the thread, save the post, plan the relays and the author's confirmation."""
+    now = utcnow()
+    resolution = threads.resolve_thread(session, member.id, body, now, settings.reply_window,
+                                        settings.ambiguity_window)
+    if resolution.how == threads.UNKNOWN_CODE:
+        plan.reply("unknown_case", code=resolution.code)
+        return "unknown_case", None
+    if resolution.how in (threads.NONE, threads.AMBIGUOUS):
+        example = resolution.candidates[0] if resolution.candidates else "C123"
+        plan.reply("ask_case", example=example, candidates=list(resolution.candidates))
+        return f"asked:{resolution.how}", None
+    case = session.get(Case, resolution.case_id)
+    media = mms_media.media_items(plan.form)
+    text = resolution.text or (f"[{len(media)} image{'s' if len(media) > 1 else ''}]" if media else "")
+    if not text:
+        plan.reply("empty_post", case_id=case.id, code=case.code)
+        return "empty", None
+    if case.status != "open":
+        plan.reply("closed_case", case_id=case.id, code=case.code)
+        return "closed_case", None
+
+    post, rows = publish_reply(session, settings, case, member, text, "sms", event.id)
+    plan.rows.extend(rows)
+    plan.images.extend(mms_media.plan_mms_images(session, event, case, post, plan.form))
+    reached = len({row["member_id"] for row in plan.rows})
+    plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
+    return "posted", post.id
+
+
+class _Plan:
+    """The deliveries one inbound message causes: relays to others, and replies to the sender."""
+
+    def __init__(self, settings, event_id: int, sender: str, member_id: int | None, language: str):
+        self.settings, self.event_id, self.sender = settings, event_id, sender
+        self.member_id, self.language = member_id, language
+        self.rows: list[dict] = []
+        self.replies: list[dict] = []
+        self.form: dict[str, str] = {}
+        self.images: list[int] = []  # pending MMS pictures, fetched after the commit
+
+    def reply(self, template: str, case_id: int | None = None, key: str | None = None, **context) -> None:
+        body = render_sms(self.settings.templates_dir, template, self.language,
+                          network=self.settings.network_name, **context)
+        self.replies.append({
+            "dedupe_key": key or f"reply:{self.event_id}:{template}", "purpose": template, "member_id": self.member_id,
+            "case_id": case_id, "to_address": self.sender, "body": fit_sms(body),
+        })

@@ -1,0 +1,291 @@
+"""Cases: created with the next short number (C1, C2, ...) and their one discussion thread; publishing
+(draft -> open), visibility (public or members only), the library's search and its view counter."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Mapping
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.functions import GenericFunction
+from sqlalchemy.types import String
+
+from relay.infra import audit
+from relay.model.tables import Case, Thread, utcnow
+
+STATUSES = ("draft", "open", "closed")
+VISIBILITIES = ("public", "members")
+PER_PAGE = 50
+MAX_QUERY_CHARS = 200
+MAX_QUERY_TERMS = 10
+MAX_PAGE = 100_000
+
+
+class CaseNotFound(LookupError):
+    pass
+
+
+class CaseStateError(ValueError):
+    """The case is not in a state that allows the change (publishing a case that is not a draft)."""
+
+
+class SearchError(ValueError):
+    """A search parameter that cannot be understood (bad date, status or page)."""
+
+
+def parse_code(code: str) -> int:
+    """'C123', 'c123', '#123' or '123' -> 123."""
+    text = (code or "").strip().lstrip("#")
+    if text[:1] in ("C", "c"):
+        text = text[1:]
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True, int("²") fails
+        raise CaseNotFound(f"{code!r} is not a case code (expected something like C123)")
+    return int(text)
+
+
+def get_case(session: Session, code: str) -> Case:
+    number = parse_code(code)
+    case = session.scalar(select(Case).where(Case.number == number))
+    if case is None:
+        raise CaseNotFound(f"no case C{number}")
+    return case
+
+
+def create_case(session: Session, title: str, chief_complaint: str = "", symptoms: str = "",
+                exposure_history: str = "", findings: str = "", *, draft: bool = False,
+                visibility: str = "public") -> Case:
+    """Create a case and its thread; the number is the next free one (unique in the database).
+
+    By default the case is open and public, in the library at once (published now); a draft waits
+    for publish_case()."""
+    title = " ".join((title or "").split())  # one line: it becomes an email Subject
+    if not title:
+        raise ValueError("a case needs a title")
+    visibility = _visibility(visibility)
+    for _ in range(5):
+        number = (session.scalar(select(func.max(Case.number))) or 0) + 1
+        try:
+            with session.begin_nested():
+                case = Case(number=number, title=title, chief_complaint=chief_complaint, symptoms=symptoms,
+                            exposure_history=exposure_history, findings=findings,
+                            status="draft" if draft else "open", visibility=visibility,
+                            published_at=None if draft else utcnow())
+                session.add(case)
+                session.flush()
+                session.add(Thread(case_id=case.id))
+                session.flush()
+            return case
+        except IntegrityError:
+            continue  # another coordinator took that number at the same moment
+    raise RuntimeError("could not allocate a case number")
+
+
+def publish_case(session: Session, code: str, actor: audit.Actor = audit.SYSTEM) -> Case:
+    """Draft -> open: the case enters the library (published now). Anything but a draft is refused."""
+    case = get_case(session, code)
+    if case.status != "draft":
+        raise CaseStateError(f"{case.code} is already published ({case.status})")
+    case.status = "open"
+    case.published_at = utcnow()
+    audit.record(session, "case.publish", f"case:{case.code}", actor)
+    session.flush()
+    return case
+
+
+def set_visibility(session: Session, code: str, visibility: str, actor: audit.Actor = audit.SYSTEM) -> Case:
+    """'public' (anyone can read it in the library) or 'members' (members only)."""
+    visibility = _visibility(visibility)
+    case = get_case(session, code)
+    if case.visibility != visibility:
+        audit.record(session, "case.visibility", f"case:{case.code}", actor, before=case.visibility, after=visibility)
+    case.visibility = visibility
+    session.flush()
+    return case
+
+
+def _visibility(value: str) -> str:
+    value = (value or "").strip().lower()
+    if value not in VISIBILITIES:
+        raise ValueError(f"visibility must be one of {', '.join(VISIBILITIES)}, not {value!r}")
+    return value
+
+
+def is_visible(case: Case, *, member: bool) -> bool:
+    """Whether the library shows this case: never a draft; a members-only case only to a member."""
+    return case.status != "draft" and (member or case.visibility == "public")
+
+
+def count_view(session: Session, case: Case) -> int:
+    """One page view: an atomic UPDATE ... SET views = views + 1 (never read-modify-write in
+    Python), so concurrent views are all counted; returns the new count."""
+    statement = (update(Case).where(Case.id == case.id).values(views=Case.views + 1)
+                 .execution_options(synchronize_session=False))
+    if session.get_bind().dialect.update_returning:
+        views = session.execute(statement.returning(Case.views)).scalar_one()
+    else:  # pragma: no cover - every supported database has RETURNING
+        session.execute(statement)
+        views = session.scalar(select(Case.views).where(Case.id == case.id))
+    set_committed_value(case, "views", views)  # what the row holds; not a change to write back
+    return views
+
+
+# ---------------------------------------------------------------- search
+
+
+class relay_lower(GenericFunction):
+    """lower() that folds Unicode the same on PostgreSQL and SQLite (see relay.infra.db.make_engine)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(relay_lower)
+def _lower_default(element, compiler, **kw):
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(relay_lower, "sqlite")
+def _lower_sqlite(element, compiler, **kw):
+    return f"relay_lower({compiler.process(element.clauses, **kw)})"
+
+
+_NUMBER = re.compile(r"#?[cC]?(\d{1,9})")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    q: str = ""
+    status: str | None = None  # open | closed | None for both
+    date_from: date | None = None
+    date_to: date | None = None
+    page: int = 1
+
+    def as_args(self, **changes) -> dict[str, str]:
+        """Query-string arguments that repeat this search (for links to other pages)."""
+        values = {"q": self.q, "status": self.status or "", "from": self.date_from.isoformat() if self.date_from else "",
+                  "to": self.date_to.isoformat() if self.date_to else "", "page": str(self.page)}
+        values.update({k: str(v) for k, v in changes.items()})
+        return {k: v for k, v in values.items() if v and not (k == "page" and v == "1")}
+
+
+def parse_search_params(args: Mapping[str, str]) -> SearchParams:
+    """The library's and the API's query string (q, status, from, to, page) -> SearchParams.
+    Empty values mean 'no filter'; anything else that cannot be understood raises SearchError."""
+    q = " ".join((args.get("q") or "").split())
+    if len(q) > MAX_QUERY_CHARS:
+        raise SearchError(f"q is too long (at most {MAX_QUERY_CHARS} characters)")
+    status = (args.get("status") or "").strip().lower()
+    if status in ("", "any", "all"):
+        status = None
+    elif status not in ("open", "closed"):
+        raise SearchError("status must be open or closed")
+    date_from, date_to = _date(args, "from"), _date(args, "to")
+    if date_from and date_to and date_from > date_to:
+        raise SearchError("from is after to")
+    page_text = (args.get("page") or "1").strip()
+    if not (page_text.isascii() and page_text.isdigit()) or not 1 <= int(page_text) <= MAX_PAGE:
+        raise SearchError(f"page must be a whole number from 1 to {MAX_PAGE}")
+    return SearchParams(q=q, status=status, date_from=date_from, date_to=date_to, page=int(page_text))
+
+
+def _date(args: Mapping[str, str], name: str) -> date | None:
+    text = (args.get(name) or "").strip()
+    if not text:
+        return None
+    try:
+        if not _DATE.fullmatch(text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SearchError(f"{name} must be a date like 2020-03-01") from None
+
+
+@dataclass
+class SearchResult:
+    cases: list[Case]
+    total: int
+    page: int
+    per_page: int
+    params: SearchParams = field(default_factory=SearchParams)
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def library_date():
+    """The date a case is listed under: when it was published, else (older rows) when created."""
+    return func.coalesce(Case.published_at, Case.created_at)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def _term_condition(term: str):
+    """One search word: the case number (C12, #12 or 12) or a piece of the title or findings,
+    case-insensitively. The word is a bound parameter with LIKE's wildcards escaped."""
+    pattern = f"%{_escape_like(term.lower())}%"
+    conditions = [relay_lower(Case.title).like(pattern, escape="/"),
+                  relay_lower(Case.findings).like(pattern, escape="/")]
+    number = _NUMBER.fullmatch(term)
+    if number:
+        conditions.append(Case.number == int(number.group(1)))
+    return or_(*conditions)
+
+
+def search_cases(session: Session, q: str = "", status: str | None = None, date_from: date | None = None,
+                 date_to: date | None = None, include_member_only: bool = False, page: int = 1,
+                 per_page: int = PER_PAGE) -> SearchResult:
+    """The library's case list, newest first (by library_date, then number), `per_page` a page.
+
+    q: words that must all match, each the case number (C12 or 12), or text in the title or the
+    findings (case-insensitive). status: 'open', 'closed' or None for both. date_from/date_to:
+    inclusive calendar dates (UTC) of the library date. Drafts are never listed; members-only cases
+    only with include_member_only."""
+    if status not in (None, "open", "closed"):
+        raise SearchError("status must be open or closed")
+    page = max(1, int(page))
+    when = library_date()
+    where = [Case.status != "draft"]
+    if not include_member_only:
+        where.append(Case.visibility == "public")
+    if status:
+        where.append(Case.status == status)
+    if date_from:
+        where.append(when >= datetime.combine(date_from, time.min, tzinfo=timezone.utc))
+    if date_to:
+        try:
+            where.append(when < datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=timezone.utc))
+        except OverflowError:
+            pass  # up to the end of time
+    terms = (q or "").split()[:MAX_QUERY_TERMS]
+    where.extend(_term_condition(term) for term in terms)
+    condition = and_(*where)
+    total = session.scalar(select(func.count(Case.id)).where(condition)) or 0
+    cases = list(session.scalars(select(Case).where(condition)
+                                 .order_by(when.desc(), Case.number.desc())
+                                 .limit(per_page).offset((page - 1) * per_page)))
+    params = SearchParams(q=" ".join((q or "").split()), status=status, date_from=date_from,
+                          date_to=date_to, page=page)
+    return SearchResult(cases=cases, total=total, page=page, per_page=per_page, params=params)
+
+
+def search(session: Session, params: SearchParams, *, include_member_only: bool) -> SearchResult:
+    return search_cases(session, params.q, params.status, params.date_from, params.date_to,
+                        include_member_only=include_member_only, page=params.page)

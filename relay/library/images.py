@@ -1,0 +1,235 @@
+"""Case images: what comes in (an upload, an email attachment, an MMS picture) is checked, cleaned
+and filed under a case.
+
+- The type is sniffed from the content by Pillow, never taken from the name or a declared type:
+  JPEG, PNG, GIF and WebP are accepted, anything else is refused with a reason (ImageRefused).
+- Every image is decoded and re-encoded from its pixels alone, after the EXIF orientation has been
+  applied: EXIF (GPS, camera, times), XMP, IPTC, comments and ICC profiles do not survive. Animated
+  GIF/WebP keep their first frame. JPEG stays JPEG, WebP stays WebP, PNG and GIF become PNG.
+- The pixel count is read from the header (Image.open is lazy) and an image over the cap
+  (RELAY_IMAGE_MAX_PIXELS, default 40 megapixels) is refused before a single pixel is decoded: a
+  decompression bomb of a few bytes is a clear refusal, never a worker's memory.
+- A thumbnail (JPEG, at most THUMBNAIL_EDGE pixels a side) is made beside it.
+- Files are named by the SHA-256 of the cleaned bytes in the media store (relay.library.media_store); the
+  row's sha256 is that of the *original* bytes, unique per case, so the same picture sent again
+  (a retried fetch, a mail re-sent) is not filed twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from relay.library.media_store import MediaStore, media_store_for
+from relay.model.tables import Case, CaseImage, Post
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("console", "email", "mms", "intake", "api")
+ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+THUMBNAIL_EDGE = 320
+MAX_PIXELS = 40_000_000  # larger is a decompression bomb, not a clinical photo (RELAY_IMAGE_MAX_PIXELS)
+# Pillow's own guard (a warning over it, an error over twice it) is the backstop for any other opener
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+OUTPUT = {"JPEG": ("JPEG", "image/jpeg", "jpg"), "WEBP": ("WEBP", "image/webp", "webp"),
+          "PNG": ("PNG", "image/png", "png"), "GIF": ("PNG", "image/png", "png")}
+
+
+class ImageRefused(ValueError):
+    """The bytes are not an image relay files (wrong type, too large, damaged); the message says why."""
+
+
+@dataclass(frozen=True)
+class CleanImage:
+    data: bytes
+    content_type: str
+    extension: str
+    width: int
+    height: int
+    thumbnail: bytes
+
+
+def _fresh(image: Image.Image) -> Image.Image:
+    """The pixels alone, in a new image with no info dictionary, EXIF or palette metadata."""
+    if image.mode in ("P", "PA"):
+        has_alpha = image.mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    elif image.mode not in ("1", "L", "LA", "RGB", "RGBA", "CMYK", "I;16", "I"):
+        image = image.convert("RGBA" if "A" in image.mode else "RGB")
+    return Image.frombytes(image.mode, image.size, image.tobytes())
+
+
+def clean_image(data: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS) -> CleanImage:
+    """Check and re-encode one image; raises ImageRefused with a reason a person can act on."""
+    if not data:
+        raise ImageRefused("the file is empty")
+    if len(data) > max_bytes:
+        raise ImageRefused(f"the image is {len(data):,} bytes; the limit is {max_bytes:,}")
+    if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):  # a cap set above the default: Pillow's guard follows it
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            source = Image.open(io.BytesIO(data))  # reads the header only
+            kind = source.format
+            if kind not in ACCEPTED:
+                raise ImageRefused(f"{kind or 'this'} images are not accepted (JPEG, PNG, GIF or WebP only)")
+            if source.width * source.height > max_pixels:
+                raise ImageRefused(f"the image is {source.width}x{source.height} pixels, more than "
+                                   f"{max_pixels:,} pixels")
+            source.seek(0)
+            source.load()
+            upright = ImageOps.exif_transpose(source)
+            pixels = _fresh(upright)
+    except ImageRefused:
+        raise
+    except UnidentifiedImageError:
+        raise ImageRefused("not an image (JPEG, PNG, GIF or WebP only)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRefused(f"the image has too many pixels (more than {max_pixels:,})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
+        raise ImageRefused(f"the image is damaged ({exc})") from None
+    pil_format, content_type, extension = OUTPUT[kind]
+    if pil_format == "JPEG" and pixels.mode not in ("L", "RGB", "CMYK"):
+        pixels = pixels.convert("RGB")
+    out = io.BytesIO()
+    options = {"quality": 90} if pil_format in ("JPEG", "WEBP") else {"optimize": True}
+    pixels.save(out, pil_format, **options)
+    return CleanImage(out.getvalue(), content_type, extension, pixels.width, pixels.height, _thumbnail(pixels))
+
+
+def _thumbnail(image: Image.Image) -> bytes:
+    thumb = image.copy()
+    if thumb.mode in ("RGBA", "LA"):
+        background = Image.new("RGB", thumb.size, "white")
+        background.paste(thumb.convert("RGBA"), mask=thumb.convert("RGBA").getchannel("A"))
+        thumb = background
+    elif thumb.mode not in ("RGB", "L"):
+        thumb = ImageOps.autocontrast(thumb.convert("L")) if thumb.mode.startswith("I") else thumb.convert("RGB")
+    thumb.thumbnail((THUMBNAIL_EDGE, THUMBNAIL_EDGE))
+    out = io.BytesIO()
+    thumb.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def _store(store: MediaStore, cleaned: CleanImage) -> tuple[str, str]:
+    digest = hashlib.sha256(cleaned.data).hexdigest()
+    name = f"{digest[:2]}/{digest}.{cleaned.extension}"
+    thumb = f"{digest[:2]}/{digest}-thumb.jpg"
+    if not store.exists(name):
+        store.put(name, cleaned.data)
+    if not store.exists(thumb):
+        store.put(thumb, cleaned.thumbnail)
+    return name, thumb
+
+
+def _fill(image: CaseImage, cleaned: CleanImage, names: tuple[str, str], sha: str) -> None:
+    image.sha256, image.status, image.error = sha, "stored", ""
+    image.stored_name, image.thumbnail_name = names
+    image.content_type, image.width, image.height = cleaned.content_type, cleaned.width, cleaned.height
+    image.size_bytes = len(cleaned.data)
+
+
+def _existing(session: Session, case_id: int, sha: str) -> CaseImage | None:
+    return session.scalar(select(CaseImage).where(CaseImage.case_id == case_id, CaseImage.sha256 == sha))
+
+
+def add_case_image(session: Session, settings, case: Case, data: bytes, filename: str, source: str,
+                   post: Post | None = None, *, store: MediaStore | None = None) -> CaseImage:
+    """File one image under a case and return its row; the same bytes already filed under the case
+    return the row there is (nothing is filed twice). Raises ImageRefused (nothing filed) when the
+    bytes are not an acceptable image. The caller commits."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    sha = hashlib.sha256(data).hexdigest()
+    existing = _existing(session, case.id, sha)
+    if existing is not None:
+        return existing
+    cleaned = clean_image(data, settings.max_image_bytes, settings.image_max_pixels)
+    names = _store(store or media_store_for(settings), cleaned)
+    image = CaseImage(case_id=case.id, post_id=post.id if post is not None else None, source=source,
+                      filename=(filename or "")[:255])
+    _fill(image, cleaned, names, sha)
+    try:
+        with session.begin_nested():
+            session.add(image)
+            session.flush()
+    except IntegrityError:  # filed by someone else at the same moment: theirs stands
+        found = _existing(session, case.id, sha)
+        if found is None:
+            raise
+        return found
+    log.info("image %s filed under %s (%s, %sx%s)", image.id, case.code, source, image.width, image.height)
+    return image
+
+
+def file_fetched(session: Session, settings, image: CaseImage, data: bytes,
+                 store: MediaStore | None = None) -> CaseImage:
+    """Fill a pending row (an MMS picture) with the bytes fetched for it: stored, failed (refused
+    with the reason) or duplicate (the case already has these bytes)."""
+    sha = hashlib.sha256(data).hexdigest()
+    existing = _existing(session, image.case_id, sha)
+    if existing is not None and existing.id != image.id:
+        image.status, image.error = "duplicate", f"the same image as #{existing.id}"
+        return image
+    try:
+        cleaned = clean_image(data, settings.max_image_bytes, settings.image_max_pixels)
+    except ImageRefused as exc:
+        image.status, image.error = "failed", str(exc)
+        return image
+    names = _store(store or media_store_for(settings), cleaned)
+    try:
+        with session.begin_nested():
+            _fill(image, cleaned, names, sha)
+            session.flush()
+    except IntegrityError:
+        session.refresh(image)
+        image.status, image.error = "duplicate", "the same image is already filed under the case"
+    return image
+
+
+def case_images(session: Session, case: Case) -> list[CaseImage]:
+    """What the case page shows: stored images and failed fetches (never hidden), oldest first."""
+    return list(session.scalars(select(CaseImage).where(CaseImage.case_id == case.id,
+                                                        CaseImage.status.in_(("stored", "failed", "pending")))
+                                .order_by(CaseImage.id)))
+
+
+LOGO_EDGE = 48  # an email image smaller than this both ways is a signature logo or a tracking pixel
+
+
+def _too_small(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.width < LOGO_EDGE and image.height < LOGO_EDGE
+    except Exception:  # not an image at all: add_case_image says so
+        return False
+
+
+def file_attachments(session: Session, settings, case: Case, attachments, source: str,
+                     post: Post | None = None) -> tuple[list[CaseImage], list[str]]:
+    """File an email's image attachments under a case: (images filed, notes on what was not).
+    Text and attached messages are not images and are passed over silently; tiny images (logos)
+    are skipped; anything else refused is noted with its reason."""
+    filed: list[CaseImage] = []
+    notes: list[str] = []
+    for attachment in attachments:
+        if attachment.content_type.startswith(("text/", "message/", "multipart/")):
+            continue
+        name = attachment.filename or attachment.content_type
+        if _too_small(attachment.content):
+            notes.append(f"{name}: skipped (smaller than {LOGO_EDGE} pixels)")
+            continue
+        try:
+            filed.append(add_case_image(session, settings, case, attachment.content, attachment.filename,
+                                        source, post))
+        except ImageRefused as exc:
+            notes.append(f"{name}: not filed ({exc})")
+    return filed, notes

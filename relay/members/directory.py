@@ -1,0 +1,245 @@
+"""Members and lists, and the CSV import (`relay members import FILE.csv`).
+
+Header: name,phone,email,timezone,language,lists,roles[,channels] — lists, roles and channels
+separated by ';'; channels is sms, email or sms;email (default: every channel the member has an
+address for).
+Good rows are imported, bad rows reported with their line numbers; a member is matched by phone,
+then email, so importing the same file again updates rather than duplicates. An empty roles cell
+keeps an existing member's roles (a new member is a plain member).
+
+Roles decide who may broadcast and who may grant roles, so the roles column is applied only when the
+caller may grant roles (`grant_roles`: the console passes the signed-in member's `member.roles`
+permission, `relay members import` its `--grant-roles` flag); otherwise a row that would change
+anyone's roles is refused with its line number and the other rows still import. Every import, and
+every member it creates or changes (each field before -> after), is in the audit trail."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from relay.infra import audit
+from relay.model.tables import LANGUAGES, ROLES, Member, MemberList, Membership
+from relay.members.phones import InvalidPhone, to_e164
+
+HEADER = ["name", "phone", "email", "timezone", "language", "lists", "roles"]
+OPTIONAL = ["channels"]
+CHANNELS = ("sms", "email")
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    lists_created: list[str] = field(default_factory=list)
+    roles_refused: int = 0
+
+
+class RowError(ValueError):
+    pass
+
+
+def short_name_of(name: str) -> str:
+    """A short display name for SMS: the whole name if short, else its first word."""
+    name = " ".join(name.split())
+    return name if len(name) <= 16 else name.split(" ")[0][:16]
+
+
+def _split(value: str | None) -> list[str]:
+    return [p.strip() for p in (value or "").split(";") if p.strip()]
+
+
+def clean_row(row: dict[str, str]) -> dict:
+    name = " ".join((row.get("name") or "").split())
+    if not name:
+        raise RowError("name is empty")
+    phone = None
+    if (row.get("phone") or "").strip():
+        try:
+            phone = to_e164(row["phone"])
+        except InvalidPhone as exc:
+            raise RowError(str(exc)) from None
+    email = (row.get("email") or "").strip().lower() or None
+    if email and ("@" not in email or " " in email or "\r" in email or "\n" in email):
+        raise RowError(f"email {email!r} is not an address")
+    if not phone and not email:
+        raise RowError("a member needs a phone or an email")
+    tz = (row.get("timezone") or "").strip() or "UTC"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RowError(f"timezone {tz!r} is not an IANA time zone (e.g. Asia/Seoul)") from None
+    language = (row.get("language") or "").strip().lower() or "en"
+    if language not in LANGUAGES:
+        raise RowError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
+    given_roles = [r.lower() for r in _split(row.get("roles"))]
+    roles = given_roles or ["member"]
+    bad = [r for r in roles if r not in ROLES]
+    if bad:
+        raise RowError(f"unknown role {bad[0]!r} (roles: {', '.join(ROLES)})")
+    channels = [c.lower() for c in _split(row.get("channels"))]
+    bad = [c for c in channels if c not in CHANNELS]
+    if bad:
+        raise RowError(f"unknown channel {bad[0]!r} (channels: sms, email)")
+    if "sms" in channels and not phone:
+        raise RowError("channel sms needs a phone number")
+    if "email" in channels and not email:
+        raise RowError("channel email needs an email address")
+    if not channels:
+        channels = [c for c, address in (("sms", phone), ("email", email)) if address]
+    return {"name": name, "phone": phone, "email": email, "timezone": tz, "language": language,
+            "roles": ";".join(sorted(set(roles), key=ROLES.index)), "roles_given": bool(given_roles),
+            "lists": _split(row.get("lists")),
+            "sms_discussion": "sms" in channels, "email_discussion": "email" in channels}
+
+
+def get_or_create_list(session: Session, name: str) -> tuple[MemberList, bool]:
+    found = session.scalar(select(MemberList).where(MemberList.name == name))
+    if found:
+        return found, False
+    created = MemberList(name=name)
+    session.add(created)
+    session.flush()
+    return created, True
+
+
+def matching_member(session: Session, data: dict) -> Member | None:
+    """The member a cleaned row is about: by phone, then by email (None: a new member)."""
+    member = None
+    if data["phone"]:
+        member = session.scalar(select(Member).where(Member.phone == data["phone"]))
+    if member is None and data["email"]:
+        member = session.scalar(select(Member).where(Member.email == data["email"]))
+    return member
+
+
+def role_set(roles: str | None) -> frozenset[str]:
+    return frozenset(r for r in (roles or "").split(";") if r)
+
+
+def roles_after(member: Member | None, data: dict) -> str:
+    """The roles a row leaves its member with: an empty roles cell keeps an existing member's roles."""
+    if member is not None and not data.get("roles_given", True):
+        return member.roles
+    return data["roles"]
+
+
+def snapshot(member: Member | None) -> dict:
+    """The audited fields of a member (no secrets: passwords and tokens live elsewhere)."""
+    if member is None:
+        return {}
+    return {"name": member.name, "phone": member.phone, "email": member.email, "timezone": member.timezone,
+            "language": member.language, "roles": member.roles, "active": member.active,
+            "sms_discussion": member.sms_discussion, "email_discussion": member.email_discussion,
+            "lists": ";".join(sorted(m.member_list.name for m in member.memberships))}
+
+
+def changes_between(before: dict, after: dict) -> dict[str, list]:
+    """{field: [before, after]} for every field that differs."""
+    return {key: [before.get(key), value] for key, value in after.items() if before.get(key) != value}
+
+
+def record_member_change(session: Session, member: Member, before: dict, actor: audit.Actor, **detail) -> bool:
+    """Audit what changed on `member` since `before` (member.create or member.edit); False: nothing did."""
+    session.flush()
+    session.refresh(member, ["memberships"])
+    changes = changes_between(before, snapshot(member))
+    if not changes:
+        return False
+    audit.record(session, "member.edit" if before else "member.create", f"member:{member.id}", actor,
+                 changes=changes, **detail)
+    return True
+
+
+def upsert_member(session: Session, data: dict) -> tuple[Member, bool]:
+    member = matching_member(session, data)
+    created = member is None
+    roles = roles_after(member, data)
+    if created:
+        member = Member()
+        session.add(member)
+    member.roles = roles
+    for key in ("name", "phone", "email", "timezone", "language", "sms_discussion", "email_discussion"):
+        setattr(member, key, data[key])
+    member.short_name = short_name_of(data["name"])
+    session.flush()
+    return member, created
+
+
+def import_members(session: Session, text: str, *, grant_roles: bool = True,
+                   actor: audit.Actor = audit.SYSTEM) -> ImportReport:
+    """Import members from CSV text. Each row is its own savepoint: one bad row spoils nothing.
+
+    The core trusts its caller with `grant_roles`; the console and the command line decide it (see
+    the module docstring). The import and each member it creates or changes are audited as `actor`."""
+    report = ImportReport()
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    missing = [h for h in HEADER if h not in (reader.fieldnames or [])]
+    if missing:
+        report.errors.append((1, f"header lacks {', '.join(missing)} (expected {','.join(HEADER)})"))
+        return report
+    for row in reader:
+        line = reader.line_num
+        try:
+            data = clean_row(row)
+            existing = matching_member(session, data)
+            before = role_set(existing.roles) if existing is not None else frozenset({"member"})
+            wanted = role_set(roles_after(existing, data))
+            if not grant_roles and wanted != before:
+                report.roles_refused += 1
+                raise RowError(f"roles {data['roles']!r} would change {'this member' if existing else 'a new member'}"
+                               f"'s roles ({';'.join(sorted(before))} -> {';'.join(sorted(wanted))}); only a caller "
+                               "who may grant roles can import this row")
+            with session.begin_nested():
+                was = snapshot(existing)
+                member, created = upsert_member(session, data)
+                for list_name in data["lists"]:
+                    member_list, new_list = get_or_create_list(session, list_name)
+                    if new_list:
+                        report.lists_created.append(list_name)
+                    exists = session.scalar(select(Membership.id).where(
+                        Membership.list_id == member_list.id, Membership.member_id == member.id))
+                    if exists is None:
+                        session.add(Membership(list_id=member_list.id, member_id=member.id))
+                record_member_change(session, member, was, actor, via="import", line=line)
+            report.created += created
+            report.updated += not created
+        except RowError as exc:
+            report.errors.append((line, str(exc)))
+        except Exception as exc:  # a constraint clash (e.g. phone of one member, email of another)
+            report.errors.append((line, f"could not save: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
+    audit.record(session, "member.import", "members", actor, created=report.created, updated=report.updated,
+                 errors=len(report.errors), roles_refused=report.roles_refused, roles_granted=grant_roles)
+    return report
+
+
+def find_member(session: Session, who: str) -> Member | None:
+    """A member by id, phone (any format) or email."""
+    who = (who or "").strip()
+    if who.isascii() and who.isdigit() and len(who) < 10:
+        return session.get(Member, int(who))
+    if "@" in who:
+        return session.scalar(select(Member).where(Member.email == who.lower()))
+    try:
+        return session.scalar(select(Member).where(Member.phone == to_e164(who)))
+    except InvalidPhone:
+        return None
+
+
+def set_channels(member: Member, channels: list[str]) -> None:
+    """Choose the channels a member takes case discussion by; each needs an address."""
+    wanted = [c.strip().lower() for c in channels if c.strip()]
+    bad = [c for c in wanted if c not in CHANNELS]
+    if bad:
+        raise RowError(f"unknown channel {bad[0]!r} (channels: sms, email)")
+    if "sms" in wanted and not member.phone:
+        raise RowError("channel sms needs a phone number")
+    if "email" in wanted and not member.email:
+        raise RowError("channel email needs an email address")
+    member.sms_discussion = "sms" in wanted
+    member.email_discussion = "email" in wanted

@@ -1,0 +1,411 @@
+"""Notices: a new case, a guideline, an announcement, or a correction of an earlier notice, each with
+a severity, an expiry, target lists and channels. A notice starts as a draft, is sent at once or
+scheduled, and fans out like every broadcast: each person once across lists, on the channels they
+chose and can take, one delivery per member x channel (relay/notices/audience.py). A notice about a case
+is also a post in the case discussion, and its recipients follow the case.
+
+Sending claims the notice with one atomic UPDATE (draft/scheduled -> sending) in the transaction
+that plans its deliveries, so two senders (a double click, two beat ticks) send it once. Urgent
+notices keep severity "urgent" on the notice, found from any delivery by notice_refs.notice_of."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from relay.infra import audit
+from relay.outbound import fanout
+from relay.members import ladder
+from relay.infra.db import transaction
+from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice, Post, utcnow
+from relay.notices.audience import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text
+from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
+from relay.model.notice_refs import deliveries_filter, delivery_key
+from relay.outbound.sending import BATCH_SIZE, dispatch_batches, dispatch_deliveries
+from relay.infra.settings import SettingsError, parse_duration
+from relay.discussion.threads import ensure_thread
+
+log = logging.getLogger(__name__)
+
+KINDS = ("new_case", "guideline", "announcement", "correction")
+SEVERITIES = ("routine", "urgent")
+
+
+class UnknownList(LookupError):
+    pass
+
+
+class NoticeNotFound(LookupError):
+    pass
+
+
+class NoticeError(ValueError):
+    """A notice that cannot be made or sent as asked; the message says why."""
+
+
+class NoticeStateError(NoticeError):
+    """The notice is not in a state that allows this (already sent, not yet sent, ...)."""
+
+
+class NoticeExpired(NoticeStateError):
+    pass
+
+
+@dataclass(frozen=True)
+class NoticeResult:
+    notice_id: int
+    recipients: int  # members reached on at least one channel
+    delivery_ids: tuple[int, ...]
+    sms: int = 0
+    emails: int = 0
+
+
+def parse_channels(value) -> str:
+    """'sms;email', 'sms,email' or ['sms', 'email'] -> 'sms;email'; anything else is refused."""
+    parts = value if isinstance(value, (list, tuple)) else re.split(r"[;,\s]+", str(value or ""))
+    chosen = {str(p).strip().lower() for p in parts if str(p).strip()}
+    unknown = sorted(chosen - set(CHANNELS))
+    if unknown or not chosen:
+        raise NoticeError(f"channels must be sms, email or both (sms;email), got {value!r}")
+    return ";".join(c for c in CHANNELS if c in chosen)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time ('2026-12-01T07:00+09:00'); without an offset it is UTC."""
+    try:
+        when = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        raise NoticeError(f"expected an ISO 8601 time like 2026-12-01T07:00:00+09:00, got {text!r}") from None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def parse_expiry(text: str, now: datetime | None = None) -> datetime:
+    """An expiry given as a duration from now ('6h', '2d') or as an ISO 8601 time."""
+    try:
+        return (now or utcnow()) + parse_duration(text, "expiry")
+    except SettingsError:
+        return parse_time(text)
+
+
+def get_notice(session: Session, notice_id: int) -> Notice:
+    """The notice with this id, or NoticeNotFound."""
+    notice = session.get(Notice, notice_id)
+    if notice is None:
+        raise NoticeNotFound(f"no notice {notice_id}")
+    return notice
+
+
+def _one_line(text: str, what: str, limit: int = 300) -> str:
+    line = " ".join((text or "").split())
+    if len(line) > limit:
+        raise NoticeError(f"{what} is longer than {limit} characters")
+    return line
+
+
+def _lists(session: Session, names) -> str:
+    names = sorted({n.strip() for n in names if n and n.strip()})
+    if not names:
+        raise NoticeError("a notice needs at least one target list")
+    found = set(session.scalars(select(MemberList.name).where(MemberList.name.in_(names))))
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise UnknownList(f"no list named {', '.join(missing)}")
+    return ";".join(names)
+
+
+def create_notice(session: Session, *, kind: str, title: str = "", body: str = "", lists=(),
+                  case_code: str | None = None, severity: str | None = None, channels=None,
+                  expires_at: datetime | None = None, corrects_notice_id: int | None = None,
+                  created_by: int | None = None, now: datetime | None = None) -> Notice:
+    """Validate and store a draft notice (nothing is sent)."""
+    from relay.library.cases import get_case
+
+    now = now or utcnow()
+    if kind not in KINDS:
+        raise NoticeError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if severity is not None and severity not in SEVERITIES:
+        raise NoticeError(f"severity must be routine or urgent, got {severity!r}")
+    if expires_at is not None and expires_at <= now:
+        raise NoticeError("the expiry is already past")
+    if created_by is not None and session.get(Member, created_by) is None:
+        raise NoticeError(f"no member {created_by} to be the author")
+    title, body = _one_line(title, "the title"), (body or "").strip()
+    notice = Notice(kind=kind, title=title, body=body, severity=severity or "routine", status="draft",
+                    expires_at=expires_at, created_by=created_by, created_at=now)
+    if kind == "correction":
+        if corrects_notice_id is None:
+            raise NoticeError("a correction needs the notice it corrects")
+        if lists or case_code:
+            raise NoticeError("a correction goes to exactly the original's recipients: give no lists or case")
+        original = get_notice(session, corrects_notice_id)
+        if original.status != "sent":
+            raise NoticeStateError(f"notice {original.id} is {original.status}, not sent: edit it instead")
+        if not body:
+            raise NoticeError("a correction needs its text")
+        case = session.get(Case, original.case_id) if original.case_id else None
+        notice.title = title or original.title or (case.title if case is not None else "")
+        notice.lists, notice.channels, notice.case_id = original.lists, original.channels, original.case_id
+        notice.corrects_notice_id, notice.severity = original.id, severity or original.severity
+    else:
+        if corrects_notice_id is not None:
+            raise NoticeError("only a correction corrects another notice")
+        case = get_case(session, case_code) if case_code else None
+        if case is None and kind == "new_case":
+            raise NoticeError("a new-case notice needs its case")
+        if case is not None and case.status == "draft":
+            raise NoticeError(f"{case.code} is a draft: publish it before sending a notice")
+        notice.title = title or (case.title if case is not None and kind == "new_case" else "")
+        if not notice.title:
+            raise NoticeError("a notice needs a title")
+        notice.case_id = case.id if case is not None else None
+        notice.lists = _lists(session, lists)
+        notice.channels = parse_channels(channels) if channels else ";".join(CHANNELS)
+    session.add(notice)
+    session.flush()
+    return notice
+
+
+def schedule_notice(session: Session, notice_id: int, when: datetime, now: datetime | None = None,
+                    actor: audit.Actor = audit.SYSTEM) -> Notice:
+    """Schedule a draft (or move a scheduled notice) to go out at `when` (sent by relay.send_scheduled)."""
+    now = now or utcnow()
+    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+    notice = get_notice(session, notice_id)
+    if notice.status not in ("draft", "scheduled"):
+        raise NoticeStateError(f"notice {notice.id} is {notice.status}: only a draft can be scheduled")
+    if when <= now:
+        raise NoticeError(f"{when.isoformat()} is in the past: send the notice now instead")
+    if notice.expires_at is not None and when >= notice.expires_at:
+        raise NoticeError(f"notice {notice.id} expires at {notice.expires_at.isoformat()}, before it would be sent")
+    notice.status, notice.scheduled_for = "scheduled", when
+    audit.record(session, "notice.schedule", f"notice:{notice.id}", actor, at=when.isoformat())
+    return notice
+
+
+def cancel_notice(session: Session, notice_id: int, actor: audit.Actor = audit.SYSTEM) -> Notice:
+    """Withdraw a draft or scheduled notice before it goes out. A notice already sending or sent cannot be
+    called back (messages are with the providers): send a correction instead."""
+    cancelled = session.execute(update(Notice).where(Notice.id == notice_id, Notice.status.in_(("draft", "scheduled")))
+                                .values(status="cancelled").execution_options(synchronize_session=False)).rowcount
+    notice = get_notice(session, notice_id)
+    if not cancelled:
+        hint = " — send a correction instead" if notice.status in ("sending", "sent") else ""
+        raise NoticeStateError(f"notice {notice.id} is {notice.status}: only a draft or scheduled notice can be "
+                               f"cancelled{hint}")
+    audit.record(session, "notice.cancel", f"notice:{notice.id}", actor)
+    return notice
+
+
+def _claim(session: Session, notice_id: int, now: datetime, due_only: bool) -> Notice:
+    allowed = ("scheduled",) if due_only else ("draft", "scheduled")
+    conditions = [Notice.id == notice_id, Notice.status.in_(allowed),
+                  or_(Notice.expires_at.is_(None), Notice.expires_at > now)]
+    if due_only:
+        conditions.append(Notice.scheduled_for <= now)
+    claimed = session.execute(update(Notice).where(*conditions).values(status="sending")
+                              .execution_options(synchronize_session=False)).rowcount == 1
+    notice = get_notice(session, notice_id)  # not loaded before the UPDATE, so read as it is now
+    if claimed:
+        return notice
+    if notice.status in allowed and notice.expires_at is not None and notice.expires_at <= now:
+        raise NoticeExpired(f"notice {notice.id} expired at {notice.expires_at.isoformat()}; it is not sent late")
+    raise NoticeStateError(f"notice {notice.id} is {notice.status}, not a draft: it is not sent again")
+
+
+FIRST_WAVE = 200  # members planned, committed and queued before the rest: the first messages go out at once
+
+
+def send_notice(services, notice_id: int, now: datetime | None = None, due_only: bool = False,
+                actor: audit.Actor = audit.SYSTEM) -> NoticeResult:
+    """Claim the notice, plan one delivery per recipient x channel, commit, then dispatch them.
+
+    A broadcast is planned in two waves so its first messages leave within a second however big it
+    is: the claim, the post and the first FIRST_WAVE members' deliveries are committed and queued,
+    then finish_notice() plans everyone (the first wave's rows already exist: nothing doubles), marks
+    the notice sent and queues the rest. A notice left "sending" by a crash in between is finished by
+    the sweeper (unfinished_notices)."""
+    settings, now = services.settings, now or utcnow()
+    with transaction(services.sessions) as session:
+        notice = _claim(session, notice_id, now, due_only)
+        case = session.get(Case, notice.case_id) if notice.case_id else None
+        if case is not None and case.status == "draft":
+            raise NoticeError(f"{case.code} is a draft: publish it before sending a notice")
+        if case is not None:
+            thread = ensure_thread(session, case)
+            post = Post(thread_id=thread.id, kind="notice", channel="console", body=post_body(notice, case))
+            session.add(post)
+            session.flush()
+            notice.post_id = post.id
+        notice.sent_at = now
+        audit.record(session, "notice.send", f"notice:{notice.id}", actor, kind=notice.kind,
+                     lists=notice.lists, channels=notice.channels, severity=notice.severity)
+        sms_for = _sms_texts(settings, notice, case)
+        if notice.kind == "correction":  # exactly the original's recipients (relay/notices/corrections.py)
+            result = _plan_listed(session, notice, audience(session, notice), sms_for, _email_body(session, notice))
+            notice.status = "sent"
+        else:
+            members = fanout.reachable_query(in_lists(list_names(notice)))
+            boundary = first_wave_boundary(session, list_names(notice))
+            first_wave = (fanout.reachable_query(in_lists(list_names(notice), below=boundary))
+                          if boundary is not None else members)
+            _plan_set_wise(session, notice, first_wave, sms_for, _email_body(session, notice))
+    if notice.kind == "correction":
+        dispatch_deliveries(services, list(result.delivery_ids))
+        return result
+    dispatch_notice_batches(services, notice)  # the first wave
+    return finish_notice(services, notice_id, after_member=boundary)
+
+
+def first_wave_boundary(session: Session, lists: list[str]) -> int | None:
+    """A member id that ends the first wave: the smallest of each list's FIRST_WAVE-th member id, each
+    read off the memberships' (list, member) index, so it costs the same at 100,000 members as at 1,000.
+    Below it every list has fewer than FIRST_WAVE members (the wave is at most FIRST_WAVE per list).
+    None: no list is longer than one wave."""
+    list_ids = session.scalars(select(MemberList.id).where(MemberList.name.in_(lists))).all()
+    ends = [session.scalar(select(Membership.member_id).where(Membership.list_id == list_id)
+                           .order_by(Membership.member_id).offset(FIRST_WAVE).limit(1)) for list_id in list_ids]
+    ends = [end for end in ends if end is not None]
+    return min(ends) if ends else None
+
+
+def _sms_texts(settings, notice: Notice, case: Case | None):
+    texts: dict[str, str] = {}
+
+    def sms_for(language: str) -> str:
+        if language not in texts:
+            texts[language] = sms_text(settings, notice, case, language)
+        return texts[language]
+
+    return sms_for
+
+
+def _email_body(session: Session, notice: Notice) -> str:
+    post = session.get(Post, notice.post_id) if notice.post_id else None
+    return post.body if post is not None else notice.body or notice.title
+
+
+def finish_notice(services, notice_id: int, after_member: int | None = 0) -> NoticeResult:
+    """Plan every delivery of a broadcast in "sending" (those planned already are kept as they are),
+    make its list members follow the case, mark it sent and queue what is still waiting of members
+    from `after_member` on (None: nobody left; 0: everyone). Safe to run twice."""
+    settings = services.settings
+    with transaction(services.sessions) as session:
+        notice = get_notice(session, notice_id)
+        case = session.get(Case, notice.case_id) if notice.case_id else None
+        if notice.post_id is not None and notice.kind != "correction":  # list members follow the case
+            post = session.get(Post, notice.post_id)
+            fanout.follow_query(session, post.thread_id, in_lists(list_names(notice)), reason="notified")
+        members = fanout.reachable_query(in_lists(list_names(notice)))
+        if after_member is not None:
+            _plan_set_wise(session, notice, members.where(Member.id >= after_member),
+                           _sms_texts(settings, notice, case), _email_body(session, notice))
+        result = _counts(session, notice)
+        if notice.status == "sending":
+            notice.status = "sent"
+    if after_member is not None:
+        dispatch_notice_batches(services, notice, after_member=after_member)
+    return result
+
+
+def unfinished_notices(session: Session, older_than: datetime) -> list[int]:
+    """Broadcasts left in "sending" (the process sending them died between its two waves)."""
+    return list(session.scalars(select(Notice.id).where(Notice.status == "sending", Notice.sent_at < older_than)))
+
+
+def _plan_listed(session: Session, notice: Notice, recipients, sms_for, email_body: str) -> NoticeResult:
+    """Plan deliveries for a list of Recipients (a correction's original audience)."""
+    rows = fanout.delivery_rows(
+        recipients, purpose="notice", post_id=notice.post_id, case_id=notice.case_id, sms_text=sms_for,
+        email_body=email_body,
+        key=None if notice.post_id else lambda member_id, channel: delivery_key(notice.id, member_id, channel))
+    ids = fanout.plan(session, rows)
+    return NoticeResult(notice.id, len(recipients), tuple(ids), sms=sum(r["channel"] == "sms" for r in rows),
+                        emails=sum(r["channel"] == "email" for r in rows))
+
+
+def _plan_set_wise(session: Session, notice: Notice, members, sms_for, email_body: str) -> None:
+    """Plan a broadcast to the members of a reachable_query() in SQL, one INSERT ... SELECT per channel;
+    the SMS text is rendered once per language present, never per member."""
+    key_prefix = f"post:{notice.post_id}:" if notice.post_id else f"{NOTICE_KEY_PREFIX}{notice.id}:"
+    for channel in channels_of(notice):
+        bodies = ({lang: sms_for(lang) for lang in fanout.languages_of(session, members)} if channel == "sms"
+                  else {"en": email_body})
+        fanout.plan_from_query(session, members, channel, purpose="notice", post_id=notice.post_id,
+                               case_id=notice.case_id, key_prefix=key_prefix, bodies=bodies)
+    # issue 5: mutes, pauses, digest/urgent-only and quiet hours apply to set-wise plans as to row plans
+    ladder.shape_planned(session, deliveries_filter(notice))
+
+
+def _counts(session: Session, notice: Notice) -> NoticeResult:
+    counts = dict(session.execute(select(Delivery.channel, func.count()).where(deliveries_filter(notice))
+                                  .group_by(Delivery.channel)).all())
+    recipients = session.scalar(select(func.count(func.distinct(Delivery.member_id)))
+                                .where(deliveries_filter(notice)))
+    return NoticeResult(notice.id, recipients or 0, (), sms=counts.get("sms", 0), emails=counts.get("email", 0))
+
+
+def dispatch_notice_batches(services, notice: Notice, batch_size: int = BATCH_SIZE, after_member: int = 0) -> int:
+    """Queue a notice's waiting deliveries (of members from `after_member` on) as bulk tasks of
+    `batch_size`, streamed from the database in (member, channel) order so each batch mixes SMS and
+    email; returns the number of batches."""
+    def batches():
+        with services.sessions() as session:
+            ids = session.scalars(select(Delivery.id).where(deliveries_filter(notice), Delivery.status == "queued",
+                                                            Delivery.member_id >= after_member)
+                                  .order_by(Delivery.member_id, Delivery.channel)
+                                  .execution_options(yield_per=batch_size * 10))
+            chunk: list[int] = []
+            for delivery_id in ids:
+                chunk.append(delivery_id)
+                if len(chunk) == batch_size:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+
+    return dispatch_batches(services, batches())
+
+
+def send_scheduled(services, now: datetime | None = None) -> list[NoticeResult]:
+    """Send every scheduled notice now due, each exactly once however many beats run; expire the rest."""
+    now = now or utcnow()
+    with transaction(services.sessions) as session:
+        session.execute(update(Notice).where(Notice.status == "scheduled", Notice.expires_at <= now)
+                        .values(status="expired").execution_options(synchronize_session=False))
+        due = list(session.scalars(select(Notice.id).where(Notice.status == "scheduled", Notice.scheduled_for <= now)
+                                   .order_by(Notice.scheduled_for, Notice.id)))
+    results = []
+    for notice_id in due:
+        try:
+            results.append(send_notice(services, notice_id, now=now, due_only=True, actor=audit.SCHEDULER))
+        except NoticeStateError:
+            continue  # another beat process sent it first, or it expired meanwhile
+        except NoticeError as exc:  # e.g. its case went back to draft: the coordinator decides again
+            log.error("scheduled notice %s not sent, back to draft: %s", notice_id, exc)
+            with transaction(services.sessions) as session:
+                session.execute(update(Notice).where(Notice.id == notice_id, Notice.status == "scheduled")
+                                .values(status="draft", scheduled_for=None)
+                                .execution_options(synchronize_session=False))
+    return results
+
+
+def delivery_counts(session: Session, notice: Notice) -> dict[str, dict[str, int]]:
+    """Deliveries of the notice counted by channel, then status."""
+    counts: dict[str, dict[str, int]] = {}
+    rows = session.execute(select(Delivery.channel, Delivery.status, func.count()).where(deliveries_filter(notice))
+                           .group_by(Delivery.channel, Delivery.status))
+    for channel, status, n in rows:
+        counts.setdefault(channel, {})[status] = n
+    return counts
+
+
+def new_case_notice(services, case_code: str, lists: list[str], actor: audit.Actor = audit.SYSTEM) -> NoticeResult:
+    """Create and send the new-case notice for a case to the lists (SMS and email by member choice)."""
+    with transaction(services.sessions) as session:
+        notice = create_notice(session, kind="new_case", case_code=case_code, lists=lists)
+        notice_id = notice.id
+    return send_notice(services, notice_id, actor=actor)

@@ -1,0 +1,286 @@
+"""Sending a batch of a broadcast's deliveries (one bulk task, ~100 deliveries) close to what the
+providers can take: one statement claims the batch, one query loads it with its members, each
+notice email is rendered once per language and each digest email once per distinct digest, and
+only the recipient's own parts (To, Message-ID, reply, unsubscribe and preference tokens) are put in
+per recipient, the sends run concurrently on threads over reused
+connections (a requests session per thread for Twilio, a small SMTP connection pool), and one
+statement records what the providers accepted.
+
+The guarantees are those of relay.outbound.sending.send_delivery, delivery by delivery: the claim is the
+same atomic UPDATE (each delivery is won by exactly one caller; the lease lets a crashed worker's
+deliveries be taken again), the send-time checks are the same function (relay/outbound/checks.py: an
+expired notice is never sent late; a member who opted out, paused or whose quiet hours began since
+planning is handled as a single send handles it), and a failure or a rate-limit deferral goes through
+sending's own handling. Anything this path does not know how to pre-render (neither a notice nor a
+digest, an address needing SMTPUTF8) is built by sending's own `_outbound` as usual."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.utils import formataddr
+from types import SimpleNamespace
+from typing import Sequence
+
+from sqlalchemy import bindparam, case, or_, select, update
+
+from relay.outbound import hold, checks as send_checks
+from relay.render import mail
+from relay.infra.db import transaction
+from relay.outbound.deliveries import ACCEPTED, FAILED, SENDING, claim_many, move
+from relay.render.digest_mail import DigestEmails
+from relay.infra.dispatch import dispatch_safely
+from relay.model.messages import OutboundMessage, SendError
+from relay.model.tables import Case, Delivery, InboundEvent, Member, Notice, Post, Thread, utcnow
+from relay.model.notice_refs import notice_of
+from relay.outbound.sending import SendOutcome, _outbound, _record_failure
+from relay.infra.signing import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
+
+log = logging.getLogger(__name__)
+
+# Placeholders rendered into a notice email once per language, replaced per recipient. ASCII words
+# that no template, header folding or escaping changes (the body is sent 8bit, not re-encoded).
+_TOKEN = b"relayunsubscribetokenzq"
+_REPLY = b"relayreplytokenzq"
+_PREFS = b"relaypreferencestokenzq"
+_NAME = "Relaynameplaceholderzq"
+_EMAIL = "relayaddressplaceholderzq@placeholder.invalid"
+
+
+@dataclass
+class BatchReport:
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retry: int = 0
+    deferred: int = 0  # back in the queue for a rate-limit slot or the end of quiet hours (not an attempt)
+    outcomes: list[SendOutcome] = field(default_factory=list)
+
+    def add(self, outcome: SendOutcome) -> None:
+        self.outcomes.append(outcome)
+        if outcome.result == "sent":
+            self.sent += 1
+        elif outcome.result == "retry":
+            self.retry += 1
+        elif outcome.result in ("deferred", "waiting"):
+            self.deferred += 1
+        elif outcome.result in ("skipped", "held"):
+            self.skipped += 1
+        else:
+            self.failed += 1
+
+
+class _Pool:
+    """One thread pool per process (rebuilt after a fork): the sends of a batch run concurrently."""
+
+    def __init__(self):
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    def get(self, size: int) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="relay-send")
+                self._pid = os.getpid()
+            return self._pool
+
+
+_POOL = _Pool()
+
+
+class NoticeEmails:
+    """A notice's email for each recipient: rendered once per (notice, language) with placeholders,
+    then the recipient's own address and tokens put in. The same headers and text as compose()."""
+
+    def __init__(self, session, settings):
+        self.session, self.settings = session, settings
+        self._templates: dict[tuple, tuple[bytes, str] | None] = {}
+
+    def for_delivery(self, delivery: Delivery, member: Member, notice: Notice | None) -> tuple[bytes, str]:
+        """(raw message, Message-ID) for one delivery."""
+        if notice is not None and member is not None and member.email and member.email.isascii():
+            key = (notice.id, member.language)
+            if key not in self._templates:
+                self._templates[key] = self._template(delivery, notice, member.language)
+            template = self._templates[key]
+            if template is not None:
+                return self._personalise(template[0], delivery, member), template[1]
+        message = mail.compose(self.session, self.settings, delivery)  # anything unusual: composed whole
+        return message.as_bytes(), str(message["Message-ID"]).strip("<>")
+
+    def _template(self, delivery: Delivery, notice: Notice, language: str | None) -> tuple[bytes, str] | None:
+        s = self.settings
+        language = language or "en"
+        token = _TOKEN.decode()
+        unsubscribe = (f"{s.public_base_url}/unsubscribe/{token}",
+                       f"mailto:unsubscribe+{token}@{s.email_domain}?subject=unsubscribe")
+        placeholder = SimpleNamespace(name=_NAME, email=_EMAIL)
+        if delivery.post_id is None:
+            subject, template, context = mail.notice_parts(s, notice, None, language, unsubscribe[0], notice.body)
+            context["preferences_url"] = f"{s.public_base_url}/preferences/{_PREFS.decode()}"
+            references = []
+            if notice.corrects_notice_id is not None:
+                references = [notice_message_id(s.secret(), notice.corrects_notice_id, s.email_domain)]
+            message_id = notice_message_id(s.secret(), notice.id, s.email_domain)
+            message = mail._message(s, placeholder, s.network_name, subject, notice.sent_at or notice.created_at,
+                                    message_id, references, None, context["url"], True, unsubscribe,
+                                    *mail._parts(s, template, language, context))
+        else:
+            post = self.session.get(Post, delivery.post_id)
+            if post is None or post.kind != "notice":
+                return None
+            thread = self.session.get(Thread, post.thread_id)
+            case_ = self.session.get(Case, thread.case_id)
+            subject, template, context = mail.notice_parts(s, notice, case_, language, unsubscribe[0], post.body)
+            context["preferences_url"] = f"{s.public_base_url}/preferences/{_PREFS.decode()}"
+            reply_to = formataddr((f"{case_.code} {s.network_name}", f"reply+{_REPLY.decode()}@{s.email_domain}"))
+            message_id = post_message_id(s.secret(), post.id, s.email_domain)
+            message = mail._message(s, placeholder, s.network_name, subject, post.created_at, message_id,
+                                    mail.thread_references(self.session, s, post), reply_to,
+                                    s.case_url(case_.code), True, unsubscribe,
+                                    *mail._parts(s, template, language, context))
+        text, html = (part.get_content() for part in message.iter_parts())
+        parts = list(message.iter_parts())
+        parts[0].set_content(text, cte="8bit")  # sent as is: the placeholders stay whole
+        parts[1].set_content(html, subtype="html", cte="8bit")
+        raw = message.as_bytes()
+        if formataddr((_NAME, _EMAIL)).encode() not in raw or _TOKEN not in raw:
+            log.warning("notice %s: the email template could not be pre-rendered; composing per recipient", notice.id)
+            return None
+        return raw, message_id
+
+    def _personalise(self, template: bytes, delivery: Delivery, member: Member) -> bytes:
+        s = self.settings
+        secret = s.secret()
+        raw = template.replace(formataddr((_NAME, _EMAIL)).encode(),
+                               formataddr((member.name, member.email), charset="utf-8").encode("ascii"))
+        raw = raw.replace(_TOKEN, unsubscribe_token(secret, member.id).encode())
+        raw = raw.replace(_PREFS, signed_id(secret, "preferences", member.id).encode())
+        if delivery.case_id is not None and _REPLY in raw:
+            raw = raw.replace(_REPLY, reply_token(secret, member.id, delivery.case_id).encode())
+        return raw
+
+
+def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport):
+    """Claim the batch and build its messages: (messages, attempts by id)."""
+    now = utcnow()
+    if hold.is_on(session):  # the emergency hold (relay/outbound/hold.py): the batch stays queued, unsent
+        for delivery_id in delivery_ids:
+            hold.defer(session, delivery_id, now)
+            report.add(SendOutcome(delivery_id, "held"))
+        return [], {}
+    claimed = claim_many(session, delivery_ids, settings.send_lease, now)
+    for delivery_id in sorted(set(delivery_ids) - set(claimed)):
+        report.add(SendOutcome(delivery_id, "skipped"))
+    if not claimed:
+        return [], {}
+    rows = session.execute(select(Delivery, Member).outerjoin(Member, Member.id == Delivery.member_id)
+                           .where(Delivery.id.in_(claimed)).order_by(Delivery.id)).all()
+    notices: dict[tuple, Notice | None] = {}
+    claimed_rows = []
+    attempts = {}
+    for delivery, member in rows:
+        attempts[delivery.id] = delivery.attempts
+        key = (delivery.purpose, delivery.post_id, delivery.dedupe_key.rsplit(":", 2)[0])
+        if key not in notices:
+            notices[key] = notice_of(session, delivery)
+        claimed_rows.append((delivery, member, notices[key]))
+    # the same send-time checks as a single send (relay/outbound/checks.py), once for the whole batch
+    ready, refused = send_checks.check(session, settings, claimed_rows, now)
+    for delivery_id, result in sorted(refused.items()):
+        report.add(SendOutcome(delivery_id, result))
+    emails = NoticeEmails(session, settings)
+    digests = DigestEmails(session, settings, [item.delivery for item in ready if item.delivery.channel == "email"])
+    messages = []
+    for item in ready:
+        delivery, member, notice = item.delivery, item.member, item.notice
+        try:
+            if delivery.channel == "email" and (delivery.post_id is not None or delivery.purpose == "notice"):
+                raw, message_id = emails.for_delivery(delivery, member, notice)
+                message = OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=raw,
+                                          message_id=message_id)
+            elif delivery.channel == "email" and delivery.purpose == "digest":  # a digest run (relay/digests/building.py)
+                raw, message_id = digests.for_delivery(delivery, member)
+                message = OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=raw,
+                                          message_id=message_id)
+            else:  # anything not pre-rendered is built exactly as a single send builds it
+                message = _outbound(session, settings, delivery)
+            message = item.limits(message)
+        except Exception as exc:  # a message we cannot build will not build next time either
+            log.exception("delivery %s: cannot compose", delivery.id)
+            move(session, delivery, FAILED, error_code="compose", error_message=f"{type(exc).__name__}: {exc}",
+                 lease_until=None)
+            report.add(SendOutcome(delivery.id, "failed"))
+            continue
+        messages.append(message)
+    return messages, attempts
+
+
+def _send_one(services, message: OutboundMessage, attempts: int):
+    """(message, result, error, outcome already recorded): a rate-limit deferral is recorded at once, in
+    this thread, because the slot it booked may come before the rest of the batch is done."""
+    try:
+        return message, services.sender(message.channel).send(message), None, None
+    except SendError as error:
+        if error.throttled:
+            return message, None, error, _record_failure(services, message.delivery_id, attempts, error)
+        return message, None, error, None
+    except Exception as exc:  # a sender bug must not lose the rest of the batch
+        log.exception("delivery %s: unexpected sender error", message.delivery_id)
+        return message, None, SendError(f"{type(exc).__name__}: {exc}", code="client", retryable=True), None
+
+
+_ACCEPT = (update(Delivery.__table__)
+           .where(Delivery.__table__.c.id == bindparam("delivery_id"))
+           .values(status=case((Delivery.__table__.c.status == SENDING, ACCEPTED), else_=Delivery.__table__.c.status),
+                   lease_until=case((Delivery.__table__.c.status == SENDING, None),
+                                    else_=Delivery.__table__.c.lease_until),
+                   provider_message_id=bindparam("provider_message_id"), sent_at=bindparam("now"),
+                   updated_at=bindparam("now"), error_code=None, error_message=None))
+
+
+def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
+    """Send the deliveries of one bulk task; see the module docstring."""
+    settings = services.settings
+    report = BatchReport()
+    with transaction(services.sessions) as session:
+        messages, attempts = _prepare(session, settings, delivery_ids, report)
+    if not messages:
+        return report
+
+    pool = _POOL.get(settings.send_concurrency)
+    results = list(pool.map(lambda m: _send_one(services, m, attempts[m.delivery_id]), messages))
+
+    accepted = [(m, r) for m, r, e, _ in results if r is not None]
+    if accepted:
+        now = utcnow()
+        with transaction(services.sessions) as session:
+            session.connection().execute(_ACCEPT, [
+                {"delivery_id": m.delivery_id, "provider_message_id": r.provider_message_id, "now": now}
+                for m, r in accepted])
+            sids = [r.provider_message_id for m, r in accepted if m.channel == "sms"]
+            pending = list(session.scalars(select(InboundEvent.id).where(
+                InboundEvent.kind == "status", InboundEvent.processed_at.is_(None),
+                or_(*[InboundEvent.dedupe_key.like(f"{sid}:%") for sid in sids])))) if sids else []
+        for message, _ in accepted:
+            report.add(SendOutcome(message.delivery_id, "sent"))
+        for event_id in pending:  # callbacks that raced ahead of our record of the sid
+            dispatch_safely(services.dispatcher.apply_status, event_id)
+    failed_ids = []
+    for message, _, error, recorded in results:
+        if error is not None:  # rare: handled one by one, exactly as send_delivery does
+            outcome = recorded or _record_failure(services, message.delivery_id, attempts[message.delivery_id], error)
+            report.add(outcome)
+            if outcome.result in ("failed", "retry"):
+                failed_ids.append(message.delivery_id)
+    if failed_ids:  # an error burst pauses the notice instead of burning through the list (relay/outbound/bursts.py)
+        from relay.outbound.bursts import check_burst
+
+        with services.sessions() as session:
+            notice_ids = {n.id for n in (notice_of(session, session.get(Delivery, d)) for d in failed_ids) if n}
+        for notice_id in sorted(notice_ids):
+            check_burst(services, notice_id)
+    return report

@@ -1,0 +1,148 @@
+"""Delivery status: one explicit transition table, so late or out-of-order reports never move a
+delivery backwards, and an atomic claim, so a redelivered task never sends twice."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from relay.model.tables import Delivery, utcnow
+
+QUEUED = "queued"
+SENDING = "sending"
+ACCEPTED = "accepted"
+SENT = "sent"
+DELIVERED = "delivered"
+UNDELIVERED = "undelivered"
+FAILED = "failed"
+OPTED_OUT = "opted_out"
+HELD = "held"  # a paused notice's delivery, waiting for `relay notice resume` (relay/outbound/bursts.py)
+
+FINAL = frozenset({DELIVERED, UNDELIVERED, FAILED, OPTED_OUT})
+
+# Error codes of a queued delivery that is waiting, not failing (none of these waits is an attempt):
+RATE_LIMITED = "rate_limited"  # for a sending slot it booked (relay/infra/ratelimit.py take_slot)
+THROTTLED = "throttled"  # a provider's 429 with Retry-After
+QUIET_HOURS = "quiet_hours"  # the member's quiet hours began after it was planned (relay/outbound/checks.py)
+WAITING_CODES = frozenset({RATE_LIMITED, THROTTLED, QUIET_HOURS, "held"})
+RATE_LIMIT_CODES = frozenset({RATE_LIMITED, THROTTLED})
+
+# status -> the statuses it may move to. Anything else is ignored (and logged by the caller).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    QUEUED: frozenset({SENDING, FAILED, OPTED_OUT, HELD}),
+    SENDING: frozenset({QUEUED, ACCEPTED, SENT, DELIVERED, UNDELIVERED, FAILED, OPTED_OUT}),
+    HELD: frozenset({QUEUED, FAILED, OPTED_OUT}),
+    ACCEPTED: frozenset({SENT, DELIVERED, UNDELIVERED, FAILED}),
+    SENT: frozenset({DELIVERED, UNDELIVERED, FAILED}),
+    DELIVERED: frozenset(),
+    UNDELIVERED: frozenset(),
+    FAILED: frozenset(),
+    OPTED_OUT: frozenset(),
+}
+
+# Twilio's MessageStatus words -> relay's delivery status.
+TWILIO_STATUS = {
+    "accepted": ACCEPTED,
+    "scheduled": ACCEPTED,
+    "queued": ACCEPTED,
+    "sending": ACCEPTED,
+    "sent": SENT,
+    "delivered": DELIVERED,
+    "read": DELIVERED,
+    "undelivered": UNDELIVERED,
+    "failed": FAILED,
+    "canceled": FAILED,
+}
+
+
+def can_move(current: str, new: str) -> bool:
+    return new in TRANSITIONS.get(current, frozenset())
+
+
+def _claimable(now: datetime):
+    return or_(
+        and_(Delivery.status == QUEUED, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)),
+        and_(Delivery.status == SENDING, Delivery.lease_until < now),
+    )
+
+
+def claim(session: Session, delivery_id: int, lease: timedelta, now: datetime | None = None) -> bool:
+    """Atomically take a delivery for sending. Exactly one caller wins; the lease lets a crashed
+    sender's work be taken again once it expires."""
+    now = now or utcnow()
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, _claimable(now))
+        .values(status=SENDING, lease_until=now + lease, attempts=Delivery.attempts + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def claim_many(session: Session, delivery_ids, lease: timedelta, now: datetime | None = None) -> list[int]:
+    """claim() for a batch in one statement (UPDATE ... RETURNING): each delivery is still won by
+    exactly one caller, row by row; returns the ids this caller won."""
+    now = now or utcnow()
+    if not delivery_ids:
+        return []
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(list(delivery_ids)), _claimable(now))
+        .values(status=SENDING, lease_until=now + lease, attempts=Delivery.attempts + 1, updated_at=now)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(result.scalars())
+
+
+def move(session: Session, delivery: Delivery, new: str, **values) -> bool:
+    """Move `delivery` to `new` if the table allows it; return whether it moved."""
+    if delivery.status == new:
+        return False
+    if not can_move(delivery.status, new):
+        return False
+    delivery.status = new
+    for key, value in values.items():
+        setattr(delivery, key, value)
+    return True
+
+
+def due_for_dispatch(session: Session, stale_after: timedelta, limit: int = 1000,
+                     now: datetime | None = None) -> list[int]:
+    """Deliveries that should be in the queue but may not be: never dispatched, dispatched long
+    ago and still queued, or sending with an expired lease (a crashed worker)."""
+    now = now or utcnow()
+    stale = now - stale_after
+    rows = session.execute(
+        select(Delivery.id)
+        .where(
+            or_(
+                and_(Delivery.status == QUEUED,
+                     or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+                     or_(and_(Delivery.dispatched_at.is_(None), Delivery.created_at < stale),
+                         Delivery.dispatched_at < stale)),
+                and_(Delivery.status == SENDING, Delivery.lease_until < now),
+            )
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    return [r[0] for r in rows]
+
+
+def booked_soon(session: Session, ahead: timedelta, limit: int = 1000,
+                now: datetime | None = None) -> list[tuple[int, datetime]]:
+    """Deliveries waiting for a rate-limit slot they booked (RATE_LIMITED) that comes within `ahead`
+    and that nobody has queued for it yet: (id, when it may be claimed). Queueing one stamps its
+    dispatched_at at that time or later, which takes it off this list."""
+    now = now or utcnow()
+    rows = session.execute(
+        select(Delivery.id, Delivery.next_attempt_at)
+        .where(Delivery.status == QUEUED, Delivery.error_code == RATE_LIMITED,
+               Delivery.next_attempt_at <= now + ahead,
+               or_(Delivery.dispatched_at.is_(None), Delivery.dispatched_at < Delivery.next_attempt_at))
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )
+    return [(r[0], r[1]) for r in rows]

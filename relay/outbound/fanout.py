@@ -1,0 +1,164 @@
+"""Planning deliveries set-wise: who gets a post or a reply, written as delivery rows in batches,
+each row unique by its dedupe key so planning twice creates nothing new."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import String, case, cast, func, literal, select
+from sqlalchemy.orm import Session
+
+from relay.members import ladder
+from relay.model.tables import Delivery, Member, Participant, utcnow
+from relay.infra.storage import insert_from_select_ignoring_conflicts, insert_ignoring_conflicts
+
+
+def delivery_ids_for(session: Session, keys: list[str]) -> list[int]:
+    ids: list[int] = []
+    for start in range(0, len(keys), 500):
+        ids.extend(session.scalars(select(Delivery.id).where(Delivery.dedupe_key.in_(keys[start:start + 500]))))
+    return sorted(ids)
+
+
+def plan(session: Session, rows: list[dict]) -> list[int]:
+    """Insert delivery rows (skipping those that exist) and return the ids of all of them."""
+    now = utcnow()
+    rows = ladder.shape_rows(session, rows, now)  # issue 5: mutes, pauses, digest/urgent-only, quiet hours
+    if not rows:
+        return []
+    for row in rows:  # every row needs the same keys for one executemany
+        for optional in ("post_id", "case_id", "member_id"):
+            row.setdefault(optional, None)
+        row.setdefault("status", "queued")
+        row.setdefault("channel", "sms")
+        row.setdefault("attempts", 0)
+        row.setdefault("created_at", now)
+        row.setdefault("updated_at", now)
+    insert_ignoring_conflicts(session, Delivery.__table__, rows)
+    return delivery_ids_for(session, [r["dedupe_key"] for r in rows])
+
+
+def reachable_members(session: Session, member_filter, exclude_member_id: int | None = None):
+    """Active members matching `member_filter` with the channels they take now (chosen, an address,
+    not opted out, email not suspended after bounces)."""
+    return session.execute(reachable_query(member_filter, exclude_member_id)).all()
+
+
+def reachable_query(member_filter, exclude_member_id: int | None = None):
+    """The query behind reachable_members(), for planning set-wise in SQL (plan_from_query)."""
+    query = (
+        select(Member.id, Member.phone, Member.email, Member.language,
+               (Member.phone.is_not(None) & Member.sms_discussion.is_(True)
+                & Member.sms_opted_out_at.is_(None)).label("takes_sms"),
+               (Member.email.is_not(None) & Member.email_discussion.is_(True)
+                & Member.email_opted_out_at.is_(None) & Member.email_suspended_at.is_(None)).label("takes_email"))
+        .where(Member.active.is_(True), member_filter)
+        .distinct()
+        .order_by(Member.id)
+    )
+    if exclude_member_id is not None:
+        query = query.where(Member.id != exclude_member_id)
+    return query
+
+
+def participants(session: Session, thread_id: int, exclude_member_id: int | None):
+    """Members following the thread, with the channels they take now."""
+    followers = select(Participant.member_id).where(Participant.thread_id == thread_id)
+    return reachable_members(session, Member.id.in_(followers), exclude_member_id)
+
+
+CHANNELS = ("sms", "email")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    member_id: int
+    phone: str | None
+    email: str | None
+    language: str
+    channels: tuple[str, ...]  # the channels a message goes to them on, in CHANNELS order
+
+
+def recipients_from(members, wanted: set[str], allowed: dict[int, set[str]] | None = None) -> list[Recipient]:
+    """Recipients from reachable_members() rows: the wanted channels each takes (and, if given, is allowed)."""
+    found = []
+    for m in members:
+        takes = {"sms": m.takes_sms, "email": m.takes_email}
+        channels = tuple(c for c in CHANNELS if c in wanted and takes[c]
+                         and (allowed is None or c in allowed.get(m.id, ())))
+        if channels:
+            found.append(Recipient(m.id, m.phone, m.email, m.language or "en", channels))
+    return found
+
+
+def delivery_rows(recipients: list[Recipient], *, purpose: str, post_id: int | None, case_id: int | None,
+                  sms_text, email_body: str, key=None) -> list[dict]:
+    """One delivery row per recipient x channel: `sms_text(language)` gives the SMS body; the email is
+    composed when it is sent. Keyed by post (`key(member_id, channel)` for messages with no post)."""
+    rows = []
+    for r in recipients:
+        for channel in r.channels:
+            dedupe_key = key(r.member_id, channel) if key else f"post:{post_id}:{r.member_id}:{channel}"
+            rows.append({"dedupe_key": dedupe_key,
+                         "purpose": purpose, "post_id": post_id, "case_id": case_id, "member_id": r.member_id,
+                         "channel": channel, "to_address": r.phone if channel == "sms" else r.email,
+                         "body": sms_text(r.language) if channel == "sms" else email_body})
+    return rows
+
+
+def follow(session: Session, thread_id: int, member_ids: list[int], reason: str) -> None:
+    """Make members participants of a thread (idempotent)."""
+    now = utcnow()
+    insert_ignoring_conflicts(session, Participant.__table__, [
+        {"thread_id": thread_id, "member_id": mid, "reason": reason, "created_at": now} for mid in member_ids
+    ])
+
+
+def languages_of(session: Session, query) -> list[str]:
+    """The languages (default en) of the members a reachable_query() selects."""
+    members = query.order_by(None).subquery()
+    return sorted(session.scalars(select(func.coalesce(members.c.language, "en")).distinct()))
+
+
+def plan_from_query(session: Session, query, channel: str, *, purpose: str, post_id: int | None,
+                    case_id: int | None, key_prefix: str, bodies: dict[str, str], dispatched: bool = True) -> None:
+    """Plan one channel of a broadcast in one INSERT ... SELECT: a delivery per member the
+    reachable_query() selects who takes `channel`, keyed `<key_prefix><member id>:<channel>`, with the
+    body for the member's language (`bodies`, "en" the fallback). No recipient list is loaded into
+    Python, so 100,000 members cost one statement.
+
+    `dispatched` stamps dispatched_at at once: the rows are queued in batches right after the commit,
+    and a broker outage is recovered by the sweeper exactly as for rows never dispatched."""
+    members = query.order_by(None).subquery()
+    takes = members.c.takes_sms if channel == "sms" else members.c.takes_email
+    language = func.coalesce(members.c.language, "en")
+    fallback = bodies.get("en", next(iter(bodies.values()), ""))
+    others = [(language == lang, literal(text, String)) for lang, text in bodies.items() if lang != "en"]
+    body = case(*others, else_=literal(fallback, String)) if others else literal(fallback, String)
+    now = utcnow()
+    columns = {
+        "dedupe_key": literal(key_prefix, String) + cast(members.c.id, String) + literal(f":{channel}", String),
+        "purpose": literal(purpose, String),
+        "post_id": literal(post_id, Delivery.post_id.type),
+        "case_id": literal(case_id, Delivery.case_id.type),
+        "member_id": members.c.id,
+        "channel": literal(channel, String),
+        "to_address": members.c.phone if channel == "sms" else members.c.email,
+        "body": body,
+        "status": literal("queued", String),
+        "attempts": literal(0),
+        "created_at": literal(now, Delivery.created_at.type),
+        "updated_at": literal(now, Delivery.updated_at.type),
+    }
+    if dispatched:
+        columns["dispatched_at"] = literal(now, Delivery.dispatched_at.type)
+    chosen = select(*[expr.label(name) for name, expr in columns.items()]).where(takes.is_(True))
+    insert_from_select_ignoring_conflicts(session, Delivery.__table__, list(columns), chosen)
+
+
+def follow_query(session: Session, thread_id: int, member_filter, reason: str) -> None:
+    """follow() for every member matching `member_filter`, in one INSERT ... SELECT."""
+    chosen = select(literal(thread_id).label("thread_id"), Member.id.label("member_id"),
+                    literal(reason, String).label("reason"),
+                    literal(utcnow(), Participant.created_at.type).label("created_at")).where(member_filter)
+    insert_from_select_ignoring_conflicts(session, Participant.__table__,
+                                          ["thread_id", "member_id", "reason", "created_at"], chosen)

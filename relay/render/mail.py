@@ -1,0 +1,192 @@
+"""Composing relay's outbound email like a well-run mailing list: one stable Message-ID per post,
+In-Reply-To and References along the case thread, a reply address bound to (member, case),
+RFC 2369/2919/8058 list headers, RFC 3834 Auto-Submitted, and a text and an HTML part. Notices
+(new case, guideline, announcement, correction) have their own subjects; a general notice, with no
+case thread, gets a Message-ID of its own and no reply address."""
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from relay.model.tables import Case, Delivery, Member, Notice, Post, Thread
+from relay.model.notice_refs import notice_of
+from relay.infra.signing import notice_message_id, post_message_id, reply_token, unsubscribe_token
+
+LOOP_HEADER = "X-Relay-Loop"
+MAX_REFERENCES = 20  # the first post plus the latest ones: long threads keep a sane header
+
+
+@lru_cache(maxsize=8)
+def _environment(templates_dir: str) -> Environment:
+    return Environment(loader=FileSystemLoader(templates_dir), undefined=StrictUndefined,
+                       autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+                       trim_blocks=True, lstrip_blocks=True)
+
+
+def _render(templates_dir: Path, name: str, language: str, **context) -> str:
+    env = _environment(str(templates_dir))
+    template = env.select_template([f"email/{language}/{name}", f"email/en/{name}"])
+    return template.render(language=language, **context)
+
+
+def list_id(settings) -> str:
+    return f"cases.{settings.email_domain}"
+
+
+def reply_address(settings, member_id: int, case_id: int) -> str:
+    return f"reply+{reply_token(settings.secret(), member_id, case_id)}@{settings.email_domain}"
+
+
+def unsubscribe_urls(settings, member_id: int) -> tuple[str, str]:
+    token = unsubscribe_token(settings.secret(), member_id)
+    return (f"{settings.public_base_url}/unsubscribe/{token}",
+            f"mailto:unsubscribe+{token}@{settings.email_domain}?subject=unsubscribe")
+
+
+def thread_references(session: Session, settings, post: Post) -> list[str]:
+    """Message-IDs of the posts before this one in its case thread, oldest first."""
+    earlier = list(session.scalars(select(Post.id).where(Post.thread_id == post.thread_id, Post.id < post.id)
+                                   .order_by(Post.id)))
+    if len(earlier) > MAX_REFERENCES:
+        earlier = earlier[:1] + earlier[-(MAX_REFERENCES - 1):]
+    secret, domain = settings.secret(), settings.email_domain
+    return [post_message_id(secret, pid, domain) for pid in earlier]
+
+
+NOTICE_LABELS = {
+    "en": {"guideline": "Guideline", "announcement": "Announcement", "correction": "Correction"},
+    "ko": {"guideline": "지침", "announcement": "공지", "correction": "정정"},
+}
+URGENT_LABEL = {"en": "URGENT", "ko": "긴급"}
+
+
+def notice_subject(language: str, kind: str, title: str, code: str = "", urgent: bool = False) -> str:
+    """A notice's Subject: "[C1] title" (new case), "[C1] Correction: title", "Guideline: title"."""
+    labels = NOTICE_LABELS.get(language, NOTICE_LABELS["en"])
+    text = f"{labels[kind]}: {title}" if kind in labels else title
+    if urgent:
+        text = f"{URGENT_LABEL.get(language, URGENT_LABEL['en'])} {text}"
+    return f"[{code}] {text}" if code else text
+
+
+def case_summary(case: Case) -> list[tuple[str, str]]:
+    """The clinical summary fields of a case that have a value, as (key, value)."""
+    return [(key, value) for key, value in (
+        ("chief_complaint", case.chief_complaint), ("symptoms", case.symptoms),
+        ("exposure_history", case.exposure_history), ("findings", case.findings)) if value]
+
+
+def notice_parts(settings, notice: Notice | None, case: Case | None, language: str, unsubscribe_url: str,
+                 text: str) -> tuple[str, str, dict]:
+    """Subject, template name and template context of a notice's email (compose and preview share it)."""
+    kind = notice.kind if notice is not None else "new_case"
+    urgent = notice is not None and notice.severity == "urgent"
+    code = case.code if case is not None else ""
+    url = settings.case_url(code) if case is not None else settings.library_url
+    if kind == "new_case":
+        context = dict(notice=True, code=code, title=case.title, url=url, text=text, summary=case_summary(case),
+                       author=settings.network_name, unsubscribe_url=unsubscribe_url)
+        return notice_subject(language, kind, case.title, code, urgent), "post", context
+    labels = NOTICE_LABELS.get(language, NOTICE_LABELS["en"])
+    context = dict(kind=kind, label=labels[kind], urgent=urgent, code=code, title=notice.title, body=text,
+                   url=url, network=settings.network_name, unsubscribe_url=unsubscribe_url)
+    return notice_subject(language, kind, notice.title, code, urgent), "notice", context
+
+
+def render_email_text(settings, template: str, language: str, context: dict) -> str:
+    """The text part of an email from templates/email/<language>/<template>.txt."""
+    return _render(settings.templates_dir, f"{template}.txt", language, **context)
+
+
+def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
+    """The email for one delivery of a post or a general notice, built from the rows (the same bytes every time)."""
+    member = session.get(Member, delivery.member_id)
+    language = member.language if member else "en"
+    unsubscribe_https, unsubscribe_mailto = unsubscribe_urls(settings, member.id)
+    notice = notice_of(session, delivery)
+    from relay.render.digest_mail import preferences_url  # issue 5: every email links the member's preference page
+
+    if delivery.post_id is None:  # a general notice: no case, no thread
+        subject, template, context = notice_parts(settings, notice, None, language, unsubscribe_https, notice.body)
+        context["preferences_url"] = preferences_url(settings, member.id)
+        references = []
+        if notice.corrects_notice_id is not None:
+            references = [notice_message_id(settings.secret(), notice.corrects_notice_id, settings.email_domain)]
+        return _message(settings, member, settings.network_name, subject, notice.sent_at or notice.created_at,
+                        notice_message_id(settings.secret(), notice.id, settings.email_domain), references, None,
+                        context["url"], True, (unsubscribe_https, unsubscribe_mailto),
+                        *_parts(settings, template, language, context))
+    post = session.get(Post, delivery.post_id)
+    thread = session.get(Thread, post.thread_id)
+    case = session.get(Case, thread.case_id)
+    author = session.get(Member, post.author_id) if post.author_id else None
+    is_notice = post.kind == "notice"
+    url = settings.case_url(case.code)
+    if is_notice:
+        subject, template, context = notice_parts(settings, notice, case, language, unsubscribe_https, post.body)
+    else:
+        subject, template = f"Re: [{case.code}] {case.title}", "post"
+        context = dict(notice=False, code=case.code, title=case.title, url=url, text=post.body,
+                       summary=case_summary(case), author=author.short_name if author else settings.network_name,
+                       unsubscribe_url=unsubscribe_https)
+    context["preferences_url"] = preferences_url(settings, member.id)
+    sender_name = settings.network_name if is_notice or author is None else f"{author.short_name} via {settings.network_name}"
+    reply_to = formataddr((f"{case.code} {settings.network_name}", reply_address(settings, member.id, case.id)))
+    return _message(settings, member, sender_name, subject, post.created_at,
+                    post_message_id(settings.secret(), post.id, settings.email_domain),
+                    thread_references(session, settings, post), reply_to, url, is_notice,
+                    (unsubscribe_https, unsubscribe_mailto), *_parts(settings, template, language, context))
+
+
+def _parts(settings, template: str, language: str, context: dict) -> tuple[str, str]:
+    return (render_email_text(settings, template, language, context),
+            _render(settings.templates_dir, f"{template}.html", language, **context))
+
+
+def _one_line(text: str) -> str:
+    """Header text on one line: CR, LF and other control characters become spaces (reliability: a name or
+    title that somehow holds CR/LF can neither add a header nor make composing the email fail)."""
+    return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text or "").split())
+
+
+def _message(settings, member: Member, sender_name: str, subject: str, date, message_id: str,
+             references: list[str], reply_to: str | None, archived_at: str, automatic: bool,
+             unsubscribe: tuple[str, str], text: str, html: str) -> EmailMessage:
+    # refold_source="none": a header stored with set_raw() goes out exactly as written (see below).
+    message = EmailMessage(policy=SMTP.clone(refold_source="none"))
+    message["From"] = formataddr((_one_line(sender_name), settings.email_from))
+    message["To"] = formataddr((_one_line(member.name), member.email))
+    message["Subject"] = _one_line(subject)
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = f"<{message_id}>"
+    if references:
+        message["In-Reply-To"] = f"<{references[-1]}>"
+        message["References"] = " ".join(f"<{ref}>" for ref in references)
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message["List-Id"] = f"{settings.network_name} cases <{list_id(settings)}>"
+    # Folded here, one URL per line, and stored raw: given the whole value, the email package turns a
+    # URL longer than a line into RFC 2047 encoded-words, which RFC 2369/8058 readers do not decode.
+    message.set_raw("List-Unsubscribe", f"<{unsubscribe[0]}>,\r\n <{unsubscribe[1]}>")
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message["List-Archive"] = f"<{settings.library_url}>"
+    message["Archived-At"] = f"<{archived_at}>"
+    message["Precedence"] = "list"
+    message["X-Auto-Response-Suppress"] = "All"  # asks Exchange not to answer with out-of-office mail
+    message[LOOP_HEADER] = settings.email_domain
+    if automatic:
+        message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+def compose_bytes(session: Session, settings, delivery: Delivery) -> bytes:
+    return compose(session, settings, delivery).as_bytes()
