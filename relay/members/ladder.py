@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from relay.model.tables import CaseMute, ChannelPreference, ConsentEvent, ListDigestChoice, Member, MemberList, Membership, Notice, utcnow
 from relay.model.notice_refs import notice_id_in_key
 from relay.infra.storage import insert_if_new
+from relay.model.channels import CHANNELS
 
-CHANNELS = ("sms", "email")
 MODES = ("all", "digest", "urgent_only")
 PAUSES = {"24H": timedelta(hours=24), "7D": timedelta(days=7)}
 DEFAULT_QUIET = ("22:00", "07:00")
