@@ -113,8 +113,6 @@ def render_metrics(sessions, spool=None, counts: DatabaseCounts | None = None) -
 
         multiprocess.MultiProcessCollector(registry)
     else:
-        from prometheus_client import REGISTRY
-
         for collector in (WEBHOOKS, TASK_SECONDS, INBOUND_LATENCY):
             registry.register(_Borrowed(collector))
     return generate_latest(registry)
