@@ -63,7 +63,7 @@ class DatabaseCollector:
 
     def collect(self):
         inbound, posts, deliveries = self.counts.rows()
-        family = GaugeMetricFamily("relay_inbound_events", "Inbound webhooks kept, by kind and current outcome",
+        family: GaugeMetricFamily | CounterMetricFamily = GaugeMetricFamily("relay_inbound_events", "Inbound webhooks kept, by kind and current outcome",
                                    labels=["kind", "outcome"])
         for kind, outcome, count in inbound:
             family.add_metric([kind, outcome or ""], count)

@@ -64,7 +64,7 @@ def add_to_list(session: Session, name: str, member: Member, actor: audit.Actor 
 def remove_from_list(session: Session, name: str, member: Member, actor: audit.Actor = audit.SYSTEM) -> bool:
     """Take `member` off the list; True if they were on it."""
     found = get_list(session, name)
-    removed = session.execute(delete(Membership).where(Membership.list_id == found.id,
+    removed = session.execute(delete(Membership).where(Membership.list_id == found.id,  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
                                                        Membership.member_id == member.id)).rowcount > 0
     if removed:
         audit.record(session, "list.remove", f"list:{found.name}", actor, member=member.id)
