@@ -47,7 +47,7 @@ def get_list(session: Session, name: str) -> MemberList:
 
 def list_summary(session: Session, name: str) -> ListSummary:
     found = get_list(session, name)
-    n = session.scalar(select(func.count(Membership.id)).where(Membership.list_id == found.id))
+    n = session.scalar(select(func.count(Membership.id)).where(Membership.list_id == found.id)) or 0
     return ListSummary(found.name, n, found.created_at)
 
 
