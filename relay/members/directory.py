@@ -161,7 +161,7 @@ def upsert_member(session: Session, data: dict) -> tuple[Member, bool]:
     member = matching_member(session, data)
     created = member is None
     roles = roles_after(member, data)
-    if created:
+    if member is None:
         member = Member()
         session.add(member)
     member.roles = roles
