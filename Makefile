@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test install migrate demo browsers clean bench
+.PHONY: up test lint install migrate demo browsers clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint and types (issue 14): ruff (pyproject [tool.ruff]), mypy on relay/ ([tool.mypy]), and the
+# import-linter contracts when a .importlinter / [tool.importlinter] is present.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	if [ -f .importlinter ] || grep -q '^\[tool.importlinter\]' pyproject.toml; then $(BIN)/lint-imports; fi
 
 # The headless Chromium the browser tests drive (tests/e2e/test_browser.py), from the distribution.
 browsers:

@@ -94,7 +94,7 @@ def seed_digest_subscribers(sessions, n: int, now) -> dict:
             authors.append(author)
         session.flush()
         cases = []
-        for i, (title, visibility, published) in enumerate([
+        for _i, (title, visibility, published) in enumerate([
                 ("Fever and cough after travel", "public", now - timedelta(days=10)),
                 ("Rash in a returning hiker", "members", now - timedelta(days=6)),
                 ("Ground-glass opacities in a non-smoker", "public", now - timedelta(hours=20)),

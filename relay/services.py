@@ -68,7 +68,8 @@ def build_services(settings: Settings | None = None, *, dispatcher: Dispatcher |
         senders = senders_for(settings)
     sessions = make_session_factory(engine)
     sessions.kw["info"] = {"quiet_hours": settings.quiet_hours}  # issue 5: read by relay/members/ladder.py
+    spool = Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_files)
     services = Services(settings=settings, engine=engine, sessions=sessions, dispatcher=dispatcher, senders=senders,
-                        spool=Spool(settings.spool_path, settings.spool_max_bytes, settings.spool_max_files))
-    services.replayer = Replayer(services, services.spool)
+                        spool=spool)
+    services.replayer = Replayer(services, spool)
     return services

@@ -45,7 +45,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
     settings = services.settings
     with transaction(services.sessions) as session:
         heartbeats.mark(session, heartbeats.SWEEP, now)  # relay worker warns when this stops (relay/infra/heartbeats.py)
-        gave_up = session.execute(
+        gave_up = session.execute(  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
             update(Delivery)
             .where(Delivery.status == SENDING, Delivery.lease_until < now,
                    Delivery.attempts >= settings.max_send_attempts)

@@ -24,7 +24,7 @@ from relay.sweeper import sweep
 from webhooks.app import create_app
 
 from .conftest import run_worker
-from .console_helpers import ADMIN, KIM, LEE, PASSWORD, csrf, give_password, sign_in, token_from
+from .console_helpers import ADMIN, KIM, LEE, PASSWORD, csrf, give_password, sign_in
 
 
 @pytest.fixture

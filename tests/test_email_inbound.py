@@ -22,7 +22,7 @@ from relay.infra.signing import post_message_id, unsubscribe_token
 from webhooks.app import create_app
 
 from .conftest import DEMO_CSV, RecordingSender, make_settings, run_worker
-from .helpers import event, member
+from .helpers import member
 
 KEY = "mailgun-signing-key"
 DOMAIN = "relay.example.org"

@@ -164,7 +164,6 @@ def test_smtp_4xx_retries_and_5xx_fails_with_the_reply(mail_services, smtp_sink)
     smtp_sink.refuse["alice@example.org"] = "451 4.3.0 Mailbox busy, try later"
     smtp_sink.refuse["ben@example.org"] = "550 5.1.1 No such user here"
     new_case_notice(mail_services, "C1", ["tft"])
-    dispatcher = mail_services.dispatcher
     run_worker(mail_services)
     rows = {d.to_address: d for d in deliveries(mail_services, channel="email")}
     assert rows["alice@example.org"].status == "queued" and rows["alice@example.org"].error_code == "451"

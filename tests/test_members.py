@@ -58,7 +58,7 @@ def test_good_rows_import_bad_rows_are_reported_by_line(services):
     with services.sessions() as session:
         kim = session.scalar(select(Member).where(Member.phone == "+821012345601"))
         assert kim.email == "jiwon@example.org" and kim.roles == "member;coordinator"
-        assert sorted(l.name for l in session.scalars(select(MemberList))) == ["seoul", "tft"]
+        assert sorted(ml.name for ml in session.scalars(select(MemberList))) == ["seoul", "tft"]
     assert sorted(report.lists_created) == ["seoul", "tft"]
 
 

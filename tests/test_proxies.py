@@ -15,7 +15,7 @@ from webhooks.app import create_app
 from webhooks.proxies import TrustedProxies
 
 from .conftest import _empty_tables
-from .console_helpers import KIM, LEE, PASSWORD, csrf, give_password, sign_in
+from .console_helpers import KIM, LEE, PASSWORD, csrf, give_password
 
 PROXY = "10.0.0.7"
 

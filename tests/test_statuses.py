@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-import pytest
 
 from relay.infra.db import transaction
 from relay.outbound.deliveries import FINAL, TRANSITIONS, TWILIO_STATUS, can_move

@@ -13,7 +13,7 @@ from relay.model.tables import Delivery, utcnow
 from relay.notices.lifecycle import new_case_notice
 
 from .conftest import run_worker
-from .helpers import event, member, record_sms
+from .helpers import event, record_sms
 
 LEE = "+821012345602"
 

@@ -398,7 +398,6 @@ def member_page(member_id: int, error: str | None = None, status: int = 200):
 def edit_member(member_id: int):
     form = request.form
     try:
-        uploads = _uploads()
         with transaction(_services().sessions) as session:
             member = _member_or_404(session, member_id)
             before = members_core.snapshot(member)

@@ -58,7 +58,7 @@ def _spool_or_raise(services, kind: str, entry: Entry, exc: Exception) -> Respon
     except (SpoolFull, OSError) as refused:
         log.error("twilio %s %s: database unavailable and the spool refused it (%s: %s); answering 503",
                   kind, entry.dedupe_key, type(refused).__name__, refused)
-        raise exc
+        raise exc from refused
     log.warning("twilio %s %s: database unavailable (%s), kept in the spool", kind, entry.dedupe_key,
                 str(exc).splitlines()[0])
     if services.replayer is not None:

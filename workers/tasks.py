@@ -61,7 +61,7 @@ def _run(task, name: str, function, *args):
         with _timed(name):
             return function(*args)
     except DBAPIError as exc:
-        raise _database_retry(task, exc)
+        raise _database_retry(task, exc) from exc
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:

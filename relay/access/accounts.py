@@ -60,7 +60,7 @@ def authenticate(session: Session, email: str, password: str) -> Member | None:
     if row is None or len(password) > MAX_LENGTH:
         _verify(_DUMMY_HASH, password[:MAX_LENGTH])
         return None
-    if not _verify(row.password_hash, password) or not member.active:
+    if not _verify(row.password_hash, password) or member is None or not member.active:  # a row means a member
         return None
     if _hasher.check_needs_rehash(row.password_hash):  # parameters were raised since it was set
         row.password_hash = _hasher.hash(password)

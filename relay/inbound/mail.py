@@ -24,7 +24,7 @@ from relay.library.cases import create_case
 from relay.library.images import file_attachments
 from relay.infra.logs import mask
 from relay.render.mail import LOOP_HEADER, list_id
-from relay.model.tables import Case, InboundEvent, Member, utcnow
+from relay.model.tables import Case, InboundEvent, Member
 from relay.providers.errors import BadWebhook
 from relay.providers.inbound_email import parse_inbound_email
 from relay.inbound.reply_text import visible_text

@@ -52,7 +52,7 @@ def _postgres_insert(engine: Engine) -> str:
     """The INSERT ... ON CONFLICT DO NOTHING RETURNING id of record_inbound, compiled once by
     SQLAlchemy for the driver (named %(column)s parameters)."""
     columns = list(_row(provider="", kind="", dedupe_key="", raw=""))
-    stmt = (postgresql.insert(InboundEvent.__table__).values({name: bindparam(name) for name in columns})
+    stmt = (postgresql.insert(InboundEvent.__table__).values({name: bindparam(name) for name in columns})  # type: ignore[arg-type]  # a model's __table__ is typed FromClause; it is the Table
             .on_conflict_do_nothing().returning(InboundEvent.id))
     return str(stmt.compile(dialect=engine.dialect))
 

@@ -63,7 +63,7 @@ class DatabaseCollector:
 
     def collect(self):
         inbound, posts, deliveries = self.counts.rows()
-        family = GaugeMetricFamily("relay_inbound_events", "Inbound webhooks kept, by kind and current outcome",
+        family: GaugeMetricFamily | CounterMetricFamily = GaugeMetricFamily("relay_inbound_events", "Inbound webhooks kept, by kind and current outcome",
                                    labels=["kind", "outcome"])
         for kind, outcome, count in inbound:
             family.add_metric([kind, outcome or ""], count)
@@ -113,8 +113,6 @@ def render_metrics(sessions, spool=None, counts: DatabaseCounts | None = None) -
 
         multiprocess.MultiProcessCollector(registry)
     else:
-        from prometheus_client import REGISTRY
-
         for collector in (WEBHOOKS, TASK_SECONDS, INBOUND_LATENCY):
             registry.register(_Borrowed(collector))
     return generate_latest(registry)

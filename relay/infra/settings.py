@@ -183,7 +183,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        get = lambda name, default="": env.get(f"RELAY_{name}", default).strip()  # noqa: E731
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(f"RELAY_{name}", default).strip()
+
         var_dir = Path(get("VAR_DIR") or cls.var_dir)
         settings = cls(
             var_dir=var_dir,
@@ -267,14 +270,14 @@ class Settings:
 
     def with_defaults(self) -> "Settings":
         """Fill the embedded defaults (SQLite and a filesystem broker under var/)."""
-        changes = {}
+        changes: dict[str, object] = {}
         if not self.database_url:
             changes["database_url"] = f"sqlite:///{self.var_dir / 'relay.sqlite3'}"
         if not self.broker_url:
             changes["broker_url"] = "filesystem://localhost//"
         if not self.public_base_url:
             changes["public_base_url"] = f"http://127.0.0.1:{self.port}"
-        return replace(self, **changes) if changes else self
+        return replace(self, **changes) if changes else self  # type: ignore[arg-type]  # each value fits its field
 
     def replace(self, **changes) -> "Settings":
         return replace(self, **changes)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Mapping
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -130,7 +130,7 @@ def count_view(session: Session, case: Case) -> int:
         views = session.execute(statement.returning(Case.views)).scalar_one()
     else:  # pragma: no cover - every supported database has RETURNING
         session.execute(statement)
-        views = session.scalar(select(Case.views).where(Case.id == case.id))
+        views = session.scalar(select(Case.views).where(Case.id == case.id)) or 0
     set_committed_value(case, "views", views)  # what the row holds; not a change to write back
     return views
 
@@ -181,7 +181,7 @@ def parse_search_params(args: Mapping[str, str]) -> SearchParams:
     q = " ".join((args.get("q") or "").split())
     if len(q) > MAX_QUERY_CHARS:
         raise SearchError(f"q is too long (at most {MAX_QUERY_CHARS} characters)")
-    status = (args.get("status") or "").strip().lower()
+    status: str | None = (args.get("status") or "").strip().lower()
     if status in ("", "any", "all"):
         status = None
     elif status not in ("open", "closed"):
@@ -241,7 +241,7 @@ def _term_condition(term: str):
     """One search word: the case number (C12, #12 or 12) or a piece of the title or findings,
     case-insensitively. The word is a bound parameter with LIKE's wildcards escaped."""
     pattern = f"%{_escape_like(term.lower())}%"
-    conditions = [relay_lower(Case.title).like(pattern, escape="/"),
+    conditions: list[ColumnElement[bool]] = [relay_lower(Case.title).like(pattern, escape="/"),
                   relay_lower(Case.findings).like(pattern, escape="/")]
     number = _NUMBER.fullmatch(term)
     if number:

@@ -25,10 +25,11 @@ from sqlalchemy.orm import Session
 from relay.infra import audit
 from relay.model.tables import LANGUAGES, ROLES, Member, MemberList, Membership
 from relay.members.phones import InvalidPhone, to_e164
+from relay.members.emails import is_email_address
+from relay.model.channels import CHANNELS
 
 HEADER = ["name", "phone", "email", "timezone", "language", "lists", "roles"]
 OPTIONAL = ["channels"]
-CHANNELS = ("sms", "email")
 
 
 @dataclass
@@ -65,7 +66,7 @@ def clean_row(row: dict[str, str]) -> dict:
         except InvalidPhone as exc:
             raise RowError(str(exc)) from None
     email = (row.get("email") or "").strip().lower() or None
-    if email and ("@" not in email or " " in email or "\r" in email or "\n" in email):
+    if email and not is_email_address(email):
         raise RowError(f"email {email!r} is not an address")
     if not phone and not email:
         raise RowError("a member needs a phone or an email")
@@ -160,7 +161,7 @@ def upsert_member(session: Session, data: dict) -> tuple[Member, bool]:
     member = matching_member(session, data)
     created = member is None
     roles = roles_after(member, data)
-    if created:
+    if member is None:
         member = Member()
         session.add(member)
     member.roles = roles

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from relay.model.tables import CaseMute, ChannelPreference, ConsentEvent, ListDigestChoice, Member, MemberList, Membership, Notice, utcnow
 from relay.model.notice_refs import notice_id_in_key
 from relay.infra.storage import insert_if_new
+from relay.model.channels import CHANNELS
 
-CHANNELS = ("sms", "email")
 MODES = ("all", "digest", "urgent_only")
 PAUSES = {"24H": timedelta(hours=24), "7D": timedelta(days=7)}
 DEFAULT_QUIET = ("22:00", "07:00")
@@ -116,7 +116,7 @@ def mute(session: Session, member: Member, channel: str, case_id: int, code: str
 
 
 def unmute(session: Session, member: Member, channel: str, case_id: int, code: str, source: str) -> bool:
-    removed = session.execute(delete(CaseMute).where(CaseMute.member_id == member.id, CaseMute.case_id == case_id,
+    removed = session.execute(delete(CaseMute).where(CaseMute.member_id == member.id, CaseMute.case_id == case_id,  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
                                                      CaseMute.channel == channel)
                               .execution_options(synchronize_session=False)).rowcount
     if removed:
@@ -214,7 +214,7 @@ def set_list_digest(session: Session, member: Member, channel: str, list_id: int
 
         ensure_member_subscription(session, member, channel)
     else:
-        changed = bool(session.execute(delete(ListDigestChoice).where(
+        changed = bool(session.execute(delete(ListDigestChoice).where(  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
             ListDigestChoice.member_id == member.id, ListDigestChoice.list_id == list_id,
             ListDigestChoice.channel == channel).execution_options(synchronize_session=False)).rowcount)
     if changed:

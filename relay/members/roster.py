@@ -47,7 +47,7 @@ def get_list(session: Session, name: str) -> MemberList:
 
 def list_summary(session: Session, name: str) -> ListSummary:
     found = get_list(session, name)
-    n = session.scalar(select(func.count(Membership.id)).where(Membership.list_id == found.id))
+    n = session.scalar(select(func.count(Membership.id)).where(Membership.list_id == found.id)) or 0
     return ListSummary(found.name, n, found.created_at)
 
 
@@ -64,7 +64,7 @@ def add_to_list(session: Session, name: str, member: Member, actor: audit.Actor 
 def remove_from_list(session: Session, name: str, member: Member, actor: audit.Actor = audit.SYSTEM) -> bool:
     """Take `member` off the list; True if they were on it."""
     found = get_list(session, name)
-    removed = session.execute(delete(Membership).where(Membership.list_id == found.id,
+    removed = session.execute(delete(Membership).where(Membership.list_id == found.id,  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
                                                        Membership.member_id == member.id)).rowcount > 0
     if removed:
         audit.record(session, "list.remove", f"list:{found.name}", actor, member=member.id)

@@ -5,7 +5,6 @@ and confirmed by exactly one email: its delivery is keyed by the change that cau
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -13,12 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay.members import consent
+from relay.members.emails import is_email_address
 from relay.model.tables import DigestSubscription, Member, utcnow
 from relay.infra.storage import insert_if_new
 from relay.infra.signing import read_unsubscribe_token
 
 FREQUENCIES = ("daily", "weekly")
-_EMAIL = re.compile(r"^[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 
 
 class SubscriptionError(ValueError):
@@ -54,7 +53,7 @@ def valid_frequency(value: str) -> str:
 
 def valid_email(value: str) -> str:
     value = (value or "").strip()
-    if not _EMAIL.match(value):
+    if not is_email_address(value):
         raise SubscriptionError(f"{value!r} is not an email address")
     return value.lower()
 

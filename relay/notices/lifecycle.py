@@ -189,7 +189,7 @@ def schedule_notice(session: Session, notice_id: int, when: datetime, now: datet
 def cancel_notice(session: Session, notice_id: int, actor: audit.Actor = audit.SYSTEM) -> Notice:
     """Withdraw a draft or scheduled notice before it goes out. A notice already sending or sent cannot be
     called back (messages are with the providers): send a correction instead."""
-    cancelled = session.execute(update(Notice).where(Notice.id == notice_id, Notice.status.in_(("draft", "scheduled")))
+    cancelled = session.execute(update(Notice).where(Notice.id == notice_id, Notice.status.in_(("draft", "scheduled")))  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
                                 .values(status="cancelled").execution_options(synchronize_session=False)).rowcount
     notice = get_notice(session, notice_id)
     if not cancelled:
@@ -206,7 +206,7 @@ def _claim(session: Session, notice_id: int, now: datetime, due_only: bool) -> N
                   or_(Notice.expires_at.is_(None), Notice.expires_at > now)]
     if due_only:
         conditions.append(Notice.scheduled_for <= now)
-    claimed = session.execute(update(Notice).where(*conditions).values(status="sending")
+    claimed = session.execute(update(Notice).where(*conditions).values(status="sending")  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
                               .execution_options(synchronize_session=False)).rowcount == 1
     notice = get_notice(session, notice_id)  # not loaded before the UPDATE, so read as it is now
     if claimed:

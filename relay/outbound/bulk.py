@@ -233,7 +233,7 @@ def _send_one(services, message: OutboundMessage, attempts: int):
         return message, None, SendError(f"{type(exc).__name__}: {exc}", code="client", retryable=True), None
 
 
-_ACCEPT = (update(Delivery.__table__)
+_ACCEPT = (update(Delivery.__table__)  # type: ignore[arg-type]  # a model's __table__ is typed FromClause; it is the Table
            .where(Delivery.__table__.c.id == bindparam("delivery_id"))
            .values(status=case((Delivery.__table__.c.status == SENDING, ACCEPTED), else_=Delivery.__table__.c.status),
                    lease_until=case((Delivery.__table__.c.status == SENDING, None),

@@ -61,7 +61,7 @@ def check_burst(services, notice_id: int) -> bool:
         burst = recent_failures(session, notice, now)
         if burst.failures < settings.pause_min_failures or burst.failures <= settings.pause_failure_share * burst.attempts:
             return False
-        won = session.execute(update(Notice).where(Notice.id == notice_id, Notice.status.in_(PAUSABLE))
+        won = session.execute(update(Notice).where(Notice.id == notice_id, Notice.status.in_(PAUSABLE))  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
                               .values(status="paused").execution_options(synchronize_session=False)).rowcount == 1
         if not won:
             return False
@@ -80,7 +80,7 @@ def check_burst(services, notice_id: int) -> bool:
 
 
 def _hold(session: Session, notice: Notice) -> int:
-    return session.execute(update(Delivery).where(deliveries_filter(notice), Delivery.status == QUEUED)
+    return session.execute(update(Delivery).where(deliveries_filter(notice), Delivery.status == QUEUED)  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
                            .values(status=HELD, lease_until=None).execution_options(synchronize_session=False)).rowcount
 
 

@@ -77,7 +77,7 @@ def claim(session: Session, delivery_id: int, lease: timedelta, now: datetime | 
         .values(status=SENDING, lease_until=now + lease, attempts=Delivery.attempts + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return result.rowcount == 1  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
 
 
 def claim_many(session: Session, delivery_ids, lease: timedelta, now: datetime | None = None) -> list[int]:

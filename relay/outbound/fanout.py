@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from relay.members import ladder
 from relay.model.tables import Delivery, Member, Participant, utcnow
 from relay.infra.storage import insert_from_select_ignoring_conflicts, insert_ignoring_conflicts
+from relay.model.channels import CHANNELS
 
 
 def delivery_ids_for(session: Session, keys: list[str]) -> list[int]:
@@ -65,8 +66,6 @@ def participants(session: Session, thread_id: int, exclude_member_id: int | None
     followers = select(Participant.member_id).where(Participant.thread_id == thread_id)
     return reachable_members(session, Member.id.in_(followers), exclude_member_id)
 
-
-CHANNELS = ("sms", "email")
 
 
 @dataclass(frozen=True)

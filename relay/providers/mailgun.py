@@ -82,7 +82,8 @@ def signature_fields(content_type: str, body: bytes) -> tuple[str, str, str]:
         except (ValueError, AttributeError, RecursionError):
             raise BadWebhook("body is not a JSON object") from None
         signature = signature if isinstance(signature, dict) else {}
-        return tuple(str(signature.get(name) or "") for name in ("timestamp", "token", "signature"))
+        timestamp, token, value = (str(signature.get(name) or "") for name in ("timestamp", "token", "signature"))
+        return timestamp, token, value
     fields = fields_of(_form(content_type, body))
     return fields.get("timestamp", ""), fields.get("token", ""), fields.get("signature", "")
 

@@ -171,7 +171,7 @@ def _lines(text: str) -> str:
 def inbound_email(*, provider: str, headers: Sequence[tuple[str, str]], envelope_from: str | None,
                   recipients: Sequence[str], provider_message_id: str = "",
                   sender: tuple[str, str] | None = None, from_value: str | None = None,
-                  header_recipients: Sequence[str] | None = None, subject: str | None = None,
+                  header_recipients: Sequence[str | None] | None = None, subject: str | None = None,
                   mailbox_hash: str | None = None, text: str = "", html: str = "",
                   attachments: Sequence[Attachment] = ()) -> InboundEmail:
     """The InboundEmail every adapter returns, from what its provider gave.
@@ -230,7 +230,7 @@ def _leaves(message: Message) -> Iterator[Message]:
         part = stack.pop()
         payload = part.get_payload()
         if isinstance(payload, list) and _describe(part)[0].startswith("multipart/"):
-            stack.extend(reversed(payload))
+            stack.extend(reversed(payload))  # type: ignore[arg-type]  # typeshed types get_payload() loosely: bytes or None with decode=True, a list of Messages when multipart
         else:
             yield part
 
@@ -238,10 +238,10 @@ def _leaves(message: Message) -> Iterator[Message]:
 def _content(part: Message) -> bytes:
     data = part.get_payload(decode=True)
     if data is not None:
-        return data
+        return data  # type: ignore[return-value]  # typeshed types get_payload() loosely: bytes or None with decode=True, a list of Messages when multipart
     inner = part.get_payload()  # message/rfc822, message/delivery-status: parsed sub-messages
     if isinstance(inner, list):
-        return b"".join(sub.as_bytes(policy=_KEEP_FOLDING) for sub in inner)
+        return b"".join(sub.as_bytes(policy=_KEEP_FOLDING) for sub in inner)  # type: ignore[union-attr]  # typeshed types get_payload() loosely: bytes or None with decode=True, a list of Messages when multipart
     return str(inner).encode("utf-8", "surrogateescape")
 
 
@@ -265,7 +265,7 @@ def email_from_mime(raw: bytes, provider: str, provider_message_id: str = "",
     for part in _leaves(message):
         ctype, filename, inline, charset = _describe(part)
         if inline and ctype in ("text/plain", "text/html"):
-            body = decode_text(part.get_payload(decode=True) or b"", charset)
+            body = decode_text(part.get_payload(decode=True) or b"", charset)  # type: ignore[arg-type]  # typeshed types get_payload() loosely: bytes or None with decode=True, a list of Messages when multipart
             (texts if ctype == "text/plain" else htmls).append(body)
         else:
             attachments.append(Attachment(safe_filename(filename), ctype, _content(part)))

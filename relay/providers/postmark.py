@@ -111,7 +111,8 @@ def parse(body: bytes) -> InboundEmail:
                                 envelope_from=return_path, recipients=recipients)
         return dataclasses.replace(email, mailbox_hash=mailbox_hash or email.mailbox_hash,
                                    auth=postmark_verdicts(headers, email.envelope_from, email.from_address))
-    sender = data.get("FromFull") if isinstance(data.get("FromFull"), dict) else {}
+    sender = data.get("FromFull")
+    sender = sender if isinstance(sender, dict) else {}
     from_email = _text(sender, "Email") or _text(data, "From")
     if not from_email.strip():
         raise BadWebhook("missing FromFull.Email (the message has no From address)")

@@ -107,7 +107,8 @@ def _attachments(parts: list[FormPart], fields: dict[str, str]) -> list[Attachme
                    if p.filename is not None and re.fullmatch(r"attachment\d{1,4}", p.name))
     attachments = []
     for _, part in files:
-        meta = info.get(part.name) if isinstance(info.get(part.name), dict) else {}
+        meta = info.get(part.name)
+        meta = meta if isinstance(meta, dict) else {}
         filename = part.filename or meta.get("filename") or meta.get("name") or ""
         content_type = str(meta.get("type") or part.content_type or "application/octet-stream")
         attachments.append(Attachment(safe_filename(str(filename)), content_type, part.data))

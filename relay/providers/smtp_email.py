@@ -118,6 +118,7 @@ class SmtpEmailSender:
             return None
 
     async def _checkin(self, smtp: aiosmtplib.SMTP | None) -> None:
+        assert self._available is not None  # made by the _checkout that gave out this connection
         async with self._available:
             if smtp is not None and smtp.is_connected:
                 self._idle.append(smtp)

@@ -24,6 +24,7 @@ from twilio.request_validator import RequestValidator
 from relay.outbound.deliveries import TWILIO_STATUS
 from relay.model.messages import InboundMessage, OutboundMessage, SendError, SendResult, StatusUpdate
 from relay.providers.errors import BadWebhook  # one error type for every provider
+from relay.model.channels import SMS_MAX_CHARS
 
 __all__ = ["BadWebhook"]
 
@@ -88,7 +89,7 @@ def parse_inbound(form: Mapping[str, str]) -> InboundMessage:
     except ValueError:
         raise BadWebhook("NumMedia is not a number") from None
     body = form.get("Body") or ""
-    if len(body) > 1600 * 4:
+    if len(body) > SMS_MAX_CHARS * 4:
         raise BadWebhook(f"Body of {len(body)} characters is longer than any SMS")
     return InboundMessage(channel="sms", provider="twilio", provider_message_id=sid,
                           sender=sender, recipient=recipient, body=body, num_media=num_media)

@@ -8,30 +8,22 @@ from __future__ import annotations
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
-from functools import lru_cache
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay.model.tables import Case, Delivery, Member, Notice, Post, Thread
 from relay.model.notice_refs import notice_of
 from relay.infra.signing import notice_message_id, post_message_id, reply_token, unsubscribe_token
+from relay.render.environment import environment
 
 LOOP_HEADER = "X-Relay-Loop"
 MAX_REFERENCES = 20  # the first post plus the latest ones: long threads keep a sane header
 
 
-@lru_cache(maxsize=8)
-def _environment(templates_dir: str) -> Environment:
-    return Environment(loader=FileSystemLoader(templates_dir), undefined=StrictUndefined,
-                       autoescape=select_autoescape(enabled_extensions=("html",), default=False),
-                       trim_blocks=True, lstrip_blocks=True)
-
-
 def _render(templates_dir: Path, name: str, language: str, **context) -> str:
-    env = _environment(str(templates_dir))
+    env = environment(str(templates_dir))
     template = env.select_template([f"email/{language}/{name}", f"email/en/{name}"])
     return template.render(language=language, **context)
 

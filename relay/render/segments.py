@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from relay.model.channels import SMS_MAX_CHARS
+
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
-MAX_CHARACTERS = 1600  # Twilio refuses a longer Body (error 21617)
 
 
 @dataclass(frozen=True)
@@ -53,4 +54,4 @@ def count_segments(text: str) -> SegmentCount:
         costs = [2 if ord(c) > 0xFFFF else 1 for c in text]
         encoding, single, per_part = "UCS-2", 70, 67
     return SegmentCount(encoding=encoding, characters=len(text), units=sum(costs),
-                        segments=_parts(costs, single, per_part), too_long=len(text) > MAX_CHARACTERS)
+                        segments=_parts(costs, single, per_part), too_long=len(text) > SMS_MAX_CHARS)

@@ -1,30 +1,19 @@
 """Outbound text, rendered from templates/ per channel and language, and fitted to the SMS limit."""
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import TemplateNotFound
 
-# Twilio rejects a Body over 1,600 characters (error 21617); we shorten before sending.
-SMS_MAX_CHARS = 1600
+from relay.model.channels import SMS_MAX_CHARS
+from relay.render.environment import environment
 
-
-@lru_cache(maxsize=8)
-def _environment(templates_dir: str) -> Environment:
-    return Environment(
-        loader=FileSystemLoader(templates_dir),
-        autoescape=False,  # plain-text SMS; HTML pages use Flask's autoescaping environment
-        undefined=StrictUndefined,
-        keep_trailing_newline=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+__all__ = ["SMS_MAX_CHARS", "fit_sms", "render_sms"]
 
 
 def render_sms(templates_dir: Path, name: str, language: str, **context) -> str:
     """Render templates/sms/<language>/<name>.txt, falling back to English."""
-    env = _environment(str(templates_dir))
+    env = environment(str(templates_dir))
     for lang in (language, "en"):
         try:
             template = env.get_template(f"sms/{lang}/{name}.txt")

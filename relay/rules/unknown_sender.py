@@ -11,5 +11,5 @@ def check(ctx):
     if ctx.member_id is not None:
         return None
     word = keyword_of(ctx.message.body)
-    reply = {"stop": None, "help": "help"}.get(word, "unknown_sender")
+    reply = {"stop": None, "help": "help"}.get(word or "", "unknown_sender")
     return Verdict(REJECT, "sender is not a member", reply=reply)

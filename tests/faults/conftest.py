@@ -56,7 +56,7 @@ class PrivateRedis:
                 return self
             except redis.ConnectionError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"private redis-server on {self.port} did not start")
+                    raise RuntimeError(f"private redis-server on {self.port} did not start") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

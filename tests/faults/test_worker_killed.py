@@ -15,7 +15,6 @@ import signal
 import time
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from relay.model.tables import Delivery
