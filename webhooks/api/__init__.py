@@ -689,6 +689,6 @@ def openapi_document():
 
     document = current_app.extensions.get("relay-openapi")
     if document is None:
-        document = json.loads((Path(__file__).parent / "openapi.json").read_text(encoding="utf-8"))
+        document = json.loads((Path(__file__).parent.parent / "openapi.json").read_text(encoding="utf-8"))
         current_app.extensions["relay-openapi"] = document
     return jsonify(document)
