@@ -1,0 +1,158 @@
+"""/api/v1/notices: create a notice (a draft), read it with its deliveries counted, preview, send or
+schedule it, and correct it. A notice missing from the path is a 404; any other rule a request breaks
+(an unknown list, an expired or already sent notice, ...) a 422."""
+from __future__ import annotations
+
+import functools
+
+from flask import abort, current_app, jsonify
+from werkzeug.exceptions import NotFound, UnprocessableEntity
+
+from relay.infra.db import transaction
+from relay.library.cases import CaseNotFound
+from relay.model.tables import Case
+from relay.notices.audience import channels_of, link, list_names
+from relay.notices.corrections import correct_notice
+from relay.notices.lifecycle import (
+    NoticeError,
+    NoticeNotFound,
+    UnknownList,
+    create_notice,
+    delivery_counts,
+    get_notice,
+    parse_expiry,
+    parse_time,
+    schedule_notice,
+    send_notice,
+)
+from relay.notices.preview import preview_notice
+
+from .core import MAX_ID, actor, blueprint, current_caller, field, iso, json_object, log, requires
+
+NOTICE_ERRORS = (CaseNotFound, NoticeError, NoticeNotFound, UnknownList)
+
+
+def _notice_json(session, notice) -> dict:
+    case = session.get(Case, notice.case_id) if notice.case_id else None
+    settings = current_app.extensions["relay"].settings
+    counts = delivery_counts(session, notice)
+    totals: dict[str, int] = {}
+    for by_status in counts.values():
+        for status, n in by_status.items():
+            totals[status] = totals.get(status, 0) + n
+    return {"id": notice.id, "kind": notice.kind, "title": notice.title, "body": notice.body,
+            "severity": notice.severity, "channels": list(channels_of(notice)), "lists": list_names(notice),
+            "case": case.code if case is not None else None, "link": link(settings, case), "status": notice.status,
+            "expires_at": iso(notice.expires_at), "scheduled_for": iso(notice.scheduled_for),
+            "sent_at": iso(notice.sent_at), "corrects": notice.corrects_notice_id,
+            "created_at": iso(notice.created_at), "deliveries": counts, "totals": totals}
+
+
+def _notice_id_fits(view):
+    @functools.wraps(view)
+    def checked(notice_id: int, **kwargs):
+        if notice_id > MAX_ID:
+            abort(404, f"no notice {notice_id}")
+        return view(notice_id, **kwargs)
+
+    return checked
+
+
+def _notice_failure(exc: Exception):
+    """A notice route's domain error as an HTTP answer: the notice in the path missing is a 404; any
+    other rule it breaks (an unknown list, an expired or already sent notice, ...) a 422."""
+    http = NotFound(str(exc)) if isinstance(exc, NoticeNotFound) else UnprocessableEntity(str(exc))
+    return current_app.handle_user_exception(http)
+
+
+for _error in NOTICE_ERRORS:
+    blueprint.register_error_handler(_error, _notice_failure)
+
+
+@blueprint.post("/notices")
+@requires("notice.create")
+def create_notice_route():
+    """Create a draft from {kind, title, body, lists, case, severity, channels, expires_at|expires_in, corrects}."""
+    services = current_app.extensions["relay"]
+    data = json_object()
+    kind = field(data, "kind", str)
+    if not kind:
+        abort(400, '"kind" is required: new_case, guideline, announcement or correction')
+    lists = field(data, "lists", (list, str), [])
+    lists = lists.split(";") if isinstance(lists, str) else lists
+    if not all(isinstance(name, str) for name in lists):
+        abort(400, '"lists" must be list names')
+    corrects = field(data, "corrects", int)
+    if isinstance(corrects, bool):
+        abort(400, "'corrects' has the wrong type")
+    if corrects is not None and not 0 <= corrects <= MAX_ID:
+        abort(422, f"no notice {corrects}")
+    try:
+        expires_at = field(data, "expires_at", str)
+        expires_in = field(data, "expires_in", str)
+        with transaction(services.sessions) as session:
+            notice = create_notice(
+                session, kind=kind, title=field(data, "title", str, ""),
+                body=field(data, "body", str, ""), lists=lists, case_code=field(data, "case", str),
+                severity=field(data, "severity", str), channels=field(data, "channels", (list, str)),
+                expires_at=parse_time(expires_at) if expires_at else parse_expiry(expires_in) if expires_in else None,
+                corrects_notice_id=corrects, created_by=current_caller().member_id)
+            result = _notice_json(session, notice)
+    except NOTICE_ERRORS as exc:  # an unknown list, case or corrected notice is an error in the body
+        abort(422, str(exc))
+    log.info("notice %s (%s) created by %s", result["id"], result["kind"], actor().label)
+    return jsonify(result), 201, {"Location": f"/api/v1/notices/{result['id']}"}
+
+
+@blueprint.get("/notices/<int:notice_id>")
+@requires("notice.read")
+@_notice_id_fits
+def get_notice_route(notice_id: int):
+    """The notice with its deliveries counted by channel and status."""
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        return jsonify(_notice_json(session, get_notice(session, notice_id)))
+
+
+@blueprint.post("/notices/<int:notice_id>/preview")
+@requires("notice.read")
+@_notice_id_fits
+def preview_notice_route(notice_id: int):
+    """Recipients per channel and country, SMS texts with segments and cost, sample emails."""
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        return jsonify(preview_notice(session, services.settings, notice_id).as_dict())
+
+
+@blueprint.post("/notices/<int:notice_id>/send")
+@requires("notice.send")
+@_notice_id_fits
+def send_notice_route(notice_id: int):
+    """Send now, or schedule with {"at": "<ISO time>"}."""
+    services = current_app.extensions["relay"]
+    at = field(json_object(optional=True), "at", str)
+    if at:
+        with transaction(services.sessions) as session:
+            notice = schedule_notice(session, notice_id, parse_time(at), actor=actor())
+            return jsonify(_notice_json(session, notice)), 202
+    result = send_notice(services, notice_id, actor=actor())
+    with services.sessions() as session:
+        body = _notice_json(session, get_notice(session, notice_id))
+    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
+    return jsonify(body), 202
+
+
+@blueprint.post("/notices/<int:notice_id>/correct")
+@requires("notice.send")
+@_notice_id_fits
+def correct_notice_route(notice_id: int):
+    """Send {"text": "..."} as a correction to exactly those who received the notice."""
+    services = current_app.extensions["relay"]
+    text = field(json_object(), "text", str)
+    if not text or not text.strip():
+        abort(400, 'expected JSON {"text": "..."}')
+    result = correct_notice(services, notice_id, text, created_by=current_caller().member_id, actor=actor())
+    with services.sessions() as session:
+        body = _notice_json(session, get_notice(session, result.notice_id))
+    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
+    return jsonify(body), 201, {"Location": f"/api/v1/notices/{result.notice_id}"}
