@@ -13,7 +13,8 @@ from sqlalchemy import and_, or_, select, update
 from relay.infra import heartbeats
 from relay.outbound import hold
 from relay.infra.db import transaction
-from relay.outbound.deliveries import FAILED, SENDING, booked_soon, due_for_dispatch
+from relay.model.delivery_states import FAILED, SENDING
+from relay.outbound.deliveries import booked_soon, due_for_dispatch
 from relay.infra.dispatch import dispatch_safely
 from relay.model.tables import CaseImage, Delivery, InboundEvent, utcnow
 from relay.notices.lifecycle import finish_notice, unfinished_notices

@@ -238,7 +238,8 @@ def build_digest(services, subscription_id: int, period: str, now: datetime) -> 
 def drop_expired_waiting(session: Session, now: datetime) -> int:
     """Notice deliveries held back (quiet hours, or a retry) whose notice has expired are dropped now —
     failed with error code "expired", stamped at the expiry — so the next digest lists them as missed."""
-    from relay.outbound.deliveries import FAILED, QUEUED, move
+    from relay.model.delivery_states import FAILED, QUEUED
+    from relay.outbound.deliveries import move
 
     dropped = 0
     waiting = session.scalars(select(Delivery).where(Delivery.status == QUEUED, Delivery.purpose == "notice",

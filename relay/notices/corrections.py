@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from relay.outbound import fanout
 from relay.infra.db import transaction
-from relay.outbound.deliveries import ACCEPTED, DELIVERED, SENT
+from relay.model.delivery_states import ACCEPTED, DELIVERED, SENT
 from relay.model.tables import Delivery, Member, Notice
 from relay.model.notice_refs import deliveries_filter
 from relay.notices.audience import Recipient, recipients_from

@@ -29,7 +29,8 @@ from sqlalchemy import bindparam, case, or_, select, update
 from relay.outbound import hold, checks as send_checks
 from relay.render import mail
 from relay.infra.db import transaction
-from relay.outbound.deliveries import ACCEPTED, FAILED, SENDING, claim_many, move
+from relay.model.delivery_states import ACCEPTED, FAILED, SENDING
+from relay.outbound.deliveries import claim_many, move
 from relay.render.digest_mail import DigestEmails
 from relay.infra.dispatch import dispatch_safely
 from relay.model.messages import OutboundMessage, SendError

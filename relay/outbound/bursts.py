@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from relay.infra import audit
 from relay.outbound import fanout
 from relay.infra.db import transaction
-from relay.outbound.deliveries import HELD, QUEUED, WAITING_CODES
+from relay.model.delivery_states import HELD, QUEUED, WAITING_CODES
 from relay.model.tables import Delivery, Member, Notice, utcnow
 from relay.model.notice_refs import deliveries_filter
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from relay.infra import audit
 from relay.infra.db import transaction
-from relay.outbound.deliveries import QUEUED
+from relay.model.delivery_states import QUEUED
 from relay.model.tables import Delivery, SendingHold, utcnow
 
 log = logging.getLogger(__name__)

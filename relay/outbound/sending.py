@@ -25,7 +25,8 @@ from relay.members import consent
 from relay.render import digest_mail
 from relay.outbound import hold, checks as send_checks
 from relay.infra.db import transaction
-from relay.outbound.deliveries import ACCEPTED, FAILED, OPTED_OUT, QUEUED, RATE_LIMITED, SENDING, THROTTLED, claim, move
+from relay.model.delivery_states import ACCEPTED, FAILED, OPTED_OUT, QUEUED, RATE_LIMITED, SENDING, THROTTLED
+from relay.outbound.deliveries import claim, move
 from relay.infra.dispatch import dispatch_safely
 from relay.model.messages import OutboundMessage, SendError
 from relay.model.tables import Delivery, InboundEvent, Member, utcnow

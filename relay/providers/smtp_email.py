@@ -6,7 +6,7 @@ TLS), smtp://host:25 (plain, for a local MTA). Replies 4xx are retryable; 5xx fa
 the server's reply stored.
 
 Every message goes out with its delivery's own VERP envelope sender (MAIL FROM) and signed
-X-Relay-Delivery header (relay/inbound/bounce_proof.py), so that a bounce can be believed for that delivery only.
+X-Relay-Delivery header (relay/providers/verp.py), so that a bounce can be believed for that delivery only.
 The receiving MTA turns the envelope sender into Return-Path; relay never writes Return-Path itself."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from relay.inbound.bounce_proof import stamp
+from relay.providers.verp import stamp
 from relay.model.messages import OutboundMessage, SendError, SendResult
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class SmtpEmailSender:
         from relay.infra.ratelimit import smtp_rate
 
         self.target = parse_smtp_url(settings.smtp_url)
-        self.settings = settings  # the envelope sender is per delivery: bounce_proof.stamp
+        self.settings = settings  # the envelope sender is per delivery: verp.stamp
         self.limiter = limiter  # shared provider rate limit (relay/infra/ratelimit.py); None: no limit
         self.rate = smtp_rate(settings.smtp_rate)
         self.rate_key = f"smtp:{self.target.hostname}:{self.target.port}"

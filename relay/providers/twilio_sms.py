@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 
 from twilio.request_validator import RequestValidator
 
-from relay.outbound.deliveries import TWILIO_STATUS
+from relay.model.delivery_states import ACCEPTED, DELIVERED, FAILED, SENT, UNDELIVERED
 from relay.model.messages import InboundMessage, OutboundMessage, SendError, SendResult, StatusUpdate
 from relay.providers.errors import BadWebhook  # one error type for every provider
 
@@ -31,6 +31,20 @@ log = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 TWIML_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+# Twilio's MessageStatus words -> relay's delivery status.
+TWILIO_STATUS = {
+    "accepted": ACCEPTED,
+    "scheduled": ACCEPTED,
+    "queued": ACCEPTED,
+    "sending": ACCEPTED,
+    "sent": SENT,
+    "delivered": DELIVERED,
+    "read": DELIVERED,
+    "undelivered": UNDELIVERED,
+    "failed": FAILED,
+    "canceled": FAILED,
+}
 
 OPTED_OUT_CODES = frozenset({21610})
 OPTED_OUT_ERROR_CODES = frozenset(str(code) for code in OPTED_OUT_CODES)
