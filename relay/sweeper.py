@@ -19,7 +19,7 @@ from relay.infra.dispatch import dispatch_safely
 from relay.model.tables import CaseImage, Delivery, InboundEvent, utcnow
 from relay.notices.lifecycle import finish_notice, unfinished_notices
 from relay.inbound.retention import purge_raw_bodies
-from relay.outbound.sending import BATCH_SIZE, DISPATCH_AHEAD, dispatch_batches, dispatch_deliveries, dispatch_when_due
+from relay.outbound.queueing import BATCH_SIZE, DISPATCH_AHEAD, dispatch_batches, dispatch_deliveries, dispatch_when_due
 
 log = logging.getLogger(__name__)
 

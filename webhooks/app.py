@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, jsonify, request
 from jinja2 import FileSystemLoader
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from relay.infra.logs import configure_logging, mask_text, redact_path
+from relay.infra.logs import configure_logging
 from relay.infra.db import make_engine
 from relay.services import Services, build_services
 from relay.infra.settings import Settings, SettingsError
+
+from .errors import database_unavailable_response, http_error_response, log_http_error
 
 log = logging.getLogger("relay.web")
 # An email webhook's form: some 30 fields and one part per attachment (Mailgun, SendGrid).
@@ -93,27 +95,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
     return app
-
-
-def database_unavailable_response(request, exc: DBAPIError) -> Response:
-    """Never a 200 for something not kept durably: a Twilio webhook the database could not take is
-    spooled instead (webhooks/twilio.py); this 503 is for everything else, or a full spool."""
-    log.error("database unavailable for %s %s: %s", request.method, redact_path(request.path),
-              str(exc).splitlines()[0])
-    return Response("database unavailable, try again later\n", status=503, mimetype="text/plain",
-                    headers={"Retry-After": "30"})
-
-
-def log_http_error(request, exc: HTTPException) -> None:
-    if exc.code and exc.code >= 500:
-        log.error("%s %s: %s", request.method, redact_path(request.path), mask_text(exc))
-    elif exc.code not in (404, 405):
-        log.warning("%s %s: %s %s", request.method, redact_path(request.path), exc.code, mask_text(exc.description))
-
-
-def http_error_response(request, exc: HTTPException) -> Response:
-    log_http_error(request, exc)
-    return Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code, mimetype="text/plain")
 
 
 def _rate_limits(app: Flask, settings: Settings) -> None:

@@ -21,7 +21,7 @@ from relay.infra.logs import mask_text
 from sqlalchemy import select
 
 from relay.model.tables import DigestSubscription, Member, MemberList, Membership, utcnow
-from relay.outbound.sending import dispatch_deliveries
+from relay.outbound.queueing import dispatch_deliveries
 from relay.members.subscriptions import SubscriptionError, confirm, subscribe
 from relay.infra.signing import read_signed_id
 
@@ -48,7 +48,7 @@ def my_preferences():
     """From the library, signed in: on to the member's own signed preference page."""
     from flask import redirect
 
-    from relay.render.digest_mail import preferences_url
+    from relay.render.mail import preferences_url
 
     from .auth import current_member
 

@@ -18,7 +18,7 @@ from relay.library.cases import CaseNotFound, get_case, is_visible
 from relay.infra.db import transaction
 from relay.model.tables import InboundEvent, Member, Post, utcnow
 from relay.discussion.posting import publish_reply
-from relay.outbound.sending import dispatch_deliveries
+from relay.outbound.queueing import dispatch_deliveries
 
 log = logging.getLogger(__name__)
 

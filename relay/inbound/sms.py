@@ -25,7 +25,7 @@ from relay.infra.metrics import INBOUND_LATENCY
 from relay.model.tables import Case, InboundEvent, Member, utcnow
 from relay.providers import twilio_sms
 from relay.rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, decide
-from relay.outbound.sending import dispatch_deliveries
+from relay.outbound.queueing import dispatch_deliveries
 from relay.render.texts import fit_sms, render_sms
 
 log = logging.getLogger(__name__)

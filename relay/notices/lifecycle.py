@@ -25,7 +25,7 @@ from relay.model.tables import Case, Delivery, Member, MemberList, Membership, N
 from relay.notices.audience import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text
 from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from relay.model.notice_refs import deliveries_filter, delivery_key
-from relay.outbound.sending import BATCH_SIZE, dispatch_batches, dispatch_deliveries
+from relay.outbound.queueing import BATCH_SIZE, dispatch_batches, dispatch_deliveries
 from relay.infra.settings import SettingsError, parse_duration
 from relay.discussion.threads import ensure_thread
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from relay.render.digest_mail import preferences_url
+from relay.render.mail import preferences_url
 from relay.render.mail import notice_parts, render_email_text, unsubscribe_urls
 from relay.model.tables import Case, Member, utcnow
 from relay.notices.audience import audience, channels_of, link, post_body, sms_text

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from sqlalchemy.orm import Session
 
-from relay.render.mail import LOOP_HEADER, _message, _render
+from relay.render.mail import LOOP_HEADER, compose_message, one_line, preferences_url, render_mail_template
 from relay.model.messages import OutboundMessage
 from relay.model.tables import Case, Delivery, Digest, DigestSubscription, Member
 from relay.infra.signing import signed_id, unsubscribe_token
@@ -36,10 +36,6 @@ SUBJECTS = {
 
 def digest_unsubscribe_url(settings, subscription_id: int) -> str:
     return f"{settings.public_base_url}/unsubscribe/{unsubscribe_token(settings.secret(), subscription_id, 'digest')}"
-
-
-def preferences_url(settings, member_id: int) -> str:
-    return f"{settings.public_base_url}/preferences/{signed_id(settings.secret(), 'preferences', member_id)}"
 
 
 def confirm_url(settings, subscription_id: int) -> str:
@@ -67,7 +63,7 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
         token = unsubscribe_token(settings.secret(), sub.id, "digest")
         urls = (f"{settings.public_base_url}/unsubscribe/{token}",
                 f"mailto:unsubscribe+{token}@{domain}?subject=unsubscribe")
-        return _message(settings, to, settings.network_name, digest.subject, digest.created_at,
+        return compose_message(settings, to, settings.network_name, digest.subject, digest.created_at,
                         f"digest-{digest.id}.{sub.id}@{domain}", [], None, settings.library_url, True, urls,
                         digest.text, digest.html)
     context = {"network": settings.network_name, "library": settings.library_url,
@@ -80,7 +76,7 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
                        code=case.code if case else "", text=delivery.body,
                        hours=int(settings.email_confirm_window.total_seconds() // 3600))
     language = member.language if member else "en"
-    text = _render(settings.templates_dir, f"{delivery.purpose}.txt", language, **context)
+    text = render_mail_template(settings.templates_dir, f"{delivery.purpose}.txt", language, **context)
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr((settings.network_name, settings.email_from))
     message["To"] = formataddr((to.name, to.email))
@@ -127,8 +123,6 @@ class DigestEmails:
 
     def for_delivery(self, delivery: Delivery, member: Member | None) -> tuple[bytes, str]:
         """(raw message, Message-ID) for one digest delivery."""
-        from relay.render.mail import _one_line
-
         found = self._digests.get(int(delivery.dedupe_key.split(":")[1]))
         if found is not None and delivery.to_address.isascii():
             digest, sub = found
@@ -152,7 +146,7 @@ class DigestEmails:
                 template = cache[key]
             if template is not None:
                 ident = f"{digest.id}.{sub.id}"
-                to = formataddr((_one_line(member.name) if member else "", delivery.to_address), charset="utf-8")
+                to = formataddr((one_line(member.name) if member else "", delivery.to_address), charset="utf-8")
                 raw = (template.replace(formataddr((_NAME, _EMAIL)).encode(), to.encode("ascii"))
                        .replace(_ID.encode(), ident.encode()).replace(_TOKEN.encode(), token.encode()))
                 if prefs:
@@ -167,7 +161,7 @@ class DigestEmails:
         urls = (f"{s.public_base_url}/unsubscribe/{_TOKEN}",
                 f"mailto:unsubscribe+{_TOKEN}@{domain}?subject=unsubscribe")
         try:
-            message = _message(s, SimpleNamespace(name=_NAME, email=_EMAIL), s.network_name, digest.subject,
+            message = compose_message(s, SimpleNamespace(name=_NAME, email=_EMAIL), s.network_name, digest.subject,
                                digest.created_at, f"digest-{_ID}@{domain}", [], None, s.library_url, True, urls,
                                text, html)
             parts = list(message.iter_parts())
