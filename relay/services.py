@@ -44,7 +44,7 @@ def make_doorbell(settings: Settings):
     """The webhook hand-off's doorbell, when the broker is Redis (None: one task per webhook)."""
     if not settings.broker_url.startswith(("redis://", "rediss://")):
         return None
-    from relay.infra.doorbell import RedisDoorbell
+    from relay.infra.doorbell import RedisDoorbell  # reason: only with a Redis broker (loads redis)
 
     return RedisDoorbell.from_url(settings.broker_url, prefix=settings.broker_prefix)
 

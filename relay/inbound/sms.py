@@ -27,6 +27,7 @@ from relay.providers import twilio_sms
 from relay.rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, decide
 from relay.outbound.queueing import dispatch_deliveries
 from relay.render.texts import fit_sms, render_sms
+from relay.inbound.mail import process_email_event
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,6 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
 
 
 def _process_email(session: Session, settings, event: InboundEvent) -> Outcome:
-    from relay.inbound.mail import process_email_event
-
     if event.processed_at is not None:
         return Outcome(event.id, "duplicate")
     outcome, post_id, rows = process_email_event(session, settings, event)

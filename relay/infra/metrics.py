@@ -109,12 +109,10 @@ def render_metrics(sessions, spool=None, counts: DatabaseCounts | None = None) -
         registry.register(SpoolCollector(spool))
     registry.register(DatabaseCollector(sessions, counts))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+        from prometheus_client import multiprocess  # reason: only in multi-process mode (gunicorn workers)
 
         multiprocess.MultiProcessCollector(registry)
     else:
-        from prometheus_client import REGISTRY
-
         for collector in (WEBHOOKS, TASK_SECONDS, INBOUND_LATENCY):
             registry.register(_Borrowed(collector))
     return generate_latest(registry)

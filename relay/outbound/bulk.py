@@ -38,6 +38,7 @@ from relay.model.tables import Case, Delivery, InboundEvent, Member, Notice, Pos
 from relay.model.notice_refs import notice_of
 from relay.outbound.sending import SendOutcome, outbound_message, record_failure
 from relay.infra.signing import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
+from relay.outbound.bursts import check_burst
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +279,6 @@ def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
             if outcome.result in ("failed", "retry"):
                 failed_ids.append(message.delivery_id)
     if failed_ids:  # an error burst pauses the notice instead of burning through the list (relay/outbound/bursts.py)
-        from relay.outbound.bursts import check_burst
-
         with services.sessions() as session:
             notice_ids = {n.id for n in (notice_of(session, session.get(Delivery, d)) for d in failed_ids) if n}
         for notice_id in sorted(notice_ids):

@@ -20,6 +20,8 @@ import aiosmtplib
 
 from relay.providers.verp import stamp
 from relay.model.messages import OutboundMessage, SendError, SendResult
+from relay.infra.ratelimit import smtp_rate
+from relay.infra.ratelimit import take_slot
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,6 @@ class SmtpEmailSender:
     name = "smtp"
 
     def __init__(self, settings, limiter=None, pool_size: int = SMTP_POOL_SIZE):
-        from relay.infra.ratelimit import smtp_rate
-
         self.target = parse_smtp_url(settings.smtp_url)
         self.settings = settings  # the envelope sender is per delivery: verp.stamp
         self.limiter = limiter  # shared provider rate limit (relay/infra/ratelimit.py); None: no limit
@@ -159,8 +159,6 @@ class SmtpEmailSender:
         if message.raw is None:
             raise SendError("no email body to send", code="compose")
         if self.limiter is not None and self.rate is not None:
-            from relay.infra.ratelimit import take_slot
-
             take_slot(self.limiter, self.rate_key, self.rate, message)  # may say: come back for a booked slot
         sender, raw = stamp(self.settings, message.delivery_id, message.raw)
         loop = self._ensure_loop()

@@ -17,6 +17,7 @@ from relay.render.mail import LOOP_HEADER, compose_message, one_line, preference
 from relay.model.messages import OutboundMessage
 from relay.model.tables import Case, Delivery, Digest, DigestSubscription, Member
 from relay.infra.signing import signed_id, unsubscribe_token
+from sqlalchemy import select
 
 # issue 13: an email post that did not prove its sender waits for its member to confirm it from their
 # registered address (relay/inbound/email_confirm.py decides when; this module composes the email).
@@ -111,8 +112,6 @@ class DigestEmails:
     _lock = threading.Lock()
 
     def __init__(self, session: Session, settings, deliveries: list[Delivery]):
-        from sqlalchemy import select
-
         self.session, self.settings = session, settings
         ids = [int(d.dedupe_key.split(":")[1]) for d in deliveries if d.purpose == "digest"]
         self._digests: dict[int, tuple[Digest, DigestSubscription]] = {}
