@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from relay.infra.celery_producer import make_celery_producer
 from relay.infra.db import make_engine, make_session_factory
 from relay.infra.dispatch import CeleryDispatcher, Dispatcher
 from relay.providers import Sender, senders_for
@@ -39,21 +40,11 @@ class Services:
         self.engine.dispose()
 
 
-def make_celery_producer(settings: Settings):
-    from celery import Celery
-
-    from relay.infra.dispatch import celery_config
-
-    app = Celery("relay-producer", set_as_current=False)
-    app.conf.update(celery_config(settings))
-    return app
-
-
 def make_doorbell(settings: Settings):
     """The webhook hand-off's doorbell, when the broker is Redis (None: one task per webhook)."""
     if not settings.broker_url.startswith(("redis://", "rediss://")):
         return None
-    from relay.infra.doorbell import RedisDoorbell
+    from relay.infra.doorbell import RedisDoorbell  # reason: only with a Redis broker (loads redis)
 
     return RedisDoorbell.from_url(settings.broker_url, prefix=settings.broker_prefix)
 

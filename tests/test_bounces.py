@@ -333,7 +333,8 @@ def test_an_unsigned_mailman_style_verp_return_path_proves_nothing():
 
 
 def test_prove_reads_the_envelope_recipient_and_the_returned_headers():
-    from relay.inbound.bounce_proof import DELIVERY_HEADER, bounce_address, bounce_token, prove, stamp
+    from relay.inbound.bounce_proof import prove
+    from relay.providers.verp import DELIVERY_HEADER, bounce_address, bounce_token, stamp
 
     s = _proof_settings()
     assert prove(s, [bounce_address(s, 7)], b"").delivery_ids == {7}
@@ -353,7 +354,7 @@ def test_prove_reads_the_envelope_recipient_and_the_returned_headers():
 
 
 def test_someone_elses_domain_is_no_bounce_address():
-    from relay.inbound.bounce_proof import bounce_token, is_bounce_address
+    from relay.providers.verp import bounce_token, is_bounce_address
 
     s = _proof_settings()
     assert not is_bounce_address(s, f"bounce+{bounce_token('s3cret', 1)}@evil.example")

@@ -27,7 +27,8 @@ from relay.model.tables import Delivery, Notice, utcnow
 from relay.notices.lifecycle import create_notice, send_notice
 from relay.providers.twilio_sms import TwilioSmsSender
 from relay.infra.ratelimit import SLOT_LEAD, RateLimited, RedisRateLimiter
-from relay.outbound.sending import DISPATCH_AHEAD, send_delivery
+from relay.outbound.queueing import DISPATCH_AHEAD
+from relay.outbound.sending import send_delivery
 from relay.services import build_services
 from relay.infra.settings import Settings, SettingsError
 from relay.sweeper import sweep

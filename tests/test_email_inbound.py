@@ -325,7 +325,7 @@ def test_hard_bounces_to_the_verp_address_count_for_that_delivery_only(client, n
     """A bounce that comes back to delivery D's signed VERP address counts for D's recipient; the other
     recipients the same report names change nothing (formerly: an unsigned DSN to cases@)."""
     from relay.inbound.bounce_handling import reset_bounces
-    from relay.inbound.bounce_proof import bounce_address
+    from relay.providers.verp import bounce_address
     from relay.infra.db import transaction
 
     delivery = email_delivery(net, ALICE)
@@ -352,7 +352,7 @@ def test_hard_bounces_to_the_verp_address_count_for_that_delivery_only(client, n
 
 def test_postmark_original_recipient_is_the_verp_address(client, net):
     """Postmark names the envelope recipient in OriginalRecipient: a bounce there counts for that delivery."""
-    from relay.inbound.bounce_proof import bounce_address
+    from relay.providers.verp import bounce_address
 
     verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
     payload = {"From": "MAILER-DAEMON@mx.example.net", "FromFull": {"Email": "MAILER-DAEMON@mx.example.net"},
@@ -369,7 +369,7 @@ def test_postmark_original_recipient_is_the_verp_address(client, net):
 
 
 def test_a_delayed_report_to_the_verp_address_is_not_a_bounce(client, net):
-    from relay.inbound.bounce_proof import bounce_address
+    from relay.providers.verp import bounce_address
 
     verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
     post_mime(client, dsn("alice@example.org", action="delayed"), verp)
@@ -382,7 +382,7 @@ def test_a_delayed_report_to_the_verp_address_is_not_a_bounce(client, net):
 def test_a_report_quoting_a_relay_signed_delivery_counts_for_its_recipient_only(client, net):
     """A complaint sent to the From address (feedback loops do) counts when the reported message is one
     relay signed for a delivery, and only for that delivery's recipient, whoever else it names."""
-    from relay.inbound.bounce_proof import DELIVERY_HEADER, bounce_token
+    from relay.providers.verp import DELIVERY_HEADER, bounce_token
 
     delivery = email_delivery(net, ALICE)
     original = (f"Return-Path: <cases@{DOMAIN}>\nFrom: cases@{DOMAIN}\nTo: alice@example.org\n"
@@ -402,7 +402,7 @@ def test_a_report_quoting_a_relay_signed_delivery_counts_for_its_recipient_only(
 def test_a_returned_original_with_the_verp_return_path_counts_too(client, net):
     """The mailbox that took the message wrote our VERP envelope sender into Return-Path; a DSN quoting it
     counts for that delivery's recipient."""
-    from relay.inbound.bounce_proof import bounce_address
+    from relay.providers.verp import bounce_address
 
     verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
     original = f"Return-Path: <{verp}>\nFrom: cases@{DOMAIN}\nTo: alice@example.org\nSubject: x\n"
@@ -426,7 +426,7 @@ def test_a_post_message_id_alone_proves_nothing(client, net):
 def test_an_auto_reply_to_the_verp_address_is_discarded_not_counted(client, net):
     """Auto-responders answer the envelope sender (RFC 3834), so out-of-office mail now comes to the VERP
     address: it is no report, counts nothing, and is never posted."""
-    from relay.inbound.bounce_proof import bounce_address
+    from relay.providers.verp import bounce_address
 
     verp = bounce_address(net.settings, email_delivery(net, ALICE).id)
     form = mailgun_form("alice@example.org", "I am out of the office until Monday.", verp,
@@ -441,7 +441,7 @@ def test_an_auto_reply_to_the_verp_address_is_discarded_not_counted(client, net)
 
 
 def test_a_bad_token_or_another_recipients_token_is_ignored_and_recorded(client, net, caplog):
-    from relay.inbound.bounce_proof import bounce_address
+    from relay.providers.verp import bounce_address
 
     alice_delivery = email_delivery(net, ALICE)
     verp = bounce_address(net.settings, alice_delivery.id)

@@ -119,7 +119,7 @@ def test_notice_and_reply_are_threaded_list_mail(mail_services, smtp_sink):
 def test_every_email_carries_its_own_verp_envelope_sender(mail_services, smtp_sink):
     """Issue 13: bounces come back to bounce+<signed delivery token>@RELAY_MAIL_DOMAIN, and the message
     carries the same token, so a report can be believed for exactly that delivery's recipient."""
-    from relay.inbound.bounce_proof import DELIVERY_HEADER, bounce_address, bounce_token
+    from relay.providers.verp import DELIVERY_HEADER, bounce_address, bounce_token
 
     new_case_notice(mail_services, "C1", ["tft"])
     run_worker(mail_services)

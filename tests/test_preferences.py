@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from relay.library.cases import create_case
 from relay.infra.db import transaction
-from relay.render.digest_mail import preferences_url
+from relay.render.mail import preferences_url
 from relay.model.tables import ChannelPreference, ConsentEvent, DigestSubscription
 from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
 from relay.infra.signing import signed_id

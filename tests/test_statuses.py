@@ -5,7 +5,9 @@ from urllib.parse import urlencode
 
 
 from relay.infra.db import transaction
-from relay.outbound.deliveries import FINAL, TRANSITIONS, TWILIO_STATUS, can_move
+from relay.model.delivery_states import FINAL
+from relay.outbound.deliveries import TRANSITIONS, can_move
+from relay.providers.twilio_sms import TWILIO_STATUS
 from relay.outbound.fanout import plan
 from relay.inbound.record import record_inbound
 from relay.outbound.sending import send_delivery

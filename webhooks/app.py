@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, jsonify, request
 from jinja2 import FileSystemLoader
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from relay.infra.logs import configure_logging, mask_text, redact_path
+from relay.infra.logs import configure_logging
 from relay.infra.db import make_engine
 from relay.services import Services, build_services
 from relay.infra.settings import Settings, SettingsError
+
+from .errors import database_unavailable_response, http_error_response, log_http_error
+from .fast_path import ProviderWebhooks
+from .proxies import TrustedProxies
+from .auth import rate_limit_sign_in
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 
 log = logging.getLogger("relay.web")
 # An email webhook's form: some 30 fields and one part per attachment (Mailgun, SendGrid).
@@ -85,35 +92,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return http_error_response(request, exc)
 
     # Twilio's webhooks are answered ahead of Flask's request machinery (webhooks/fast_path.py).
-    from .fast_path import ProviderWebhooks
-
     app.wsgi_app = ProviderWebhooks(app.wsgi_app, app.extensions["relay"])
     if settings.trusted_proxies:  # outermost: every path, the fast path too, sees the real client
-        from .proxies import TrustedProxies
-
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
     return app
-
-
-def database_unavailable_response(request, exc: DBAPIError) -> Response:
-    """Never a 200 for something not kept durably: a Twilio webhook the database could not take is
-    spooled instead (webhooks/twilio.py); this 503 is for everything else, or a full spool."""
-    log.error("database unavailable for %s %s: %s", request.method, redact_path(request.path),
-              str(exc).splitlines()[0])
-    return Response("database unavailable, try again later\n", status=503, mimetype="text/plain",
-                    headers={"Retry-After": "30"})
-
-
-def log_http_error(request, exc: HTTPException) -> None:
-    if exc.code and exc.code >= 500:
-        log.error("%s %s: %s", request.method, redact_path(request.path), mask_text(exc))
-    elif exc.code not in (404, 405):
-        log.warning("%s %s: %s %s", request.method, redact_path(request.path), exc.code, mask_text(exc.description))
-
-
-def http_error_response(request, exc: HTTPException) -> Response:
-    log_http_error(request, exc)
-    return Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code, mimetype="text/plain")
 
 
 def _rate_limits(app: Flask, settings: Settings) -> None:
@@ -122,9 +104,6 @@ def _rate_limits(app: Flask, settings: Settings) -> None:
     in each process's memory. When Redis cannot be reached the limits are counted in this process's
     memory until it is back (flask-limiter's in-memory fallback), never a 500: a coordinator must be
     able to sign in and press hold during a Redis outage."""
-    from flask_limiter import Limiter
-    from flask_limiter.util import get_remote_address
-
     storage, options, storage_options = "memory://", {}, {}
     if settings.broker_url.startswith(("redis://", "rediss://")):
         storage = settings.broker_url
@@ -144,8 +123,6 @@ def _rate_limits(app: Flask, settings: Settings) -> None:
     # the open digest form sends a confirmation email: the same per-address limit as sign-in attempts
     subscribe = app.view_functions["preferences.subscribe_post"]
     app.view_functions["preferences.subscribe_post"] = limiter.limit(settings.signin_rate_limit)(subscribe)
-    from .auth import rate_limit_sign_in
-
     rate_limit_sign_in(app, limiter, settings)
 
 

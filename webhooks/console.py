@@ -23,6 +23,12 @@ from relay.notices.lifecycle import KINDS, SEVERITIES, NoticeError, NoticeNotFou
 from relay.notices.preview import preview_notice
 
 from .auth import check_csrf, current_member, requires
+from relay.library.images import ImageRefused, clean_image
+from relay.library.images import add_case_image
+from relay.library.images import case_images
+from relay.model.tables import CaseImage
+from .library import image_file
+from relay.infra.audit import recent
 
 log = logging.getLogger("relay.web.console")
 blueprint = Blueprint("console", __name__, url_prefix="/console")
@@ -216,8 +222,6 @@ def create_case_route():
 def _uploads() -> list[tuple[str, bytes]]:
     """The images of a case form (field "images"), each checked before anything is written, so a bad
     file refuses the whole form (ImageRefused names it) and leaves no half-made case behind."""
-    from relay.library.images import ImageRefused, clean_image
-
     found = []
     for upload in request.files.getlist("images"):
         if not upload or not upload.filename:
@@ -233,8 +237,6 @@ def _uploads() -> list[tuple[str, bytes]]:
 
 
 def _file_uploads(session, case, uploads: list[tuple[str, bytes]]) -> int:
-    from relay.library.images import add_case_image
-
     for filename, data in uploads:
         add_case_image(session, _services().settings, case, data, filename, "console")
     return len(uploads)
@@ -243,8 +245,6 @@ def _file_uploads(session, case, uploads: list[tuple[str, bytes]]) -> int:
 @blueprint.get("/cases/<code>")
 @requires("case.create")
 def case_page(code: str, error: str | None = None, status: int = 200):
-    from relay.library.images import case_images
-
     with _services().sessions() as session:
         try:
             case = get_case(session, code)
@@ -276,10 +276,6 @@ def add_images(code: str):
 @requires("case.create")
 def case_image(code: str, image_id: int, size: str = "full"):
     """An image of any case, drafts included, for the coordinators reviewing it."""
-    from relay.model.tables import CaseImage
-
-    from .library import image_file
-
     with _services().sessions() as session:
         try:
             case = get_case(session, code)
@@ -296,8 +292,6 @@ def case_image(code: str, image_id: int, size: str = "full"):
 @blueprint.get("/audit")
 @requires("audit.read")
 def audit_page():
-    from relay.infra.audit import recent
-
     action = (request.args.get("action") or "").strip()[:60] or None
     with _services().sessions() as session:
         events = recent(session, 200, action)

@@ -15,7 +15,7 @@ from relay.outbound import fanout
 from relay.infra.db import transaction
 from relay.inbound.mail import CONFIRMED, EXPIRED, INVALID, USED, confirm_held
 from relay.model.tables import Case, Post, Thread
-from relay.outbound.sending import dispatch_deliveries
+from relay.outbound.queueing import dispatch_deliveries
 
 log = logging.getLogger("relay.web.email_confirm")
 blueprint = Blueprint("email_confirm", __name__)

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Request
 from relay.infra.logs import redact_path
 
 from . import twilio
-from .app import database_unavailable_response, http_error_response  # app imports this module lazily
+from .errors import database_unavailable_response, http_error_response
 
 log = logging.getLogger("relay.web")
 

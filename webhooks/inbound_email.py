@@ -21,6 +21,7 @@ from relay.providers import mailgun, postmark, sendgrid
 from relay.providers.errors import BadWebhook
 from relay.providers.inbound_email import PROVIDERS, parse_inbound_email
 from relay.infra.storage import insert_if_new
+from relay.model.tables import InboundEvent
 
 log = logging.getLogger("relay.web.email")
 blueprint = Blueprint("email", __name__)
@@ -112,8 +113,6 @@ def inbound_email(provider: str, path_token: str | None = None):
                 return _answer(provider, 406, "Mailgun token already used for another message (replay)")
     if invalid is not None:
         with transaction(services.sessions) as session:
-            from relay.model.tables import InboundEvent
-
             event = session.get(InboundEvent, recorded.event_id)
             if event.processed_at is None:
                 event.processed_at, event.outcome, event.detail = utcnow(), "invalid", invalid

@@ -23,6 +23,9 @@ from relay.access.permissions import Forbidden
 from relay.discussion.web_posts import WebPostError, post_from_web
 
 from .auth import check_csrf, current_member, requires
+from relay.library.guidelines import list_guidelines
+from relay.library.guidelines import GuidelineNotFound, current_version, get_guideline
+from relay.library.guidelines import count_view as count_guideline_view
 
 blueprint = Blueprint("library", __name__)
 blueprint.before_request(check_csrf)
@@ -121,8 +124,6 @@ def image_file(settings, name: str, content_type: str, image_id: int, cache_cont
 @blueprint.get("/library/guidelines")
 @blueprint.get("/library/guidelines/")
 def guideline_list():
-    from relay.library.guidelines import list_guidelines
-
     services = current_app.extensions["relay"]
     with services.sessions() as session:
         found = list_guidelines(session)
@@ -133,8 +134,6 @@ def guideline_list():
 @blueprint.get("/library/guidelines/<slug>/v<int:number>")
 def guideline_page(slug: str, number: int | None = None):
     """The current version of a guideline (or version N), with every version and what it changed."""
-    from relay.library.guidelines import GuidelineNotFound, count_view, current_version, get_guideline
-
     services = current_app.extensions["relay"]
     with transaction(services.sessions) as session:
         try:
@@ -146,7 +145,7 @@ def guideline_page(slug: str, number: int | None = None):
         if shown is None:
             abort(404, f"{guideline.slug} has no version {number}")
         if request.method == "GET":
-            count_view(session, guideline)
+            count_guideline_view(session, guideline)
         return render_template("guideline.html", guideline=guideline, shown=shown, latest=latest,
                                versions=sorted(guideline.versions, key=lambda v: v.number, reverse=True))
 

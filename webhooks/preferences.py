@@ -21,9 +21,12 @@ from relay.infra.logs import mask_text
 from sqlalchemy import select
 
 from relay.model.tables import DigestSubscription, Member, MemberList, Membership, utcnow
-from relay.outbound.sending import dispatch_deliveries
+from relay.outbound.queueing import dispatch_deliveries
 from relay.members.subscriptions import SubscriptionError, confirm, subscribe
 from relay.infra.signing import read_signed_id
+from flask import redirect
+from relay.render.mail import preferences_url
+from .auth import current_member
 
 log = logging.getLogger("relay.web.preferences")
 blueprint = Blueprint("preferences", __name__)
@@ -46,12 +49,6 @@ def _member_id(token: str) -> int:
 @blueprint.get("/preferences/")
 def my_preferences():
     """From the library, signed in: on to the member's own signed preference page."""
-    from flask import redirect
-
-    from relay.render.digest_mail import preferences_url
-
-    from .auth import current_member
-
     me = current_member()
     if me is None:
         return redirect("/signin?next=/preferences/")

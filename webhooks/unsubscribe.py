@@ -10,7 +10,7 @@ from flask import Blueprint, abort, current_app, render_template, request
 
 from relay.outbound import fanout
 from relay.infra.db import transaction
-from relay.outbound.sending import dispatch_deliveries
+from relay.outbound.queueing import dispatch_deliveries
 from relay.members.subscriptions import unsubscribe as apply_unsubscribe
 from relay.infra.signing import read_unsubscribe_token
 

@@ -7,6 +7,7 @@ from celery.schedules import crontab
 
 from relay.infra.dispatch import QUEUE_MAINTENANCE, TASK_SEND_DIGESTS, TASK_SEND_SCHEDULED, TASK_SWEEP, celery_config
 from relay.infra.settings import Settings
+from .tasks import register_tasks
 
 SWEEP_EVERY_SECONDS = 30.0
 SCHEDULED_NOTICES_EVERY_SECONDS = 30.0
@@ -16,7 +17,7 @@ DIGESTS_EVERY_SECONDS = 15 * 60.0  # issue 5: every zone's delivery hour starts 
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     if settings.broker_url.startswith(("redis://", "rediss://")):
-        from .kombu_guard import install
+        from .kombu_guard import install  # reason: only with a Redis broker (patches kombu's Redis transport)
 
         install()  # a lost connection is a reconnect, not an exit (workers/kombu_guard.py)
     app = Celery("relay", set_as_current=False)
@@ -32,8 +33,6 @@ def create_celery(settings: Settings | None = None) -> Celery:
     }
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     app.conf.beat_schedule_filename = str(settings.var_dir / "celerybeat-schedule")
-
-    from .tasks import register_tasks
 
     register_tasks(app, settings)
     return app

@@ -19,7 +19,7 @@ log = logging.getLogger("relay.worker")
 
 def install() -> bool:
     """Patch kombu's Redis Channel once per process; True if the guard is (now) in place."""
-    try:
+    try:  # reason: optional; the Redis transport is there only with a Redis broker
         import redis.exceptions
         from kombu.transport import redis as kombu_redis
     except ImportError:  # no Redis transport: nothing to guard

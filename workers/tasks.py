@@ -16,6 +16,16 @@ from relay.infra.metrics import TASK_SECONDS
 from relay.infra.doorbell import LINGER_SECONDS
 from relay.services import Services, build_services, make_doorbell
 from relay.infra.settings import Settings
+from relay.digests.building import run_digests
+from relay.inbound.drain import drain as run_drain
+from relay.inbound.mms import fetch_case_image
+from relay.notices.lifecycle import send_scheduled as run_send_scheduled
+from relay.inbound.sms import process_inbound as run_process_inbound
+from relay.outbound.bulk import send_batch
+from relay.outbound.sending import send_delivery
+from relay.inbound.statuses import apply_status as run_apply_status
+from relay.inbound.spool_replay import replay_spool
+from relay.sweeper import sweep as run_sweep
 
 log = logging.getLogger("relay.worker")
 
@@ -65,17 +75,6 @@ def _run(task, name: str, function, *args):
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
-    from relay.digests.building import run_digests
-    from relay.inbound.drain import drain as run_drain
-    from relay.inbound.mms import fetch_case_image
-    from relay.notices.lifecycle import send_scheduled as run_send_scheduled
-    from relay.inbound.sms import process_inbound as run_process_inbound
-    from relay.outbound.bulk import send_batch
-    from relay.outbound.sending import send_delivery
-    from relay.inbound.statuses import apply_status as run_apply_status
-    from relay.inbound.spool_replay import replay_spool
-    from relay.sweeper import sweep as run_sweep
-
     # shared=False: these tasks close over this app's services; Celery's default (shared) would also
     # attach them to any later app in the process (a second app in tests), with the wrong services.
     holder = ServicesHolder(app, settings)

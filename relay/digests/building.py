@@ -21,15 +21,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from relay.outbound import fanout
 from relay.infra.db import transaction
 from relay.members.ladder import muted_case_ids, zone
-from relay.render.mail import _render
-from relay.model.tables import Case, Delivery, Digest, DigestSubscription, Member, Notice, Post, Thread, utcnow
+from relay.render.digest_mail import digest_unsubscribe_url
+from relay.render.mail import preferences_url, render_mail_template
+from relay.infra.signing import signed_id, unsubscribe_token
+from relay.model.delivery_states import FAILED, QUEUED
+from relay.outbound.deliveries import move
+from relay.model.tables import Case, CaseMute, Delivery, Digest, DigestSubscription, Member, Notice, Post, Thread, utcnow
 from relay.model.notice_refs import notice_of
-from relay.outbound.sending import BATCH_SIZE, dispatch_batches
+from relay.outbound.queueing import BATCH_SIZE, dispatch_batches
 from relay.infra.storage import insert_if_new
 from relay.render.texts import fit_sms, render_sms
 
@@ -172,8 +177,8 @@ def render(settings, sub: DigestSubscription, content: Content, period: str, lan
         ) if part)
     context = dict(network=settings.network_name, period=period, content=content, library=settings.library_url,
                    unsubscribe_url=unsubscribe_url, preferences_url=preferences_url, label=label)
-    return (subject, _render(settings.templates_dir, "digest.txt", language, **context),
-            _render(settings.templates_dir, "digest.html", language, **context))
+    return (subject, render_mail_template(settings.templates_dir, "digest.txt", language, **context),
+            render_mail_template(settings.templates_dir, "digest.html", language, **context))
 
 
 def sms_text(settings, content: Content, language: str) -> str:
@@ -203,8 +208,6 @@ def _reachable(member: Member | None, channel: str) -> bool:
 
 def build_digest(services, subscription_id: int, period: str, now: datetime) -> list[int]:
     """Build and plan one subscriber's digest for the period, exactly once; the delivery ids planned."""
-    from relay.render.digest_mail import digest_unsubscribe_url, preferences_url
-
     settings = services.settings
     with transaction(services.sessions) as session:
         sub = session.get(DigestSubscription, subscription_id)
@@ -238,8 +241,6 @@ def build_digest(services, subscription_id: int, period: str, now: datetime) -> 
 def drop_expired_waiting(session: Session, now: datetime) -> int:
     """Notice deliveries held back (quiet hours, or a retry) whose notice has expired are dropped now —
     failed with error code "expired", stamped at the expiry — so the next digest lists them as missed."""
-    from relay.outbound.deliveries import FAILED, QUEUED, move
-
     dropped = 0
     waiting = session.scalars(select(Delivery).where(Delivery.status == QUEUED, Delivery.purpose == "notice",
                                                      Delivery.next_attempt_at.is_not(None))
@@ -268,11 +269,6 @@ def build_digests(services, due: list[tuple[int, str]], now: datetime) -> list[i
     their deliveries by one more. Exactly what build_digest writes, subscriber by subscriber (a digest
     another beat process or a retried task built first is skipped, and nothing is planned for it).
     Returns the delivery ids planned."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    from relay.model.tables import CaseMute
-    from relay.infra.signing import signed_id, unsubscribe_token
-
     settings = services.settings
     secret = settings.secret()
     periods = dict(due)

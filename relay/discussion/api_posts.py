@@ -17,7 +17,7 @@ from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
 from relay.inbound.record import record_inbound
 from relay.model.tables import Case, InboundEvent, Member, Post, utcnow
-from relay.inbound.sms import publish_reply
+from relay.discussion.posting import publish_reply
 
 MAX_TEXT = 6400  # as an inbound SMS body
 

@@ -10,6 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from relay.model.tables import Case, Delivery, Thread
+from datetime import timezone
+from relay.model.tables import Post
+from relay.infra.signing import post_of_message_id, read_reply_token
 
 # "C123 text", "#123 text", "123: text" — the code must stand alone at the start.
 _CODE_PATTERNS = (
@@ -72,8 +75,6 @@ def resolve_thread(session: Session, member_id: int, body: str, now: datetime,
 
 def _as_aware(value: datetime) -> datetime:
     # SQLite hands back naive datetimes from aggregates; all stored times are UTC.
-    from datetime import timezone
-
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
@@ -116,9 +117,6 @@ def reply_tokens_in(email, domain: str) -> list[str]:
 def resolve_email_thread(session: Session, secret: str, domain: str, email, member_id: int) -> EmailResolution:
     """The case an email belongs to: its reply token (which must be the sender's own), then the
     Message-IDs it answers, then a [C123] code in the subject."""
-    from relay.model.tables import Post
-    from relay.infra.signing import post_of_message_id, read_reply_token
-
     for raw in reply_tokens_in(email, domain):
         token = read_reply_token(secret, raw)
         if token is None:

@@ -1,6 +1,6 @@
 """A signed-in member's post to a case discussion from the library page (channel "web").
 
-It is relayed exactly like an SMS or email reply (relay.inbound.sms.publish_reply): the post joins the
+It is relayed exactly like an SMS or email reply (relay.discussion.posting.publish_reply): the post joins the
 thread and goes to every other follower on the channels they take. A web post is recorded as an
 inbound event (provider "web", kind "post") keyed by the member and the form's one-time submission
 key, so a double submit hits the events' unique constraint and yields the first post, not a second."""
@@ -17,8 +17,8 @@ from relay.access import permissions
 from relay.library.cases import CaseNotFound, get_case, is_visible
 from relay.infra.db import transaction
 from relay.model.tables import InboundEvent, Member, Post, utcnow
-from relay.inbound.sms import publish_reply
-from relay.outbound.sending import dispatch_deliveries
+from relay.discussion.posting import publish_reply
+from relay.outbound.queueing import dispatch_deliveries
 
 log = logging.getLogger(__name__)
 

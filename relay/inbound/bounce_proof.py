@@ -6,7 +6,7 @@ only with proof that it is about mail relay sent, and then only for that mail's 
 - VERP (http://cr.yp.to/proto/verp.txt; Discourse's `replies+verp-<key>@`, PROTOCOLS.md §8): every
   email goes out with its own SMTP envelope sender `bounce+<token>@RELAY_MAIL_DOMAIN`, the token the
   delivery id signed with RELAY_SECRET_KEY (relay.infra.signing.signed_id, purpose "bounce", checked in constant
-  time). Bounces go back to the envelope sender, so a report that arrives for such an address (the
+  time; made by relay.providers.verp, which every sender uses). Bounces go back to the envelope sender, so a report that arrives for such an address (the
   provider's envelope recipient, Mailgun `recipient`, Postmark `OriginalRecipient`) is about that delivery.
 - A report sent elsewhere (feedback loops send to a registered address, some MTAs to From) counts when the
   returned original headers it quotes carry the delivery's signed token: `X-Relay-Delivery: <token>`,
@@ -22,37 +22,7 @@ from dataclasses import dataclass, field
 from email.utils import getaddresses, parseaddr
 
 from relay.inbound.bounces import returned_headers
-from relay.infra.signing import read_signed_id, signed_id
-
-BOUNCE_LOCAL = "bounce"
-DELIVERY_HEADER = "X-Relay-Delivery"
-_PURPOSE = "bounce"
-
-
-def bounce_token(secret: str, delivery_id: int) -> str:
-    """`<delivery id>-<signature>`: lowercase letters and digits, safe in a local part."""
-    return signed_id(secret, _PURPOSE, delivery_id)
-
-
-def bounce_address(settings, delivery_id: int) -> str:
-    """The VERP envelope sender of one delivery: bounce+<token>@<RELAY_MAIL_DOMAIN>."""
-    return f"{BOUNCE_LOCAL}+{bounce_token(settings.secret(), delivery_id)}@{settings.email_domain}"
-
-
-def stamp(settings, delivery_id: int, raw: bytes) -> tuple[str, bytes]:
-    """(envelope sender, message) for sending one delivery: the VERP address, and the message with the
-    delivery's signed token in DELIVERY_HEADER (prepended: header order carries no meaning here)."""
-    token = bounce_token(settings.secret(), delivery_id)
-    newline = b"\r\n" if b"\r\n" in raw[:2000] else b"\n"
-    return (f"{BOUNCE_LOCAL}+{token}@{settings.email_domain}",
-            f"{DELIVERY_HEADER}: {token}".encode() + newline + raw)
-
-
-def is_bounce_address(settings, address: str) -> bool:
-    """True for any address of the form bounce+...@<our domain>, signed well or not."""
-    local, _, host = (parseaddr(address)[1] or address).strip().lower().rpartition("@")
-    return host == settings.email_domain.lower() and local.startswith(BOUNCE_LOCAL + "+")
-
+from relay.providers.verp import DELIVERY_HEADER, is_bounce_address, read_bounce_token
 
 @dataclass
 class Proof:
@@ -72,7 +42,7 @@ def prove(settings, recipients, message) -> Proof:
         if not is_bounce_address(settings, value):
             return
         token = (parseaddr(value)[1] or value).strip().lower().rpartition("@")[0].split("+", 1)[1]
-        found = read_signed_id(secret, _PURPOSE, token)
+        found = read_bounce_token(secret, token)
         if found is None:
             proof.refused.append(f"bad signature on the bounce address in {where}")
         else:
@@ -82,7 +52,7 @@ def prove(settings, recipients, message) -> Proof:
         address(value, "the envelope recipient")
     for headers in returned_headers(message):
         for value in headers.get_all(DELIVERY_HEADER, []):
-            found = read_signed_id(secret, _PURPOSE, str(value).strip())
+            found = read_bounce_token(secret, str(value).strip())
             if found is None:
                 proof.refused.append(f"bad signature on the quoted {DELIVERY_HEADER}")
             else:

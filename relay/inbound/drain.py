@@ -20,6 +20,8 @@ from sqlalchemy import select, update
 
 from relay.infra.db import is_transient, transaction
 from relay.model.tables import InboundEvent, utcnow
+from relay.inbound.statuses import apply_status
+from relay.inbound.sms import process_inbound
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +52,7 @@ def claim_waiting(services, limit: int = BATCH) -> list[tuple[int, str]]:
 def process_event(services, event_id: int, kind: str):
     """Process one stored event with the function its kind needs."""
     if kind == "status":
-        from relay.inbound.statuses import apply_status
-
         return apply_status(services, event_id)
-    from relay.inbound.sms import process_inbound
-
     return process_inbound(services, event_id)
 
 

@@ -16,22 +16,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from relay.model.tables import InboundEvent, Member, utcnow
-from relay.infra.signing import read_signed_id, signed_id
+from relay.infra.signing import read_signed_id
+from relay.render.digest_mail import CONFIRM_POST, CONFIRM_POST_TOKEN
 
-PURPOSE = "confirm_email_post"  # the delivery's purpose (relay/render/digest_mail.py composes it)
-TOKEN_PURPOSE = "confirm-email-post"
 UNCONFIRMED = "unconfirmed"  # the inbound event's outcome while it waits
 PENDING_LIMIT = 3  # confirmation emails per sender address per hour
 EXCERPT = 2000  # characters of the text shown in the confirmation email
 
 
-def confirm_url(settings, event_id: int) -> str:
-    return f"{settings.public_base_url}/email/confirm/{signed_id(settings.secret(), TOKEN_PURPOSE, event_id)}"
-
-
 def event_of(settings, token: str) -> int | None:
     """The inbound event a confirmation token stands for, or None (forged or mangled)."""
-    return read_signed_id(settings.secret(), TOKEN_PURPOSE, token)
+    return read_signed_id(settings.secret(), CONFIRM_POST_TOKEN, token)
 
 
 def expired(settings, event: InboundEvent, now: datetime | None = None) -> bool:
@@ -47,5 +42,5 @@ def confirmation_rows(session: Session, settings, event: InboundEvent, member: M
         InboundEvent.outcome == UNCONFIRMED, InboundEvent.received_at > event.received_at - timedelta(hours=1)))
     if (earlier or 0) >= PENDING_LIMIT:
         return []
-    return [{"dedupe_key": f"confirm-post:{event.id}", "purpose": PURPOSE, "channel": "email",
+    return [{"dedupe_key": f"confirm-post:{event.id}", "purpose": CONFIRM_POST, "channel": "email",
              "member_id": member.id, "case_id": case_id, "to_address": member.email, "body": text[:EXCERPT]}]

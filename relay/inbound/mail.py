@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from relay.inbound import email_confirm, limits as inbound_limits
 from relay.providers import sender_auth
 from relay.discussion import threads
+from relay.discussion.posting import publish_reply
 from relay.inbound.autoreplies import automatic_reason
 from relay.inbound.bounce_handling import handle_report
 from relay.library.cases import create_case
@@ -129,8 +130,6 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
         return done(email_confirm.UNCONFIRMED, f"{case.code} by {found.how}: sender not proven; "
                     + ("confirmation sent to the member" if rows else "confirmation not sent (too many pending)"),
                     rows=rows)
-
-    from relay.inbound.sms import publish_reply
 
     post, rows = publish_reply(session, settings, case, member, text, "email", event.id)
     filed, notes = file_attachments(session, settings, case, email.attachments, "email", post)

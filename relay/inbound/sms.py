@@ -16,16 +16,18 @@ from relay.members import consent, ladder
 from relay.outbound import fanout
 from relay.inbound import limits as inbound_limits, ladder_commands as ladder_sms, mms as mms_media
 from relay.discussion import threads
+from relay.discussion.posting import publish_reply
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
 from relay.inbound.record import attempt
 from relay.infra.logs import mask, mask_text
 from relay.infra.metrics import INBOUND_LATENCY
-from relay.model.tables import Case, InboundEvent, Member, Post, utcnow
+from relay.model.tables import Case, InboundEvent, Member, utcnow
 from relay.providers import twilio_sms
 from relay.rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, decide
-from relay.outbound.sending import dispatch_deliveries
+from relay.outbound.queueing import dispatch_deliveries
 from relay.render.texts import fit_sms, render_sms
+from relay.inbound.mail import process_email_event
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +132,6 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
 
 
 def _process_email(session: Session, settings, event: InboundEvent) -> Outcome:
-    from relay.inbound.mail import process_email_event
-
     if event.processed_at is not None:
         return Outcome(event.id, "duplicate")
     outcome, post_id, rows = process_email_event(session, settings, event)
@@ -146,31 +146,6 @@ def _finish(event: InboundEvent, outcome: str) -> None:
     event.processed_at = utcnow()
     event.outcome = outcome
     INBOUND_LATENCY.observe(max(0.0, (event.processed_at - event.received_at).total_seconds()))
-
-
-def publish_reply(session: Session, settings, case: Case, author: Member, text: str, channel: str,
-                  event_id: int | None) -> tuple[Post, list[dict]]:
-    """Save a member's post in the case thread and plan its relay to every other follower, on each
-    channel they take (whatever channel the post came in by): one thread across SMS and email."""
-    thread = threads.ensure_thread(session, case)
-    post = Post(thread_id=thread.id, author_id=author.id, kind="reply", channel=channel, body=text,
-                inbound_event_id=event_id)
-    session.add(post)
-    session.flush()
-    fanout.follow(session, thread.id, [author.id], reason="posted")
-    url = settings.case_url(case.code)
-    texts: dict[str, str] = {}
-
-    def sms_text(language: str) -> str:
-        if language not in texts:
-            texts[language] = fit_sms(render_sms(settings.templates_dir, "relay", language, code=case.code,
-                                                 author=author.short_name, text=text), url)
-        return texts[language]
-
-    followers = fanout.recipients_from(fanout.participants(session, thread.id, exclude_member_id=author.id),
-                                       set(fanout.CHANNELS))
-    return post, fanout.delivery_rows(followers, purpose="relay", post_id=post.id, case_id=case.id,
-                                      sms_text=sms_text, email_body=text)
 
 
 def _accept(session: Session, settings, event: InboundEvent, member: Member, body: str, plan: "_Plan"):

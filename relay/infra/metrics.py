@@ -109,7 +109,7 @@ def render_metrics(sessions, spool=None, counts: DatabaseCounts | None = None) -
         registry.register(SpoolCollector(spool))
     registry.register(DatabaseCollector(sessions, counts))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+        from prometheus_client import multiprocess  # reason: only in multi-process mode (gunicorn workers)
 
         multiprocess.MultiProcessCollector(registry)
     else:

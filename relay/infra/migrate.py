@@ -5,6 +5,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from relay.infra.db import make_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -21,10 +23,6 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 def current_heads(database_url: str) -> set[str]:
-    from alembic.runtime.migration import MigrationContext
-
-    from relay.infra.db import make_engine
-
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:

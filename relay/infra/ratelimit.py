@@ -98,7 +98,7 @@ class RedisRateLimiter:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "", max_wait: float = 30.0) -> "RedisRateLimiter":
-        import redis
+        import redis  # reason: only with a Redis broker (the embedded broker and most tests run without)
 
         return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3), prefix, max_wait)
 

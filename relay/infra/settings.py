@@ -6,6 +6,9 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+import ipaddress
+from urllib.parse import urlsplit
+import secrets
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # relay/infra/settings.py -> the project
 
@@ -87,8 +90,6 @@ def parse_trusted_proxies(text: str, name: str = "RELAY_TRUSTED_PROXIES") -> tup
     """Comma-separated addresses or networks (10.0.0.0/8, ::1), or one whole number of hops.
 
     Returned as given (normalised): webhooks/proxies.py builds the networks; a bad entry names the variable."""
-    import ipaddress
-
     entries = _split(text)
     if len(entries) == 1 and entries[0].isascii() and entries[0].isdigit():
         if int(entries[0]) < 1:
@@ -384,8 +385,6 @@ class Settings:
             return self.mail_domain
         if "@" in self.mail_from:
             return self.mail_from.rsplit("@", 1)[1].strip(">").lower()
-        from urllib.parse import urlsplit
-
         return (urlsplit(self.public_base_url).hostname or "localhost").lower()
 
     @property
@@ -404,8 +403,6 @@ class Settings:
 def _dev_secret(path: Path) -> str:
     """A random secret kept in a file, created once; two processes starting together agree on it."""
     if not path.exists():
-        import secrets
-
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(secrets.token_hex(16))

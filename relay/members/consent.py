@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from relay.infra import audit
+from relay.infra.signing import read_unsubscribe_token
 from relay.model.tables import ConsentEvent, Member, utcnow
 
 
@@ -23,6 +24,11 @@ def _change(session: Session, member: Member, channel: str, opt_out: bool, sourc
     audit.record(session, f"consent.{'opt_out' if opt_out else 'opt_in'}", f"member:{member.id}", actor,
                  channel=channel, how=source)
     return True
+
+
+def log_event(session: Session, member_id: int, channel: str, action: str, source: str) -> None:
+    """One line of the consent log: a ladder step (relay/members/ladder.py) or a digest unsubscribe."""
+    session.add(ConsentEvent(member_id=member_id, channel=channel, action=action[:20], source=source[:60]))
 
 
 def opt_out_sms(session: Session, member: Member, source: str) -> bool:
@@ -45,8 +51,6 @@ def opt_in_email(session: Session, member: Member, source: str) -> bool:
 
 def unsubscribe_by_token(session: Session, secret: str, token: str, source: str) -> Member | None:
     """Apply a signed unsubscribe token (one-click link or mailto); None when the token is not ours."""
-    from relay.infra.signing import read_unsubscribe_token
-
     found = read_unsubscribe_token(secret, token)
     if found is None:
         return None

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, false, select
+from sqlalchemy import delete, false, select, update
 from sqlalchemy.orm import Session
 
-from relay.model.tables import CaseMute, ChannelPreference, ConsentEvent, ListDigestChoice, Member, MemberList, Membership, Notice, utcnow
+from relay.members.consent import log_event
+from relay.members.subscriptions import ensure_member_subscription
+from relay.model.tables import Case, CaseMute, ChannelPreference, Delivery, ListDigestChoice, Member, MemberList, Membership, Notice, utcnow
 from relay.model.notice_refs import notice_id_in_key
 from relay.infra.storage import insert_if_new
 from relay.model.channels import CHANNELS
@@ -45,10 +47,6 @@ def zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def _log(session: Session, member_id: int, channel: str, action: str, source: str) -> None:
-    session.add(ConsentEvent(member_id=member_id, channel=channel, action=action[:20], source=source[:60]))
-
-
 def preference(session: Session, member_id: int, channel: str) -> ChannelPreference:
     """The member's preference row for the channel, created with the defaults when missing."""
     if channel not in CHANNELS:
@@ -66,13 +64,11 @@ def set_mode(session: Session, member: Member, channel: str, mode: str, source: 
         raise LadderError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     pref = preference(session, member.id, channel)
     if mode == "digest":  # (again) a digest subscription, also after unsubscribing from the digest alone
-        from relay.members.subscriptions import ensure_member_subscription
-
         ensure_member_subscription(session, member, channel)
     if pref.mode == mode:
         return False
     pref.mode = mode
-    _log(session, member.id, channel, mode, source)
+    log_event(session, member.id, channel, mode, source)
     return True
 
 
@@ -81,7 +77,7 @@ def pause(session: Session, member: Member, channel: str, length: timedelta, sou
     """PAUSE 24H / 7D: nothing routine until the returned time."""
     until = (now or utcnow()) + length
     preference(session, member.id, channel).paused_until = until
-    _log(session, member.id, channel, f"pause:{_length(length)}", source)
+    log_event(session, member.id, channel, f"pause:{_length(length)}", source)
     return until
 
 
@@ -91,7 +87,7 @@ def resume(session: Session, member: Member, channel: str, source: str) -> bool:
     if pref.mode == "all" and pref.paused_until is None:
         return False
     pref.mode, pref.paused_until = "all", None
-    _log(session, member.id, channel, "resume", source)
+    log_event(session, member.id, channel, "resume", source)
     return True
 
 
@@ -103,7 +99,7 @@ def set_quiet_hours(session: Session, member: Member, channel: str, start: str, 
     if current == (start, end):
         return False
     pref.quiet_start, pref.quiet_end = start, end
-    _log(session, member.id, channel, f"quiet:{start}-{end}", source)
+    log_event(session, member.id, channel, f"quiet:{start}-{end}", source)
     return True
 
 
@@ -111,7 +107,7 @@ def mute(session: Session, member: Member, channel: str, case_id: int, code: str
     created = insert_if_new(session, CaseMute.__table__, {"member_id": member.id, "case_id": case_id,
                                                           "channel": channel, "created_at": utcnow()})
     if created is not None:
-        _log(session, member.id, channel, f"mute:{code}", source)
+        log_event(session, member.id, channel, f"mute:{code}", source)
     return created is not None
 
 
@@ -120,7 +116,7 @@ def unmute(session: Session, member: Member, channel: str, case_id: int, code: s
                                                      CaseMute.channel == channel)
                               .execution_options(synchronize_session=False)).rowcount
     if removed:
-        _log(session, member.id, channel, f"unmute:{code}", source)
+        log_event(session, member.id, channel, f"unmute:{code}", source)
     return bool(removed)
 
 
@@ -210,15 +206,13 @@ def set_list_digest(session: Session, member: Member, channel: str, list_id: int
     if on:
         changed = insert_if_new(session, ListDigestChoice.__table__, {
             "member_id": member.id, "list_id": list_id, "channel": channel, "created_at": utcnow()}) is not None
-        from relay.members.subscriptions import ensure_member_subscription
-
         ensure_member_subscription(session, member, channel)
     else:
         changed = bool(session.execute(delete(ListDigestChoice).where(  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
             ListDigestChoice.member_id == member.id, ListDigestChoice.list_id == list_id,
             ListDigestChoice.channel == channel).execution_options(synchronize_session=False)).rowcount)
     if changed:
-        _log(session, member.id, channel, f"{'digest' if on else 'all'}:{list_name}", source)
+        log_event(session, member.id, channel, f"{'digest' if on else 'all'}:{list_name}", source)
     return changed
 
 
@@ -326,8 +320,6 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
 
 def describe(session: Session, member: Member, now: datetime | None = None) -> dict[str, dict]:
     """Each channel's state for the preference page and HELP-like answers."""
-    from relay.model.tables import Case
-
     now = now or utcnow()
     found = {}
     for channel in CHANNELS:
@@ -371,8 +363,6 @@ def _members_a_ladder_may_touch(session: Session, where, now: datetime):
     choice, or whose time zone is in the default quiet hours now, can have a row refused or delayed.
     Everyone else's rows would come back from shape_rows() unchanged, so shape_planned() never reads
     them: a 100,000-member plan costs what its few shaped members cost, not a pass over every row."""
-    from relay.model.tables import Delivery
-
     quiet = default_quiet(session)
     in_plan = select(Delivery.member_id).where(where)
     zones = session.scalars(select(Member.timezone).where(Member.id.in_(in_plan)).distinct()).all()
@@ -390,10 +380,6 @@ def shape_planned(session: Session, where, now: datetime | None = None, chunk: i
     not-before time. A chunk of rows at a time, so a 100,000-member notice never sits in memory whole.
     Only untouched rows (queued, never attempted) are shaped, so running it again changes nothing.
     Returns how many rows were refused."""
-    from sqlalchemy import update
-
-    from relay.model.tables import Delivery
-
     now = now or utcnow()
     touched = _members_a_ladder_may_touch(session, where, now)
     refused_total, last = 0, 0

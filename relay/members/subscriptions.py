@@ -104,9 +104,7 @@ def unsubscribe(session: Session, settings, token: str, source: str) -> Unsubscr
         if sub.member_id is not None:
             # Logged; the member's channel stays in digest mode (no more per-message mail than before:
             # unsubscribing never means more mail). The preference page shows it and can change it.
-            from relay.members.ladder import _log
-
-            _log(session, sub.member_id, sub.channel, "digest_off", source)
+            consent.log_event(session, sub.member_id, sub.channel, "digest_off", source)
         if sub.channel != "email":
             return Unsubscribed(True, [])
         key = f"unsubscribed:digest:{sub.id}:{sub.unsubscribed_at.timestamp():.0f}"

@@ -1,7 +1,7 @@
 """Who a notice reaches and with what words, read-only, so sending and the preview agree: list
 members each once (however many of the lists they are on), on the notice's channels that they chose
 and can take now (an address, not opted out, email not suspended); a correction goes to the
-original's recipients instead (relay/notices/corrections.py)."""
+original's recipients instead (original_audience below; relay/notices/corrections.py sends it)."""
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 
 from relay.outbound import fanout
 from relay.outbound.fanout import CHANNELS, Recipient, recipients_from
-from relay.model.tables import Case, Member, MemberList, Membership, Notice
+from relay.model.delivery_states import ACCEPTED, DELIVERED, SENT
+from relay.model.notice_refs import deliveries_filter
+from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice
 from relay.render.texts import fit_sms, render_sms
 
 __all__ = ["CHANNELS", "Recipient", "audience", "channels_of", "in_lists", "link", "list_names", "post_body",
@@ -41,10 +43,37 @@ def audience(session: Session, notice: Notice) -> list[Recipient]:
     """Who the notice goes to now, on which channels, each member once."""
     wanted = set(channels_of(notice))
     if notice.kind == "correction":
-        from relay.notices.corrections import original_audience
-
         return original_audience(session, notice, wanted)
     return recipients_from(fanout.reachable_members(session, in_lists(list_names(notice))), wanted)
+
+
+# A correction reaches those the original reached: its deliveries the provider accepted, sent or delivered.
+RECEIVED = (ACCEPTED, SENT, DELIVERED)
+
+
+def received(session: Session, original: Notice) -> dict[int, set[str]]:
+    """member id -> the channels on which the original notice reached them."""
+    reached: dict[int, set[str]] = {}
+    rows = session.execute(select(Delivery.member_id, Delivery.channel).where(
+        deliveries_filter(original), Delivery.status.in_(RECEIVED), Delivery.member_id.is_not(None)))
+    for member_id, channel in rows:
+        reached.setdefault(member_id, set()).add(channel)
+    return reached
+
+
+def original_audience(session: Session, correction: Notice, wanted: set[str]) -> list[Recipient]:
+    """The correction's recipients: the original's, on the channels it reached them on, still reachable."""
+    original = session.get(Notice, correction.corrects_notice_id)
+    if original is None:
+        return []
+    reached = received(session, original)
+    if not reached:
+        return []
+    members = []
+    ids = sorted(reached)
+    for start in range(0, len(ids), 500):
+        members.extend(fanout.reachable_members(session, Member.id.in_(ids[start:start + 500])))
+    return recipients_from(members, wanted, allowed=reached)
 
 
 def link(settings, case: Case | None) -> str:

@@ -25,9 +25,10 @@ from relay.model.tables import Case, Delivery, Member, MemberList, Membership, N
 from relay.notices.audience import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text
 from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from relay.model.notice_refs import deliveries_filter, delivery_key
-from relay.outbound.sending import BATCH_SIZE, dispatch_batches, dispatch_deliveries
+from relay.outbound.queueing import BATCH_SIZE, dispatch_batches, dispatch_deliveries
 from relay.infra.settings import SettingsError, parse_duration
 from relay.discussion.threads import ensure_thread
+from relay.library.cases import get_case
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,6 @@ def create_notice(session: Session, *, kind: str, title: str = "", body: str = "
                   expires_at: datetime | None = None, corrects_notice_id: int | None = None,
                   created_by: int | None = None, now: datetime | None = None) -> Notice:
     """Validate and store a draft notice (nothing is sent)."""
-    from relay.library.cases import get_case
-
     now = now or utcnow()
     if kind not in KINDS:
         raise NoticeError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from relay.render.digest_mail import preferences_url
+from relay.render.mail import preferences_url
 from relay.render.mail import notice_parts, render_email_text, unsubscribe_urls
 from relay.model.tables import Case, Member, utcnow
 from relay.notices.audience import audience, channels_of, link, post_body, sms_text
 from relay.notices.lifecycle import get_notice
 from relay.members.phones import country_of
 from relay.render.segments import count_segments
+from relay.members.ladder import preview_counts
 
 DEFAULT = "default"
 
@@ -164,8 +165,6 @@ def preview_notice(session: Session, settings, notice_id: int) -> NoticePreview:
                                      render_email_text(settings, template, language, context)))
     if notice.expires_at is not None and notice.expires_at <= utcnow():
         warnings.append(f"the notice expired at {notice.expires_at.isoformat()}: it will not be sent")
-    from relay.members.ladder import preview_counts  # issue 5
-
     held_back, waiting = preview_counts(session, recipients, notice.severity == "urgent", notice.case_id)
     return NoticePreview(notice.id, notice.kind, notice.status, notice.severity, notice.title, link(settings, case),
                          len(recipients), {"sms": len(sms_to), "email": len(email_to)}, countries, tuple(sms),

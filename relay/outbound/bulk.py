@@ -12,7 +12,7 @@ deliveries be taken again), the send-time checks are the same function (relay/ou
 expired notice is never sent late; a member who opted out, paused or whose quiet hours began since
 planning is handled as a single send handles it), and a failure or a rate-limit deferral goes through
 sending's own handling. Anything this path does not know how to pre-render (neither a notice nor a
-digest, an address needing SMTPUTF8) is built by sending's own `_outbound` as usual."""
+digest, an address needing SMTPUTF8) is built by sending's own `outbound_message` as usual."""
 from __future__ import annotations
 
 import logging
@@ -29,14 +29,16 @@ from sqlalchemy import bindparam, case, or_, select, update
 from relay.outbound import hold, checks as send_checks
 from relay.render import mail
 from relay.infra.db import transaction
-from relay.outbound.deliveries import ACCEPTED, FAILED, SENDING, claim_many, move
+from relay.model.delivery_states import ACCEPTED, FAILED, SENDING
+from relay.outbound.deliveries import claim_many, move
 from relay.render.digest_mail import DigestEmails
 from relay.infra.dispatch import dispatch_safely
 from relay.model.messages import OutboundMessage, SendError
 from relay.model.tables import Case, Delivery, InboundEvent, Member, Notice, Post, Thread, utcnow
 from relay.model.notice_refs import notice_of
-from relay.outbound.sending import SendOutcome, _outbound, _record_failure
+from relay.outbound.sending import SendOutcome, outbound_message, record_failure
 from relay.infra.signing import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
+from relay.outbound.bursts import check_burst
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ class NoticeEmails:
             if notice.corrects_notice_id is not None:
                 references = [notice_message_id(s.secret(), notice.corrects_notice_id, s.email_domain)]
             message_id = notice_message_id(s.secret(), notice.id, s.email_domain)
-            message = mail._message(s, placeholder, s.network_name, subject, notice.sent_at or notice.created_at,
+            message = mail.compose_message(s, placeholder, s.network_name, subject, notice.sent_at or notice.created_at,
                                     message_id, references, None, context["url"], True, unsubscribe,
                                     *mail._parts(s, template, language, context))
         else:
@@ -138,7 +140,7 @@ class NoticeEmails:
             context["preferences_url"] = f"{s.public_base_url}/preferences/{_PREFS.decode()}"
             reply_to = formataddr((f"{case_.code} {s.network_name}", f"reply+{_REPLY.decode()}@{s.email_domain}"))
             message_id = post_message_id(s.secret(), post.id, s.email_domain)
-            message = mail._message(s, placeholder, s.network_name, subject, post.created_at, message_id,
+            message = mail.compose_message(s, placeholder, s.network_name, subject, post.created_at, message_id,
                                     mail.thread_references(self.session, s, post), reply_to,
                                     s.case_url(case_.code), True, unsubscribe,
                                     *mail._parts(s, template, language, context))
@@ -207,7 +209,7 @@ def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport
                 message = OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=raw,
                                           message_id=message_id)
             else:  # anything not pre-rendered is built exactly as a single send builds it
-                message = _outbound(session, settings, delivery)
+                message = outbound_message(session, settings, delivery)
             message = item.limits(message)
         except Exception as exc:  # a message we cannot build will not build next time either
             log.exception("delivery %s: cannot compose", delivery.id)
@@ -226,7 +228,7 @@ def _send_one(services, message: OutboundMessage, attempts: int):
         return message, services.sender(message.channel).send(message), None, None
     except SendError as error:
         if error.throttled:
-            return message, None, error, _record_failure(services, message.delivery_id, attempts, error)
+            return message, None, error, record_failure(services, message.delivery_id, attempts, error)
         return message, None, error, None
     except Exception as exc:  # a sender bug must not lose the rest of the batch
         log.exception("delivery %s: unexpected sender error", message.delivery_id)
@@ -272,13 +274,11 @@ def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
     failed_ids = []
     for message, _, error, recorded in results:
         if error is not None:  # rare: handled one by one, exactly as send_delivery does
-            outcome = recorded or _record_failure(services, message.delivery_id, attempts[message.delivery_id], error)
+            outcome = recorded or record_failure(services, message.delivery_id, attempts[message.delivery_id], error)
             report.add(outcome)
             if outcome.result in ("failed", "retry"):
                 failed_ids.append(message.delivery_id)
     if failed_ids:  # an error burst pauses the notice instead of burning through the list (relay/outbound/bursts.py)
-        from relay.outbound.bursts import check_burst
-
         with services.sessions() as session:
             notice_ids = {n.id for n in (notice_of(session, session.get(Delivery, d)) for d in failed_ids) if n}
         for notice_id in sorted(notice_ids):

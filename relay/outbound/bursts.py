@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
@@ -16,7 +18,8 @@ from sqlalchemy.orm import Session
 from relay.infra import audit
 from relay.outbound import fanout
 from relay.infra.db import transaction
-from relay.outbound.deliveries import HELD, QUEUED, WAITING_CODES
+from relay.model.delivery_states import HELD, QUEUED, WAITING_CODES
+from relay.outbound.queueing import dispatch_deliveries
 from relay.model.tables import Delivery, Member, Notice, utcnow
 from relay.model.notice_refs import deliveries_filter
 
@@ -73,8 +76,6 @@ def check_burst(services, notice_id: int) -> bool:
         alert_ids = _alert_coordinators(session, settings, notice, burst, held, last_error or "")
         log.error("notice %s paused: %s of %s sends failed in the last minute; %s deliveries held; %s alerts",
                   notice_id, burst.failures, burst.attempts, held, len(alert_ids))
-    from relay.outbound.sending import dispatch_deliveries
-
     dispatch_deliveries(services, alert_ids)
     return True
 
@@ -102,9 +103,6 @@ def _alert_coordinators(session: Session, settings, notice: Notice, burst: Burst
 
 def alert_email(settings, delivery: Delivery):
     """A plain operational email to one coordinator (not list mail: no threading, no unsubscribe)."""
-    from email.message import EmailMessage
-    from email.utils import formatdate, make_msgid
-
     message = EmailMessage()
     message["From"] = settings.email_from
     message["To"] = delivery.to_address
@@ -129,8 +127,6 @@ def resume(services, notice_id: int, actor: audit.Actor = audit.SYSTEM) -> int:
                             .values(status=QUEUED, next_attempt_at=None, dispatched_at=None)
                             .execution_options(synchronize_session=False))
         audit.record(session, "notice.resume", f"notice:{notice_id}", actor, resumed=len(ids))
-    from relay.outbound.sending import dispatch_deliveries
-
     dispatch_deliveries(services, ids)
     log.info("notice %s resumed: %s deliveries back in the queue", notice_id, len(ids))
     return len(ids)

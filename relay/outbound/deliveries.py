@@ -7,26 +7,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from relay.model.delivery_states import (
+    ACCEPTED, DELIVERED, FAILED, HELD, OPTED_OUT, QUEUED, RATE_LIMITED, SENDING, SENT, UNDELIVERED,
+)
 from relay.model.tables import Delivery, utcnow
-
-QUEUED = "queued"
-SENDING = "sending"
-ACCEPTED = "accepted"
-SENT = "sent"
-DELIVERED = "delivered"
-UNDELIVERED = "undelivered"
-FAILED = "failed"
-OPTED_OUT = "opted_out"
-HELD = "held"  # a paused notice's delivery, waiting for `relay notice resume` (relay/outbound/bursts.py)
-
-FINAL = frozenset({DELIVERED, UNDELIVERED, FAILED, OPTED_OUT})
-
-# Error codes of a queued delivery that is waiting, not failing (none of these waits is an attempt):
-RATE_LIMITED = "rate_limited"  # for a sending slot it booked (relay/infra/ratelimit.py take_slot)
-THROTTLED = "throttled"  # a provider's 429 with Retry-After
-QUIET_HOURS = "quiet_hours"  # the member's quiet hours began after it was planned (relay/outbound/checks.py)
-WAITING_CODES = frozenset({RATE_LIMITED, THROTTLED, QUIET_HOURS, "held"})
-RATE_LIMIT_CODES = frozenset({RATE_LIMITED, THROTTLED})
 
 # status -> the statuses it may move to. Anything else is ignored (and logged by the caller).
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -39,20 +23,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     UNDELIVERED: frozenset(),
     FAILED: frozenset(),
     OPTED_OUT: frozenset(),
-}
-
-# Twilio's MessageStatus words -> relay's delivery status.
-TWILIO_STATUS = {
-    "accepted": ACCEPTED,
-    "scheduled": ACCEPTED,
-    "queued": ACCEPTED,
-    "sending": ACCEPTED,
-    "sent": SENT,
-    "delivered": DELIVERED,
-    "read": DELIVERED,
-    "undelivered": UNDELIVERED,
-    "failed": FAILED,
-    "canceled": FAILED,
 }
 
 

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from relay.infra import audit
 from relay.infra.db import transaction
-from relay.outbound.deliveries import QUEUED
+from relay.model.delivery_states import QUEUED
+from relay.outbound.queueing import dispatch_deliveries
 from relay.model.tables import Delivery, SendingHold, utcnow
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,6 @@ def hold_on(services, actor: audit.Actor, reason: str = "") -> bool:
 
 def hold_off(services, actor: audit.Actor, reason: str = "") -> int:
     """Resume sending: clear the hold and dispatch every queued delivery that is due. Returns how many."""
-    from relay.outbound.sending import dispatch_deliveries
-
     with transaction(services.sessions) as session:
         if not _set(session, False, actor, reason):
             return 0

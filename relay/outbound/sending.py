@@ -17,29 +17,27 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from relay.members import consent
 from relay.render import digest_mail
 from relay.outbound import hold, checks as send_checks
 from relay.infra.db import transaction
-from relay.outbound.deliveries import ACCEPTED, FAILED, OPTED_OUT, QUEUED, RATE_LIMITED, SENDING, THROTTLED, claim, move
+from relay.model.delivery_states import ACCEPTED, FAILED, OPTED_OUT, QUEUED, RATE_LIMITED, SENDING, THROTTLED
+from relay.outbound.deliveries import claim, move
 from relay.infra.dispatch import dispatch_safely
 from relay.model.messages import OutboundMessage, SendError
 from relay.model.tables import Delivery, InboundEvent, Member, utcnow
 from relay.model.notice_refs import notice_of
 from relay.infra.ratelimit import SLOT_LEAD
+from relay.outbound.bursts import alert_email, check_burst
+from relay.outbound.queueing import DISPATCH_AHEAD, dispatch_deliveries
+from relay.render.mail import compose
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=120)
-BATCH_SIZE = 100  # deliveries per bulk task: few tasks per broadcast, still many in flight
-# A deferred delivery due within this long is queued at once with a countdown; one due later is left to
-# the sweeper, which queues it this long ahead of its slot (longer than the sweep interval, 30 s).
-# Broker countdowns of hours would sit in worker memory and be redelivered after the visibility timeout.
-DISPATCH_AHEAD = timedelta(seconds=120)
 
 
 @dataclass(frozen=True)
@@ -54,48 +52,6 @@ class SendOutcome:
 def backoff_seconds(attempt: int, base: float = 2.0, cap: float = 600.0) -> float:
     """Exponential backoff with full jitter: a burst of failures does not retry in lockstep."""
     return random.uniform(base, min(cap, base * 2 ** attempt))
-
-
-def dispatch_deliveries(services, delivery_ids: Sequence[int], countdown: float | None = None) -> None:
-    """Queue deliveries (after commit) and note when, so the sweeper knows what is in flight."""
-    if not delivery_ids:
-        return
-    if dispatch_safely(services.dispatcher.deliver, list(delivery_ids), countdown=countdown):
-        with transaction(services.sessions) as session:
-            stamp = utcnow() + timedelta(seconds=countdown or 0)
-            for start in range(0, len(delivery_ids), 500):
-                session.execute(update(Delivery).where(Delivery.id.in_(delivery_ids[start:start + 500]))
-                                .values(dispatched_at=stamp).execution_options(synchronize_session=False))
-
-
-def dispatch_batches(services, batches: Iterable[Sequence[int]]) -> int:
-    """Queue batches of deliveries (each one bulk task, relay/outbound/bulk.py) after commit; returns how
-    many were queued. A dispatcher without batches gets the ids one by one. A broker outage is left to
-    the sweeper, which re-queues what is still waiting."""
-    dispatcher = services.dispatcher
-    count = 0
-    try:
-        if hasattr(dispatcher, "deliver_batches"):
-            count = dispatcher.deliver_batches(batches)
-        else:
-            for ids in batches:
-                dispatcher.deliver(list(ids))
-                count += 1
-    except Exception as exc:  # broker down, network error: logged, recovered by the sweeper
-        log.warning("dispatch of delivery batches failed after %s, the sweeper will retry: %s: %s", count,
-                    type(exc).__name__, exc)
-    return count
-
-
-def dispatch_when_due(services, due: Iterable[tuple[int, datetime]]) -> None:
-    """Queue deliveries each with a countdown to its own time (rounded up to the second, so none
-    arrives before it may be claimed): the deferred deliveries whose booked slots come soon."""
-    now = utcnow()
-    by_countdown: dict[int, list[int]] = {}
-    for delivery_id, when in due:
-        by_countdown.setdefault(max(0, math.ceil((when - now).total_seconds())), []).append(delivery_id)
-    for countdown, ids in sorted(by_countdown.items()):
-        dispatch_deliveries(services, ids, countdown=countdown or None)
 
 
 def send_delivery(services, delivery_id: int) -> SendOutcome:
@@ -119,7 +75,7 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
         if refused:
             return SendOutcome(delivery_id, refused[delivery_id])
         try:
-            message = ready[0].limits(_outbound(session, settings, delivery))
+            message = ready[0].limits(outbound_message(session, settings, delivery))
         except Exception as exc:  # a message we cannot even build will not build next time either
             log.exception("delivery %s: cannot compose", delivery_id)
             move(session, delivery, FAILED, error_code="compose", error_message=f"{type(exc).__name__}: {exc}",
@@ -129,11 +85,9 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
     try:
         result = services.sender(message.channel).send(message)
     except SendError as error:
-        outcome = _record_failure(services, delivery_id, attempts, error)
+        outcome = record_failure(services, delivery_id, attempts, error)
         if notice_id is not None and outcome.result in ("failed", "retry"):
             # reliability: an error burst pauses the notice instead of burning through the list
-            from relay.outbound.bursts import check_burst
-
             check_burst(services, notice_id)
         return outcome
 
@@ -152,25 +106,23 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
     return SendOutcome(delivery_id, "sent")
 
 
-def _outbound(session, settings, delivery: Delivery) -> OutboundMessage:
+def outbound_message(session, settings, delivery: Delivery) -> OutboundMessage:
+    """The message of one delivery, as its provider sends it (also for a batch: relay/outbound/bulk.py)."""
     if delivery.channel == "email" and delivery.purpose in digest_mail.PURPOSES:  # issue 5: digests and
         return digest_mail.outbound(session, settings, delivery)  # subscription emails (relay/render/digest_mail.py)
     if delivery.channel == "email" and delivery.purpose == "alert":  # reliability: coordinator alerts (bursts.py)
-        from relay.outbound.bursts import alert_email
-
         email = alert_email(settings, delivery)
         return OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=email.as_bytes(),
                                message_id=str(email["Message-ID"]).strip("<>"))
     if delivery.channel == "email" and (delivery.post_id is not None or delivery.purpose == "notice"):
-        from relay.render.mail import compose
-
         email = compose(session, settings, delivery)
         return OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=email.as_bytes(),
                                message_id=str(email["Message-ID"]).strip("<>"))
     return OutboundMessage(delivery.id, delivery.channel, delivery.to_address, delivery.body)
 
 
-def _record_failure(services, delivery_id: int, attempts: int, error: SendError) -> SendOutcome:
+def record_failure(services, delivery_id: int, attempts: int, error: SendError) -> SendOutcome:
+    """Record a failed send: retried with backoff, deferred, or failed for good (also for a batch)."""
     settings = services.settings
     with transaction(services.sessions) as session:
         delivery = session.get(Delivery, delivery_id, with_for_update=True)

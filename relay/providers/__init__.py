@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from relay.model.messages import OutboundMessage, SendResult
+from relay.infra.ratelimit import limiter_for
 
 
 class Sender(Protocol):
@@ -16,6 +17,7 @@ class Sender(Protocol):
 
 def sms_sender_for(settings, limiter=None) -> Sender:
     """The Twilio API when it is configured, else the dev outbox."""
+    # reason: start-up cost; every sender module imports this package (Sender), and only the chosen one loads
     from relay.providers import outbox, twilio_sms
 
     if settings.twilio_configured:
@@ -25,7 +27,7 @@ def sms_sender_for(settings, limiter=None) -> Sender:
 
 def email_sender_for(settings, limiter=None) -> Sender:
     """SMTP when RELAY_SMTP_URL is set, else the dev outbox."""
-    from relay.providers import outbox, smtp_email
+    from relay.providers import outbox, smtp_email  # reason: as above
 
     if settings.smtp_configured:
         return smtp_email.SmtpEmailSender(settings, limiter=limiter)
@@ -36,7 +38,5 @@ def senders_for(settings) -> dict[str, Sender]:
     """The senders of this process, sharing one provider rate limiter (relay/infra/ratelimit.py)."""
     limiter = None
     if settings.twilio_configured or settings.smtp_configured:
-        from relay.infra.ratelimit import limiter_for
-
         limiter = limiter_for(settings)
     return {"sms": sms_sender_for(settings, limiter), "email": email_sender_for(settings, limiter)}

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from relay.model.messages import OutboundMessage, SendResult
+from email import message_from_bytes, policy
 
 
 class OutboxSender:
@@ -24,8 +25,6 @@ class OutboxSender:
         path = self.directory / f"{message.channel}-{message.delivery_id:09d}.json"
         extra = {}
         if message.raw is not None:  # email: keep the whole message too, openable in a mail client
-            from email import message_from_bytes, policy
-
             eml = path.with_suffix(".eml")
             eml.write_bytes(message.raw)
             parsed = message_from_bytes(message.raw, policy=policy.default)

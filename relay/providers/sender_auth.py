@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Iterable, Sequence
 
 from relay.model.messages import AuthVerdict
+from publicsuffixlist import PublicSuffixList
 
 PASS = "pass"
 
@@ -38,8 +39,6 @@ def domain_of(address: str | None) -> str:
 
 @lru_cache(maxsize=1)
 def _psl():
-    from publicsuffixlist import PublicSuffixList
-
     return PublicSuffixList()
 
 

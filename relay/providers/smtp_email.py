@@ -6,7 +6,7 @@ TLS), smtp://host:25 (plain, for a local MTA). Replies 4xx are retryable; 5xx fa
 the server's reply stored.
 
 Every message goes out with its delivery's own VERP envelope sender (MAIL FROM) and signed
-X-Relay-Delivery header (relay/inbound/bounce_proof.py), so that a bounce can be believed for that delivery only.
+X-Relay-Delivery header (relay/providers/verp.py), so that a bounce can be believed for that delivery only.
 The receiving MTA turns the envelope sender into Return-Path; relay never writes Return-Path itself."""
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from relay.inbound.bounce_proof import stamp
+from relay.providers.verp import stamp
 from relay.model.messages import OutboundMessage, SendError, SendResult
+from relay.infra.ratelimit import smtp_rate
+from relay.infra.ratelimit import take_slot
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +74,8 @@ class SmtpEmailSender:
     name = "smtp"
 
     def __init__(self, settings, limiter=None, pool_size: int = SMTP_POOL_SIZE):
-        from relay.infra.ratelimit import smtp_rate
-
         self.target = parse_smtp_url(settings.smtp_url)
-        self.settings = settings  # the envelope sender is per delivery: bounce_proof.stamp
+        self.settings = settings  # the envelope sender is per delivery: verp.stamp
         self.limiter = limiter  # shared provider rate limit (relay/infra/ratelimit.py); None: no limit
         self.rate = smtp_rate(settings.smtp_rate)
         self.rate_key = f"smtp:{self.target.hostname}:{self.target.port}"
@@ -160,8 +160,6 @@ class SmtpEmailSender:
         if message.raw is None:
             raise SendError("no email body to send", code="compose")
         if self.limiter is not None and self.rate is not None:
-            from relay.infra.ratelimit import take_slot
-
             take_slot(self.limiter, self.rate_key, self.rate, message)  # may say: come back for a booked slot
         sender, raw = stamp(self.settings, message.delivery_id, message.raw)
         loop = self._ensure_loop()

@@ -21,9 +21,11 @@ from urllib.parse import parse_qsl
 
 from twilio.request_validator import RequestValidator
 
-from relay.outbound.deliveries import TWILIO_STATUS
+from relay.model.delivery_states import ACCEPTED, DELIVERED, FAILED, SENT, UNDELIVERED
 from relay.model.messages import InboundMessage, OutboundMessage, SendError, SendResult, StatusUpdate
 from relay.providers.errors import BadWebhook  # one error type for every provider
+from relay.infra.ratelimit import sms_rate
+from relay.infra.ratelimit import take_slot
 from relay.model.channels import SMS_MAX_CHARS
 
 __all__ = ["BadWebhook"]
@@ -32,6 +34,20 @@ log = logging.getLogger(__name__)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 TWIML_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+# Twilio's MessageStatus words -> relay's delivery status.
+TWILIO_STATUS = {
+    "accepted": ACCEPTED,
+    "scheduled": ACCEPTED,
+    "queued": ACCEPTED,
+    "sending": ACCEPTED,
+    "sent": SENT,
+    "delivered": DELIVERED,
+    "read": DELIVERED,
+    "undelivered": UNDELIVERED,
+    "failed": FAILED,
+    "canceled": FAILED,
+}
 
 OPTED_OUT_CODES = frozenset({21610})
 OPTED_OUT_ERROR_CODES = frozenset(str(code) for code in OPTED_OUT_CODES)
@@ -125,6 +141,7 @@ def retry_after_seconds(value: str | None) -> float | None:
 def classify_error(exc: Exception, retry_after: float | None = None) -> SendError:
     """Turn whatever the twilio library raised into a typed SendError (with the 429's Retry-After,
     which TwilioRestException does not carry: the sender reads it from the response itself)."""
+    # reason: start-up cost; the twilio REST client (and requests) loads only in a process that sends SMS
     from requests import RequestException
     from twilio.base.exceptions import TwilioRestException
 
@@ -154,8 +171,6 @@ class TwilioSmsSender:
     name = "twilio"
 
     def __init__(self, settings, timeout: float = 10.0, limiter=None):
-        from relay.infra.ratelimit import sms_rate
-
         self.settings = settings
         self.timeout = timeout
         self.limiter = limiter  # shared provider rate limit (relay/infra/ratelimit.py); None: no limit
@@ -164,6 +179,7 @@ class TwilioSmsSender:
         self._local = threading.local()  # one client (one requests.Session) per thread: Session is not thread-safe
 
     def _build_client(self):
+        # reason: start-up cost, as in classify_error
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
@@ -204,8 +220,6 @@ class TwilioSmsSender:
             params["from_"] = self.settings.twilio_from
         messages = self.client.messages  # built before our slot: the slot is for the request itself
         if self.limiter is not None:
-            from relay.infra.ratelimit import take_slot
-
             take_slot(self.limiter, self.rate_key, self.rate, message)  # may say: come back for a booked slot
         self._local.headers = {}
         try:

@@ -13,20 +13,25 @@ from types import SimpleNamespace
 
 from sqlalchemy.orm import Session
 
-from relay.inbound import email_confirm
-from relay.render.mail import LOOP_HEADER, _message, _render
+from relay.render.mail import LOOP_HEADER, compose_message, one_line, preferences_url, render_mail_template
 from relay.model.messages import OutboundMessage
 from relay.model.tables import Case, Delivery, Digest, DigestSubscription, Member
 from relay.infra.signing import signed_id, unsubscribe_token
+from sqlalchemy import select
+
+# issue 13: an email post that did not prove its sender waits for its member to confirm it from their
+# registered address (relay/inbound/email_confirm.py decides when; this module composes the email).
+CONFIRM_POST = "confirm_email_post"  # the delivery's purpose
+CONFIRM_POST_TOKEN = "confirm-email-post"  # the purpose its link's signature is bound to
 
 PURPOSES = frozenset({"digest", "confirm_subscription", "unsubscribed", "unsubscribed_digest",
-                      "preferences_changed", email_confirm.PURPOSE})
+                      "preferences_changed", CONFIRM_POST})
 SUBJECTS = {
     "confirm_subscription": "Confirm your {network} digest subscription",
     "unsubscribed": "You are unsubscribed from {network} email",
     "unsubscribed_digest": "You are unsubscribed from the {network} digest",
     "preferences_changed": "Your {network} preferences were changed",
-    email_confirm.PURPOSE: "Did you write this? Confirm your {network} post",  # issue 13
+    CONFIRM_POST: "Did you write this? Confirm your {network} post",  # issue 13
 }
 
 
@@ -34,12 +39,13 @@ def digest_unsubscribe_url(settings, subscription_id: int) -> str:
     return f"{settings.public_base_url}/unsubscribe/{unsubscribe_token(settings.secret(), subscription_id, 'digest')}"
 
 
-def preferences_url(settings, member_id: int) -> str:
-    return f"{settings.public_base_url}/preferences/{signed_id(settings.secret(), 'preferences', member_id)}"
-
-
 def confirm_url(settings, subscription_id: int) -> str:
     return f"{settings.public_base_url}/digest/confirm/{signed_id(settings.secret(), 'confirm-digest', subscription_id)}"
+
+
+def post_confirm_url(settings, event_id: int) -> str:
+    """The link that confirms a held email post (inbound event `event_id`)."""
+    return f"{settings.public_base_url}/email/confirm/{signed_id(settings.secret(), CONFIRM_POST_TOKEN, event_id)}"
 
 
 def outbound(session: Session, settings, delivery: Delivery) -> OutboundMessage:
@@ -58,20 +64,20 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
         token = unsubscribe_token(settings.secret(), sub.id, "digest")
         urls = (f"{settings.public_base_url}/unsubscribe/{token}",
                 f"mailto:unsubscribe+{token}@{domain}?subject=unsubscribe")
-        return _message(settings, to, settings.network_name, digest.subject, digest.created_at,
+        return compose_message(settings, to, settings.network_name, digest.subject, digest.created_at,
                         f"digest-{digest.id}.{sub.id}@{domain}", [], None, settings.library_url, True, urls,
                         digest.text, digest.html)
     context = {"network": settings.network_name, "library": settings.library_url,
                "preferences_url": preferences_url(settings, member.id) if member else None}
     if delivery.purpose == "confirm_subscription":
         context["confirm_url"] = confirm_url(settings, int(delivery.dedupe_key.split(":")[1]))
-    if delivery.purpose == email_confirm.PURPOSE:  # issue 13: an email post that did not prove its sender
+    if delivery.purpose == CONFIRM_POST:  # issue 13: an email post that did not prove its sender
         case = session.get(Case, delivery.case_id) if delivery.case_id else None
-        context.update(confirm_url=email_confirm.confirm_url(settings, int(delivery.dedupe_key.split(":")[1])),
+        context.update(confirm_url=post_confirm_url(settings, int(delivery.dedupe_key.split(":")[1])),
                        code=case.code if case else "", text=delivery.body,
                        hours=int(settings.email_confirm_window.total_seconds() // 3600))
     language = member.language if member else "en"
-    text = _render(settings.templates_dir, f"{delivery.purpose}.txt", language, **context)
+    text = render_mail_template(settings.templates_dir, f"{delivery.purpose}.txt", language, **context)
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr((settings.network_name, settings.email_from))
     message["To"] = formataddr((to.name, to.email))
@@ -106,8 +112,6 @@ class DigestEmails:
     _lock = threading.Lock()
 
     def __init__(self, session: Session, settings, deliveries: list[Delivery]):
-        from sqlalchemy import select
-
         self.session, self.settings = session, settings
         ids = [int(d.dedupe_key.split(":")[1]) for d in deliveries if d.purpose == "digest"]
         self._digests: dict[int, tuple[Digest, DigestSubscription]] = {}
@@ -118,8 +122,6 @@ class DigestEmails:
 
     def for_delivery(self, delivery: Delivery, member: Member | None) -> tuple[bytes, str]:
         """(raw message, Message-ID) for one digest delivery."""
-        from relay.render.mail import _one_line
-
         found = self._digests.get(int(delivery.dedupe_key.split(":")[1]))
         if found is not None and delivery.to_address.isascii():
             digest, sub = found
@@ -143,7 +145,7 @@ class DigestEmails:
                 template = cache[key]
             if template is not None:
                 ident = f"{digest.id}.{sub.id}"
-                to = formataddr((_one_line(member.name) if member else "", delivery.to_address), charset="utf-8")
+                to = formataddr((one_line(member.name) if member else "", delivery.to_address), charset="utf-8")
                 raw = (template.replace(formataddr((_NAME, _EMAIL)).encode(), to.encode("ascii"))
                        .replace(_ID.encode(), ident.encode()).replace(_TOKEN.encode(), token.encode()))
                 if prefs:
@@ -158,7 +160,7 @@ class DigestEmails:
         urls = (f"{s.public_base_url}/unsubscribe/{_TOKEN}",
                 f"mailto:unsubscribe+{_TOKEN}@{domain}?subject=unsubscribe")
         try:
-            message = _message(s, SimpleNamespace(name=_NAME, email=_EMAIL), s.network_name, digest.subject,
+            message = compose_message(s, SimpleNamespace(name=_NAME, email=_EMAIL), s.network_name, digest.subject,
                                digest.created_at, f"digest-{_ID}@{domain}", [], None, s.library_url, True, urls,
                                text, html)
             parts = list(message.iter_parts())

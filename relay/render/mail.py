@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 
 from relay.model.tables import Case, Delivery, Member, Notice, Post, Thread
 from relay.model.notice_refs import notice_of
-from relay.infra.signing import notice_message_id, post_message_id, reply_token, unsubscribe_token
+from relay.infra.signing import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
 from relay.render.environment import environment
 
 LOOP_HEADER = "X-Relay-Loop"
 MAX_REFERENCES = 20  # the first post plus the latest ones: long threads keep a sane header
 
 
-def _render(templates_dir: Path, name: str, language: str, **context) -> str:
+def render_mail_template(templates_dir: Path, name: str, language: str, **context) -> str:
     env = environment(str(templates_dir))
     template = env.select_template([f"email/{language}/{name}", f"email/en/{name}"])
     return template.render(language=language, **context)
@@ -40,6 +40,11 @@ def unsubscribe_urls(settings, member_id: int) -> tuple[str, str]:
     token = unsubscribe_token(settings.secret(), member_id)
     return (f"{settings.public_base_url}/unsubscribe/{token}",
             f"mailto:unsubscribe+{token}@{settings.email_domain}?subject=unsubscribe")
+
+
+def preferences_url(settings, member_id: int) -> str:
+    """The member's preference page (issue 5: every email links it)."""
+    return f"{settings.public_base_url}/preferences/{signed_id(settings.secret(), 'preferences', member_id)}"
 
 
 def thread_references(session: Session, settings, post: Post) -> list[str]:
@@ -94,7 +99,7 @@ def notice_parts(settings, notice: Notice | None, case: Case | None, language: s
 
 def render_email_text(settings, template: str, language: str, context: dict) -> str:
     """The text part of an email from templates/email/<language>/<template>.txt."""
-    return _render(settings.templates_dir, f"{template}.txt", language, **context)
+    return render_mail_template(settings.templates_dir, f"{template}.txt", language, **context)
 
 
 def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
@@ -103,15 +108,13 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     language = member.language if member else "en"
     unsubscribe_https, unsubscribe_mailto = unsubscribe_urls(settings, member.id)
     notice = notice_of(session, delivery)
-    from relay.render.digest_mail import preferences_url  # issue 5: every email links the member's preference page
-
     if delivery.post_id is None:  # a general notice: no case, no thread
         subject, template, context = notice_parts(settings, notice, None, language, unsubscribe_https, notice.body)
         context["preferences_url"] = preferences_url(settings, member.id)
         references = []
         if notice.corrects_notice_id is not None:
             references = [notice_message_id(settings.secret(), notice.corrects_notice_id, settings.email_domain)]
-        return _message(settings, member, settings.network_name, subject, notice.sent_at or notice.created_at,
+        return compose_message(settings, member, settings.network_name, subject, notice.sent_at or notice.created_at,
                         notice_message_id(settings.secret(), notice.id, settings.email_domain), references, None,
                         context["url"], True, (unsubscribe_https, unsubscribe_mailto),
                         *_parts(settings, template, language, context))
@@ -131,7 +134,7 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     context["preferences_url"] = preferences_url(settings, member.id)
     sender_name = settings.network_name if is_notice or author is None else f"{author.short_name} via {settings.network_name}"
     reply_to = formataddr((f"{case.code} {settings.network_name}", reply_address(settings, member.id, case.id)))
-    return _message(settings, member, sender_name, subject, post.created_at,
+    return compose_message(settings, member, sender_name, subject, post.created_at,
                     post_message_id(settings.secret(), post.id, settings.email_domain),
                     thread_references(session, settings, post), reply_to, url, is_notice,
                     (unsubscribe_https, unsubscribe_mailto), *_parts(settings, template, language, context))
@@ -139,23 +142,23 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
 
 def _parts(settings, template: str, language: str, context: dict) -> tuple[str, str]:
     return (render_email_text(settings, template, language, context),
-            _render(settings.templates_dir, f"{template}.html", language, **context))
+            render_mail_template(settings.templates_dir, f"{template}.html", language, **context))
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """Header text on one line: CR, LF and other control characters become spaces (reliability: a name or
     title that somehow holds CR/LF can neither add a header nor make composing the email fail)."""
     return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text or "").split())
 
 
-def _message(settings, member: Member, sender_name: str, subject: str, date, message_id: str,
+def compose_message(settings, member: Member, sender_name: str, subject: str, date, message_id: str,
              references: list[str], reply_to: str | None, archived_at: str, automatic: bool,
              unsubscribe: tuple[str, str], text: str, html: str) -> EmailMessage:
     # refold_source="none": a header stored with set_raw() goes out exactly as written (see below).
     message = EmailMessage(policy=SMTP.clone(refold_source="none"))
-    message["From"] = formataddr((_one_line(sender_name), settings.email_from))
-    message["To"] = formataddr((_one_line(member.name), member.email))
-    message["Subject"] = _one_line(subject)
+    message["From"] = formataddr((one_line(sender_name), settings.email_from))
+    message["To"] = formataddr((one_line(member.name), member.email))
+    message["Subject"] = one_line(subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = f"<{message_id}>"
     if references:

@@ -1,0 +1,65 @@
+"""Handing deliveries to the work queue, after commit: one by one, in bulk batches, or each with a
+countdown to its booked slot. Dispatching is noted on the rows (dispatched_at) so the sweeper knows
+what is in flight and re-queues what a broker outage lost (relay/sweeper.py)."""
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta
+from typing import Iterable, Sequence
+
+from sqlalchemy import update
+
+from relay.infra.db import transaction
+from relay.infra.dispatch import dispatch_safely
+from relay.model.tables import Delivery, utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100  # deliveries per bulk task: few tasks per broadcast, still many in flight
+# A deferred delivery due within this long is queued at once with a countdown; one due later is left to
+# the sweeper, which queues it this long ahead of its slot (longer than the sweep interval, 30 s).
+# Broker countdowns of hours would sit in worker memory and be redelivered after the visibility timeout.
+DISPATCH_AHEAD = timedelta(seconds=120)
+
+
+def dispatch_deliveries(services, delivery_ids: Sequence[int], countdown: float | None = None) -> None:
+    """Queue deliveries (after commit) and note when, so the sweeper knows what is in flight."""
+    if not delivery_ids:
+        return
+    if dispatch_safely(services.dispatcher.deliver, list(delivery_ids), countdown=countdown):
+        with transaction(services.sessions) as session:
+            stamp = utcnow() + timedelta(seconds=countdown or 0)
+            for start in range(0, len(delivery_ids), 500):
+                session.execute(update(Delivery).where(Delivery.id.in_(delivery_ids[start:start + 500]))
+                                .values(dispatched_at=stamp).execution_options(synchronize_session=False))
+
+
+def dispatch_batches(services, batches: Iterable[Sequence[int]]) -> int:
+    """Queue batches of deliveries (each one bulk task, relay/outbound/bulk.py) after commit; returns how
+    many were queued. A dispatcher without batches gets the ids one by one. A broker outage is left to
+    the sweeper, which re-queues what is still waiting."""
+    dispatcher = services.dispatcher
+    count = 0
+    try:
+        if hasattr(dispatcher, "deliver_batches"):
+            count = dispatcher.deliver_batches(batches)
+        else:
+            for ids in batches:
+                dispatcher.deliver(list(ids))
+                count += 1
+    except Exception as exc:  # broker down, network error: logged, recovered by the sweeper
+        log.warning("dispatch of delivery batches failed after %s, the sweeper will retry: %s: %s", count,
+                    type(exc).__name__, exc)
+    return count
+
+
+def dispatch_when_due(services, due: Iterable[tuple[int, datetime]]) -> None:
+    """Queue deliveries each with a countdown to its own time (rounded up to the second, so none
+    arrives before it may be claimed): the deferred deliveries whose booked slots come soon."""
+    now = utcnow()
+    by_countdown: dict[int, list[int]] = {}
+    for delivery_id, when in due:
+        by_countdown.setdefault(max(0, math.ceil((when - now).total_seconds())), []).append(delivery_id)
+    for countdown, ids in sorted(by_countdown.items()):
+        dispatch_deliveries(services, ids, countdown=countdown or None)
