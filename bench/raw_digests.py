@@ -17,12 +17,12 @@ from types import SimpleNamespace
 
 
 def _push(settings, contents, subscribers, now, threads: int, ready, start) -> None:
-    from relay.render.digest_mail import digest_unsubscribe_url, preferences_url
     from relay.digests.building import render
-    from relay.render.mail import _message
+    from relay.infra.signing import unsubscribe_token
     from relay.model.messages import OutboundMessage
     from relay.providers.smtp_email import SmtpEmailSender
-    from relay.infra.signing import unsubscribe_token
+    from relay.render.digest_mail import digest_unsubscribe_url, preferences_url
+    from relay.render.mail import _message
 
     sender = SmtpEmailSender(settings)
     daily = SimpleNamespace(frequency="daily")

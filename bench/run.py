@@ -49,10 +49,17 @@ from sqlalchemy.engine import make_url
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from relay.cli.common import WEB_THREADS as RELAY_WEB_THREADS, WEB_WORKERS as RELAY_WEB_WORKERS  # noqa: E402
-
-from tests.e2e.processes import Processes, free_port, group_pids, relay_command, relay_env, wait_for_health, \
-    wait_for_log  # noqa: E402
+from relay.cli.common import WEB_THREADS as RELAY_WEB_THREADS  # noqa: E402
+from relay.cli.common import WEB_WORKERS as RELAY_WEB_WORKERS
+from tests.e2e.processes import (
+    Processes,
+    free_port,
+    group_pids,
+    relay_command,
+    relay_env,
+    wait_for_health,
+    wait_for_log,  # noqa: E402
+)
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")

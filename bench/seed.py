@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import insert, literal, select
 
-from relay.library.cases import create_case
 from relay.infra.db import transaction
+from relay.library.cases import create_case
 from relay.model.tables import Member, MemberList, Membership, utcnow
 
 
@@ -77,7 +77,8 @@ def seed_digest_subscribers(sessions, n: int, now) -> dict:
     half subscribed on the web form (public cases only). Returns counts and the zones used."""
     from datetime import timedelta
 
-    from sqlalchemy import Date, String, cast, func, text as sql_text
+    from sqlalchemy import Date, String, cast, func
+    from sqlalchemy import text as sql_text
 
     from relay.model.tables import CaseMute, Digest, DigestSubscription, Notice, Post, Thread
 

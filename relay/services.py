@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from relay.inbound.spool_replay import Replayer
 from relay.infra.celery_producer import make_celery_producer
 from relay.infra.db import make_engine, make_session_factory
 from relay.infra.dispatch import CeleryDispatcher, Dispatcher
-from relay.providers import Sender, senders_for
 from relay.infra.settings import Settings
 from relay.infra.spool import Spool
-from relay.inbound.spool_replay import Replayer
+from relay.providers import Sender, senders_for
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,15 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
+from relay.inbound.retention import purge_raw_bodies
 from relay.infra import heartbeats
-from relay.outbound import hold
 from relay.infra.db import transaction
-from relay.model.delivery_states import FAILED, SENDING
-from relay.outbound.deliveries import booked_soon, due_for_dispatch
 from relay.infra.dispatch import dispatch_safely
+from relay.model.delivery_states import FAILED, SENDING
 from relay.model.tables import CaseImage, Delivery, InboundEvent, utcnow
 from relay.notices.lifecycle import finish_notice, unfinished_notices
-from relay.inbound.retention import purge_raw_bodies
+from relay.outbound import hold
+from relay.outbound.deliveries import booked_soon, due_for_dispatch
 from relay.outbound.queueing import BATCH_SIZE, DISPATCH_AHEAD, dispatch_batches, dispatch_deliveries, dispatch_when_due
 
 log = logging.getLogger(__name__)

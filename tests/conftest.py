@@ -12,11 +12,11 @@ from sqlalchemy.engine import make_url
 
 from relay.infra.db import transaction
 from relay.infra.dispatch import RecordingDispatcher
-from relay.model.messages import OutboundMessage, SendResult
 from relay.infra.migrate import upgrade
+from relay.infra.settings import Settings
+from relay.model.messages import OutboundMessage, SendResult
 from relay.model.tables import Base
 from relay.services import build_services
-from relay.infra.settings import Settings
 from tests.standins.twilio_api import TwilioStandIn
 
 POSTGRES_ADMIN_URL = os.environ.get("RELAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -154,8 +154,8 @@ def twilio_standin():
 def run_worker(services) -> None:
     """Do what the Celery worker would, until nothing is left in the recording dispatcher."""
     from relay.inbound.sms import process_inbound
-    from relay.outbound.sending import send_delivery
     from relay.inbound.statuses import apply_status
+    from relay.outbound.sending import send_delivery
 
     dispatcher: RecordingDispatcher = services.dispatcher
     for _ in range(1000):

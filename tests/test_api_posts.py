@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import func, select
 
 from relay.access.api_tokens import create_token
-from relay.library.cases import get_case
 from relay.infra.db import transaction
+from relay.library.cases import get_case
 from relay.members.directory import find_member
 from relay.model.tables import Delivery, Post
 from relay.notices.lifecycle import new_case_notice

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from relay.access.api_tokens import TOKEN_PREFIX, authenticate, create_token, revoke_token
-from relay.infra.audit import recent
 from relay.cli import main
+from relay.infra.audit import recent
 from relay.infra.db import transaction
 from relay.members.directory import find_member
 from relay.model.tables import ApiToken, AuditEvent, Member, Notice

@@ -8,9 +8,9 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from relay.infra import audit
-from relay.members import consent
-from relay.library.cases import create_case, publish_case, set_visibility
 from relay.infra.db import transaction
+from relay.library.cases import create_case, publish_case, set_visibility
+from relay.members import consent
 from relay.members.directory import find_member
 from relay.model.tables import AuditEvent
 from relay.notices.lifecycle import create_notice, send_notice
@@ -81,8 +81,8 @@ def test_stop_by_sms_end_to_end_is_audited(network):
 
 
 def test_postgres_refuses_to_edit_or_delete_the_trail(postgres_only_url, tmp_path):
-    from tests.conftest import make_settings
     from relay.services import build_services
+    from tests.conftest import make_settings
 
     services = build_services(make_settings(tmp_path, postgres_only_url))
     try:

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import select
 
 from relay.access.api_tokens import create_token
-from relay.library.cases import create_case
 from relay.infra.db import transaction
 from relay.infra.dispatch import RecordingDispatcher
+from relay.library.cases import create_case
 from relay.members.directory import find_member, import_members
 from relay.model.tables import Base, InboundEvent, Member, Post
 from relay.notices.lifecycle import create_notice, send_notice

@@ -15,7 +15,15 @@ from types import SimpleNamespace
 import pytest
 
 from relay.inbound.autoreplies import automatic_reason, envelope_is_null, is_bounce
-from relay.inbound.bounces import FLUFL_DIAGNOSTIC, FLUFL_LOST_REPORT_DIAGNOSTIC, BounceReport, parse_report, rebuild_mime, recipient_from_verp, verp_address
+from relay.inbound.bounces import (
+    FLUFL_DIAGNOSTIC,
+    FLUFL_LOST_REPORT_DIAGNOSTIC,
+    BounceReport,
+    parse_report,
+    rebuild_mime,
+    recipient_from_verp,
+    verp_address,
+)
 from relay.model.messages import Attachment, InboundEmail
 
 DATA = Path(__file__).parent / "data"

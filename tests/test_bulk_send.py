@@ -8,12 +8,12 @@ from email import message_from_bytes, policy
 
 from sqlalchemy import select, update
 
-from relay.outbound.bulk import send_batch
 from relay.infra.db import transaction
-from relay.render.mail import compose
 from relay.model.messages import SendError
 from relay.model.tables import Delivery, Notice, utcnow
 from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
+from relay.outbound.bulk import send_batch
+from relay.render.mail import compose
 
 HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References", "Reply-To", "List-Id",
            "List-Unsubscribe", "List-Unsubscribe-Post", "List-Archive", "Archived-At", "Precedence",
@@ -148,8 +148,8 @@ def test_a_broadcast_is_sent_in_two_waves_and_never_twice(network, sms, mail, mo
 
 def test_the_first_wave_of_a_notice_to_several_lists_is_small_and_nobody_is_missed_or_doubled(
         network, sms, mail, monkeypatch):
-    from relay.notices import lifecycle as notices
     from relay.members.directory import import_members
+    from relay.notices import lifecycle as notices
 
     with transaction(network.sessions) as session:  # "us": Ben (5) and Dana (6); "tft": 1-5
         import_members(session, "name,phone,email,timezone,language,lists,roles\n"

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
-from relay.library.cases import create_case, get_case, publish_case
 from relay.infra.db import transaction
+from relay.library.cases import create_case, get_case, publish_case
 from relay.model.tables import Member, Post
 from relay.notices.lifecycle import new_case_notice
 from webhooks.app import create_app

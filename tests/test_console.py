@@ -13,13 +13,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from relay.outbound import hold
 from relay.access.accounts import PasswordError, authenticate, set_password
-from relay.infra.audit import Actor
-from relay.library.cases import create_case
 from relay.cli import main
+from relay.infra.audit import Actor
 from relay.infra.db import transaction
+from relay.library.cases import create_case
 from relay.model.tables import AuditEvent, Delivery, Member, MemberPassword, Notice, Post
+from relay.outbound import hold
 from relay.sweeper import sweep
 from webhooks.app import create_app
 
@@ -441,10 +441,10 @@ def test_concurrent_double_submit_makes_one_post(postgres_only_url, tmp_path, sm
     lets one post through; the other gets the same post back."""
     import threading
 
+    from relay.discussion.web_posts import post_from_web
     from relay.infra.dispatch import RecordingDispatcher
     from relay.members.directory import import_members
     from relay.services import build_services
-    from relay.discussion.web_posts import post_from_web
 
     from .conftest import DEMO_CSV, make_settings
 

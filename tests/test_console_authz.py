@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from relay.outbound import hold
 from relay.access import permissions
-from relay.library.cases import create_case
 from relay.infra.db import transaction
+from relay.library.cases import create_case
 from relay.model.tables import AuditEvent, Case, Member, MemberList, Notice, Post
 from relay.notices.lifecycle import create_notice
+from relay.outbound import hold
 from webhooks.app import create_app
 
 from .conftest import _empty_tables

@@ -18,19 +18,19 @@ import pytest
 import time_machine
 from sqlalchemy import select, update
 
-from relay.outbound.bulk import send_batch
 from relay.infra.db import transaction
 from relay.infra.dispatch import RecordingDispatcher
-from relay.outbound.fanout import plan
+from relay.infra.ratelimit import SLOT_LEAD, RateLimited, RedisRateLimiter
+from relay.infra.settings import Settings, SettingsError
 from relay.members.directory import import_members
 from relay.model.tables import Delivery, Notice, utcnow
 from relay.notices.lifecycle import create_notice, send_notice
-from relay.providers.twilio_sms import TwilioSmsSender
-from relay.infra.ratelimit import SLOT_LEAD, RateLimited, RedisRateLimiter
+from relay.outbound.bulk import send_batch
+from relay.outbound.fanout import plan
 from relay.outbound.queueing import DISPATCH_AHEAD
 from relay.outbound.sending import send_delivery
+from relay.providers.twilio_sms import TwilioSmsSender
 from relay.services import build_services
-from relay.infra.settings import Settings, SettingsError
 from relay.sweeper import sweep
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, DEMO_CSV, OUR_NUMBER, RecordingSender, make_settings

@@ -13,13 +13,13 @@ import pytest
 import time_machine
 from sqlalchemy import select, update
 
-from relay.library.cases import create_case
-from relay.infra.db import transaction
 from relay.digests.building import due_period, run_digests
+from relay.discussion.threads import ensure_thread
+from relay.infra.db import transaction
 from relay.infra.dispatch import RecordingDispatcher
+from relay.library.cases import create_case
 from relay.model.tables import Delivery, Digest, DigestSubscription, Post, utcnow
 from relay.services import build_services
-from relay.discussion.threads import ensure_thread
 from workers.app import create_celery
 
 from .conftest import RecordingSender, make_settings, run_worker
@@ -282,8 +282,8 @@ def test_the_beat_task_sends_digests_once_however_often_it_runs(tmp_path, networ
 def _varied_subscribers(services, now):
     """Members and web subscribers who see different things: members-only and draft cases, a mute, a
     missed notice, Korean, SMS, weekly, a later window start; returns the (subscription, period) due."""
-    from relay.model.tables import CaseMute, Member, Notice
     from relay.members.subscriptions import ensure_member_subscription
+    from relay.model.tables import CaseMute, Member, Notice
 
     with transaction(services.sessions) as session:
         public = create_case(session, "Public case", visibility="public")

@@ -21,8 +21,7 @@ from relay.model.tables import InboundEvent, Post
 from relay.providers.sender_auth import aligned, proof
 
 from .conftest import run_worker
-from .test_email_inbound import (  # noqa: F401 — fixtures
-    ALICE, DOMAIN, KIM, alice_reply_address, client, mailgun_form, net, post_mailgun)
+from .test_email_inbound import ALICE, DOMAIN, KIM, alice_reply_address, client, mailgun_form, net, post_mailgun  # noqa: F401 — fixtures
 
 FORGED_TEXT = "Stop the antibiotics today."
 

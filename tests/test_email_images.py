@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from relay.library.cases import get_case, publish_case
 from relay.infra.db import transaction
 from relay.infra.dispatch import RecordingDispatcher
+from relay.library.cases import get_case, publish_case
 from relay.library.media_store import media_store_for
 from relay.members.directory import import_members
 from relay.model.tables import Case, CaseImage, InboundEvent, Post

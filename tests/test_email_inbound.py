@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import func, select
 
 from relay.infra.dispatch import RecordingDispatcher
-from relay.render.mail import reply_address
+from relay.infra.signing import post_message_id, unsubscribe_token
 from relay.model.tables import EmailBounce, InboundEvent, Post
 from relay.notices.lifecycle import new_case_notice
+from relay.render.mail import reply_address
 from relay.services import build_services
-from relay.infra.signing import post_message_id, unsubscribe_token
 from webhooks.app import create_app
 
 from .conftest import DEMO_CSV, RecordingSender, make_settings, run_worker
@@ -32,8 +32,8 @@ KIM, LEE, PARK, ALICE = "+821012345601", "+821012345602", "+821012345603", "+336
 @pytest.fixture
 def net(tmp_path, database_url):
     """The demo network with email configured (to recording senders) and C1's notice sent."""
-    from relay.library.cases import create_case
     from relay.infra.db import transaction
+    from relay.library.cases import create_case
     from relay.members.directory import import_members
 
     settings = make_settings(tmp_path / "var", database_url, mailgun_signing_key=KEY, mail_domain=DOMAIN,
@@ -164,8 +164,8 @@ def test_automatic_mail_is_recorded_and_never_relayed(client, net, headers, enve
 def test_a_mail_loop_between_two_relays_stops_after_one_message(client, net):
     """Our own relayed mail coming back (a second relay or an auto-forwarder) is never relayed again."""
     from relay.infra.db import transaction
-    from relay.render.mail import compose
     from relay.model.tables import Delivery
+    from relay.render.mail import compose
 
     post_mailgun(client, mailgun_form("alice@example.org", "Agree.", alice_reply_address(net)))
     run_worker(net)
@@ -325,8 +325,8 @@ def test_hard_bounces_to_the_verp_address_count_for_that_delivery_only(client, n
     """A bounce that comes back to delivery D's signed VERP address counts for D's recipient; the other
     recipients the same report names change nothing (formerly: an unsigned DSN to cases@)."""
     from relay.inbound.bounce_handling import reset_bounces
-    from relay.providers.verp import bounce_address
     from relay.infra.db import transaction
+    from relay.providers.verp import bounce_address
 
     delivery = email_delivery(net, ALICE)
     verp = bounce_address(net.settings, delivery.id)

@@ -7,14 +7,14 @@ from sqlalchemy import select
 
 from relay.infra.db import transaction
 from relay.infra.dispatch import RecordingDispatcher
-from relay.render.mail import compose
-from relay.members.directory import import_members
+from relay.infra.signing import post_of_message_id, read_reply_token, read_signed_id, read_unsubscribe_token
 from relay.library.cases import create_case
+from relay.members.directory import import_members
 from relay.model.tables import Delivery
 from relay.notices.lifecycle import new_case_notice
 from relay.providers.smtp_email import SmtpEmailSender, parse_smtp_url
+from relay.render.mail import compose
 from relay.services import build_services
-from relay.infra.signing import post_of_message_id, read_reply_token, read_signed_id, read_unsubscribe_token
 from tests.standins.smtp_sink import SmtpSink
 
 from .conftest import DEMO_CSV, RecordingSender, make_settings, run_worker

@@ -12,7 +12,15 @@ from sqlalchemy import select
 
 from relay.cli import main
 from relay.infra.db import transaction
-from relay.library.guidelines import GuidelineError, GuidelineNotFound, add_version, create_guideline, current_version, get_guideline, list_guidelines
+from relay.library.guidelines import (
+    GuidelineError,
+    GuidelineNotFound,
+    add_version,
+    create_guideline,
+    current_version,
+    get_guideline,
+    list_guidelines,
+)
 from relay.model.tables import Guideline, Member
 from webhooks.app import create_app
 

@@ -20,7 +20,8 @@ import time
 from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from relay.infra.db import transaction
@@ -59,9 +60,9 @@ nasty = st.one_of(text, st.sampled_from(["", " ", "\r\nBcc: x@evil.example", "\x
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
+    from relay.infra.migrate import upgrade
     from relay.library.cases import create_case
     from relay.members.directory import import_members
-    from relay.infra.migrate import upgrade
 
     var = tmp_path_factory.mktemp("hostile")
     url = f"sqlite:///{var / 'relay.sqlite3'}"

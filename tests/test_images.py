@@ -13,12 +13,12 @@ import pytest
 from PIL import Image, ImageFile
 from sqlalchemy import func, select
 
-from relay.library.cases import get_case, publish_case, set_visibility
 from relay.infra.db import transaction
+from relay.infra.settings import Settings, SettingsError
+from relay.library.cases import get_case, publish_case, set_visibility
 from relay.library.images import MAX_PIXELS, THUMBNAIL_EDGE, ImageRefused, add_case_image, clean_image
 from relay.library.media_store import LocalMediaStore, media_store_for
 from relay.model.tables import CaseImage
-from relay.infra.settings import Settings, SettingsError
 from webhooks.app import create_app
 
 GPS_IFD = 0x8825
@@ -296,8 +296,8 @@ def test_concurrent_filing_of_the_same_image_keeps_one_row(postgres_only_url, tm
     """The (case, sha256) unique constraint, not the check in Python, is what holds under a race."""
     import threading
 
-    from relay.library.cases import create_case
     from relay.infra.dispatch import RecordingDispatcher
+    from relay.library.cases import create_case
     from relay.services import build_services
 
     from .conftest import make_settings

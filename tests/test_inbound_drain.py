@@ -172,9 +172,9 @@ def test_status_callbacks_are_drained_too(network):
 
 def test_two_drainers_side_by_side_split_the_work(postgres_only_url, tmp_path, sms, mail):
     """Real PostgreSQL, two threads draining at once: every event is claimed by exactly one."""
-    from relay.library.cases import create_case
     from relay.infra.db import transaction
     from relay.infra.dispatch import RecordingDispatcher
+    from relay.library.cases import create_case
     from relay.members.directory import import_members
 
     from .conftest import DEMO_CSV

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 
-from relay.infra.db import make_engine
 from relay.inbound.record import store_inbound
+from relay.infra.db import make_engine
 from relay.model.tables import InboundEvent
 
 

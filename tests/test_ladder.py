@@ -8,8 +8,8 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from relay.library.cases import create_case
 from relay.infra.db import transaction
+from relay.library.cases import create_case
 from relay.model.tables import CaseMute, ChannelPreference, ConsentEvent, DigestSubscription, utcnow
 from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
 from relay.rules.keywords import keyword_of, ladder_command_of

@@ -11,9 +11,18 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from relay.library.cases import CaseStateError, SearchError, create_case, get_case, parse_search_params, publish_case, search_cases, set_visibility
 from relay.cli import main
 from relay.infra.db import transaction
+from relay.library.cases import (
+    CaseStateError,
+    SearchError,
+    create_case,
+    get_case,
+    parse_search_params,
+    publish_case,
+    search_cases,
+    set_visibility,
+)
 from relay.model.tables import Case, Member, Post
 from webhooks.app import create_app
 

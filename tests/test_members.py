@@ -1,16 +1,15 @@
 """Member import from CSV, E.164 numbers, and the case and notice commands."""
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from relay.cli import main
 from relay.infra.db import transaction
 from relay.members.directory import import_members, short_name_of
-from relay.model.tables import Member, MemberList, Membership
 from relay.members.phones import InvalidPhone, to_e164
-
-import pytest
+from relay.model.tables import Member, MemberList, Membership
 
 GOOD_AND_BAD = """name,phone,email,timezone,language,lists,roles
 Kim Jiwon,+82 10-1234-5601,JIWON@example.org,Asia/Seoul,ko,tft;seoul,coordinator;member
@@ -160,8 +159,8 @@ def test_cli_import_grants_roles_only_with_the_flag(settings, monkeypatch, tmp_p
     assert "line 2: roles" in result.output and "imported 1 new" in result.output
     result = runner.invoke(main, ["members", "import", "--grant-roles", str(csv_file)])
     assert result.exit_code == 0, result.output
-    from relay.services import build_services
     from relay.model.tables import AuditEvent
+    from relay.services import build_services
 
     services = build_services(settings)
     try:

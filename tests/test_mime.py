@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from relay.providers.errors import BadWebhook
-from relay.providers.mime import address_of, bare_ids, codec_for, decode_text, email_from_mime, envelope_address, mailbox_hash_of, safe_filename
+from relay.providers.mime import (
+    address_of,
+    bare_ids,
+    codec_for,
+    decode_text,
+    email_from_mime,
+    envelope_address,
+    mailbox_hash_of,
+    safe_filename,
+)
 
 DATA = Path(__file__).parent / "data" / "mime"
 PNG = (DATA / "chest-xray-thumb.png").read_bytes()

@@ -18,14 +18,14 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from relay.inbound import mms as mms_media
+from relay.inbound.mms import backoff, fetch_case_image, redirect_refusal
+from relay.inbound.record import record_inbound
+from relay.inbound.sms import process_inbound
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
-from relay.inbound.record import record_inbound
-from relay.inbound import mms as mms_media
 from relay.library.media_store import media_store_for
-from relay.inbound.mms import backoff, fetch_case_image, redirect_refusal
 from relay.model.tables import CaseImage, Post
-from relay.inbound.sms import process_inbound
 from relay.sweeper import MEDIA_STALE_AFTER, sweep
 from webhooks.app import create_app
 

@@ -9,15 +9,28 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-from relay.members import consent
 from relay.cli import main
-from relay.notices.corrections import correct_notice
 from relay.infra.db import transaction
-from relay.members.directory import import_members, set_channels
-from relay.model.tables import Case, Delivery, Member, Notice, Participant, Post, utcnow
-from relay.model.notice_refs import notice_of
-from relay.notices.lifecycle import cancel_notice, NoticeError, NoticeExpired, NoticeNotFound, NoticeStateError, UnknownList, create_notice, delivery_counts, new_case_notice, schedule_notice, send_notice, send_scheduled
 from relay.infra.signing import notice_message_id
+from relay.members import consent
+from relay.members.directory import import_members, set_channels
+from relay.model.notice_refs import notice_of
+from relay.model.tables import Case, Delivery, Member, Notice, Participant, Post, utcnow
+from relay.notices.corrections import correct_notice
+from relay.notices.lifecycle import (
+    NoticeError,
+    NoticeExpired,
+    NoticeNotFound,
+    NoticeStateError,
+    UnknownList,
+    cancel_notice,
+    create_notice,
+    delivery_counts,
+    new_case_notice,
+    schedule_notice,
+    send_notice,
+    send_scheduled,
+)
 
 from .conftest import run_worker
 from .helpers import deliveries, member
@@ -272,8 +285,8 @@ def test_scheduled_notice_is_sent_once_by_concurrent_beats(postgres_only_url, tm
     """Two beat processes (here four threads) run relay.send_scheduled at the same moment."""
     import threading
 
-    from relay.library.cases import create_case
     from relay.infra.dispatch import RecordingDispatcher
+    from relay.library.cases import create_case
     from relay.services import build_services
 
     from .conftest import DEMO_CSV, RecordingSender, make_settings

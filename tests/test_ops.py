@@ -156,13 +156,13 @@ def test_events_list_shows_failing_and_set_aside_events_and_retry_runs_one_again
     from click.testing import CliRunner
     from sqlalchemy import update
 
-    from relay.inbound import sms as processing
-    from relay.infra.audit import recent
     from relay.cli import main
-    from relay.infra.db import transaction
+    from relay.inbound import sms as processing
     from relay.inbound.drain import drain
-    from relay.model.tables import InboundEvent
     from relay.inbound.sms import process_inbound
+    from relay.infra.audit import recent
+    from relay.infra.db import transaction
+    from relay.model.tables import InboundEvent
     from relay.sweeper import MAX_ATTEMPTS, sweep
 
     from .helpers import event

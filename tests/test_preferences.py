@@ -10,12 +10,12 @@ from email import message_from_bytes, policy
 import pytest
 from sqlalchemy import select
 
-from relay.library.cases import create_case
 from relay.infra.db import transaction
-from relay.render.mail import preferences_url
+from relay.infra.signing import signed_id
+from relay.library.cases import create_case
 from relay.model.tables import ChannelPreference, ConsentEvent, DigestSubscription
 from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
-from relay.infra.signing import signed_id
+from relay.render.mail import preferences_url
 from webhooks.app import create_app
 
 from .conftest import run_worker

@@ -7,14 +7,14 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from relay.members import consent
 from relay.infra.db import transaction
+from relay.infra.settings import Settings
+from relay.members import consent
 from relay.members.directory import set_channels
 from relay.model.tables import Delivery, Member
 from relay.notices.lifecycle import create_notice, new_case_notice
 from relay.notices.preview import PriceTableError, load_prices, preview_notice
 from relay.render.segments import count_segments
-from relay.infra.settings import Settings
 
 from .conftest import run_worker
 

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.config import Config
 
-from relay.infra.access_log import RedactingLogger
 from relay.cli.common import gunicorn_options
+from relay.infra.access_log import RedactingLogger
 from relay.infra.logs import mask, mask_text, redact_path
 from relay.infra.signing import unsubscribe_token
 from webhooks.app import create_app
@@ -46,8 +46,8 @@ def test_a_refused_sign_in_logs_the_address_masked(network, caplog):
 
 
 def test_an_inbound_sms_logs_the_number_masked(network, caplog):
-    from .test_mms import record_mms
     from .conftest import run_worker
+    from .test_mms import record_mms
 
     caplog.set_level(logging.INFO)
     record_mms(network, "C1 febrile again this morning", [], sender="+821012345602")

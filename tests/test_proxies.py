@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from relay.outbound import hold
 from relay.infra.dispatch import RecordingDispatcher
-from relay.services import build_services
 from relay.infra.settings import Settings, SettingsError
+from relay.outbound import hold
+from relay.services import build_services
 from webhooks.app import create_app
 from webhooks.proxies import TrustedProxies
 

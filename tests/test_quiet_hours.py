@@ -9,11 +9,11 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from relay.members import ladder
+from relay.inbound.sms import process_inbound
 from relay.infra.db import transaction
+from relay.members import ladder
 from relay.model.tables import Delivery, Member
 from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
-from relay.inbound.sms import process_inbound
 from relay.sweeper import sweep
 
 from .conftest import make_settings, run_worker

@@ -10,10 +10,18 @@ import time
 import pytest
 import redis
 
+from relay.infra.ratelimit import (
+    LocalRateLimiter,
+    Rate,
+    RateLimited,
+    RedisRateLimiter,
+    sender_kind,
+    sms_rate,
+    smtp_rate,
+)
+from relay.infra.settings import Settings, SettingsError
 from relay.model.messages import OutboundMessage, SendError
 from relay.providers.twilio_sms import TwilioSmsSender
-from relay.infra.ratelimit import LocalRateLimiter, Rate, RateLimited, RedisRateLimiter, sender_kind, sms_rate, smtp_rate
-from relay.infra.settings import Settings, SettingsError
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, make_settings
 
 

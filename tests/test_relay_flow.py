@@ -1,8 +1,8 @@
 """The core flow without servers: notice -> member reply by SMS -> relays and confirmation."""
 from __future__ import annotations
 
-from relay.notices.lifecycle import new_case_notice
 from relay.inbound.sms import process_inbound
+from relay.notices.lifecycle import new_case_notice
 
 from .conftest import run_worker
 from .helpers import deliveries, event, member, record_sms
@@ -114,9 +114,9 @@ def test_concurrent_processing_of_one_event_makes_one_post(postgres_only_url, tm
 
     from sqlalchemy import func, select
 
-    from relay.library.cases import create_case
     from relay.infra.db import transaction
     from relay.infra.dispatch import RecordingDispatcher
+    from relay.library.cases import create_case
     from relay.members.directory import import_members
     from relay.model.tables import Post
     from relay.services import build_services

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from relay.members import consent, ladder
-from relay.outbound.bulk import send_batch
 from relay.infra.db import transaction
+from relay.members import consent, ladder
 from relay.model.tables import Case, Delivery, Member, utcnow
 from relay.notices.lifecycle import create_notice, send_notice
+from relay.outbound.bulk import send_batch
 from relay.outbound.sending import send_delivery
 
 BEN = "+12025550105"

@@ -7,14 +7,14 @@ import pytest
 from sqlalchemy import select, update
 
 from relay.infra.db import transaction
-from relay.outbound.deliveries import claim
 from relay.infra.dispatch import RecordingDispatcher
-from relay.outbound.fanout import plan
 from relay.model.tables import ConsentEvent, Delivery, utcnow
-from relay.providers.twilio_sms import TwilioSmsSender
+from relay.outbound.deliveries import claim
+from relay.outbound.fanout import plan
 from relay.outbound.sending import send_delivery
-from relay.services import build_services
+from relay.providers.twilio_sms import TwilioSmsSender
 from relay.render.texts import SMS_MAX_CHARS, fit_sms
+from relay.services import build_services
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, DEMO_CSV, OUR_NUMBER, make_settings
 from .helpers import deliveries, member

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
+from relay.inbound.spool_replay import ReplayReport, replay, replay_spool
 from relay.infra.dispatch import RecordingDispatcher
+from relay.infra.spool import SET_ASIDE, Entry, Spool, SpoolFull
 from relay.model.tables import InboundEvent
 from relay.services import build_services
-from relay.infra.spool import SET_ASIDE, Entry, Spool, SpoolFull
-from relay.inbound.spool_replay import ReplayReport, replay, replay_spool
 
 from .conftest import make_settings
 

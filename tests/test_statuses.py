@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-
+from relay.inbound.record import record_inbound
+from relay.inbound.statuses import apply_status
 from relay.infra.db import transaction
 from relay.model.delivery_states import FINAL
 from relay.outbound.deliveries import TRANSITIONS, can_move
-from relay.providers.twilio_sms import TWILIO_STATUS
 from relay.outbound.fanout import plan
-from relay.inbound.record import record_inbound
 from relay.outbound.sending import send_delivery
-from relay.inbound.statuses import apply_status
+from relay.providers.twilio_sms import TWILIO_STATUS
 
 from .conftest import run_worker
 from .helpers import deliveries, event

@@ -4,14 +4,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from sqlalchemy import select, update
 
 from relay.infra.db import transaction
+from relay.infra.settings import Settings
+from relay.model.tables import Delivery, InboundEvent, utcnow
 from relay.outbound.deliveries import claim
 from relay.outbound.fanout import plan
-from relay.model.tables import Delivery, InboundEvent, utcnow
-from relay.infra.settings import Settings
 from relay.sweeper import sweep
 
 from .conftest import run_worker

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import update
 
 from relay.discussion import threads
-from relay.library.cases import create_case
 from relay.infra.db import transaction
+from relay.library.cases import create_case
 from relay.model.tables import Delivery, utcnow
 from relay.notices.lifecycle import new_case_notice
 

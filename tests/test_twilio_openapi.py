@@ -19,9 +19,9 @@ from openapi_core.datatypes import RequestParameters
 from openapi_core.exceptions import OpenAPIError
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from relay.infra.settings import Settings
 from relay.model.messages import OutboundMessage
 from relay.providers.twilio_sms import TwilioSmsSender
-from relay.infra.settings import Settings
 from tests.conftest import IN_CI, PUBLIC_BASE
 from tests.standins.twilio_api import TwilioStandIn
 

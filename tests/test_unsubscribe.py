@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from relay.infra.signing import unsubscribe_token
 from relay.model.tables import ConsentEvent
 from relay.notices.lifecycle import new_case_notice
-from relay.infra.signing import unsubscribe_token
 from webhooks.app import create_app
 
 from .conftest import run_worker

@@ -6,21 +6,21 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from jinja2 import FileSystemLoader
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from relay.infra.logs import configure_logging
 from relay.infra.db import make_engine
-from relay.services import Services, build_services
+from relay.infra.logs import configure_logging
 from relay.infra.settings import Settings, SettingsError
+from relay.services import Services, build_services
 
+from .auth import rate_limit_sign_in
 from .errors import database_unavailable_response, http_error_response, log_http_error
 from .fast_path import ProviderWebhooks
 from .proxies import TrustedProxies
-from .auth import rate_limit_sign_in
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 
 log = logging.getLogger("relay.web")
 # An email webhook's form: some 30 fields and one part per attachment (Mailgun, SendGrid).

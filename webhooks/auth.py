@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from flask import (Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for)
+from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 

@@ -12,23 +12,32 @@ from datetime import datetime, timezone
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from relay.outbound import hold
-from relay.members import directory as members_core
-from relay.library.cases import CaseNotFound, CaseStateError, create_case, get_case, publish_case, set_visibility
+from relay.infra.audit import recent
 from relay.infra.db import transaction
-from relay.model.tables import Case, Member, MemberList, Membership, Notice
+from relay.library.cases import CaseNotFound, CaseStateError, create_case, get_case, publish_case, set_visibility
+from relay.library.images import ImageRefused, add_case_image, case_images, clean_image
+from relay.members import directory as members_core
+from relay.model.tables import Case, CaseImage, Member, MemberList, Membership, Notice
 from relay.notices.audience import CHANNELS
-from relay.notices.status import failed_deliveries, live_counts, rate_limited_until
-from relay.notices.lifecycle import KINDS, SEVERITIES, NoticeError, NoticeNotFound, UnknownList, create_notice, get_notice, parse_expiry, parse_time, schedule_notice, send_notice
+from relay.notices.lifecycle import (
+    KINDS,
+    SEVERITIES,
+    NoticeError,
+    NoticeNotFound,
+    UnknownList,
+    create_notice,
+    get_notice,
+    parse_expiry,
+    parse_time,
+    schedule_notice,
+    send_notice,
+)
 from relay.notices.preview import preview_notice
+from relay.notices.status import failed_deliveries, live_counts, rate_limited_until
+from relay.outbound import hold
 
 from .auth import check_csrf, current_member, requires
-from relay.library.images import ImageRefused, clean_image
-from relay.library.images import add_case_image
-from relay.library.images import case_images
-from relay.model.tables import CaseImage
 from .library import image_file
-from relay.infra.audit import recent
 
 log = logging.getLogger("relay.web.console")
 blueprint = Blueprint("console", __name__, url_prefix="/console")

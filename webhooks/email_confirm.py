@@ -11,10 +11,10 @@ import logging
 from flask import Blueprint, abort, current_app, render_template
 
 from relay.inbound import email_confirm
-from relay.outbound import fanout
-from relay.infra.db import transaction
 from relay.inbound.mail import CONFIRMED, EXPIRED, INVALID, USED, confirm_held
+from relay.infra.db import transaction
 from relay.model.tables import Case, Post, Thread
+from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
 
 log = logging.getLogger("relay.web.email_confirm")

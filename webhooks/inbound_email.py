@@ -11,17 +11,16 @@ import time
 
 from flask import Blueprint, Response, abort, current_app, request
 
+from relay.inbound.record import record_inbound
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
 from relay.infra.logs import mask_text
-from relay.inbound.record import record_inbound
 from relay.infra.metrics import WEBHOOKS
-from relay.model.tables import WebhookNonce, utcnow
+from relay.infra.storage import insert_if_new
+from relay.model.tables import InboundEvent, WebhookNonce, utcnow
 from relay.providers import mailgun, postmark, sendgrid
 from relay.providers.errors import BadWebhook
 from relay.providers.inbound_email import PROVIDERS, parse_inbound_email
-from relay.infra.storage import insert_if_new
-from relay.model.tables import InboundEvent
 
 log = logging.getLogger("relay.web.email")
 blueprint = Blueprint("email", __name__)

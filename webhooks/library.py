@@ -14,18 +14,26 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from relay.library.cases import CaseNotFound, SearchError, SearchParams, count_view, get_case, is_visible, parse_search_params, search
+from relay.access.permissions import Forbidden
+from relay.discussion.web_posts import WebPostError, post_from_web
 from relay.infra.db import transaction
+from relay.library.cases import (
+    CaseNotFound,
+    SearchError,
+    SearchParams,
+    count_view,
+    get_case,
+    is_visible,
+    parse_search_params,
+    search,
+)
+from relay.library.guidelines import GuidelineNotFound, current_version, get_guideline, list_guidelines
+from relay.library.guidelines import count_view as count_guideline_view
 from relay.library.images import case_images
 from relay.library.media_store import MediaNotFound, media_store_for
 from relay.model.tables import CaseImage, Post, Thread
-from relay.access.permissions import Forbidden
-from relay.discussion.web_posts import WebPostError, post_from_web
 
 from .auth import check_csrf, current_member, requires
-from relay.library.guidelines import list_guidelines
-from relay.library.guidelines import GuidelineNotFound, current_version, get_guideline
-from relay.library.guidelines import count_view as count_guideline_view
 
 blueprint = Blueprint("library", __name__)
 blueprint.before_request(check_csrf)

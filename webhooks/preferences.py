@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, current_app, render_template, request
-
-from relay.members import consent, ladder
-from relay.outbound import fanout
-from relay.library.cases import CaseNotFound, get_case
-from relay.infra.db import transaction
-from relay.infra.logs import mask_text
+from flask import Blueprint, abort, current_app, redirect, render_template, request
 from sqlalchemy import select
 
-from relay.model.tables import DigestSubscription, Member, MemberList, Membership, utcnow
-from relay.outbound.queueing import dispatch_deliveries
-from relay.members.subscriptions import SubscriptionError, confirm, subscribe
+from relay.infra.db import transaction
+from relay.infra.logs import mask_text
 from relay.infra.signing import read_signed_id
-from flask import redirect
+from relay.library.cases import CaseNotFound, get_case
+from relay.members import consent, ladder
+from relay.members.subscriptions import SubscriptionError, confirm, subscribe
+from relay.model.tables import DigestSubscription, Member, MemberList, Membership, utcnow
+from relay.outbound import fanout
+from relay.outbound.queueing import dispatch_deliveries
 from relay.render.mail import preferences_url
+
 from .auth import current_member
 
 log = logging.getLogger("relay.web.preferences")

@@ -13,13 +13,13 @@ import logging
 from flask import Blueprint, current_app, request
 from werkzeug.wrappers import Response
 
-from relay.infra.dispatch import dispatch_safely
 from relay.inbound.record import store_inbound
+from relay.inbound.spool_replay import UNREACHABLE
+from relay.infra.dispatch import dispatch_safely
 from relay.infra.metrics import WEBHOOKS
+from relay.infra.spool import Entry, SpoolFull
 from relay.model.tables import utcnow
 from relay.providers import twilio_sms
-from relay.infra.spool import Entry, SpoolFull
-from relay.inbound.spool_replay import UNREACHABLE
 
 log = logging.getLogger("relay.web.twilio")
 blueprint = Blueprint("twilio", __name__)

@@ -8,11 +8,11 @@ import logging
 
 from flask import Blueprint, abort, current_app, render_template, request
 
-from relay.outbound import fanout
 from relay.infra.db import transaction
-from relay.outbound.queueing import dispatch_deliveries
-from relay.members.subscriptions import unsubscribe as apply_unsubscribe
 from relay.infra.signing import read_unsubscribe_token
+from relay.members.subscriptions import unsubscribe as apply_unsubscribe
+from relay.outbound import fanout
+from relay.outbound.queueing import dispatch_deliveries
 
 log = logging.getLogger("relay.web.unsubscribe")
 blueprint = Blueprint("unsubscribe", __name__)

@@ -7,6 +7,7 @@ from celery.schedules import crontab
 
 from relay.infra.dispatch import QUEUE_MAINTENANCE, TASK_SEND_DIGESTS, TASK_SEND_SCHEDULED, TASK_SWEEP, celery_config
 from relay.infra.settings import Settings
+
 from .tasks import register_tasks
 
 SWEEP_EVERY_SECONDS = 30.0

@@ -11,20 +11,32 @@ from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.exc import DBAPIError
 
-from relay.infra.dispatch import TASK_APPLY_STATUS, TASK_DELIVER, TASK_FETCH_MEDIA, TASK_DELIVER_BATCH, TASK_DRAIN_INBOUND, TASK_PROCESS_INBOUND, TASK_SEND_DIGESTS, TASK_SEND_SCHEDULED, TASK_SWEEP, CeleryDispatcher, dispatch_safely
-from relay.infra.metrics import TASK_SECONDS
-from relay.infra.doorbell import LINGER_SECONDS
-from relay.services import Services, build_services, make_doorbell
-from relay.infra.settings import Settings
 from relay.digests.building import run_digests
 from relay.inbound.drain import drain as run_drain
 from relay.inbound.mms import fetch_case_image
-from relay.notices.lifecycle import send_scheduled as run_send_scheduled
 from relay.inbound.sms import process_inbound as run_process_inbound
+from relay.inbound.spool_replay import replay_spool
+from relay.inbound.statuses import apply_status as run_apply_status
+from relay.infra.dispatch import (
+    TASK_APPLY_STATUS,
+    TASK_DELIVER,
+    TASK_DELIVER_BATCH,
+    TASK_DRAIN_INBOUND,
+    TASK_FETCH_MEDIA,
+    TASK_PROCESS_INBOUND,
+    TASK_SEND_DIGESTS,
+    TASK_SEND_SCHEDULED,
+    TASK_SWEEP,
+    CeleryDispatcher,
+    dispatch_safely,
+)
+from relay.infra.doorbell import LINGER_SECONDS
+from relay.infra.metrics import TASK_SECONDS
+from relay.infra.settings import Settings
+from relay.notices.lifecycle import send_scheduled as run_send_scheduled
 from relay.outbound.bulk import send_batch
 from relay.outbound.sending import send_delivery
-from relay.inbound.statuses import apply_status as run_apply_status
-from relay.inbound.spool_replay import replay_spool
+from relay.services import Services, build_services, make_doorbell
 from relay.sweeper import sweep as run_sweep
 
 log = logging.getLogger("relay.worker")

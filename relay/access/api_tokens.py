@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from relay.access.permissions import ADMIN
 from relay.infra import audit
 from relay.model.tables import ApiToken, Member, utcnow
-from relay.access.permissions import ADMIN
 
 TOKEN_PREFIX = "rly_"
 PREFIX_CHARS = 12  # rly_ and 8 random characters: enough to tell tokens apart, useless to an attacker

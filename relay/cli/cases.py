@@ -1,7 +1,6 @@
 """`relay cases add|close|publish|visibility|drafts`."""
 from __future__ import annotations
 
-
 import click
 
 from relay.cli.common import cli_actor, cli_services, load_settings
@@ -23,8 +22,8 @@ def cases() -> None:
 def cases_add(title: str, chief_complaint: str, symptoms: str, exposure: str, findings: str, draft: bool,
               members_only: bool) -> None:
     """Create a case and print its number (open and public unless --draft / --members-only)."""
-    from relay.library.cases import create_case
     from relay.infra.db import transaction
+    from relay.library.cases import create_case
 
     services = cli_services(load_settings())
     try:
@@ -42,8 +41,8 @@ def cases_add(title: str, chief_complaint: str, symptoms: str, exposure: str, fi
 @click.option("--reopen", is_flag=True, help="Open a closed case again.")
 def cases_close(case_code: str, reopen: bool) -> None:
     """Close a case to new posts (members who reply are told so), or reopen it."""
-    from relay.library.cases import CaseNotFound, get_case
     from relay.infra.db import transaction
+    from relay.library.cases import CaseNotFound, get_case
 
     services = cli_services(load_settings())
     try:
@@ -60,8 +59,8 @@ def cases_close(case_code: str, reopen: bool) -> None:
 @click.argument("case_code")
 def cases_publish(case_code: str) -> None:
     """Publish a draft case: it opens and enters the library."""
-    from relay.library.cases import CaseNotFound, CaseStateError, publish_case
     from relay.infra.db import transaction
+    from relay.library.cases import CaseNotFound, CaseStateError, publish_case
 
     services = cli_services(load_settings())
     try:
@@ -77,8 +76,8 @@ def cases_publish(case_code: str) -> None:
 @click.argument("visibility", type=click.Choice(["members", "public"], case_sensitive=False))
 def cases_visibility(case_code: str, visibility: str) -> None:
     """Who can read CASE_CODE in the library: members only, or the public."""
-    from relay.library.cases import CaseNotFound, set_visibility
     from relay.infra.db import transaction
+    from relay.library.cases import CaseNotFound, set_visibility
 
     services = cli_services(load_settings())
     try:

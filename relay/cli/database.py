@@ -1,7 +1,6 @@
 """`relay db upgrade`: database migrations."""
 from __future__ import annotations
 
-
 import click
 
 from relay.cli.common import load_settings, safe_url, upgrade_database

@@ -8,7 +8,6 @@ import click
 
 from relay.cli.common import cli_actor, cli_services, load_settings, upgrade_database
 
-
 DEMO_CSV = """name,phone,email,timezone,language,lists,roles
 Kim Jiwon,+821012345601,jiwon.kim@example.org,Asia/Seoul,ko,tft-demo,admin;coordinator;member
 Lee Minho,+821012345602,minho.lee@example.org,Asia/Seoul,ko,tft-demo,member
@@ -33,8 +32,8 @@ def demo() -> None:
     plays a member's SMS reply."""
     from sqlalchemy import select
 
-    from relay.library.cases import create_case
     from relay.infra.db import transaction
+    from relay.library.cases import create_case
     from relay.members.directory import import_members
     from relay.model.tables import Case
     from relay.notices.lifecycle import new_case_notice

@@ -1,7 +1,6 @@
 """`relay events list|retry`: inbound events that failed or were set aside."""
 from __future__ import annotations
 
-
 import click
 
 from relay.cli.common import age_text, cli_actor, cli_services, load_settings, utc_now

@@ -1,7 +1,6 @@
 """`relay guidelines add|update|list`."""
 from __future__ import annotations
 
-
 import click
 
 from relay.cli.common import cli_services, load_settings

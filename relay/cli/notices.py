@@ -1,7 +1,6 @@
 """`relay notice new-case|create|preview|send|cancel|correct|status|resume`."""
 from __future__ import annotations
 
-
 import click
 
 from relay.cli.common import cli_actor, cli_services, load_settings
@@ -164,8 +163,8 @@ def notice_correct(notice_id: int, text: str) -> None:
 @click.argument("notice_id", type=int)
 def notice_status(notice_id: int) -> None:
     """Print NOTICE_ID's state and its deliveries counted by channel and status."""
-    from relay.notices.status import live_counts, rate_limited_until
     from relay.notices.lifecycle import delivery_counts, get_notice
+    from relay.notices.status import live_counts, rate_limited_until
 
     services = cli_services(load_settings())
     try:

@@ -7,8 +7,16 @@ from pathlib import Path
 
 import click
 
+from relay.cli.common import (
+    WEB_THREADS,
+    WEB_WORKERS,
+    clear_metrics,
+    gunicorn_options,
+    load_settings,
+    safe_url,
+    upgrade_database,
+)
 from relay.infra.settings import Settings
-from relay.cli.common import WEB_THREADS, WEB_WORKERS, clear_metrics, gunicorn_options, load_settings, safe_url, upgrade_database
 
 
 @click.command()
@@ -115,11 +123,10 @@ def worker(concurrency: int, beat: bool, queues: str, loglevel: str, metrics_por
 
 def _supervise_worker(settings: Settings, concurrency: int, beat: bool, queues: str, loglevel: str) -> None:
     """Run the Celery worker as a child restarted whenever it exits, and watch for the sweeper."""
-    from workers.app import SWEEP_EVERY_SECONDS
-
     from relay.infra.db import make_engine, make_session_factory
     from relay.infra.heartbeats import SweeperWatch
     from relay.infra.supervise import Child, Supervisor, stop_on_signals
+    from workers.app import SWEEP_EVERY_SECONDS
 
     child = [sys.executable, "-m", "relay.cli", "worker", "--no-supervise", "--concurrency", str(concurrency),
              "-Q", queues, "--loglevel", loglevel] + (["--beat"] if beat else [])

@@ -1,7 +1,6 @@
 """`relay tokens create|list|revoke`: API tokens."""
 from __future__ import annotations
 
-
 import click
 
 from relay.cli.common import cli_actor, cli_services, load_settings

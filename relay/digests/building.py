@@ -24,18 +24,29 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from relay.outbound import fanout
 from relay.infra.db import transaction
+from relay.infra.signing import signed_id, unsubscribe_token
+from relay.infra.storage import insert_if_new
 from relay.members.ladder import muted_case_ids, zone
+from relay.model.delivery_states import FAILED, QUEUED
+from relay.model.notice_refs import notice_of
+from relay.model.tables import (
+    Case,
+    CaseMute,
+    Delivery,
+    Digest,
+    DigestSubscription,
+    Member,
+    Notice,
+    Post,
+    Thread,
+    utcnow,
+)
+from relay.outbound import fanout
+from relay.outbound.deliveries import move
+from relay.outbound.queueing import BATCH_SIZE, dispatch_batches
 from relay.render.digest_mail import digest_unsubscribe_url
 from relay.render.mail import preferences_url, render_mail_template
-from relay.infra.signing import signed_id, unsubscribe_token
-from relay.model.delivery_states import FAILED, QUEUED
-from relay.outbound.deliveries import move
-from relay.model.tables import Case, CaseMute, Delivery, Digest, DigestSubscription, Member, Notice, Post, Thread, utcnow
-from relay.model.notice_refs import notice_of
-from relay.outbound.queueing import BATCH_SIZE, dispatch_batches
-from relay.infra.storage import insert_if_new
 from relay.render.texts import fit_sms, render_sms
 
 log = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from relay.outbound import fanout
+from relay.discussion.posting import publish_reply
+from relay.inbound.record import record_inbound
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
-from relay.inbound.record import record_inbound
 from relay.model.tables import Case, InboundEvent, Member, Post, utcnow
-from relay.discussion.posting import publish_reply
+from relay.outbound import fanout
 
 MAX_TEXT = 6400  # as an inbound SMS body
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from relay.model.tables import Case, Delivery, Thread
-from datetime import timezone
-from relay.model.tables import Post
 from relay.infra.signing import post_of_message_id, read_reply_token
+from relay.model.tables import Case, Delivery, Post, Thread
 
 # "C123 text", "#123 text", "123: text" — the code must stand alone at the start.
 _CODE_PATTERNS = (

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from relay.outbound import fanout
 from relay.access import permissions
-from relay.library.cases import CaseNotFound, get_case, is_visible
-from relay.infra.db import transaction
-from relay.model.tables import InboundEvent, Member, Post, utcnow
 from relay.discussion.posting import publish_reply
+from relay.infra.db import transaction
+from relay.library.cases import CaseNotFound, get_case, is_visible
+from relay.model.tables import InboundEvent, Member, Post, utcnow
+from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from email.utils import getaddresses, parseaddr
 from relay.inbound.bounces import returned_headers
 from relay.providers.verp import DELIVERY_HEADER, is_bounce_address, read_bounce_token
 
+
 @dataclass
 class Proof:
     """The deliveries a report is proven to be about, and why anything else was not believed."""

@@ -18,10 +18,10 @@ from typing import Callable
 
 from sqlalchemy import select, update
 
+from relay.inbound.sms import process_inbound
+from relay.inbound.statuses import apply_status
 from relay.infra.db import is_transient, transaction
 from relay.model.tables import InboundEvent, utcnow
-from relay.inbound.statuses import apply_status
-from relay.inbound.sms import process_inbound
 
 log = logging.getLogger(__name__)
 

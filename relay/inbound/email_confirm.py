@@ -15,8 +15,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from relay.model.tables import InboundEvent, Member, utcnow
 from relay.infra.signing import read_signed_id
+from relay.model.tables import InboundEvent, Member, utcnow
 from relay.render.digest_mail import CONFIRM_POST, CONFIRM_POST_TOKEN
 
 UNCONFIRMED = "unconfirmed"  # the inbound event's outcome while it waits

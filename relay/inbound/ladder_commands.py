@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from relay.members import ladder
 from relay.library.cases import CaseNotFound, get_case
+from relay.members import ladder
 from relay.model.tables import Member, MemberList, Membership
 
 

@@ -15,22 +15,23 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay.inbound import email_confirm, limits as inbound_limits
-from relay.providers import sender_auth
+from relay.access.permissions import ALLOWED
 from relay.discussion import threads
 from relay.discussion.posting import publish_reply
+from relay.inbound import email_confirm
+from relay.inbound import limits as inbound_limits
 from relay.inbound.autoreplies import automatic_reason
 from relay.inbound.bounce_handling import handle_report
+from relay.inbound.reply_text import visible_text
+from relay.infra.logs import mask
 from relay.library.cases import create_case
 from relay.library.images import file_attachments
-from relay.infra.logs import mask
-from relay.render.mail import LOOP_HEADER, list_id
+from relay.members.subscriptions import unsubscribe
 from relay.model.tables import Case, InboundEvent, Member
+from relay.providers import sender_auth
 from relay.providers.errors import BadWebhook
 from relay.providers.inbound_email import parse_inbound_email
-from relay.inbound.reply_text import visible_text
-from relay.access.permissions import ALLOWED
-from relay.members.subscriptions import unsubscribe
+from relay.render.mail import LOOP_HEADER, list_id
 from relay.rules.authorisation import POSTING_ROLES
 
 log = logging.getLogger(__name__)

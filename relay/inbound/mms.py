@@ -24,8 +24,8 @@ import ipaddress
 import logging
 import re
 import socket
-from dataclasses import dataclass
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urljoin, urlsplit, urlunsplit
 

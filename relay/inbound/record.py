@@ -14,8 +14,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from relay.infra.db import driver_autocommit, is_transient, transaction
-from relay.model.tables import InboundEvent, utcnow
 from relay.infra.storage import insert_if_new
+from relay.model.tables import InboundEvent, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -12,22 +12,24 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay.members import consent, ladder
-from relay.outbound import fanout
-from relay.inbound import limits as inbound_limits, ladder_commands as ladder_sms, mms as mms_media
 from relay.discussion import threads
 from relay.discussion.posting import publish_reply
+from relay.inbound import ladder_commands as ladder_sms
+from relay.inbound import limits as inbound_limits
+from relay.inbound import mms as mms_media
+from relay.inbound.mail import process_email_event
+from relay.inbound.record import attempt
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
-from relay.inbound.record import attempt
 from relay.infra.logs import mask, mask_text
 from relay.infra.metrics import INBOUND_LATENCY
+from relay.members import consent, ladder
 from relay.model.tables import Case, InboundEvent, Member, utcnow
-from relay.providers import twilio_sms
-from relay.rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, decide
+from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
+from relay.providers import twilio_sms
 from relay.render.texts import fit_sms, render_sms
-from relay.inbound.mail import process_email_event
+from relay.rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, decide
 
 log = logging.getLogger(__name__)
 

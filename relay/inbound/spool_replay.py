@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from relay.infra.dispatch import dispatch_safely
 from relay.inbound.record import store_inbound
+from relay.infra.dispatch import dispatch_safely
 from relay.infra.spool import CorruptEntry, Spool
 
 log = logging.getLogger(__name__)

@@ -5,11 +5,11 @@ import logging
 
 from sqlalchemy import select
 
-from relay.infra.db import transaction
 from relay.inbound.record import attempt
-from relay.outbound.deliveries import can_move
+from relay.infra.db import transaction
 from relay.members import consent
 from relay.model.tables import Delivery, InboundEvent, Member, utcnow
+from relay.outbound.deliveries import can_move
 from relay.providers import twilio_sms
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-
 CONNECT_TIMEOUT_SECONDS = 5
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+
 from relay.infra.db import make_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -1,14 +1,14 @@
 """Settings, read once from the environment (every name starts with RELAY_; see config/settings.md)."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import secrets
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-import ipaddress
 from urllib.parse import urlsplit
-import secrets
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # relay/infra/settings.py -> the project
 

@@ -7,7 +7,6 @@ from relay.infra import audit
 from relay.infra.signing import read_unsubscribe_token
 from relay.model.tables import ConsentEvent, Member, utcnow
 
-
 _OPTED_OUT_AT = {"sms": "sms_opted_out_at", "email": "email_opted_out_at"}
 
 

@@ -23,10 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay.infra import audit
-from relay.model.tables import LANGUAGES, ROLES, Member, MemberList, Membership
-from relay.members.phones import InvalidPhone, to_e164
 from relay.members.emails import is_email_address
+from relay.members.phones import InvalidPhone, to_e164
 from relay.model.channels import CHANNELS
+from relay.model.tables import LANGUAGES, ROLES, Member, MemberList, Membership
 
 HEADER = ["name", "phone", "email", "timezone", "language", "lists", "roles"]
 OPTIONAL = ["channels"]

@@ -20,12 +20,23 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, false, select, update
 from sqlalchemy.orm import Session
 
+from relay.infra.storage import insert_if_new
 from relay.members.consent import log_event
 from relay.members.subscriptions import ensure_member_subscription
-from relay.model.tables import Case, CaseMute, ChannelPreference, Delivery, ListDigestChoice, Member, MemberList, Membership, Notice, utcnow
-from relay.model.notice_refs import notice_id_in_key
-from relay.infra.storage import insert_if_new
 from relay.model.channels import CHANNELS
+from relay.model.notice_refs import notice_id_in_key
+from relay.model.tables import (
+    Case,
+    CaseMute,
+    ChannelPreference,
+    Delivery,
+    ListDigestChoice,
+    Member,
+    MemberList,
+    Membership,
+    Notice,
+    utcnow,
+)
 
 MODES = ("all", "digest", "urgent_only")
 PAUSES = {"24H": timedelta(hours=24), "7D": timedelta(days=7)}

@@ -12,9 +12,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from relay.infra import audit
+from relay.infra.storage import insert_if_new
 from relay.members.directory import RowError, record_member_change, short_name_of, snapshot
 from relay.model.tables import LANGUAGES, ROLES, Member, MemberList, Membership
-from relay.infra.storage import insert_if_new
 
 EDITABLE = ("name", "timezone", "language", "roles", "active")
 

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from relay.infra.signing import read_unsubscribe_token
+from relay.infra.storage import insert_if_new
 from relay.members import consent
 from relay.members.emails import is_email_address
 from relay.model.tables import DigestSubscription, Member, utcnow
-from relay.infra.storage import insert_if_new
-from relay.infra.signing import read_unsubscribe_token
 
 FREQUENCIES = ("daily", "weekly")
 

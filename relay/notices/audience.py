@@ -7,11 +7,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay.outbound import fanout
-from relay.outbound.fanout import CHANNELS, Recipient, recipients_from
 from relay.model.delivery_states import ACCEPTED, DELIVERED, SENT
 from relay.model.notice_refs import deliveries_filter
 from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice
+from relay.outbound import fanout
+from relay.outbound.fanout import CHANNELS, Recipient, recipients_from
 from relay.render.texts import fit_sms, render_sms
 
 __all__ = ["CHANNELS", "Recipient", "audience", "channels_of", "in_lists", "link", "list_names", "post_body",
@@ -57,7 +57,8 @@ def received(session: Session, original: Notice) -> dict[int, set[str]]:
     rows = session.execute(select(Delivery.member_id, Delivery.channel).where(
         deliveries_filter(original), Delivery.status.in_(RECEIVED), Delivery.member_id.is_not(None)))
     for member_id, channel in rows:
-        reached.setdefault(member_id, set()).add(channel)
+        if member_id is not None:  # the query excludes NULL; this narrows the type
+            reached.setdefault(member_id, set()).add(channel)
     return reached
 
 

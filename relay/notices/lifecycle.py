@@ -17,18 +17,18 @@ from datetime import datetime, timezone
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from relay.discussion.threads import ensure_thread
 from relay.infra import audit
-from relay.outbound import fanout
-from relay.members import ladder
 from relay.infra.db import transaction
-from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice, Post, utcnow
-from relay.notices.audience import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text
+from relay.infra.settings import SettingsError, parse_duration
+from relay.library.cases import get_case
+from relay.members import ladder
 from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from relay.model.notice_refs import deliveries_filter, delivery_key
+from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice, Post, utcnow
+from relay.notices.audience import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text
+from relay.outbound import fanout
 from relay.outbound.queueing import BATCH_SIZE, dispatch_batches, dispatch_deliveries
-from relay.infra.settings import SettingsError, parse_duration
-from relay.discussion.threads import ensure_thread
-from relay.library.cases import get_case
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from relay.render.mail import preferences_url
-from relay.render.mail import notice_parts, render_email_text, unsubscribe_urls
+from relay.members.ladder import preview_counts
+from relay.members.phones import country_of
 from relay.model.tables import Case, Member, utcnow
 from relay.notices.audience import audience, channels_of, link, post_body, sms_text
 from relay.notices.lifecycle import get_notice
-from relay.members.phones import country_of
+from relay.render.mail import notice_parts, preferences_url, render_email_text, unsubscribe_urls
 from relay.render.segments import count_segments
-from relay.members.ladder import preview_counts
 
 DEFAULT = "default"
 

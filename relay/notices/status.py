@@ -5,9 +5,20 @@ from __future__ import annotations
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
-from relay.model.delivery_states import ACCEPTED, DELIVERED, FAILED, OPTED_OUT, QUEUED, QUIET_HOURS, RATE_LIMIT_CODES, SENDING, SENT, UNDELIVERED
-from relay.model.tables import Delivery, EmailBounce, Notice
+from relay.model.delivery_states import (
+    ACCEPTED,
+    DELIVERED,
+    FAILED,
+    OPTED_OUT,
+    QUEUED,
+    QUIET_HOURS,
+    RATE_LIMIT_CODES,
+    SENDING,
+    SENT,
+    UNDELIVERED,
+)
 from relay.model.notice_refs import deliveries_filter
+from relay.model.tables import Delivery, EmailBounce, Notice
 
 # delivery status -> the console's column
 COLUMNS = {QUEUED: "queued", SENDING: "queued", ACCEPTED: "sent", SENT: "sent", DELIVERED: "delivered",

@@ -26,19 +26,20 @@ from typing import Sequence
 
 from sqlalchemy import bindparam, case, or_, select, update
 
-from relay.outbound import hold, checks as send_checks
-from relay.render import mail
 from relay.infra.db import transaction
-from relay.model.delivery_states import ACCEPTED, FAILED, SENDING
-from relay.outbound.deliveries import claim_many, move
-from relay.render.digest_mail import DigestEmails
 from relay.infra.dispatch import dispatch_safely
-from relay.model.messages import OutboundMessage, SendError
-from relay.model.tables import Case, Delivery, InboundEvent, Member, Notice, Post, Thread, utcnow
-from relay.model.notice_refs import notice_of
-from relay.outbound.sending import SendOutcome, outbound_message, record_failure
 from relay.infra.signing import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
+from relay.model.delivery_states import ACCEPTED, FAILED, SENDING
+from relay.model.messages import OutboundMessage, SendError
+from relay.model.notice_refs import notice_of
+from relay.model.tables import Case, Delivery, InboundEvent, Member, Notice, Post, Thread, utcnow
+from relay.outbound import checks as send_checks
+from relay.outbound import hold
 from relay.outbound.bursts import check_burst
+from relay.outbound.deliveries import claim_many, move
+from relay.outbound.sending import SendOutcome, outbound_message, record_failure
+from relay.render import mail
+from relay.render.digest_mail import DigestEmails
 
 log = logging.getLogger(__name__)
 

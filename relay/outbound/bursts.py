@@ -16,12 +16,12 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from relay.infra import audit
-from relay.outbound import fanout
 from relay.infra.db import transaction
 from relay.model.delivery_states import HELD, QUEUED, WAITING_CODES
-from relay.outbound.queueing import dispatch_deliveries
-from relay.model.tables import Delivery, Member, Notice, utcnow
 from relay.model.notice_refs import deliveries_filter
+from relay.model.tables import Delivery, Member, Notice, utcnow
+from relay.outbound import fanout
+from relay.outbound.queueing import dispatch_deliveries
 
 log = logging.getLogger(__name__)
 

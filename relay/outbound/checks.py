@@ -29,12 +29,12 @@ from typing import Sequence
 
 from sqlalchemy.orm import Session
 
+from relay.infra.ratelimit import SLOT_LEAD
 from relay.members import ladder
 from relay.model.delivery_states import FAILED, OPTED_OUT, QUEUED, QUIET_HOURS, RATE_LIMITED
-from relay.outbound.deliveries import move
 from relay.model.messages import OutboundMessage
 from relay.model.tables import Delivery, Member, Notice
-from relay.infra.ratelimit import SLOT_LEAD
+from relay.outbound.deliveries import move
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,16 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from relay.model.delivery_states import (
-    ACCEPTED, DELIVERED, FAILED, HELD, OPTED_OUT, QUEUED, RATE_LIMITED, SENDING, SENT, UNDELIVERED,
+    ACCEPTED,
+    DELIVERED,
+    FAILED,
+    HELD,
+    OPTED_OUT,
+    QUEUED,
+    RATE_LIMITED,
+    SENDING,
+    SENT,
+    UNDELIVERED,
 )
 from relay.model.tables import Delivery, utcnow
 

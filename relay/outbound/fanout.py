@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from sqlalchemy import String, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
-from relay.members import ladder
-from relay.model.tables import Delivery, Member, Participant, utcnow
 from relay.infra.storage import insert_from_select_ignoring_conflicts, insert_ignoring_conflicts
+from relay.members import ladder
 from relay.model.channels import CHANNELS
+from relay.model.tables import Delivery, Member, Participant, utcnow
 
 
 def delivery_ids_for(session: Session, keys: list[str]) -> list[int]:

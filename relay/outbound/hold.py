@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from relay.infra import audit
 from relay.infra.db import transaction
 from relay.model.delivery_states import QUEUED
-from relay.outbound.queueing import dispatch_deliveries
 from relay.model.tables import Delivery, SendingHold, utcnow
+from relay.outbound.queueing import dispatch_deliveries
 
 log = logging.getLogger(__name__)
 

@@ -20,19 +20,20 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from relay.members import consent
-from relay.render import digest_mail
-from relay.outbound import hold, checks as send_checks
 from relay.infra.db import transaction
-from relay.model.delivery_states import ACCEPTED, FAILED, OPTED_OUT, QUEUED, RATE_LIMITED, SENDING, THROTTLED
-from relay.outbound.deliveries import claim, move
 from relay.infra.dispatch import dispatch_safely
-from relay.model.messages import OutboundMessage, SendError
-from relay.model.tables import Delivery, InboundEvent, Member, utcnow
-from relay.model.notice_refs import notice_of
 from relay.infra.ratelimit import SLOT_LEAD
+from relay.members import consent
+from relay.model.delivery_states import ACCEPTED, FAILED, OPTED_OUT, QUEUED, RATE_LIMITED, SENDING, THROTTLED
+from relay.model.messages import OutboundMessage, SendError
+from relay.model.notice_refs import notice_of
+from relay.model.tables import Delivery, InboundEvent, Member, utcnow
+from relay.outbound import checks as send_checks
+from relay.outbound import hold
 from relay.outbound.bursts import alert_email, check_burst
+from relay.outbound.deliveries import claim, move
 from relay.outbound.queueing import DISPATCH_AHEAD, dispatch_deliveries
+from relay.render import digest_mail
 from relay.render.mail import compose
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from relay.model.messages import OutboundMessage, SendResult
 from relay.infra.ratelimit import limiter_for
+from relay.model.messages import OutboundMessage, SendResult
 
 
 class Sender(Protocol):

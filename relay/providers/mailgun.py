@@ -26,10 +26,10 @@ import json
 import re
 
 from relay.model.messages import Attachment, InboundEmail
-from relay.providers.sender_auth import mailgun_verdicts
 from relay.providers.errors import BadWebhook
 from relay.providers.forms import BadForm, FormPart, fields_of, parse_form
 from relay.providers.mime import email_from_mime, inbound_email, safe_filename
+from relay.providers.sender_auth import mailgun_verdicts
 
 PROVIDER = "mailgun"
 # top-level fields that are copies of headers, used when message-headers lacks them

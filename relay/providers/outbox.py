@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime, timezone
+from email import message_from_bytes, policy
 from pathlib import Path
 
 from relay.model.messages import OutboundMessage, SendResult
-from email import message_from_bytes, policy
 
 
 class OutboxSender:

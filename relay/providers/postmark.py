@@ -32,9 +32,9 @@ import hmac
 import json
 
 from relay.model.messages import Attachment, InboundEmail
-from relay.providers.sender_auth import postmark_verdicts
 from relay.providers.errors import BadWebhook
 from relay.providers.mime import email_from_mime, first_header, inbound_email, mailbox_hash_of, safe_filename
+from relay.providers.sender_auth import postmark_verdicts
 
 PROVIDER = "postmark"
 

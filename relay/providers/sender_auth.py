@@ -25,8 +25,9 @@ import re
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-from relay.model.messages import AuthVerdict
 from publicsuffixlist import PublicSuffixList
+
+from relay.model.messages import AuthVerdict
 
 PASS = "pass"
 

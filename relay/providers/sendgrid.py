@@ -42,10 +42,10 @@ from email import policy
 from email.parser import BytesHeaderParser
 
 from relay.model.messages import Attachment, InboundEmail
-from relay.providers.sender_auth import sendgrid_verdicts
 from relay.providers.errors import BadWebhook
 from relay.providers.forms import BadForm, FormPart, fields_of, parse_form
 from relay.providers.mime import codec_for, email_from_mime, inbound_email, safe_filename
+from relay.providers.sender_auth import sendgrid_verdicts
 
 PROVIDER = "sendgrid"
 

@@ -18,10 +18,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from relay.providers.verp import stamp
+from relay.infra.ratelimit import smtp_rate, take_slot
 from relay.model.messages import OutboundMessage, SendError, SendResult
-from relay.infra.ratelimit import smtp_rate
-from relay.infra.ratelimit import take_slot
+from relay.providers.verp import stamp
 
 log = logging.getLogger(__name__)
 

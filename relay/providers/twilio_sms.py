@@ -21,12 +21,11 @@ from urllib.parse import parse_qsl
 
 from twilio.request_validator import RequestValidator
 
+from relay.infra.ratelimit import sms_rate, take_slot
+from relay.model.channels import SMS_MAX_CHARS
 from relay.model.delivery_states import ACCEPTED, DELIVERED, FAILED, SENT, UNDELIVERED
 from relay.model.messages import InboundMessage, OutboundMessage, SendError, SendResult, StatusUpdate
 from relay.providers.errors import BadWebhook  # one error type for every provider
-from relay.infra.ratelimit import sms_rate
-from relay.infra.ratelimit import take_slot
-from relay.model.channels import SMS_MAX_CHARS
 
 __all__ = ["BadWebhook"]
 

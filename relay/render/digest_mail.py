@@ -11,13 +11,13 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from types import SimpleNamespace
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay.render.mail import LOOP_HEADER, compose_message, one_line, preferences_url, render_mail_template
+from relay.infra.signing import signed_id, unsubscribe_token
 from relay.model.messages import OutboundMessage
 from relay.model.tables import Case, Delivery, Digest, DigestSubscription, Member
-from relay.infra.signing import signed_id, unsubscribe_token
-from sqlalchemy import select
+from relay.render.mail import LOOP_HEADER, compose_message, one_line, preferences_url, render_mail_template
 
 # issue 13: an email post that did not prove its sender waits for its member to confirm it from their
 # registered address (relay/inbound/email_confirm.py decides when; this module composes the email).

@@ -13,9 +13,9 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay.model.tables import Case, Delivery, Member, Notice, Post, Thread
-from relay.model.notice_refs import notice_of
 from relay.infra.signing import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
+from relay.model.notice_refs import notice_of
+from relay.model.tables import Case, Delivery, Member, Notice, Post, Thread
 from relay.render.environment import environment
 
 LOOP_HEADER = "X-Relay-Loop"

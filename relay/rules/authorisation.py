@@ -1,6 +1,7 @@
 """Reject posts from members whose account may not post (inactive, or no posting role)."""
 from relay.access.permissions import ALLOWED
 from relay.rules.verdict import REJECT, Verdict
+
 NAME = "authorisation"
 DESCRIPTION = "the member may not post to case discussions"
 

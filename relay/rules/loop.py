@@ -1,5 +1,6 @@
 """Discard messages from our own numbers, so the relay never talks to itself."""
 from relay.rules.verdict import DISCARD, Verdict
+
 NAME = "loop"
 DESCRIPTION = "the sender is one of relay's own numbers"
 

@@ -1,7 +1,7 @@
 """Reject senders who are not members, with a polite reply: none to an opt-out word (the
 provider has answered and blocks us), the help text to HELP (which must always be answered)."""
-from relay.rules.verdict import REJECT, Verdict
 from relay.rules.keywords import keyword_of
+from relay.rules.verdict import REJECT, Verdict
 
 NAME = "unknown_sender"
 DESCRIPTION = "the sender is not a registered member"

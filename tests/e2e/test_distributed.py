@@ -16,8 +16,8 @@ import redis
 import requests
 from sqlalchemy import func, select
 
-from relay.library.cases import create_case
 from relay.infra.db import transaction
+from relay.library.cases import create_case
 from relay.members.directory import import_members
 from relay.model.tables import ConsentEvent, Delivery, InboundEvent, Member, Post
 from relay.notices.lifecycle import new_case_notice
@@ -27,8 +27,17 @@ from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, DEMO_CSV, OUR_NUMBER, PUBLIC
 from tests.helpers import sms_form
 from tests.standins.twilio_api import Recorded, TwilioStandIn
 
-from .processes import Proc, Processes, free_port, relay_command, relay_env, stays, wait_for_health, \
-    wait_for_log, wait_until
+from .processes import (
+    Proc,
+    Processes,
+    free_port,
+    relay_command,
+    relay_env,
+    stays,
+    wait_for_health,
+    wait_for_log,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 

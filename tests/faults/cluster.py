@@ -100,10 +100,10 @@ def deployment(processes: Processes, tmp_path: Path, database_url: str, broker_u
 
 def seed_network(services: Services) -> None:
     """The five demo members on list tft, case C1, every member following it."""
-    from relay.library.cases import create_case
-    from relay.outbound.fanout import follow
-    from relay.model.tables import Member
     from relay.discussion.threads import ensure_thread
+    from relay.library.cases import create_case
+    from relay.model.tables import Member
+    from relay.outbound.fanout import follow
 
     with transaction(services.sessions) as session:
         report = import_members(session, DEMO_CSV)

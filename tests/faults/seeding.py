@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import insert, select
 
-from relay.library.cases import create_case
 from relay.infra.db import transaction
+from relay.library.cases import create_case
 from relay.model.tables import Member, MemberList, Membership, utcnow
 
 

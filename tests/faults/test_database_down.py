@@ -17,7 +17,6 @@ import collections
 import time
 
 import requests
-
 from sqlalchemy import func, select
 
 from relay.infra.migrate import upgrade

@@ -12,13 +12,13 @@ import statistics
 import pytest
 from sqlalchemy import select, update
 
-from relay.outbound import bursts
 from relay.infra.db import transaction
 from relay.infra.dispatch import RecordingDispatcher
 from relay.model.tables import AuditEvent, Delivery, Member, Notice
 from relay.notices.lifecycle import new_case_notice
-from relay.providers.smtp_email import SmtpEmailSender
+from relay.outbound import bursts
 from relay.outbound.sending import backoff_seconds, send_delivery
+from relay.providers.smtp_email import SmtpEmailSender
 from relay.services import build_services
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, make_settings, run_worker
 from tests.standins.smtp_sink import SmtpSink

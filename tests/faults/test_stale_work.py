@@ -8,8 +8,8 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from relay.infra.db import transaction
-from relay.outbound.fanout import plan
 from relay.model.tables import Delivery, utcnow
+from relay.outbound.fanout import plan
 from relay.outbound.sending import send_delivery
 from tests.helpers import deliveries
 

@@ -4,8 +4,8 @@ Revision ID: 0012
 Revises: 0009
 Create Date: 2026-12-06
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0012'
 down_revision = '0009'
