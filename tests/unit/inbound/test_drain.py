@@ -232,8 +232,8 @@ def _drain_with(services, process):
 
 
 @pytest.fixture
-def doorbell(redis_url):
-    bell = RedisDoorbell.from_url(redis_url, prefix="relay-test-doorbell:")
+def doorbell(redis_url, worker_id):
+    bell = RedisDoorbell.from_url(redis_url, prefix=f"relay-test-doorbell-{worker_id}:")  # xdist: one per worker
     bell.silence()
     yield bell
     bell.silence()
@@ -249,10 +249,10 @@ def test_only_the_ring_that_finds_the_bell_silent_counts(doorbell):
     assert doorbell.ring() is True
 
 
-def test_rings_in_the_coalescing_window_cost_no_round_trip(redis_url):
+def test_rings_in_the_coalescing_window_cost_no_round_trip(redis_url, worker_id):
     now = [100.0]
-    bell = RedisDoorbell(redis.Redis.from_url(redis_url), "relay-test-doorbell:coalesce", coalesce_seconds=0.05,
-                         clock=lambda: now[0])
+    bell = RedisDoorbell(redis.Redis.from_url(redis_url), f"relay-test-doorbell-{worker_id}:coalesce",
+                         coalesce_seconds=0.05, clock=lambda: now[0])
     bell.client.delete(bell.key)
     try:
         assert bell.ring() is True
@@ -276,8 +276,8 @@ def test_a_helper_slot_is_given_once_per_interval(doorbell):
 
 
 @pytest.fixture
-def producer(redis_url, tmp_path):
-    prefix = "relay-test-handoff:"
+def producer(redis_url, tmp_path, worker_id):
+    prefix = f"relay-test-handoff-{worker_id}:"
     settings = make_settings(tmp_path, "sqlite://", broker_url=redis_url, broker_prefix=prefix)
     app = Celery("relay-test-producer", set_as_current=False)
     app.conf.update(celery_config(settings))
