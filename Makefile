@@ -24,11 +24,11 @@ demo: $(STAMP)
 	$(BIN)/relay demo
 
 # The suite runs on PYTEST_WORKERS pytest-xdist workers (each with its own PostgreSQL database, ports and
-# Redis prefixes); more workers than cores pays, as the e2e and fault tests mostly wait. PYTEST_WORKERS=0: one process.
+# Redis prefixes; each test file stays on one worker); more workers than cores pays, as the e2e and fault tests mostly wait. PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 4
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The headless Chromium the browser tests drive (tests/e2e/test_browser.py), from the distribution.
 browsers:
