@@ -23,8 +23,12 @@ migrate: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/relay demo
 
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (each with its own PostgreSQL database, ports and
+# Redis prefixes; each test file stays on one worker); more workers than cores pays, as the e2e and fault tests mostly wait. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 4
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Lint and types (issue 14): ruff (pyproject [tool.ruff]), mypy on relay/ ([tool.mypy]), and the
 # import-linter contracts when a .importlinter / [tool.importlinter] is present.

@@ -103,7 +103,8 @@ def postgres_only_url(postgres_url):
 def make_settings(var_dir: Path, database_url: str, **overrides) -> Settings:
     base = dict(var_dir=var_dir, database_url=database_url, broker_url="memory://",
                 public_base_url=PUBLIC_BASE, twilio_auth_token=AUTH_TOKEN, twilio_numbers=(OUR_NUMBER,),
-                quiet_hours="off")  # issue 5: tests that need quiet hours ask for them (tests/test_quiet_hours.py)
+                quiet_hours="off")  # issue 5: tests that need quiet hours ask for them
+    # (tests/unit/outbound/test_quiet_hours.py)
     base.update(overrides)
     return Settings(**base).with_defaults()
 

@@ -24,7 +24,7 @@ from relay.providers.smtp_email import SMTP_POOL_SIZE
 from relay.services import build_services
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PUBLIC_BASE, make_settings
 from tests.standins.smtp_sink import Received, SmtpSink
-from tests.test_email_inbound import mailgun_form
+from tests.unit.inbound.test_mail import mailgun_form
 
 from .processes import Processes, free_port, relay_command, relay_env, stays, wait_for_health, wait_for_log, wait_until
 from .test_distributed import (

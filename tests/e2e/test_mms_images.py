@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from relay.model.tables import CaseImage
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.test_images import GPS_IFD, photo
+from tests.unit.library.test_images import GPS_IFD, photo
 
 from .processes import wait_until
 from .test_distributed import LEE, Cluster, cluster  # noqa: F401  (the fixture)

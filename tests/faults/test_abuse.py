@@ -1,7 +1,7 @@
 """Abuse and loops: one member texting 100 times a minute is throttled (kept, not relayed past the
 limit, told once) without slowing anyone else, STOP still works; two auto-responders answering
 every relay stop after one message each. (Email loops and auto-replies:
-tests/test_email_inbound.py::test_a_mail_loop_between_two_relays_stops_after_one_message and
+tests/unit/inbound/test_mail.py::test_a_mail_loop_between_two_relays_stops_after_one_message and
 test_automatic_mail_is_recorded_and_never_relayed.)"""
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Provider faults: transient refusals are retried with jittered backoff up to a limit and then fail
 with the reason kept; an error burst pauses the notice and alerts the coordinators once.
 
-Twilio's 429/5xx/timeouts and 4xx are covered over real HTTP in tests/test_sending.py, SMTP 451/550
-in tests/test_email_outbound.py; this file adds SMTP 421, the SMTP retry limit, the jitter, and the
+Twilio's 429/5xx/timeouts and 4xx are covered over real HTTP in tests/unit/outbound/test_sending.py, SMTP 451/550
+in tests/unit/outbound/test_email.py; this file adds SMTP 421, the SMTP retry limit, the jitter, and the
 burst pause (real Twilio stand-in and aiosmtpd sink; the queue is the recording dispatcher)."""
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Stale work is not sent late: a relayed reply older than RELAY_RELAY_MAX_AGE (a backlog after an
 outage) is dropped with its record kept; fresh relays and other messages of the same age still go.
-(A notice past its expiry while queued: tests/test_notices.py::test_expired_notice_is_never_sent_late.)"""
+(A notice past its expiry while queued:
+tests/unit/notices/test_lifecycle.py::test_expired_notice_is_never_sent_late.)"""
 from __future__ import annotations
 
 from datetime import timedelta
