@@ -4,7 +4,7 @@ same SMTP sink, with no database, queue or bookkeeping.
 Each of `processes` processes (the worker's prefork concurrency) takes its share of the subscribers
 and, in a plain for loop, renders each one's digest from the same templates and the same content
 (relay.digests.building.render: subject, digest.txt and digest.html, with the subscriber's own unsubscribe and
-preferences links), composes the same MIME message (relay.render.mail._message: headers, text and HTML
+preferences links), composes the same MIME message (relay.render.mail.compose_message: headers, text and HTML
 parts) and hands it to a pool of `threads` threads that send it with relay's SMTP client
 (relay.providers.smtp_email.SmtpEmailSender: a pool of reused connections), as bench/raw_send.py
 does. The processes start, import and connect nothing until `start` is set; the caller times from
@@ -21,8 +21,8 @@ def _push(settings, contents, subscribers, now, threads: int, ready, start) -> N
     from relay.infra.signing import unsubscribe_token
     from relay.model.messages import OutboundMessage
     from relay.providers.smtp_email import SmtpEmailSender
-    from relay.render.digest_mail import digest_unsubscribe_url, preferences_url
-    from relay.render.mail import _message
+    from relay.render.digest_mail import digest_unsubscribe_url
+    from relay.render.mail import compose_message, preferences_url
 
     sender = SmtpEmailSender(settings)
     daily = SimpleNamespace(frequency="daily")
@@ -47,7 +47,7 @@ def _push(settings, contents, subscribers, now, threads: int, ready, start) -> N
             token = unsubscribe_token(settings.secret(), sub_id, "digest")
             urls = (f"{settings.public_base_url}/unsubscribe/{token}",
                     f"mailto:unsubscribe+{token}@{domain}?subject=unsubscribe")
-            raw = _message(settings, SimpleNamespace(name=name, email=address), settings.network_name, subject, now,
+            raw = compose_message(settings, SimpleNamespace(name=name, email=address), settings.network_name, subject, now,
                            f"digest-{sub_id}.{sub_id}@{domain}", [], None, settings.library_url, True, urls,
                            text, html).as_bytes()
             futures.append(pool.submit(send, OutboundMessage(sub_id, "email", address, text, raw=raw)))
