@@ -18,7 +18,7 @@ relay's web app under gunicorn, Celery workers) and runs:
            peak RSS of the worker's processes. Baseline (bench/raw_digests.py): the same processes x
            threads, each process rendering its share of the same emails in a plain loop (the same
            templates and content through relay.digests.building.render, the same MIME message through
-           relay.render.mail._message, per subscriber) and handing each to a thread pool that sends it with
+           relay.render.mail.compose_message, per subscriber) and handing each to a thread pool that sends it with
            relay's SMTP client, timed from the start signal to the last arrival. Afterwards the
            database must hold exactly one digest per subscriber for the period and the sink exactly
            one email each; the table says MISMATCH otherwise. Also reported: the templates alone
