@@ -92,3 +92,13 @@ def clear_metrics(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink(missing_ok=True)
+
+
+def member_or_fail(session, who: str):
+    """The member named by WHO (id, phone or email), or a ClickException saying there is none."""
+    from relay.members.directory import find_member
+
+    member = find_member(session, who)
+    if member is None:
+        raise click.ClickException(f"no member {who!r}")
+    return member

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from relay.cli.common import cli_actor, cli_services, load_settings
+from relay.cli.common import cli_actor, cli_services, load_settings, member_or_fail
 
 
 @click.group()
@@ -71,14 +71,12 @@ def members_password(email: str, password_stdin: bool) -> None:
 def members_channels(who: str, channels: str) -> None:
     """Choose how WHO (id, phone or email) takes case discussion: sms, email, sms;email or none."""
     from relay.infra.db import transaction
-    from relay.members.directory import RowError, find_member, set_channels
+    from relay.members.directory import RowError, set_channels
 
     services = cli_services(load_settings())
     try:
         with transaction(services.sessions) as session:
-            member = find_member(session, who)
-            if member is None:
-                raise click.ClickException(f"no member {who!r}")
+            member = member_or_fail(session, who)
             set_channels(member, [] if channels.strip().lower() == "none" else channels.split(";"))
             chosen = ", ".join(member.channels) or "none"
     except RowError as exc:
@@ -95,15 +93,12 @@ def members_bounces(who: str | None, reset: bool) -> None:
 
     from relay.inbound.bounce_handling import reset_bounces
     from relay.infra.db import transaction
-    from relay.members.directory import find_member
     from relay.model.tables import EmailBounce, Member
 
     services = cli_services(load_settings())
     with transaction(services.sessions) as session:
         if who:
-            member = find_member(session, who)
-            if member is None:
-                raise click.ClickException(f"no member {who!r}")
+            member = member_or_fail(session, who)
             if reset:
                 reset_bounces(session, member, source="cli")
                 click.echo(f"{member.email}: bounces reset, email resumed")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from relay.cli.common import cli_actor, cli_services, load_settings
+from relay.cli.common import cli_actor, cli_services, load_settings, member_or_fail
 
 
 @click.group()
@@ -18,14 +18,11 @@ def tokens_create(who: str, name: str) -> None:
     """Make a token carrying the member's roles and print it (once: only its hash is kept)."""
     from relay.access.api_tokens import TokenError, create_token
     from relay.infra.db import transaction
-    from relay.members.directory import find_member
 
     services = cli_services(load_settings())
     try:
         with transaction(services.sessions) as session:
-            member = find_member(session, who)
-            if member is None:
-                raise click.ClickException(f"no member {who!r}")
+            member = member_or_fail(session, who)
             row, token = create_token(session, member, name, actor=cli_actor())
             token_id, roles, active = row.id, ", ".join(sorted(member.role_set)) or "none", member.active
     except TokenError as exc:
@@ -41,15 +38,12 @@ def tokens_create(who: str, name: str) -> None:
 def tokens_list(who: str | None) -> None:
     """List tokens: id, prefix, member, name, created, last used and revoked times (never the token)."""
     from relay.access.api_tokens import list_tokens
-    from relay.members.directory import find_member
 
     services = cli_services(load_settings())
     with services.sessions() as session:
         member = None
         if who:
-            member = find_member(session, who)
-            if member is None:
-                raise click.ClickException(f"no member {who!r}")
+            member = member_or_fail(session, who)
         rows = list_tokens(session, member)
 
         def when(value) -> str:
