@@ -14,13 +14,13 @@ from typing import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay.inbound.autoreplies import is_bounce
 from relay.inbound.bounce_proof import prove
 from relay.inbound.bounces import BounceReport, parse_report
 from relay.members import consent
 from relay.model.messages import InboundEmail
 from relay.model.tables import ConsentEvent, Delivery, EmailBounce, Member, utcnow
 from relay.providers.verp import is_bounce_address
+from relay.rules.automatic import is_bounce
 
 log = logging.getLogger(__name__)
 

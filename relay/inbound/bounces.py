@@ -10,7 +10,7 @@
   recipient's complaint and give nothing.
 - Anything else (old non-RFC bounces: qmail, old Exchange, Yahoo's own format ...): flufl.bounce's
   heuristic detectors; its permanent failures become "hard", its temporary ones "soft", both with
-  status "". Only call parse_report on mail that is a bounce (relay.inbound.autoreplies.is_bounce, or mail
+  status "". Only call parse_report on mail that is a bounce (relay.rules.automatic.is_bounce, or mail
   that arrived at a VERP bounce address): heuristics on a person's message can find false bounces.
 
 VERP (http://cr.yp.to/proto/verp.txt): send each recipient's copy with its own envelope sender,

@@ -2,12 +2,13 @@
 threaded by reply token, Message-ID or subject code, its quoted history and signature stripped,
 posted to the case and relayed to every follower by SMS and email.
 
-The rules run in this order, and the ones asked are recorded on the event:
-unsubscribe -> bounce -> automatic (loops, auto-replies) -> intake (mail to RELAY_INTAKE_ADDRESS becomes a draft
-case) -> unknown sender -> authorisation -> limits (the inbound flood limit, as for SMS) -> thread -> repeat (an
-auto-responder's identical text) -> sender (issue 13: the From line proves nothing; the signed reply address or an
-aligned SPF/DKIM verdict does, relay/providers/sender_auth.py; anything else is kept "unconfirmed" and the member is asked to
-confirm, relay/inbound/email_confirm.py). Image attachments of a posted reply are filed under the case."""
+The email rule table decides first (relay.rules.EMAIL_RULES: unsubscribe -> bounce -> automatic (loops,
+auto-replies) -> intake (mail to RELAY_INTAKE_ADDRESS becomes a draft case) -> unknown sender ->
+authorisation); then the steps that need the database run here, in order: limits (the inbound flood limit,
+as for SMS) -> thread -> repeat (an auto-responder's identical text) -> sender (issue 13: the From line
+proves nothing; the signed reply address or an aligned SPF/DKIM verdict does, relay/providers/sender_auth.py;
+anything else is kept "unconfirmed" and the member is asked to confirm, relay/inbound/email_confirm.py).
+Every rule and step asked is recorded on the event. Image attachments of a posted reply are filed under the case."""
 from __future__ import annotations
 
 import logging
@@ -15,12 +16,12 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from relay import rules
 from relay.access.permissions import ALLOWED
 from relay.discussion import threads
 from relay.discussion.posting import publish_reply
 from relay.inbound import email_confirm
 from relay.inbound import limits as inbound_limits
-from relay.inbound.autoreplies import automatic_reason
 from relay.inbound.bounce_handling import handle_report
 from relay.inbound.reply_text import visible_text
 from relay.infra.logs import mask
@@ -31,8 +32,8 @@ from relay.model.tables import Case, InboundEvent, Member
 from relay.providers import sender_auth
 from relay.providers.errors import BadWebhook
 from relay.providers.inbound_email import parse_inbound_email
+from relay.providers.verp import is_bounce_address
 from relay.render.mail import LOOP_HEADER, list_id
-from relay.rules.authorisation import POSTING_ROLES
 
 log = logging.getLogger(__name__)
 
@@ -55,38 +56,28 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
     except (BadWebhook, ValueError) as exc:
         return done("invalid", str(exc))
     domain = settings.email_domain
-
-    fired.append("unsubscribe")
-    for address in email.recipients:
-        local, _, host = address.rpartition("@")
-        if host == domain and local.startswith("unsubscribe+"):
-            # issue 5: list mail or a digest subscription, confirmed by one email (relay/members/subscriptions.py)
-            result = unsubscribe(session, settings, local.split("+", 1)[1], "email:mailto")
-            return done("unsubscribed" if result.found else "rejected",
-                        "unsubscribe by mail" if result.found else "bad token", rows=result.rows)
-
-    fired.append("bounce")
-    report = handle_report(session, settings, email, event.id)  # a bounce counts only when proven
-    if report is not None:
-        return done(*report)
-
-    fired.append("automatic")
-    reason = automatic_reason(email, own_list_ids=(list_id(settings),), loop_header=LOOP_HEADER, own_domain=domain)
-    if reason:
-        return done("discarded", reason)
-
-    fired.append("intake")
-    if settings.intake_address and settings.intake_address in email.recipients:
-        return _intake(session, settings, email, done)
-
-    fired.append("unknown_sender")
     member = session.scalar(select(Member).where(Member.email == email.from_address))
-    if member is None:
-        return done("rejected", "sender is not a member")  # no reply: it would be backscatter
-
-    fired.append("authorisation")
-    if not member.active or not (member.role_set & POSTING_ROLES):
-        return done("rejected", "member may not post")
+    decision = rules.decide_email(rules.EmailRuleContext(
+        email=email, member_id=member.id if member else None, member_active=bool(member and member.active),
+        member_roles=frozenset(member.role_set) if member else frozenset(), own_domain=domain,
+        own_list_ids=(list_id(settings),), loop_header=LOOP_HEADER, intake_address=settings.intake_address or "",
+        to_bounce_address=any(is_bounce_address(settings, a) for a in email.recipients)))
+    fired.extend(decision.fired)
+    verdict = decision.verdict
+    if verdict.command == "unsubscribe":
+        # issue 5: list mail or a digest subscription, confirmed by one email (relay/members/subscriptions.py)
+        result = unsubscribe(session, settings, verdict.argument or "", "email:mailto")
+        return done("unsubscribed" if result.found else "rejected",
+                    "unsubscribe by mail" if result.found else "bad token", rows=result.rows)
+    if verdict.command == "bounce":
+        report = handle_report(session, settings, email, event.id)  # a bounce counts only when proven
+        return done(*(report or ("discarded", verdict.reason)))
+    if verdict.command == "intake":
+        return _intake(session, settings, email, member, done)
+    if verdict.action == rules.DISCARD:
+        return done("discarded", verdict.reason)
+    if verdict.action == rules.REJECT or member is None:  # (None: the unknown-sender rule rejected it)
+        return done("rejected", verdict.reason)  # no reply: it would be backscatter
 
     fired.append("limits")
     if not confirmed and inbound_limits.over_rate(session, settings, event):
@@ -138,12 +129,11 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
     return done("posted", "; ".join([detail, *notes]), post.id, rows)
 
 
-def _intake(session: Session, settings, email, done):
+def _intake(session: Session, settings, email, member, done):
     """Mail to the intake address: from a contributor, coordinator or admin whose provider reports an
     aligned SPF/DKIM pass it becomes a draft case (subject -> title, text -> findings, images filed) for a
     coordinator to review and publish; from anyone else, or unproven, it is refused, recorded on the
     event, and no case is made."""
-    member = session.scalar(select(Member).where(Member.email == email.from_address))
     if member is None or not member.active or not (member.role_set & INTAKE_ROLES):
         log.warning("intake mail from %s refused: not a contributor, coordinator or admin", mask(email.from_address))
         return done("rejected", "intake: the sender is not an active contributor, coordinator or admin")

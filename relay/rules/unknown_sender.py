@@ -10,6 +10,6 @@ DESCRIPTION = "the sender is not a registered member"
 def check(ctx):
     if ctx.member_id is not None:
         return None
-    word = keyword_of(ctx.message.body)
+    word = keyword_of(ctx.text)
     reply = {"stop": None, "help": "help"}.get(word or "", "unknown_sender")
     return Verdict(REJECT, "sender is not a member", reply=reply)

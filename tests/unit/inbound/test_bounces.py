@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from relay.inbound.autoreplies import automatic_reason, envelope_is_null, is_bounce
 from relay.inbound.bounces import (
     FLUFL_DIAGNOSTIC,
     FLUFL_LOST_REPORT_DIAGNOSTIC,
@@ -24,6 +23,7 @@ from relay.inbound.bounces import (
     verp_address,
 )
 from relay.model.messages import Attachment, InboundEmail
+from relay.rules.automatic import automatic_reason, envelope_is_null, is_bounce
 from tests import paths
 
 DATA = paths.DATA

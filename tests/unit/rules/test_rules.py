@@ -78,3 +78,58 @@ def test_member_without_a_posting_role_cannot_post():
 def test_unknown_sender_help_is_answered_with_help():
     verdict = decide(ctx(member=False, body="help")).verdict
     assert verdict.action == REJECT and verdict.reply == "help"
+
+
+# The email table (relay.rules.EMAIL_RULES): pure rules over the parsed mail and looked-up facts.
+
+def email_ctx(recipients=("cases@relay.example.org",), headers=(), from_address="ana@example.org",
+              envelope_from="ana@example.org", member=True, active=True, roles=("member",), bounce_address=False,
+              intake="intake@relay.example.org"):
+    from relay.model.messages import InboundEmail
+    from relay.rules import EmailRuleContext
+    mail = InboundEmail(provider="mailgun", provider_message_id="", message_id="m1@example.org",
+                        envelope_from=envelope_from, from_address=from_address, from_name="Ana",
+                        recipients=tuple(recipients), mailbox_hash="", subject="Re: [C1] x", text="hello", html="",
+                        headers=tuple(headers))
+    return EmailRuleContext(email=mail, member_id=7 if member else None, member_active=active,
+                            member_roles=frozenset(roles) if member else frozenset(),
+                            own_domain="relay.example.org", own_list_ids=("cases.relay.example.org",),
+                            loop_header="X-Relay-Loop", intake_address=intake, to_bounce_address=bounce_address)
+
+
+def test_email_rule_order_is_the_documented_one():
+    from relay.rules import EMAIL_RULES
+    assert [r.NAME for r in EMAIL_RULES] == ["unsubscribe", "bounce", "automatic", "intake", "unknown_sender",
+                                             "authorisation"]
+    assert all(r.DESCRIPTION for r in EMAIL_RULES)
+
+
+def test_email_from_a_member_passes_every_rule():
+    from relay.rules import decide_email
+    decision = decide_email(email_ctx())
+    assert decision.verdict.action == ACCEPT and len(decision.fired) == 6
+
+
+@pytest.mark.parametrize("kwargs,action,command,fired_last", [
+    (dict(recipients=("unsubscribe+tok123@relay.example.org",), member=False), COMMAND, "unsubscribe", "unsubscribe"),
+    (dict(headers=(("X-Failed-Recipients", "bob@example.org"),)), COMMAND, "bounce", "bounce"),
+    (dict(bounce_address=True), COMMAND, "bounce", "bounce"),
+    (dict(headers=(("Auto-Submitted", "auto-replied"),)), DISCARD, None, "automatic"),
+    (dict(headers=(("X-Relay-Loop", "relay.example.org"),)), DISCARD, None, "automatic"),
+    (dict(envelope_from=""), DISCARD, None, "automatic"),
+    (dict(recipients=("intake@relay.example.org",), member=False), COMMAND, "intake", "intake"),
+    (dict(member=False), REJECT, None, "unknown_sender"),
+    (dict(active=False), REJECT, None, "authorisation"),
+    (dict(roles=("reader",)), REJECT, None, "authorisation"),
+])
+def test_each_email_rule_decides_in_its_place(kwargs, action, command, fired_last):
+    from relay.rules import decide_email
+    decision = decide_email(email_ctx(**kwargs))
+    assert (decision.verdict.action, decision.verdict.command, decision.fired[-1]) == (action, command, fired_last)
+
+
+def test_an_unsubscribe_address_carries_its_token_and_beats_every_other_rule():
+    from relay.rules import decide_email
+    decision = decide_email(email_ctx(recipients=("unsubscribe+abc.def@relay.example.org",), member=False,
+                                      headers=(("Auto-Submitted", "auto-replied"),)))
+    assert decision.verdict.argument == "abc.def" and decision.fired == ("unsubscribe",)

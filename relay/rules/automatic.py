@@ -16,6 +16,7 @@ import re
 from collections.abc import Collection, Iterator
 
 from relay.model.messages import InboundEmail
+from relay.rules.verdict import DISCARD, Verdict
 
 NAME = "automatic"
 DESCRIPTION = "the message is an auto-reply, a bounce or report, bulk mail, or our own mail looping back"
@@ -78,6 +79,13 @@ def automatic_reason(email: InboundEmail, own_list_ids: Collection[str] = (),
     if email.envelope_from == "":
         return "null envelope sender <>"
     return None
+
+
+def check(ctx):
+    """The email rule (relay.rules.EMAIL_RULES): automatic mail is discarded, never answered."""
+    reason = automatic_reason(ctx.email, own_list_ids=ctx.own_list_ids, loop_header=ctx.loop_header,
+                              own_domain=ctx.own_domain)
+    return Verdict(DISCARD, reason) if reason else None
 
 
 def is_bounce(email: InboundEmail) -> bool:

@@ -1,12 +1,12 @@
-"""Recognising automatic mail (relay.inbound.autoreplies) over the samples in tests/data/autoreplies/ and
+"""Recognising automatic mail (relay.rules.automatic) over the samples in tests/data/autoreplies/ and
 one header at a time."""
 from __future__ import annotations
 
 import pytest
 
-from relay.inbound import autoreplies
-from relay.inbound.autoreplies import automatic_reason, envelope_is_null, is_bounce
 from relay.model.messages import InboundEmail
+from relay.rules import automatic as autoreplies
+from relay.rules.automatic import automatic_reason, envelope_is_null, is_bounce
 from tests import paths
 from tests.unit.inbound.test_bounces import NAMES as BOUNCE_NAMES
 from tests.unit.inbound.test_bounces import inbound_from_eml
