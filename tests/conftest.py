@@ -29,6 +29,24 @@ OUR_NUMBER = "+15005550006"
 PUBLIC_BASE = "https://relay.example.org"
 
 
+# The test files that share one relay cluster (tests/e2e/shared_cluster.py): under `--dist loadfile` they
+# are scheduled as one unit, so a single xdist worker starts the cluster once for all of them.
+SHARED_CLUSTER_FILES = ("tests/e2e/test_browser.py", "tests/e2e/test_email_thread.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedClusterScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "shared-cluster" if scope in SHARED_CLUSTER_FILES else scope
+
+    return SharedClusterScheduling(config, log)
+
+
 def unavailable(what: str, exc: Exception):
     message = f"{what} unavailable: {type(exc).__name__}: {exc}"
     if IN_CI:

@@ -10,10 +10,8 @@ from the library and posts to the discussion; the post is relayed by SMS."""
 from __future__ import annotations
 
 import re
-import secrets
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from relay.access.accounts import set_password
@@ -21,14 +19,13 @@ from relay.infra.db import transaction
 from relay.members.directory import find_member, import_members
 from relay.model.tables import Delivery, Post
 from relay.render.segments import count_segments
-from relay.services import build_services
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, DEMO_CSV, OUR_NUMBER, make_settings
+from tests.conftest import DEMO_CSV
 from tests.helpers import sms_form
-from tests.standins.smtp_sink import SmtpSink
 
 from .browser import chromium  # noqa: F401  (the fixture)
-from .processes import Processes, free_port, relay_command, relay_env, wait_for_health, wait_for_log, wait_until
-from .test_distributed import E2E_REDIS_DB, KIM, LEE, WAIT, Cluster, _redis_db_url
+from .processes import wait_until
+from .shared_cluster import SharedCluster, logs_on_failure, shared_cluster  # noqa: F401  (the fixture)
+from .test_distributed import KIM, LEE, WAIT
 
 pytestmark = pytest.mark.e2e
 
@@ -37,63 +34,22 @@ COORDINATOR, MEMBER = "jiwon@example.org", "minho@example.org"  # Kim (Korean, c
 KOREAN_TITLE = "새 증례: 54세 남성, 발열과 양측 간유리 음영"
 
 
-class BrowserCluster(Cluster):
-    sink: SmtpSink
-
-    def mails(self):
-        with self.sink.lock:
-            return list(self.sink.received)
+BrowserCluster = SharedCluster
 
 
 @pytest.fixture
-def smtp_sink():
-    sink = SmtpSink().start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
-
-
-@pytest.fixture
-def cluster(postgres_only_url, redis_url, twilio_standin, smtp_sink, processes: Processes, tmp_path):
-    """The relay reached and addressed at http://127.0.0.1:PORT (so the library links in the messages
-    open in the browser; session cookies are then not Secure, as for any plain-http base)."""
-    broker_url = _redis_db_url(redis_url, E2E_REDIS_DB)
-    broker = redis.Redis.from_url(broker_url)
-    prefix = f"relay-e2e-{secrets.token_hex(4)}:"
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    secret_key = secrets.token_hex(16)
-    env = relay_env(
-        DATABASE_URL=postgres_only_url, BROKER_URL=broker_url, PUBLIC_BASE_URL=base_url, PORT=str(port),
-        TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_FROM=OUR_NUMBER,
-        TWILIO_API_URL=twilio_standin.url, TWILIO_NUMBERS=OUR_NUMBER, VAR_DIR=str(tmp_path / "var"),
-        BROKER_PREFIX=prefix, SMTP_URL=smtp_sink.url, MAIL_FROM="cases@relay.example.org",
-        MAIL_DOMAIN="relay.example.org", SECRET_KEY=secret_key,
-    )
-    web = processes.start("web", relay_command("web", "--port", str(port), "--workers", "2"), env)
-    worker = processes.start("worker", relay_command("worker", "--concurrency", "2"), env)
-    settings = make_settings(tmp_path / "test-var", postgres_only_url, broker_url=broker_url, broker_prefix=prefix,
-                             public_base_url=base_url, secret_key=secret_key)
-    services = build_services(settings)
-    try:
-        wait_for_health(base_url, web)
-        wait_for_log(worker, " ready.")
-        with transaction(services.sessions) as session:
-            report = import_members(session, DEMO_CSV)
-            assert not report.errors, report.errors
-            for email in (COORDINATOR, MEMBER):
-                set_password(session, find_member(session, email), PASSWORD)
-        cluster = BrowserCluster(base_url, twilio_standin, services, web, worker)
-        cluster.sink = smtp_sink
-        yield cluster
-    finally:
-        processes.stop_all()
-        services.dispatcher.app.close()
-        services.dispose()
-        for key in broker.scan_iter(match=f"{prefix}*"):
-            broker.delete(key)
-        broker.close()
+def cluster(shared_cluster: SharedCluster, request):
+    """The shared cluster (tests/e2e/shared_cluster.py), reset, with the demo members and two passwords. It is
+    reached and addressed at http://127.0.0.1:PORT (so the library links in the messages open in the browser;
+    session cookies are then not Secure, as for any plain-http base)."""
+    shared_cluster.reset()
+    with transaction(shared_cluster.services.sessions) as session:
+        report = import_members(session, DEMO_CSV)
+        assert not report.errors, report.errors
+        for email in (COORDINATOR, MEMBER):
+            set_password(session, find_member(session, email), PASSWORD)
+    yield shared_cluster
+    logs_on_failure(request, shared_cluster)
 
 
 def sign_in(page, base_url: str, email: str, expect_path: str) -> None:
@@ -173,6 +129,8 @@ def test_coordinator_publishes_and_broadcasts_and_a_member_reads(cluster: Browse
     assert member.locator(".post.notice").count() == 1  # the notice is the discussion's first post
     thumb = member.locator('img[src*="/images/"]')
     assert thumb.count() == 1  # the image uploaded with the case, shown to the member, loaded
+    member.wait_for_function("() => { const img = document.querySelector('img[src*=\"/images/\"]');"
+                             " return img && img.complete; }", timeout=WAIT * 1000)  # loaded, on a busy machine too
     assert member.evaluate("document.querySelector('img[src*=\"/images/\"]').naturalWidth") > 0
 
     # A <script> sent by SMS is shown as text, never run.

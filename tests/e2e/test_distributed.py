@@ -43,7 +43,6 @@ pytestmark = pytest.mark.e2e
 
 KIM, LEE, PARK, ALICE, BEN = "+821012345601", "+821012345602", "+821012345603", "+33612345604", "+12025550105"
 EVERYONE = {KIM, LEE, PARK, ALICE, BEN}
-STATUS_CALLBACK = f"{PUBLIC_BASE}/webhooks/twilio/status"
 E2E_REDIS_DB = 11
 WAIT = 20.0  # seconds any one step may take before the test fails
 
@@ -60,15 +59,17 @@ class Cluster:
     services: Services  # the test's own view of the same database and broker
     web: Proc
     worker: Proc
+    public_base: str = PUBLIC_BASE  # RELAY_PUBLIC_BASE_URL of the processes: what Twilio signs over
 
     # ------------------------------------------------------------ webhooks
 
-    def post_signed(self, path: str, form: dict[str, str], signed_base: str = PUBLIC_BASE) -> requests.Response:
-        """POST a form as Twilio would, signed over `signed_base` + path (the public URL)."""
+    def post_signed(self, path: str, form: dict[str, str], signed_base: str | None = None) -> requests.Response:
+        """POST a form as Twilio would, signed over `signed_base` (default: the public base) + path."""
+        signed_base = signed_base or self.public_base
         signature = sign(AUTH_TOKEN, signed_base + path, form)
         return requests.post(self.base_url + path, data=form, timeout=10, headers={
-            "X-Twilio-Signature": signature, "X-Forwarded-Proto": "https",
-            "X-Forwarded-Host": urlsplit(PUBLIC_BASE).netloc, "User-Agent": "TwilioProxy/1.1"})
+            "X-Twilio-Signature": signature, "X-Forwarded-Proto": urlsplit(self.public_base).scheme,
+            "X-Forwarded-Host": urlsplit(self.public_base).netloc, "User-Agent": "TwilioProxy/1.1"})
 
     def sms(self, sender: str, body: str, **extra) -> tuple[dict[str, str], requests.Response]:
         form = sms_form(sender, body, **extra)
@@ -170,13 +171,13 @@ def assert_empty_twiml(response: requests.Response) -> None:
     assert root.tag == "Response" and len(root) == 0 and not (root.text or "").strip()
 
 
-def assert_sent_properly(request: Recorded) -> None:
-    """What every request to the Twilio API must look like."""
+def assert_sent_properly(request: Recorded, public_base: str = PUBLIC_BASE) -> None:
+    """What every request to the Twilio API must look like (from processes whose public base is `public_base`)."""
     assert request.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
     assert request.auth == (ACCOUNT_SID, AUTH_TOKEN)
     assert request.content_type.startswith("application/x-www-form-urlencoded")
     assert request.form["From"] == OUR_NUMBER
-    assert request.form["StatusCallback"] == STATUS_CALLBACK
+    assert request.form["StatusCallback"] == f"{public_base}/webhooks/twilio/status"
 
 
 def test_signed_sms_is_relayed_once_to_every_other_participant(cluster: Cluster):

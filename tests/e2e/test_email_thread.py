@@ -10,34 +10,26 @@ SMTP connections; Mailgun retrying Alice's webhook changes nothing."""
 from __future__ import annotations
 
 import re
-import secrets
 from email.message import EmailMessage
 from email.utils import parseaddr, parsedate_to_datetime
 
 import pytest
-import redis
-import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from relay.model.tables import InboundEvent, Post
 from relay.providers.smtp_email import SMTP_POOL_SIZE
-from relay.services import build_services
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PUBLIC_BASE, make_settings
-from tests.standins.smtp_sink import Received, SmtpSink
+from tests.standins.smtp_sink import Received
 from tests.unit.inbound.test_mail import mailgun_form
 
-from .processes import Processes, free_port, relay_command, relay_env, stays, wait_for_health, wait_for_log, wait_until
+from .processes import stays, wait_for_log
+from .shared_cluster import SharedCluster, logs_on_failure, shared_cluster  # noqa: F401  (the fixture)
 from .test_distributed import (
     ALICE,
     BEN,
-    E2E_REDIS_DB,
     EVERYONE,
     KIM,
     LEE,
     PARK,
-    WAIT,
-    Cluster,
-    _redis_db_url,
     assert_empty_twiml,
     assert_sent_properly,
 )
@@ -55,80 +47,15 @@ LEE_TEXT = "Looks like organising pneumonia"
 POST_MESSAGE_ID = re.compile(rf"^<post-\d+\.[a-z2-7]+@{re.escape(DOMAIN)}>$")
 
 
-class EmailCluster(Cluster):
-    """test_distributed's Cluster, plus the SMTP sink and the Mailgun signing key."""
-
-    def __init__(self, *args, sink: SmtpSink, mailgun_key: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.sink, self.mailgun_key = sink, mailgun_key
-
-    def mails(self) -> list[Received]:
-        """Every message the SMTP sink accepted so far, in order."""
-        with self.sink.lock:
-            return list(self.sink.received)
-
-    def wait_for_mails(self, count: int, what: str) -> list[Received]:
-        def enough():
-            mails = self.mails()
-            return mails if len(mails) >= count else None
-
-        return wait_until(enough, WAIT, f"{count} messages at the SMTP sink ({what})",
-                          watch=[self.web, self.worker])
-
-    def post_mailgun(self, form: dict[str, str]) -> requests.Response:
-        """POST an inbound email as Mailgun's route would (its signature does not cover the URL)."""
-        return requests.post(f"{self.base_url}/webhooks/email/mailgun", data=form, timeout=10,
-                             headers={"User-Agent": "mailgun/treq-16.12.0"})
-
-    def count(self, model, *where) -> int:
-        return self.scalar(select(func.count()).select_from(model).where(*where))
+EmailCluster = SharedCluster
 
 
 @pytest.fixture
-def smtp_sink():
-    sink = SmtpSink().start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
-
-
-@pytest.fixture
-def cluster(postgres_only_url, redis_url, twilio_standin, smtp_sink, processes: Processes, tmp_path):
-    broker_url = _redis_db_url(redis_url, E2E_REDIS_DB)
-    broker = redis.Redis.from_url(broker_url)
-    prefix = f"relay-e2e-{secrets.token_hex(4)}:"  # other runs on this Redis never see our queues
-    secret_key, mailgun_key = secrets.token_hex(16), secrets.token_hex(16)
-    port = free_port()
-    env = relay_env(
-        DATABASE_URL=postgres_only_url, BROKER_URL=broker_url, PUBLIC_BASE_URL=PUBLIC_BASE, PORT=str(port),
-        TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_FROM=OUR_NUMBER,
-        TWILIO_API_URL=twilio_standin.url, TWILIO_NUMBERS=OUR_NUMBER, VAR_DIR=str(tmp_path / "var"),
-        BROKER_PREFIX=prefix, SMTP_URL=smtp_sink.url, MAIL_FROM=MAIL_FROM, MAIL_DOMAIN=DOMAIN,
-        SECRET_KEY=secret_key, MAILGUN_SIGNING_KEY=mailgun_key,
-    )
-    web = processes.start("web", relay_command("web", "--port", str(port), "--workers", "2"), env)
-    worker = processes.start("worker", relay_command("worker", "--concurrency", str(WORKER_CONCURRENCY)), env)
-    # The test's own view: the same database and broker (it only plans and queues; it never sends).
-    settings = make_settings(tmp_path / "test-var", postgres_only_url, broker_url=broker_url, broker_prefix=prefix,
-                             twilio_account_sid=ACCOUNT_SID, twilio_from=OUR_NUMBER,
-                             twilio_api_url=twilio_standin.url, smtp_url=smtp_sink.url, mail_from=MAIL_FROM,
-                             mail_domain=DOMAIN, secret_key=secret_key, mailgun_signing_key=mailgun_key)
-    services = build_services(settings)
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        health = wait_for_health(base_url, web)
-        assert health["checks"] == {"database": "ok", "broker": "ok"}
-        wait_for_log(worker, " ready.")
-        yield EmailCluster(base_url, twilio_standin, services, web, worker, sink=smtp_sink,
-                           mailgun_key=mailgun_key)
-    finally:
-        processes.stop_all()  # before the database is emptied, the broker flushed and the sink stopped
-        services.dispatcher.app.close()
-        services.dispose()
-        for key in broker.scan_iter(match=f"{prefix}*"):
-            broker.delete(key)
-        broker.close()
+def cluster(shared_cluster: SharedCluster, request):
+    """The shared cluster (tests/e2e/shared_cluster.py), reset: it is the one the browser tests use."""
+    shared_cluster.reset()
+    yield shared_cluster
+    logs_on_failure(request, shared_cluster)
 
 
 def gmail_reply(text: str, original: EmailMessage) -> str:
@@ -177,8 +104,8 @@ def test_a_case_thread_across_sms_and_email(cluster: EmailCluster):
     sms = cluster.wait_for_sent(5, "the new-case notice by SMS")
     assert sorted(r.form["To"] for r in sms) == sorted(EVERYONE)
     for request in sms:
-        assert_sent_properly(request)
-        assert request.status == 201 and f"{PUBLIC_BASE}/library/cases/C1" in request.form["Body"]
+        assert_sent_properly(request, cluster.public_base)
+        assert request.status == 201 and f"{cluster.public_base}/library/cases/C1" in request.form["Body"]
     notice_mails = cluster.wait_for_mails(5, "the new-case notice by email")
     notices = by_recipient(notice_mails)
     assert set(notices) == set(EMAIL.values())
@@ -192,9 +119,9 @@ def test_a_case_thread_across_sms_and_email(cluster: EmailCluster):
         assert message["Auto-Submitted"] == "auto-generated"
         assert message["List-Id"] == f"relay cases <cases.{DOMAIN}>"
         unsubscribe = message["List-Unsubscribe"]
-        assert f"<{PUBLIC_BASE}/unsubscribe/" in unsubscribe and "<mailto:unsubscribe+" in unsubscribe, unsubscribe
+        assert f"<{cluster.public_base}/unsubscribe/" in unsubscribe and "<mailto:unsubscribe+" in unsubscribe, unsubscribe
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert message["List-Archive"] == f"<{PUBLIC_BASE}/library/>"
+        assert message["List-Archive"] == f"<{cluster.public_base}/library/>"
         assert message["Precedence"] == "list"
         assert message["In-Reply-To"] is None and message["References"] is None
         assert f"C1: {TITLE}" in text_of(message)  # Kim's is in Korean
@@ -207,7 +134,7 @@ def test_a_case_thread_across_sms_and_email(cluster: EmailCluster):
     # reported at the very end, so a failure here does not hide the rest of the scenario.
     mangled_unsubscribe = sorted(
         mail.rcpt_tos[0] for mail in notice_mails
-        if not re.fullmatch(r"<https://[^\s<>]+>,\s*<mailto:[^\s<>]+>", raw_header(mail.data, "List-Unsubscribe")))
+        if not re.fullmatch(r"<https?://[^\s<>]+>,\s*<mailto:[^\s<>]+>", raw_header(mail.data, "List-Unsubscribe")))
     for mail in notice_mails:
         for name in ("List-Id", "List-Archive", "Archived-At", "List-Unsubscribe-Post"):
             assert "=?" not in raw_header(mail.data, name), (name, raw_header(mail.data, name))
@@ -249,7 +176,7 @@ def test_a_case_thread_across_sms_and_email(cluster: EmailCluster):
     assert cluster.wait_processed(form_sms["MessageSid"]).outcome == "posted"
     sent = cluster.wait_for_sent(9 + 5, "Lee's post by SMS and his confirmation")[9:]
     for request in sent:
-        assert_sent_properly(request)
+        assert_sent_properly(request, cluster.public_base)
         assert request.status == 201
     assert {r.form["To"]: r.form["Body"] for r in sent if r.form["To"] != LEE} == {
         phone: f"C1 Lee Minho: {LEE_TEXT}" for phone in (KIM, PARK, ALICE, BEN)}

@@ -69,6 +69,18 @@ class SmtpSink:
     def stop(self) -> None:
         self.controller.stop()
 
+    def restart(self) -> None:
+        """Start afresh on the same port: every client connection dropped, nothing received, no session
+        counted (clients that keep connections, like relay's SMTP pool, must reconnect)."""
+        port = self.controller.port
+        self.controller.stop()
+        with self.lock:
+            self.received.clear()
+            self.refuse.clear()
+            self.sessions = 0
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=port)
+        self.controller.start()
+
     @property
     def port(self) -> int:
         return self.controller.port
