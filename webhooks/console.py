@@ -14,7 +14,15 @@ from sqlalchemy import func, select
 
 from relay.infra.audit import recent
 from relay.infra.db import transaction
-from relay.library.cases import CaseNotFound, CaseStateError, create_case, get_case, publish_case, set_visibility
+from relay.library.cases import (
+    CaseNotFound,
+    CaseStateError,
+    close_case,
+    create_case,
+    get_case,
+    publish_case,
+    set_visibility,
+)
 from relay.library.images import ImageRefused, add_case_image, case_images, clean_image
 from relay.members import directory as members_core
 from relay.model.tables import Case, CaseImage, Member, MemberList, Membership, Notice
@@ -318,6 +326,21 @@ def publish(code: str):
         abort(404, str(exc))
     except CaseStateError as exc:
         return _message("Already published", str(exc), 409)
+    return redirect(url_for("console.case_page", code=code))
+
+
+@blueprint.post("/cases/<code>/close")
+@requires("case.edit")
+def close(code: str):
+    """Close the case to new posts, or reopen it (form field reopen); a draft is refused (relay.library.cases)."""
+    try:
+        with transaction(_services().sessions) as session:
+            case = close_case(session, code, reopen=bool(request.form.get("reopen")), actor=_actor())
+            code = case.code
+    except CaseNotFound as exc:
+        abort(404, str(exc))
+    except CaseStateError as exc:
+        return _message("A draft", str(exc), 409)
     return redirect(url_for("console.case_page", code=code))
 
 

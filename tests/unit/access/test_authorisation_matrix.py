@@ -87,6 +87,7 @@ API_ROWS = [
     ("create a case", "post", "/api/v1/cases", {"title": "Cough after travel"}, STAFF),
     ("publish a case", "post", "/api/v1/cases/C2/publish", None, STAFF),
     ("set a case's visibility", "put", "/api/v1/cases/C1/visibility", {"visibility": "members"}, STAFF),
+    ("close a case", "post", "/api/v1/cases/C1/close", None, STAFF),
     ("create a notice", "post", "/api/v1/notices", GUIDELINE, STAFF),
     ("preview a notice", "post", "/api/v1/notices/{draft}/preview", None, STAFF),
     ("send a notice", "post", "/api/v1/notices/{draft}/send", None, STAFF),

@@ -29,6 +29,7 @@ ROUTES = [
     ("POST", "/console/cases/", {"title": "Another case"}, "case.create"),
     ("POST", "/console/cases/C2/publish", {}, "case.publish"),
     ("POST", "/console/cases/C1/visibility", {"visibility": "members"}, "case.edit"),
+    ("POST", "/console/cases/C1/close", {}, "case.edit"),
     ("POST", "/console/members/import", {"csv": CSV}, "member.edit"),
     ("POST", "/console/members/3", {"name": "Renamed Person", "phone": "+821012345603", "timezone": "UTC",
                                      "language": "en", "channels": "sms", "active": "on"}, "member.edit"),
