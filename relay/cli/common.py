@@ -102,3 +102,8 @@ def member_or_fail(session, who: str):
     if member is None:
         raise click.ClickException(f"no member {who!r}")
     return member
+
+
+def counted(number: int, singular: str, plural: str | None = None) -> str:
+    """'1 member', '2 members' (plural: the word when it is not singular + 's')."""
+    return f"{number} {singular if number == 1 else (plural or singular + 's')}"
