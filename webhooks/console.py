@@ -21,6 +21,7 @@ from relay.library.cases import (
     create_case,
     get_case,
     publish_case,
+    published_condition,
     set_visibility,
 )
 from relay.library.images import ImageRefused, add_case_image, case_images, clean_image
@@ -32,7 +33,9 @@ from relay.notices.lifecycle import (
     SEVERITIES,
     NoticeError,
     NoticeNotFound,
+    NoticeStateError,
     UnknownList,
+    cancel_notice,
     create_notice,
     get_notice,
     parse_expiry,
@@ -74,7 +77,7 @@ def _message(title: str, message: str, status: int):
 def home():
     with _services().sessions() as session:
         notices = list(session.scalars(select(Notice).order_by(Notice.id.desc()).limit(25)))
-        drafts = list(session.scalars(select(Case).where(Case.status == "draft").order_by(Case.number.desc())))
+        drafts = list(session.scalars(select(Case).where(Case.published_at.is_(None)).order_by(Case.number.desc())))
         state = hold.state(session)
     return render_template("console/home.html", notices=notices, drafts=drafts, hold=state)
 
@@ -97,7 +100,7 @@ def toggle_hold():
 
 
 def _compose_context(session, form=None, error=None):
-    cases = list(session.scalars(select(Case).where(Case.status != "draft").order_by(Case.number.desc()).limit(200)))
+    cases = list(session.scalars(select(Case).where(published_condition()).order_by(Case.number.desc()).limit(200)))
     lists = list(session.scalars(select(MemberList.name).order_by(MemberList.name)))
     return dict(cases=cases, lists=lists, kinds=[k for k in KINDS if k != "correction"], severities=SEVERITIES,
                 channels=CHANNELS, form=form or {}, error=error,
@@ -195,7 +198,20 @@ def send_notice_route(notice_id: int):
                 _notice_or_404(session, notice_id)
             send_notice(_services(), notice_id, actor=_actor())
     except NoticeError as exc:
-        return notice_page(notice_id, error=str(exc), status=409 if "not a draft" in str(exc) else 400)
+        return notice_page(notice_id, error=str(exc), status=409 if isinstance(exc, NoticeStateError) else 400)
+    return redirect(url_for("console.notice_page", notice_id=notice_id))
+
+
+@blueprint.post("/notices/<int:notice_id>/cancel")
+@requires("notice.send")
+def cancel_notice_route(notice_id: int):
+    """Withdraw a draft or scheduled notice (relay.notices.lifecycle.cancel_notice); 409 once it went out."""
+    try:
+        with transaction(_services().sessions) as session:
+            _notice_or_404(session, notice_id)
+            cancel_notice(session, notice_id, actor=_actor())
+    except NoticeError as exc:
+        return notice_page(notice_id, error=str(exc), status=409)
     return redirect(url_for("console.notice_page", notice_id=notice_id))
 
 
@@ -395,7 +411,8 @@ def import_members_route():
                                     "lists_created": []}, status=400)
     me = current_member()
     with transaction(_services().sessions) as session:
-        report = members_core.import_members(session, text, grant_roles=me.may("member.roles"), actor=_actor())
+        report = members_core.import_members(session, text, grant_roles=me.may("member.roles"),
+                                             sync_lists=bool(request.form.get("sync_lists")), actor=_actor())
     log.info("member %s imported members: %s new, %s updated, %s errors (%s refused: roles)", me.id, report.created,
              report.updated, len(report.errors), report.roles_refused)
     return members_page(report=report.__dict__, status=200 if not report.errors else 422)

@@ -58,10 +58,20 @@ def cli_services(settings: Settings):
     return build_services(settings)
 
 
-def upgrade_database(settings: Settings) -> None:
+def upgrade_database(settings: Settings, quiet: bool = False) -> None:
+    """Apply the migrations; quiet: without alembic's INFO lines (`relay demo` prints only its own output)."""
+    import logging
+
     from relay.infra.migrate import upgrade
 
-    upgrade(settings.database_url)
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        upgrade(settings.database_url)
+    finally:
+        logger.setLevel(level)
 
 
 def utc_now():

@@ -15,7 +15,8 @@ def notice() -> None:
 @click.argument("case_code")
 @click.option("--list", "lists", multiple=True, required=True, help="Member list (repeat for several).")
 def notice_new_case(case_code: str, lists: tuple[str, ...]) -> None:
-    """Send the new-case SMS notice for CASE_CODE (e.g. C123) to the given lists."""
+    """Send the new-case notice for CASE_CODE (e.g. C123) to the given lists, by SMS and email: each member
+    once, on each channel they take."""
     from relay.notices.lifecycle import new_case_notice
 
     services = cli_services(load_settings())
@@ -35,7 +36,9 @@ def _notice_errors():
 
 
 def _queued(result) -> str:
-    return f"{result.recipients} members, {result.sms} SMS and {result.emails} emails queued"
+    from relay.cli.common import counted
+
+    return f"{counted(result.recipients, 'member')}, {result.sms} SMS and {counted(result.emails, 'email')} queued"
 
 
 @notice.command("create")

@@ -93,6 +93,7 @@ API_ROWS = [
     ("send a notice", "post", "/api/v1/notices/{draft}/send", None, STAFF),
     ("schedule a notice", "post", "/api/v1/notices/{draft}/send", {"at": "2099-01-01T00:00:00Z"}, STAFF),
     ("correct a notice", "post", "/api/v1/notices/{sent}/correct", {"text": "FFP3, not FFP2"}, STAFF),
+    ("cancel a notice", "post", "/api/v1/notices/{draft}/cancel", None, STAFF),
     ("read a notice", "get", "/api/v1/notices/{sent}", None, STAFF),
     ("another member's channels", "put", "/api/v1/members/ben@example.org/channels", {"channels": ["sms"]}, STAFF),
     ("own channels", "put", "/api/v1/members/{self}/channels", {"channels": ["sms"]}, MEMBERS),

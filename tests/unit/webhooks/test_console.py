@@ -281,6 +281,25 @@ def test_a_draft_cannot_be_closed_from_the_console(client, network):
     assert [a for a in actions if a.startswith("case.")] == ["case.close", "case.reopen"]
 
 
+def test_cancel_a_notice_from_the_console(client, network):
+    """Issue 15, item 3: a notice cannot be edited; the console cancels it (then the coordinator composes
+    a new one), and refuses to cancel one that went out."""
+    from relay.notices.lifecycle import create_notice
+
+    with transaction(network.sessions) as session:
+        notice_id = create_notice(session, kind="announcement", title="Typo", lists=["tft"], channels="email").id
+    sign_in(client, KIM)
+    token = csrf(client)
+    page = client.get(f"/console/notices/{notice_id}").get_data(as_text=True)
+    assert f'action="/console/notices/{notice_id}/cancel"' in page
+    assert client.post(f"/console/notices/{notice_id}/cancel", data={"csrf_token": token}).status_code == 302
+    assert rows(network, select(Notice.status).where(Notice.id == notice_id)) == ["cancelled"]
+    response = client.post(f"/console/notices/{notice_id}/send", data={"csrf_token": token})
+    assert response.status_code == 409 and "was cancelled before it went out" in response.get_data(as_text=True)
+    response = client.post(f"/console/notices/{notice_id}/cancel", data={"csrf_token": token})
+    assert response.status_code == 409
+
+
 def test_import_and_edit_members(client, network):
     sign_in(client, KIM)
     token = csrf(client)

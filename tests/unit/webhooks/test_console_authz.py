@@ -26,6 +26,7 @@ ROUTES = [
     ("POST", "/console/notices", {"kind": "announcement", "title": "Hello", "lists": "tft", "channels": "email"},
      "notice.create"),
     ("POST", "/console/notices/1/send", {}, "notice.send"),
+    ("POST", "/console/notices/1/cancel", {}, "notice.send"),
     ("POST", "/console/cases/", {"title": "Another case"}, "case.create"),
     ("POST", "/console/cases/C2/publish", {}, "case.publish"),
     ("POST", "/console/cases/C1/visibility", {"visibility": "members"}, "case.edit"),
