@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 .PHONY: up test lint install migrate demo browsers clean bench
 
 $(STAMP): pyproject.toml
+	@echo "make: creating $(VENV) and installing relay with its test dependencies (pip, a minute or two the first time)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[test]'
+	@echo "make: relay is installed in $(VENV)"
 	touch $(STAMP)
 
 install: $(STAMP)

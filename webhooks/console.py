@@ -14,7 +14,16 @@ from sqlalchemy import func, select
 
 from relay.infra.audit import recent
 from relay.infra.db import transaction
-from relay.library.cases import CaseNotFound, CaseStateError, create_case, get_case, publish_case, set_visibility
+from relay.library.cases import (
+    CaseNotFound,
+    CaseStateError,
+    close_case,
+    create_case,
+    get_case,
+    publish_case,
+    published_condition,
+    set_visibility,
+)
 from relay.library.images import ImageRefused, add_case_image, case_images, clean_image
 from relay.members import directory as members_core
 from relay.model.tables import Case, CaseImage, Member, MemberList, Membership, Notice
@@ -24,7 +33,9 @@ from relay.notices.lifecycle import (
     SEVERITIES,
     NoticeError,
     NoticeNotFound,
+    NoticeStateError,
     UnknownList,
+    cancel_notice,
     create_notice,
     get_notice,
     parse_expiry,
@@ -66,7 +77,7 @@ def _message(title: str, message: str, status: int):
 def home():
     with _services().sessions() as session:
         notices = list(session.scalars(select(Notice).order_by(Notice.id.desc()).limit(25)))
-        drafts = list(session.scalars(select(Case).where(Case.status == "draft").order_by(Case.number.desc())))
+        drafts = list(session.scalars(select(Case).where(Case.published_at.is_(None)).order_by(Case.number.desc())))
         state = hold.state(session)
     return render_template("console/home.html", notices=notices, drafts=drafts, hold=state)
 
@@ -89,7 +100,7 @@ def toggle_hold():
 
 
 def _compose_context(session, form=None, error=None):
-    cases = list(session.scalars(select(Case).where(Case.status != "draft").order_by(Case.number.desc()).limit(200)))
+    cases = list(session.scalars(select(Case).where(published_condition()).order_by(Case.number.desc()).limit(200)))
     lists = list(session.scalars(select(MemberList.name).order_by(MemberList.name)))
     return dict(cases=cases, lists=lists, kinds=[k for k in KINDS if k != "correction"], severities=SEVERITIES,
                 channels=CHANNELS, form=form or {}, error=error,
@@ -187,7 +198,20 @@ def send_notice_route(notice_id: int):
                 _notice_or_404(session, notice_id)
             send_notice(_services(), notice_id, actor=_actor())
     except NoticeError as exc:
-        return notice_page(notice_id, error=str(exc), status=409 if "not a draft" in str(exc) else 400)
+        return notice_page(notice_id, error=str(exc), status=409 if isinstance(exc, NoticeStateError) else 400)
+    return redirect(url_for("console.notice_page", notice_id=notice_id))
+
+
+@blueprint.post("/notices/<int:notice_id>/cancel")
+@requires("notice.send")
+def cancel_notice_route(notice_id: int):
+    """Withdraw a draft or scheduled notice (relay.notices.lifecycle.cancel_notice); 409 once it went out."""
+    try:
+        with transaction(_services().sessions) as session:
+            _notice_or_404(session, notice_id)
+            cancel_notice(session, notice_id, actor=_actor())
+    except NoticeError as exc:
+        return notice_page(notice_id, error=str(exc), status=409)
     return redirect(url_for("console.notice_page", notice_id=notice_id))
 
 
@@ -321,6 +345,21 @@ def publish(code: str):
     return redirect(url_for("console.case_page", code=code))
 
 
+@blueprint.post("/cases/<code>/close")
+@requires("case.edit")
+def close(code: str):
+    """Close the case to new posts, or reopen it (form field reopen); a draft is refused (relay.library.cases)."""
+    try:
+        with transaction(_services().sessions) as session:
+            case = close_case(session, code, reopen=bool(request.form.get("reopen")), actor=_actor())
+            code = case.code
+    except CaseNotFound as exc:
+        abort(404, str(exc))
+    except CaseStateError as exc:
+        return _message("A draft", str(exc), 409)
+    return redirect(url_for("console.case_page", code=code))
+
+
 @blueprint.post("/cases/<code>/visibility")
 @requires("case.edit")
 def visibility(code: str):
@@ -372,7 +411,8 @@ def import_members_route():
                                     "lists_created": []}, status=400)
     me = current_member()
     with transaction(_services().sessions) as session:
-        report = members_core.import_members(session, text, grant_roles=me.may("member.roles"), actor=_actor())
+        report = members_core.import_members(session, text, grant_roles=me.may("member.roles"),
+                                             sync_lists=bool(request.form.get("sync_lists")), actor=_actor())
     log.info("member %s imported members: %s new, %s updated, %s errors (%s refused: roles)", me.id, report.created,
              report.updated, len(report.errors), report.roles_refused)
     return members_page(report=report.__dict__, status=200 if not report.errors else 422)

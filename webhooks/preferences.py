@@ -66,49 +66,60 @@ def show(token: str):
     return render_template("preferences.html", token=token, member=member, state=state, subs=subs, saved=False)
 
 
-def _apply_channel(session, member: Member, channel: str, form) -> int:
-    """Apply one channel's part of the form; the number of changes made."""
-    changes = 0
+MODE_WORDS = {"all": "every message", "digest": "a daily digest instead", "urgent_only": "urgent notices only",
+              "stop": "nothing (stopped)"}
+
+
+def _apply_channel(session, member: Member, channel: str, form) -> list[str]:
+    """Apply one channel's part of the form; what changed, in words for the confirmation email."""
+    done: list[str] = []
+    label = "SMS" if channel == "sms" else "Email"
     mode = form.get(f"{channel}_mode", "")
     stopped = (member.sms_opted_out_at if channel == "sms" else member.email_opted_out_at) is not None
     if mode and mode not in MODES:
         raise ladder.LadderError(f"{channel}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    changed = 0
     if mode == "stop":
         stop = consent.opt_out_sms if channel == "sms" else consent.opt_out_email
-        changes += stop(session, member, SOURCE)
+        changed += stop(session, member, SOURCE)
     elif mode:
         if stopped and channel == "email":
-            changes += consent.opt_in_email(session, member, SOURCE)
+            changed += consent.opt_in_email(session, member, SOURCE)
         # SMS STOP is lifted only by the member's own START text: the carrier blocks us until then.
-        changes += ladder.set_mode(session, member, channel, mode, SOURCE)
+        changed += ladder.set_mode(session, member, channel, mode, SOURCE)
+    if changed:
+        done.append(f"{label}: {MODE_WORDS[mode]}")
     pause = form.get(f"{channel}_pause", "")
     if pause in ladder.PAUSES:
         ladder.pause(session, member, channel, ladder.PAUSES[pause], SOURCE)
-        changes += 1
+        done.append(f"{label}: paused for {'24 hours' if pause == '24H' else '7 days'}")
     elif pause == "end":
         pref = ladder.preference(session, member.id, channel)
         if pref.paused_until is not None:
             pref.paused_until = None
             ladder._log(session, member.id, channel, "unpause", SOURCE)
-            changes += 1
+            done.append(f"{label}: the pause ended")
     elif pause:
         raise ladder.LadderError(f"{channel}: pause must be 24H, 7D or end, got {pause!r}")
     start, end = form.get(f"{channel}_quiet_start"), form.get(f"{channel}_quiet_end")
-    if start and end:
-        changes += ladder.set_quiet_hours(session, member, channel, start, end, SOURCE)
+    if start and end and ladder.set_quiet_hours(session, member, channel, start, end, SOURCE):
+        done.append(f"{label}: quiet hours {start.strip()} to {end.strip()}")
     for code in form.getlist(f"{channel}_unmute"):
         case = get_case(session, code)
-        changes += ladder.unmute(session, member, channel, case.id, case.code, SOURCE)
+        if ladder.unmute(session, member, channel, case.id, case.code, SOURCE):
+            done.append(f"{label}: {case.code} unmuted")
     if form.get(f"{channel}_lists_shown"):  # the list checkboxes were on the form: unchecked means every message
         wanted = set(form.getlist(f"{channel}_digest_lists"))
         for list_id, name in session.execute(select(MemberList.id, MemberList.name).join(
                 Membership, Membership.list_id == MemberList.id).where(Membership.member_id == member.id)).all():
-            changes += ladder.set_list_digest(session, member, channel, list_id, name, name in wanted, SOURCE)
+            if ladder.set_list_digest(session, member, channel, list_id, name, name in wanted, SOURCE):
+                done.append(f"{label}: list {name}: {'digest only' if name in wanted else 'every message'}")
     code = (form.get(f"{channel}_mute") or "").strip()
     if code:
         case = get_case(session, code)
-        changes += ladder.mute(session, member, channel, case.id, case.code, SOURCE)
-    return changes
+        if ladder.mute(session, member, channel, case.id, case.code, SOURCE):
+            done.append(f"{label}: {case.code} muted")
+    return done
 
 
 @blueprint.post("/preferences/<token>")
@@ -120,16 +131,24 @@ def change(token: str):
             member = session.get(Member, member_id, with_for_update=True)
             if member is None:
                 abort(404, "this preference link is not valid")
-            changes = sum(_apply_channel(session, member, channel, request.form) for channel in ladder.CHANNELS)
+            done = [line for channel in ladder.CHANNELS for line in _apply_channel(session, member, channel,
+                                                                                    request.form)]
+            changes = len(done)
             ids = []
-            if changes and member.email:
+            if changes and member.email:  # the email says what changed (its body: one change a line)
                 ids = fanout.plan(session, [{
                     "dedupe_key": f"preferences:{member.id}:{utcnow().timestamp():.6f}",
                     "purpose": "preferences_changed", "channel": "email", "member_id": member.id,
-                    "to_address": member.email, "body": ""}])
+                    "to_address": member.email, "body": "\n".join(done)}])
     except (ladder.LadderError, CaseNotFound) as exc:
+        # Shown on the form, the member's entries kept, so they fix the one field (nothing was saved).
         log.warning("preferences of member %s: refused: %s", member_id, exc)
-        abort(400, str(exc))
+        with services.sessions() as session:
+            member = session.get(Member, member_id)
+            state = ladder.describe(session, member)
+            subs = session.query(DigestSubscription).filter_by(member_id=member.id, status="active").all()
+        return render_template("preferences.html", token=token, member=member, state=state, subs=subs,
+                               saved=False, error=str(exc), form=request.form), 400
     dispatch_deliveries(services, ids)
     log.info("preferences of member %s: %s change(s)", member_id, changes)
     with services.sessions() as session:

@@ -45,7 +45,8 @@ def _verified_form(services, request, kind: str):
         missing = "missing" if not request.headers.get("X-Twilio-Signature") else "invalid"
         return None, _refuse(request, kind, 403, f"{missing} X-Twilio-Signature for {url}")
     account = request.form.get("AccountSid", "")
-    if settings.twilio_account_sid and account and account != settings.twilio_account_sid:
+    expected = settings.webhook_account_sid
+    if expected and account and account != expected:
         return None, _refuse(request, kind, 403, "AccountSid is not this relay's account")
     return (raw, request.form), None
 

@@ -40,17 +40,16 @@ def cases_add(title: str, chief_complaint: str, symptoms: str, exposure: str, fi
 @click.argument("case_code")
 @click.option("--reopen", is_flag=True, help="Open a closed case again.")
 def cases_close(case_code: str, reopen: bool) -> None:
-    """Close a case to new posts (members who reply are told so), or reopen it."""
+    """Close a case to new posts (members who reply are told so), or reopen it. A draft is refused."""
     from relay.infra.db import transaction
-    from relay.library.cases import CaseNotFound, get_case
+    from relay.library.cases import CaseNotFound, CaseStateError, close_case
 
     services = cli_services(load_settings())
     try:
         with transaction(services.sessions) as session:
-            case = get_case(session, case_code)
-            case.status = "open" if reopen else "closed"
+            case = close_case(session, case_code, reopen=reopen, actor=cli_actor())
             code, status = case.code, case.status
-    except CaseNotFound as exc:
+    except (CaseNotFound, CaseStateError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{code} is {status}")
 
@@ -58,7 +57,7 @@ def cases_close(case_code: str, reopen: bool) -> None:
 @cases.command("publish")
 @click.argument("case_code")
 def cases_publish(case_code: str) -> None:
-    """Publish a draft case: it opens and enters the library."""
+    """Publish a draft case: it opens and enters the library (a never-published closed case enters it closed)."""
     from relay.infra.db import transaction
     from relay.library.cases import CaseNotFound, CaseStateError, publish_case
 
@@ -91,7 +90,7 @@ def cases_visibility(case_code: str, visibility: str) -> None:
 
 @cases.command("drafts")
 def cases_drafts() -> None:
-    """List the draft cases (intake mail lands here) waiting for `relay cases publish`."""
+    """List the cases not in the library yet (drafts; intake mail lands here) waiting for `relay cases publish`."""
     from sqlalchemy import func, select
 
     from relay.model.tables import Case, CaseImage
@@ -101,8 +100,9 @@ def cases_drafts() -> None:
         rows = session.execute(
             select(Case, func.count(CaseImage.id)).outerjoin(
                 CaseImage, (CaseImage.case_id == Case.id) & (CaseImage.status == "stored"))
-            .where(Case.status == "draft").group_by(Case.id).order_by(Case.number)).all()
+            .where(Case.published_at.is_(None)).group_by(Case.id).order_by(Case.number)).all()
         for case, images in rows:
-            click.echo(f"{case.code}\t{case.created_at:%Y-%m-%d %H:%M}\t{images} image(s)\t{case.title}")
+            state = "" if case.status == "draft" else f" ({case.status}, never published)"
+            click.echo(f"{case.code}\t{case.created_at:%Y-%m-%d %H:%M}\t{images} image(s)\t{case.title}{state}")
     if not rows:
         click.echo("no draft cases")

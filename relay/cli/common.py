@@ -58,10 +58,20 @@ def cli_services(settings: Settings):
     return build_services(settings)
 
 
-def upgrade_database(settings: Settings) -> None:
+def upgrade_database(settings: Settings, quiet: bool = False) -> None:
+    """Apply the migrations; quiet: without alembic's INFO lines (`relay demo` prints only its own output)."""
+    import logging
+
     from relay.infra.migrate import upgrade
 
-    upgrade(settings.database_url)
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        upgrade(settings.database_url)
+    finally:
+        logger.setLevel(level)
 
 
 def utc_now():
@@ -102,3 +112,8 @@ def member_or_fail(session, who: str):
     if member is None:
         raise click.ClickException(f"no member {who!r}")
     return member
+
+
+def counted(number: int, singular: str, plural: str | None = None) -> str:
+    """'1 member', '2 members' (plural: the word when it is not singular + 's')."""
+    return f"{number} {singular if number == 1 else (plural or singular + 's')}"

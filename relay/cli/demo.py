@@ -7,6 +7,7 @@ import shlex
 import click
 
 from relay.cli.common import cli_actor, cli_services, load_settings, upgrade_database
+from relay.infra.settings import DEV_ACCOUNT_SID
 
 DEMO_CSV = """name,phone,email,timezone,language,lists,roles
 Kim Jiwon,+821012345601,jiwon.kim@example.org,Asia/Seoul,ko,tft-demo,admin;coordinator;member
@@ -40,7 +41,7 @@ def demo() -> None:
     from relay.providers.twilio_sms import sign
 
     settings = load_settings()
-    upgrade_database(settings)
+    upgrade_database(settings, quiet=True)
     services = cli_services(settings)
     with transaction(services.sessions) as session:
         report = import_members(session, DEMO_CSV, grant_roles=True, actor=cli_actor())
@@ -59,7 +60,7 @@ def demo() -> None:
     to = min(settings.own_numbers) if settings.own_numbers else DEMO_INBOUND_NUMBER
     params = {
         "MessageSid": "SM" + secrets.token_hex(16),
-        "AccountSid": settings.twilio_account_sid or "AC" + "0" * 32,
+        "AccountSid": settings.webhook_account_sid or DEV_ACCOUNT_SID,
         "From": "+821012345602",
         "To": to,
         "Body": f"{code} Looks like organising pneumonia. Suggest follow-up CT in 2 weeks.",

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from relay.cli.common import cli_actor, cli_services, load_settings, member_or_fail
+from relay.cli.common import cli_actor, cli_services, counted, load_settings, member_or_fail
 
 
 @click.group()
@@ -18,8 +18,15 @@ def members() -> None:
 @click.option("--grant-roles", is_flag=True,
               help="Apply the roles column (make coordinators and admins). Without it a row that would change "
                    "anyone's roles is refused with its line number.")
-def members_import(csv_file, grant_roles: bool) -> None:
-    """Import members from CSV: name,phone,email,timezone,language,lists,roles.
+@click.option("--sync-lists", is_flag=True,
+              help="Also take each member in the file off the lists their row does not name (without it a row "
+                   "only adds list memberships).")
+def members_import(csv_file, grant_roles: bool, sync_lists: bool) -> None:
+    """Import members from CSV: name,phone,email,timezone,language,lists,roles[,channels].
+
+    Lists, roles and channels are separated by ';'; channels is sms, email or sms;email. Without a
+    channels column, existing members keep their channels (new ones take every channel they have an
+    address for).
 
     Whoever runs this has a shell on the server, but on a shared host that need not be an admin of the
     network: roles are granted only when asked for with --grant-roles (and the audit trail says so)."""
@@ -28,12 +35,14 @@ def members_import(csv_file, grant_roles: bool) -> None:
 
     services = cli_services(load_settings())
     with transaction(services.sessions) as session:
-        report = import_members(session, csv_file.read(), grant_roles=grant_roles, actor=cli_actor())
+        report = import_members(session, csv_file.read(), grant_roles=grant_roles, sync_lists=sync_lists,
+                                actor=cli_actor())
     for line, reason in report.errors:
         click.echo(f"line {line}: {reason}", err=True)
     if report.lists_created:
         click.echo(f"new lists: {', '.join(report.lists_created)}")
-    click.echo(f"imported {report.created} new, updated {report.updated}, {len(report.errors)} rows with errors")
+    click.echo(f"imported {report.created} new, updated {report.updated}, "
+               f"{counted(len(report.errors), 'row')} with errors")
     if report.errors:
         sys.exit(1)
 
@@ -95,6 +104,8 @@ def members_bounces(who: str | None, reset: bool) -> None:
     from relay.infra.db import transaction
     from relay.model.tables import EmailBounce, Member
 
+    if reset and not who:  # a reset of everyone by a forgotten argument is too easy; say whose
+        raise click.UsageError("--reset needs WHO: the member (id, phone or email) whose bounces to reset")
     services = cli_services(load_settings())
     with transaction(services.sessions) as session:
         if who:
@@ -103,10 +114,16 @@ def members_bounces(who: str | None, reset: bool) -> None:
                 reset_bounces(session, member, source="cli")
                 click.echo(f"{member.email}: bounces reset, email resumed")
                 return
-            for b in session.scalars(select(EmailBounce).where(EmailBounce.member_id == member.id)
-                                     .order_by(EmailBounce.id)):
+            bounces = list(session.scalars(select(EmailBounce).where(EmailBounce.member_id == member.id)
+                                           .order_by(EmailBounce.id)))
+            for b in bounces:
                 click.echo(f"{b.created_at:%Y-%m-%d %H:%M} {b.kind:9} {b.status:7} {b.diagnostic[:80]}")
+            if not bounces:
+                click.echo(f"no bounces for {member.email or member.phone}")
             return
-        for m in session.scalars(select(Member).where(Member.email_hard_bounces > 0).order_by(Member.id)):
+        bounced = list(session.scalars(select(Member).where(Member.email_hard_bounces > 0).order_by(Member.id)))
+        for m in bounced:
             state = "suspended" if m.email_suspended_at else "receiving"
-            click.echo(f"{m.id:6} {m.email:40} {m.email_hard_bounces} hard bounces, {state}")
+            click.echo(f"{m.id:6} {m.email:40} {counted(m.email_hard_bounces, 'hard bounce')}, {state}")
+        if not bounced:
+            click.echo("no member has a hard email bounce")

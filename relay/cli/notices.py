@@ -15,7 +15,8 @@ def notice() -> None:
 @click.argument("case_code")
 @click.option("--list", "lists", multiple=True, required=True, help="Member list (repeat for several).")
 def notice_new_case(case_code: str, lists: tuple[str, ...]) -> None:
-    """Send the new-case SMS notice for CASE_CODE (e.g. C123) to the given lists."""
+    """Send the new-case notice for CASE_CODE (e.g. C123) to the given lists, by SMS and email: each member
+    once, on each channel they take."""
     from relay.notices.lifecycle import new_case_notice
 
     services = cli_services(load_settings())
@@ -35,7 +36,9 @@ def _notice_errors():
 
 
 def _queued(result) -> str:
-    return f"{result.recipients} members, {result.sms} SMS and {result.emails} emails queued"
+    from relay.cli.common import counted
+
+    return f"{counted(result.recipients, 'member')}, {result.sms} SMS and {counted(result.emails, 'email')} queued"
 
 
 @notice.command("create")
@@ -86,13 +89,19 @@ def _money(value) -> str:
 
 
 def _preview_lines(p) -> list[str]:
+    from relay.cli.common import counted
+
     lines = [f"notice {p.notice_id} ({p.kind}, {p.severity}, {p.status}): {p.title}", f"link: {p.link}",
-             f"recipients: {p.recipients} members; {p.channels['sms']} SMS, {p.channels['email']} emails"]
-    if p.held_back or p.waiting:  # issue 5: the consent ladder and quiet hours
-        lines.append(f"held back by preferences: {p.held_back}; waiting for quiet hours to end: {p.waiting}")
+             f"recipients now: {counted(p.recipients, 'member')}; {p.channels['sms']} SMS, "
+             f"{counted(p.channels['email'], 'email')}"]
+    for total, by_channel, label in (
+            (p.held_back, p.held_back_channels, "held back by members' preferences (not sent)"),
+            (p.waiting, p.waiting_channels, "waiting for quiet hours to end (sent later, not in the cost)")):
+        if total:  # issue 5 and 15: neither is in the counts, segments or cost above
+            lines.append(f"{label}: {by_channel.get('sms', 0)} SMS, {counted(by_channel.get('email', 0), 'email')}")
     if p.countries:
         lines.append("SMS by country:")
-        lines += [f"  {c.country or '??'}  {c.recipients} recipients, {c.segments} segments at "
+        lines += [f"  {c.country or '??'}  {counted(c.recipients, 'recipient')}, {counted(c.segments, 'segment')} at "
                   f"{_money(c.price_per_segment_usd)} = {_money(c.cost_usd)}" for c in p.countries]
         lines.append(f"estimated SMS cost: {_money(p.estimated_cost_usd)}")
     for s in p.sms:

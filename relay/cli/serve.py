@@ -19,6 +19,18 @@ from relay.cli.common import (
 from relay.infra.settings import Settings
 
 
+def up_banner(settings: Settings) -> str:
+    """What `relay up` prints: where it runs, and where SMS and email go without a provider (the dev outbox)."""
+    to_outbox = [what for what, configured in (("SMS", settings.twilio_configured),
+                                               ("email", settings.smtp_configured)) if not configured]
+    outbox = ("" if not to_outbox else
+              f"; {' and '.join(to_outbox)} go to the dev outbox at {settings.public_base_url}/dev/outbox" + (
+                  " (sign in as an admin to read it)" if settings.dev_outbox
+                  else " (files only: RELAY_DEV_OUTBOX=on shows the page)"))
+    return (f"relay is up at {settings.public_base_url} (database {safe_url(settings.database_url)}, "
+            f"broker {safe_url(settings.broker_url)}){outbox}. Ctrl-C stops it.")
+
+
 @click.command()
 @click.option("--port", type=int, default=None, help="Port to listen on (default RELAY_PORT or 8000).")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -45,12 +57,7 @@ def up(port: int | None, host: str) -> None:
         Child("worker", me + ["worker", "--beat", "--concurrency", "2", "--no-supervise"], env),
     ])
     stop_on_signals(supervisor.stopping)
-    outbox = ("" if settings.twilio_configured else
-              f"; SMS go to the dev outbox at {settings.public_base_url}/dev/outbox" + (
-                  " (sign in as an admin to read it)" if settings.dev_outbox
-                  else " (files only: RELAY_DEV_OUTBOX=on shows the page)"))
-    click.echo(f"relay is up at {settings.public_base_url} (database {safe_url(settings.database_url)}, "
-               f"broker {safe_url(settings.broker_url)}){outbox}. Ctrl-C stops it.")
+    click.echo(up_banner(settings))
     click.echo(f"Coordinator console: {settings.public_base_url}/console/ — `relay demo` seeds a network and prints "
                f"a sign-in; or set a member's password with `relay members password EMAIL`.")
     supervisor.run()

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from relay.infra.db import transaction
 from relay.infra.signing import signed_id, unsubscribe_token
 from relay.infra.storage import insert_if_new
+from relay.library.cases import published_condition
 from relay.members.ladder import muted_case_ids, zone
 from relay.model.delivery_states import FAILED, QUEUED
 from relay.model.notice_refs import notice_of
@@ -115,7 +116,7 @@ def _feed(session: Session, settings, start: datetime, end: datetime, members: b
     """New in [start, end): cases published, guideline changes sent, posts by case. Members see
     members-only cases, others only public ones."""
     feed = _Feed()
-    visible = [Case.status != "draft"]
+    visible = [published_condition()]
     if not members:
         visible.append(Case.visibility == "public")
     published = func.coalesce(Case.published_at, Case.created_at)

@@ -3,10 +3,13 @@
 Nothing doubled: with an Idempotency-Key, the request is recorded as an inbound event
 (provider "api", kind "post", key "<member id>:<Idempotency-Key>") under the same unique constraint that
 deduplicates provider webhooks, and the post is tied to that event by posts.inbound_event_id (also
-unique). A retried request finds the event and answers with the post it made. The event is processed
-in the same transaction, so the sweeper never sees it waiting."""
+unique). A retried request finds the event and answers with the post it made, and with the number of
+members the first request relayed it to (kept in the event's detail, "post 5 on C1, relayed to 4": the
+followers may have changed since). The event is processed in the same transaction, so the sweeper never
+sees it waiting."""
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -55,7 +58,9 @@ def post_reply(services, case_id: int, member_id: int, text: str, idempotency_ke
             if post is None:  # the first request with this key was refused: refuse the same way
                 event = session.get(InboundEvent, recorded.event_id)
                 raise PostRefused(event.detail or "this Idempotency-Key was used by a refused request")
-            return ApiPost(post.id, False, 0)
+            detail = session.get(InboundEvent, recorded.event_id).detail or ""
+            relayed = re.search(r"relayed to (\d+)$", detail)
+            return ApiPost(post.id, False, int(relayed.group(1)) if relayed else 0)
         event = session.get(InboundEvent, recorded.event_id)
         case = session.get(Case, case_id)
         member = session.get(Member, member_id)
@@ -63,8 +68,9 @@ def post_reply(services, case_id: int, member_id: int, text: str, idempotency_ke
             raise PostRefused(f"{case.code} is {case.status}: it takes no new posts")
         post, rows = publish_reply(session, services.settings, case, member, text, "web", event.id)
         ids = fanout.plan(session, rows) if rows else []
-        event.processed_at, event.outcome, event.detail = utcnow(), "posted", f"post {post.id} on {case.code}"
         result = ApiPost(post.id, True, len({row["member_id"] for row in rows}))
+        event.processed_at, event.outcome = utcnow(), "posted"
+        event.detail = f"post {post.id} on {case.code}, relayed to {result.relayed_to}"
     if ids:
         dispatch_safely(services.dispatcher.deliver, ids)
     return result

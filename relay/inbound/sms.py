@@ -153,6 +153,9 @@ def _finish(event: InboundEvent, outcome: str) -> None:
 def _accept(session: Session, settings, event: InboundEvent, member: Member, body: str, plan: "_Plan"):
     """Resolve the thread, save the post, plan the relays and the author's confirmation."""
     now = utcnow()
+    if not body.strip() and not mms_media.media_items(plan.form):  # nothing at all: say so, not "which case?"
+        plan.reply("empty_post", code=None)
+        return "empty", None
     resolution = threads.resolve_thread(session, member.id, body, now, settings.reply_window,
                                         settings.ambiguity_window)
     if resolution.how == threads.UNKNOWN_CODE:

@@ -21,6 +21,19 @@ class Actor:
     member_id: int | None = None
 
 
+# Every action the code records (tests/unit/infra/test_audit.py checks each audit.record call against it), so
+# `relay audit --action` can tell an unknown action from one that simply has no events yet.
+ACTIONS = (
+    "case.close", "case.create", "case.publish", "case.reopen", "case.visibility",
+    "consent.opt_in", "consent.opt_out",
+    "hold.off", "hold.on",
+    "inbound.retry",
+    "list.add", "list.remove",
+    "member.active", "member.create", "member.edit", "member.import", "member.roles",
+    "notice.cancel", "notice.pause", "notice.resume", "notice.schedule", "notice.send",
+    "token.create", "token.revoke",
+)
+
 SYSTEM = Actor("system", "system")
 SCHEDULER = Actor("scheduler", "beat")
 
@@ -43,6 +56,11 @@ def record(session: Session, action: str, subject: str = "", actor: Actor = SYST
                        source=actor.source, detail=detail)
     session.add(event)
     return event
+
+
+def known_actions(session: Session) -> list[str]:
+    """ACTIONS and any other action already in the trail (recorded by an older or newer relay)."""
+    return sorted(set(ACTIONS) | set(session.scalars(select(AuditEvent.action).distinct())))
 
 
 def recent(session: Session, limit: int = 100, action: str | None = None) -> list[AuditEvent]:

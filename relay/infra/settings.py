@@ -17,6 +17,9 @@ class SettingsError(ValueError):
     """A setting has a value relay cannot use; the message names the variable."""
 
 
+DEV_ACCOUNT_SID = "AC" + "0" * 32  # the account of the dev outbox mode (`relay demo` signs with it)
+
+
 def parse_duration(text: str, name: str = "duration") -> timedelta:
     """Parse '72h', '30m', '45s', '7d' or a bare number of seconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
@@ -360,6 +363,14 @@ class Settings:
     @property
     def embedded_broker(self) -> bool:
         return self.broker_url.startswith("filesystem://")
+
+    @property
+    def webhook_account_sid(self) -> str:
+        """The AccountSid inbound Twilio webhooks must carry: RELAY_TWILIO_ACCOUNT_SID, or in the dev
+        outbox mode (no auth token) the one `relay demo` puts in its curl; "" means not checked."""
+        if self.twilio_account_sid:
+            return self.twilio_account_sid
+        return DEV_ACCOUNT_SID if not self.twilio_auth_token else ""
 
     def signing_token(self) -> str:
         """The token inbound Twilio signatures are checked with.

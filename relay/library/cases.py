@@ -1,5 +1,9 @@
 """Cases: created with the next short number (C1, C2, ...) and their one discussion thread; publishing
-(draft -> open), visibility (public or members only), the library's search and its view counter."""
+(draft -> open), closing and reopening (never a draft), visibility (public or members only), the
+library's search and its view counter.
+
+The library shows a case only once it is published (published_at is set): a draft is published or
+left as it is, never closed or reopened into the library (drafts include intake mail nobody reviewed)."""
 from __future__ import annotations
 
 import math
@@ -87,13 +91,33 @@ def create_case(session: Session, title: str, chief_complaint: str = "", symptom
 
 
 def publish_case(session: Session, code: str, actor: audit.Actor = audit.SYSTEM) -> Case:
-    """Draft -> open: the case enters the library (published now). Anything but a draft is refused."""
+    """Draft -> open: the case enters the library (published now). A case already published is refused.
+
+    A closed or open case that was never published (an older row, or a draft closed before closing
+    drafts was refused) is published as it stands: it enters the library and keeps its status."""
     case = get_case(session, code)
-    if case.status != "draft":
+    if case.published_at is not None:
         raise CaseStateError(f"{case.code} is already published ({case.status})")
-    case.status = "open"
+    if case.status == "draft":
+        case.status = "open"
     case.published_at = utcnow()
     audit.record(session, "case.publish", f"case:{case.code}", actor)
+    session.flush()
+    return case
+
+
+def close_case(session: Session, code: str, *, reopen: bool = False, actor: audit.Actor = audit.SYSTEM) -> Case:
+    """Open -> closed (new posts are refused), or with reopen closed -> open. A draft is refused: it
+    is published (publish_case) or left a draft, never closed or reopened into the library."""
+    case = get_case(session, code)
+    if case.status == "draft":
+        raise CaseStateError(f"{case.code} is a draft: publish it first (relay cases publish {case.code}); "
+                             "a draft cannot be closed or reopened")
+    wanted = "open" if reopen else "closed"
+    if case.status != wanted:
+        audit.record(session, "case.reopen" if reopen else "case.close", f"case:{case.code}", actor,
+                     before=case.status, after=wanted)
+        case.status = wanted
     session.flush()
     return case
 
@@ -116,9 +140,19 @@ def _visibility(value: str) -> str:
     return value
 
 
+def is_published(case: Case) -> bool:
+    """In the library: published (never a draft, whatever its status says)."""
+    return case.status != "draft" and case.published_at is not None
+
+
+def published_condition() -> ColumnElement[bool]:
+    """is_published() as SQL, for the library's lists and the digests."""
+    return and_(Case.status != "draft", Case.published_at.is_not(None))
+
+
 def is_visible(case: Case, *, member: bool) -> bool:
-    """Whether the library shows this case: never a draft; a members-only case only to a member."""
-    return case.status != "draft" and (member or case.visibility == "public")
+    """Whether the library shows this case: only a published one; a members-only case only to a member."""
+    return is_published(case) and (member or case.visibility == "public")
 
 
 def count_view(session: Session, case: Case) -> int:
@@ -256,13 +290,13 @@ def search_cases(session: Session, q: str = "", status: str | None = None, date_
 
     q: words that must all match, each the case number (C12 or 12), or text in the title or the
     findings (case-insensitive). status: 'open', 'closed' or None for both. date_from/date_to:
-    inclusive calendar dates (UTC) of the library date. Drafts are never listed; members-only cases
+    inclusive calendar dates (UTC) of the library date. Only published cases are listed; members-only cases
     only with include_member_only."""
     if status not in (None, "open", "closed"):
         raise SearchError("status must be open or closed")
     page = max(1, int(page))
     when = library_date()
-    where = [Case.status != "draft"]
+    where = [published_condition()]
     if not include_member_only:
         where.append(Case.visibility == "public")
     if status:

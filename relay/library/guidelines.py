@@ -64,9 +64,10 @@ def create_guideline(session: Session, slug: str, title: str, body: str, *, chan
                      author: Member | None = None) -> Guideline:
     """A new guideline and its version 1. The slug (its address: lowercase letters, digits and
     hyphens) is unique in the database."""
-    slug = (slug or "").strip().lower()
-    if not SLUG.fullmatch(slug):
-        raise GuidelineError(f"slug {slug!r}: use lowercase letters, digits and hyphens (like masks-in-ct)")
+    typed = slug or ""
+    slug = typed.strip().lower()
+    if not SLUG.fullmatch(slug):  # the slug as typed, not as lowered: the user finds what they wrote
+        raise GuidelineError(f"slug {typed!r}: use lowercase letters, digits and hyphens (like masks-in-ct)")
     title, body = _title(title), _body(body)
     guideline = Guideline(slug=slug, title=title)
     try:

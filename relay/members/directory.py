@@ -2,7 +2,9 @@
 
 Header: name,phone,email,timezone,language,lists,roles[,channels] — lists, roles and channels
 separated by ';'; channels is sms, email or sms;email (default: every channel the member has an
-address for).
+address for). A file without the channels column leaves an existing member's channels as they are
+(a re-import must not undo the member's own choice). A row adds its member to its lists; only with
+`sync_lists` (`relay members import --sync-lists`) does it also take them off the lists it does not name.
 Good rows are imported, bad rows reported with their line numbers; a member is matched by phone,
 then email, so importing the same file again updates rather than duplicates. An empty roles cell
 keeps an existing member's roles (a new member is a plain member).
@@ -83,6 +85,7 @@ def clean_row(row: dict[str, str]) -> dict:
     bad = [r for r in roles if r not in ROLES]
     if bad:
         raise RowError(f"unknown role {bad[0]!r} (roles: {', '.join(ROLES)})")
+    channels_given = "channels" in row  # the column is in the file (DictReader: absent columns are absent keys)
     channels = [c.lower() for c in _split(row.get("channels"))]
     bad = [c for c in channels if c not in CHANNELS]
     if bad:
@@ -95,7 +98,7 @@ def clean_row(row: dict[str, str]) -> dict:
         channels = [c for c, address in (("sms", phone), ("email", email)) if address]
     return {"name": name, "phone": phone, "email": email, "timezone": tz, "language": language,
             "roles": ";".join(sorted(set(roles), key=ROLES.index)), "roles_given": bool(given_roles),
-            "lists": _split(row.get("lists")),
+            "lists": _split(row.get("lists")), "channels_given": channels_given,
             "sms_discussion": "sms" in channels, "email_discussion": "email" in channels}
 
 
@@ -165,16 +168,25 @@ def upsert_member(session: Session, data: dict) -> tuple[Member, bool]:
         member = Member()
         session.add(member)
     member.roles = roles
+    keep_channels = not created and not data.get("channels_given", True)
     for key in ("name", "phone", "email", "timezone", "language", "sms_discussion", "email_discussion"):
+        if keep_channels and key in ("sms_discussion", "email_discussion"):
+            continue
         setattr(member, key, data[key])
+    if keep_channels:  # no channels column: the member's choice stands, less a channel with no address now
+        member.sms_discussion = bool(member.sms_discussion and member.phone)
+        member.email_discussion = bool(member.email_discussion and member.email)
     member.short_name = short_name_of(data["name"])
     session.flush()
     return member, created
 
 
-def import_members(session: Session, text: str, *, grant_roles: bool = True,
+def import_members(session: Session, text: str, *, grant_roles: bool = True, sync_lists: bool = False,
                    actor: audit.Actor = audit.SYSTEM) -> ImportReport:
     """Import members from CSV text. Each row is its own savepoint: one bad row spoils nothing.
+
+    sync_lists: each row's member ends up on exactly the lists the row names (taken off the others);
+    without it a row only adds memberships.
 
     The core trusts its caller with `grant_roles`; the console and the command line decide it (see
     the module docstring). The import and each member it creates or changes are audited as `actor`."""
@@ -207,6 +219,10 @@ def import_members(session: Session, text: str, *, grant_roles: bool = True,
                         Membership.list_id == member_list.id, Membership.member_id == member.id))
                     if exists is None:
                         session.add(Membership(list_id=member_list.id, member_id=member.id))
+                if sync_lists:
+                    for membership in list(member.memberships):
+                        if membership.member_list.name not in data["lists"]:
+                            session.delete(membership)
                 record_member_change(session, member, was, actor, via="import", line=line)
             report.created += created
             report.updated += not created
@@ -215,7 +231,8 @@ def import_members(session: Session, text: str, *, grant_roles: bool = True,
         except Exception as exc:  # a constraint clash (e.g. phone of one member, email of another)
             report.errors.append((line, f"could not save: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
     audit.record(session, "member.import", "members", actor, created=report.created, updated=report.updated,
-                 errors=len(report.errors), roles_refused=report.roles_refused, roles_granted=grant_roles)
+                 errors=len(report.errors), roles_refused=report.roles_refused, roles_granted=grant_roles,
+                 sync_lists=sync_lists)
     return report
 
 

@@ -360,13 +360,19 @@ __all__ = ["CHANNELS", "MODES", "PAUSES", "LadderError", "describe", "mute", "pa
            "unmute", "zone"]
 
 
-def preview_counts(session: Session, recipients, urgent: bool, case_id: int | None,
-                   now: datetime | None = None) -> tuple[int, int]:
-    """(held back, waiting for quiet hours to end) among a notice's would-be deliveries, for the preview."""
+def preview_split(session: Session, recipients, urgent: bool, case_id: int | None,
+                  now: datetime | None = None) -> tuple[set[tuple[int, str]], list[tuple[int, str]],
+                                                        list[tuple[int, str]]]:
+    """A notice's would-be deliveries as (member id, channel), split for the preview the way sending
+    splits them: (going now, held back by the ladder, waiting for quiet hours to end)."""
     rows = [{"dedupe_key": f"preview:{r.member_id}:{c}", "purpose": "notice", "member_id": r.member_id,
              "case_id": case_id, "channel": c, "post_id": None} for r in recipients for c in r.channels]
     kept = shape_rows(session, rows, now, urgent=urgent)
-    return len(rows) - len(kept), sum(r["next_attempt_at"] is not None for r in kept)
+    kept_pairs = {(r["member_id"], r["channel"]) for r in kept}
+    held = [(r["member_id"], r["channel"]) for r in rows if (r["member_id"], r["channel"]) not in kept_pairs]
+    waiting = [(r["member_id"], r["channel"]) for r in kept if r["next_attempt_at"] is not None]
+    going = kept_pairs - set(waiting)
+    return going, held, waiting
 
 
 def _members_a_ladder_may_touch(session: Session, where, now: datetime):

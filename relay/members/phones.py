@@ -15,8 +15,9 @@ def to_e164(text: str, default_region: str | None = None) -> str:
         raise InvalidPhone("empty phone number")
     try:
         number = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidPhone(f"{raw!r} is not a phone number ({exc}); use the +<country code> form") from None
+    except phonenumbers.NumberParseException:  # its text ("(1) The string supplied...") is the library's, not ours
+        raise InvalidPhone(f"{raw!r} is not a phone number: write it with + and the country code, "
+                           "e.g. +821012345678") from None
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone(f"{raw!r} is not a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -184,7 +184,7 @@ class Post(Base):
     thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), index=True)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     kind: Mapped[str] = mapped_column(String(20), default="reply")  # reply | notice
-    channel: Mapped[str] = mapped_column(String(10))  # sms | email | web | console
+    channel: Mapped[str] = mapped_column(String(10))  # sms | email | web | console | cli | api
     body: Mapped[str] = mapped_column(Text)
     # One post per inbound message, even when processing runs twice.
     inbound_event_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_events.id"), unique=True)

@@ -86,10 +86,16 @@ def sms_text(settings, notice: Notice, case: Case | None, language: str) -> str:
     """The notice's SMS in `language`, from templates/sms/<language>/<kind>.txt, fitted to the limit."""
     url = link(settings, case)
     title = case.title if notice.kind == "new_case" and case is not None else notice.title
+    shown = url  # a members-only case's page needs a sign-in: the SMS says so next to its link
+    if case is not None and case.visibility == "members":
+        shown = f"{url} ({MEMBERS_ONLY.get(language, MEMBERS_ONLY['en'])})"
     text = render_sms(settings.templates_dir, notice.kind, language, network=settings.network_name,
-                      code=case.code if case is not None else "", title=title, body=notice.body or "", url=url,
+                      code=case.code if case is not None else "", title=title, body=notice.body or "", url=shown,
                       urgent=notice.severity == "urgent")
     return fit_sms(text, url)
+
+
+MEMBERS_ONLY = {"en": "members only: sign in to read", "ko": "회원 전용: 로그인 필요"}
 
 
 def post_body(notice: Notice, case: Case) -> str:

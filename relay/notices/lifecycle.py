@@ -21,7 +21,7 @@ from relay.discussion.threads import ensure_thread
 from relay.infra import audit
 from relay.infra.db import transaction
 from relay.infra.settings import SettingsError, parse_duration
-from relay.library.cases import get_case
+from relay.library.cases import get_case, is_published
 from relay.members import ladder
 from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from relay.model.notice_refs import deliveries_filter, delivery_key
@@ -89,7 +89,12 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     try:
         return (now or utcnow()) + parse_duration(text, "expiry")
     except SettingsError:
+        pass
+    try:
         return parse_time(text)
+    except NoticeError:
+        raise NoticeError(f"expiry: expected a duration from now (30m, 6h, 2d: a number with s, m, h or d) or an "
+                          f"ISO 8601 time like 2026-12-01T07:00:00+09:00, got {text!r}") from None
 
 
 def get_notice(session: Session, notice_id: int) -> Notice:
@@ -142,7 +147,7 @@ def create_notice(session: Session, *, kind: str, title: str = "", body: str = "
             raise NoticeError("a correction goes to exactly the original's recipients: give no lists or case")
         original = get_notice(session, corrects_notice_id)
         if original.status != "sent":
-            raise NoticeStateError(f"notice {original.id} is {original.status}, not sent: edit it instead")
+            raise NoticeStateError(not_sent_yet(original))
         if not body:
             raise NoticeError("a correction needs its text")
         case = session.get(Case, original.case_id) if original.case_id else None
@@ -155,8 +160,9 @@ def create_notice(session: Session, *, kind: str, title: str = "", body: str = "
         case = get_case(session, case_code) if case_code else None
         if case is None and kind == "new_case":
             raise NoticeError("a new-case notice needs its case")
-        if case is not None and case.status == "draft":
-            raise NoticeError(f"{case.code} is a draft: publish it before sending a notice")
+        if case is not None and not is_published(case):
+            raise NoticeError(f"{case.code} is {'a draft' if case.status == 'draft' else 'not published'}: "
+                              "publish it before sending a notice")
         notice.title = title or (case.title if case is not None and kind == "new_case" else "")
         if not notice.title:
             raise NoticeError("a notice needs a title")
@@ -183,6 +189,18 @@ def schedule_notice(session: Session, notice_id: int, when: datetime, now: datet
     notice.status, notice.scheduled_for = "scheduled", when
     audit.record(session, "notice.schedule", f"notice:{notice.id}", actor, at=when.isoformat())
     return notice
+
+
+def not_sent_yet(notice: Notice) -> str:
+    """Why a notice that has not gone out cannot be corrected, and what to do (notices are not edited:
+    one that is wrong is cancelled and created again)."""
+    if notice.status in ("draft", "scheduled"):
+        return (f"notice {notice.id} is {notice.status}, not sent: there is nothing to correct. A notice cannot be "
+                f"edited: cancel it (relay notice cancel {notice.id}, the console's Cancel button or "
+                f"POST /api/v1/notices/{notice.id}/cancel) and create a new one")
+    if notice.status == "cancelled":
+        return f"notice {notice.id} was cancelled before it went out: there is nothing to correct"
+    return f"notice {notice.id} is {notice.status}, not sent yet: correct it once it is sent"
 
 
 def cancel_notice(session: Session, notice_id: int, actor: audit.Actor = audit.SYSTEM) -> Notice:
@@ -212,7 +230,16 @@ def _claim(session: Session, notice_id: int, now: datetime, due_only: bool) -> N
         return notice
     if notice.status in allowed and notice.expires_at is not None and notice.expires_at <= now:
         raise NoticeExpired(f"notice {notice.id} expired at {notice.expires_at.isoformat()}; it is not sent late")
+    if notice.status == "cancelled":
+        raise NoticeStateError(f"notice {notice.id} was cancelled before it went out: it is never sent; "
+                               "create a new notice instead")
     raise NoticeStateError(f"notice {notice.id} is {notice.status}, not a draft: it is not sent again")
+
+
+def notice_post_channel(actor: audit.Actor) -> str:
+    """Where a notice's post in its case thread came from: `cli` (relay notice ...), `api`, or `console`
+    (the console, and a scheduled notice the beat sends)."""
+    return actor.source if actor.source in ("cli", "api") else "console"
 
 
 FIRST_WAVE = 200  # members planned, committed and queued before the rest: the first messages go out at once
@@ -231,11 +258,13 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
     with transaction(services.sessions) as session:
         notice = _claim(session, notice_id, now, due_only)
         case = session.get(Case, notice.case_id) if notice.case_id else None
-        if case is not None and case.status == "draft":
-            raise NoticeError(f"{case.code} is a draft: publish it before sending a notice")
+        if case is not None and not is_published(case):
+            raise NoticeError(f"{case.code} is {'a draft' if case.status == 'draft' else 'not published'}: "
+                              "publish it before sending a notice")
         if case is not None:
             thread = ensure_thread(session, case)
-            post = Post(thread_id=thread.id, kind="notice", channel="console", body=post_body(notice, case))
+            post = Post(thread_id=thread.id, kind="notice", channel=notice_post_channel(actor),
+                        body=post_body(notice, case))
             session.add(post)
             session.flush()
             notice.post_id = post.id

@@ -1,17 +1,21 @@
 """Preview of a notice before it is sent: who gets it on which channel and in which country, the
 SMS text per language with its encoding, characters and segments (relay/render/segments.py), the estimated
 SMS cost from a per-country price table, and the email (subject and text part) of one sample
-recipient per language — read from the same code that sends, so the preview is what goes out."""
+recipient per language — read from the same code that sends, so the preview is what goes out.
+
+Recipients, texts, segments and cost count only what would go now: deliveries the members' ladders hold
+back (muted, paused, digest or urgent only) and those that would wait for quiet hours are counted apart
+(held_back, waiting, per channel), exactly as relay.members.ladder.shape_rows() splits them when sending."""
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from relay.members.ladder import preview_counts
+from relay.members.ladder import preview_split
 from relay.members.phones import country_of
 from relay.model.tables import Case, Member, utcnow
 from relay.notices.audience import audience, channels_of, link, post_body, sms_text
@@ -71,6 +75,9 @@ class NoticePreview:
     warnings: tuple[str, ...] = ()
     held_back: int = 0  # issue 5: deliveries the members' ladders refuse (muted, paused, digest, urgent only)
     waiting: int = 0  # issue 5: deliveries that would wait for the end of the member's quiet hours
+    # issue 15: the same two, per channel (neither is in recipients, channels, countries, sms or the cost)
+    held_back_channels: dict[str, int] = field(default_factory=dict)
+    waiting_channels: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """The preview as JSON-ready values (money as numbers in US dollars)."""
@@ -133,7 +140,10 @@ def preview_notice(session: Session, settings, notice_id: int) -> NoticePreview:
     """What sending the notice now would do: recipients, texts, segments, cost and sample emails."""
     notice = get_notice(session, notice_id)
     case = session.get(Case, notice.case_id) if notice.case_id else None
-    recipients = audience(session, notice)
+    everyone = audience(session, notice)
+    going, held, waiting = preview_split(session, everyone, notice.severity == "urgent", notice.case_id)
+    recipients = [r for r in (replace(r, channels=tuple(c for c in r.channels if (r.member_id, c) in going))
+                              for r in everyone) if r.channels]
     sms_to = [r for r in recipients if "sms" in r.channels]
     email_to = [r for r in recipients if "email" in r.channels]
     warnings: list[str] = []
@@ -164,10 +174,14 @@ def preview_notice(session: Session, settings, notice_id: int) -> NoticePreview:
                                      render_email_text(settings, template, language, context)))
     if notice.expires_at is not None and notice.expires_at <= utcnow():
         warnings.append(f"the notice expired at {notice.expires_at.isoformat()}: it will not be sent")
-    held_back, waiting = preview_counts(session, recipients, notice.severity == "urgent", notice.case_id)
     return NoticePreview(notice.id, notice.kind, notice.status, notice.severity, notice.title, link(settings, case),
                          len(recipients), {"sms": len(sms_to), "email": len(email_to)}, countries, tuple(sms),
-                         tuple(emails), cost, tuple(warnings), held_back, waiting)
+                         tuple(emails), cost, tuple(warnings), len(held), len(waiting),
+                         _per_channel(held), _per_channel(waiting))
+
+
+def _per_channel(pairs: list[tuple[int, str]]) -> dict[str, int]:
+    return {channel: sum(c == channel for _, c in pairs) for channel in ("sms", "email")}
 
 
 def _address(session: Session, member_id: int) -> str:

@@ -1,5 +1,8 @@
 """The dev outbox: with no provider configured, outbound messages are written as JSON files under
-var/outbox/ (shown at /dev/outbox) instead of being sent."""
+var/outbox/ (shown at /dev/outbox) instead of being sent.
+
+An email rendered whole (digests, confirmations, "preferences changed") carries no separate body: its
+text column is the message's text/plain part, so every email shows what it says and its links."""
 from __future__ import annotations
 
 import json
@@ -23,19 +26,22 @@ class OutboxSender:
         sid = f"OB{message.delivery_id:032d}"
         # One file per delivery id: sending the same delivery again rewrites, never adds.
         path = self.directory / f"{message.channel}-{message.delivery_id:09d}.json"
-        extra = {}
+        extra: dict[str, str] = {}
+        body = message.body
         if message.raw is not None:  # email: keep the whole message too, openable in a mail client
             eml = path.with_suffix(".eml")
             eml.write_bytes(message.raw)
             parsed = message_from_bytes(message.raw, policy=policy.default)
             extra = {"subject": str(parsed["Subject"] or ""), "message_id": str(parsed["Message-ID"] or ""),
                      "in_reply_to": str(parsed["In-Reply-To"] or ""), "eml": eml.name}
+            if not (body or "").strip():
+                body = _plain_text(parsed)
         record = {
             "sid": sid,
             "channel": message.channel,
             "to": message.to,
             "from": self.senders.get(message.channel, "relay"),
-            "body": message.body,
+            "body": body,
             "delivery_id": message.delivery_id,
             "written_at": datetime.now(timezone.utc).isoformat(),
             **extra,
@@ -44,6 +50,15 @@ class OutboxSender:
         tmp.write_text(json.dumps(record, ensure_ascii=False, indent=2))
         os.replace(tmp, path)
         return SendResult(provider_message_id=sid, provider_status="queued")
+
+
+def _plain_text(parsed) -> str:
+    """The text/plain part of an email (else its HTML part), "" when it has neither."""
+    part = parsed.get_body(("plain", "html"))
+    try:
+        return part.get_content().replace("\r\n", "\n").strip() if part is not None else ""
+    except (LookupError, ValueError):  # an unknown charset: the .eml still has it all
+        return ""
 
 
 def read_outbox(directory: Path, limit: int = 200) -> list[dict]:

@@ -69,6 +69,8 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
                         digest.text, digest.html)
     context = {"network": settings.network_name, "library": settings.library_url,
                "preferences_url": preferences_url(settings, member.id) if member else None}
+    if delivery.purpose == "preferences_changed":  # its body: what changed, one change a line (webhooks/preferences.py)
+        context["changes"] = [line for line in (delivery.body or "").splitlines() if line.strip()]
     if delivery.purpose == "confirm_subscription":
         context["confirm_url"] = confirm_url(settings, int(delivery.dedupe_key.split(":")[1]))
     if delivery.purpose == CONFIRM_POST:  # issue 13: an email post that did not prove its sender

@@ -89,12 +89,19 @@ def notice_parts(settings, notice: Notice | None, case: Case | None, language: s
     url = settings.case_url(code) if case is not None else settings.library_url
     if kind == "new_case":
         context = dict(notice=True, code=code, title=case.title, url=url, text=text, summary=case_summary(case),
-                       author=settings.network_name, unsubscribe_url=unsubscribe_url)
+                       author=settings.network_name, unsubscribe_url=unsubscribe_url, **members_only(settings, case))
         return notice_subject(language, kind, case.title, code, urgent), "post", context
     labels = NOTICE_LABELS.get(language, NOTICE_LABELS["en"])
     context = dict(kind=kind, label=labels[kind], urgent=urgent, code=code, title=notice.title, body=text,
-                   url=url, network=settings.network_name, unsubscribe_url=unsubscribe_url)
+                   url=url, network=settings.network_name, unsubscribe_url=unsubscribe_url,
+                   **members_only(settings, case))
     return notice_subject(language, kind, notice.title, code, urgent), "notice", context
+
+
+def members_only(settings, case: Case | None) -> dict:
+    """Template context for a members-only case: its page needs a sign-in, and the email says so."""
+    return {"members_only": case is not None and case.visibility == "members",
+            "signin_url": f"{settings.public_base_url}/signin"}
 
 
 def render_email_text(settings, template: str, language: str, context: dict) -> str:
@@ -130,7 +137,7 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
         subject, template = f"Re: [{case.code}] {case.title}", "post"
         context = dict(notice=False, code=case.code, title=case.title, url=url, text=post.body,
                        summary=case_summary(case), author=author.short_name if author else settings.network_name,
-                       unsubscribe_url=unsubscribe_https)
+                       unsubscribe_url=unsubscribe_https, **members_only(settings, case))
     context["preferences_url"] = preferences_url(settings, member.id)
     sender_name = settings.network_name if is_notice or author is None else f"{author.short_name} via {settings.network_name}"
     reply_to = formataddr((f"{case.code} {settings.network_name}", reply_address(settings, member.id, case.id)))

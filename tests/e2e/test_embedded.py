@@ -71,7 +71,7 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     health = wait_for_health(base_url, up, timeout=40)
     assert health["checks"] == {"database": "ok", "broker": "ok"}
     assert (var_dir / "relay.sqlite3").exists() and (var_dir / "broker" / "queue").is_dir()
-    assert "SMS go to the dev outbox" in up.log()
+    assert "SMS and email go to the dev outbox" in up.log()
 
     demo = subprocess.run(relay_command("demo"), env=env, cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)

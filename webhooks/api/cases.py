@@ -1,4 +1,4 @@
-"""/api/v1/cases: search, read, create (as a draft), publish, and set the visibility of cases.
+"""/api/v1/cases: search, read, create (as a draft), publish, close or reopen, and set the visibility of cases.
 
 Anyone reads public cases; a caller allowed case.read_members_only (any member's token) also reads
 members-only ones; drafts are in nobody's library (staff reach them through publish). A case the
@@ -14,8 +14,10 @@ from relay.library.cases import (
     CaseNotFound,
     CaseStateError,
     SearchError,
+    close_case,
     create_case,
     get_case,
+    is_published,
     is_visible,
     parse_search_params,
     publish_case,
@@ -52,7 +54,7 @@ def case_by_number(session, number: str):
 def visible_case(session, number: str):
     """The case if this caller may read it (staff also read drafts); else a 404."""
     case = case_by_number(session, number)
-    if case.status == "draft" and may("case.edit"):
+    if not is_published(case) and may("case.edit"):
         return case  # staff read the drafts they review
     if not is_visible(case, member=may("case.read_members_only")):
         abort(404, f"no case {case.code}")  # a draft, or members-only to a caller who is not a member
@@ -122,6 +124,23 @@ def publish_case_route(number: str):
             abort(422, str(exc))
         result = case_json(case)
     log.info("case %s published by %s", result["code"], actor().label)
+    return jsonify(result)
+
+
+@blueprint.post("/cases/<number>/close")
+@requires("case.edit")
+def close_case_route(number: str):
+    """Open -> closed (new posts refused), or with {"reopen": true} closed -> open. 422 for a draft."""
+    services = current_app.extensions["relay"]
+    reopen = field(json_object(optional=True), "reopen", bool, False)
+    with transaction(services.sessions) as session:
+        case = case_by_number(session, number)
+        try:
+            close_case(session, case.code, reopen=bool(reopen), actor=actor())
+        except CaseStateError as exc:
+            abort(422, str(exc))
+        result = case_json(case)
+    log.info("case %s %s by %s", result["code"], result["status"], actor().label)
     return jsonify(result)
 
 

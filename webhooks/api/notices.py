@@ -1,5 +1,5 @@
 """/api/v1/notices: create a notice (a draft), read it with its deliveries counted, preview, send or
-schedule it, and correct it. A notice missing from the path is a 404; any other rule a request breaks
+schedule it, cancel it before it goes out, and correct it. A notice missing from the path is a 404; any other rule a request breaks
 (an unknown list, an expired or already sent notice, ...) a 422."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from relay.notices.lifecycle import (
     NoticeError,
     NoticeNotFound,
     UnknownList,
+    cancel_notice,
     create_notice,
     delivery_counts,
     get_notice,
@@ -140,6 +141,18 @@ def send_notice_route(notice_id: int):
         body = _notice_json(session, get_notice(session, notice_id))
     body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
     return jsonify(body), 202
+
+
+@blueprint.post("/notices/<int:notice_id>/cancel")
+@requires("notice.send")
+@_notice_id_fits
+def cancel_notice_route(notice_id: int):
+    """Withdraw a draft or scheduled notice before it goes out (audited); 422 once it is sending or sent."""
+    services = current_app.extensions["relay"]
+    with transaction(services.sessions) as session:
+        body = _notice_json(session, cancel_notice(session, notice_id, actor=actor()))
+    log.info("notice %s cancelled by %s", notice_id, actor().label)
+    return jsonify(body)
 
 
 @blueprint.post("/notices/<int:notice_id>/correct")

@@ -51,6 +51,7 @@ def test_a_members_reply_is_posted_and_relayed_once(client, network):
     retry = client.post("/api/v1/cases/C1/posts", json={"text": "Looks like OP. CT in 2 weeks?"},
                         headers=as_lee(network, "k-1"))
     assert retry.status_code == 200 and retry.get_json()["id"] == body["id"]
+    assert retry.get_json() == body  # issue 15, item 9: the retry answers what the first call answered
     assert counts(network) == (1, 8)  # nothing doubled
     run_worker(network)
     assert network.sender("sms").sent and any("Looks like OP." in m.body for m in network.sender("sms").sent)

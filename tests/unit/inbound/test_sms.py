@@ -1,6 +1,8 @@
 """The core flow without servers: notice -> member reply by SMS -> relays and confirmation."""
 from __future__ import annotations
 
+import pytest
+
 from relay.inbound.sms import process_inbound
 from relay.notices.lifecycle import new_case_notice
 from tests.conftest import run_worker
@@ -50,6 +52,24 @@ def test_bare_reply_with_no_recent_case_asks_which_case(network, sms):
     assert event(network, event_id).outcome == "asked:none"
     assert len(sms.sent) == 1 and sms.sent[0].to == PARK
     assert "which case" in sms.sent[0].body
+
+
+@pytest.mark.parametrize("body", ["", "   ", "\n\t "])
+def test_an_empty_sms_gets_the_empty_answer(network, sms, body):
+    """Issue 15, item 8: an empty SMS is told it was empty (with what to send), not asked which case it is for."""
+    event_id = record_sms(network, PARK, body)
+    run_worker(network)
+    assert event(network, event_id).outcome == "empty"
+    assert len(sms.sent) == 1 and sms.sent[0].to == PARK
+    assert "your message was empty, so nothing was posted" in sms.sent[0].body
+    assert "which case" not in sms.sent[0].body and 'e.g. "C123 your opinion"' in sms.sent[0].body
+
+
+def test_a_case_code_alone_is_empty_for_that_case(network, sms):
+    event_id = record_sms(network, PARK, "C1")
+    run_worker(network)
+    assert event(network, event_id).outcome == "empty"
+    assert "your message to C1 was empty" in sms.sent[0].body and "C123" not in sms.sent[0].body
 
 
 def test_stop_opts_out_and_is_never_relayed(network, sms):

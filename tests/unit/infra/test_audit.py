@@ -111,3 +111,40 @@ def test_cli_prints_the_trail(network, monkeypatch, settings):
     result = CliRunner().invoke(main, ["audit", "--action", "case.publish"])
     assert result.exit_code == 0, result.output
     assert "case.publish case:C2 by cli:root via cli" in result.output
+
+
+def test_cli_names_an_unknown_action_and_says_when_there_is_nothing(network, monkeypatch, settings):
+    """Issue 15, item 7: `relay audit --action bogus` is an error listing the known actions; a known action
+    with no events says so instead of printing nothing."""
+    from relay.cli import main
+
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    result = CliRunner().invoke(main, ["audit", "--action", "bogus"])
+    assert result.exit_code == 1
+    assert "unknown action 'bogus'; the known actions are: case.close, case.create" in result.output
+    assert "notice.send" in result.output
+    result = CliRunner().invoke(main, ["audit", "--action", "token.revoke"])
+    assert result.exit_code == 0 and result.output.strip() == "no audit events for action token.revoke"
+
+
+def test_every_recorded_action_is_known():
+    """audit.ACTIONS lists every action the code records (a new one must be added there, or `relay audit
+    --action` calls it unknown)."""
+    import re
+    from pathlib import Path
+
+    import relay
+    import webhooks
+
+    recorded = set()
+    for package in (relay, webhooks):
+        for path in Path(package.__file__).parent.rglob("*.py"):
+            for call in re.findall(r"audit\.record\(\s*\w+,\s*([^\n]*)", path.read_text(encoding="utf-8")):
+                recorded.update(re.findall(r'"([a-z_]+\.[a-z_]+)"', call.split(", f\"")[0]))
+                recorded.update(f"{prefix}.{name}" for prefix, names in re.findall(
+                    r"f\"([a-z_]+)\.\{'([a-z_]+)'", call) for name in [names])
+    recorded |= {"consent.opt_in"}  # the other arm of consent.py's f-string
+    missing = sorted(recorded - set(audit.ACTIONS))
+    assert not missing, f"add {missing} to relay.infra.audit.ACTIONS"
+    assert {"case.publish", "member.create", "hold.off", "consent.opt_out"} <= recorded

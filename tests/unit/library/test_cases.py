@@ -16,6 +16,7 @@ from relay.infra.db import transaction
 from relay.library.cases import (
     CaseStateError,
     SearchError,
+    close_case,
     create_case,
     get_case,
     parse_search_params,
@@ -23,7 +24,7 @@ from relay.library.cases import (
     search_cases,
     set_visibility,
 )
-from relay.model.tables import Case, Member, Post
+from relay.model.tables import AuditEvent, Case, Member, Post
 from tests.conftest import run_worker
 from tests.helpers import record_sms
 from webhooks.app import create_app
@@ -134,20 +135,21 @@ def test_filter_by_status(client, network):
     assert listed(client, q="one", status="closed") == ["C2"]
 
 
-def test_filter_by_date_published_or_else_created(client, network):
+def test_filter_by_date_published(client, network):
     utc = timezone.utc
     # created as a draft in January, published in March: it is listed under March
     add_case(network, "Published in March", created=datetime(2020, 1, 10, 9, tzinfo=utc),
              published=datetime(2020, 3, 2, 23, 59, tzinfo=utc))
-    # an older row with no publication date: listed under when it was created
+    # a row with no publication date (an older row, or a draft closed before that was refused): not in the
+    # library at all until it is published
     add_case(network, "Created in February", created=datetime(2020, 2, 15, 0, 0, tzinfo=utc), published=None)
     add_case(network, "Published 1 March", created=datetime(2020, 3, 1, tzinfo=utc),
              published=datetime(2020, 3, 1, 0, 0, tzinfo=utc))
     assert listed(client, **{"from": "2020-03-01", "to": "2020-03-31"}) == ["C2", "C4"]
     assert listed(client, **{"from": "2020-03-02", "to": "2020-03-02"}) == ["C2"]  # both ends inclusive
     assert listed(client, **{"from": "2020-01-01", "to": "2020-01-31"}) == []
-    assert listed(client, **{"from": "2020-02-01", "to": "2020-02-29"}) == ["C3"]
-    assert listed(client, **{"to": "2020-02-29"}) == ["C3"]
+    assert listed(client, **{"from": "2020-02-01", "to": "2020-02-29"}) == []
+    assert listed(client, **{"to": "2020-02-29"}) == []
     assert listed(client, **{"from": "2020-03-02"}) == ["C1", "C2"]  # C1 was created today
     assert listed(client, **{"from": "2020-02-01", "status": "open", "q": "march"}) == ["C2", "C4"]
     with network.sessions() as session:
@@ -227,6 +229,40 @@ def test_drafts_are_never_listed_and_answer_404_until_published(client, network)
     assert client.get("/library/cases/C2").status_code == 200
     with transaction(network.sessions) as session, pytest.raises(CaseStateError):
         publish_case(session, "C2")
+
+
+def test_closing_a_draft_does_not_publish_it(client, network):
+    """Issue 15, item 1: a draft is published or left a draft, never closed or reopened into the library."""
+    add_case(network, "Intake nobody reviewed", draft=True)  # C2
+    with transaction(network.sessions) as session:
+        for reopen in (False, True):
+            with pytest.raises(CaseStateError, match="C2 is a draft: publish it first"):
+                close_case(session, "C2", reopen=reopen)
+        assert get_case(session, "C2").status == "draft"
+    assert listed(client) == ["C1"] and client.get("/library/cases/C2").status_code == 404
+    with transaction(network.sessions) as session:
+        publish_case(session, "C2")
+        close_case(session, "C2")
+    assert listed(client, status="closed") == ["C2"]
+    with transaction(network.sessions) as session:
+        close_case(session, "C2", reopen=True)
+        assert get_case(session, "C2").status == "open"
+        actions = [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+                   if e.action.startswith("case.")]
+    assert actions == ["case.publish", "case.close", "case.reopen"]
+
+
+def test_the_library_shows_only_published_cases(client, network):
+    """A closed or open row that was never published (closed as a draft by an older relay) stays out of
+    the library, its digests and the API until it is published; publishing keeps its status."""
+    add_case(network, "Closed as a draft by an older relay", draft=True, status="closed")  # C2
+    assert listed(client, status="closed") == [] and client.get("/library/cases/C2").status_code == 404
+    with network.sessions() as session:
+        assert search_cases(session, include_member_only=True).total == 1
+    with transaction(network.sessions) as session:
+        case = publish_case(session, "C2")
+        assert case.status == "closed" and case.published_at is not None
+    assert listed(client, status="closed") == ["C2"] and client.get("/library/cases/C2").status_code == 200
 
 
 def test_members_only_cases_are_hidden_from_signed_out_visitors(client, network):
@@ -390,6 +426,25 @@ def test_cli_add_draft_members_only_publish_and_visibility(settings, network, mo
         assert (get_case(session, "C3").status, get_case(session, "C3").visibility) == ("open", "public")
     result = runner.invoke(main, ["cases", "close", "C3"])
     assert result.output.strip() == "C3 is closed"
+
+
+def test_cli_refuses_to_close_or_reopen_a_draft(settings, network, monkeypatch, client):
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    runner = CliRunner()
+    assert runner.invoke(main, ["cases", "add", "--title", "T", "--draft"]).output.strip() == "C2"
+    for args in (["cases", "close", "C2"], ["cases", "close", "C2", "--reopen"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1, result.output
+        assert "C2 is a draft: publish it first (relay cases publish C2)" in result.output
+    assert listed(client) == ["C1"] and client.get("/library/cases/C2").status_code == 404
+    assert "C2" in runner.invoke(main, ["cases", "drafts"]).output
+    result = runner.invoke(main, ["cases", "publish", "C2"])
+    assert result.exit_code == 0 and result.output.strip() == "C2 is published"
+    assert runner.invoke(main, ["cases", "close", "C2"]).output.strip() == "C2 is closed"
+    assert runner.invoke(main, ["cases", "close", "C2", "--reopen"]).output.strip() == "C2 is open"
+    assert listed(client) == ["C2", "C1"]
 
 
 def test_dates_in_the_list_are_the_library_date(client, network):

@@ -181,3 +181,22 @@ def test_posts_in_order_with_cleaned_text_author_channel_and_time(api, network):
     assert times == sorted(times)
     assert times[1] == stored[sms["id"]].created_at
     assert api.get("/api/v1/cases/C1/posts", headers=AUTH).headers["Content-Type"] == "application/json"
+
+
+def test_close_and_reopen_but_never_a_draft(api, network):
+    """Issue 15, item 1: POST /api/v1/cases/<number>/close follows the core's rule — a draft is refused
+    (422, nothing changes) and stays out of the library; a published case closes and reopens (audited)."""
+    add(network, "Intake nobody reviewed", draft=True)  # C2
+    for body in (None, {"reopen": True}):
+        response = api.post("/api/v1/cases/C2/close", json=body, headers=AUTH)
+        assert response.status_code == 422, response.get_data(as_text=True)
+        assert "C2 is a draft: publish it first" in response.get_json()["detail"]
+    assert api.get("/api/v1/cases/C2").status_code == 404 and codes(api.get("/api/v1/cases")) == ["C1"]
+    with network.sessions() as session:
+        assert get_case(session, "C2").status == "draft"
+    response = api.post("/api/v1/cases/C1/close", headers=AUTH)
+    assert response.status_code == 200 and response.get_json()["status"] == "closed"
+    response = api.post("/api/v1/cases/C1/close", json={"reopen": True}, headers=AUTH)
+    assert response.status_code == 200 and response.get_json()["status"] == "open"
+    assert api.post("/api/v1/cases/C1/close", json={"reopen": "yes"}, headers=AUTH).status_code == 400
+    assert api.post("/api/v1/cases/C9/close", headers=AUTH).status_code == 404

@@ -76,6 +76,13 @@ def test_bad_slugs_and_titles_are_refused(network, slug, title, message):
         add(network, slug=slug, title=title)
 
 
+def test_a_bad_slug_is_echoed_as_typed(network):
+    """Issue 15, item 10: the error quotes what the user wrote, not its lowercased, trimmed form."""
+    with pytest.raises(GuidelineError) as caught:
+        add(network, slug=" Masks In CT", title="t")
+    assert str(caught.value).startswith("slug ' Masks In CT': use lowercase letters, digits and hyphens")
+
+
 def test_a_slug_is_unique_and_unknown_ones_are_not_found(network):
     add(network)
     with pytest.raises(GuidelineError, match="already a guideline"):

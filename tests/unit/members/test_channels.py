@@ -74,3 +74,21 @@ def test_cli_channels_and_bounces(settings, network, monkeypatch):
     result = runner.invoke(main, ["members", "bounces", LEE, "--reset"])
     assert result.exit_code == 0 and "email resumed" in result.output
     assert member(network, LEE).email_suspended_at is None
+
+
+def test_cli_bounces_says_when_there_is_nothing_and_reset_needs_who(settings, network, monkeypatch):
+    """Issue 15, item 7: an empty list says so; --reset without WHO is an error (exit 2), not a silent 0."""
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    runner = CliRunner()
+    result = runner.invoke(main, ["members", "bounces"])
+    assert result.exit_code == 0 and result.output.strip() == "no member has a hard email bounce"
+    result = runner.invoke(main, ["members", "bounces", LEE])
+    assert result.exit_code == 0 and result.output.strip() == "no bounces for minho@example.org"
+    result = runner.invoke(main, ["members", "bounces", "--reset"])
+    assert result.exit_code == 2 and "--reset needs WHO" in result.output
+    with transaction(network.sessions) as session:
+        session.get(Member, member(network, LEE).id).email_hard_bounces = 1
+    result = runner.invoke(main, ["members", "bounces"])
+    assert "1 hard bounce, receiving" in result.output  # issue 15, item 10: no "1 hard bounces"

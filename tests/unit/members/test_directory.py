@@ -136,7 +136,7 @@ def test_without_grant_a_row_that_changes_roles_is_refused_by_line_and_the_rest_
     assert [(e.subject, e.actor, e.detail["changes"]) for e in edits] == [
         (f"member:{ada.id}", "cli:tester", {"language": ["en", "ko"]})]
     assert imports[-1].detail == {"created": 0, "updated": 1, "errors": 1, "roles_refused": 1,
-                                  "roles_granted": False}
+                                  "roles_granted": False, "sync_lists": False}
 
 
 def audit_actor():
@@ -172,3 +172,62 @@ def test_cli_import_grants_roles_only_with_the_flag(settings, monkeypatch, tmp_p
             assert created.actor.startswith("cli:") and created.detail["changes"]["roles"] == [None, "member;admin"]
     finally:
         services.dispose()
+
+
+# ---------------------------------------------------------------- re-imports (issue 15, item 6)
+
+WITH_CHANNELS = ("name,phone,email,timezone,language,lists,roles,channels\n"
+                 "Dana Lee,+12025550170,dana@example.org,UTC,en,tft,member,email\n")
+WITHOUT_CHANNELS = ("name,phone,email,timezone,language,lists,roles\n"
+                    "Dana Lee,+12025550170,dana@example.org,UTC,en,{lists},member\n")
+
+
+def dana(services) -> tuple[bool, bool, list[str]]:
+    with services.sessions() as session:
+        member = session.scalar(select(Member).where(Member.email == "dana@example.org"))
+        return (member.sms_discussion, member.email_discussion,
+                sorted(m.member_list.name for m in member.memberships))
+
+
+def test_a_reimport_without_a_channels_column_keeps_the_members_channels(services):
+    with transaction(services.sessions) as session:
+        assert not import_members(session, WITH_CHANNELS).errors
+    assert dana(services)[:2] == (False, True)  # email only, the member's choice
+    with transaction(services.sessions) as session:
+        report = import_members(session, WITHOUT_CHANNELS.format(lists="tft"))
+        assert (report.updated, report.errors) == (1, [])
+    assert dana(services)[:2] == (False, True)  # unchanged: the column is not in the file
+    with transaction(services.sessions) as session:  # a new member without the column: every channel
+        import_members(session, WITHOUT_CHANNELS.replace("Dana Lee,+12025550170,dana", "Eve Kim,+12025550171,eve"))
+        eve = session.scalar(select(Member).where(Member.email == "eve@example.org"))
+        assert (eve.sms_discussion, eve.email_discussion) == (True, True)
+    with transaction(services.sessions) as session:  # the column present and filled still sets them
+        import_members(session, WITH_CHANNELS.replace(",email\n", ",sms;email\n"))
+    assert dana(services)[:2] == (True, True)
+
+
+def test_moving_a_member_to_another_list_needs_sync_lists(services, settings, monkeypatch, tmp_path):
+    with transaction(services.sessions) as session:
+        import_members(session, WITHOUT_CHANNELS.format(lists="tft;us"))
+        import_members(session, WITHOUT_CHANNELS.format(lists="kr"))
+    assert dana(services)[2] == ["kr", "tft", "us"]  # without --sync-lists a row only adds
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    csv_file = tmp_path / "members.csv"
+    csv_file.write_text(WITHOUT_CHANNELS.format(lists="kr"))
+    result = CliRunner().invoke(main, ["members", "import", "--sync-lists", str(csv_file)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "imported 0 new, updated 1, 0 rows with errors"
+    assert dana(services)[2] == ["kr"]
+    from relay.model.tables import AuditEvent
+
+    with services.sessions() as session:
+        edit = session.scalars(select(AuditEvent).where(AuditEvent.action == "member.edit")
+                               .order_by(AuditEvent.id.desc())).first()
+        assert edit.detail["changes"]["lists"] == ["kr;tft;us", "kr"]
+    result = CliRunner().invoke(main, ["members", "import", "--help"])
+    assert "--sync-lists" in result.output and "channels" in result.output
+    csv_file.write_text(WITHOUT_CHANNELS.format(lists="kr") + "Bad,,,UTC,en,kr,member\n")
+    result = CliRunner().invoke(main, ["members", "import", str(csv_file)])
+    assert "1 row with errors" in result.output  # issue 15, item 10

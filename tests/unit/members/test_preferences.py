@@ -278,3 +278,26 @@ def test_the_open_subscribe_form_is_rate_limited(network):
     codes = [client.post("/digest/subscribe", data={"email": f"r{i}@example.net", "frequency": "daily",
                                                     "timezone": "UTC", "hour": "7"}).status_code for i in range(12)]
     assert 429 in codes and codes[0] != 429
+
+
+def test_a_refused_form_is_shown_again_with_the_error_and_the_entries_kept(client, network, mail):
+    """Issue 15, item 11: not a bare 400 page — the form, the reason, and what the member typed."""
+    response = save(client, network, ALICE, sms_quiet_start="25:00", sms_quiet_end="06:30", email_mute="C1",
+                    email_mode="digest")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and 'id="preferences-error"' in page and "Nothing was saved" in page
+    assert 'name="sms_quiet_start" value="25:00"' in page and 'name="sms_quiet_end" value="06:30"' in page
+    assert 'name="email_mute" placeholder="C123" size="8" value="C1"' in page
+    assert re.search(r'name="email_mode" value="digest"\s+checked', page)
+    assert '<form method="post"' in page and log(network, ALICE) == [] and mail.sent == []
+
+
+def test_the_preferences_changed_email_says_what_changed(client, network, mail):
+    assert save(client, network, ALICE, email_mode="digest", sms_pause="24H",
+                sms_quiet_start="23:00", sms_quiet_end="06:00").status_code == 200
+    [sent] = [m for m in mail.sent if m.to == ALICE_EMAIL and b"preferences were changed" in m.raw]
+    text = message_from_bytes(sent.raw, policy=policy.default).get_body(("plain",)).get_content()
+    assert "What changed:" in text
+    for line in ("- SMS: paused for 24 hours", "- SMS: quiet hours 23:00 to 06:00",
+                 "- Email: a daily digest instead"):
+        assert line in text, text

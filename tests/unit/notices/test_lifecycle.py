@@ -380,7 +380,7 @@ def test_cli_create_preview_send_status_correct(settings, network, monkeypatch, 
     notice_id = int(result.output.strip())
     result = runner.invoke(main, ["notice", "preview", str(notice_id)])
     assert result.exit_code == 0, result.output
-    assert "recipients: 5 members; 5 SMS, 0 emails" in result.output
+    assert "recipients now: 5 members; 5 SMS, 0 emails" in result.output
     assert "  KR  3 recipients, 4 segments at $0.0450 = $0.1800" in result.output
     assert "SMS [ko] to 1: UCS-2" in result.output and "SMS [en] to 4: GSM-7" in result.output
     assert "  | URGENT relay: guideline: Masks in CT rooms" in result.output
@@ -398,6 +398,10 @@ def test_cli_create_preview_send_status_correct(settings, network, monkeypatch, 
     later = result.output.strip()
     result = runner.invoke(main, ["notice", "send", later, "--at", "2099-01-01T07:00:00+09:00"])
     assert result.exit_code == 0 and result.output.strip() == f"notice {later} scheduled for 2098-12-31T22:00:00+00:00"
+    result = runner.invoke(main, ["notice", "correct", later, "--text", "Earlier"])  # issue 15, item 3
+    assert result.exit_code == 1 and "edit it instead" not in result.output
+    assert "is scheduled, not sent: there is nothing to correct" in result.output
+    assert f"cancel it (relay notice cancel {later}" in result.output and "create a new one" in result.output
     result = runner.invoke(main, ["notice", "send", later, "--at", "tomorrow"])
     assert result.exit_code != 0 and "ISO 8601" in result.output
     result = runner.invoke(main, ["notice", "create", "--kind", "announcement", "--title", "x", "--list", "nope"])
@@ -452,3 +456,62 @@ def test_a_sent_notice_cannot_be_cancelled_only_corrected(network):
     with transaction(network.sessions) as session:
         with pytest.raises(NoticeStateError, match="send a correction instead"):
             cancel_notice(session, notice_id)
+
+
+def test_a_notice_about_a_members_only_case_says_signing_in_is_needed(network, sms, mail):
+    """Issue 15, item 11: the link of a members-only case answers 404 until the reader signs in; the SMS and
+    the email say so (in the member's language), and a public case's notice does not."""
+    from relay.library.cases import set_visibility
+    from relay.notices.lifecycle import new_case_notice
+
+    with transaction(network.sessions) as session:
+        set_visibility(session, "C1", "members")
+    new_case_notice(network, "C1", ["tft"])
+    run_worker(network)
+    bodies = {m.to: m.body for m in sms.sent}
+    assert "(members only: sign in to read)" in bodies["+821012345602"]  # Lee reads English
+    assert "(회원 전용: 로그인 필요)" in bodies["+821012345601"]  # Kim reads Korean
+    texts = [message_from_bytes(m.raw, policy=policy.default).get_body(("plain",)).get_content() for m in mail.sent]
+    assert texts and all("sign in" in t or "로그인" in t for t in texts)
+    assert any("This case is for members only: sign in to read it (https://relay.example.org/signin)" in t
+               for t in texts)
+    sms.sent.clear()
+    with transaction(network.sessions) as session:
+        set_visibility(session, "C1", "public")
+        create_notice(session, kind="announcement", title="Public now", lists=["tft"], case_code="C1")
+    assert "sign in" not in sms_text_of(network)
+
+
+def sms_text_of(services) -> str:
+    from relay.model.tables import Case, Notice
+    from relay.notices.audience import sms_text
+
+    with services.sessions() as session:
+        notice = session.scalars(select(Notice).order_by(Notice.id.desc())).first()
+        return sms_text(services.settings, notice, session.get(Case, notice.case_id), "en")
+
+
+def test_a_notice_sent_from_the_command_line_is_labelled_so(settings, network, monkeypatch):
+    """Issue 15, item 11: its post in the case thread has channel `cli` (the library says "Command line"),
+    not `console`; one sent through the API says `api`."""
+    from relay.model.tables import Post
+    from webhooks.app import create_app
+
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    result = CliRunner().invoke(main, ["notice", "new-case", "C1", "--list", "tft"])
+    assert result.exit_code == 0, result.output
+    with network.sessions() as session:
+        assert session.scalars(select(Post.channel).where(Post.kind == "notice")).all() == ["cli"]
+    page = create_app(services=network).test_client().get("/library/cases/C1").get_data(as_text=True)
+    assert "Command line" in page
+    network.settings = network.settings.replace(api_token="t0ken")
+    api = create_app(services=network).test_client()
+    auth = {"Authorization": "Bearer t0ken"}
+    notice = api.post("/api/v1/notices", json={"kind": "announcement", "title": "Rounds", "lists": ["tft"],
+                                                "case": "C1"}, headers=auth).get_json()
+    assert api.post(f"/api/v1/notices/{notice['id']}/send", headers=auth).status_code == 202
+    with network.sessions() as session:
+        assert session.scalars(select(Post.channel).where(Post.kind == "notice").order_by(Post.id)).all() == [
+            "cli", "api"]

@@ -126,3 +126,31 @@ def test_every_notice_route_needs_the_token(api):
                          ("post", f"/api/v1/notices/{notice['id']}/correct")):
         assert getattr(api, method)(path, json={}).status_code == 401
         assert getattr(api, method)(path, json={}, headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_cancel_a_draft_or_scheduled_notice_and_what_correcting_one_says(api, network):
+    """Issue 15, items 3 and 10: a draft or scheduled notice cannot be corrected, and the answer says what
+    to do (cancel it and create a new one) through a route that exists; a cancelled notice is never sent."""
+    scheduled = create(api, expires_in=None)
+    assert api.post(f"/api/v1/notices/{scheduled['id']}/send", json={"at": "2099-01-01T00:00:00Z"},
+                    headers=AUTH).status_code == 202
+    for notice in (create(api), scheduled):
+        response = api.post(f"/api/v1/notices/{notice['id']}/correct", json={"text": "FFP3"}, headers=AUTH)
+        assert response.status_code == 422
+        detail = response.get_json()["detail"]
+        assert "edit it instead" not in detail and f"POST /api/v1/notices/{notice['id']}/cancel" in detail
+        assert "create a new one" in detail
+        cancelled = api.post(f"/api/v1/notices/{notice['id']}/cancel", headers=AUTH)
+        assert cancelled.status_code == 200, cancelled.get_data(as_text=True)
+        assert cancelled.get_json()["status"] == "cancelled" and cancelled.get_json()["id"] == notice["id"]
+        again = api.post(f"/api/v1/notices/{notice['id']}/cancel", headers=AUTH)
+        assert again.status_code == 422 and "only a draft or scheduled notice" in again.get_json()["detail"]
+        sent = api.post(f"/api/v1/notices/{notice['id']}/send", headers=AUTH)
+        assert sent.status_code == 422
+        assert sent.get_json()["detail"] == (f"notice {notice['id']} was cancelled before it went out: it is never "
+                                             "sent; create a new notice instead")
+    assert api.post("/api/v1/notices/999/cancel", headers=AUTH).status_code == 404
+    sent = create(api)
+    api.post(f"/api/v1/notices/{sent['id']}/send", headers=AUTH)
+    refused = api.post(f"/api/v1/notices/{sent['id']}/cancel", headers=AUTH)
+    assert refused.status_code == 422 and "send a correction instead" in refused.get_json()["detail"]

@@ -139,3 +139,55 @@ def test_price_tables(tmp_path):
     shipped = load_prices(Settings().sms_prices)  # the default table in config/
     assert "default" in shipped and "KR" in shipped
     assert Settings.from_env({"RELAY_SMS_PRICES": str(table)}).sms_prices == table
+
+
+def test_the_preview_counts_only_what_would_go_now(priced, settings, monkeypatch):
+    """Issue 15, item 2: with Lee's SMS paused, recipients, segments and cost leave Lee's SMS out (sending
+    queues 4 SMS, not 5) and show it apart as held back — in the core, the CLI, the console and the API."""
+    from datetime import timedelta
+
+    from click.testing import CliRunner
+
+    from relay.cli import main
+    from relay.members import ladder
+    from relay.notices.lifecycle import send_notice
+    from tests.console_helpers import KIM, give_password, sign_in
+    from webhooks.app import create_app
+
+    with transaction(priced.sessions) as session:
+        lee = session.scalar(select(Member).where(Member.phone == LEE))
+        ladder.pause(session, lee, "sms", timedelta(hours=24), "test")
+    notice_id = draft(priced, kind="guideline", title="Masks in CT rooms", body="FFP2 for every scan")
+    p = preview(priced, notice_id)
+    assert (p.recipients, p.channels) == (5, {"sms": 4, "email": 5})  # Lee still gets the email
+    assert {c.country: (c.recipients, c.segments) for c in p.countries} == {"KR": (2, 3), "FR": (1, 1),
+                                                                            "US": (1, 1)}
+    assert {s.language: s.recipients for s in p.sms} == {"en": 3, "ko": 1}
+    assert p.estimated_cost_usd == Decimal("0.04") * 3 + Decimal("0.05") + Decimal("0.01")
+    assert (p.held_back, p.held_back_channels, p.waiting) == (1, {"sms": 1, "email": 0}, 0)
+    assert p.as_dict()["held_back_channels"] == {"sms": 1, "email": 0}
+
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    monkeypatch.setenv("RELAY_SMS_PRICES", str(priced.settings.sms_prices))
+    monkeypatch.setenv("RELAY_QUIET_HOURS", "off")
+    output = CliRunner().invoke(main, ["notice", "preview", str(notice_id)]).output
+    assert "recipients now: 5 members; 4 SMS, 5 emails" in output
+    assert "held back by members' preferences (not sent): 1 SMS, 0 emails" in output
+    assert "KR  2 recipients, 3 segments" in output and "estimated SMS cost: $0.1800" in output
+
+    priced.settings = priced.settings.replace(api_token="t0ken")
+    app = create_app(services=priced)
+    body = app.test_client().post(f"/api/v1/notices/{notice_id}/preview",
+                                  headers={"Authorization": "Bearer t0ken"}).get_json()
+    assert body["channels"] == {"sms": 4, "email": 5} and body["held_back"] == 1
+    assert body["estimated_cost_usd"] == pytest.approx(0.18)
+    give_password(priced, KIM)
+    client = app.test_client()
+    sign_in(client, KIM)
+    page = client.get(f"/console/notices/{notice_id}").get_data(as_text=True)
+    assert "4 by SMS, 5 by email" in page and 'id="preview-held-back"' in page and "$0.1800" in page
+
+    result = send_notice(priced, notice_id)
+    assert (result.recipients, result.sms, result.emails) == (5, 4, 5)  # what the preview said

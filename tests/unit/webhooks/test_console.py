@@ -260,6 +260,46 @@ def test_create_review_publish_and_visibility(client, network):
     assert [a for a in actions if not a.startswith("member.")] == ["case.publish", "case.visibility"]
 
 
+def test_a_draft_cannot_be_closed_from_the_console(client, network):
+    """Issue 15, item 1: the console's close button follows the core's rule: a draft is refused (409)."""
+    with transaction(network.sessions) as session:
+        create_case(session, "Intake nobody reviewed", draft=True)  # C2
+    sign_in(client, KIM)
+    token = csrf(client)
+    for form in ({}, {"reopen": "1"}):
+        response = client.post("/console/cases/C2/close", data={"csrf_token": token, **form})
+        assert response.status_code == 409 and "C2 is a draft: publish it first" in response.get_data(as_text=True)
+    anonymous = create_app(services=network).test_client()
+    assert anonymous.get("/library/cases/C2").status_code == 404
+    assert "Close to new posts" not in client.get("/console/cases/C2").get_data(as_text=True)
+    assert client.post("/console/cases/C1/close", data={"csrf_token": token}).status_code == 302
+    assert "Reopen to new posts" in client.get("/console/cases/C1").get_data(as_text=True)
+    assert anonymous.get("/library/", query_string={"status": "closed"}).get_data(as_text=True).count(
+        'href="/library/cases/C1"') == 1
+    assert client.post("/console/cases/C1/close", data={"csrf_token": token, "reopen": "1"}).status_code == 302
+    actions = [e.action for e in rows(network, select(AuditEvent).order_by(AuditEvent.id))]
+    assert [a for a in actions if a.startswith("case.")] == ["case.close", "case.reopen"]
+
+
+def test_cancel_a_notice_from_the_console(client, network):
+    """Issue 15, item 3: a notice cannot be edited; the console cancels it (then the coordinator composes
+    a new one), and refuses to cancel one that went out."""
+    from relay.notices.lifecycle import create_notice
+
+    with transaction(network.sessions) as session:
+        notice_id = create_notice(session, kind="announcement", title="Typo", lists=["tft"], channels="email").id
+    sign_in(client, KIM)
+    token = csrf(client)
+    page = client.get(f"/console/notices/{notice_id}").get_data(as_text=True)
+    assert f'action="/console/notices/{notice_id}/cancel"' in page
+    assert client.post(f"/console/notices/{notice_id}/cancel", data={"csrf_token": token}).status_code == 302
+    assert rows(network, select(Notice.status).where(Notice.id == notice_id)) == ["cancelled"]
+    response = client.post(f"/console/notices/{notice_id}/send", data={"csrf_token": token})
+    assert response.status_code == 409 and "was cancelled before it went out" in response.get_data(as_text=True)
+    response = client.post(f"/console/notices/{notice_id}/cancel", data={"csrf_token": token})
+    assert response.status_code == 409
+
+
 def test_import_and_edit_members(client, network):
     sign_in(client, KIM)
     token = csrf(client)

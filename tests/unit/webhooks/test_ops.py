@@ -207,3 +207,30 @@ def test_events_list_shows_failing_and_set_aside_events_and_retry_runs_one_again
     assert runner.invoke(main, ["events", "retry", "99999"]).exit_code == 1
     relisted = runner.invoke(main, ["events", "list"]).output.splitlines()
     assert [line.split()[0] for line in relisted] == [str(failing)]
+
+
+@pytest.mark.parametrize("purpose,expected", [
+    ("confirm_subscription", "/digest/confirm/"),  # the confirmation link
+    ("unsubscribed", "unsubscribed"),
+    ("preferences_changed", "/preferences/"),
+])
+def test_dev_outbox_shows_the_text_of_every_email(network, purpose, expected):
+    """Issue 15, item 5: emails composed whole (confirmations, unsubscribed, preferences changed) have no
+    separate body; the outbox's text column shows their text part, links included."""
+    from relay.model.tables import Delivery, Member, utcnow
+    from relay.providers.outbox import read_outbox
+    from relay.render.digest_mail import outbound
+    from tests.console_helpers import ADMIN, give_password, sign_in
+
+    services = _outbox_services(network, dev_outbox=True)
+    with network.sessions() as session:
+        member = session.query(Member).filter_by(phone="+821012345602").one()
+        delivery = Delivery(id=41, dedupe_key=f"{purpose}:3:x", purpose=purpose, member_id=member.id,
+                            channel="email", to_address=member.email, body="", created_at=utcnow())
+        services.sender("email").send(outbound(session, services.settings, delivery))
+    [record] = [r for r in read_outbox(services.settings.outbox_dir) if r["channel"] == "email"]
+    assert record["body"].strip() and expected in record["body"], record
+    give_password(network, ADMIN, roles="admin;member")
+    client = create_app(services=services).test_client()
+    sign_in(client, ADMIN)
+    assert expected in client.get("/dev/outbox").get_data(as_text=True)

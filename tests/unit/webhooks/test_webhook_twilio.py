@@ -106,6 +106,20 @@ def test_wrong_token_is_403(client, services):
     assert response.status_code == 403
 
 
+def test_in_dev_mode_another_accountsid_is_refused(services):
+    """Issue 15, item 11: without a Twilio account (the dev outbox mode) the webhook takes only the AccountSid
+    `relay demo` prints, as the README says; a signed request for another account is a 403 and kept nowhere."""
+    from relay.infra.settings import DEV_ACCOUNT_SID
+
+    services.settings = services.settings.replace(twilio_auth_token="", twilio_account_sid="")
+    client = create_app(services=services).test_client()
+    token = services.settings.signing_token()  # the dev token in var/, as `relay demo` signs with
+    other = post_signed(client, SMS, sms_form("+821012345602", "hi", AccountSid="AC" + "1" * 32), token=token)
+    assert other.status_code == 403 and count_events(services) == 0
+    demo = post_signed(client, SMS, sms_form("+821012345602", "hi", AccountSid=DEV_ACCOUNT_SID), token=token)
+    assert demo.status_code == 200 and count_events(services) == 1
+
+
 def test_every_param_is_signed_including_unknown_ones(client, services):
     form = sms_form("+821012345602", "hi", AddOns='{"status":"successful"}', NewParam="x")
     assert post_signed(client, SMS, form).status_code == 200
