@@ -62,13 +62,13 @@ def upgrade_database(settings: Settings, quiet: bool = False) -> None:
     """Apply the migrations; quiet: without alembic's INFO lines (`relay demo` prints only its own output)."""
     import logging
 
-    from relay.infra.migrate import upgrade
-
     logger = logging.getLogger("alembic")
     level = logger.level
-    if quiet:
+    if quiet:  # before alembic is imported: it logs its plugins' setup at import
         logger.setLevel(logging.WARNING)
     try:
+        from relay.infra.migrate import upgrade
+
         upgrade(settings.database_url)
     finally:
         logger.setLevel(level)

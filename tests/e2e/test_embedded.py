@@ -78,6 +78,7 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "members: 5 new, 0 updated; list tft-demo; case C1" in demo.stdout
     assert "notice sent to 5 members" in demo.stdout
+    assert "alembic" not in demo.stdout + demo.stderr  # issue 15, item 10: no migration INFO lines
     curls = [line for line in demo.stdout.splitlines() if line.startswith("curl ")]
     assert len(curls) == 1, demo.stdout
     assert f"{base_url}/webhooks/twilio/sms" in curls[0]
