@@ -4,6 +4,7 @@ drops it, a corrected reply goes through, and the sweeper drops what nobody deci
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -149,7 +150,7 @@ def test_an_expired_hold_is_dropped_by_the_sweeper_and_audited(network, sms):
 
 
 def test_warn_relays_and_tells_the_author(network, sms):
-    network.settings = network.settings.__class__(**{**network.settings.__dict__, "guard": "warn"})
+    network.settings = replace(network.settings, guard="warn")
     _start(network, sms)
     event_id = record_sms(network, LEE, "C1 call the family on 010-2345-6789")
     run_worker(network)
@@ -184,3 +185,17 @@ def test_the_sms_rule_reads_send_and_drop_only_as_whole_messages():
     assert guard_command_of("DROP K7P3QX") == ("guard_drop", "K7P3QX")
     assert guard_command_of("send K7P3QX to the team please") is None
     assert holding.new_code() != holding.new_code()
+
+
+def test_metrics_count_verdicts_kinds_and_holds(network, sms):
+    from relay.infra.metrics import render_metrics
+
+    _start(network, sms)
+    record_sms(network, LEE, f"C1 pt RRN {RRN}")
+    record_sms(network, PARK, "C1 agree")
+    run_worker(network)
+    text = render_metrics(network.sessions).decode()
+    assert 'relay_guard_findings{kind="resident_number"} 1.0' in text
+    assert 'relay_guard_messages{verdict="hold"} 1.0' in text
+    assert 'relay_guard_messages{verdict="pass"} 1.0' in text
+    assert 'relay_held_messages{status="held"} 1.0' in text
