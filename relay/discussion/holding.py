@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from relay import guard
+from relay.access import permissions
 from relay.discussion.posting import publish_reply
 from relay.infra import audit
 from relay.infra.metrics import GUARD_VERDICTS
@@ -157,6 +158,35 @@ def expire_due(session: Session, now: datetime, limit: int = 500) -> int:
     if expired:
         log.info("guard: %s held messages expired and were dropped", expired)
     return expired
+
+
+@dataclass
+class Decision:
+    """What the author's SEND/DROP <code> did: outcome guard:released | guard:dropped | guard:unknown_code |
+    closed_case | rejected; the case, and the relays of a released message."""
+    outcome: str
+    case: Case | None = None
+    rows: list[dict] | None = None
+
+
+def decide(session: Session, settings, member: Member, command: str, code: str, source: str) -> Decision:
+    """The author's own decision on their held message (SMS, email reply, the library page's buttons). Only
+    the author's own message answers to its code; an inactive member, or one who may no longer post,
+    releases nothing."""
+    if not member.active or not permissions.allowed(member.role_set, "case.post"):
+        return Decision("rejected")
+    held = waiting_for(session, member.id, code)
+    if held is None:
+        return Decision("guard:unknown_code")
+    actor = audit.member_actor(member, source)
+    case = session.get(Case, held.case_id)
+    if command == "guard_drop":
+        drop(session, held, actor)
+        return Decision("guard:dropped", case, [])
+    released = release(session, settings, held, actor) if case is not None else None
+    if released is None:  # its case closed meanwhile
+        return Decision("closed_case", case, [])
+    return Decision("guard:released", case, released[1])
 
 
 def masked_body(held: HeldMessage) -> str:

@@ -20,7 +20,7 @@ from relay import rules
 from relay.access.permissions import ALLOWED
 from relay.discussion import holding, threads
 from relay.discussion.posting import publish_reply
-from relay.inbound import email_confirm, guard_commands
+from relay.inbound import email_confirm
 from relay.inbound import limits as inbound_limits
 from relay.inbound.bounce_handling import handle_report
 from relay.inbound.reply_text import visible_text
@@ -130,7 +130,7 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
     fired.append("guard")
     command = guard_command_of(text)
     if command is not None:
-        decided = guard_commands.decide(session, settings, member, command[0], command[1], "email")
+        decided = holding.decide(session, settings, member, command[0], command[1], "email")
         return done(decided.outcome, f"{command[0].removeprefix('guard_').upper()} by email", rows=decided.rows)
     checked = holding.check(session, settings, case, text, event)
     if checked.held:
