@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
+from relay.access.permissions import Forbidden
+from relay.discussion import holding
 from relay.infra.audit import recent
 from relay.infra.db import transaction
 from relay.library.cases import CaseNotFound, CaseStateError, create_case, get_case, publish_case, set_visibility
@@ -83,6 +85,36 @@ def toggle_hold():
     else:
         return _message("Hold", "Choose to hold or to resume sending.", 400)
     return redirect(url_for("console.home"))
+
+
+# ---------------------------------------------------------------- held messages (issue 16)
+
+
+@blueprint.get("/held")
+@requires("held.decide")
+def held_page(message: str = "", status: int = 200):
+    """Members' messages the patient-information guard holds, each masked (the identifiers replaced by their kind)."""
+    with _services().sessions() as session:
+        rows = [(held, holding.masked_body(held), session.get(Member, held.member_id), session.get(Case, held.case_id))
+                for held in holding.waiting(session)]
+    return render_template("console/held.html", rows=rows, message=message), status
+
+
+@blueprint.post("/held/<int:held_id>")
+@requires("held.decide")
+def decide_held_route(held_id: int):
+    me = current_member()
+    try:
+        result = holding.decide_as_coordinator(_services(), held_id, request.form.get("decision") or "",
+                                               _actor(), me.roles)
+    except Forbidden:
+        abort(403)
+    except ValueError as exc:
+        return held_page(str(exc), 400)
+    text = {"guard:released": "Released: posted and relayed.", "guard:dropped": "Dropped.",
+            "closed_case": "The case is closed; nothing was relayed."}.get(result.outcome,
+                                                                           "That message is no longer held.")
+    return held_page(text, 200 if result.outcome in ("guard:released", "guard:dropped") else 404)
 
 
 # ---------------------------------------------------------------- notices

@@ -189,6 +189,39 @@ def decide(session: Session, settings, member: Member, command: str, code: str, 
     return Decision("guard:released", case, released[1])
 
 
+def waiting(session: Session, limit: int = 200) -> list[HeldMessage]:
+    """The messages still held, oldest first (the console's list; show them with masked_body)."""
+    return list(session.scalars(select(HeldMessage).where(HeldMessage.status == "held")
+                                .order_by(HeldMessage.id).limit(limit)))
+
+
+def decide_as_coordinator(services, held_id: int, decision: str, actor: audit.Actor, roles) -> Decision:
+    """A coordinator releases (`send`) or drops (`drop`) a member's held message; audited, relays
+    dispatched after the commit. Raises permissions.Forbidden for anyone else."""
+    from relay.infra.db import transaction
+    from relay.outbound import fanout
+    from relay.outbound.queueing import dispatch_deliveries
+
+    permissions.require(roles, "held.decide")
+    if decision not in ("send", "drop"):
+        raise ValueError("choose send or drop")
+    with transaction(services.sessions) as session:
+        held = session.get(HeldMessage, held_id)
+        if held is None or held.status != "held":
+            return Decision("guard:unknown_code")
+        case = session.get(Case, held.case_id)
+        if decision == "drop":
+            drop(session, held, actor, "dropped by a coordinator")
+            return Decision("guard:dropped", case, [])
+        released = release(session, services.settings, held, actor)
+        if released is None:
+            return Decision("closed_case", case, [])
+        rows = released[1]
+        ids = fanout.plan(session, rows) if rows else []
+    dispatch_deliveries(services, ids)
+    return Decision("guard:released", case, rows)
+
+
 def masked_body(held: HeldMessage) -> str:
     """What a coordinator sees of a held message: the text with each finding replaced by its kind."""
     findings = [guard.Finding(f["kind"], f["start"], f["end"]) for f in held.findings or []]
