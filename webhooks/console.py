@@ -14,6 +14,8 @@ from sqlalchemy import func, select
 
 from relay.access.permissions import Forbidden
 from relay.discussion import holding
+from relay.guard import scan
+from relay.guard.confirmation import IdentifiersFound
 from relay.infra.audit import recent
 from relay.infra.db import transaction
 from relay.library.cases import CaseNotFound, CaseStateError, create_case, get_case, publish_case, set_visibility
@@ -29,6 +31,7 @@ from relay.notices.lifecycle import (
     UnknownList,
     create_notice,
     get_notice,
+    notice_fields,
     parse_expiry,
     parse_time,
     schedule_notice,
@@ -54,6 +57,11 @@ def _services():
 
 def _actor():
     return current_member().actor("console")
+
+
+def _confirmed() -> bool:
+    """The form's "send it anyway: not about a patient" box (issue 16)."""
+    return request.form.get("confirm_identifiers") == "on"
 
 
 def _message(title: str, message: str, status: int):
@@ -185,8 +193,27 @@ def notice_page(notice_id: int, error: str | None = None, status: int = 200):
         failed = failed_deliveries(session, notice) if counts else []
         waiting_until = rate_limited_until(session, notice) if counts and counts["rate_limited"] else None
         held = hold.is_on(session)
+        fields = notice_fields(notice, case) if preview is not None else {}
+    found = _highlighted(fields)  # issue 16: the patient identifiers the guard sees, highlighted
     return render_template("console/notice.html", notice=notice, case=case, preview=preview, counts=counts,
-                           failed=failed, error=error, held=held, rate_limited_until=waiting_until), status
+                           failed=failed, error=error, held=held, rate_limited_until=waiting_until,
+                           identifiers=found), status
+
+
+def _highlighted(fields: dict) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Each field with findings, as (field, [(text, kind or None), ...]) for <mark> in the page."""
+    out = []
+    for name, text in fields.items():
+        findings = scan(text or "").findings
+        if not findings:
+            continue
+        parts, last = [], 0
+        for f in findings:
+            parts += [(text[last:f.start], None), (text[f.start:f.end], f.kind)]
+            last = f.end
+        parts.append((text[last:], None))
+        out.append((name, parts))
+    return out
 
 
 @blueprint.get("/notices/<int:notice_id>/counts")
@@ -213,11 +240,14 @@ def send_notice_route(notice_id: int):
             when = parse_time(at + offset if offset else at)
             with transaction(_services().sessions) as session:
                 _notice_or_404(session, notice_id)
-                schedule_notice(session, notice_id, when, actor=_actor())
+                schedule_notice(session, notice_id, when, actor=_actor(), confirm_identifiers=_confirmed())
         else:
             with _services().sessions() as session:
                 _notice_or_404(session, notice_id)
-            send_notice(_services(), notice_id, actor=_actor())
+            send_notice(_services(), notice_id, actor=_actor(), confirm_identifiers=_confirmed())
+    except IdentifiersFound as exc:  # issue 16: edit the notice, or tick the confirmation and send again
+        return notice_page(notice_id, error=str(exc).replace("--confirm-identifiers, confirm_identifiers: true",
+                                                             "tick the box"), status=409)
     except NoticeError as exc:
         return notice_page(notice_id, error=str(exc), status=409 if "not a draft" in str(exc) else 400)
     return redirect(url_for("console.notice_page", notice_id=notice_id))
@@ -344,10 +374,13 @@ def audit_page():
 def publish(code: str):
     try:
         with transaction(_services().sessions) as session:
-            case = publish_case(session, code, actor=_actor())
+            case = publish_case(session, code, actor=_actor(), confirm_identifiers=_confirmed())
             code = case.code
     except CaseNotFound as exc:
         abort(404, str(exc))
+    except IdentifiersFound as exc:  # issue 16
+        return case_page(code, error=str(exc).replace("--confirm-identifiers, confirm_identifiers: true",
+                                                      "tick the box"), status=409)
     except CaseStateError as exc:
         return _message("Already published", str(exc), 409)
     return redirect(url_for("console.case_page", code=code))
