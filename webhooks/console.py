@@ -19,7 +19,14 @@ from relay.guard.confirmation import IdentifiersFound
 from relay.infra.audit import recent
 from relay.infra.db import transaction
 from relay.library.cases import CaseNotFound, CaseStateError, create_case, get_case, publish_case, set_visibility
-from relay.library.images import ImageRefused, add_case_image, case_images, clean_image
+from relay.library.images import (
+    ImageRefused,
+    add_case_image,
+    case_images,
+    clean_image,
+    held_images,
+    release_image,
+)
 from relay.members import directory as members_core
 from relay.model.tables import Case, CaseImage, Member, MemberList, Membership, Notice
 from relay.notices.audience import CHANNELS
@@ -323,7 +330,23 @@ def case_page(code: str, error: str | None = None, status: int = 200):
             abort(404, str(exc))
         notices = list(session.scalars(select(Notice).where(Notice.case_id == case.id).order_by(Notice.id.desc())))
         images = case_images(session, case)
-    return render_template("console/case.html", case=case, notices=notices, images=images, error=error), status
+        held = held_images(session, case) if current_member().may("held.decide") else []
+    return render_template("console/case.html", case=case, notices=notices, images=images, error=error,
+                           held_images=held), status
+
+
+@blueprint.post("/cases/<code>/images/<int:image_id>/release")
+@requires("held.decide")
+def release_image_route(code: str, image_id: int):
+    """Issue 16: a coordinator releases an image the guard held (text burned into it) into the library."""
+    try:
+        with transaction(_services().sessions) as session:
+            release_image(session, image_id, _actor(), current_member().roles)
+    except Forbidden:
+        abort(403)
+    except ImageRefused as exc:
+        return case_page(code, error=str(exc), status=404)
+    return redirect(url_for("console.case_page", code=code))
 
 
 @blueprint.post("/cases/<code>/images")
@@ -353,7 +376,8 @@ def case_image(code: str, image_id: int, size: str = "full"):
         except CaseNotFound as exc:
             abort(404, str(exc))
         image = session.get(CaseImage, image_id) if image_id < 2**31 else None
-        if image is None or image.case_id != case.id or image.status != "stored":
+        shown = ("stored", "held") if current_member().may("held.decide") else ("stored",)
+        if image is None or image.case_id != case.id or image.status not in shown:
             abort(404, f"no image {image_id} in {case.code}")
         name, content_type = ((image.thumbnail_name, "image/jpeg") if size == "thumb"
                               else (image.stored_name, image.content_type))

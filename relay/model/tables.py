@@ -373,7 +373,7 @@ class CaseImage(Base):
     source: Mapped[str] = mapped_column(String(20))  # console | email | mms | intake | api
     source_key: Mapped[str | None] = mapped_column(String(120))  # mms:<event id>:<index>
     source_url: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(20), default="stored")  # pending | stored | failed | duplicate
+    status: Mapped[str] = mapped_column(String(20), default="stored")  # pending | stored | failed | duplicate | held
     sha256: Mapped[str | None] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(255), default="")
     content_type: Mapped[str] = mapped_column(String(40), default="")
