@@ -50,3 +50,4 @@ clean:
 # BENCH_ONLY=digest or a comma list of ingest, fanout, digest: only those workloads).
 bench: $(STAMP)
 	BENCH_QUICK=$(BENCH_QUICK) BENCH_ONLY=$(BENCH_ONLY) $(BIN)/python -m bench.run
+	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python -m bench.guard  # issue 16: the guard's cost per message

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
+from relay.discussion import holding
 from relay.inbound.retention import purge_raw_bodies
 from relay.infra import heartbeats
 from relay.infra.db import transaction
@@ -55,6 +56,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
             .execution_options(synchronize_session=False)
         ).rowcount
         set_aside = _set_aside_stuck_events(session, now)
+        holding.expire_due(session, now)  # issue 16: held messages nobody decided on in time are dropped, audited
         waiting = and_(InboundEvent.processed_at.is_(None), InboundEvent.received_at < now - stale_after,
                        or_(InboundEvent.dispatched_at.is_(None), InboundEvent.dispatched_at < now - REDISPATCH_AFTER))
         inbound = list(session.scalars(select(InboundEvent.id).where(

@@ -12,6 +12,10 @@ from datetime import datetime, timezone
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
+from relay.access.permissions import Forbidden
+from relay.discussion import holding
+from relay.guard import scan
+from relay.guard.confirmation import IdentifiersFound
 from relay.infra.audit import recent
 from relay.infra.db import transaction
 from relay.library.cases import (
@@ -24,7 +28,14 @@ from relay.library.cases import (
     published_condition,
     set_visibility,
 )
-from relay.library.images import ImageRefused, add_case_image, case_images, clean_image
+from relay.library.images import (
+    ImageRefused,
+    add_case_image,
+    case_images,
+    clean_image,
+    held_images,
+    release_image,
+)
 from relay.members import directory as members_core
 from relay.model.tables import Case, CaseImage, Member, MemberList, Membership, Notice
 from relay.notices.audience import CHANNELS
@@ -38,6 +49,7 @@ from relay.notices.lifecycle import (
     cancel_notice,
     create_notice,
     get_notice,
+    notice_fields,
     parse_expiry,
     parse_time,
     schedule_notice,
@@ -63,6 +75,11 @@ def _services():
 
 def _actor():
     return current_member().actor("console")
+
+
+def _confirmed() -> bool:
+    """The form's "send it anyway: not about a patient" box (issue 16)."""
+    return request.form.get("confirm_identifiers") == "on"
 
 
 def _message(title: str, message: str, status: int):
@@ -94,6 +111,36 @@ def toggle_hold():
     else:
         return _message("Hold", "Choose to hold or to resume sending.", 400)
     return redirect(url_for("console.home"))
+
+
+# ---------------------------------------------------------------- held messages (issue 16)
+
+
+@blueprint.get("/held")
+@requires("held.decide")
+def held_page(message: str = "", status: int = 200):
+    """Members' messages the patient-information guard holds, each masked (the identifiers replaced by their kind)."""
+    with _services().sessions() as session:
+        rows = [(held, holding.masked_body(held), session.get(Member, held.member_id), session.get(Case, held.case_id))
+                for held in holding.waiting(session)]
+    return render_template("console/held.html", rows=rows, message=message), status
+
+
+@blueprint.post("/held/<int:held_id>")
+@requires("held.decide")
+def decide_held_route(held_id: int):
+    me = current_member()
+    try:
+        result = holding.decide_as_coordinator(_services(), held_id, request.form.get("decision") or "",
+                                               _actor(), me.roles)
+    except Forbidden:
+        abort(403)
+    except ValueError as exc:
+        return held_page(str(exc), 400)
+    text = {"guard:released": "Released: posted and relayed.", "guard:dropped": "Dropped.",
+            "closed_case": "The case is closed; nothing was relayed."}.get(result.outcome,
+                                                                           "That message is no longer held.")
+    return held_page(text, 200 if result.outcome in ("guard:released", "guard:dropped") else 404)
 
 
 # ---------------------------------------------------------------- notices
@@ -164,8 +211,27 @@ def notice_page(notice_id: int, error: str | None = None, status: int = 200):
         failed = failed_deliveries(session, notice) if counts else []
         waiting_until = rate_limited_until(session, notice) if counts and counts["rate_limited"] else None
         held = hold.is_on(session)
+        fields = notice_fields(notice, case) if preview is not None else {}
+    found = _highlighted(fields)  # issue 16: the patient identifiers the guard sees, highlighted
     return render_template("console/notice.html", notice=notice, case=case, preview=preview, counts=counts,
-                           failed=failed, error=error, held=held, rate_limited_until=waiting_until), status
+                           failed=failed, error=error, held=held, rate_limited_until=waiting_until,
+                           identifiers=found), status
+
+
+def _highlighted(fields: dict) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Each field with findings, as (field, [(text, kind or None), ...]) for <mark> in the page."""
+    out = []
+    for name, text in fields.items():
+        findings = scan(text or "").findings
+        if not findings:
+            continue
+        parts, last = [], 0
+        for f in findings:
+            parts += [(text[last:f.start], None), (text[f.start:f.end], f.kind)]
+            last = f.end
+        parts.append((text[last:], None))
+        out.append((name, parts))
+    return out
 
 
 @blueprint.get("/notices/<int:notice_id>/counts")
@@ -192,11 +258,14 @@ def send_notice_route(notice_id: int):
             when = parse_time(at + offset if offset else at)
             with transaction(_services().sessions) as session:
                 _notice_or_404(session, notice_id)
-                schedule_notice(session, notice_id, when, actor=_actor())
+                schedule_notice(session, notice_id, when, actor=_actor(), confirm_identifiers=_confirmed())
         else:
             with _services().sessions() as session:
                 _notice_or_404(session, notice_id)
-            send_notice(_services(), notice_id, actor=_actor())
+            send_notice(_services(), notice_id, actor=_actor(), confirm_identifiers=_confirmed())
+    except IdentifiersFound as exc:  # issue 16: edit the notice, or tick the confirmation and send again
+        return notice_page(notice_id, error=str(exc).replace("--confirm-identifiers, confirm_identifiers: true",
+                                                             "tick the box"), status=409)
     except NoticeError as exc:
         return notice_page(notice_id, error=str(exc), status=409 if isinstance(exc, NoticeStateError) else 400)
     return redirect(url_for("console.notice_page", notice_id=notice_id))
@@ -285,7 +354,23 @@ def case_page(code: str, error: str | None = None, status: int = 200):
             abort(404, str(exc))
         notices = list(session.scalars(select(Notice).where(Notice.case_id == case.id).order_by(Notice.id.desc())))
         images = case_images(session, case)
-    return render_template("console/case.html", case=case, notices=notices, images=images, error=error), status
+        held = held_images(session, case) if current_member().may("held.decide") else []
+    return render_template("console/case.html", case=case, notices=notices, images=images, error=error,
+                           held_images=held), status
+
+
+@blueprint.post("/cases/<code>/images/<int:image_id>/release")
+@requires("held.decide")
+def release_image_route(code: str, image_id: int):
+    """Issue 16: a coordinator releases an image the guard held (text burned into it) into the library."""
+    try:
+        with transaction(_services().sessions) as session:
+            release_image(session, image_id, _actor(), current_member().roles)
+    except Forbidden:
+        abort(403)
+    except ImageRefused as exc:
+        return case_page(code, error=str(exc), status=404)
+    return redirect(url_for("console.case_page", code=code))
 
 
 @blueprint.post("/cases/<code>/images")
@@ -315,7 +400,8 @@ def case_image(code: str, image_id: int, size: str = "full"):
         except CaseNotFound as exc:
             abort(404, str(exc))
         image = session.get(CaseImage, image_id) if image_id < 2**31 else None
-        if image is None or image.case_id != case.id or image.status != "stored":
+        shown = ("stored", "held") if current_member().may("held.decide") else ("stored",)
+        if image is None or image.case_id != case.id or image.status not in shown:
             abort(404, f"no image {image_id} in {case.code}")
         name, content_type = ((image.thumbnail_name, "image/jpeg") if size == "thumb"
                               else (image.stored_name, image.content_type))
@@ -336,10 +422,13 @@ def audit_page():
 def publish(code: str):
     try:
         with transaction(_services().sessions) as session:
-            case = publish_case(session, code, actor=_actor())
+            case = publish_case(session, code, actor=_actor(), confirm_identifiers=_confirmed())
             code = case.code
     except CaseNotFound as exc:
         abort(404, str(exc))
+    except IdentifiersFound as exc:  # issue 16
+        return case_page(code, error=str(exc).replace("--confirm-identifiers, confirm_identifiers: true",
+                                                      "tick the box"), status=409)
     except CaseStateError as exc:
         return _message("Already published", str(exc), 409)
     return redirect(url_for("console.case_page", code=code))

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from relay.access.permissions import Forbidden
-from relay.discussion.web_posts import WebPostError, post_from_web
+from relay.discussion.web_posts import WebPostError, decide_held, post_from_web
 from relay.infra.db import transaction
 from relay.library.cases import (
     CaseNotFound,
@@ -71,7 +71,7 @@ def case_list():
 
 
 @blueprint.get("/library/cases/<code>")
-def case_page(code: str, error: str | None = None, text: str = "", status: int = 200):
+def case_page(code: str, error: str | None = None, text: str = "", status: int = 200, held=None, notice: str = ""):
     services = current_app.extensions["relay"]
     with transaction(services.sessions) as session:
         try:
@@ -87,7 +87,8 @@ def case_page(code: str, error: str | None = None, text: str = "", status: int =
             .options(selectinload(Post.author)).order_by(Post.id)).all()
         images = case_images(session, case)
     return render_template("case.html", case=case, posts=posts, images=images, error=error, text=text,
-                           submission=secrets.token_urlsafe(16).replace("_", "-")), status
+                           submission=secrets.token_urlsafe(16).replace("_", "-"), held=held,
+                           notice=notice), status
 
 
 @blueprint.get("/library/cases/<code>/images/<int:image_id>")
@@ -174,4 +175,25 @@ def post_to_case(code: str):
         abort(403, str(exc))
     except WebPostError as exc:
         return case_page(code, error=str(exc), text=text[:5000], status=400)
+    if result.post_id is None and result.held_code:  # issue 16: held by the patient-information guard
+        return case_page(code, text=text[:5000], held=result)
     return redirect(url_for("library.case_page", code=result.case_code) + f"#post-{result.post_id}")
+
+
+@blueprint.post("/library/cases/<code>/held/<hold_code>")
+@requires("case.post")
+def decide_held_post(code: str, hold_code: str):
+    """The author's decision on their held post: send it as written, or drop it (issue 16)."""
+    services = current_app.extensions["relay"]
+    try:
+        result = decide_held(services, current_member().id, hold_code, request.form.get("decision") or "")
+    except Forbidden as exc:
+        abort(403, str(exc))
+    except WebPostError as exc:
+        return case_page(code, error=str(exc), status=400)
+    if result.outcome == "guard:released":
+        return redirect(url_for("library.case_page", code=code) + "#posts-end")
+    notice = {"guard:dropped": "Your held post was dropped; nothing was relayed.",
+              "closed_case": "The case is closed; the held post was not relayed.",
+              }.get(result.outcome, "No held post of yours has this code (it may have been sent, dropped or expired).")
+    return case_page(code, notice=notice, status=200 if result.outcome == "guard:dropped" else 404)

@@ -35,6 +35,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "member.edit": _STAFF,
     "member.roles": frozenset({ADMIN}),  # granting roles is admin-only: a coordinator cannot make an admin
     "hold.toggle": _STAFF,
+    "held.decide": _STAFF,  # issue 16: see members' held messages (masked) and release or drop them
     "token.create": frozenset({ADMIN}),
 }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from relay.cli import audit, cases, database, demo, events, guidelines, members, notices, serve, tokens
+from relay.cli import audit, cases, database, demo, events, guard, guidelines, members, notices, serve, tokens
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,3 +30,4 @@ main.add_command(audit.audit_log)
 main.add_command(events.events)
 main.add_command(tokens.tokens)
 main.add_command(demo.demo)
+main.add_command(guard.guard)

@@ -19,8 +19,10 @@ def cases() -> None:
 @click.option("--findings", default="")
 @click.option("--draft", is_flag=True, help="Keep it out of the library until `relay cases publish`.")
 @click.option("--members-only", is_flag=True, help="Only members can read it in the library.")
+@click.option("--confirm-identifiers", is_flag=True,
+              help="Publish even though the text seems to hold a patient identifier (docs/guard.md).")
 def cases_add(title: str, chief_complaint: str, symptoms: str, exposure: str, findings: str, draft: bool,
-              members_only: bool) -> None:
+              members_only: bool, confirm_identifiers: bool) -> None:
     """Create a case and print its number (open and public unless --draft / --members-only)."""
     from relay.infra.db import transaction
     from relay.library.cases import create_case
@@ -29,7 +31,8 @@ def cases_add(title: str, chief_complaint: str, symptoms: str, exposure: str, fi
     try:
         with transaction(services.sessions) as session:
             case = create_case(session, title, chief_complaint, symptoms, exposure, findings, draft=draft,
-                               visibility="members" if members_only else "public")
+                               visibility="members" if members_only else "public",
+                               confirm_identifiers=confirm_identifiers)
             code = case.code
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
@@ -56,16 +59,19 @@ def cases_close(case_code: str, reopen: bool) -> None:
 
 @cases.command("publish")
 @click.argument("case_code")
-def cases_publish(case_code: str) -> None:
+@click.option("--confirm-identifiers", is_flag=True,
+              help="Publish even though the text seems to hold a patient identifier (docs/guard.md).")
+def cases_publish(case_code: str, confirm_identifiers: bool) -> None:
     """Publish a draft case: it opens and enters the library (a never-published closed case enters it closed)."""
+    from relay.guard.confirmation import IdentifiersFound
     from relay.infra.db import transaction
     from relay.library.cases import CaseNotFound, CaseStateError, publish_case
 
     services = cli_services(load_settings())
     try:
         with transaction(services.sessions) as session:
-            code = publish_case(session, case_code, actor=cli_actor()).code
-    except (CaseNotFound, CaseStateError) as exc:
+            code = publish_case(session, case_code, actor=cli_actor(), confirm_identifiers=confirm_identifiers).code
+    except (CaseNotFound, CaseStateError, IdentifiersFound) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{code} is published")
 

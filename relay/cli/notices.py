@@ -14,14 +14,17 @@ def notice() -> None:
 @notice.command("new-case")
 @click.argument("case_code")
 @click.option("--list", "lists", multiple=True, required=True, help="Member list (repeat for several).")
-def notice_new_case(case_code: str, lists: tuple[str, ...]) -> None:
+@click.option("--confirm-identifiers", is_flag=True,
+              help="Send even though the text seems to hold a patient identifier (docs/guard.md).")
+def notice_new_case(case_code: str, lists: tuple[str, ...], confirm_identifiers: bool) -> None:
     """Send the new-case notice for CASE_CODE (e.g. C123) to the given lists, by SMS and email: each member
     once, on each channel they take."""
     from relay.notices.lifecycle import new_case_notice
 
     services = cli_services(load_settings())
     try:
-        result = new_case_notice(services, case_code, list(lists), actor=cli_actor())
+        result = new_case_notice(services, case_code, list(lists), actor=cli_actor(),
+                                 confirm_identifiers=confirm_identifiers)
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"notice {result.notice_id} for {case_code.upper()}: {result.recipients} members, "
@@ -29,10 +32,11 @@ def notice_new_case(case_code: str, lists: tuple[str, ...]) -> None:
 
 
 def _notice_errors():
+    from relay.guard.confirmation import IdentifiersFound
     from relay.library.cases import CaseNotFound
     from relay.notices.lifecycle import NoticeError, NoticeNotFound, UnknownList
 
-    return (CaseNotFound, NoticeError, NoticeNotFound, UnknownList)
+    return (CaseNotFound, NoticeError, NoticeNotFound, UnknownList, IdentifiersFound)
 
 
 def _queued(result) -> str:
@@ -73,15 +77,27 @@ def notice_create(kind, title, body, lists, case_code, severity, channels, expir
 @click.argument("notice_id", type=int)
 def notice_preview(notice_id: int) -> None:
     """Show who NOTICE_ID would reach, its SMS texts with segments and cost, and its emails."""
+    from relay.guard.confirmation import findings_in
+    from relay.model.tables import Case
+    from relay.notices.lifecycle import get_notice, notice_fields
     from relay.notices.preview import preview_notice
 
     services = cli_services(load_settings())
     try:
         with services.sessions() as session:
             preview = preview_notice(session, services.settings, notice_id)
+            notice = get_notice(session, notice_id)
+            fields = notice_fields(notice, session.get(Case, notice.case_id) if notice.case_id else None)
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("\n".join(_preview_lines(preview)))
+    found = findings_in(fields)  # issue 16: what the guard sees, marked >>like this<<
+    if found:
+        click.echo("patient identifiers? (edit the notice, or send with --confirm-identifiers):")
+        for f in found:
+            text = fields[f["field"]]
+            click.echo(f"  {f['kind']} in the {f['field']}: ...{text[max(0, f['start'] - 20):f['start']]}"
+                       f">>{text[f['start']:f['end']]}<<{text[f['end']:f['end'] + 20]}...")
 
 
 def _money(value) -> str:
@@ -119,7 +135,9 @@ def _preview_lines(p) -> list[str]:
 @notice.command("send")
 @click.argument("notice_id", type=int)
 @click.option("--at", "at", default=None, help="Schedule for this ISO time instead of sending now.")
-def notice_send(notice_id: int, at: str | None) -> None:
+@click.option("--confirm-identifiers", is_flag=True,
+              help="Send even though the text seems to hold a patient identifier (docs/guard.md).")
+def notice_send(notice_id: int, at: str | None, confirm_identifiers: bool) -> None:
     """Send NOTICE_ID now, or schedule it with --at (sent by the beat task relay.send_scheduled)."""
     from relay.infra.db import transaction
     from relay.notices.lifecycle import parse_time, schedule_notice, send_notice
@@ -128,10 +146,11 @@ def notice_send(notice_id: int, at: str | None) -> None:
     try:
         if at:
             with transaction(services.sessions) as session:
-                when = schedule_notice(session, notice_id, parse_time(at), actor=cli_actor()).scheduled_for
+                when = schedule_notice(session, notice_id, parse_time(at), actor=cli_actor(),
+                                       confirm_identifiers=confirm_identifiers).scheduled_for
             click.echo(f"notice {notice_id} scheduled for {when.isoformat()}")
             return
-        result = send_notice(services, notice_id, actor=cli_actor())
+        result = send_notice(services, notice_id, actor=cli_actor(), confirm_identifiers=confirm_identifiers)
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"notice {notice_id} sent: {_queued(result)}")
@@ -156,13 +175,15 @@ def notice_cancel(notice_id: int) -> None:
 @notice.command("correct")
 @click.argument("notice_id", type=int)
 @click.option("--text", required=True, help="The correction, sent to exactly those who received NOTICE_ID.")
-def notice_correct(notice_id: int, text: str) -> None:
+@click.option("--confirm-identifiers", is_flag=True,
+              help="Send even though the text seems to hold a patient identifier (docs/guard.md).")
+def notice_correct(notice_id: int, text: str, confirm_identifiers: bool) -> None:
     """Send a correction of NOTICE_ID to its recipients, on the same channels."""
     from relay.notices.corrections import correct_notice
 
     services = cli_services(load_settings())
     try:
-        result = correct_notice(services, notice_id, text, actor=cli_actor())
+        result = correct_notice(services, notice_id, text, actor=cli_actor(), confirm_identifiers=confirm_identifiers)
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"correction {result.notice_id} of notice {notice_id}: {_queued(result)}")

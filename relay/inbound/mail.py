@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from relay import rules
 from relay.access.permissions import ALLOWED
-from relay.discussion import threads
+from relay.discussion import holding, threads
 from relay.discussion.posting import publish_reply
 from relay.inbound import email_confirm
 from relay.inbound import limits as inbound_limits
@@ -33,7 +33,9 @@ from relay.providers import sender_auth
 from relay.providers.errors import BadWebhook
 from relay.providers.inbound_email import parse_inbound_email
 from relay.providers.verp import is_bounce_address
+from relay.render.digest_mail import GUARD_HELD
 from relay.render.mail import LOOP_HEADER, list_id
+from relay.rules.keywords import guard_command_of
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,23 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
                     + ("confirmation sent to the member" if rows else "confirmation not sent (too many pending)"),
                     rows=rows)
 
+    # issue 16: SEND/DROP <code> in a proven reply decides on a held message; a reply carrying a patient
+    # identifier is held, and the member told at their own address (the sender is proven by now)
+    fired.append("guard")
+    command = guard_command_of(text)
+    if command is not None:
+        decided = holding.decide(session, settings, member, command[0], command[1], "email")
+        return done(decided.outcome, f"{command[0].removeprefix('guard_').upper()} by email", rows=decided.rows)
+    checked = holding.check(session, settings, case, text, event)
+    if checked.held:
+        held = holding.hold(session, settings, case=case, member=member, text=text, channel="email",
+                            event_id=event.id, found=checked)
+        answer = {"dedupe_key": f"guard-held:{held.id}", "purpose": GUARD_HELD, "channel": "email",
+                  "member_id": member.id, "case_id": case.id, "to_address": member.email,
+                  "body": f"{held.code}\n{checked.where(text, member.language)}"}
+        return done("held", f"{case.code}: held by the guard ({', '.join(checked.scan.kinds)})", rows=[answer])
     post, rows = publish_reply(session, settings, case, member, text, "email", event.id)
+    holding.supersede(session, member, case.id, "email")  # a corrected reply replaces the author's held one
     filed, notes = file_attachments(session, settings, case, email.attachments, "email", post)
     detail = f"{case.code} by {found.how}; sender: {proven}" + (f"; {len(filed)} image(s) filed" if filed else "")
     return done("posted", "; ".join([detail, *notes]), post.id, rows)

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay.discussion import threads
+from relay.discussion import holding, threads
 from relay.discussion.posting import publish_reply
+from relay.inbound import guard_commands
 from relay.inbound import ladder_commands as ladder_sms
 from relay.inbound import limits as inbound_limits
 from relay.inbound import mms as mms_media
@@ -111,6 +112,8 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
             plan.reply("start")
         elif verdict.command == "help":
             plan.reply("help", library=f"{settings.public_base_url}/library/")
+        elif verdict.command in ("guard_send", "guard_drop"):  # issue 16: the author decides on a held reply
+            outcome = guard_commands.apply(session, settings, member, verdict, plan)
         else:  # issue 5: MUTE, UNMUTE, PAUSE, DIGEST, URGENT ONLY (relay/inbound/ladder_commands.py)
             ladder_sms.apply(session, settings, member, verdict, source, plan)
     elif verdict.action == ACCEPT and inbound_limits.over_rate(session, settings, event):
@@ -175,11 +178,24 @@ def _accept(session: Session, settings, event: InboundEvent, member: Member, bod
         plan.reply("closed_case", case_id=case.id, code=case.code)
         return "closed_case", None
 
+    # issue 16: a reply carrying a patient identifier is kept, not relayed, until its author decides
+    found = holding.check(session, settings, case, text, event)
+    if found.held:
+        held = holding.hold(session, settings, case=case, member=member, text=text, channel="sms",
+                            event_id=event.id, found=found)
+        plan.reply("guard_held", case_id=case.id, code=case.code, hold_code=held.code,
+                   where=found.where(text, plan.language), hours=round(settings.guard_hold_for.total_seconds() / 3600))
+        return "held", None
     post, rows = publish_reply(session, settings, case, member, text, "sms", event.id)
+    holding.supersede(session, member, case.id, "sms")  # a corrected reply replaces the author's held one
     plan.rows.extend(rows)
     plan.images.extend(mms_media.plan_mms_images(session, event, case, post, plan.form))
     reached = len({row["member_id"] for row in plan.rows})
-    plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
+    if found.verdict == holding.WARN:
+        plan.reply("guard_warned", case_id=case.id, code=case.code, count=reached,
+                   where=found.where(text, plan.language))
+    else:
+        plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
     return "posted", post.id
 
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
-from relay.model.tables import Delivery, InboundEvent, Post
+from relay.model.tables import Delivery, HeldMessage, InboundEvent, Post
 
 WEBHOOKS = Counter("relay_webhook_requests", "Webhook requests by kind and result", ["kind", "result"])
 TASK_SECONDS = Histogram("relay_task_seconds", "Time a task took to run", ["task"],
@@ -24,6 +24,9 @@ TASK_SECONDS = Histogram("relay_task_seconds", "Time a task took to run", ["task
 INBOUND_LATENCY = Histogram("relay_inbound_latency_seconds",
                             "From webhook received to inbound message processed",
                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+# issue 16: the patient-information guard's verdicts in this process (pass | hold | warn | off); the kinds
+# found are counted from the database (relay_guard_findings, below), the same whichever process is asked
+GUARD_VERDICTS = Counter("relay_guard_verdicts", "Patient-information guard verdicts", ["verdict"])
 
 
 class DatabaseCounts:
@@ -35,6 +38,7 @@ class DatabaseCounts:
         self._rows: tuple | None = None
         self._at = 0.0
         self._lock = threading.Lock()
+        self.guard: tuple = ((), (), ())  # (verdicts, kinds, held by status), read with the rows
 
     def rows(self) -> tuple:
         """(inbound, posts, deliveries) rows, fresh or at most `ttl` seconds old."""
@@ -52,6 +56,17 @@ class DatabaseCounts:
                                     .group_by(Post.channel, Post.kind)).all()
             deliveries = session.execute(select(Delivery.channel, Delivery.purpose, Delivery.status, func.count())
                                          .group_by(Delivery.channel, Delivery.purpose, Delivery.status)).all()
+            # issue 16: the guard's verdicts and the kinds it found (few rows: only messages with a finding)
+            verdicts = session.execute(select(InboundEvent.guard_verdict, func.count())
+                                       .where(InboundEvent.guard_verdict != "")
+                                       .group_by(InboundEvent.guard_verdict)).all()
+            kinds: dict[str, int] = {}
+            for found in session.scalars(select(InboundEvent.guard_kinds)
+                                         .where(InboundEvent.guard_verdict.in_(("hold", "warn")))):
+                for kind in found or []:
+                    kinds[kind] = kinds.get(kind, 0) + 1
+            held = session.execute(select(HeldMessage.status, func.count()).group_by(HeldMessage.status)).all()
+        self.guard = (verdicts, sorted(kinds.items()), held)
         return inbound, posts, deliveries
 
 
@@ -83,6 +98,22 @@ class DatabaseCollector:
         family = CounterMetricFamily("relay_relayed_messages", "Posts relayed to participants (deliveries)")
         family.add_metric([], relayed)
         yield family
+        verdicts, kinds, held = self.counts.guard
+        family = GaugeMetricFamily("relay_guard_messages", "Inbound messages by the patient-information guard's "
+                                   "verdict (pass | hold | warn | off)", labels=["verdict"])
+        for verdict, count in verdicts:
+            family.add_metric([verdict], count)
+        yield family
+        family = GaugeMetricFamily("relay_guard_findings", "Inbound messages held or warned, by kind of identifier",
+                                   labels=["kind"])
+        for kind, count in kinds:
+            family.add_metric([kind], count)
+        yield family
+        family = GaugeMetricFamily("relay_held_messages", "Held messages by status (held | released | dropped | "
+                                   "expired)", labels=["status"])
+        for status, count in held:
+            family.add_metric([status], count)
+        yield family
 
 
 class SpoolCollector:
@@ -113,7 +144,7 @@ def render_metrics(sessions, spool=None, counts: DatabaseCounts | None = None) -
 
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (WEBHOOKS, TASK_SECONDS, INBOUND_LATENCY):
+        for collector in (WEBHOOKS, TASK_SECONDS, INBOUND_LATENCY, GUARD_VERDICTS):
             registry.register(_Borrowed(collector))
     return generate_latest(registry)
 

@@ -63,6 +63,17 @@ def parse_quiet_hours(text: str, name: str = "RELAY_QUIET_HOURS") -> str:
     return f"{int(a):02d}:{b}-{int(c):02d}:{d}"
 
 
+GUARD_MODES = ("hold", "warn", "off")
+
+
+def parse_guard_mode(text: str, name: str = "RELAY_GUARD") -> str:
+    """hold (a message with a patient identifier waits for its author), warn (relayed, the author told) or off."""
+    value = (text or "").strip().lower()
+    if value not in GUARD_MODES:
+        raise SettingsError(f"{name}: expected hold, warn or off, got {text!r}")
+    return value
+
+
 def parse_sms_rate(text: str) -> str:
     """RELAY_SMS_RATE: auto, long_code, toll_free, short_code, messaging_service or messages per second."""
     value = text.strip().lower()
@@ -182,6 +193,10 @@ class Settings:
     signin_account_limit: str = "10/15 minutes"  # failed sign-ins per account, whatever the address
     metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
     metrics_cache_seconds: int = 5
+    # issue 16: the patient-information guard (relay/guard/, docs/guard.md): hold | warn | off, and how long a
+    # held message waits for its author's SEND/DROP before it is dropped
+    guard: str = "hold"
+    guard_hold_for: timedelta = timedelta(hours=24)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -269,6 +284,8 @@ class Settings:
             metrics_token=get("METRICS_TOKEN"),
             metrics_cache_seconds=parse_int(get("METRICS_CACHE_SECONDS"), "RELAY_METRICS_CACHE_SECONDS",
                                             cls.metrics_cache_seconds),
+            guard=parse_guard_mode(get("GUARD") or cls.guard),
+            guard_hold_for=parse_duration(get("GUARD_HOLD_FOR") or "24h", "RELAY_GUARD_HOLD_FOR"),
         )
         return settings.with_defaults()
 

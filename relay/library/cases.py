@@ -20,6 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import String
 
+from relay.guard.confirmation import require_confirmation
 from relay.infra import audit
 from relay.model.tables import Case, Thread, utcnow
 
@@ -63,14 +64,18 @@ def get_case(session: Session, code: str) -> Case:
 
 def create_case(session: Session, title: str, chief_complaint: str = "", symptoms: str = "",
                 exposure_history: str = "", findings: str = "", *, draft: bool = False,
-                visibility: str = "public") -> Case:
+                visibility: str = "public", confirm_identifiers: bool = False) -> Case:
     """Create a case and its thread; the number is the next free one (unique in the database).
 
     By default the case is open and public, in the library at once (published now); a draft waits
-    for publish_case()."""
+    for publish_case(). Issue 16: a case published at once whose text holds a patient identifier is refused
+    (IdentifiersFound) unless `confirm_identifiers`; a draft is checked when it is published."""
     title = " ".join((title or "").split())  # one line: it becomes an email Subject
     if not title:
         raise ValueError("a case needs a title")
+    if not draft:
+        require_confirmation({"title": title, "chief complaint": chief_complaint, "symptoms": symptoms,
+                              "exposure history": exposure_history, "findings": findings}, confirm_identifiers)
     visibility = _visibility(visibility)
     for _ in range(5):
         number = (session.scalar(select(func.max(Case.number))) or 0) + 1
@@ -90,14 +95,26 @@ def create_case(session: Session, title: str, chief_complaint: str = "", symptom
     raise RuntimeError("could not allocate a case number")
 
 
-def publish_case(session: Session, code: str, actor: audit.Actor = audit.SYSTEM) -> Case:
-    """Draft -> open: the case enters the library (published now). A case already published is refused.
+def case_fields(case: Case) -> dict[str, str]:
+    """The text a case publishes, by field, for the patient-information guard (issue 16)."""
+    return {"title": case.title, "chief complaint": case.chief_complaint, "symptoms": case.symptoms,
+            "exposure history": case.exposure_history, "findings": case.findings}
+
+
+def publish_case(session: Session, code: str, actor: audit.Actor = audit.SYSTEM,
+                 confirm_identifiers: bool = False) -> Case:
+    """Draft -> open: the case enters the library (published now). A case already published is refused, and so
+    is a case whose text holds a patient identifier unless `confirm_identifiers` (issue 16, IdentifiersFound).
 
     A closed or open case that was never published (an older row, or a draft closed before closing
     drafts was refused) is published as it stands: it enters the library and keeps its status."""
     case = get_case(session, code)
     if case.published_at is not None:
         raise CaseStateError(f"{case.code} is already published ({case.status})")
+    confirmed = require_confirmation(case_fields(case), confirm_identifiers)
+    if confirmed:
+        audit.record(session, "guard.confirm", f"case:{case.code}", actor,
+                     kinds=",".join(sorted({f["kind"] for f in confirmed})))
     if case.status == "draft":
         case.status = "open"
     case.published_at = utcnow()

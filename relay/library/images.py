@@ -27,6 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from relay import guard
+from relay.access import permissions
+from relay.guard import ocr
+from relay.infra import audit
 from relay.library.media_store import MediaStore, media_store_for
 from relay.model.tables import Case, CaseImage, Post
 
@@ -137,6 +141,35 @@ def _fill(image: CaseImage, cleaned: CleanImage, names: tuple[str, str], sha: st
     image.size_bytes = len(cleaned.data)
 
 
+def _guard(image: CaseImage, cleaned: CleanImage, settings) -> None:
+    """Issue 16: read the text burned into the image (Tesseract) and put it through the guard; an image with
+    a finding is held (status "held": out of the library and the relays) until a coordinator releases it."""
+    if getattr(settings, "guard", "hold") == "off":
+        return
+    text = ocr.read_text(cleaned.data)
+    kinds = guard.scan(text).kinds if text else []
+    if kinds:
+        image.status, image.error = "held", f"held: the text in the image seems to hold {', '.join(kinds)}"
+        log.warning("image %s: held, the text in it seems to hold %s", image.id or "(new)", ", ".join(kinds))
+
+
+def held_images(session: Session, case: Case) -> list[CaseImage]:
+    """The case's images held by the guard (shown to coordinators only)."""
+    return list(session.scalars(select(CaseImage).where(CaseImage.case_id == case.id, CaseImage.status == "held")
+                                .order_by(CaseImage.id)))
+
+
+def release_image(session: Session, image_id: int, actor: audit.Actor, roles) -> CaseImage:
+    """A coordinator releases a held image into the library (audited `guard.release_image`)."""
+    permissions.require(roles, "held.decide")
+    image = session.get(CaseImage, image_id)
+    if image is None or image.status != "held":
+        raise ImageRefused(f"no held image {image_id}")
+    image.status, image.error = "stored", ""
+    audit.record(session, "guard.release_image", f"image:{image.id}", actor, case_id=image.case_id)
+    return image
+
+
 def _existing(session: Session, case_id: int, sha: str) -> CaseImage | None:
     return session.scalar(select(CaseImage).where(CaseImage.case_id == case_id, CaseImage.sha256 == sha))
 
@@ -157,6 +190,7 @@ def add_case_image(session: Session, settings, case: Case, data: bytes, filename
     image = CaseImage(case_id=case.id, post_id=post.id if post is not None else None, source=source,
                       filename=(filename or "")[:255])
     _fill(image, cleaned, names, sha)
+    _guard(image, cleaned, settings)
     try:
         with session.begin_nested():
             session.add(image)
@@ -188,6 +222,7 @@ def file_fetched(session: Session, settings, image: CaseImage, data: bytes,
     try:
         with session.begin_nested():
             _fill(image, cleaned, names, sha)
+            _guard(image, cleaned, settings)
             session.flush()
     except IntegrityError:
         session.refresh(image)

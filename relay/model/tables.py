@@ -111,6 +111,9 @@ class MemberList(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # issue 16: this list's own patient-information guard mode (hold | warn | off), over RELAY_GUARD; for a
+    # list whose members share patient data under their own agreement. None: RELAY_GUARD.
+    guard: Mapped[str | None] = mapped_column(String(10))
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="member_list", cascade="all")
 
@@ -244,6 +247,10 @@ class InboundEvent(Base):
     raw_purged_at: Mapped[datetime | None] = mapped_column()
     # Why the last attempt failed (`relay events list`); a transient database error is not kept here.
     last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # issue 16: the patient-information guard's verdict on the message (pass | hold | warn | off; empty: not
+    # checked) and the kinds it found — never the values.
+    guard_verdict: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    guard_kinds: Mapped[list | None] = mapped_column(JSON, default=list)
 
     __table_args__ = (
         UniqueConstraint("provider", "kind", "dedupe_key"),
@@ -366,7 +373,7 @@ class CaseImage(Base):
     source: Mapped[str] = mapped_column(String(20))  # console | email | mms | intake | api
     source_key: Mapped[str | None] = mapped_column(String(120))  # mms:<event id>:<index>
     source_url: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(20), default="stored")  # pending | stored | failed | duplicate
+    status: Mapped[str] = mapped_column(String(20), default="stored")  # pending | stored | failed | duplicate | held
     sha256: Mapped[str | None] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(255), default="")
     content_type: Mapped[str] = mapped_column(String(40), default="")
@@ -555,3 +562,32 @@ class ListDigestChoice(Base):
     list_id: Mapped[int] = mapped_column(ForeignKey("member_lists.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HeldMessage(Base):
+    """Issue 16: a member's message the patient-information guard held: stored (nothing lost), not relayed,
+    until its author sends `SEND <code>` (released as written, once), `DROP <code>`, a corrected message,
+    or a coordinator decides; past `expires_at` the sweeper drops it. The body is emptied when it is
+    dropped or expires (it is clinical text with a patient identifier in it)."""
+
+    __tablename__ = "held_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(12), unique=True)
+    # The inbound message it came from (SMS, email); one hold per message, even when processing runs twice.
+    inbound_event_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_events.id"), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(10))  # sms | email | web
+    body: Mapped[str] = mapped_column(Text, default="")
+    kinds: Mapped[list] = mapped_column(JSON, default=list)
+    findings: Mapped[list] = mapped_column(JSON, default=list)  # [{kind, start, end, confidence}], no values
+    status: Mapped[str] = mapped_column(String(12), default="held")  # held | released | dropped | expired
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by: Mapped[str] = mapped_column(String(100), default="")
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"), unique=True)
+
+    __table_args__ = (Index("ix_held_waiting", "expires_at", postgresql_where=text("status = 'held'"),
+                            sqlite_where=text("status = 'held'")),)

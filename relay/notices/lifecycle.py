@@ -18,6 +18,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from relay.discussion.threads import ensure_thread
+from relay.guard.confirmation import IdentifiersFound, require_confirmation
 from relay.infra import audit
 from relay.infra.db import transaction
 from relay.infra.settings import SettingsError, parse_duration
@@ -175,6 +176,7 @@ def create_notice(session: Session, *, kind: str, title: str = "", body: str = "
 
 
 def schedule_notice(session: Session, notice_id: int, when: datetime, now: datetime | None = None,
+                    confirm_identifiers: bool = False,
                     actor: audit.Actor = audit.SYSTEM) -> Notice:
     """Schedule a draft (or move a scheduled notice) to go out at `when` (sent by relay.send_scheduled)."""
     now = now or utcnow()
@@ -186,6 +188,11 @@ def schedule_notice(session: Session, notice_id: int, when: datetime, now: datet
         raise NoticeError(f"{when.isoformat()} is in the past: send the notice now instead")
     if notice.expires_at is not None and when >= notice.expires_at:
         raise NoticeError(f"notice {notice.id} expires at {notice.expires_at.isoformat()}, before it would be sent")
+    case = session.get(Case, notice.case_id) if notice.case_id else None
+    confirmed = require_confirmation(notice_fields(notice, case), confirm_identifiers)  # issue 16
+    if confirmed:
+        audit.record(session, "guard.confirm", f"notice:{notice.id}", actor,
+                     kinds=",".join(sorted({f["kind"] for f in confirmed})))
     notice.status, notice.scheduled_for = "scheduled", when
     audit.record(session, "notice.schedule", f"notice:{notice.id}", actor, at=when.isoformat())
     return notice
@@ -245,15 +252,29 @@ def notice_post_channel(actor: audit.Actor) -> str:
 FIRST_WAVE = 200  # members planned, committed and queued before the rest: the first messages go out at once
 
 
+def notice_fields(notice: Notice, case: Case | None) -> dict[str, str]:
+    """The text a notice sends, by field, for the patient-information guard (issue 16)."""
+    fields = {"title": notice.title, "body": notice.body}
+    if case is not None:
+        fields.update({"case title": case.title, "chief complaint": case.chief_complaint,
+                       "symptoms": case.symptoms, "exposure history": case.exposure_history,
+                       "findings": case.findings})
+    return fields
+
+
 def send_notice(services, notice_id: int, now: datetime | None = None, due_only: bool = False,
-                actor: audit.Actor = audit.SYSTEM) -> NoticeResult:
+                actor: audit.Actor = audit.SYSTEM, confirm_identifiers: bool = False) -> NoticeResult:
     """Claim the notice, plan one delivery per recipient x channel, commit, then dispatch them.
 
     A broadcast is planned in two waves so its first messages leave within a second however big it
     is: the claim, the post and the first FIRST_WAVE members' deliveries are committed and queued,
     then finish_notice() plans everyone (the first wave's rows already exist: nothing doubles), marks
     the notice sent and queues the rest. A notice left "sending" by a crash in between is finished by
-    the sweeper (unfinished_notices)."""
+    the sweeper (unfinished_notices).
+
+    Issue 16: a notice whose text (or its case's) holds a patient identifier is refused with
+    IdentifiersFound unless `confirm_identifiers` (audited `guard.confirm`); a scheduled one was checked when
+    it was scheduled."""
     settings, now = services.settings, now or utcnow()
     with transaction(services.sessions) as session:
         notice = _claim(session, notice_id, now, due_only)
@@ -261,6 +282,11 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
         if case is not None and not is_published(case):
             raise NoticeError(f"{case.code} is {'a draft' if case.status == 'draft' else 'not published'}: "
                               "publish it before sending a notice")
+        if not due_only:
+            confirmed = require_confirmation(notice_fields(notice, case), confirm_identifiers)
+            if confirmed:
+                audit.record(session, "guard.confirm", f"notice:{notice.id}", actor,
+                             kinds=",".join(sorted({f["kind"] for f in confirmed})))
         if case is not None:
             thread = ensure_thread(session, case)
             post = Post(thread_id=thread.id, kind="notice", channel=notice_post_channel(actor),
@@ -431,9 +457,16 @@ def delivery_counts(session: Session, notice: Notice) -> dict[str, dict[str, int
     return counts
 
 
-def new_case_notice(services, case_code: str, lists: list[str], actor: audit.Actor = audit.SYSTEM) -> NoticeResult:
+def new_case_notice(services, case_code: str, lists: list[str], actor: audit.Actor = audit.SYSTEM,
+                    confirm_identifiers: bool = False) -> NoticeResult:
     """Create and send the new-case notice for a case to the lists (SMS and email by member choice)."""
     with transaction(services.sessions) as session:
         notice = create_notice(session, kind="new_case", case_code=case_code, lists=lists)
         notice_id = notice.id
-    return send_notice(services, notice_id, actor=actor)
+    try:
+        return send_notice(services, notice_id, actor=actor, confirm_identifiers=confirm_identifiers)
+    except IdentifiersFound:  # issue 16: refused, so the one-step notice is not left behind as a draft
+        with transaction(services.sessions) as session:
+            session.execute(update(Notice).where(Notice.id == notice_id, Notice.status == "draft")
+                            .values(status="cancelled"))
+        raise

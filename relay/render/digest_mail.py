@@ -17,21 +17,32 @@ from sqlalchemy.orm import Session
 from relay.infra.signing import signed_id, unsubscribe_token
 from relay.model.messages import OutboundMessage
 from relay.model.tables import Case, Delivery, Digest, DigestSubscription, Member
-from relay.render.mail import LOOP_HEADER, compose_message, one_line, preferences_url, render_mail_template
+from relay.render.mail import (
+    LOOP_HEADER,
+    compose_message,
+    one_line,
+    preferences_url,
+    render_mail_template,
+    reply_address,
+)
 
 # issue 13: an email post that did not prove its sender waits for its member to confirm it from their
 # registered address (relay/inbound/email_confirm.py decides when; this module composes the email).
 CONFIRM_POST = "confirm_email_post"  # the delivery's purpose
 CONFIRM_POST_TOKEN = "confirm-email-post"  # the purpose its link's signature is bound to
 
+# issue 16: the answer to an email reply the patient-information guard held (relay/discussion/holding.py)
+GUARD_HELD = "guard_held"
+
 PURPOSES = frozenset({"digest", "confirm_subscription", "unsubscribed", "unsubscribed_digest",
-                      "preferences_changed", CONFIRM_POST})
+                      "preferences_changed", CONFIRM_POST, GUARD_HELD})
 SUBJECTS = {
     "confirm_subscription": "Confirm your {network} digest subscription",
     "unsubscribed": "You are unsubscribed from {network} email",
     "unsubscribed_digest": "You are unsubscribed from the {network} digest",
     "preferences_changed": "Your {network} preferences were changed",
     CONFIRM_POST: "Did you write this? Confirm your {network} post",  # issue 13
+    GUARD_HELD: "Not relayed: your {network} reply seems to name a patient",  # issue 16
 }
 
 
@@ -78,6 +89,14 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
         context.update(confirm_url=post_confirm_url(settings, int(delivery.dedupe_key.split(":")[1])),
                        code=case.code if case else "", text=delivery.body,
                        hours=int(settings.email_confirm_window.total_seconds() // 3600))
+    reply_to = None
+    if delivery.purpose == GUARD_HELD:  # issue 16: the body is the description (kind and place, never the value)
+        case = session.get(Case, delivery.case_id) if delivery.case_id else None
+        hold_code, _, where = delivery.body.partition("\n")
+        context.update(code=case.code if case else "", hold_code=hold_code, where=where,
+                       hours=round(settings.guard_hold_for.total_seconds() / 3600))
+        if case is not None and member is not None:  # a reply to it proves its sender (the signed reply address)
+            reply_to = formataddr((f"{case.code} {settings.network_name}", reply_address(settings, member.id, case.id)))
     language = member.language if member else "en"
     text = render_mail_template(settings.templates_dir, f"{delivery.purpose}.txt", language, **context)
     message = EmailMessage(policy=SMTP)
@@ -89,6 +108,8 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
     message[LOOP_HEADER] = domain
+    if reply_to:
+        message["Reply-To"] = reply_to
     message.set_content(text)
     return message
 

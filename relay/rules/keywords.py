@@ -3,7 +3,10 @@ so that anyone can always stop. They are commands, never relayed into a discussi
 
 The rest of the consent ladder (relay/members/ladder.py) is also a whole-message command: MUTE C123,
 UNMUTE C123, PAUSE 24H, PAUSE 7D, DIGEST (or DIGEST <list>), URGENT ONLY. A message that only starts with one of these
-words ("mute the alarm in C12 ...") is not a command and goes on to the discussion."""
+words ("mute the alarm in C12 ...") is not a command and goes on to the discussion.
+
+Issue 16: `SEND <code>` and `DROP <code>` (the six-character code of a message the patient-information guard
+held, relay/discussion/holding.py) are whole-message commands from a member too."""
 from __future__ import annotations
 
 import re
@@ -23,6 +26,9 @@ _LADDER = (
     (re.compile(r"DIGEST(?:\s+([A-Z0-9][A-Z0-9_.-]{0,99}))?"), lambda m: ("digest", m.group(1))),
     (re.compile(r"URGENT\s*ONLY"), lambda m: ("urgent_only", None)),
 )
+
+
+_GUARD = re.compile(r"(SEND|DROP)\s+([A-Z0-9]{6})")
 
 
 def _normal(body: str) -> str:
@@ -51,6 +57,14 @@ def ladder_command_of(body: str) -> tuple[str, str | None] | None:
     return None
 
 
+def guard_command_of(body: str) -> tuple[str, str] | None:
+    """('guard_send', 'K7P3QX') or ('guard_drop', ...) for a whole-message SEND/DROP with a hold code."""
+    match = _GUARD.fullmatch(_normal(body))
+    if match is None:
+        return None
+    return ("guard_send" if match.group(1) == "SEND" else "guard_drop"), match.group(2)
+
+
 def check(ctx):
     word = keyword_of(ctx.message.body)
     if word is not None:
@@ -61,4 +75,8 @@ def check(ctx):
         command, argument = found
         return Verdict(COMMAND, f"keyword {command.upper()}" + (f" {argument}" if argument else ""),
                        command=command, argument=argument)
+    held = guard_command_of(ctx.message.body)
+    if held is not None and ctx.member_id is not None:
+        return Verdict(COMMAND, f"keyword {held[0].removeprefix('guard_').upper()} {held[1]}",
+                       command=held[0], argument=held[1])
     return None

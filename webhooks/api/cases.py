@@ -114,12 +114,14 @@ def create_case_route():
 @blueprint.post("/cases/<number>/publish")
 @requires("case.publish")
 def publish_case_route(number: str):
-    """Draft -> open: the case enters the library. 422 for anything but a draft."""
+    """Draft -> open: the case enters the library. 422 for anything but a draft; 409 with the findings when its
+    text seems to hold a patient identifier, unless {"confirm_identifiers": true} (issue 16)."""
     services = current_app.extensions["relay"]
+    confirmed = bool(field(json_object(optional=True), "confirm_identifiers", bool, False))
     with transaction(services.sessions) as session:
         case = case_by_number(session, number)
         try:
-            publish_case(session, case.code, actor=actor())
+            publish_case(session, case.code, actor=actor(), confirm_identifiers=confirmed)
         except CaseStateError as exc:
             abort(422, str(exc))
         result = case_json(case)

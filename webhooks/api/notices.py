@@ -8,6 +8,7 @@ import functools
 from flask import abort, current_app, jsonify
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
+from relay.guard.confirmation import IdentifiersFound
 from relay.infra.db import transaction
 from relay.library.cases import CaseNotFound
 from relay.model.tables import Case
@@ -68,6 +69,21 @@ def _notice_failure(exc: Exception):
 
 for _error in NOTICE_ERRORS:
     blueprint.register_error_handler(_error, _notice_failure)
+
+
+def _identifiers_found(exc: IdentifiersFound):
+    """Issue 16: a notice, correction or case whose text seems to hold a patient identifier: 409 with the
+    findings (field, kind, offsets; never the value). Edit it, or send again with "confirm_identifiers": true."""
+    response = jsonify(error="Conflict", detail=str(exc), findings=exc.findings)
+    response.status_code = 409
+    return response
+
+
+blueprint.register_error_handler(IdentifiersFound, _identifiers_found)
+
+
+def _confirmed(data: dict) -> bool:
+    return bool(field(data, "confirm_identifiers", bool, False))
 
 
 @blueprint.post("/notices")
@@ -131,12 +147,14 @@ def preview_notice_route(notice_id: int):
 def send_notice_route(notice_id: int):
     """Send now, or schedule with {"at": "<ISO time>"}."""
     services = current_app.extensions["relay"]
-    at = field(json_object(optional=True), "at", str)
+    data = json_object(optional=True)
+    at = field(data, "at", str)
     if at:
         with transaction(services.sessions) as session:
-            notice = schedule_notice(session, notice_id, parse_time(at), actor=actor())
+            notice = schedule_notice(session, notice_id, parse_time(at), actor=actor(),
+                                     confirm_identifiers=_confirmed(data))
             return jsonify(_notice_json(session, notice)), 202
-    result = send_notice(services, notice_id, actor=actor())
+    result = send_notice(services, notice_id, actor=actor(), confirm_identifiers=_confirmed(data))
     with services.sessions() as session:
         body = _notice_json(session, get_notice(session, notice_id))
     body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
@@ -161,10 +179,12 @@ def cancel_notice_route(notice_id: int):
 def correct_notice_route(notice_id: int):
     """Send {"text": "..."} as a correction to exactly those who received the notice."""
     services = current_app.extensions["relay"]
-    text = field(json_object(), "text", str)
+    data = json_object()
+    text = field(data, "text", str)
     if not text or not text.strip():
         abort(400, 'expected JSON {"text": "..."}')
-    result = correct_notice(services, notice_id, text, created_by=current_caller().member_id, actor=actor())
+    result = correct_notice(services, notice_id, text, created_by=current_caller().member_id, actor=actor(),
+                            confirm_identifiers=_confirmed(data))
     with services.sessions() as session:
         body = _notice_json(session, get_notice(session, result.notice_id))
     body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}

@@ -2,6 +2,7 @@
 every relayed email still has exactly one From, To and Subject and no Bcc, and nothing fails."""
 from __future__ import annotations
 
+from dataclasses import replace
 from email import message_from_bytes, policy
 
 from sqlalchemy import select, update
@@ -17,6 +18,8 @@ EVIL = "\r\nBcc: v@evil.example\r\nX-Injected: 1"
 
 
 def test_crlf_in_names_and_titles_cannot_inject_headers(network, mail):
+    # the payload holds an email address, which the patient-information guard (issue 16) would hold
+    network.settings = replace(network.settings, guard="off")
     new_case_notice(network, "C1", ["tft"])
     run_worker(network)
     with transaction(network.sessions) as session:
