@@ -31,7 +31,8 @@ def _row(*, provider: str, kind: str, dedupe_key: str, raw: str, sender: str = "
     """received_at: when the webhook came in, if earlier than now (one replayed from relay/infra/spool.py)."""
     return {"provider": provider, "kind": kind, "dedupe_key": dedupe_key, "raw": raw, "sender": sender[:320],
             "outcome": "received", "attempts": 0, "payload": payload, "content_type": content_type[:200],
-            "rules_fired": [], "detail": "", "last_error": "", "received_at": received_at or utcnow()}
+            "rules_fired": [], "detail": "", "last_error": "", "received_at": received_at or utcnow(),
+            "guard_verdict": "", "guard_kinds": []}  # issue 16: set when the message is processed
 
 
 def _existing(session: Session | Connection, row: dict) -> Recorded:
