@@ -179,6 +179,9 @@ class Settings:
     signin_account_limit: str = "10/15 minutes"  # failed sign-ins per account, whatever the address
     metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
     metrics_cache_seconds: int = 5
+    # issue 17: a notice's acknowledgement window when asked without one, and each later escalation step
+    ack_window: timedelta = timedelta(minutes=30)
+    escalation_step: timedelta = timedelta(minutes=15)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -266,6 +269,8 @@ class Settings:
             metrics_token=get("METRICS_TOKEN"),
             metrics_cache_seconds=parse_int(get("METRICS_CACHE_SECONDS"), "RELAY_METRICS_CACHE_SECONDS",
                                             cls.metrics_cache_seconds),
+            ack_window=parse_duration(get("ACK_WINDOW") or "30m", "RELAY_ACK_WINDOW"),
+            escalation_step=parse_duration(get("ESCALATION_STEP") or "15m", "RELAY_ESCALATION_STEP"),
         )
         return settings.with_defaults()
 
