@@ -48,10 +48,15 @@ def _queued(result) -> str:
 @click.option("--channels", default=None, help="sms, email or sms;email (default both).")
 @click.option("--expires", default=None, help="Not sent after this: a duration (6h, 2d) or an ISO time.")
 @click.option("--corrects", type=int, default=None, help="The notice a correction corrects.")
-def notice_create(kind, title, body, lists, case_code, severity, channels, expires, corrects) -> None:
+@click.option("--ack-within", default=None, help="Ask recipients to acknowledge within this window (30m, 2h); "
+              "the unacknowledged are escalated after it.")
+@click.option("--escalate-every", default=None, help="The escalation's next steps come this long apart "
+              "(default RELAY_ESCALATION_STEP, 15m).")
+def notice_create(kind, title, body, lists, case_code, severity, channels, expires, corrects, ack_within,
+                  escalate_every) -> None:
     """Create a draft notice and print its id (preview it, then send it)."""
     from relay.infra.db import transaction
-    from relay.notices.lifecycle import create_notice, parse_expiry
+    from relay.notices.lifecycle import create_notice, parse_expiry, parse_window
 
     services = cli_services(load_settings())
     try:
@@ -59,7 +64,8 @@ def notice_create(kind, title, body, lists, case_code, severity, channels, expir
             created = create_notice(session, kind=kind, title=title, body=body, lists=lists,
                                     case_code=case_code, severity=severity, channels=channels,
                                     expires_at=parse_expiry(expires) if expires else None,
-                                    corrects_notice_id=corrects)
+                                    corrects_notice_id=corrects, ack_within=parse_window(ack_within),
+                                    escalation_step=parse_window(escalate_every, "the escalation step"))
             notice_id = created.id
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
