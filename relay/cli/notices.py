@@ -169,6 +169,7 @@ def notice_correct(notice_id: int, text: str) -> None:
 @click.argument("notice_id", type=int)
 def notice_status(notice_id: int) -> None:
     """Print NOTICE_ID's state and its deliveries counted by channel and status."""
+    from relay.notices import acks
     from relay.notices.lifecycle import delivery_counts, get_notice
     from relay.notices.status import live_counts, rate_limited_until
 
@@ -179,6 +180,7 @@ def notice_status(notice_id: int) -> None:
             counts = delivery_counts(session, found)
             live = live_counts(session, found) if counts else {}
             last_due = rate_limited_until(session, found) if live.get("rate_limited") else None
+            ack = acks.counts(acks.table(session, found)) if acks.requests_ack(found) and counts else None
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
     when = {"sent": found.sent_at, "scheduled": found.scheduled_for}.get(found.status)
@@ -194,6 +196,10 @@ def notice_status(notice_id: int) -> None:
     if waiting:  # queued, not failed: when each goes is in its next_attempt_at
         click.echo("queued " + "; ".join(waiting)
                    + (f" (the last due {last_due.isoformat(timespec='seconds')})" if last_due else ""))
+    if ack is not None:  # issue 17
+        steps = ", ".join(f"{step} {n}" for step, n in sorted(ack["escalated_by_step"].items())) or "none"
+        click.echo(f"acknowledged {ack['acknowledged']} of {ack['total']}; waiting {ack['waiting']}; "
+                   f"escalated {ack['escalated']} ({steps}); unreachable {ack['unreachable']}")
 
 
 @notice.command("resume")

@@ -132,6 +132,10 @@ def test_the_cli_asks_for_acknowledgement(settings, network, monkeypatch):
     assert result.exit_code == 0, result.output
     with network.sessions() as session:
         assert session.get(Notice, int(result.output)).ack_within_s == 1800
+    status = CliRunner().invoke(main, ["notice", "send", result.output.strip()])
+    assert status.exit_code == 0, status.output
+    status = CliRunner().invoke(main, ["notice", "status", result.output.strip()])
+    assert "acknowledged 0 of 5; waiting 5; escalated 0 (none); unreachable 0" in status.output, status.output
     bad = CliRunner().invoke(main, ["notice", "create", "--kind", "announcement", "--title", "Masks",
                                     "--list", "tft", "--ack-within", "soon"])
     assert bad.exit_code != 0 and "30m or 2h" in bad.output
