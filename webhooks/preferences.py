@@ -18,7 +18,7 @@ from relay.infra.db import transaction
 from relay.infra.logs import mask_text
 from relay.infra.signing import read_signed_id
 from relay.library.cases import CaseNotFound, get_case
-from relay.members import consent, ladder
+from relay.members import calls, consent, ladder
 from relay.members.subscriptions import SubscriptionError, confirm, subscribe
 from relay.model.tables import DigestSubscription, Member, MemberList, Membership, utcnow
 from relay.outbound import fanout
@@ -121,6 +121,8 @@ def change(token: str):
             if member is None:
                 abort(404, "this preference link is not valid")
             changes = sum(_apply_channel(session, member, channel, request.form) for channel in ladder.CHANNELS)
+            if request.form.get("calls_shown") and member.phone:  # issue 17: NO CALLS on the page
+                changes += calls.set_calls_ok(session, member, bool(request.form.get("calls_ok")), SOURCE, "web")
             ids = []
             if changes and member.email:
                 ids = fanout.plan(session, [{

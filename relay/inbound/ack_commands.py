@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from relay.infra import audit
+from relay.members import calls
 from relay.model.tables import Member, Notice, utcnow
 from relay.notices import acks
 
@@ -39,8 +39,6 @@ def apply_ack(session: Session, member: Member, argument: str | None, channel: s
 
 def apply_calls(session: Session, member: Member, command: str, source: str, plan) -> str:
     """NO CALLS / CALLS OK: whether the escalation of an urgent notice may call the member."""
-    member.calls_ok = command == "calls_ok"
-    audit.record(session, "member.calls", f"member:{member.id}", audit.member_actor(member, "sms"),
-                 calls_ok=member.calls_ok, source=source)
+    calls.set_calls_ok(session, member, command == "calls_ok", source)
     plan.reply("calls_ok" if member.calls_ok else "no_calls")
     return command
