@@ -20,7 +20,7 @@ from relay import rules
 from relay.access.permissions import ALLOWED
 from relay.discussion import threads
 from relay.discussion.posting import publish_reply
-from relay.inbound import email_confirm
+from relay.inbound import email_ack, email_confirm
 from relay.inbound import limits as inbound_limits
 from relay.inbound.bounce_handling import handle_report
 from relay.inbound.reply_text import visible_text
@@ -78,6 +78,10 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
         return done("discarded", verdict.reason)
     if verdict.action == rules.REJECT or member is None:  # (None: the unknown-sender rule rejected it)
         return done("rejected", verdict.reason)  # no reply: it would be backscatter
+    acknowledged = email_ack.acknowledge(session, settings, email, member, event.id)  # issue 17: ACK by email
+    if acknowledged is not None:
+        fired.append("acknowledgement")
+        return done(*acknowledged)
 
     fired.append("limits")
     if not confirmed and inbound_limits.over_rate(session, settings, event):
