@@ -20,7 +20,7 @@ from relay import rules
 from relay.access.permissions import ALLOWED
 from relay.discussion import threads
 from relay.discussion.posting import publish_reply
-from relay.inbound import email_ack, email_confirm
+from relay.inbound import email_ack, email_commands, email_confirm
 from relay.inbound import limits as inbound_limits
 from relay.inbound.bounce_handling import handle_report
 from relay.inbound.reply_text import visible_text
@@ -82,6 +82,10 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
     if acknowledged is not None:
         fired.append("acknowledgement")
         return done(*acknowledged)
+    commanded = email_commands.handle(session, settings, email, member, event.id)  # issue 17: NOTICE, SEND, ...
+    if commanded is not None:
+        fired.append("coordinator_command")
+        return done(commanded[0], commanded[1], rows=commanded[2])
 
     fired.append("limits")
     if not confirmed and inbound_limits.over_rate(session, settings, event):
