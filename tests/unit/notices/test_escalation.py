@@ -158,3 +158,19 @@ def test_the_table_shows_who_is_escalated(urgent):
         rows = acks.table(session, session.get(Notice, urgent.notice_id))
     counts = acks.counts(rows)
     assert (counts["acknowledged"], counts["escalated"], counts["escalated_by_step"]) == (1, 4, {"channels": 4})
+
+
+def test_quiet_hours_do_not_delay_the_escalation_of_an_urgent_notice(urgent, mail):
+    from relay.model.tables import ChannelPreference
+
+    with transaction(urgent.sessions) as session:  # everyone's quiet hours cover the whole day
+        for member_id in session.scalars(select(Member.id)):
+            for channel in ("sms", "email"):
+                session.add(ChannelPreference(member_id=member_id, channel=channel, quiet_start="00:00",
+                                              quiet_end="23:59"))
+    escalate(urgent, _at(urgent, 10.1))
+    run_worker(urgent)
+    assert len(mail.sent) == 5  # the other channel at once, not in the morning
+    with urgent.sessions() as session:
+        waiting = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "queued"))
+    assert waiting == 0
