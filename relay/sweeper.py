@@ -9,14 +9,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from relay.discussion import holding
+from relay.inbound.coordinator_commands import expire_drafts
 from relay.inbound.retention import purge_raw_bodies
 from relay.infra import heartbeats
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
 from relay.model.delivery_states import FAILED, SENDING
 from relay.model.tables import CaseImage, Delivery, InboundEvent, utcnow
+from relay.notices import escalation
 from relay.notices.lifecycle import finish_notice, unfinished_notices
 from relay.outbound import hold
 from relay.outbound.deliveries import booked_soon, due_for_dispatch
@@ -100,6 +103,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
     ordered = sorted(broadcast)
     dispatch_batches(services, (ordered[i:i + BATCH_SIZE] for i in range(0, len(ordered), BATCH_SIZE)))
     purge_raw_bodies(services)  # clinical text is not kept past its retention (in short batches of its own)
+    urgent_path(services, now)  # issue 17
     report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up, set_aside, len(media), len(booked))
     if any((report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside, report.media,
             report.booked)):
@@ -108,6 +112,21 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
                  report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside, report.media,
                  report.booked)
     return report
+
+
+def urgent_path(services, now) -> None:
+    """issue 17: drop the drafts whose SMS confirmation code died unused, and take the escalation steps that
+    are due (relay/notices/escalation.py: the state is in the database, so any sweep may do it)."""
+    try:
+        with transaction(services.sessions) as session:
+            dropped = expire_drafts(session, now)
+        if dropped:
+            log.info("sweep: %s unconfirmed drafts expired", dropped)
+        escalation.escalate(services, now)
+    except DBAPIError:
+        raise
+    except Exception:  # one bad notice must not stop the sweep's other work; the next sweep tries again
+        log.exception("sweep: the escalation of urgent notices failed; retried at the next sweep")
 
 
 def _broadcast_deliveries(session, delivery_ids: list[int], now) -> set[int]:

@@ -48,7 +48,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["relay"] = services or build_services(
         settings, engine=make_engine(settings.database_url, pool_pre_ping=False))
 
-    from . import api, auth, console, email_confirm, inbound_email, library, ops, preferences, twilio, unsubscribe
+    from . import (
+        acknowledge,
+        api,
+        auth,
+        console,
+        email_confirm,
+        inbound_email,
+        library,
+        ops,
+        preferences,
+        twilio,
+        twilio_voice,
+        unsubscribe,
+    )
 
     auth.configure_sessions(app, settings)
 
@@ -78,6 +91,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(preferences.blueprint)  # issue 5: preference page, digest subscription
+    app.register_blueprint(acknowledge.blueprint)  # issue 17: the signed acknowledgement link
+    app.register_blueprint(twilio_voice.blueprint)  # issue 17: the escalation call's Gather callback
     _rate_limits(app, settings)
 
     @app.errorhandler(DBAPIError)
@@ -118,6 +133,7 @@ def _rate_limits(app: Flask, settings: Settings) -> None:
     # Provider webhooks are signed and come from the providers' few addresses: a per-address limit
     # would refuse a busy provider.
     limiter.exempt(app.blueprints["twilio"])
+    limiter.exempt(app.blueprints["twilio_voice"])
     limiter.exempt(app.blueprints["email"])
     _skip_app_wide_check(app, limiter, PROVIDER_BLUEPRINTS)
     # the open digest form sends a confirmation email: the same per-address limit as sign-in attempts

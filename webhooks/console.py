@@ -6,10 +6,12 @@ is role-checked through relay.access.permissions (webhooks/auth.requires), every
 and the actor recorded in the audit trail is the signed-in member (source "console")."""
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from datetime import datetime, timezone
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from relay.access.permissions import Forbidden
@@ -38,6 +40,7 @@ from relay.library.images import (
 )
 from relay.members import directory as members_core
 from relay.model.tables import Case, CaseImage, Member, MemberList, Membership, Notice
+from relay.notices import acks
 from relay.notices.audience import CHANNELS
 from relay.notices.lifecycle import (
     KINDS,
@@ -52,6 +55,7 @@ from relay.notices.lifecycle import (
     notice_fields,
     parse_expiry,
     parse_time,
+    parse_window,
     schedule_notice,
     send_notice,
 )
@@ -181,7 +185,7 @@ def create_notice_route():
                 channels=form.getlist("channels") if kind != "correction" else None,
                 expires_at=parse_expiry(expires) if expires else None,
                 corrects_notice_id=int(corrects) if corrects.isdigit() and kind == "correction" else None,
-                created_by=me.id)
+                created_by=me.id, ack_within=parse_window(form.get("ack_within")))
             notice_id = notice.id
     except (NoticeError, UnknownList, NoticeNotFound, CaseNotFound) as exc:
         with _services().sessions() as session:
@@ -212,10 +216,12 @@ def notice_page(notice_id: int, error: str | None = None, status: int = 200):
         waiting_until = rate_limited_until(session, notice) if counts and counts["rate_limited"] else None
         held = hold.is_on(session)
         fields = notice_fields(notice, case) if preview is not None else {}
+        ack_rows = acks.table(session, notice) if counts and acks.requests_ack(notice) else None
     found = _highlighted(fields)  # issue 16: the patient identifiers the guard sees, highlighted
     return render_template("console/notice.html", notice=notice, case=case, preview=preview, counts=counts,
                            failed=failed, error=error, held=held, rate_limited_until=waiting_until,
-                           identifiers=found), status
+                           identifiers=found, ack_rows=ack_rows,
+                           ack_counts=acks.counts(ack_rows) if ack_rows is not None else None), status
 
 
 def _highlighted(fields: dict) -> list[tuple[str, list[tuple[str, str | None]]]]:
@@ -242,9 +248,37 @@ def notice_counts(notice_id: int):
         counts = live_counts(session, notice)
         counts["status"] = notice.status
         counts["hold"] = hold.is_on(session)
+        if acks.requests_ack(notice):  # issue 17: acknowledged / waiting / escalated / unreachable, live
+            counts["acks"] = acks.counts(acks.table(session, notice))
     response = jsonify(counts)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@blueprint.get("/notices/<int:notice_id>/acknowledgements.csv")
+@requires("notice.acknowledgements")
+def notice_acknowledgements_csv(notice_id: int):
+    """issue 17: one row per recipient: state, acknowledgement time and channel, escalation steps taken."""
+    with _services().sessions() as session:
+        notice = _notice_or_404(session, notice_id)
+        rows = acks.table(session, notice)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["member_id", "name", "state", "acknowledged_at", "channel", "reached_on",
+                     "escalated_channels_at", "called_at"])
+    for row in rows:
+        steps = {step: at.isoformat() for step, at in row.steps.items()}
+        writer.writerow([row.member_id, _csv_safe(row.name), row.state,
+                         row.acknowledged_at.isoformat() if row.acknowledged_at else "", row.channel or "",
+                         ";".join(row.reached_on), steps.get("channels", ""), steps.get("call", "")])
+    return Response(out.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="notice-{notice_id}-acknowledgements.csv"',
+        "Cache-Control": "no-store"})
+
+
+def _csv_safe(text: str) -> str:
+    """A name that a spreadsheet would run as a formula is quoted (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @blueprint.post("/notices/<int:notice_id>/send")

@@ -18,7 +18,7 @@ from relay.infra.db import transaction
 from relay.infra.logs import mask_text
 from relay.infra.signing import read_signed_id
 from relay.library.cases import CaseNotFound, get_case
-from relay.members import consent, ladder
+from relay.members import calls, consent, ladder
 from relay.members.subscriptions import SubscriptionError, confirm, subscribe
 from relay.model.tables import DigestSubscription, Member, MemberList, Membership, utcnow
 from relay.outbound import fanout
@@ -133,6 +133,10 @@ def change(token: str):
                 abort(404, "this preference link is not valid")
             done = [line for channel in ladder.CHANNELS for line in _apply_channel(session, member, channel,
                                                                                     request.form)]
+            if request.form.get("calls_shown") and member.phone:  # issue 17: NO CALLS on the page
+                calls_ok = bool(request.form.get("calls_ok"))
+                if calls.set_calls_ok(session, member, calls_ok, SOURCE, "web"):
+                    done.append("Escalation calls: " + ("allowed" if calls_ok else "no calls"))
             changes = len(done)
             ids = []
             if changes and member.email:  # the email says what changed (its body: one change a line)

@@ -18,12 +18,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "member.read": _STAFF,
     "list.read": _STAFF,
     "notice.read": _STAFF,
+    "notice.acknowledgements": _STAFF,  # issue 17: who acknowledged an urgent notice (names, times, channels)
     "audit.read": frozenset({ADMIN}),
     "outbox.read": frozenset({ADMIN}),  # the dev outbox: members' numbers, addresses and clinical text
     # taking part
     "case.post": _DISCUSSANTS,
     "case.intake": frozenset({CONTRIBUTOR, COORDINATOR, ADMIN}),
     "preferences.own": _MEMBERS,
+    "notice.acknowledge": _MEMBERS,  # issue 17: a recipient confirms a notice (SMS, email link, call)
     # running the network
     "case.create": _STAFF,
     "case.publish": _STAFF,

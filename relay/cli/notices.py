@@ -55,10 +55,15 @@ def _queued(result) -> str:
 @click.option("--channels", default=None, help="sms, email or sms;email (default both).")
 @click.option("--expires", default=None, help="Not sent after this: a duration (6h, 2d) or an ISO time.")
 @click.option("--corrects", type=int, default=None, help="The notice a correction corrects.")
-def notice_create(kind, title, body, lists, case_code, severity, channels, expires, corrects) -> None:
+@click.option("--ack-within", default=None, help="Ask recipients to acknowledge within this window (30m, 2h); "
+              "the unacknowledged are escalated after it.")
+@click.option("--escalate-every", default=None, help="The escalation's next steps come this long apart "
+              "(default RELAY_ESCALATION_STEP, 15m).")
+def notice_create(kind, title, body, lists, case_code, severity, channels, expires, corrects, ack_within,
+                  escalate_every) -> None:
     """Create a draft notice and print its id (preview it, then send it)."""
     from relay.infra.db import transaction
-    from relay.notices.lifecycle import create_notice, parse_expiry
+    from relay.notices.lifecycle import create_notice, parse_expiry, parse_window
 
     services = cli_services(load_settings())
     try:
@@ -66,7 +71,8 @@ def notice_create(kind, title, body, lists, case_code, severity, channels, expir
             created = create_notice(session, kind=kind, title=title, body=body, lists=lists,
                                     case_code=case_code, severity=severity, channels=channels,
                                     expires_at=parse_expiry(expires) if expires else None,
-                                    corrects_notice_id=corrects)
+                                    corrects_notice_id=corrects, ack_within=parse_window(ack_within),
+                                    escalation_step=parse_window(escalate_every, "the escalation step"))
             notice_id = created.id
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
@@ -193,6 +199,7 @@ def notice_correct(notice_id: int, text: str, confirm_identifiers: bool) -> None
 @click.argument("notice_id", type=int)
 def notice_status(notice_id: int) -> None:
     """Print NOTICE_ID's state and its deliveries counted by channel and status."""
+    from relay.notices import acks
     from relay.notices.lifecycle import delivery_counts, get_notice
     from relay.notices.status import live_counts, rate_limited_until
 
@@ -203,6 +210,7 @@ def notice_status(notice_id: int) -> None:
             counts = delivery_counts(session, found)
             live = live_counts(session, found) if counts else {}
             last_due = rate_limited_until(session, found) if live.get("rate_limited") else None
+            ack = acks.counts(acks.table(session, found)) if acks.requests_ack(found) and counts else None
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
     when = {"sent": found.sent_at, "scheduled": found.scheduled_for}.get(found.status)
@@ -218,6 +226,10 @@ def notice_status(notice_id: int) -> None:
     if waiting:  # queued, not failed: when each goes is in its next_attempt_at
         click.echo("queued " + "; ".join(waiting)
                    + (f" (the last due {last_due.isoformat(timespec='seconds')})" if last_due else ""))
+    if ack is not None:  # issue 17
+        steps = ", ".join(f"{step} {n}" for step, n in sorted(ack["escalated_by_step"].items())) or "none"
+        click.echo(f"acknowledged {ack['acknowledged']} of {ack['total']}; waiting {ack['waiting']}; "
+                   f"escalated {ack['escalated']} ({steps}); unreachable {ack['unreachable']}")
 
 
 @notice.command("resume")

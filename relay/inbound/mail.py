@@ -20,7 +20,7 @@ from relay import rules
 from relay.access.permissions import ALLOWED
 from relay.discussion import holding, threads
 from relay.discussion.posting import publish_reply
-from relay.inbound import email_confirm
+from relay.inbound import email_ack, email_commands, email_confirm
 from relay.inbound import limits as inbound_limits
 from relay.inbound.bounce_handling import handle_report
 from relay.inbound.reply_text import visible_text
@@ -80,6 +80,14 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
         return done("discarded", verdict.reason)
     if verdict.action == rules.REJECT or member is None:  # (None: the unknown-sender rule rejected it)
         return done("rejected", verdict.reason)  # no reply: it would be backscatter
+    acknowledged = email_ack.acknowledge(session, settings, email, member, event.id)  # issue 17: ACK by email
+    if acknowledged is not None:
+        fired.append("acknowledgement")
+        return done(*acknowledged)
+    commanded = email_commands.handle(session, settings, email, member, event.id)  # issue 17: NOTICE, SEND, ...
+    if commanded is not None:
+        fired.append("coordinator_command")
+        return done(commanded[0], commanded[1], rows=commanded[2])
 
     fired.append("limits")
     if not confirmed and inbound_limits.over_rate(session, settings, event):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from relay.discussion import holding, threads
 from relay.discussion.posting import publish_reply
-from relay.inbound import guard_commands
+from relay.inbound import ack_commands, coordinator_commands, guard_commands
 from relay.inbound import ladder_commands as ladder_sms
 from relay.inbound import limits as inbound_limits
 from relay.inbound import mms as mms_media
@@ -26,11 +26,12 @@ from relay.infra.logs import mask, mask_text
 from relay.infra.metrics import INBOUND_LATENCY
 from relay.members import consent, ladder
 from relay.model.tables import Case, InboundEvent, Member, utcnow
+from relay.notices import acks
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
 from relay.providers import twilio_sms
 from relay.render.texts import fit_sms, render_sms
-from relay.rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, decide
+from relay.rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, acknowledgement, coordinator_command, decide
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Outcome:
     post_id: int | None = None
     delivery_ids: tuple[int, ...] = ()
     image_ids: tuple[int, ...] = ()  # MMS pictures to fetch
+    after: tuple = ()  # issue 17: what a coordinator command does after the commit (coordinator_commands.After)
 
 
 def process_inbound(services, event_id: int) -> Outcome:
@@ -58,6 +60,8 @@ def process_inbound(services, event_id: int) -> Outcome:
         dispatch_deliveries(services, list(outcome.delivery_ids))
     for image_id in outcome.image_ids:  # a lost dispatch is picked up by the sweeper
         dispatch_safely(services.dispatcher.fetch_media, image_id)
+    for after in outcome.after:
+        coordinator_commands.run_after(services, after)
     return outcome
 
 
@@ -82,9 +86,18 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
         member_roles=member.role_set if member else frozenset(),
         own_numbers=settings.own_numbers,
         already_processed=event.processed_at is not None,
+        open_acks=tuple(acks.open_requests(session, member.id)) if member and acknowledgement.might_be(
+            message.body) else (),
     )
     decision = decide(ctx)
     verdict = decision.verdict
+    if (verdict.command == "guard_send" and member is not None
+            and holding.waiting_for(session, member.id, verdict.argument or "") is None):
+        # Issues 16 and 17 both read "SEND <code>": a code that holds none of the author's own messages may be
+        # an authorised coordinator's confirmation code (relay/rules/coordinator_command.py).
+        coordinator = coordinator_command.check(ctx)
+        if coordinator is not None and coordinator.action == COMMAND:
+            verdict = coordinator
     if verdict.action == DISCARD and event.processed_at is not None:
         return Outcome(event_id, "duplicate")
 
@@ -114,6 +127,15 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
             plan.reply("help", library=f"{settings.public_base_url}/library/")
         elif verdict.command in ("guard_send", "guard_drop"):  # issue 16: the author decides on a held reply
             outcome = guard_commands.apply(session, settings, member, verdict, plan)
+        elif verdict.command == "ack":  # issue 17 (relay/inbound/ack_commands.py)
+            ack_commands.apply_ack(session, member, verdict.argument, "sms", event.id, plan)
+        elif verdict.command in ("no_calls", "calls_ok"):
+            ack_commands.apply_calls(session, member, verdict.command, source, plan)
+        elif verdict.command == "coordinator":  # issue 17 (relay/inbound/coordinator_commands.py)
+            detail, after = coordinator_commands.apply(session, settings, member, message.body, message.sender,
+                                                       "sms", plan)
+            outcome = f"command:{verdict.argument}:{detail}"[:40]
+            plan.after.append(after)
         else:  # issue 5: MUTE, UNMUTE, PAUSE, DIGEST, URGENT ONLY (relay/inbound/ladder_commands.py)
             ladder_sms.apply(session, settings, member, verdict, source, plan)
     elif verdict.action == ACCEPT and inbound_limits.over_rate(session, settings, event):
@@ -133,7 +155,7 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
     event.rules_fired = list(decision.fired)
     event.detail = verdict.reason
     log.info("inbound %s from %s: %s (%s)", event.id, mask(message.sender), outcome, mask_text(verdict.reason))
-    return Outcome(event_id, outcome, post_id, tuple(ids), tuple(plan.images))
+    return Outcome(event_id, outcome, post_id, tuple(ids), tuple(plan.images), tuple(plan.after))
 
 
 def _process_email(session: Session, settings, event: InboundEvent) -> Outcome:
@@ -209,6 +231,7 @@ class _Plan:
         self.replies: list[dict] = []
         self.form: dict[str, str] = {}
         self.images: list[int] = []  # pending MMS pictures, fetched after the commit
+        self.after: list = []  # issue 17: coordinator commands' work after the commit
 
     def reply(self, template: str, case_id: int | None = None, key: str | None = None, **context) -> None:
         body = render_sms(self.settings.templates_dir, template, self.language,

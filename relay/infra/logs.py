@@ -20,7 +20,8 @@ _TOKEN_PIECE = re.compile(r"(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9
                           r"|(?=[A-Za-z]*[a-z])(?=[A-Za-z]*[A-Z])[A-Za-z]{20,}")
 # the segment after one of these is a signed token (/unsubscribe/<token>, /digest/confirm/<token>, ...)
 TOKEN_PARENTS = frozenset({"p", "u", "unsubscribe", "preferences", "confirm", "token", "tokens", "verify",
-                           "reset", "invite", "bounce"})
+                           "reset", "invite", "bounce",
+                           "ack", "gather"})  # issue 17: /ack/<token>, /webhooks/twilio/voice/gather/<token>
 # query parameters whose value is never logged
 SECRET_PARAMS = frozenset({"token", "key", "secret", "signature", "sig", "password", "code", "auth", "api_key",
                            "apikey", "access_token", "session", "email", "phone", "to", "from", "sender"})

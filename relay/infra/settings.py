@@ -197,6 +197,9 @@ class Settings:
     # held message waits for its author's SEND/DROP before it is dropped
     guard: str = "hold"
     guard_hold_for: timedelta = timedelta(hours=24)
+    # issue 17: a notice's acknowledgement window when asked without one, and each later escalation step
+    ack_window: timedelta = timedelta(minutes=30)
+    escalation_step: timedelta = timedelta(minutes=15)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -286,6 +289,8 @@ class Settings:
                                             cls.metrics_cache_seconds),
             guard=parse_guard_mode(get("GUARD") or cls.guard),
             guard_hold_for=parse_duration(get("GUARD_HOLD_FOR") or "24h", "RELAY_GUARD_HOLD_FOR"),
+            ack_window=parse_duration(get("ACK_WINDOW") or "30m", "RELAY_ACK_WINDOW"),
+            escalation_step=parse_duration(get("ESCALATION_STEP") or "15m", "RELAY_ESCALATION_STEP"),
         )
         return settings.with_defaults()
 

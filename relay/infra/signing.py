@@ -97,3 +97,20 @@ def read_signed_id(secret: str, purpose: str, token: str) -> int | None:
         return None
     ident = int(match.group(1))
     return ident if _check(secret, purpose, match.group(2), ident) else None
+
+
+# issue 17: the acknowledgement link of an urgent notice's email, bound to (notice, member)
+def ack_token(secret: str, notice_id: int, member_id: int) -> str:
+    return f"{notice_id}-{member_id}-{_sign(secret, 'ack', notice_id, member_id)}"
+
+
+_ACK = re.compile(r"^(\d{1,12})-(\d{1,12})-([a-z2-7]{%d})$" % _SIG_CHARS)
+
+
+def read_ack_token(secret: str, token: str) -> tuple[int, int] | None:
+    """(notice id, member id) of a valid acknowledgement token, else None."""
+    match = _ACK.match((token or "").strip().lower())
+    if not match:
+        return None
+    notice_id, member_id = int(match.group(1)), int(match.group(2))
+    return (notice_id, member_id) if _check(secret, "ack", match.group(3), notice_id, member_id) else None

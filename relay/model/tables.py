@@ -80,6 +80,8 @@ class Member(Base):
     # (email_suspended_at) until a coordinator undoes it.
     email_hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
     email_suspended_at: Mapped[datetime | None] = mapped_column()
+    # issue 17: NO CALLS by SMS or on the preference page: escalation never rings this member
+    calls_ok: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -216,6 +218,10 @@ class Notice(Base):
     corrects_notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id"))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # issue 17: acknowledgement requested within this many seconds (NULL: none), and the escalation
+    # ladder's step length (NULL: RELAY_ESCALATION_STEP) — relay/notices/acks.py, escalation.py
+    ack_within_s: Mapped[int | None] = mapped_column(Integer)
+    escalation_step_s: Mapped[int | None] = mapped_column(Integer)
 
 
 class InboundEvent(Base):

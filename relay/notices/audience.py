@@ -12,7 +12,7 @@ from relay.model.notice_refs import deliveries_filter
 from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice
 from relay.outbound import fanout
 from relay.outbound.fanout import CHANNELS, Recipient, recipients_from
-from relay.render.texts import fit_sms, render_sms
+from relay.render.texts import SMS_MAX_CHARS, fit_sms, render_sms
 
 __all__ = ["CHANNELS", "Recipient", "audience", "channels_of", "in_lists", "link", "list_names", "post_body",
            "recipients_from", "sms_text"]
@@ -92,6 +92,9 @@ def sms_text(settings, notice: Notice, case: Case | None, language: str) -> str:
     text = render_sms(settings.templates_dir, notice.kind, language, network=settings.network_name,
                       code=case.code if case is not None else "", title=title, body=notice.body or "", url=shown,
                       urgent=notice.severity == "urgent")
+    if notice.ack_within_s is not None:  # issue 17: the instruction always ends the text, never cut
+        ack = render_sms(settings.templates_dir, "ack_request", language, number=notice.id)
+        return fit_sms(text, url, SMS_MAX_CHARS - len(ack) - 1) + "\n" + ack
     return fit_sms(text, url)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -98,6 +98,16 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
                           f"ISO 8601 time like 2026-12-01T07:00:00+09:00, got {text!r}") from None
 
 
+def parse_window(text: str | None, what: str = "the acknowledgement window") -> timedelta | None:
+    """'30m', '2h' -> a timedelta; empty -> None; anything else is refused (issue 17: --ack-within)."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return parse_duration(str(text).strip().lower(), what)
+    except SettingsError:
+        raise NoticeError(f"{what} must be a duration like 30m or 2h, got {text!r}") from None
+
+
 def get_notice(session: Session, notice_id: int) -> Notice:
     """The notice with this id, or NoticeNotFound."""
     notice = session.get(Notice, notice_id)
@@ -127,8 +137,10 @@ def _lists(session: Session, names) -> str:
 def create_notice(session: Session, *, kind: str, title: str = "", body: str = "", lists=(),
                   case_code: str | None = None, severity: str | None = None, channels=None,
                   expires_at: datetime | None = None, corrects_notice_id: int | None = None,
-                  created_by: int | None = None, now: datetime | None = None) -> Notice:
-    """Validate and store a draft notice (nothing is sent)."""
+                  created_by: int | None = None, now: datetime | None = None,
+                  ack_within: timedelta | None = None, escalation_step: timedelta | None = None) -> Notice:
+    """Validate and store a draft notice (nothing is sent). `ack_within` asks recipients to acknowledge it
+    within that window, after which it escalates every `escalation_step` (issue 17)."""
     now = now or utcnow()
     if kind not in KINDS:
         raise NoticeError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -138,8 +150,15 @@ def create_notice(session: Session, *, kind: str, title: str = "", body: str = "
         raise NoticeError("the expiry is already past")
     if created_by is not None and session.get(Member, created_by) is None:
         raise NoticeError(f"no member {created_by} to be the author")
+    for window, what in ((ack_within, "the acknowledgement window"), (escalation_step, "the escalation step")):
+        if window is not None and not timedelta(0) < window <= timedelta(days=7):
+            raise NoticeError(f"{what} must be more than 0 and at most 7 days")
+    if escalation_step is not None and ack_within is None:
+        raise NoticeError("an escalation step needs an acknowledgement window (ack within)")
     title, body = _one_line(title, "the title"), (body or "").strip()
-    notice = Notice(kind=kind, title=title, body=body, severity=severity or "routine", status="draft",
+    notice = Notice(ack_within_s=int(ack_within.total_seconds()) if ack_within else None,
+                    escalation_step_s=int(escalation_step.total_seconds()) if escalation_step else None,
+                    kind=kind, title=title, body=body, severity=severity or "routine", status="draft",
                     expires_at=expires_at, created_by=created_by, created_at=now)
     if kind == "correction":
         if corrects_notice_id is None:

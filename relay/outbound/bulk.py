@@ -104,7 +104,9 @@ class NoticeEmails:
 
     def for_delivery(self, delivery: Delivery, member: Member, notice: Notice | None) -> tuple[bytes, str]:
         """(raw message, Message-ID) for one delivery."""
-        if notice is not None and member is not None and member.email and member.email.isascii():
+        # issue 17: a notice asking for acknowledgement carries each member's own signed link: composed whole
+        if notice is not None and notice.ack_within_s is None and member is not None and member.email \
+                and member.email.isascii():
             key = (notice.id, member.language)
             if key not in self._templates:
                 self._templates[key] = self._template(delivery, notice, member.language)

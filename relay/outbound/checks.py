@@ -34,6 +34,7 @@ from relay.members import ladder
 from relay.model.delivery_states import FAILED, OPTED_OUT, QUEUED, QUIET_HOURS, RATE_LIMITED
 from relay.model.messages import OutboundMessage
 from relay.model.tables import Delivery, Member, Notice
+from relay.outbound import call_checks
 from relay.outbound.deliveries import move
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ def check(session: Session, settings, claimed: Sequence[tuple[Delivery, Member |
 def _refusal(session: Session, settings, delivery: Delivery, member: Member | None, notice: Notice | None,
              now: datetime) -> str | None:
     """The checks that need nothing but the row and its member: the outcome if it must not go."""
+    if delivery.purpose == call_checks.PURPOSE:  # issue 17: an escalation call (relay/outbound/call_checks.py)
+        return call_checks.refusal(session, delivery, member, now)
     if notice is not None and notice.expires_at is not None and notice.expires_at <= now:
         move(session, delivery, FAILED, error_code="expired", lease_until=None,
              error_message=f"notice {notice.id} expired at {notice.expires_at.isoformat()}; not sent late")

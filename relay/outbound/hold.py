@@ -77,14 +77,35 @@ def hold_on(services, actor: audit.Actor, reason: str = "") -> bool:
     return changed
 
 
-def hold_off(services, actor: audit.Actor, reason: str = "") -> int:
-    """Resume sending: clear the hold and dispatch every queued delivery that is due. Returns how many."""
-    with transaction(services.sessions) as session:
-        if not _set(session, False, actor, reason):
-            return 0
+def set_hold(session: Session, on: bool, actor: audit.Actor, reason: str = "") -> bool:
+    """Hold or resume inside the caller's transaction (issue 17: HOLD ALL / RESUME ALL by SMS); True when it
+    changed. Resuming releases the held deliveries; the caller dispatches them after its commit
+    (dispatch_waiting), or the sweeper does."""
+    changed = _set(session, on, actor, reason)
+    if changed and not on:
         session.execute(update(Delivery).where(Delivery.status == QUEUED, Delivery.error_code == HELD)
                         .values(next_attempt_at=None, error_code=None, error_message=None)
                         .execution_options(synchronize_session=False))
+    return changed
+
+
+def dispatch_waiting(services) -> int:
+    """Dispatch every queued delivery that is due (after a resume)."""
+    with services.sessions() as session:
+        now = utcnow()
+        waiting = list(session.scalars(select(Delivery.id).where(
+            Delivery.status == QUEUED,
+            (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now)).order_by(Delivery.id)))
+    for start in range(0, len(waiting), 1000):
+        dispatch_deliveries(services, waiting[start:start + 1000])
+    return len(waiting)
+
+
+def hold_off(services, actor: audit.Actor, reason: str = "") -> int:
+    """Resume sending: clear the hold and dispatch every queued delivery that is due. Returns how many."""
+    with transaction(services.sessions) as session:
+        if not set_hold(session, False, actor, reason):
+            return 0
         now = utcnow()
         waiting = list(session.scalars(select(Delivery.id).where(
             Delivery.status == QUEUED,

@@ -34,6 +34,7 @@ from relay.outbound.bursts import alert_email, check_burst
 from relay.outbound.deliveries import claim, move
 from relay.outbound.queueing import DISPATCH_AHEAD, dispatch_deliveries
 from relay.render import digest_mail
+from relay.render.command_mail import command_reply_email
 from relay.render.mail import compose
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,10 @@ def outbound_message(session, settings, delivery: Delivery) -> OutboundMessage:
     """The message of one delivery, as its provider sends it (also for a batch: relay/outbound/bulk.py)."""
     if delivery.channel == "email" and delivery.purpose in digest_mail.PURPOSES:  # issue 5: digests and
         return digest_mail.outbound(session, settings, delivery)  # subscription emails (relay/render/digest_mail.py)
+    if delivery.channel == "email" and delivery.purpose == "command_reply":  # issue 17: coordinator commands
+        email = command_reply_email(settings, delivery)
+        return OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=email.as_bytes(),
+                               message_id=str(email["Message-ID"]).strip("<>"))
     if delivery.channel == "email" and delivery.purpose == "alert":  # reliability: coordinator alerts (bursts.py)
         email = alert_email(settings, delivery)
         return OutboundMessage(delivery.id, "email", delivery.to_address, delivery.body, raw=email.as_bytes(),

@@ -25,6 +25,15 @@ def sms_sender_for(settings, limiter=None) -> Sender:
     return outbox.OutboxSender(settings)
 
 
+def voice_sender_for(settings) -> Sender:
+    """issue 17: Twilio Programmable Voice when Twilio is configured, else the dev outbox (the call's TwiML)."""
+    from relay.providers import outbox, twilio_voice  # reason: as above
+
+    if settings.twilio_configured:
+        return twilio_voice.TwilioVoiceSender(settings)
+    return outbox.OutboxSender(settings)
+
+
 def email_sender_for(settings, limiter=None) -> Sender:
     """SMTP when RELAY_SMTP_URL is set, else the dev outbox."""
     from relay.providers import outbox, smtp_email  # reason: as above
@@ -39,4 +48,5 @@ def senders_for(settings) -> dict[str, Sender]:
     limiter = None
     if settings.twilio_configured or settings.smtp_configured:
         limiter = limiter_for(settings)
-    return {"sms": sms_sender_for(settings, limiter), "email": email_sender_for(settings, limiter)}
+    return {"sms": sms_sender_for(settings, limiter), "email": email_sender_for(settings, limiter),
+            "voice": voice_sender_for(settings)}  # issue 17: escalation calls

@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay.infra.signing import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
+from relay.infra.signing import ack_token, notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
 from relay.model.notice_refs import notice_of
 from relay.model.tables import Case, Delivery, Member, Notice, Post, Thread
 from relay.render.environment import environment
@@ -118,6 +118,7 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     if delivery.post_id is None:  # a general notice: no case, no thread
         subject, template, context = notice_parts(settings, notice, None, language, unsubscribe_https, notice.body)
         context["preferences_url"] = preferences_url(settings, member.id)
+        _ask_ack(settings, notice, member.id, context)
         references = []
         if notice.corrects_notice_id is not None:
             references = [notice_message_id(settings.secret(), notice.corrects_notice_id, settings.email_domain)]
@@ -139,12 +140,24 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
                        summary=case_summary(case), author=author.short_name if author else settings.network_name,
                        unsubscribe_url=unsubscribe_https, **members_only(settings, case))
     context["preferences_url"] = preferences_url(settings, member.id)
+    if is_notice:
+        _ask_ack(settings, notice, member.id, context)
     sender_name = settings.network_name if is_notice or author is None else f"{author.short_name} via {settings.network_name}"
     reply_to = formataddr((f"{case.code} {settings.network_name}", reply_address(settings, member.id, case.id)))
     return compose_message(settings, member, sender_name, subject, post.created_at,
                     post_message_id(settings.secret(), post.id, settings.email_domain),
                     thread_references(session, settings, post), reply_to, url, is_notice,
                     (unsubscribe_https, unsubscribe_mailto), *_parts(settings, template, language, context))
+
+
+def ack_url(settings, notice_id: int, member_id: int) -> str:
+    """issue 17: the signed link that acknowledges the notice for the member (GET shows a button, POST records)."""
+    return f"{settings.public_base_url}/ack/{ack_token(settings.secret(), notice_id, member_id)}"
+
+
+def _ask_ack(settings, notice: Notice | None, member_id: int, context: dict) -> None:
+    if notice is not None and notice.ack_within_s is not None:
+        context["ack_url"], context["ack_number"] = ack_url(settings, notice.id, member_id), notice.id
 
 
 def _parts(settings, template: str, language: str, context: dict) -> tuple[str, str]:

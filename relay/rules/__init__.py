@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from relay.rules import (
+    acknowledgement,
     authorisation,
     automatic,
     bounce_report,
+    call_preference,
+    coordinator_command,
     duplicate,
     intake,
     keywords,
@@ -34,7 +37,10 @@ class Decision:
     fired: tuple[str, ...] = field(default_factory=tuple)
 
 
-RULES = (duplicate, loop, unknown_sender, keywords, authorisation)
+# issue 17: acknowledgements, NO CALLS / CALLS OK and coordinator commands after STOP/START/HELP (anyone can
+# always stop) and before authorisation (they are commands, not posts)
+RULES = (duplicate, loop, unknown_sender, keywords, acknowledgement, call_preference, coordinator_command,
+         authorisation)
 
 # Email: an unsubscribe address first (anyone may send it), then reports, then automatic mail (never
 # relayed, never answered), intake, and the same membership rules as SMS.

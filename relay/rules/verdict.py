@@ -19,6 +19,8 @@ class RuleContext:
     member_roles: frozenset[str]
     own_numbers: frozenset[str]
     already_processed: bool
+    # issue 17: the notices this member may acknowledge now (looked up only when the text looks like an ACK)
+    open_acks: tuple[int, ...] = ()
 
     @property
     def text(self) -> str:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
+from tests.standins import twilio_voice  # issue 17: Calls.json and the Gather callback
+
 MESSAGES_PATH = "/2010-04-01/Accounts/{sid}/Messages.json"
 
 
@@ -64,6 +66,7 @@ class TwilioStandIn:
         self.media: dict[str, Media] = {}
         self.media_auth: tuple[str, str] | None = None  # (account SID, auth token) media needs
         self.media_requests: list[tuple[str, tuple[str, str], int]] = []  # (path, auth, status)
+        self.calls: list[twilio_voice.Call] = []  # issue 17: calls placed through Calls.json
         self.lock = threading.Lock()
         self.server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
@@ -102,6 +105,10 @@ class TwilioStandIn:
     def accepted(self) -> list[Recorded]:
         with self.lock:
             return [r for r in self.requests if r.status == 201]
+
+    def call_fault(self, to: str) -> Fault | None:
+        """issue 17: the fault a call to `to` meets (the same fail_to/fail_next as messages)."""
+        return self._fault_for(to)
 
     def _fault_for(self, to: str) -> Fault | None:
         with self.lock:
@@ -187,6 +194,8 @@ class TwilioStandIn:
                 if header.startswith("Basic "):
                     user, _, password = base64.b64decode(header[6:]).decode().partition(":")
                     auth = (user, password)
+                if self.path == twilio_voice.CALLS_PATH.format(sid=account) and account.startswith("AC"):
+                    return twilio_voice.answer_call(self, standin, account, auth, form)
                 if not (self.path == MESSAGES_PATH.format(sid=account) and account.startswith("AC")):
                     self._record(account, auth, form, 404)
                     return self._reply(404, {"code": 20404, "message": "not found", "status": 404})

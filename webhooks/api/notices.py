@@ -12,6 +12,7 @@ from relay.guard.confirmation import IdentifiersFound
 from relay.infra.db import transaction
 from relay.library.cases import CaseNotFound
 from relay.model.tables import Case
+from relay.notices import acks
 from relay.notices.audience import channels_of, link, list_names
 from relay.notices.corrections import correct_notice
 from relay.notices.lifecycle import (
@@ -24,6 +25,7 @@ from relay.notices.lifecycle import (
     get_notice,
     parse_expiry,
     parse_time,
+    parse_window,
     schedule_notice,
     send_notice,
 )
@@ -47,7 +49,8 @@ def _notice_json(session, notice) -> dict:
             "case": case.code if case is not None else None, "link": link(settings, case), "status": notice.status,
             "expires_at": iso(notice.expires_at), "scheduled_for": iso(notice.scheduled_for),
             "sent_at": iso(notice.sent_at), "corrects": notice.corrects_notice_id,
-            "created_at": iso(notice.created_at), "deliveries": counts, "totals": totals}
+            "created_at": iso(notice.created_at), "deliveries": counts, "totals": totals,
+            "ack_within_s": notice.ack_within_s, "escalation_step_s": notice.escalation_step_s}
 
 
 def _notice_id_fits(view):
@@ -89,7 +92,8 @@ def _confirmed(data: dict) -> bool:
 @blueprint.post("/notices")
 @requires("notice.create")
 def create_notice_route():
-    """Create a draft from {kind, title, body, lists, case, severity, channels, expires_at|expires_in, corrects}."""
+    """Create a draft from {kind, title, body, lists, case, severity, channels, expires_at|expires_in, corrects,
+    ack_within, escalation_step}."""
     services = current_app.extensions["relay"]
     data = json_object()
     kind = field(data, "kind", str)
@@ -113,7 +117,9 @@ def create_notice_route():
                 body=field(data, "body", str, ""), lists=lists, case_code=field(data, "case", str),
                 severity=field(data, "severity", str), channels=field(data, "channels", (list, str)),
                 expires_at=parse_time(expires_at) if expires_at else parse_expiry(expires_in) if expires_in else None,
-                corrects_notice_id=corrects, created_by=current_caller().member_id)
+                corrects_notice_id=corrects, created_by=current_caller().member_id,
+                ack_within=parse_window(field(data, "ack_within", str)),
+                escalation_step=parse_window(field(data, "escalation_step", str), "the escalation step"))
             result = _notice_json(session, notice)
     except NOTICE_ERRORS as exc:  # an unknown list, case or corrected notice is an error in the body
         abort(422, str(exc))
@@ -129,6 +135,19 @@ def get_notice_route(notice_id: int):
     services = current_app.extensions["relay"]
     with services.sessions() as session:
         return jsonify(_notice_json(session, get_notice(session, notice_id)))
+
+
+@blueprint.get("/notices/<int:notice_id>/acknowledgements")
+@requires("notice.acknowledgements")
+@_notice_id_fits
+def notice_acknowledgements_route(notice_id: int):
+    """issue 17: who has acknowledged, who is waiting, escalated (by step) or unreachable, with times."""
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        notice = get_notice(session, notice_id)
+        rows = acks.table(session, notice)
+        return jsonify({"notice": notice.id, "ack_within_s": notice.ack_within_s, "counts": acks.counts(rows),
+                        "members": [row.as_dict() for row in rows]})
 
 
 @blueprint.post("/notices/<int:notice_id>/preview")

@@ -107,8 +107,9 @@ API_ROWS = [
     ("remove from a list", "delete", "/api/v1/lists/tft/members/ben@example.org", None, STAFF),
     ("post to a case", "post", "/api/v1/cases/C1/posts", {"text": "Agree: organising pneumonia"}, MEMBERS),
     ("SMS preview", "post", "/api/v1/sms/preview", {"text": "Masks in CT rooms"}, EVERYONE),
+    ("notice acknowledgements", "get", "/api/v1/notices/{sent}/acknowledgements", None, STAFF),  # issue 17
 ]
-READ_ONLY = {"preview a notice", "read a notice", "read another member", "read the lists", "SMS preview",
+READ_ONLY = {"preview a notice", "read a notice", "notice acknowledgements", "read another member", "read the lists", "SMS preview",
              "grant oneself a role"}  # an admin granting themselves admin changes nothing
 
 
@@ -196,6 +197,28 @@ def test_sms_matrix(world, text, allowed, outcome, stranger, role):
     posts, opted_out = _effect(world, role, text)
     assert posts == (["Looks like organising pneumonia"] if outcome == "posted" else [])
     assert opted_out == (outcome == "command:stop")
+
+
+# issue 17: coordinator commands by SMS; for anyone else "not authorised", and nothing is created
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("text", ["NOTICE tft: Masks in CT rooms", "URGENT tft ACK 10m: Masks", "HOLD ALL",
+                                  "RESUME ALL", "STATUS {sent}", "SEND ABCDEF"])
+def test_sms_coordinator_command_matrix(world, text, role):
+    phone = PEOPLE[role][1]
+    text = text.format(**world.ids)
+    before = snapshot(world, ("inbound_events", "deliveries"))
+    event_id = record_sms(world, phone, text)
+    run_worker(world)
+    with world.sessions() as session:
+        event = session.get(InboundEvent, event_id)
+    replies = [d.purpose for d in deliveries(world, to_address=phone) if d.purpose != "notice"]
+    if role in STAFF:
+        assert event.outcome.startswith("command:"), (event.outcome, event.detail)
+        assert "not_authorised" not in replies
+        return
+    assert event.outcome == "rejected"
+    assert replies == ["unknown_sender" if role == ANONYMOUS else "not_authorised"]
+    assert before == snapshot(world, ("inbound_events", "deliveries")), "a refused command changed something"
 
 
 @pytest.mark.parametrize("text,outcome,reply", [

@@ -95,6 +95,8 @@ def access_line(tmp_path, method: str, uri: str, headers: list[tuple[str, str]] 
     ("/digest/confirm/31-d1g3stc0nf1rmt0ken", "d1g3stc0nf1rmt0ken"),
     ("/p/eyJpZCI6MTJ9.ZxkT9Q.s1gnatur3Abc", "eyJpZCI6MTJ9"),
     ("/u/12-sms-abcdefgh2jklmnop", "abcdefgh2jklmnop"),
+    ("/ack/12-3-abcdefghijklmnop", "abcdefghijklmnop"),  # issue 17: all letters, so only its parent tells
+    ("/webhooks/twilio/voice/gather/12-3-abcdefghijklmnop", "abcdefghijklmnop"),
     ("/webhooks/email/sendgrid/hunter2-path-secret", "hunter2"),
     ("/signin?next=/preferences/12-email-abcdefgh2jklmnop", "abcdefgh2jklmnop"),
     ("/digest/subscribe?token=opaque&x=1", "opaque"),

@@ -19,7 +19,8 @@ def ctx(body="C1 hello", sender="+821012345602", member=True, active=True, roles
 
 
 def test_rule_order_is_the_documented_one():
-    assert [r.NAME for r in RULES] == ["duplicate", "loop", "unknown_sender", "keywords", "authorisation"]
+    assert [r.NAME for r in RULES] == ["duplicate", "loop", "unknown_sender", "keywords", "acknowledgement",
+                                       "call_preference", "coordinator_command", "authorisation"]
     assert all(r.DESCRIPTION for r in RULES)
 
 
@@ -37,7 +38,8 @@ def test_keywords_match_only_the_whole_message(body, word):
 def test_a_plain_post_from_a_member_is_accepted():
     decision = decide(ctx())
     assert decision.verdict.action == ACCEPT
-    assert decision.fired == ("duplicate", "loop", "unknown_sender", "keywords", "authorisation")
+    assert decision.fired == ("duplicate", "loop", "unknown_sender", "keywords", "acknowledgement", "call_preference",
+                              "coordinator_command", "authorisation")
 
 
 def test_duplicate_comes_first():

@@ -39,6 +39,7 @@ ROUTES = [
     ("GET", "/console/notices/new", None, "notice.create"),
     ("GET", "/console/notices/1", None, "notice.read"),
     ("GET", "/console/notices/1/counts", None, "notice.read"),
+    ("GET", "/console/notices/1/acknowledgements.csv", None, "notice.acknowledgements"),  # issue 17
     ("GET", "/console/cases/", None, "case.create"),
     ("GET", "/console/cases/C2", None, "case.create"),
     ("GET", "/console/members/", None, "member.read"),

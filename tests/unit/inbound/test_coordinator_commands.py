@@ -1,0 +1,205 @@
+"""issue 17: coordinator commands by SMS (NOTICE/URGENT -> preview + code -> SEND/CANCEL, STATUS, HOLD ALL),
+and acknowledgements by SMS (ACK 12, OK 12, ACK, 1), on SQLite and PostgreSQL, through the rule table."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from relay.infra.db import transaction
+from relay.model.tables import AuditEvent, Notice, utcnow
+from relay.model.urgent import Acknowledgement, ConfirmationCode
+from relay.outbound import hold
+from tests.conftest import run_worker
+from tests.helpers import event, member, record_sms
+
+KIM, LEE, PARK, ALICE, BEN = "+821012345601", "+821012345602", "+821012345603", "+33612345604", "+12025550105"
+
+
+def _texts_to(sms, phone):
+    return [m.body for m in sms.sent if m.to == phone]
+
+
+def _code(text: str) -> str:
+    return re.search(r"SEND ([A-Z2-9]{6})", text).group(1)
+
+
+def _notices(services):
+    with services.sessions() as session:
+        return list(session.scalars(select(Notice).order_by(Notice.id)))
+
+
+def _draft(network, sms, body="URGENT tft ACK 10m: Isolation guideline changed, see library"):
+    record_sms(network, KIM, body)
+    run_worker(network)
+    preview = _texts_to(sms, KIM)[-1]
+    sms.sent.clear()
+    return preview, _code(preview)
+
+
+def test_urgent_command_makes_a_draft_and_answers_with_its_preview_and_a_code(network, sms):
+    preview, code = _draft(network, sms)
+    [notice] = _notices(network)
+    assert (notice.status, notice.severity, notice.lists, notice.ack_within_s) == ("draft", "urgent", "tft", 600)
+    assert notice.created_by == member(network, KIM).id
+    assert f"notice {notice.id} to tft" in preview and "5 SMS" in preview and "GSM-7" in preview
+    assert "est. $" in preview and "ACK asked within 10m" in preview and f"CANCEL {code}" in preview
+    assert sms.sent == []  # nothing goes out before SEND
+    with network.sessions() as session:
+        row = session.scalar(select(ConfirmationCode))
+        assert row.code_hash != code and len(row.code_hash) == 64  # only the hash is kept
+        assert row.address == KIM and row.notice_id == notice.id
+        assert row.expires_at - row.created_at == timedelta(minutes=15)
+        audited = session.scalar(select(AuditEvent).where(AuditEvent.action == "command.draft"))
+        assert audited.detail["address"] == KIM and audited.source == "sms"
+
+
+def test_send_with_the_code_sends_the_notice_once_with_the_ack_instruction(network, sms):
+    _, code = _draft(network, sms)
+    record_sms(network, KIM, f"send {code.lower()}")
+    run_worker(network)
+    [notice] = _notices(network)
+    assert notice.status == "sent"
+    assert any("is being sent" in t for t in _texts_to(sms, KIM))
+    to_lee = [t for t in _texts_to(sms, LEE)]
+    assert len(to_lee) == 1 and to_lee[0].startswith("URGENT") and to_lee[0].endswith(f"Reply ACK {notice.id} to confirm.")
+    sms.sent.clear()
+    record_sms(network, KIM, f"SEND {code}")  # the same code again
+    run_worker(network)
+    assert [t for t in _texts_to(sms, KIM) if "already used" in t]
+    assert not _texts_to(sms, LEE)
+
+
+def test_cancel_drops_the_draft(network, sms):
+    _, code = _draft(network, sms)
+    record_sms(network, KIM, f"CANCEL {code}")
+    run_worker(network)
+    assert _notices(network)[0].status == "cancelled"
+    assert not _texts_to(sms, LEE)
+
+
+def test_non_coordinator_is_not_authorised_and_nothing_is_created(network, sms):
+    event_id = record_sms(network, LEE, "NOTICE tft: everyone come to the ward")
+    run_worker(network)
+    assert event(network, event_id).outcome == "rejected"
+    assert _notices(network) == []
+    assert "not allow" in _texts_to(sms, LEE)[0]
+    with network.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ConfirmationCode)) == 0
+
+
+def test_a_code_from_another_phone_is_refused_and_stays_usable_by_its_owner(network, sms):
+    _, code = _draft(network, sms)
+    with transaction(network.sessions) as session:  # Lee is made a coordinator too: the number still must match
+        member_row = session.merge(member(network, LEE))
+        member_row.roles = "coordinator;member"
+    record_sms(network, LEE, f"SEND {code}")
+    run_worker(network)
+    assert _notices(network)[0].status == "draft"
+    assert "not valid for this number" in _texts_to(sms, LEE)[-1]
+    with network.sessions() as session:
+        refused = session.scalar(select(AuditEvent).where(AuditEvent.action == "command.code_refused"))
+        assert refused.detail == {"address": LEE, "command": "send", "reason": "other_sender"}
+    record_sms(network, KIM, f"SEND {code}")
+    run_worker(network)
+    assert _notices(network)[0].status == "sent"
+
+
+def test_an_expired_code_is_refused_and_its_draft_dropped(network, sms):
+    _, code = _draft(network, sms)
+    with transaction(network.sessions) as session:
+        session.execute(update(ConfirmationCode).values(expires_at=utcnow() - timedelta(seconds=1)))
+    record_sms(network, KIM, f"SEND {code}")
+    run_worker(network)
+    assert "has expired" in _texts_to(sms, KIM)[-1]
+    assert _notices(network)[0].status == "cancelled"
+    assert not _texts_to(sms, LEE)
+
+
+def test_unknown_list_creates_nothing(network, sms):
+    record_sms(network, KIM, "NOTICE nosuch: hello")
+    run_worker(network)
+    assert "no list named nosuch" in _texts_to(sms, KIM)[-1]
+    assert _notices(network) == []
+
+
+def _sent_urgent(network, sms):
+    _, code = _draft(network, sms)
+    record_sms(network, KIM, f"SEND {code}")
+    run_worker(network)
+    sms.sent.clear()
+    return _notices(network)[-1].id
+
+
+def _acks(services):
+    with services.sessions() as session:
+        return {(a.member_id, a.channel) for a in session.scalars(select(Acknowledgement))}
+
+
+def test_ack_forms_record_one_acknowledgement_each_with_one_confirmation(network, sms):
+    notice_id = _sent_urgent(network, sms)
+    record_sms(network, LEE, f"ACK {notice_id}")
+    record_sms(network, PARK, f"ok {notice_id}.")
+    record_sms(network, ALICE, "ack")
+    record_sms(network, BEN, "1")
+    run_worker(network)
+    ids = {member(network, p).id for p in (LEE, PARK, ALICE, BEN)}
+    assert _acks(network) == {(i, "sms") for i in ids}
+    for phone in (LEE, PARK, ALICE, BEN):
+        assert _texts_to(sms, phone) == [f"relay: thank you, notice {notice_id} is acknowledged."]
+    sms.sent.clear()
+    event_id = record_sms(network, LEE, f"ACK {notice_id}")  # again: stored once, no second confirmation
+    run_worker(network)
+    assert event(network, event_id).outcome == "command:ack"
+    assert _texts_to(sms, LEE) == [] and len(_acks(network)) == 4
+    assert not [m for m in sms.sent if m.to != LEE]  # never relayed to anyone
+
+
+def test_ack_of_a_notice_not_sent_to_the_member_is_refused(network, sms):
+    notice_id = _sent_urgent(network, sms)
+    record_sms(network, LEE, f"ACK {notice_id + 100}")
+    run_worker(network)
+    assert "no notice" in _texts_to(sms, LEE)[0]
+    assert _acks(network) == set()
+
+
+def test_a_lone_1_is_an_ordinary_message_without_exactly_one_open_request(network, sms):
+    event_id = record_sms(network, LEE, "1")
+    run_worker(network)
+    assert not event(network, event_id).outcome.startswith("command")
+
+
+def test_status_counts_deliveries_and_acknowledgements(network, sms):
+    notice_id = _sent_urgent(network, sms)
+    record_sms(network, LEE, f"ACK {notice_id}")
+    record_sms(network, KIM, f"STATUS {notice_id}")
+    run_worker(network)
+    status = _texts_to(sms, KIM)[-1]
+    assert f"notice {notice_id} sent" in status and "ACK 1/5" in status
+
+
+def test_hold_all_needs_its_code(network, sms):
+    record_sms(network, KIM, "HOLD ALL")
+    run_worker(network)
+    reply = _texts_to(sms, KIM)[-1]
+    with network.sessions() as session:
+        assert not hold.is_on(session)
+    record_sms(network, KIM, f"SEND {_code(reply)}")
+    run_worker(network)
+    with network.sessions() as session:
+        assert hold.is_on(session)
+    record_sms(network, KIM, "resume all")
+    run_worker(network)
+    with network.sessions() as session:
+        codes = session.scalars(select(ConfirmationCode).where(ConfirmationCode.action == "resume")).all()
+    assert len(codes) == 1
+
+
+def test_no_calls_and_calls_ok(network, sms):
+    record_sms(network, LEE, "no calls")
+    run_worker(network)
+    assert member(network, LEE).calls_ok is False
+    record_sms(network, LEE, "CALLS OK")
+    run_worker(network)
+    assert member(network, LEE).calls_ok is True
