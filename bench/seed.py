@@ -14,9 +14,15 @@ def channels_of(i: int) -> tuple[str, ...]:
     return ("sms",) if i % 10 < 4 else ("email",) if i % 10 < 8 else ("sms", "email")
 
 
-def seed_network(sessions, n: int, list_name: str = "everyone", case_title: str = "Fever and cough") -> dict:
-    """N members on one list (10 % Korean-speaking), and one published case C1. Returns the number of
-    SMS and emails a notice to the list makes."""
+def email_only(i: int) -> tuple[str, ...]:
+    """Every member takes email only (the email-only fan-out: relay against Mailman's personalised delivery)."""
+    return ("email",)
+
+
+def seed_network(sessions, n: int, list_name: str = "everyone", case_title: str = "Fever and cough",
+                 channels=channels_of) -> dict:
+    """N members on one list (10 % Korean-speaking), and one published case C1; each member's channels
+    from `channels(i)` (default channels_of). Returns the number of SMS and emails a notice to the list makes."""
     now = utcnow()
     with transaction(sessions) as session:
         member_list = MemberList(name=list_name)
@@ -24,7 +30,7 @@ def seed_network(sessions, n: int, list_name: str = "everyone", case_title: str 
         session.flush()
         rows = []
         for i in range(n):
-            wanted = channels_of(i)
+            wanted = channels(i)
             rows.append({"name": f"Member {i}", "short_name": f"M{i}", "phone": f"+1202{i:07d}",
                          "email": f"member{i}@bench.example", "timezone": "UTC", "language": "ko" if i % 10 == 9 else "en",
                          "roles": "member", "active": True, "sms_discussion": "sms" in wanted,
@@ -39,8 +45,8 @@ def seed_network(sessions, n: int, list_name: str = "everyone", case_title: str 
             ["list_id", "member_id", "created_at"],
             select(literal(member_list.id), Member.id, literal(now, Membership.created_at.type))))
         create_case(session, case_title, chief_complaint="fever")
-    sms = sum("sms" in channels_of(i) for i in range(n))
-    return {"members": n, "sms": sms, "email": sum("email" in channels_of(i) for i in range(n))}
+    sms = sum("sms" in channels(i) for i in range(n))
+    return {"members": n, "sms": sms, "email": sum("email" in channels(i) for i in range(n))}
 
 
 DIGEST_ZONES = ("UTC", "Europe/London", "Europe/Berlin", "Europe/Athens", "Africa/Nairobi", "Asia/Tehran",

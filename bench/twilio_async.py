@@ -61,7 +61,8 @@ class AsyncTwilioStandIn(TwilioStandIn):
         self.loop.run_until_complete(self._listen())
 
     async def _listen(self) -> None:
-        self._server = await self.loop.create_server(web.Server(self._handle), self.host, self.port, backlog=1024)
+        self._handler = web.Server(self._handle)
+        self._server = await self.loop.create_server(self._handler, self.host, self.port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
 
     @property
@@ -101,6 +102,7 @@ class AsyncTwilioStandIn(TwilioStandIn):
         async def close():
             assert self._server is not None
             self._server.close()
+            await self._handler.shutdown(1.0)  # kept-alive connections too
             await self._server.wait_closed()
 
         if self._thread is not None:
