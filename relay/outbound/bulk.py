@@ -39,6 +39,7 @@ from relay.outbound import checks as send_checks
 from relay.outbound.bursts import check_burst
 from relay.outbound.deliveries import claim_many, move
 from relay.outbound.sending import SendOutcome, outbound_message, record_failure
+from relay.outbound.template_cache import NOTICE_TEMPLATES, notice_key
 from relay.render import mail
 from relay.render.digest_mail import DigestEmails
 
@@ -107,8 +108,10 @@ class NoticeEmails:
         """(raw message, Message-ID) for one delivery."""
         if notice is not None and member is not None and member.email and member.email.isascii():
             key = (notice.id, member.language)
-            if key not in self._templates:
-                self._templates[key] = self._template(delivery, notice, member.language)
+            if key not in self._templates:  # issue 18: kept across the broadcast's batches (template_cache.py)
+                self._templates[key] = NOTICE_TEMPLATES.get(
+                    self.settings, notice_key(notice, delivery.post_id, member.language),
+                    lambda: self._template(delivery, notice, member.language))
             template = self._templates[key]
             if template is not None:
                 return self._personalise(template[0], delivery, member), template[1]
