@@ -6,8 +6,11 @@ requests/s, so it is not the limit) and an aiosmtpd sink as their own processes,
 gunicorn, Celery workers) and runs:
 
   ingest   signed Twilio inbound webhooks at 32 connections against relay web, vs a bare Flask handler
-           parsing the same form under the same gunicorn settings; afterwards a worker must process
-           every accepted webhook
+           parsing the same form under the same gunicorn settings. The webhooks are realistic: replies
+           from 5,000 known SMS members, each on a case it follows with three others (bench/seed.py
+           seed_repliers), so each one is posted and relayed to the case's other followers. Afterwards
+           a `relay worker -Q inbound,outbound -c 2` processes them (and sends the relays): its rate
+           against the ingest rate (inbound processing >= 0.8 is the target), posts, relays, outcomes
   fanout   one notice to N members (40 % SMS, 40 % email, 20 % both) from "send" to the last message
            at the stand-ins, vs the machine's limit measured in the same run: the same number of
            pre-built messages pushed straight at them by the best raw clients (bench/raw_limit.py:
@@ -76,12 +79,14 @@ QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SIZES = (2_000, 10_000) if QUICK else (10_000, 100_000)
 INGEST_SECONDS = 5 if QUICK else 30
 CONNECTIONS = 32
+REPLIERS = 5_000  # members whose replies the ingest workload posts (bench/seed.py seed_repliers)
+PROCESSING_WAIT = 30 if QUICK else 300  # seconds the ingest workload waits for the worker to process what it stored
 # gunicorn settings for relay's web and the bare baseline alike: `relay web`'s defaults
 WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or RELAY_WEB_WORKERS
 WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or RELAY_WEB_THREADS
 WORKER_PROCESSES = 2  # prefork children of one `relay worker`, as on this 2-core machine
 SEND_THREADS = 16
-RAW_SAMPLE = 12_000  # messages the raw fan-out baseline pushes at most (its rate is per message)
+RAW_SAMPLE = 4_000 if QUICK else 12_000  # messages each raw fan-out baseline pushes at most (its rate is per message)
 RAW_DIGEST_SAMPLE = 5_000  # digests the raw digest baseline renders and sends at most (likewise)
 DIGEST_SUBSCRIBERS = 4_000 if QUICK else 20_000
 EMAIL_ONLY_MEMBERS = 7_400  # the email-only fan-out: the size of the Mailman comparison
@@ -218,16 +223,21 @@ def peak_rss_mb(pids) -> dict[int, float]:
 
 
 def _signed_bodies(count: int, url: str) -> list[tuple[bytes, str]]:
+    """Signed inbound SMS webhooks: member i % REPLIERS replying on the case it follows (bench/seed.py
+    seed_repliers), so each is a post relayed to the case's other followers."""
     from twilio.request_validator import RequestValidator
+
+    from bench.seed import reply_case, reply_phone
 
     validator = RequestValidator(AUTH_TOKEN)
     bodies = []
     for i in range(count):
+        member = i % REPLIERS
         form = {"ToCountry": "US", "ToState": "CA", "SmsMessageSid": "", "NumMedia": "0", "ToCity": "",
                 "FromZip": "", "SmsSid": "", "FromState": "", "SmsStatus": "received", "FromCity": "",
-                "Body": f"C1 bench reply {i}", "FromCountry": "US", "To": OUR_NUMBER, "ToZip": "",
-                "NumSegments": "1", "MessageSid": "", "AccountSid": ACCOUNT_SID,
-                "From": f"+1404{i % 5000:07d}", "ApiVersion": "2010-04-01"}
+                "Body": f"{reply_case(member, REPLIERS)} bench reply {i}: agree, CT next", "FromCountry": "US",
+                "To": OUR_NUMBER, "ToZip": "", "NumSegments": "1", "MessageSid": "", "AccountSid": ACCOUNT_SID,
+                "From": reply_phone(member), "ApiVersion": "2010-04-01"}
         sid = "SM" + secrets.token_hex(16)
         form["SmsMessageSid"] = form["SmsSid"] = form["MessageSid"] = sid
         bodies.append((urlencode(form).encode(), validator.compute_signature(url, form)))
@@ -279,10 +289,13 @@ def _gunicorn(bench: Bench, name: str, app: str, port: int, env: dict) -> object
 
 
 def ingest(bench: Bench) -> dict:
-    from relay.model.tables import InboundEvent
+    from bench.seed import seed_repliers
+    from relay.model.tables import Delivery, InboundEvent, Post
     from relay.services import build_services
 
     database_url = bench.database("ingest")
+    seeded = seed_repliers(build_services(bench.settings(database_url)).sessions, REPLIERS)
+    log(f"ingest: {seeded['members']} SMS members following {seeded['cases']} cases, {REPLIERS} of them replying")
     per_second_guess = 1500
     bodies = _signed_bodies(int(per_second_guess * INGEST_SECONDS * 1.5), PUBLIC_BASE + "/webhooks/twilio/sms")
 
@@ -313,24 +326,32 @@ def ingest(bench: Bench) -> dict:
             return session.scalar(select(func.count()).select_from(InboundEvent)
                                   .where(InboundEvent.processed_at.is_not(None)))
 
-    # Processing is not what this workload times: wait for all of it while it moves (no progress
-    # for 30 s, or five minutes in all, ends the wait), and report how far it got.
+    # Wait for all of it while it moves (no progress for 30 s, or PROCESSING_WAIT in all, ends the wait),
+    # and report how far it got and its rate against the ingest rate.
     last, last_change = 0, time.monotonic()
-    while time.monotonic() - started < 300 and time.monotonic() - last_change < 30:
+    while time.monotonic() - started < PROCESSING_WAIT and time.monotonic() - last_change < 30:
         count = processed()
         if count >= accepted:
             break
         if count > last:
             last, last_change = count, time.monotonic()
         time.sleep(0.5)
+    processing_seconds = time.monotonic() - started
     with services.sessions() as session:
         stored = session.scalar(select(func.count()).select_from(InboundEvent))
+        outcomes = dict(session.execute(select(InboundEvent.outcome, func.count())
+                                        .group_by(InboundEvent.outcome)).all())
+        posts = session.scalar(select(func.count()).select_from(Post))
+        relays = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.purpose == "relay"))
     done = processed()
     worker.stop()
     services.dispose()
+    processed_per_s = done / max(0.1, processing_seconds)
     return {"relay": measured, "baseline": baseline, "stored": stored, "processed": done,
-            "processing_seconds": round(time.monotonic() - started, 1),
-            "processed_per_s": round(done / max(0.1, time.monotonic() - started), 1),
+            "outcomes": outcomes, "posts": posts, "relay_deliveries": relays,
+            "processing_seconds": round(processing_seconds, 1),
+            "processed_per_s": round(processed_per_s, 1),
+            "processing_ratio": round(processed_per_s / measured["rps"], 3),
             "ratio": round(measured["rps"] / baseline["rps"], 3),
             "p99_ratio": round(measured["p99_ms"] / baseline["p99_ms"], 2)}
 
@@ -577,6 +598,10 @@ def table(results: dict) -> str:
                      f"{i['relay']['p99_ms']} ms", f"{i['baseline']['rps']:.0f} req/s, p99 {i['baseline']['p99_ms']} ms",
                      f"{i['ratio']:.2f}", ">= 0.5, p99 < 50 ms",
                      f"errors {i['relay']['errors']}; stored {i['stored']}, processed {i['processed']}"))
+        rows.append(("inbound processing (member replies, relayed)", f"{i['processed_per_s']:.0f} events/s",
+                     f"ingest {i['relay']['rps']:.0f} req/s", f"{i['processing_ratio']:.2f}", ">= 0.8",
+                     f"{i['posts']:,} posts, {i['relay_deliveries']:,} relays to followers; outcomes "
+                     + ", ".join(f"{k} {v:,}" for k, v in sorted(i["outcomes"].items(), key=lambda kv: str(kv[0])))))
     fan = [v for k, v in results.items() if k.startswith("fanout_")]
 
     def fanout_row(f: dict, label: str, target: str, extra: str = "") -> tuple:

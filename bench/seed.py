@@ -158,3 +158,42 @@ def seed_digest_subscribers(sessions, n: int, now) -> dict:
                    literal(day_ago, Digest.created_at.type))))
     return {"subscribers": n, "members": len(members), "zones": [z for z, _ in zones],
             "cases": [c.code for c in cases], "window_start": day_ago}
+
+
+REPLY_CASES_PER_MEMBERS = 4  # members following each case in the inbound workload
+
+
+def reply_phone(i: int) -> str:
+    return f"+1404{i:07d}"
+
+
+def seed_repliers(sessions, members: int) -> dict:
+    """The inbound workload's network: `members` SMS members (phones reply_phone(i)), and one case per
+    REPLY_CASES_PER_MEMBERS of them that those members follow, so that each member's reply "C<n> ..."
+    (reply_case(i)) is a post on a case they follow, relayed by SMS to its other followers, as a real
+    discussion is. Returns counts."""
+    from relay.model.tables import Participant, Thread
+
+    now = utcnow()
+    cases = max(1, members // REPLY_CASES_PER_MEMBERS)
+    with transaction(sessions) as session:
+        rows = [{"name": f"Replier {i}", "short_name": f"R{i}", "phone": reply_phone(i), "email": None,
+                 "timezone": "UTC", "language": "en", "roles": "member", "active": True, "sms_discussion": True,
+                 "email_discussion": False, "email_hard_bounces": 0, "created_at": now, "updated_at": now}
+                for i in range(members)]
+        for start in range(0, len(rows), 5000):
+            session.execute(insert(Member), rows[start:start + 5000])
+        ids = dict(session.execute(select(Member.phone, Member.id).where(Member.phone.like("+1404%"))).all())
+        threads = []
+        for n in range(cases):
+            case = create_case(session, f"Bench case {n + 1}", chief_complaint="cough")
+            threads.append(session.scalar(select(Thread.id).where(Thread.case_id == case.id)))
+        session.execute(insert(Participant), [
+            {"thread_id": threads[i % cases], "member_id": ids[reply_phone(i)], "reason": "posted", "created_at": now}
+            for i in range(members)])
+    return {"members": members, "cases": cases}
+
+
+def reply_case(i: int, members: int) -> str:
+    """The case code member i replies on (the case it follows)."""
+    return f"C{i % max(1, members // REPLY_CASES_PER_MEMBERS) + 1}"
