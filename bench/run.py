@@ -80,7 +80,7 @@ SIZES = (2_000, 10_000) if QUICK else (10_000, 100_000)
 INGEST_SECONDS = 5 if QUICK else 30
 CONNECTIONS = 32
 REPLIERS = 5_000  # members whose replies the ingest workload posts (bench/seed.py seed_repliers)
-PROCESSING_WAIT = 30 if QUICK else 300  # seconds the ingest workload waits for the worker to process what it stored
+PROCESSING_WAIT = 20 if QUICK else 60  # seconds the ingest workload lets the worker process what it stored
 # gunicorn settings for relay's web and the bare baseline alike: `relay web`'s defaults
 WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or RELAY_WEB_WORKERS
 WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or RELAY_WEB_THREADS
