@@ -201,3 +201,13 @@ def test_twilio_unreachable_is_a_network_error_on_the_loop_too(tmp_path, databas
         services.dispose()
     assert outcomes[0] == (5, ["network"] * 5)
     assert outcomes[1] == outcomes[0], outcomes
+
+
+def test_the_send_async_setting():
+    from relay.infra.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).send_async is True  # the event loop by default
+    assert Settings.from_env({"RELAY_SEND_ASYNC": "off"}).send_async is False
+    assert Settings.from_env({"RELAY_SEND_ASYNC": "on"}).send_async is True
+    with pytest.raises(SettingsError, match="RELAY_SEND_ASYNC"):
+        Settings.from_env({"RELAY_SEND_ASYNC": "sometimes"})
