@@ -14,9 +14,15 @@ def channels_of(i: int) -> tuple[str, ...]:
     return ("sms",) if i % 10 < 4 else ("email",) if i % 10 < 8 else ("sms", "email")
 
 
-def seed_network(sessions, n: int, list_name: str = "everyone", case_title: str = "Fever and cough") -> dict:
-    """N members on one list (10 % Korean-speaking), and one published case C1. Returns the number of
-    SMS and emails a notice to the list makes."""
+def email_only(i: int) -> tuple[str, ...]:
+    """Every member takes email only (the email-only fan-out: relay against Mailman's personalised delivery)."""
+    return ("email",)
+
+
+def seed_network(sessions, n: int, list_name: str = "everyone", case_title: str = "Fever and cough",
+                 channels=channels_of) -> dict:
+    """N members on one list (10 % Korean-speaking), and one published case C1; each member's channels
+    from `channels(i)` (default channels_of). Returns the number of SMS and emails a notice to the list makes."""
     now = utcnow()
     with transaction(sessions) as session:
         member_list = MemberList(name=list_name)
@@ -24,7 +30,7 @@ def seed_network(sessions, n: int, list_name: str = "everyone", case_title: str 
         session.flush()
         rows = []
         for i in range(n):
-            wanted = channels_of(i)
+            wanted = channels(i)
             rows.append({"name": f"Member {i}", "short_name": f"M{i}", "phone": f"+1202{i:07d}",
                          "email": f"member{i}@bench.example", "timezone": "UTC", "language": "ko" if i % 10 == 9 else "en",
                          "roles": "member", "active": True, "sms_discussion": "sms" in wanted,
@@ -39,8 +45,8 @@ def seed_network(sessions, n: int, list_name: str = "everyone", case_title: str 
             ["list_id", "member_id", "created_at"],
             select(literal(member_list.id), Member.id, literal(now, Membership.created_at.type))))
         create_case(session, case_title, chief_complaint="fever")
-    sms = sum("sms" in channels_of(i) for i in range(n))
-    return {"members": n, "sms": sms, "email": sum("email" in channels_of(i) for i in range(n))}
+    sms = sum("sms" in channels(i) for i in range(n))
+    return {"members": n, "sms": sms, "email": sum("email" in channels(i) for i in range(n))}
 
 
 DIGEST_ZONES = ("UTC", "Europe/London", "Europe/Berlin", "Europe/Athens", "Africa/Nairobi", "Asia/Tehran",
@@ -152,3 +158,42 @@ def seed_digest_subscribers(sessions, n: int, now) -> dict:
                    literal(day_ago, Digest.created_at.type))))
     return {"subscribers": n, "members": len(members), "zones": [z for z, _ in zones],
             "cases": [c.code for c in cases], "window_start": day_ago}
+
+
+REPLY_CASES_PER_MEMBERS = 4  # members following each case in the inbound workload
+
+
+def reply_phone(i: int) -> str:
+    return f"+1404{i:07d}"
+
+
+def seed_repliers(sessions, members: int) -> dict:
+    """The inbound workload's network: `members` SMS members (phones reply_phone(i)), and one case per
+    REPLY_CASES_PER_MEMBERS of them that those members follow, so that each member's reply "C<n> ..."
+    (reply_case(i)) is a post on a case they follow, relayed by SMS to its other followers, as a real
+    discussion is. Returns counts."""
+    from relay.model.tables import Participant, Thread
+
+    now = utcnow()
+    cases = max(1, members // REPLY_CASES_PER_MEMBERS)
+    with transaction(sessions) as session:
+        rows = [{"name": f"Replier {i}", "short_name": f"R{i}", "phone": reply_phone(i), "email": None,
+                 "timezone": "UTC", "language": "en", "roles": "member", "active": True, "sms_discussion": True,
+                 "email_discussion": False, "email_hard_bounces": 0, "created_at": now, "updated_at": now}
+                for i in range(members)]
+        for start in range(0, len(rows), 5000):
+            session.execute(insert(Member), rows[start:start + 5000])
+        ids = dict(session.execute(select(Member.phone, Member.id).where(Member.phone.like("+1404%"))).all())
+        threads = []
+        for n in range(cases):
+            case = create_case(session, f"Bench case {n + 1}", chief_complaint="cough")
+            threads.append(session.scalar(select(Thread.id).where(Thread.case_id == case.id)))
+        session.execute(insert(Participant), [
+            {"thread_id": threads[i % cases], "member_id": ids[reply_phone(i)], "reason": "posted", "created_at": now}
+            for i in range(members)])
+    return {"members": members, "cases": cases}
+
+
+def reply_case(i: int, members: int) -> str:
+    """The case code member i replies on (the case it follows)."""
+    return f"C{i % max(1, members // REPLY_CASES_PER_MEMBERS) + 1}"

@@ -4,6 +4,10 @@ provider without keeping them in its own memory.
 
     python -m bench.standins twilio --port P --stats-port S
     python -m bench.standins smtp --port P --stats-port S
+    python -m bench.standins twilio-threaded --port P --stats-port S
+
+`twilio` is the asyncio stand-in (bench/twilio_async.py), thousands of requests/s here; `twilio-threaded`
+is the tests' threaded one (tests/standins/twilio_api.py), which caps a client near 700/s.
 """
 from __future__ import annotations
 
@@ -58,6 +62,21 @@ def serve_stats(port: int, stats, reset) -> None:
 
 
 def run_twilio(port: int, stats_port: int) -> None:
+    from bench.twilio_async import AsyncTwilioStandIn
+
+    clock = Clock()
+    standin = AsyncTwilioStandIn(port=port, keep=1000, on_accept=clock.tick)
+
+    def reset():
+        with clock.lock:
+            clock.reset()
+
+    threading.Thread(target=serve_stats, args=(stats_port, lambda: vars_of(clock), reset), daemon=True).start()
+    print(f"twilio stand-in (asyncio) on {port}, stats on {stats_port}", flush=True)
+    standin.serve_forever()
+
+
+def run_twilio_threaded(port: int, stats_port: int) -> None:
     from tests.standins.twilio_api import TwilioStandIn
 
     standin = TwilioStandIn(port=port)
@@ -113,11 +132,12 @@ def run_smtp(port: int, stats_port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=("twilio", "smtp"))
+    parser.add_argument("kind", choices=("twilio", "twilio-threaded", "smtp"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--stats-port", type=int, required=True)
     args = parser.parse_args()
-    (run_twilio if args.kind == "twilio" else run_smtp)(args.port, args.stats_port)
+    runs = {"twilio": run_twilio, "twilio-threaded": run_twilio_threaded, "smtp": run_smtp}
+    runs[args.kind](args.port, args.stats_port)
 
 
 if __name__ == "__main__":

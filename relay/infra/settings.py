@@ -182,6 +182,7 @@ class Settings:
     smtp_rate: int = 0
     rate_limit_url: str = ""
     send_concurrency: int = 16
+    send_async: bool = True  # issue 18: bulk sends from an event loop (relay/outbound/async_batch.py)
     # The spool for webhooks the database could not take (relay/infra/spool.py). Empty dir: <var_dir>/spool.
     spool_dir: str = ""
     spool_max_bytes: int = 64 * 1024 * 1024
@@ -276,6 +277,7 @@ class Settings:
             rate_limit_url=get("RATE_LIMIT_URL"),
             send_concurrency=parse_int(get("SEND_CONCURRENCY"), "RELAY_SEND_CONCURRENCY", cls.send_concurrency,
                                        minimum=1),
+            send_async=parse_bool(get("SEND_ASYNC"), "RELAY_SEND_ASYNC") is not False,
             spool_dir=get("SPOOL_DIR"),
             spool_max_bytes=parse_int(get("SPOOL_MAX_BYTES"), "RELAY_SPOOL_MAX_BYTES", cls.spool_max_bytes,
                                       minimum=65536),

@@ -4,7 +4,8 @@ notice email is rendered once per language and each digest email once per distin
 only the recipient's own parts (To, Message-ID, reply, unsubscribe and preference tokens) are put in
 per recipient, the sends run concurrently on threads over reused
 connections (a requests session per thread for Twilio, a small SMTP connection pool), and one
-statement records what the providers accepted.
+statement records what the providers accepted. With RELAY_SEND_ASYNC on (the default) the sends run as
+coroutines on the process's event loop instead of threads (relay/outbound/async_batch.py).
 
 The guarantees are those of relay.outbound.sending.send_delivery, delivery by delivery: the claim is the
 same atomic UPDATE (each delivery is won by exactly one caller; the lease lets a crashed worker's
@@ -33,11 +34,12 @@ from relay.model.delivery_states import ACCEPTED, FAILED, SENDING
 from relay.model.messages import OutboundMessage, SendError
 from relay.model.notice_refs import notice_of
 from relay.model.tables import Case, Delivery, InboundEvent, Member, Notice, Post, Thread, utcnow
+from relay.outbound import async_batch, hold
 from relay.outbound import checks as send_checks
-from relay.outbound import hold
 from relay.outbound.bursts import check_burst
 from relay.outbound.deliveries import claim_many, move
 from relay.outbound.sending import SendOutcome, outbound_message, record_failure
+from relay.outbound.template_cache import NOTICE_TEMPLATES, notice_key
 from relay.render import mail
 from relay.render.digest_mail import DigestEmails
 
@@ -108,8 +110,10 @@ class NoticeEmails:
         if notice is not None and notice.ack_within_s is None and member is not None and member.email \
                 and member.email.isascii():
             key = (notice.id, member.language)
-            if key not in self._templates:
-                self._templates[key] = self._template(delivery, notice, member.language)
+            if key not in self._templates:  # issue 18: kept across the broadcast's batches (template_cache.py)
+                self._templates[key] = NOTICE_TEMPLATES.get(
+                    self.settings, notice_key(notice, delivery.post_id, member.language),
+                    lambda: self._template(delivery, notice, member.language))
             template = self._templates[key]
             if template is not None:
                 return self._personalise(template[0], delivery, member), template[1]
@@ -256,8 +260,11 @@ def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
     if not messages:
         return report
 
-    pool = _POOL.get(settings.send_concurrency)
-    results = list(pool.map(lambda m: _send_one(services, m, attempts[m.delivery_id]), messages))
+    if settings.send_async:  # issue 18: from the process's event loop (relay/outbound/async_batch.py)
+        results = async_batch.send_all(services, messages, attempts)
+    else:
+        pool = _POOL.get(settings.send_concurrency)
+        results = list(pool.map(lambda m: _send_one(services, m, attempts[m.delivery_id]), messages))
 
     accepted = [(m, r) for m, r, e, _ in results if r is not None]
     if accepted:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from relay.infra.eventloop import shared_loop
 from relay.infra.ratelimit import smtp_rate, take_slot
 from relay.model.messages import OutboundMessage, SendError, SendResult
 from relay.providers.verp import stamp
@@ -89,9 +90,8 @@ class SmtpEmailSender:
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="relay-smtp", daemon=True).start()
-                self._loop = loop
+                # the process's loop (relay/infra/eventloop.py): the bulk sender awaits send_async on it too
+                self._loop = shared_loop()
             return self._loop
 
     async def _connect(self) -> aiosmtplib.SMTP:
@@ -167,8 +167,27 @@ class SmtpEmailSender:
             future.result(timeout=self.target.timeout * 3)
         except Exception as exc:
             raise classify(exc) from exc
+        return self._result(message)
+
+    @staticmethod
+    def _result(message: OutboundMessage) -> SendResult:
         # A post's Message-ID is shared by all its recipients; the delivery's own id names this send.
         return SendResult(provider_message_id=f"smtp-{message.delivery_id}", provider_status="sent")
+
+    async def send_async(self, message: OutboundMessage) -> SendResult:
+        """send(), as a coroutine on the process's loop (relay/infra/eventloop.py; the bulk sender,
+        relay/outbound/async_batch.py): the same slot, envelope, connection pool and errors, no thread."""
+        if message.raw is None:
+            raise SendError("no email body to send", code="compose")
+        self._ensure_loop()
+        if self.limiter is not None and self.rate is not None:  # a Redis call that may wait for the slot
+            await asyncio.to_thread(take_slot, self.limiter, self.rate_key, self.rate, message)
+        sender, raw = stamp(self.settings, message.delivery_id, message.raw)
+        try:
+            await asyncio.wait_for(self._send(sender, message.to, raw), self.target.timeout * 3)
+        except Exception as exc:
+            raise classify(exc) from exc
+        return self._result(message)
 
     def close(self) -> None:
         if self._loop is None:
@@ -181,8 +200,8 @@ class SmtpEmailSender:
                         await smtp.quit()
                     except aiosmtplib.SMTPException:
                         pass
+            self._open -= len(self._idle)  # their pool slots are free again (the loop outlives this close)
             self._idle.clear()
 
         asyncio.run_coroutine_threadsafe(quit_(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._loop = None
+        self._loop = None  # the loop is the process's (relay/infra/eventloop.py): it stays for other senders

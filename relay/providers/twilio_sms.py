@@ -13,10 +13,11 @@ failed, ...) and ErrorCode; several arrive per message, possibly out of order.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import threading
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import parse_qsl
 
 from twilio.request_validator import RequestValidator
@@ -176,6 +177,7 @@ class TwilioSmsSender:
         self.rate = sms_rate(settings.sms_rate, settings.twilio_from)
         self.rate_key = f"sms:{settings.twilio_from}"
         self._local = threading.local()  # one client (one requests.Session) per thread: Session is not thread-safe
+        self._async: Any = None  # twilio's async client for send_async (relay/providers/twilio_async.py), made on use
 
     def _build_client(self):
         # reason: start-up cost, as in classify_error
@@ -207,7 +209,7 @@ class TwilioSmsSender:
         """Load twilio's REST client modules now (the first messages.create otherwise imports them)."""
         self.client.messages  # noqa: B018 (the attribute access is the point)
 
-    def send(self, message: OutboundMessage) -> SendResult:
+    def _params(self, message: OutboundMessage) -> dict[str, str]:
         params = {
             "to": message.to,
             "body": message.body,
@@ -217,6 +219,10 @@ class TwilioSmsSender:
             params["messaging_service_sid"] = self.settings.twilio_from
         else:
             params["from_"] = self.settings.twilio_from
+        return params
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        params = self._params(message)
         messages = self.client.messages  # built before our slot: the slot is for the request itself
         if self.limiter is not None:
             take_slot(self.limiter, self.rate_key, self.rate, message)  # may say: come back for a booked slot
@@ -228,5 +234,28 @@ class TwilioSmsSender:
             error = classify_error(exc, retry_after_seconds(headers.get("Retry-After")))
             if error.retry_after and self.limiter is not None and getattr(exc, "status", None) == 429:
                 self.limiter.pause(self.rate_key, error.retry_after)  # every worker waits, not only this one
+            raise error from exc
+        return SendResult(provider_message_id=created.sid, provider_status=created.status or "queued")
+
+    async def send_async(self, message: OutboundMessage) -> SendResult:
+        """send(), as a coroutine on the process's loop (relay/infra/eventloop.py; the bulk sender,
+        relay/outbound/async_batch.py): the same request through twilio's async client
+        (relay/providers/twilio_async.py), the same slot, errors and provider pause."""
+        from relay.providers.twilio_async import AsyncTwilioClient, network_error  # reason: start-up cost
+
+        if self._async is None:
+            self._async = AsyncTwilioClient(self.settings.twilio_account_sid, self.settings.twilio_auth_token,
+                                            self.settings.twilio_api_url, self.timeout,
+                                            max(1, self.settings.send_concurrency))
+        params = self._params(message)
+        self._async.client().messages  # noqa: B018 (built before our slot: the slot is for the request itself)
+        if self.limiter is not None and self.rate is not None:  # a Redis call that may wait for the slot
+            await asyncio.to_thread(take_slot, self.limiter, self.rate_key, self.rate, message)
+        created, failure = await self._async.create(params)
+        if failure is not None:
+            exc, headers = failure
+            error = network_error(exc) or classify_error(exc, retry_after_seconds(headers.get("Retry-After")))
+            if error.retry_after and self.limiter is not None and getattr(exc, "status", None) == 429:
+                await asyncio.to_thread(self.limiter.pause, self.rate_key, error.retry_after)
             raise error from exc
         return SendResult(provider_message_id=created.sid, provider_status=created.status or "queued")

@@ -58,6 +58,77 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
+def basic_auth(header: str) -> tuple[str, str]:
+    """(user, password) of an HTTP Basic Authorization header, ("", "") otherwise."""
+    if header.startswith("Basic "):
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return user, password
+    return "", ""
+
+
+def reply_headers(status: int) -> dict[str, str]:
+    """The headers of a JSON reply besides its length (a 429 says when to come back, as Twilio's do)."""
+    return {"Content-Type": "application/json", **({"Retry-After": "1"} if status == 429 else {})}
+
+
+def answer_message(standin: "TwilioStandIn", path: str, auth: tuple[str, str],
+                   form: dict[str, str]) -> tuple[str, int, dict, float]:
+    """What the Messages API answers to one POST: (account, status, JSON payload, seconds to stall
+    first). Shared by this threaded stand-in and the asyncio one of the benchmark (bench/twilio_async.py),
+    so both answer alike: 404 for another resource, 401 for another account, 400 without To, an
+    injected fault, else 201 with the message."""
+    parts = path.split("/")
+    account = parts[3] if len(parts) > 4 else ""
+    if not (path == MESSAGES_PATH.format(sid=account) and account.startswith("AC")):
+        return account, 404, {"code": 20404, "message": "not found", "status": 404}, 0.0
+    if auth[0] != account:
+        return account, 401, {"code": 20003, "message": "Authenticate", "status": 401}, 0.0
+    if not form.get("To"):
+        return account, 400, {"code": 21604, "message": "A 'To' phone number is required.", "status": 400}, 0.0
+    fault = standin._fault_for(form.get("To", ""))
+    if fault is not None:
+        return account, fault.status, {"code": fault.code, "message": fault.message or "error",
+                                       "more_info": f"https://www.twilio.com/docs/errors/{fault.code}",
+                                       "status": fault.status}, fault.delay
+    sid = "SM" + secrets.token_hex(16)
+    now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+    return account, 201, {
+        "sid": sid, "account_sid": account, "to": form.get("To"),
+        "from": form.get("From"), "messaging_service_sid": form.get("MessagingServiceSid"),
+        "body": form.get("Body"), "status": "queued", "num_segments": "1", "num_media": "0",
+        "direction": "outbound-api", "api_version": "2010-04-01", "price": None,
+        "price_unit": "USD", "error_code": None, "error_message": None,
+        "date_created": now, "date_updated": now, "date_sent": None,
+        "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json", "subresource_uris": {},
+    }, 0.0
+
+
+def answer_media(standin: "TwilioStandIn", path: str, auth: tuple[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """What a GET of MMS media answers: (status, headers, body); shared like answer_message."""
+    with standin.lock:
+        media = standin.media.get(path)
+        if media is None:
+            status = 404
+        elif standin.media_auth is not None and auth != standin.media_auth:
+            status = 401
+        elif media.fail_times > 0:
+            media.fail_times -= 1
+            status = media.fail_status
+        elif media.redirect_to:
+            status = 307
+        else:
+            status = 200
+        if media is not None:
+            media.requests += 1
+        standin.media_requests.append((path, auth, status))
+    if status == 307:
+        return 307, {"Location": media.redirect_to}, b""
+    if status != 200:
+        error = {"code": 20404 if status == 404 else None, "message": "error", "status": status}
+        return status, reply_headers(status), json.dumps(error).encode()
+    return 200, {"Content-Type": media.content_type}, media.data
+
+
 class TwilioStandIn:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[Recorded] = []
@@ -132,52 +203,23 @@ class TwilioStandIn:
             def _reply(self, status: int, payload: dict):
                 body = json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                for name, value in reply_headers(status).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
-                if status == 429:
-                    self.send_header("Retry-After", "1")
                 self.end_headers()
                 self.wfile.write(body)
 
             def _auth(self) -> tuple[str, str]:
-                header = self.headers.get("Authorization", "")
-                if header.startswith("Basic "):
-                    user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-                    return user, password
-                return "", ""
+                return basic_auth(self.headers.get("Authorization", ""))
 
             def do_GET(self):
-                auth = self._auth()
-                with standin.lock:
-                    media = standin.media.get(self.path)
-                    if media is None:
-                        status = 404
-                    elif standin.media_auth is not None and auth != standin.media_auth:
-                        status = 401
-                    elif media.fail_times > 0:
-                        media.fail_times -= 1
-                        status = media.fail_status
-                    elif media.redirect_to:
-                        status = 307
-                    else:
-                        status = 200
-                    if media is not None:
-                        media.requests += 1
-                    standin.media_requests.append((self.path, auth, status))
-                if status == 307:
-                    self.send_response(307)
-                    self.send_header("Location", media.redirect_to)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if status != 200:
-                    return self._reply(status, {"code": 20404 if status == 404 else None, "message": "error",
-                                                "status": status})
-                self.send_response(200)
-                self.send_header("Content-Type", media.content_type)
-                self.send_header("Content-Length", str(len(media.data)))
+                status, headers, body = answer_media(standin, self.path, self._auth())
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(media.data)
+                self.wfile.write(body)
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -185,47 +227,17 @@ class TwilioStandIn:
                 if len(body) < length:  # the client died mid-request (a worker killed with -9): nothing sent
                     self.close_connection = True
                     return
-                raw = body.decode()
-                form = dict(parse_qsl(raw, keep_blank_values=True))
+                form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+                auth = basic_auth(self.headers.get("Authorization", ""))
                 parts = self.path.split("/")
                 account = parts[3] if len(parts) > 4 else ""
-                auth = ("", "")
-                header = self.headers.get("Authorization", "")
-                if header.startswith("Basic "):
-                    user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-                    auth = (user, password)
                 if self.path == twilio_voice.CALLS_PATH.format(sid=account) and account.startswith("AC"):
-                    return twilio_voice.answer_call(self, standin, account, auth, form)
-                if not (self.path == MESSAGES_PATH.format(sid=account) and account.startswith("AC")):
-                    self._record(account, auth, form, 404)
-                    return self._reply(404, {"code": 20404, "message": "not found", "status": 404})
-                if auth[0] != account:
-                    self._record(account, auth, form, 401)
-                    return self._reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
-                if not form.get("To"):
-                    self._record(account, auth, form, 400)
-                    return self._reply(400, {"code": 21604, "message": "A 'To' phone number is required.",
-                                             "status": 400})
-                fault = standin._fault_for(form.get("To", ""))
-                if fault is not None:
-                    if fault.delay:
-                        time.sleep(fault.delay)
-                    self._record(account, auth, form, fault.status)
-                    return self._reply(fault.status, {"code": fault.code, "message": fault.message or "error",
-                                                      "more_info": f"https://www.twilio.com/docs/errors/{fault.code}",
-                                                      "status": fault.status})
-                sid = "SM" + secrets.token_hex(16)
-                self._record(account, auth, form, 201)
-                now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
-                self._reply(201, {
-                    "sid": sid, "account_sid": account, "to": form.get("To"),
-                    "from": form.get("From"), "messaging_service_sid": form.get("MessagingServiceSid"),
-                    "body": form.get("Body"), "status": "queued", "num_segments": "1", "num_media": "0",
-                    "direction": "outbound-api", "api_version": "2010-04-01", "price": None,
-                    "price_unit": "USD", "error_code": None, "error_message": None,
-                    "date_created": now, "date_updated": now, "date_sent": None,
-                    "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json", "subresource_uris": {},
-                })
+                    return twilio_voice.answer_call(self, standin, account, auth, form)  # issue 17
+                account, status, payload, delay = answer_message(standin, self.path, auth, form)
+                if delay:
+                    time.sleep(delay)
+                self._record(account, auth, form, status)
+                self._reply(status, payload)
 
             def _record(self, account, auth, form, status):
                 with standin.lock:
