@@ -1,8 +1,12 @@
 """Members and lists, and the CSV import (`relay members import FILE.csv`).
 
-Header: name,phone,email,timezone,language,lists,roles[,channels] — lists, roles and channels
-separated by ';'; channels is sms, email or sms;email (default: every channel the member has an
-address for).
+Header: name,phone,email,timezone,language,lists,roles[,channels][,whatsapp][,whatsapp_opt_in] — lists,
+roles and channels separated by ';'; channels is any of sms, email, whatsapp (default: sms and email, each
+when the member has an address for it; WhatsApp only when asked for). `whatsapp` is a WhatsApp number
+when it differs from the phone; `whatsapp_opt_in` says how the member consented to WhatsApp (e.g.
+"signed form 2026-11-02"): it is recorded in the consent log as `import:<those words>`. Without a recorded
+opt-in a member who chose WhatsApp gets nothing there until they message the WhatsApp number or opt in on
+their preference page.
 Good rows are imported, bad rows reported with their line numbers; a member is matched by phone,
 then email, so importing the same file again updates rather than duplicates. An empty roles cell
 keeps an existing member's roles (a new member is a plain member).
@@ -23,13 +27,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay.infra import audit
+from relay.members import consent
 from relay.members.emails import is_email_address
 from relay.members.phones import InvalidPhone, to_e164
 from relay.model.channels import CHANNELS
 from relay.model.tables import LANGUAGES, ROLES, Member, MemberList, Membership
 
 HEADER = ["name", "phone", "email", "timezone", "language", "lists", "roles"]
-OPTIONAL = ["channels"]
+OPTIONAL = ["channels", "whatsapp", "whatsapp_opt_in"]
+CHANNEL_NAMES = ", ".join(CHANNELS)
 
 
 @dataclass
@@ -83,17 +89,30 @@ def clean_row(row: dict[str, str]) -> dict:
     bad = [r for r in roles if r not in ROLES]
     if bad:
         raise RowError(f"unknown role {bad[0]!r} (roles: {', '.join(ROLES)})")
+    whatsapp = None
+    if (row.get("whatsapp") or "").strip():
+        try:
+            whatsapp = to_e164(row["whatsapp"])
+        except InvalidPhone as exc:
+            raise RowError(f"whatsapp: {exc}") from None
+    whatsapp_opt_in = " ".join((row.get("whatsapp_opt_in") or "").split())
     channels = [c.lower() for c in _split(row.get("channels"))]
     bad = [c for c in channels if c not in CHANNELS]
     if bad:
-        raise RowError(f"unknown channel {bad[0]!r} (channels: sms, email)")
+        raise RowError(f"unknown channel {bad[0]!r} (channels: {CHANNEL_NAMES})")
     if "sms" in channels and not phone:
         raise RowError("channel sms needs a phone number")
     if "email" in channels and not email:
         raise RowError("channel email needs an email address")
+    if "whatsapp" in channels and not (whatsapp or phone):
+        raise RowError("channel whatsapp needs a phone or whatsapp number")
+    if whatsapp_opt_in and "whatsapp" not in channels:
+        raise RowError("whatsapp_opt_in is filled but channels does not include whatsapp")
     if not channels:
         channels = [c for c, address in (("sms", phone), ("email", email)) if address]
-    return {"name": name, "phone": phone, "email": email, "timezone": tz, "language": language,
+    return {"whatsapp": whatsapp, "whatsapp_opt_in": whatsapp_opt_in[:50],
+            "whatsapp_discussion": "whatsapp" in channels,
+            "name": name, "phone": phone, "email": email, "timezone": tz, "language": language,
             "roles": ";".join(sorted(set(roles), key=ROLES.index)), "roles_given": bool(given_roles),
             "lists": _split(row.get("lists")),
             "sms_discussion": "sms" in channels, "email_discussion": "email" in channels}
@@ -137,6 +156,7 @@ def snapshot(member: Member | None) -> dict:
     return {"name": member.name, "phone": member.phone, "email": member.email, "timezone": member.timezone,
             "language": member.language, "roles": member.roles, "active": member.active,
             "sms_discussion": member.sms_discussion, "email_discussion": member.email_discussion,
+            "whatsapp": member.whatsapp, "whatsapp_discussion": member.whatsapp_discussion,
             "lists": ";".join(sorted(m.member_list.name for m in member.memberships))}
 
 
@@ -165,8 +185,10 @@ def upsert_member(session: Session, data: dict) -> tuple[Member, bool]:
         member = Member()
         session.add(member)
     member.roles = roles
-    for key in ("name", "phone", "email", "timezone", "language", "sms_discussion", "email_discussion"):
-        setattr(member, key, data[key])
+    for key in ("name", "phone", "email", "timezone", "language", "sms_discussion", "email_discussion",
+                "whatsapp", "whatsapp_discussion"):
+        if key in data:  # whatsapp: only from the import (the console's form does not carry it yet)
+            setattr(member, key, data[key])
     member.short_name = short_name_of(data["name"])
     session.flush()
     return member, created
@@ -207,6 +229,8 @@ def import_members(session: Session, text: str, *, grant_roles: bool = True,
                         Membership.list_id == member_list.id, Membership.member_id == member.id))
                     if exists is None:
                         session.add(Membership(list_id=member_list.id, member_id=member.id))
+                if data.get("whatsapp_opt_in"):  # issue 19: the consent the importer vouches for, with its words
+                    consent.opt_in_whatsapp(session, member, f"import:{data['whatsapp_opt_in']}", actor=actor)
                 record_member_change(session, member, was, actor, via="import", line=line)
             report.created += created
             report.updated += not created
@@ -233,14 +257,18 @@ def find_member(session: Session, who: str) -> Member | None:
 
 
 def set_channels(member: Member, channels: list[str]) -> None:
-    """Choose the channels a member takes case discussion by; each needs an address."""
+    """Choose the channels a member takes case discussion by; each needs an address. Choosing WhatsApp
+    sends nothing there until the member's opt-in is recorded (relay.members.consent.opt_in_whatsapp)."""
     wanted = [c.strip().lower() for c in channels if c.strip()]
     bad = [c for c in wanted if c not in CHANNELS]
     if bad:
-        raise RowError(f"unknown channel {bad[0]!r} (channels: sms, email)")
+        raise RowError(f"unknown channel {bad[0]!r} (channels: {CHANNEL_NAMES})")
+    if "whatsapp" in wanted and not member.whatsapp_number:
+        raise RowError("channel whatsapp needs a phone or whatsapp number")
     if "sms" in wanted and not member.phone:
         raise RowError("channel sms needs a phone number")
     if "email" in wanted and not member.email:
         raise RowError("channel email needs an email address")
     member.sms_discussion = "sms" in wanted
     member.email_discussion = "email" in wanted
+    member.whatsapp_discussion = "whatsapp" in wanted

@@ -331,8 +331,8 @@ def _plan_set_wise(session: Session, notice: Notice, members, sms_for, email_bod
     the SMS text is rendered once per language present, never per member."""
     key_prefix = f"post:{notice.post_id}:" if notice.post_id else f"{NOTICE_KEY_PREFIX}{notice.id}:"
     for channel in channels_of(notice):
-        bodies = ({lang: sms_for(lang) for lang in fanout.languages_of(session, members)} if channel == "sms"
-                  else {"en": email_body})
+        bodies = ({lang: sms_for(lang) for lang in fanout.languages_of(session, members)} if channel != "email"
+                  else {"en": email_body})  # WhatsApp free-form carries the SMS text (issue 19)
         fanout.plan_from_query(session, members, channel, purpose="notice", post_id=notice.post_id,
                                case_id=notice.case_id, key_prefix=key_prefix, bodies=bodies)
     # issue 5: mutes, pauses, digest/urgent-only and quiet hours apply to set-wise plans as to row plans
