@@ -15,8 +15,9 @@ about to go (relay/outbound/checks.py, for a single send and a batch alike), rou
 
 Falling back never loses the message: the WhatsApp delivery fails with a code (`whatsapp_off`,
 `whatsapp_opt_in`, `whatsapp_window`) and a reason the console shows, and the same message is planned on
-the member's other channels (SMS, else email), keyed like any delivery on that channel so a member who
-already gets it there gets it once. With no other channel the reason says so: the case is in the library
+one other channel of the member's (one they chose: SMS, else email; else an address they have not opted
+out of, email first), keyed like any delivery on that channel so a member who already gets it there gets
+it once. With no other channel the reason says so: the case is in the library
 and the member's next digest. Replies to a message the member just sent (confirmations, help) are inside
 the window by definition and go free-form.
 """
@@ -108,25 +109,37 @@ def _variables(session: Session, settings, delivery: Delivery, notice: Notice | 
     return (case.code if case is not None else ""), title, link
 
 
+def _fallback_channel(member: Member | None) -> str | None:
+    """Where a message that cannot go on WhatsApp goes: a channel the member chose (SMS, then email), else
+    any address they have not opted out of (email first: international SMS is what WhatsApp saves them)."""
+    if member is None or not member.active:
+        return None
+    if member.takes_sms:
+        return "sms"
+    if member.takes_email:
+        return "email"
+    if member.email and member.email_opted_out_at is None and member.email_suspended_at is None:
+        return "email"
+    if member.phone and member.sms_opted_out_at is None:
+        return "sms"
+    return None
+
+
 def fall_back(session: Session, delivery: Delivery, member: Member | None, why: Route) -> list[dict]:
     """Fail the WhatsApp delivery with the reason, and return the rows that carry the same message on
     the member's other channels (for fanout.plan: deduplicated by key, shaped by the member's ladder)."""
     rows = []
-    if member is not None:
-        for channel in ("sms", "email"):
-            takes = member.takes_sms if channel == "sms" else member.takes_email
-            if not takes:
-                continue
-            key = delivery.dedupe_key
-            key = key[:-len(":whatsapp")] + f":{channel}" if key.endswith(":whatsapp") else f"{key}:fallback:{channel}"
-            body = delivery.body
-            if channel == "email" and delivery.post_id is not None:
-                post = session.get(Post, delivery.post_id)
-                body = post.body if post is not None else body
-            rows.append({"dedupe_key": key[:120], "purpose": delivery.purpose, "post_id": delivery.post_id,
-                         "case_id": delivery.case_id, "member_id": member.id, "channel": channel,
-                         "to_address": member.address_for(channel), "body": body})
-            break  # one other channel is enough: SMS, else email
+    channel = _fallback_channel(member)
+    if member is not None and channel is not None:
+        key = delivery.dedupe_key
+        key = key[:-len(":whatsapp")] + f":{channel}" if key.endswith(":whatsapp") else f"{key}:fallback:{channel}"
+        body = delivery.body
+        if channel == "email" and delivery.post_id is not None:
+            post = session.get(Post, delivery.post_id)
+            body = post.body if post is not None else body
+        rows.append({"dedupe_key": key[:120], "purpose": delivery.purpose, "post_id": delivery.post_id,
+                     "case_id": delivery.case_id, "member_id": member.id, "channel": channel,
+                     "to_address": member.address_for(channel), "body": body})
     where = f"sent by {rows[0]['channel']} instead" if rows else \
         "no other channel: the case stays in the library and the member's digest"
     if not move(session, delivery, FAILED, error_code=why.code, error_message=f"{why.reason}; {where}",
