@@ -1,6 +1,7 @@
 """Opt-out and opt-in, recorded on the member and in the append-only consent log."""
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay.infra import audit
@@ -79,6 +80,13 @@ def take_whatsapp(session: Session, member: Member, source: str) -> int:
         member.whatsapp_discussion = True
         changes += 1
     return changes
+
+
+def whatsapp_consent(session: Session, member_id: int, limit: int = 10) -> list[ConsentEvent]:
+    """The member's WhatsApp consent log, newest first (how they opted in or out, and when)."""
+    return list(session.scalars(select(ConsentEvent).where(ConsentEvent.member_id == member_id,
+                                                           ConsentEvent.channel == "whatsapp")
+                                .order_by(ConsentEvent.id.desc()).limit(limit)))
 
 
 def unsubscribe_by_token(session: Session, secret: str, token: str, source: str) -> Member | None:
