@@ -95,6 +95,13 @@ def _preview_lines(p) -> list[str]:
         lines += [f"  {c.country or '??'}  {c.recipients} recipients, {c.segments} segments at "
                   f"{_money(c.price_per_segment_usd)} = {_money(c.cost_usd)}" for c in p.countries]
         lines.append(f"estimated SMS cost: {_money(p.estimated_cost_usd)}")
+    if p.whatsapp:  # issue 19
+        lines.append(f"WhatsApp: {p.channels['whatsapp']} (by country; a template outside the member's 24-hour "
+                     "window, free-form inside it, as of now):")
+        lines += [f"  {w.country or '??'}  {w.recipients} recipients: {w.templates} template at "
+                  f"{_money(w.template_usd)}, {w.free_form} free-form at {_money(w.session_usd)} = "
+                  f"{_money(w.cost_usd)}" for w in p.whatsapp]
+        lines.append(f"estimated WhatsApp cost (an estimate): {_money(p.whatsapp_cost_usd)}")
     for s in p.sms:
         lines.append(f"SMS [{s.language}] to {s.recipients}: {s.encoding}, {s.characters} characters, "
                      f"{s.segments} segment{'s' if s.segments != 1 else ''}")

@@ -16,6 +16,7 @@ from relay.members.phones import country_of
 from relay.model.tables import Case, Member, utcnow
 from relay.notices.audience import audience, channels_of, link, post_body, sms_text
 from relay.notices.lifecycle import get_notice
+from relay.notices.whatsapp_cost import WhatsAppLine, whatsapp_lines
 from relay.render.mail import notice_parts, preferences_url, render_email_text, unsubscribe_urls
 from relay.render.segments import count_segments
 
@@ -71,6 +72,9 @@ class NoticePreview:
     warnings: tuple[str, ...] = ()
     held_back: int = 0  # issue 5: deliveries the members' ladders refuse (muted, paused, digest, urgent only)
     waiting: int = 0  # issue 5: deliveries that would wait for the end of the member's quiet hours
+    # issue 19: WhatsApp recipients by country (template or free-form now) and the ESTIMATED cost
+    whatsapp: tuple[WhatsAppLine, ...] = ()
+    whatsapp_cost_usd: Decimal | None = None
 
     def as_dict(self) -> dict:
         """The preview as JSON-ready values (money as numbers in US dollars)."""
@@ -165,9 +169,12 @@ def preview_notice(session: Session, settings, notice_id: int) -> NoticePreview:
     if notice.expires_at is not None and notice.expires_at <= utcnow():
         warnings.append(f"the notice expired at {notice.expires_at.isoformat()}: it will not be sent")
     held_back, waiting = preview_counts(session, recipients, notice.severity == "urgent", notice.case_id)
+    whatsapp, whatsapp_cost = whatsapp_lines(session, settings, recipients, utcnow(), warnings)
     return NoticePreview(notice.id, notice.kind, notice.status, notice.severity, notice.title, link(settings, case),
-                         len(recipients), {"sms": len(sms_to), "email": len(email_to)}, countries, tuple(sms),
-                         tuple(emails), cost, tuple(warnings), held_back, waiting)
+                         len(recipients), {"sms": len(sms_to), "email": len(email_to),  # whatsapp: when any
+                                           **({"whatsapp": sum(w.recipients for w in whatsapp)} if whatsapp else {})},
+                         countries, tuple(sms), tuple(emails), cost, tuple(warnings), held_back, waiting,
+                         whatsapp, whatsapp_cost)
 
 
 def _address(session: Session, member_id: int) -> str:
