@@ -15,9 +15,10 @@ from relay.infra.dispatch import RecordingDispatcher
 from relay.model.messages import OutboundMessage, SendResult
 from relay.services import build_services
 from tests import paths
-from tests.conftest import make_settings
+from tests.conftest import ACCOUNT_SID, make_settings
 
 WA_FROM = "whatsapp:+14155238886"
+RECORDED_ACCOUNT = "AC6e1f7d0c9b8a79685746352413021f0e"  # the account in tests/data/whatsapp/
 KIM, LEE, PARK, ALICE, PRIYA = "+821012345601", "+821012345602", "+821012345603", "+33612345604", "+919812345605"
 PRIYA_WA = "+919812300099"
 DATA = paths.DATA / "whatsapp"
@@ -134,6 +135,6 @@ def text_form(sender: str, body: str, sid: str, **extra: str) -> dict[str, str]:
     """The recorded text webhook (text.txt) from another number, with another body and sid."""
     form = load_form("text.txt")
     form.update({"From": f"whatsapp:{sender}", "WaId": sender.lstrip("+"), "Body": body, "MessageSid": sid,
-                 "SmsMessageSid": sid, "SmsSid": sid})
+                 "SmsMessageSid": sid, "SmsSid": sid, "AccountSid": ACCOUNT_SID})
     form.update(extra)
     return form
