@@ -182,3 +182,42 @@ def test_a_whatsapp_message_opens_the_window_from_when_it_arrived(wa_network, wa
         run_worker(wa_network)
     with wa_network.sessions() as session:
         assert session.scalar(select(Member).where(Member.phone == LEE)).whatsapp_last_inbound_at == WROTE
+
+
+def test_a_batch_routes_whatsapp_by_the_window_and_queues_its_fallbacks(wa_network, wa_out, sms_out):
+    from relay.outbound.bulk import send_batch
+
+    with transaction(wa_network.sessions) as session:  # Lee takes SMS too; the announcement has no template
+        session.scalar(select(Member).where(Member.phone == LEE)).sms_discussion = True
+        notice_id = create_notice(session, kind="announcement", title="Journal club", lists=["tft"],
+                                  channels="whatsapp").id
+    new_case_notice(wa_network, "C1", ["tft"])  # Lee never wrote: a template
+    send_notice(wa_network, notice_id)
+    wa_network.dispatcher.deliveries.clear()
+    for batch in list(wa_network.dispatcher.batches):
+        send_batch(wa_network, batch)
+    [template] = to_lee(wa_out)
+    assert template.content_sid == TEMPLATES["new_case"]["en"]
+    with wa_network.sessions() as session:
+        failed = session.scalar(select(Delivery).where(Delivery.channel == "whatsapp", Delivery.status == "failed"))
+        assert failed.error_code == "whatsapp_window"
+        fallback = session.scalar(select(Delivery).where(Delivery.dedupe_key == failed.dedupe_key[:-len("whatsapp")]
+                                                         + "sms"))
+    assert fallback is not None and fallback.id in wa_network.dispatcher.deliveries  # queued after the commit
+
+
+def test_the_console_notice_page_shows_why_whatsapp_fell_back(wa_network):
+    from tests.console_helpers import KIM as KIM_EMAIL
+    from tests.console_helpers import give_password, sign_in
+    from webhooks.app import create_app
+
+    with transaction(wa_network.sessions) as session:
+        notice_id = create_notice(session, kind="announcement", title="Journal club", lists=["tft"],
+                                  channels="whatsapp").id
+    send_notice(wa_network, notice_id)
+    run_worker(wa_network)
+    give_password(wa_network, KIM_EMAIL)
+    client = create_app(services=wa_network).test_client()
+    sign_in(client, KIM_EMAIL)
+    page = client.get(f"/console/notices/{notice_id}").get_data(as_text=True)
+    assert "whatsapp_window" in page and "24-hour window" in page
