@@ -23,8 +23,7 @@ def notice_new_case(case_code: str, lists: tuple[str, ...]) -> None:
         result = new_case_notice(services, case_code, list(lists), actor=cli_actor())
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"notice {result.notice_id} for {case_code.upper()}: {result.recipients} members, "
-               f"{result.sms} SMS and {result.emails} emails queued")
+    click.echo(f"notice {result.notice_id} for {case_code.upper()}: {_queued(result)}")
 
 
 def _notice_errors():
@@ -35,7 +34,8 @@ def _notice_errors():
 
 
 def _queued(result) -> str:
-    return f"{result.recipients} members, {result.sms} SMS and {result.emails} emails queued"
+    whatsapp = f", {result.whatsapp} WhatsApp" if result.whatsapp else ""  # issue 19: only when there are any
+    return f"{result.recipients} members, {result.sms} SMS{whatsapp} and {result.emails} emails queued"
 
 
 @notice.command("create")

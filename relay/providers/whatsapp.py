@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from relay.infra.ratelimit import take_slot
+from relay.infra.ratelimit import Rate, take_slot
 from relay.model.channels import WHATSAPP_PREFIX
 from relay.model.messages import OutboundMessage, SendError, SendResult
 from relay.providers.twilio_sms import TwilioSmsSender, classify_error, retry_after_seconds
@@ -51,6 +51,9 @@ FINAL_CODES = frozenset({
     "63112",  # the Meta business account is disabled
 })
 WINDOW_CLOSED = "63016"
+# Twilio's default throughput of one WhatsApp sender (messages per second); a Messaging Service's pool is
+# left to Twilio, as for SMS.
+WHATSAPP_MPS = 80.0
 
 
 def classify(exc: Exception, retry_after: float | None = None) -> SendError:
@@ -158,6 +161,7 @@ class WhatsAppSender(TwilioSmsSender):
     def __init__(self, settings, timeout: float = 10.0, limiter=None):
         super().__init__(settings, timeout=timeout, limiter=limiter)
         self.rate_key = f"whatsapp:{settings.whatsapp_from}"
+        self.rate = None if settings.whatsapp_from.startswith("MG") else Rate(WHATSAPP_MPS)
 
     def params(self, message: OutboundMessage) -> dict[str, str]:
         to = message.to if is_whatsapp(message.to) else f"{WHATSAPP_PREFIX}{message.to}"

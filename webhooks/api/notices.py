@@ -138,7 +138,8 @@ def send_notice_route(notice_id: int):
     result = send_notice(services, notice_id, actor=actor())
     with services.sessions() as session:
         body = _notice_json(session, get_notice(session, notice_id))
-    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
+    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails,
+                      "whatsapp": result.whatsapp}
     return jsonify(body), 202
 
 
@@ -154,5 +155,6 @@ def correct_notice_route(notice_id: int):
     result = correct_notice(services, notice_id, text, created_by=current_caller().member_id, actor=actor())
     with services.sessions() as session:
         body = _notice_json(session, get_notice(session, result.notice_id))
-    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
+    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails,
+                      "whatsapp": result.whatsapp}
     return jsonify(body), 201, {"Location": f"/api/v1/notices/{result.notice_id}"}

@@ -138,3 +138,16 @@ def test_the_whatsapp_sender_setting():
     settings = Settings.from_env({"RELAY_TWILIO_WHATSAPP_FROM": "whatsapp:+14155238886"})
     assert settings.whatsapp_enabled and settings.whatsapp_number == "whatsapp:+14155238886"
     assert not Settings.from_env({}).whatsapp_enabled
+
+
+def test_the_whatsapp_sender_has_its_own_pace(tmp_path):
+    from relay.infra.ratelimit import Rate
+
+    def make(whatsapp_from: str) -> whatsapp.WhatsAppSender:
+        settings = Settings(var_dir=tmp_path, public_base_url=PUBLIC_BASE, twilio_account_sid=ACCOUNT_SID,
+                            twilio_auth_token=AUTH_TOKEN, twilio_from="+15005550006", whatsapp_from=whatsapp_from)
+        return whatsapp.WhatsAppSender(settings)
+
+    one = make(WA_FROM)
+    assert one.rate == Rate(80.0) and one.rate_key == f"whatsapp:{WA_FROM}"  # not the SMS long code's 1/s
+    assert make(MESSAGING_SERVICE_SID).rate is None

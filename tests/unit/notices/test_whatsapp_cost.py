@@ -64,6 +64,9 @@ def test_the_cli_preview_marks_the_whatsapp_cost_as_an_estimate(wa_settings, wa_
     assert result.exit_code == 0, result.output
     assert "WhatsApp: 1" in result.output and "KR  1 recipients: 1 template at $0.0290" in result.output
     assert "estimated WhatsApp cost (an estimate): $0.0290" in result.output
+    result = CliRunner().invoke(main, ["notice", "send", str(notice_id)])
+    assert result.exit_code == 0, result.output
+    assert "4 members, 2 SMS, 1 WhatsApp and 2 emails queued" in result.output
 
 
 def test_with_whatsapp_off_the_preview_warns(wa_network):
