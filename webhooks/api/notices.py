@@ -139,7 +139,7 @@ def send_notice_route(notice_id: int):
     with services.sessions() as session:
         body = _notice_json(session, get_notice(session, notice_id))
     body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails,
-                      "whatsapp": result.whatsapp}
+                      **({"whatsapp": result.whatsapp} if result.whatsapp else {})}
     return jsonify(body), 202
 
 
@@ -156,5 +156,5 @@ def correct_notice_route(notice_id: int):
     with services.sessions() as session:
         body = _notice_json(session, get_notice(session, result.notice_id))
     body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails,
-                      "whatsapp": result.whatsapp}
+                      **({"whatsapp": result.whatsapp} if result.whatsapp else {})}
     return jsonify(body), 201, {"Location": f"/api/v1/notices/{result.notice_id}"}
