@@ -39,6 +39,7 @@ from relay.library.images import (
     release_image,
 )
 from relay.members import directory as members_core
+from relay.members.consent import whatsapp_consent
 from relay.model.tables import Case, CaseImage, Member, MemberList, Membership, Notice
 from relay.notices import acks
 from relay.notices.audience import CHANNELS
@@ -154,7 +155,7 @@ def _compose_context(session, form=None, error=None):
     cases = list(session.scalars(select(Case).where(published_condition()).order_by(Case.number.desc()).limit(200)))
     lists = list(session.scalars(select(MemberList.name).order_by(MemberList.name)))
     return dict(cases=cases, lists=lists, kinds=[k for k in KINDS if k != "correction"], severities=SEVERITIES,
-                channels=CHANNELS, form=form or {}, error=error,
+                channels=CHANNELS, form=form or {}, error=error, whatsapp_on=_services().settings.whatsapp_enabled,
                 sent=list(session.scalars(select(Notice).where(Notice.status == "sent")
                                           .order_by(Notice.id.desc()).limit(50))))
 
@@ -556,7 +557,9 @@ def member_page(member_id: int, error: str | None = None, status: int = 200):
         lists = list(session.scalars(select(MemberList.name).order_by(MemberList.name)))
         mine = set(session.scalars(select(MemberList.name).join(Membership)
                                    .where(Membership.member_id == member_id)))
-    return render_template("console/member.html", member=member, lists=lists, mine=mine, error=error), status
+        consent_log = whatsapp_consent(session, member_id)  # issue 19: how the member opted in (or out)
+    return render_template("console/member.html", member=member, lists=lists, mine=mine, error=error,
+                           whatsapp_on=_services().settings.whatsapp_enabled, whatsapp_log=consent_log), status
 
 
 @blueprint.post("/members/<int:member_id>")
@@ -572,9 +575,9 @@ def edit_member(member_id: int):
                 "timezone": form.get("timezone", ""), "language": form.get("language", ""),
                 "roles": (";".join(form.getlist("roles")) or member.roles) if current_member().may("member.roles")
                 else member.roles, "lists": ";".join(form.getlist("lists")),
-                "channels": ";".join(form.getlist("channels"))})
+                "channels": ";".join(form.getlist("channels")), "whatsapp": form.get("whatsapp", "")})
             for key in ("name", "phone", "email", "timezone", "language", "roles", "sms_discussion",
-                        "email_discussion"):
+                        "email_discussion", "whatsapp", "whatsapp_discussion"):
                 setattr(member, key, data[key])
             member.short_name = members_core.short_name_of(data["name"])
             member.active = form.get("active") == "on"

@@ -39,7 +39,7 @@ blueprint = Blueprint("library", __name__)
 blueprint.before_request(check_csrf)
 
 CHANNEL_LABELS = {"sms": "SMS", "email": "Email", "web": "Web", "console": "Console", "mms": "MMS",
-                  "intake": "Intake", "api": "API", "cli": "Command line"}
+                  "intake": "Intake", "api": "API", "cli": "Command line", "whatsapp": "WhatsApp"}
 
 
 def signed_in_member():

@@ -73,14 +73,18 @@ MODE_WORDS = {"all": "every message", "digest": "a daily digest instead", "urgen
 def _apply_channel(session, member: Member, channel: str, form) -> list[str]:
     """Apply one channel's part of the form; what changed, in words for the confirmation email."""
     done: list[str] = []
-    label = "SMS" if channel == "sms" else "Email"
+    label = {"sms": "SMS", "email": "Email", "whatsapp": "WhatsApp"}.get(channel, channel)
     mode = form.get(f"{channel}_mode", "")
-    stopped = (member.sms_opted_out_at if channel == "sms" else member.email_opted_out_at) is not None
+    stopped = member.opted_out_at(channel) is not None
     if mode and mode not in MODES:
         raise ladder.LadderError(f"{channel}: mode must be one of {', '.join(MODES)}, got {mode!r}")
     changed = 0
+    if channel == "whatsapp" and form.get("whatsapp_opt_in") == "on" and mode != "stop":
+        if consent.take_whatsapp(session, member, SOURCE):  # issue 19: the member's own consent, logged
+            done.append("WhatsApp: opted in")
     if mode == "stop":
-        stop = consent.opt_out_sms if channel == "sms" else consent.opt_out_email
+        stop = {"sms": consent.opt_out_sms, "email": consent.opt_out_email,
+                "whatsapp": consent.opt_out_whatsapp}[channel]
         changed += stop(session, member, SOURCE)
     elif mode:
         if stopped and channel == "email":

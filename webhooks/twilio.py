@@ -1,4 +1,4 @@
-"""Twilio webhooks: inbound SMS and delivery status callbacks.
+"""Twilio webhooks: inbound SMS (and WhatsApp, `whatsapp:` addresses) and delivery status callbacks.
 
 Each handler: verify the signature against the public URL (403), parse (400), persist the raw
 request deduplicated on the provider's id, commit, answer empty TwiML, and only then enqueue; with
@@ -19,7 +19,7 @@ from relay.infra.dispatch import dispatch_safely
 from relay.infra.metrics import WEBHOOKS
 from relay.infra.spool import Entry, SpoolFull
 from relay.model.tables import utcnow
-from relay.providers import twilio_sms
+from relay.providers import twilio_sms, whatsapp
 
 log = logging.getLogger("relay.web.twilio")
 blueprint = Blueprint("twilio", __name__)
@@ -100,7 +100,11 @@ def receive_sms(services, request) -> Response:
     except twilio_sms.BadWebhook as exc:
         return _refuse(request, "sms", 400, str(exc))
     own = services.settings.own_numbers
-    if own and message.recipient not in own:
+    if whatsapp.is_whatsapp(message.recipient):  # issue 19: WhatsApp comes to this webhook too
+        ours = services.settings.whatsapp_number
+        if ours and message.recipient != ours:
+            return _refuse(request, "sms", 400, f"To {message.recipient} is not this relay's WhatsApp sender")
+    elif own and message.recipient not in own:
         return _refuse(request, "sms", 400, f"To {message.recipient} is not one of this relay's numbers")
     return _keep_and_ack(services, "sms", message.provider_message_id, raw, message.sender)
 

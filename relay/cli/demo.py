@@ -9,13 +9,17 @@ import click
 from relay.cli.common import cli_actor, cli_services, load_settings, upgrade_database
 from relay.infra.settings import DEV_ACCOUNT_SID
 
-DEMO_CSV = """name,phone,email,timezone,language,lists,roles
-Kim Jiwon,+821012345601,jiwon.kim@example.org,Asia/Seoul,ko,tft-demo,admin;coordinator;member
-Lee Minho,+821012345602,minho.lee@example.org,Asia/Seoul,ko,tft-demo,member
-Park Seoyeon,+821012345603,seoyeon.park@example.org,Asia/Seoul,en,tft-demo,member
-Alice Moreau,+33612345604,alice.moreau@example.org,Europe/Paris,en,tft-demo,member
-Ben Carter,+12025550105,ben.carter@example.org,America/New_York,en,tft-demo,member
+# Alice also takes WhatsApp (issue 19), with her consent recorded as the import's words.
+DEMO_CSV = """name,phone,email,timezone,language,lists,roles,channels,whatsapp,whatsapp_opt_in
+Kim Jiwon,+821012345601,jiwon.kim@example.org,Asia/Seoul,ko,tft-demo,admin;coordinator;member,,,
+Lee Minho,+821012345602,minho.lee@example.org,Asia/Seoul,ko,tft-demo,member,,,
+Park Seoyeon,+821012345603,seoyeon.park@example.org,Asia/Seoul,en,tft-demo,member,,,
+Alice Moreau,+33612345604,alice.moreau@example.org,Europe/Paris,en,tft-demo,member,sms;email;whatsapp,,demo sign-up form
+Ben Carter,+12025550105,ben.carter@example.org,America/New_York,en,tft-demo,member,,,
 """
+
+DEMO_WHATSAPP_MEMBER = "+33612345604"
+DEMO_WHATSAPP_SENDER = "whatsapp:+14155238886"  # used in the curl when RELAY_TWILIO_WHATSAPP_FROM is a service
 
 
 DEMO_COORDINATOR = "jiwon.kim@example.org"
@@ -71,12 +75,36 @@ def demo() -> None:
     data = " ".join(f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in params.items())
     click.echo("\nPlay Lee Minho's SMS reply (relay up must be running):\n")
     click.echo(f"curl -sS -X POST {url} -H {shlex.quote('X-Twilio-Signature: ' + signature)} {data}\n")
+    _whatsapp_curl(settings, code, url)
     click.echo(f"Then open {settings.public_base_url}/dev/outbox (signed in as below) to see the relayed texts, "
                f"and {settings.case_url(code)} for the discussion.")
     password = _demo_coordinator_password(services)
     click.echo(f"\nSign in to the coordinator console and the dev outbox at {settings.public_base_url}/signin as "
                f"{DEMO_COORDINATOR} (a coordinator and admin) with the password {password}\n"
                "(a new one each time `relay demo` runs).")
+
+
+def _whatsapp_curl(settings, code: str, url: str) -> None:
+    """The curl of Alice's WhatsApp reply: Twilio posts WhatsApp to the same webhook, `whatsapp:` addresses."""
+    from relay.providers.twilio_sms import sign
+
+    sid = "SM" + secrets.token_hex(16)
+    params = {
+        "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": "Alice", "MessageType": "text", "SmsSid": sid,
+        "WaId": DEMO_WHATSAPP_MEMBER.lstrip("+"), "SmsStatus": "received",
+        "Body": f"{code} Agree, and worth testing for influenza too.",
+        "To": settings.whatsapp_number or DEMO_WHATSAPP_SENDER, "NumSegments": "1", "ReferralNumMedia": "0",
+        "MessageSid": sid, "AccountSid": settings.twilio_account_sid or "AC" + "0" * 32,
+        "From": f"whatsapp:{DEMO_WHATSAPP_MEMBER}", "ApiVersion": "2010-04-01",
+    }
+    signature = sign(settings.signing_token(), url, params)
+    data = " ".join(f"--data-urlencode {shlex.quote(f'{k}={v}')}" for k, v in params.items())
+    click.echo("Play Alice Moreau's WhatsApp reply (Alice takes WhatsApp; her opt-in is in the consent log):\n")
+    click.echo(f"curl -sS -X POST {url} -H {shlex.quote('X-Twilio-Signature: ' + signature)} {data}\n")
+    if not settings.whatsapp_enabled:
+        click.echo("WhatsApp is off in this relay (RELAY_TWILIO_WHATSAPP_FROM is unset): the reply is threaded, but "
+                   f"what would go to Alice on WhatsApp goes by her other channels. Start relay with "
+                   f"RELAY_TWILIO_WHATSAPP_FROM={DEMO_WHATSAPP_SENDER} to see WhatsApp messages in the outbox.\n")
 
 
 def _demo_coordinator_password(services) -> str:

@@ -78,7 +78,7 @@ def members_password(email: str, password_stdin: bool) -> None:
 @click.argument("who")
 @click.argument("channels")
 def members_channels(who: str, channels: str) -> None:
-    """Choose how WHO (id, phone or email) takes case discussion: sms, email, sms;email or none."""
+    """Choose how WHO (id, phone or email) takes case discussion: any of sms, email, whatsapp (';'-separated), or none."""
     from relay.infra.db import transaction
     from relay.members.directory import RowError, set_channels
 
@@ -88,9 +88,15 @@ def members_channels(who: str, channels: str) -> None:
             member = member_or_fail(session, who)
             set_channels(member, [] if channels.strip().lower() == "none" else channels.split(";"))
             chosen = ", ".join(member.channels) or "none"
+            waiting = member.whatsapp_discussion and member.whatsapp_opted_in_at is None
     except RowError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{who}: {chosen}")
+    if "whatsapp" in chosen and not services.settings.whatsapp_enabled:
+        click.echo("WhatsApp is off (RELAY_TWILIO_WHATSAPP_FROM is unset): nothing goes there until it is set")
+    elif waiting:  # issue 19: WhatsApp needs the member's recorded consent
+        click.echo("WhatsApp: waiting for the member's opt-in (they message the WhatsApp number, or opt in on "
+                   "their preference page); nothing is sent there until then")
 
 
 @members.command("bounces")

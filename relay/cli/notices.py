@@ -27,8 +27,7 @@ def notice_new_case(case_code: str, lists: tuple[str, ...], confirm_identifiers:
                                  confirm_identifiers=confirm_identifiers)
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"notice {result.notice_id} for {case_code.upper()}: {result.recipients} members, "
-               f"{result.sms} SMS and {result.emails} emails queued")
+    click.echo(f"notice {result.notice_id} for {case_code.upper()}: {_queued(result)}")
 
 
 def _notice_errors():
@@ -42,7 +41,9 @@ def _notice_errors():
 def _queued(result) -> str:
     from relay.cli.common import counted
 
-    return f"{counted(result.recipients, 'member')}, {result.sms} SMS and {counted(result.emails, 'email')} queued"
+    whatsapp = f", {result.whatsapp} WhatsApp" if result.whatsapp else ""  # issue 19: only when there are any
+    return (f"{counted(result.recipients, 'member')}, {result.sms} SMS{whatsapp} and "
+            f"{counted(result.emails, 'email')} queued")
 
 
 @notice.command("create")
@@ -126,6 +127,13 @@ def _preview_lines(p) -> list[str]:
         lines += [f"  {c.country or '??'}  {counted(c.recipients, 'recipient')}, {counted(c.segments, 'segment')} at "
                   f"{_money(c.price_per_segment_usd)} = {_money(c.cost_usd)}" for c in p.countries]
         lines.append(f"estimated SMS cost: {_money(p.estimated_cost_usd)}")
+    if p.whatsapp:  # issue 19
+        lines.append(f"WhatsApp: {p.channels['whatsapp']} (by country; a template outside the member's 24-hour "
+                     "window, free-form inside it, as of now):")
+        lines += [f"  {w.country or '??'}  {w.recipients} recipients: {w.templates} template at "
+                  f"{_money(w.template_usd)}, {w.free_form} free-form at {_money(w.session_usd)} = "
+                  f"{_money(w.cost_usd)}" for w in p.whatsapp]
+        lines.append(f"estimated WhatsApp cost (an estimate): {_money(p.whatsapp_cost_usd)}")
     for s in p.sms:
         lines.append(f"SMS [{s.language}] to {s.recipients}: {s.encoding}, {s.characters} characters, "
                      f"{s.segments} segment{'s' if s.segments != 1 else ''}")

@@ -11,8 +11,9 @@ from relay.members import ladder
 from relay.model.tables import Member, MemberList, Membership
 
 
-def apply(session: Session, settings, member: Member, verdict, source: str, plan) -> None:
-    """Apply one ladder command from the member's SMS and plan its confirmation (plan.reply)."""
+def apply(session: Session, settings, member: Member, verdict, source: str, plan, channel: str = "sms") -> None:
+    """Apply one ladder command from the member's SMS (or WhatsApp message: `channel`) to that channel,
+    and plan its confirmation (plan.reply)."""
     command, argument = verdict.command, verdict.argument
     if command in ("mute", "unmute"):
         try:
@@ -21,10 +22,10 @@ def apply(session: Session, settings, member: Member, verdict, source: str, plan
             plan.reply("unknown_case", code=argument)
             return
         change = ladder.mute if command == "mute" else ladder.unmute
-        change(session, member, "sms", case.id, case.code, source)
+        change(session, member, channel, case.id, case.code, source)
         plan.reply(f"ladder_{command}", case_id=case.id, code=case.code)
     elif command == "pause":
-        until = ladder.pause(session, member, "sms", ladder.PAUSES[argument], source)
+        until = ladder.pause(session, member, channel, ladder.PAUSES[argument], source)
         local = until.astimezone(ladder.zone(member.timezone))
         plan.reply("ladder_pause", until=local.strftime("%Y-%m-%d %H:%M"), zone=member.timezone or "UTC")
     elif command == "digest" and argument:  # DIGEST <list>: that list's routine notices in the digest only
@@ -34,11 +35,11 @@ def apply(session: Session, settings, member: Member, verdict, source: str, plan
         if found is None:
             plan.reply("ladder_unknown_list", list_name=argument.lower())
             return
-        ladder.set_list_digest(session, member, "sms", found.id, found.name, True, source)
+        ladder.set_list_digest(session, member, channel, found.id, found.name, True, source)
         plan.reply("ladder_digest_list", list_name=found.name, library=settings.library_url)
     elif command == "digest":
-        ladder.set_mode(session, member, "sms", "digest", source)
+        ladder.set_mode(session, member, channel, "digest", source)
         plan.reply("ladder_digest", library=settings.library_url)
     elif command == "urgent_only":
-        ladder.set_mode(session, member, "sms", "urgent_only", source)
+        ladder.set_mode(session, member, channel, "urgent_only", source)
         plan.reply("ladder_urgent_only")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from relay.discussion import holding, threads
 from relay.discussion.posting import publish_reply
-from relay.inbound import ack_commands, coordinator_commands, guard_commands
+from relay.inbound import ack_commands, coordinator_commands, guard_commands, whatsapp
 from relay.inbound import ladder_commands as ladder_sms
 from relay.inbound import limits as inbound_limits
 from relay.inbound import mms as mms_media
@@ -30,6 +30,7 @@ from relay.notices import acks
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
 from relay.providers import twilio_sms
+from relay.providers import whatsapp as whatsapp_provider
 from relay.render.texts import fit_sms, render_sms
 from relay.rules import ACCEPT, COMMAND, DISCARD, REJECT, RuleContext, acknowledgement, coordinator_command, decide
 
@@ -78,6 +79,11 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
     except twilio_sms.BadWebhook as exc:  # checked at the edge, so only a hand-edited row gets here
         event.processed_at, event.outcome, event.detail = utcnow(), "invalid", str(exc)
         return Outcome(event_id, "invalid")
+    if whatsapp_provider.is_whatsapp(message.sender):  # issue 19: same webhook, own module
+        done = whatsapp.process(session, settings, event, form, message)
+        if done.outcome != "duplicate":
+            _finish(event, done.outcome)
+        return Outcome(event_id, done.outcome, done.post_id, tuple(done.delivery_ids), tuple(done.image_ids))
     member = session.scalar(select(Member).where(Member.phone == message.sender))
     ctx = RuleContext(
         message=message,

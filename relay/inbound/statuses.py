@@ -5,11 +5,13 @@ import logging
 
 from sqlalchemy import select
 
+from relay.inbound import whatsapp
 from relay.inbound.record import attempt
 from relay.infra.db import transaction
 from relay.members import consent
 from relay.model.tables import Delivery, InboundEvent, Member, utcnow
 from relay.outbound.deliveries import can_move
+from relay.outbound.queueing import dispatch_deliveries
 from relay.providers import twilio_sms
 
 log = logging.getLogger(__name__)
@@ -17,6 +19,13 @@ log = logging.getLogger(__name__)
 
 def apply_status(services, event_id: int) -> str:
     """Apply one recorded status callback. Returns what happened, for logs and tests."""
+    fallback_ids: list[int] = []
+    result = _apply(services, event_id, fallback_ids)
+    dispatch_deliveries(services, fallback_ids)
+    return result
+
+
+def _apply(services, event_id: int, fallback_ids: list[int]) -> str:
     with attempt(services, event_id), transaction(services.sessions) as session:
         event = session.get(InboundEvent, event_id, with_for_update=True)
         if event is None or event.processed_at is not None:
@@ -29,7 +38,8 @@ def apply_status(services, event_id: int) -> str:
             # the send applies it when it records the sid, and the sweeper retries it.
             event.outcome = "unmatched"
             return "unmatched"
-        if update.error_code in twilio_sms.OPTED_OUT_ERROR_CODES and delivery.member_id is not None:
+        if update.error_code in twilio_sms.OPTED_OUT_ERROR_CODES and delivery.member_id is not None \
+                and delivery.channel == "sms":
             consent.opt_out_sms(session, session.get(Member, delivery.member_id),
                                 source=f"provider:{update.error_code}")
         before = delivery.status
@@ -39,6 +49,8 @@ def apply_status(services, event_id: int) -> str:
                 delivery.error_code = update.error_code
                 delivery.error_message = f"provider status {update.provider_status}"
             result = f"{before}->{update.status}"
+            if delivery.channel == "whatsapp" and update.error_code:  # issue 19: 630xx (opt-out, window closed)
+                fallback_ids.extend(whatsapp.apply_error(session, delivery, update.error_code))
         else:
             result = f"ignored {update.provider_status} at {before}"
         event.processed_at = utcnow()

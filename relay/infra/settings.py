@@ -119,6 +119,18 @@ def parse_trusted_proxies(text: str, name: str = "RELAY_TRUSTED_PROXIES") -> tup
     return tuple(networks)
 
 
+def parse_whatsapp_from(text: str, name: str = "RELAY_TWILIO_WHATSAPP_FROM") -> str:
+    """`whatsapp:+E164` (a bare `+E164` gets the prefix) or a Messaging Service SID `MG…`; '' stays off."""
+    text = text.strip()
+    if not text or text.startswith("MG"):
+        return text
+    number = text[len("whatsapp:"):] if text.startswith("whatsapp:") else text
+    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", number):
+        raise SettingsError(f"{name}={text!r}: expected whatsapp:+<E.164 number> (e.g. whatsapp:+14155550100) "
+                            "or a Messaging Service SID (MG...)")
+    return f"whatsapp:{number}"
+
+
 def _split(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
@@ -138,6 +150,12 @@ class Settings:
     twilio_from: str = ""
     twilio_api_url: str = ""
     twilio_numbers: tuple[str, ...] = ()
+    # issue 19: WhatsApp through Twilio. The sender (`whatsapp:+…`, or a Messaging Service `MG…`); empty:
+    # the channel is off. Templates (Content API ContentSid per message kind and language) for messages
+    # outside the 24-hour window, and the estimated price of one template message per country.
+    whatsapp_from: str = ""
+    whatsapp_templates: Path = PROJECT_ROOT / "config" / "whatsapp_templates.json"
+    whatsapp_prices: Path = PROJECT_ROOT / "config" / "whatsapp_prices.csv"
     reply_window: timedelta = timedelta(hours=72)
     ambiguity_window: timedelta = timedelta(minutes=10)
     max_send_attempts: int = 6
@@ -223,6 +241,9 @@ class Settings:
             twilio_from=get("TWILIO_FROM"),
             twilio_api_url=get("TWILIO_API_URL").rstrip("/"),
             twilio_numbers=_split(get("TWILIO_NUMBERS")),
+            whatsapp_from=parse_whatsapp_from(get("TWILIO_WHATSAPP_FROM")),
+            whatsapp_templates=Path(get("WHATSAPP_TEMPLATES") or cls.whatsapp_templates),
+            whatsapp_prices=Path(get("WHATSAPP_PRICES") or cls.whatsapp_prices),
             reply_window=parse_duration(get("REPLY_WINDOW") or "72h", "RELAY_REPLY_WINDOW"),
             ambiguity_window=parse_duration(get("AMBIGUITY_WINDOW") or "10m", "RELAY_AMBIGUITY_WINDOW"),
             max_send_attempts=parse_int(get("MAX_SEND_ATTEMPTS"), "RELAY_MAX_SEND_ATTEMPTS", cls.max_send_attempts,
@@ -341,6 +362,16 @@ class Settings:
     def twilio_configured(self) -> bool:
         """True when outbound SMS goes to the Twilio API rather than the dev outbox."""
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        """Issue 19: the WhatsApp channel is on only with RELAY_TWILIO_WHATSAPP_FROM set."""
+        return bool(self.whatsapp_from)
+
+    @property
+    def whatsapp_number(self) -> str:
+        """Our WhatsApp sender as Twilio writes it in `To` (`whatsapp:+…`), '' for a Messaging Service."""
+        return self.whatsapp_from if self.whatsapp_from.startswith("whatsapp:") else ""
 
     @property
     def uses_messaging_service(self) -> bool:

@@ -1,10 +1,14 @@
 """Members and lists, and the CSV import (`relay members import FILE.csv`).
 
-Header: name,phone,email,timezone,language,lists,roles[,channels] — lists, roles and channels
-separated by ';'; channels is sms, email or sms;email (default: every channel the member has an
-address for). A file without the channels column leaves an existing member's channels as they are
-(a re-import must not undo the member's own choice). A row adds its member to its lists; only with
-`sync_lists` (`relay members import --sync-lists`) does it also take them off the lists it does not name.
+Header: name,phone,email,timezone,language,lists,roles[,channels][,whatsapp][,whatsapp_opt_in] — lists,
+roles and channels separated by ';'; channels is any of sms, email, whatsapp (default: sms and email, each
+when the member has an address for it; WhatsApp only when asked for). A file without the channels column
+leaves an existing member's channels as they are (a re-import must not undo the member's own choice). A row
+adds its member to its lists; only with `sync_lists` (`relay members import --sync-lists`) does it also take
+them off the lists it does not name. `whatsapp` is a WhatsApp number when it differs from the phone;
+`whatsapp_opt_in` says how the member consented to WhatsApp (e.g. "signed form 2026-11-02"): it is recorded
+in the consent log as `import:<those words>`. Without a recorded opt-in a member who chose WhatsApp gets
+nothing there until they message the WhatsApp number or opt in on their preference page.
 Good rows are imported, bad rows reported with their line numbers; a member is matched by phone,
 then email, so importing the same file again updates rather than duplicates. An empty roles cell
 keeps an existing member's roles (a new member is a plain member).
@@ -25,13 +29,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay.infra import audit
+from relay.members import consent
 from relay.members.emails import is_email_address
 from relay.members.phones import InvalidPhone, to_e164
 from relay.model.channels import CHANNELS
 from relay.model.tables import LANGUAGES, ROLES, Member, MemberList, Membership
 
 HEADER = ["name", "phone", "email", "timezone", "language", "lists", "roles"]
-OPTIONAL = ["channels"]
+OPTIONAL = ["channels", "whatsapp", "whatsapp_opt_in"]
+CHANNEL_NAMES = ", ".join(CHANNELS)
 
 
 @dataclass
@@ -86,17 +92,30 @@ def clean_row(row: dict[str, str]) -> dict:
     if bad:
         raise RowError(f"unknown role {bad[0]!r} (roles: {', '.join(ROLES)})")
     channels_given = "channels" in row  # the column is in the file (DictReader: absent columns are absent keys)
+    whatsapp = None
+    if (row.get("whatsapp") or "").strip():
+        try:
+            whatsapp = to_e164(row["whatsapp"])
+        except InvalidPhone as exc:
+            raise RowError(f"whatsapp: {exc}") from None
+    whatsapp_opt_in = " ".join((row.get("whatsapp_opt_in") or "").split())
     channels = [c.lower() for c in _split(row.get("channels"))]
     bad = [c for c in channels if c not in CHANNELS]
     if bad:
-        raise RowError(f"unknown channel {bad[0]!r} (channels: sms, email)")
+        raise RowError(f"unknown channel {bad[0]!r} (channels: {CHANNEL_NAMES})")
     if "sms" in channels and not phone:
         raise RowError("channel sms needs a phone number")
     if "email" in channels and not email:
         raise RowError("channel email needs an email address")
+    if "whatsapp" in channels and not (whatsapp or phone):
+        raise RowError("channel whatsapp needs a phone or whatsapp number")
+    if whatsapp_opt_in and "whatsapp" not in channels:
+        raise RowError("whatsapp_opt_in is filled but channels does not include whatsapp")
     if not channels:
         channels = [c for c, address in (("sms", phone), ("email", email)) if address]
-    return {"name": name, "phone": phone, "email": email, "timezone": tz, "language": language,
+    return {"whatsapp": whatsapp, "whatsapp_opt_in": whatsapp_opt_in[:50],
+            "whatsapp_discussion": "whatsapp" in channels,
+            "name": name, "phone": phone, "email": email, "timezone": tz, "language": language,
             "roles": ";".join(sorted(set(roles), key=ROLES.index)), "roles_given": bool(given_roles),
             "lists": _split(row.get("lists")), "channels_given": channels_given,
             "sms_discussion": "sms" in channels, "email_discussion": "email" in channels}
@@ -140,6 +159,7 @@ def snapshot(member: Member | None) -> dict:
     return {"name": member.name, "phone": member.phone, "email": member.email, "timezone": member.timezone,
             "language": member.language, "roles": member.roles, "active": member.active,
             "sms_discussion": member.sms_discussion, "email_discussion": member.email_discussion,
+            "whatsapp": member.whatsapp, "whatsapp_discussion": member.whatsapp_discussion,
             "lists": ";".join(sorted(m.member_list.name for m in member.memberships))}
 
 
@@ -169,10 +189,14 @@ def upsert_member(session: Session, data: dict) -> tuple[Member, bool]:
         session.add(member)
     member.roles = roles
     keep_channels = not created and not data.get("channels_given", True)
-    for key in ("name", "phone", "email", "timezone", "language", "sms_discussion", "email_discussion"):
-        if keep_channels and key in ("sms_discussion", "email_discussion"):
+    for key in ("name", "phone", "email", "timezone", "language", "sms_discussion", "email_discussion",
+                "whatsapp", "whatsapp_discussion"):
+        if keep_channels and key in ("sms_discussion", "email_discussion", "whatsapp_discussion"):
             continue
-        setattr(member, key, data[key])
+        if key == "whatsapp" and not created and data.get("whatsapp") is None:
+            continue  # no WhatsApp number in the row: the member's own stands (issue 15: absent means unchanged)
+        if key in data:  # whatsapp: only from the import (the console's form does not carry it yet)
+            setattr(member, key, data[key])
     if keep_channels:  # no channels column: the member's choice stands, less a channel with no address now
         member.sms_discussion = bool(member.sms_discussion and member.phone)
         member.email_discussion = bool(member.email_discussion and member.email)
@@ -223,6 +247,8 @@ def import_members(session: Session, text: str, *, grant_roles: bool = True, syn
                     for membership in list(member.memberships):
                         if membership.member_list.name not in data["lists"]:
                             session.delete(membership)
+                if data.get("whatsapp_opt_in"):  # issue 19: the consent the importer vouches for, with its words
+                    consent.opt_in_whatsapp(session, member, f"import:{data['whatsapp_opt_in']}", actor=actor)
                 record_member_change(session, member, was, actor, via="import", line=line)
             report.created += created
             report.updated += not created
@@ -250,14 +276,18 @@ def find_member(session: Session, who: str) -> Member | None:
 
 
 def set_channels(member: Member, channels: list[str]) -> None:
-    """Choose the channels a member takes case discussion by; each needs an address."""
+    """Choose the channels a member takes case discussion by; each needs an address. Choosing WhatsApp
+    sends nothing there until the member's opt-in is recorded (relay.members.consent.opt_in_whatsapp)."""
     wanted = [c.strip().lower() for c in channels if c.strip()]
     bad = [c for c in wanted if c not in CHANNELS]
     if bad:
-        raise RowError(f"unknown channel {bad[0]!r} (channels: sms, email)")
+        raise RowError(f"unknown channel {bad[0]!r} (channels: {CHANNEL_NAMES})")
+    if "whatsapp" in wanted and not member.whatsapp_number:
+        raise RowError("channel whatsapp needs a phone or whatsapp number")
     if "sms" in wanted and not member.phone:
         raise RowError("channel sms needs a phone number")
     if "email" in wanted and not member.email:
         raise RowError("channel email needs an email address")
     member.sms_discussion = "sms" in wanted
     member.email_discussion = "email" in wanted
+    member.whatsapp_discussion = "whatsapp" in wanted

@@ -336,7 +336,7 @@ def describe(session: Session, member: Member, now: datetime | None = None) -> d
     for channel in CHANNELS:
         pref = session.scalar(select(ChannelPreference).where(ChannelPreference.member_id == member.id,
                                                               ChannelPreference.channel == channel))
-        opted_out = (member.sms_opted_out_at if channel == "sms" else member.email_opted_out_at) is not None
+        opted_out = member.opted_out_at(channel) is not None
         paused = pref.paused_until if pref is not None and pref.paused_until and pref.paused_until > now else None
         digest_lists = set(session.scalars(select(MemberList.name).join(
             ListDigestChoice, ListDigestChoice.list_id == MemberList.id).where(
@@ -344,7 +344,9 @@ def describe(session: Session, member: Member, now: datetime | None = None) -> d
         codes = sorted(session.scalars(select(Case.number).join(CaseMute, CaseMute.case_id == Case.id).where(
             CaseMute.member_id == member.id, CaseMute.channel == channel)))
         found[channel] = {
-            "address": member.phone if channel == "sms" else member.email,
+            "address": member.address_for(channel),
+            "chosen": channel in member.channels,
+            "opted_in": channel != "whatsapp" or member.whatsapp_opted_in_at is not None,
             "stopped": opted_out, "mode": pref.mode if pref else "all", "paused_until": paused,
             "quiet_start": (pref.quiet_start if pref and pref.quiet_start else default_quiet(session)[0]),
             "quiet_end": (pref.quiet_end if pref and pref.quiet_end else default_quiet(session)[1]),

@@ -10,12 +10,13 @@ SENDING = "sending"
 ACCEPTED = "accepted"
 SENT = "sent"
 DELIVERED = "delivered"
+READ = "read"  # issue 19: WhatsApp says the member opened it; after delivered, never backwards
 UNDELIVERED = "undelivered"
 FAILED = "failed"
 OPTED_OUT = "opted_out"
 HELD = "held"  # a paused notice's delivery, waiting for `relay notice resume` (relay/outbound/bursts.py)
 
-FINAL = frozenset({DELIVERED, UNDELIVERED, FAILED, OPTED_OUT})
+FINAL = frozenset({DELIVERED, READ, UNDELIVERED, FAILED, OPTED_OUT})
 
 # Error codes of a queued delivery that is waiting, not failing (none of these waits is an attempt):
 RATE_LIMITED = "rate_limited"  # for a sending slot it booked (relay/infra/ratelimit.py take_slot)

@@ -42,6 +42,10 @@ class OutboundMessage:
     # after send_by; slot_at is the slot this delivery booked when it was deferred.
     send_by: float | None = None
     slot_at: float | None = None
+    # WhatsApp outside the 24-hour window (issue 19): a Content API template and its variables (a JSON
+    # object as a string), sent instead of the body.
+    content_sid: str = ""
+    content_variables: str = ""
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,14 @@ class Member(Base):
     email_suspended_at: Mapped[datetime | None] = mapped_column()
     # issue 17: NO CALLS by SMS or on the preference page: escalation never rings this member
     calls_ok: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    # issue 19: WhatsApp. The number defaults to `phone` (see whatsapp_number); WhatsApp needs a recorded
+    # opt-in (consent_events says how) before anything is sent; free-form only within 24 hours of the
+    # member's last WhatsApp message to us (whatsapp_last_inbound_at), else a template.
+    whatsapp: Mapped[str | None] = mapped_column(String(20), unique=True)
+    whatsapp_discussion: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    whatsapp_opted_in_at: Mapped[datetime | None] = mapped_column()
+    whatsapp_opted_out_at: Mapped[datetime | None] = mapped_column()
+    whatsapp_last_inbound_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -94,7 +102,28 @@ class Member(Base):
     @property
     def channels(self) -> tuple[str, ...]:
         """The channels this member chose for case discussion (whether or not reachable now)."""
-        return tuple(c for c, on in (("sms", self.sms_discussion), ("email", self.email_discussion)) if on)
+        return tuple(c for c, on in (("sms", self.sms_discussion), ("email", self.email_discussion),
+                                     ("whatsapp", self.whatsapp_discussion)) if on)
+
+    @property
+    def whatsapp_number(self) -> str | None:
+        """The member's WhatsApp number (E.164): their own `whatsapp`, else their phone."""
+        return self.whatsapp or self.phone
+
+    def opted_out_at(self, channel: str) -> datetime | None:
+        """When the member opted out of `channel` (None: not opted out)."""
+        return {"sms": self.sms_opted_out_at, "email": self.email_opted_out_at,
+                "whatsapp": self.whatsapp_opted_out_at}.get(channel)
+
+    def address_for(self, channel: str) -> str | None:
+        """The member's address on `channel`: phone, email or WhatsApp number (E.164, no prefix)."""
+        return {"sms": self.phone, "email": self.email, "whatsapp": self.whatsapp_number}.get(channel)
+
+    @property
+    def takes_whatsapp(self) -> bool:
+        """Whether case discussion may go to this member on WhatsApp now: chosen, a number, opted in, not out."""
+        return bool(self.active and self.whatsapp_number and self.whatsapp_discussion
+                    and self.whatsapp_opted_in_at is not None and self.whatsapp_opted_out_at is None)
 
     @property
     def takes_email(self) -> bool:
@@ -189,7 +218,7 @@ class Post(Base):
     thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"), index=True)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     kind: Mapped[str] = mapped_column(String(20), default="reply")  # reply | notice
-    channel: Mapped[str] = mapped_column(String(10))  # sms | email | web | console | cli | api
+    channel: Mapped[str] = mapped_column(String(10))  # sms | email | whatsapp | web | console | cli | api
     body: Mapped[str] = mapped_column(Text)
     # One post per inbound message, even when processing runs twice.
     inbound_event_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_events.id"), unique=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay.model.delivery_states import ACCEPTED, DELIVERED, SENT
+from relay.model.delivery_states import ACCEPTED, DELIVERED, READ, SENT
 from relay.model.notice_refs import deliveries_filter
 from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice
 from relay.outbound import fanout
@@ -48,7 +48,7 @@ def audience(session: Session, notice: Notice) -> list[Recipient]:
 
 
 # A correction reaches those the original reached: its deliveries the provider accepted, sent or delivered.
-RECEIVED = (ACCEPTED, SENT, DELIVERED)
+RECEIVED = (ACCEPTED, SENT, DELIVERED, READ)
 
 
 def received(session: Session, original: Notice) -> dict[int, set[str]]:

@@ -64,6 +64,7 @@ class NoticeResult:
     delivery_ids: tuple[int, ...]
     sms: int = 0
     emails: int = 0
+    whatsapp: int = 0  # issue 19
 
 
 def parse_channels(value) -> str:
@@ -397,7 +398,8 @@ def _plan_listed(session: Session, notice: Notice, recipients, sms_for, email_bo
         key=None if notice.post_id else lambda member_id, channel: delivery_key(notice.id, member_id, channel))
     ids = fanout.plan(session, rows)
     return NoticeResult(notice.id, len(recipients), tuple(ids), sms=sum(r["channel"] == "sms" for r in rows),
-                        emails=sum(r["channel"] == "email" for r in rows))
+                        emails=sum(r["channel"] == "email" for r in rows),
+                        whatsapp=sum(r["channel"] == "whatsapp" for r in rows))
 
 
 def _plan_set_wise(session: Session, notice: Notice, members, sms_for, email_body: str) -> None:
@@ -405,8 +407,8 @@ def _plan_set_wise(session: Session, notice: Notice, members, sms_for, email_bod
     the SMS text is rendered once per language present, never per member."""
     key_prefix = f"post:{notice.post_id}:" if notice.post_id else f"{NOTICE_KEY_PREFIX}{notice.id}:"
     for channel in channels_of(notice):
-        bodies = ({lang: sms_for(lang) for lang in fanout.languages_of(session, members)} if channel == "sms"
-                  else {"en": email_body})
+        bodies = ({lang: sms_for(lang) for lang in fanout.languages_of(session, members)} if channel != "email"
+                  else {"en": email_body})  # WhatsApp free-form carries the SMS text (issue 19)
         fanout.plan_from_query(session, members, channel, purpose="notice", post_id=notice.post_id,
                                case_id=notice.case_id, key_prefix=key_prefix, bodies=bodies)
     # issue 5: mutes, pauses, digest/urgent-only and quiet hours apply to set-wise plans as to row plans
@@ -418,7 +420,8 @@ def _counts(session: Session, notice: Notice) -> NoticeResult:
                                   .group_by(Delivery.channel)).all())
     recipients = session.scalar(select(func.count(func.distinct(Delivery.member_id)))
                                 .where(deliveries_filter(notice)))
-    return NoticeResult(notice.id, recipients or 0, (), sms=counts.get("sms", 0), emails=counts.get("email", 0))
+    return NoticeResult(notice.id, recipients or 0, (), sms=counts.get("sms", 0), emails=counts.get("email", 0),
+                        whatsapp=counts.get("whatsapp", 0))
 
 
 def dispatch_notice_batches(services, notice: Notice, batch_size: int = BATCH_SIZE, after_member: int = 0) -> int:

@@ -20,6 +20,7 @@ from relay.members.phones import country_of
 from relay.model.tables import Case, Member, utcnow
 from relay.notices.audience import audience, channels_of, link, post_body, sms_text
 from relay.notices.lifecycle import get_notice
+from relay.notices.whatsapp_cost import WhatsAppLine, whatsapp_lines
 from relay.render.mail import notice_parts, preferences_url, render_email_text, unsubscribe_urls
 from relay.render.segments import count_segments
 
@@ -78,6 +79,9 @@ class NoticePreview:
     # issue 15: the same two, per channel (neither is in recipients, channels, countries, sms or the cost)
     held_back_channels: dict[str, int] = field(default_factory=dict)
     waiting_channels: dict[str, int] = field(default_factory=dict)
+    # issue 19: WhatsApp recipients by country (template or free-form now) and the ESTIMATED cost
+    whatsapp: tuple[WhatsAppLine, ...] = ()
+    whatsapp_cost_usd: Decimal | None = None
 
     def as_dict(self) -> dict:
         """The preview as JSON-ready values (money as numbers in US dollars)."""
@@ -174,14 +178,17 @@ def preview_notice(session: Session, settings, notice_id: int) -> NoticePreview:
                                      render_email_text(settings, template, language, context)))
     if notice.expires_at is not None and notice.expires_at <= utcnow():
         warnings.append(f"the notice expired at {notice.expires_at.isoformat()}: it will not be sent")
+    whatsapp, whatsapp_cost = whatsapp_lines(session, settings, recipients, utcnow(), warnings)
     return NoticePreview(notice.id, notice.kind, notice.status, notice.severity, notice.title, link(settings, case),
-                         len(recipients), {"sms": len(sms_to), "email": len(email_to)}, countries, tuple(sms),
-                         tuple(emails), cost, tuple(warnings), len(held), len(waiting),
-                         _per_channel(held), _per_channel(waiting))
+                         len(recipients), {"sms": len(sms_to), "email": len(email_to),  # whatsapp: when any
+                                           **({"whatsapp": sum(w.recipients for w in whatsapp)} if whatsapp else {})},
+                         countries, tuple(sms), tuple(emails), cost, tuple(warnings), len(held), len(waiting),
+                         _per_channel(held), _per_channel(waiting), whatsapp, whatsapp_cost)
 
 
 def _per_channel(pairs: list[tuple[int, str]]) -> dict[str, int]:
-    return {channel: sum(c == channel for _, c in pairs) for channel in ("sms", "email")}
+    counts = {channel: sum(c == channel for _, c in pairs) for channel in ("sms", "email", "whatsapp")}
+    return {channel: n for channel, n in counts.items() if n or channel != "whatsapp"}  # whatsapp: when any
 
 
 def _address(session: Session, member_id: int) -> str:

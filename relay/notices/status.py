@@ -13,6 +13,7 @@ from relay.model.delivery_states import (
     QUEUED,
     QUIET_HOURS,
     RATE_LIMIT_CODES,
+    READ,
     SENDING,
     SENT,
     UNDELIVERED,
@@ -22,12 +23,12 @@ from relay.model.tables import Delivery, EmailBounce, Notice
 
 # delivery status -> the console's column
 COLUMNS = {QUEUED: "queued", SENDING: "queued", ACCEPTED: "sent", SENT: "sent", DELIVERED: "delivered",
-           FAILED: "failed", UNDELIVERED: "failed", OPTED_OUT: "opted_out"}
-ORDER = ("queued", "sent", "delivered", "failed", "opted_out", "bounced")
+           READ: "read", FAILED: "failed", UNDELIVERED: "failed", OPTED_OUT: "opted_out"}
+ORDER = ("queued", "sent", "delivered", "read", "failed", "opted_out", "bounced")
 
 
 def live_counts(session: Session, notice: Notice) -> dict:
-    """{"queued", "sent", "delivered", "failed", "opted_out", "bounced", "total", "held", "rate_limited",
+    """{"queued", "sent", "delivered", "read" (WhatsApp read receipts), "failed", "opted_out", "bounced", "total", "held", "rate_limited",
     "quiet_hours"} for the notice. bounced: emails whose address bounced after the notice went out (they also
     count where they stand). rate_limited and quiet_hours: queued ones waiting for a rate-limit slot (relay's own
     or a provider's Retry-After), or for the end of quiet hours that began after planning."""

@@ -38,6 +38,7 @@ from relay.outbound import async_batch, hold
 from relay.outbound import checks as send_checks
 from relay.outbound.bursts import check_burst
 from relay.outbound.deliveries import claim_many, move
+from relay.outbound.queueing import dispatch_deliveries
 from relay.outbound.sending import SendOutcome, outbound_message, record_failure
 from relay.outbound.template_cache import NOTICE_TEMPLATES, notice_key
 from relay.render import mail
@@ -173,8 +174,10 @@ class NoticeEmails:
         return raw
 
 
-def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport):
-    """Claim the batch and build its messages: (messages, attempts by id)."""
+def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport,
+             fallbacks: list[int] | None = None):
+    """Claim the batch and build its messages: (messages, attempts by id). WhatsApp deliveries that fall
+    back to other channels add those deliveries' ids to `fallbacks` (queued after the commit)."""
     now = utcnow()
     if hold.is_on(session):  # the emergency hold (relay/outbound/hold.py): the batch stays queued, unsent
         for delivery_id in delivery_ids:
@@ -198,7 +201,7 @@ def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport
             notices[key] = notice_of(session, delivery)
         claimed_rows.append((delivery, member, notices[key]))
     # the same send-time checks as a single send (relay/outbound/checks.py), once for the whole batch
-    ready, refused = send_checks.check(session, settings, claimed_rows, now)
+    ready, refused = send_checks.check(session, settings, claimed_rows, now, fallbacks)
     for delivery_id, result in sorted(refused.items()):
         report.add(SendOutcome(delivery_id, result))
     emails = NoticeEmails(session, settings)
@@ -255,8 +258,10 @@ def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
     """Send the deliveries of one bulk task; see the module docstring."""
     settings = services.settings
     report = BatchReport()
+    fallbacks: list[int] = []  # issue 19: WhatsApp outside its window, sent on other channels
     with transaction(services.sessions) as session:
-        messages, attempts = _prepare(session, settings, delivery_ids, report)
+        messages, attempts = _prepare(session, settings, delivery_ids, report, fallbacks)
+    dispatch_deliveries(services, fallbacks)
     if not messages:
         return report
 
@@ -273,7 +278,7 @@ def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
             session.connection().execute(_ACCEPT, [
                 {"delivery_id": m.delivery_id, "provider_message_id": r.provider_message_id, "now": now}
                 for m, r in accepted])
-            sids = [r.provider_message_id for m, r in accepted if m.channel == "sms"]
+            sids = [r.provider_message_id for m, r in accepted if m.channel != "email"]  # Twilio: SMS, WhatsApp
             pending = list(session.scalars(select(InboundEvent.id).where(
                 InboundEvent.kind == "status", InboundEvent.processed_at.is_(None),
                 or_(*[InboundEvent.dedupe_key.like(f"{sid}:%") for sid in sids])))) if sids else []

@@ -17,6 +17,9 @@ For each delivery, in this order:
     counting an attempt; the sweeper queues it again then.
 
 Whatever the member's ladder does not govern (confirmations, help, digests, alerts) goes as planned.
+A WhatsApp delivery is then routed by the 24-hour window (relay/outbound/whatsapp_window.py): free-form,
+a template (carried on Ready), or `fallback` to the member's other channels (their new deliveries'
+ids appended to `fallbacks`, for the caller to queue after the commit).
 The emergency hold and the claim come before this (each caller does them its own way: one row, or
 one UPDATE for the batch). What passes gets its deadline for a rate-limit slot (`deadline`) and the
 slot it booked when it was deferred, if any (relay/infra/ratelimit.py take_slot)."""
@@ -34,7 +37,7 @@ from relay.members import ladder
 from relay.model.delivery_states import FAILED, OPTED_OUT, QUEUED, QUIET_HOURS, RATE_LIMITED
 from relay.model.messages import OutboundMessage
 from relay.model.tables import Delivery, Member, Notice
-from relay.outbound import call_checks
+from relay.outbound import call_checks, fanout, whatsapp_window
 from relay.outbound.deliveries import move
 
 log = logging.getLogger(__name__)
@@ -49,11 +52,14 @@ class Ready:
     notice: Notice | None
     send_by: datetime  # no rate-limit slot is booked after this (see deadline)
     slot_at: datetime | None  # the slot it booked when the rate limit deferred it
+    route: whatsapp_window.Route = whatsapp_window.FREE_FORM  # WhatsApp: free-form or a template
 
     def limits(self, message: OutboundMessage) -> OutboundMessage:
-        """The message with its rate-limit deadline and booked slot, for the sender's take_slot."""
+        """The message with its rate-limit deadline and booked slot, for the sender's take_slot (and,
+        on WhatsApp outside the window, its template)."""
         return replace(message, send_by=self.send_by.timestamp(),
-                       slot_at=self.slot_at.timestamp() if self.slot_at is not None else None)
+                       slot_at=self.slot_at.timestamp() if self.slot_at is not None else None,
+                       content_sid=self.route.content_sid, content_variables=self.route.content_variables)
 
 
 def quiet_waited(session: Session, delivery: Delivery, member: Member | None, now: datetime) -> timedelta:
@@ -92,10 +98,10 @@ def booked_slot(delivery: Delivery) -> datetime | None:
 
 
 def check(session: Session, settings, claimed: Sequence[tuple[Delivery, Member | None, Notice | None]],
-          now: datetime) -> tuple[list[Ready], dict[int, str]]:
+          now: datetime, fallbacks: list[int] | None = None) -> tuple[list[Ready], dict[int, str]]:
     """Apply the send-time checks (module docstring) to claimed deliveries (status `sending`).
     Returns those that may go now, and {delivery id: outcome} for the others, already moved:
-    expired | stale | failed | opted_out | waiting."""
+    expired | stale | failed | opted_out | waiting | fallback."""
     refused: dict[int, str] = {}
     passed: list[tuple[Delivery, Member | None, Notice | None]] = []
     for delivery, member, notice in claimed:
@@ -131,8 +137,17 @@ def check(session: Session, settings, claimed: Sequence[tuple[Delivery, Member |
     for delivery, member, notice in passed:
         if delivery.id in refused:
             continue
+        way = whatsapp_window.FREE_FORM
+        if delivery.channel == "whatsapp":  # issue 19: the 24-hour window
+            way = whatsapp_window.route(session, settings, delivery, member, notice, now)
+            if way.fallback:
+                ids = fanout.plan(session, whatsapp_window.fall_back(session, delivery, member, way))
+                if fallbacks is not None:
+                    fallbacks.extend(ids)
+                refused[delivery.id] = "fallback"
+                continue
         send_by = deadline(settings, delivery, notice, quiet_waited(session, delivery, member, now))[0]
-        ready.append(Ready(delivery, member, notice, send_by, booked_slot(delivery)))
+        ready.append(Ready(delivery, member, notice, send_by, booked_slot(delivery), way))
     return ready, refused
 
 
@@ -162,7 +177,7 @@ def _refusal(session: Session, settings, delivery: Delivery, member: Member | No
              error_message=f"member {member.id} is no longer active; not sent")
         log.info("delivery %s: member %s is no longer active", delivery.id, member.id)
         return "failed"
-    opted_out_at = member.sms_opted_out_at if delivery.channel == "sms" else member.email_opted_out_at
+    opted_out_at = member.opted_out_at(delivery.channel)
     if opted_out_at is not None:
         move(session, delivery, OPTED_OUT, error_code="opted_out", lease_until=None,
              error_message=f"member opted out of {delivery.channel} at {opted_out_at.isoformat()}; not sent")

@@ -15,6 +15,7 @@ from relay.model.delivery_states import (
     OPTED_OUT,
     QUEUED,
     RATE_LIMITED,
+    READ,
     SENDING,
     SENT,
     UNDELIVERED,
@@ -24,11 +25,12 @@ from relay.model.tables import Delivery, utcnow
 # status -> the statuses it may move to. Anything else is ignored (and logged by the caller).
 TRANSITIONS: dict[str, frozenset[str]] = {
     QUEUED: frozenset({SENDING, FAILED, OPTED_OUT, HELD}),
-    SENDING: frozenset({QUEUED, ACCEPTED, SENT, DELIVERED, UNDELIVERED, FAILED, OPTED_OUT}),
+    SENDING: frozenset({QUEUED, ACCEPTED, SENT, DELIVERED, READ, UNDELIVERED, FAILED, OPTED_OUT}),
     HELD: frozenset({QUEUED, FAILED, OPTED_OUT}),
-    ACCEPTED: frozenset({SENT, DELIVERED, UNDELIVERED, FAILED}),
-    SENT: frozenset({DELIVERED, UNDELIVERED, FAILED}),
-    DELIVERED: frozenset(),
+    ACCEPTED: frozenset({SENT, DELIVERED, READ, UNDELIVERED, FAILED}),
+    SENT: frozenset({DELIVERED, READ, UNDELIVERED, FAILED}),
+    DELIVERED: frozenset({READ}),  # WhatsApp's read receipt comes after delivered (issue 19)
+    READ: frozenset(),
     UNDELIVERED: frozenset(),
     FAILED: frozenset(),
     OPTED_OUT: frozenset(),

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from relay.infra.storage import insert_from_select_ignoring_conflicts, insert_ignoring_conflicts
 from relay.members import ladder
-from relay.model.channels import CHANNELS
+from relay.model.channels import CHANNELS, WHATSAPP_PREFIX
 from relay.model.tables import Delivery, Member, Participant, utcnow
 
 
@@ -51,7 +51,12 @@ def reachable_query(member_filter, exclude_member_id: int | None = None):
                (Member.phone.is_not(None) & Member.sms_discussion.is_(True)
                 & Member.sms_opted_out_at.is_(None)).label("takes_sms"),
                (Member.email.is_not(None) & Member.email_discussion.is_(True)
-                & Member.email_opted_out_at.is_(None) & Member.email_suspended_at.is_(None)).label("takes_email"))
+                & Member.email_opted_out_at.is_(None) & Member.email_suspended_at.is_(None)).label("takes_email"),
+               # issue 19: WhatsApp only with a recorded opt-in; the number defaults to the phone
+               func.coalesce(Member.whatsapp, Member.phone).label("whatsapp"),
+               (func.coalesce(Member.whatsapp, Member.phone).is_not(None) & Member.whatsapp_discussion.is_(True)
+                & Member.whatsapp_opted_in_at.is_not(None)
+                & Member.whatsapp_opted_out_at.is_(None)).label("takes_whatsapp"))
         .where(Member.active.is_(True), member_filter)
         .distinct()
         .order_by(Member.id)
@@ -75,17 +80,24 @@ class Recipient:
     email: str | None
     language: str
     channels: tuple[str, ...]  # the channels a message goes to them on, in CHANNELS order
+    whatsapp: str | None = None  # their WhatsApp number (E.164), when they take WhatsApp
+
+    def address(self, channel: str) -> str | None:
+        """The to_address of a delivery on `channel` (WhatsApp with Twilio's `whatsapp:` prefix)."""
+        if channel == "whatsapp":
+            return f"{WHATSAPP_PREFIX}{self.whatsapp}" if self.whatsapp else None
+        return self.phone if channel == "sms" else self.email
 
 
 def recipients_from(members, wanted: set[str], allowed: dict[int, set[str]] | None = None) -> list[Recipient]:
     """Recipients from reachable_members() rows: the wanted channels each takes (and, if given, is allowed)."""
     found = []
     for m in members:
-        takes = {"sms": m.takes_sms, "email": m.takes_email}
+        takes = {"sms": m.takes_sms, "email": m.takes_email, "whatsapp": m.takes_whatsapp}
         channels = tuple(c for c in CHANNELS if c in wanted and takes[c]
                          and (allowed is None or c in allowed.get(m.id, ())))
         if channels:
-            found.append(Recipient(m.id, m.phone, m.email, m.language or "en", channels))
+            found.append(Recipient(m.id, m.phone, m.email, m.language or "en", channels, m.whatsapp))
     return found
 
 
@@ -99,8 +111,8 @@ def delivery_rows(recipients: list[Recipient], *, purpose: str, post_id: int | N
             dedupe_key = key(r.member_id, channel) if key else f"post:{post_id}:{r.member_id}:{channel}"
             rows.append({"dedupe_key": dedupe_key,
                          "purpose": purpose, "post_id": post_id, "case_id": case_id, "member_id": r.member_id,
-                         "channel": channel, "to_address": r.phone if channel == "sms" else r.email,
-                         "body": sms_text(r.language) if channel == "sms" else email_body})
+                         "channel": channel, "to_address": r.address(channel),
+                         "body": email_body if channel == "email" else sms_text(r.language)})
     return rows
 
 
@@ -128,7 +140,7 @@ def plan_from_query(session: Session, query, channel: str, *, purpose: str, post
     `dispatched` stamps dispatched_at at once: the rows are queued in batches right after the commit,
     and a broker outage is recovered by the sweeper exactly as for rows never dispatched."""
     members = query.order_by(None).subquery()
-    takes = members.c.takes_sms if channel == "sms" else members.c.takes_email
+    takes = {"sms": members.c.takes_sms, "email": members.c.takes_email, "whatsapp": members.c.takes_whatsapp}[channel]
     language = func.coalesce(members.c.language, "en")
     fallback = bodies.get("en", next(iter(bodies.values()), ""))
     others = [(language == lang, literal(text, String)) for lang, text in bodies.items() if lang != "en"]
@@ -141,7 +153,8 @@ def plan_from_query(session: Session, query, channel: str, *, purpose: str, post
         "case_id": literal(case_id, Delivery.case_id.type),
         "member_id": members.c.id,
         "channel": literal(channel, String),
-        "to_address": members.c.phone if channel == "sms" else members.c.email,
+        "to_address": {"sms": members.c.phone, "email": members.c.email,
+                       "whatsapp": literal(WHATSAPP_PREFIX, String) + members.c.whatsapp}[channel],
         "body": body,
         "status": literal("queued", String),
         "attempts": literal(0),

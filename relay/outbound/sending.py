@@ -72,18 +72,23 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
         notice = notice_of(session, delivery)
         notice_id = notice.id if notice is not None else None
         member = session.get(Member, delivery.member_id) if delivery.member_id is not None else None
-        # the checks a batch makes too (relay/outbound/checks.py): expiry, stale relays, the member's state now
-        ready, refused = send_checks.check(session, settings, [(delivery, member, notice)], utcnow())
-        if refused:
+        # the checks a batch makes too (relay/outbound/checks.py): expiry, stale relays, the member's state now,
+        # WhatsApp's 24-hour window (a fallback to other channels plans deliveries, queued after the commit)
+        fallbacks: list[int] = []
+        ready, refused = send_checks.check(session, settings, [(delivery, member, notice)], utcnow(), fallbacks)
+        if refused and not fallbacks:
             return SendOutcome(delivery_id, refused[delivery_id])
         try:
-            message = ready[0].limits(outbound_message(session, settings, delivery))
+            message = ready[0].limits(outbound_message(session, settings, delivery)) if ready else None
         except Exception as exc:  # a message we cannot even build will not build next time either
             log.exception("delivery %s: cannot compose", delivery_id)
             move(session, delivery, FAILED, error_code="compose", error_message=f"{type(exc).__name__}: {exc}",
                  lease_until=None)
             return SendOutcome(delivery_id, "failed")
 
+    if message is None:  # WhatsApp fell back to the member's other channels (relay/outbound/whatsapp_window.py)
+        dispatch_deliveries(services, fallbacks)
+        return SendOutcome(delivery_id, "fallback")
     try:
         result = services.sender(message.channel).send(message)
     except SendError as error:
@@ -136,9 +141,10 @@ def record_failure(services, delivery_id: int, attempts: int, error: SendError) 
             return SendOutcome(delivery_id, "skipped")
         if error.opted_out:
             move(session, delivery, OPTED_OUT, error_code=error.code, error_message=str(error), lease_until=None)
-            if delivery.member_id is not None and delivery.channel == "sms":
+            if delivery.member_id is not None and delivery.channel in ("sms", "whatsapp"):
                 member = session.get(Member, delivery.member_id)
-                consent.opt_out_sms(session, member, source=f"provider:{error.code}")
+                stop = consent.opt_out_sms if delivery.channel == "sms" else consent.opt_out_whatsapp
+                stop(session, member, source=f"provider:{error.code}")
             log.info("delivery %s: recipient opted out at the provider (%s)", delivery_id, error.code)
             return SendOutcome(delivery_id, "opted_out")
         if error.throttled and error.retryable:

@@ -43,10 +43,21 @@ def email_sender_for(settings, limiter=None) -> Sender:
     return outbox.OutboxSender(settings)
 
 
+def whatsapp_sender_for(settings, limiter=None) -> Sender:
+    """Twilio's API for WhatsApp when Twilio and RELAY_TWILIO_WHATSAPP_FROM are set, else the dev outbox
+    (whether the channel is on at all is decided before sending: relay/outbound/whatsapp_window.py)."""
+    from relay.providers import outbox, whatsapp  # reason: as above
+
+    if settings.twilio_configured and settings.whatsapp_enabled:
+        return whatsapp.WhatsAppSender(settings, limiter=limiter)
+    return outbox.OutboxSender(settings)
+
+
 def senders_for(settings) -> dict[str, Sender]:
     """The senders of this process, sharing one provider rate limiter (relay/infra/ratelimit.py)."""
     limiter = None
     if settings.twilio_configured or settings.smtp_configured:
         limiter = limiter_for(settings)
     return {"sms": sms_sender_for(settings, limiter), "email": email_sender_for(settings, limiter),
-            "voice": voice_sender_for(settings)}  # issue 17: escalation calls
+            "voice": voice_sender_for(settings),  # issue 17: escalation calls
+            "whatsapp": whatsapp_sender_for(settings, limiter)}

@@ -19,7 +19,8 @@ class OutboxSender:
 
     def __init__(self, settings):
         self.directory: Path = settings.outbox_dir
-        self.senders = {"sms": settings.twilio_from or "relay", "email": settings.email_from}
+        self.senders = {"sms": settings.twilio_from or "relay", "email": settings.email_from,
+                        "whatsapp": getattr(settings, "whatsapp_from", "") or "relay"}
 
     def send(self, message: OutboundMessage) -> SendResult:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -42,6 +43,8 @@ class OutboxSender:
             "to": message.to,
             "from": self.senders.get(message.channel, "relay"),
             "body": body,
+            **({"content_sid": message.content_sid, "content_variables": message.content_variables}
+               if message.content_sid else {}),
             "delivery_id": message.delivery_id,
             "written_at": datetime.now(timezone.utc).isoformat(),
             **extra,

@@ -24,7 +24,7 @@ from twilio.request_validator import RequestValidator
 
 from relay.infra.ratelimit import sms_rate, take_slot
 from relay.model.channels import SMS_MAX_CHARS
-from relay.model.delivery_states import ACCEPTED, DELIVERED, FAILED, SENT, UNDELIVERED
+from relay.model.delivery_states import ACCEPTED, DELIVERED, FAILED, READ, SENT, UNDELIVERED
 from relay.model.messages import InboundMessage, OutboundMessage, SendError, SendResult, StatusUpdate
 from relay.providers.errors import BadWebhook  # one error type for every provider
 
@@ -43,7 +43,7 @@ TWILIO_STATUS = {
     "sending": ACCEPTED,
     "sent": SENT,
     "delivered": DELIVERED,
-    "read": DELIVERED,
+    "read": READ,  # WhatsApp (issue 19)
     "undelivered": UNDELIVERED,
     "failed": FAILED,
     "canceled": FAILED,

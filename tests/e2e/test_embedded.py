@@ -80,8 +80,9 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert "notice sent to 5 members" in demo.stdout
     assert "alembic" not in demo.stdout + demo.stderr  # issue 15, item 10: no migration INFO lines
     curls = [line for line in demo.stdout.splitlines() if line.startswith("curl ")]
-    assert len(curls) == 1, demo.stdout
-    assert f"{base_url}/webhooks/twilio/sms" in curls[0]
+    assert len(curls) == 2, demo.stdout  # Lee's SMS reply, Alice's WhatsApp reply (issue 19)
+    assert f"{base_url}/webhooks/twilio/sms" in curls[0] and "whatsapp%3A" not in curls[0]
+    assert "From=whatsapp:+33612345604" in curls[1] and "WhatsApp is off" in demo.stdout
 
     # The outbox shows members' numbers and clinical text: not to an anonymous visitor.
     anonymous = requests.get(f"{base_url}/dev/outbox", timeout=5, allow_redirects=False)
@@ -123,6 +124,17 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert page.status_code == 200
     assert DEMO_TITLE in page.text
     assert "Lee Minho · SMS" in page.text and html.escape(REPLY) in page.text
+
+    # Alice's WhatsApp reply (issue 19): the same webhook, threaded into C1 and relayed by SMS; WhatsApp is off
+    # in this relay, so her confirmation comes by SMS instead.
+    played = subprocess.run(["bash", "-c", curls[1]], capture_output=True, text=True, timeout=30)
+    assert played.returncode == 0 and played.stdout.strip() == EMPTY_TWIML, played.stdout + played.stderr
+    messages = wait_until(outbox_with(browser, base_url, 10 + 4 + 1), 30, "Alice's WhatsApp reply relayed by SMS",
+                          watch=[up])
+    alice_says = "C1 Alice Moreau: Agree, and worth testing for influenza too."
+    assert sorted(to for to, body in messages if body == alice_says) == sorted([KIM, LEE, PARK, BEN])
+    page = requests.get(f"{base_url}/library/cases/C1", timeout=5)
+    assert "Alice Moreau · WhatsApp" in page.text
 
     console = browser.get(f"{base_url}/console/", timeout=5)
     assert console.status_code == 200 and "Outbound sending is running" in console.text

@@ -23,7 +23,9 @@ def _member_json(member) -> dict:
             "channels": list(member.channels), "sms_opted_out": member.sms_opted_out_at is not None,
             "email_opted_out": member.email_opted_out_at is not None,
             "email_suspended": member.email_suspended_at is not None,
-            "email_hard_bounces": member.email_hard_bounces, "timezone": member.timezone,
+            "email_hard_bounces": member.email_hard_bounces, "whatsapp": member.whatsapp_number,
+            "whatsapp_opted_in": member.whatsapp_opted_in_at is not None,
+            "whatsapp_opted_out": member.whatsapp_opted_out_at is not None, "timezone": member.timezone,
             "language": member.language, "roles": sorted(member.role_set), "active": member.active}
 
 
@@ -60,8 +62,9 @@ def get_member(who: str):
 @blueprint.put("/members/<who>/channels")
 @requires(SIGNED_IN)
 def put_channels(who: str):
-    """Body: {"channels": ["sms", "email"]} — an empty list stops case discussion on every channel.
-    Staff set anyone's; a member sets their own."""
+    """Body: {"channels": ["sms", "email", "whatsapp"]} — an empty list stops case discussion on every
+    channel. Staff set anyone's; a member sets their own. Choosing WhatsApp sends nothing there until the
+    member's opt-in is recorded (whatsapp_opted_in)."""
     services = current_app.extensions["relay"]
     data = request.get_json(silent=True)
     with transaction(services.sessions) as session:

@@ -176,7 +176,8 @@ def send_notice_route(notice_id: int):
     result = send_notice(services, notice_id, actor=actor(), confirm_identifiers=_confirmed(data))
     with services.sessions() as session:
         body = _notice_json(session, get_notice(session, notice_id))
-    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
+    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails,
+                      **({"whatsapp": result.whatsapp} if result.whatsapp else {})}
     return jsonify(body), 202
 
 
@@ -206,5 +207,6 @@ def correct_notice_route(notice_id: int):
                             confirm_identifiers=_confirmed(data))
     with services.sessions() as session:
         body = _notice_json(session, get_notice(session, result.notice_id))
-    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails}
+    body["queued"] = {"recipients": result.recipients, "sms": result.sms, "email": result.emails,
+                      **({"whatsapp": result.whatsapp} if result.whatsapp else {})}
     return jsonify(body), 201, {"Location": f"/api/v1/notices/{result.notice_id}"}

@@ -31,7 +31,7 @@ def test_broadcast_is_recorded_with_actor_and_counts(network):
     send_notice(network, notice_id, actor=coordinator)
     [(action, subject, actor, source, detail)] = events(network, "notice.send")
     assert (action, subject, actor, source) == ("notice.send", f"notice:{notice_id}", "member:1", "console")
-    assert detail == {"kind": "announcement", "lists": "tft", "channels": "sms;email", "severity": "routine"}
+    assert detail == {"kind": "announcement", "lists": "tft", "channels": "sms;email;whatsapp", "severity": "routine"}
 
 
 def test_a_refused_broadcast_leaves_no_record(network):
