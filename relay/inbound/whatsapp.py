@@ -26,9 +26,9 @@ from typing import Mapping
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from relay.discussion import threads
+from relay.discussion import holding, threads
 from relay.discussion.posting import publish_reply
-from relay.inbound import ladder_commands
+from relay.inbound import guard_commands, ladder_commands
 from relay.inbound import limits as inbound_limits
 from relay.inbound import mms as mms_media
 from relay.infra.logs import mask, mask_text
@@ -107,6 +107,8 @@ def process(session: Session, settings, event: InboundEvent, form: Mapping[str, 
             plan.reply("start")
         elif verdict.command == "help":
             plan.reply("help", library=f"{settings.public_base_url}/library/")
+        elif verdict.command in ("guard_send", "guard_drop"):  # issue 16: the author decides on a held reply
+            result.outcome = guard_commands.apply(session, settings, member, verdict, plan)
         else:
             ladder_commands.apply(session, settings, member, verdict, source, plan, channel=CHANNEL)
     elif verdict.action == ACCEPT and extras.is_location:
@@ -167,11 +169,25 @@ def _accept(session: Session, settings, event: InboundEvent, member: Member, bod
     if case.status != "open":
         plan.reply("closed_case", case_id=case.id, code=case.code)
         return "closed_case", None
+    # issue 16: a reply carrying a patient identifier is kept, not relayed, until its author decides
+    found = holding.check(session, settings, case, text, event)
+    if found.held:
+        held = holding.hold(session, settings, case=case, member=member, text=text, channel=CHANNEL,
+                            event_id=event.id, found=found)
+        plan.reply("guard_held", case_id=case.id, code=case.code, hold_code=held.code,
+                   where=found.where(text, member.language),
+                   hours=round(settings.guard_hold_for.total_seconds() / 3600))
+        return "held", None
     post, rows = publish_reply(session, settings, case, member, text, CHANNEL, event.id)
+    holding.supersede(session, member, case.id, CHANNEL)  # a corrected reply replaces the author's held one
     plan.rows.extend(rows)
     plan.images.extend(mms_media.plan_mms_images(session, event, case, post, form))
     reached = len({row["member_id"] for row in plan.rows})
-    plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
+    if found.verdict == holding.WARN:
+        plan.reply("guard_warned", case_id=case.id, code=case.code, count=reached,
+                   where=found.where(text, member.language))
+    else:
+        plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
     return "posted", post.id
 
 

@@ -247,3 +247,31 @@ def test_a_window_closed_callback_sends_the_message_by_sms_instead(wa_network, w
         failed = session.get(Delivery, message.delivery_id)
         assert failed.status == "undelivered" and failed.error_code == "63016"
         assert "sent by sms instead" in failed.error_message
+
+
+def test_a_whatsapp_reply_with_a_resident_registration_number_is_held_then_released_once(wa_network, sms_out,
+                                                                                       mail_out, wa_out):
+    """Issue 16 on WhatsApp: the guard holds the reply (nobody else gets it), SEND <code> releases it once."""
+    open_window(wa_network, LEE)
+    new_case_notice(wa_network, "C1", ["tft"])
+    run_worker(wa_network)
+    sms_out.sent.clear(), mail_out.sent.clear(), wa_out.sent.clear()
+    client = create_app(services=wa_network).test_client()
+    form = dict(load_form("text.txt"), Body="C1 patient 550315-1234567 looks like organising pneumonia",
+                MessageSid="SM" + "7" * 32)
+    assert post_signed(client, SMS, form).status_code == 200
+    run_worker(wa_network)
+    assert event_of(wa_network, form["MessageSid"]).outcome == "held"
+    assert not sms_out.sent and not mail_out.sent
+    [(to, answer)] = [(m.to, m.body) for m in wa_out.sent]
+    assert to == f"whatsapp:{LEE}" and "550315" not in answer
+    code = next(word for word in answer.replace(".", " ").split() if len(word) == 6 and word.isupper()
+                and any(ch.isdigit() for ch in word) and word.isalnum())
+    wa_out.sent.clear()
+    send = dict(form, Body=f"SEND {code}", MessageSid="SM" + "8" * 32)
+    assert post_signed(client, SMS, send).status_code == 200
+    assert post_signed(client, SMS, dict(send, MessageSid="SM" + "9" * 32)).status_code == 200  # twice: once only
+    run_worker(wa_network)
+    assert sorted(m.to for m in sms_out.sent) == sorted([KIM, PARK])
+    with wa_network.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Post).where(Post.kind == "reply")) == 1
