@@ -48,7 +48,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["relay"] = services or build_services(
         settings, engine=make_engine(settings.database_url, pool_pre_ping=False))
 
-    from . import api, auth, console, email_confirm, inbound_email, library, ops, preferences, twilio, unsubscribe
+    from . import (
+        api,
+        auth,
+        console,
+        email_confirm,
+        inbound_email,
+        library,
+        ops,
+        preferences,
+        reach,
+        twilio,
+        unsubscribe,
+    )
 
     auth.configure_sessions(app, settings)
 
@@ -78,6 +90,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(preferences.blueprint)  # issue 5: preference page, digest subscription
+    app.register_blueprint(reach.blueprint)  # issue 20: the reader count's image, the console's Reach pages
     _rate_limits(app, settings)
 
     @app.errorhandler(DBAPIError)
