@@ -1,19 +1,27 @@
-"""Reach (issue 20): the library's page image that counts a reader (relay/library/readership.py).
-
-The console's Reach pages are in webhooks/reach_console.py."""
+"""Reach (issue 20): the library's page image that counts a reader (relay/library/readership.py), and the
+console's Reach page (/console/reach: charts for a period, their numbers as tables and CSV, the admin's
+switch for the headline figures). A thin shell: the figures and their authorisation are in relay/reach/."""
 from __future__ import annotations
 
 import base64
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 
+from relay.access.permissions import Forbidden
 from relay.infra.db import transaction
 from relay.library.readership import count_reader as count_reader_core
 from relay.library.readership import day_store_for
+from relay.model.tables import utcnow
+from relay.reach import headline
+from relay.reach.figures import CHARTS, reach_figures
+from relay.reach.labels import LANGUAGES, labels_for
+from relay.reach.page import charts, headers, to_csv
+from relay.reach.periods import PeriodError, parse_period
 
-from .auth import current_member
+from .auth import check_csrf, current_member, requires
 
 blueprint = Blueprint("reach", __name__)
+blueprint.before_request(check_csrf)
 
 # a transparent 1x1 GIF
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -36,3 +44,77 @@ def seen():
     response = Response(PIXEL, mimetype="image/gif")
     response.headers["Cache-Control"] = "no-store, private"
     return response
+
+
+# ---------------------------------------------------------------- the console's Reach page
+
+
+def _language() -> str:
+    asked = request.args.get("lang", "")
+    return asked if asked in LANGUAGES else (request.accept_languages.best_match(LANGUAGES) or "en")
+
+
+def _period_or_400(labels):
+    try:
+        return parse_period(request.args, utcnow().date()), None
+    except PeriodError as exc:
+        return None, str(exc)
+
+
+@blueprint.get("/console/reach")
+@requires("reach.read")
+def reach_page():
+    me = current_member()
+    language = _language()
+    labels = labels_for(language)
+    period, error = _period_or_400(labels)
+    if period is None:
+        period = parse_period({}, utcnow().date())
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        try:
+            figures = reach_figures(session, me.roles, period)
+        except Forbidden as exc:
+            abort(403, str(exc))
+        published = headline.is_published(session)
+    return render_template("console/reach.html", figures=figures, charts=charts(figures, labels), labels=labels,
+                           language=language, error=error, published=published, headers=headers,
+                           chart_names=CHARTS, args=period.as_args()), (400 if error else 200)
+
+
+@blueprint.get("/console/reach.csv")
+@requires("reach.read")
+def reach_csv():
+    me = current_member()
+    chart = request.args.get("chart", "")
+    period, error = _period_or_400(None)
+    if error:
+        abort(400, error)
+    if chart not in CHARTS:
+        abort(400, f"no chart {chart!r}: choose one of {', '.join(CHARTS)}")
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        try:
+            figures = reach_figures(session, me.roles, period)
+        except Forbidden as exc:
+            abort(403, str(exc))
+    response = Response(to_csv(figures.table(chart)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="reach-{chart}-{period.start}-{period.end}.csv"')
+    return response
+
+
+@blueprint.post("/console/reach/headline")
+@requires("reach.publish")
+def publish_headline():
+    me = current_member()
+    action = request.form.get("action")
+    if action not in ("on", "off"):
+        abort(400, "choose to publish (on) or to withdraw (off) the headline figures")
+    services = current_app.extensions["relay"]
+    try:
+        with transaction(services.sessions) as session:
+            headline.publish(session, me.roles, me.actor("console"), action == "on")
+    except Forbidden as exc:
+        abort(403, str(exc))
+    return redirect(url_for("reach.reach_page"))

@@ -36,6 +36,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "member.roles": frozenset({ADMIN}),  # granting roles is admin-only: a coordinator cannot make an admin
     "hold.toggle": _STAFF,
     "token.create": frozenset({ADMIN}),
+    # issue 20: the network's figures (counts only) and publishing the headline ones
+    "reach.read": _STAFF,
+    "reach.publish": frozenset({ADMIN}),
 }
 
 
