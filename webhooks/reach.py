@@ -9,13 +9,15 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 
 from relay.access.permissions import Forbidden
 from relay.infra.db import transaction
+from relay.library.cases import CaseNotFound, get_case
 from relay.library.readership import count_reader as count_reader_core
 from relay.library.readership import day_store_for
-from relay.model.tables import utcnow
-from relay.reach import headline
+from relay.model.tables import Notice, utcnow
+from relay.reach import headline, items
+from relay.reach.charts import column_chart
 from relay.reach.figures import CHARTS, reach_figures
 from relay.reach.labels import LANGUAGES, labels_for
-from relay.reach.page import charts, headers, to_csv
+from relay.reach.page import charts, headers, series_chart, to_csv
 from relay.reach.periods import PeriodError, parse_period
 
 from .auth import check_csrf, current_member, requires
@@ -118,3 +120,60 @@ def publish_headline():
     except Forbidden as exc:
         abort(403, str(exc))
     return redirect(url_for("reach.reach_page"))
+
+
+# ---------------------------------------------------------------- one case, one notice
+
+
+@blueprint.get("/console/reach/cases/<code>")
+@requires("reach.read")
+def case_reach(code: str):
+    me = current_member()
+    language = _language()
+    labels = labels_for(language)
+    period, error = _period_or_400(labels)
+    period = period or parse_period({}, utcnow().date())
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        try:
+            case = get_case(session, code)
+        except CaseNotFound as exc:
+            abort(404, str(exc))
+        try:
+            tables = [items.case_views(session, me.roles, case, period),
+                      items.case_activity(session, me.roles, case, period)]
+        except Forbidden as exc:
+            abort(403, str(exc))
+        title = f"{case.code}: {case.title}"
+    drawn = [(labels["case_views"], tables[0], series_chart(tables[0], labels["case_views"], labels, period)),
+             (labels["case_activity"], tables[1], series_chart(tables[1], labels["case_activity"], labels, period))]
+    return render_template("console/reach_item.html", title=title, drawn=drawn, labels=labels, headers=headers,
+                           error=error, period=period, language=language,
+                           back=url_for("console.case_page", code=code)), (400 if error else 200)
+
+
+@blueprint.get("/console/reach/notices/<int:notice_id>")
+@requires("reach.read")
+def notice_reach(notice_id: int):
+    me = current_member()
+    language = _language()
+    labels = labels_for(language)
+    services = current_app.extensions["relay"]
+    with services.sessions() as session:
+        notice = session.get(Notice, notice_id) if notice_id < 2**31 else None
+        if notice is None:
+            abort(404, f"no notice {notice_id}")
+        try:
+            table, bucket = items.notice_timeline(session, me.roles, notice)
+        except Forbidden as exc:
+            abort(403, str(exc))
+        title = f"#{notice.id} {notice.title or notice.kind}"
+        sent = notice.sent_at
+    name = labels["notice_timeline"] + (f" ({bucket} min)" if bucket > 1 else "")
+    description = labels["desc_timeline"].format(title=name, sent=sent or "—", total=f"{sum(table.totals()):,}")
+    drawn = [(name, table, column_chart(table.name, name, description, [row[0] for row in table.rows],
+                                        [(labels.get(h, h), [row[i] for row in table.rows])
+                                         for i, h in enumerate(table.headers) if i]))]
+    return render_template("console/reach_item.html", title=title, drawn=drawn, labels=labels, headers=headers,
+                           error=None, period=None, language=language,
+                           back=url_for("console.notice_page", notice_id=notice_id))

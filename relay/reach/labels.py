@@ -26,7 +26,9 @@ LABELS: dict[str, dict[str, str]] = {
         "headline_off": "Not published", "publish": "Publish", "withdraw": "Withdraw",
         "headline_text": "{members} members in {countries} countries, {readers} readers this month",
         "case_views": "Views per day", "case_activity": "Posts per day by channel",
-        "notice_timeline": "Deliveries sent per minute after the notice, by channel",
+        "notice_timeline": "Deliveries handed over after the notice was sent, by channel",
+        "desc_timeline": "{title}; notice sent {sent}; {total} deliveries handed over.",
+        "minutes": "minutes after", "back": "Back",
     },
     "ko": {
         "page": "도달 현황", "period": "기간", "30d": "최근 30일", "12m": "최근 12개월", "custom": "직접 지정",
@@ -50,7 +52,9 @@ LABELS: dict[str, dict[str, str]] = {
         "publish": "공개", "withdraw": "공개 중단",
         "headline_text": "{countries}개국 회원 {members}명, 이번 달 독자 {readers}명",
         "case_views": "일별 조회수", "case_activity": "채널별 일일 게시글",
-        "notice_timeline": "공지 후 분 단위 채널별 발송",
+        "notice_timeline": "공지 발송 후 채널별 전달 시점",
+        "desc_timeline": "{title}; 공지 발송 {sent}; 전달 {total}건.",
+        "minutes": "발송 후 분", "back": "돌아가기",
     },
 }
 

@@ -19,7 +19,7 @@ def headers(table: Table, labels: dict[str, str]) -> list[str]:
     return [_word(labels, h) for h in table.headers]
 
 
-def _series_chart(table: Table, title: str, labels: dict[str, str], period) -> Markup:
+def series_chart(table: Table, title: str, labels: dict[str, str], period) -> Markup:
     names = table.headers[1:]
     series = [(_word(labels, name), [row[i + 1] for row in table.rows]) for i, name in enumerate(names)]
     totals = [(name, sum(values)) for name, values in series]
@@ -44,12 +44,12 @@ def charts(figures: Figures, labels: dict[str, str]) -> dict[str, Markup]:
     by_channel = Table(deliveries.name, deliveries.headers,
                        [[_word(labels, row[0]), *row[1:]] for row in deliveries.rows])
     return {
-        "readers": _series_chart(figures.readers, labels["readers"], labels, period),
+        "readers": series_chart(figures.readers, labels["readers"], labels, period),
         "cases": _ranking_chart(figures.cases, labels["cases"], labels, period, lambda row: f"{row[0]} {row[1]}"),
-        "deliveries": _series_chart(by_channel, labels["deliveries"], labels, period),
-        "replies": _series_chart(figures.replies, labels["replies"], labels, period),
+        "deliveries": series_chart(by_channel, labels["deliveries"], labels, period),
+        "replies": series_chart(figures.replies, labels["replies"], labels, period),
         "countries": _ranking_chart(figures.countries, labels["countries"], labels, period, lambda row: row[0]),
-        "consent": _series_chart(figures.consent, labels["consent"], labels, period),
+        "consent": series_chart(figures.consent, labels["consent"], labels, period),
     }
 
 

@@ -45,6 +45,8 @@ ROUTES = [
     ("POST", "/console/reach/headline", {"action": "on"}, "reach.publish"),
     ("GET", "/console/reach", None, "reach.read"),
     ("GET", "/console/reach.csv?chart=readers", None, "reach.read"),
+    ("GET", "/console/reach/cases/C1", None, "reach.read"),
+    ("GET", "/console/reach/notices/1", None, "reach.read"),
 ]
 
 
