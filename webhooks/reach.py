@@ -4,6 +4,7 @@ switch for the headline figures). A thin shell: the figures and their authorisat
 from __future__ import annotations
 
 import base64
+from time import monotonic
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 
@@ -119,6 +120,7 @@ def publish_headline():
             headline.publish(session, me.roles, me.actor("console"), action == "on")
     except Forbidden as exc:
         abort(403, str(exc))
+    current_app.extensions.pop("relay-reach-headline", None)  # this process shows the change at once
     return redirect(url_for("reach.reach_page"))
 
 
@@ -177,3 +179,24 @@ def notice_reach(notice_id: int):
     return render_template("console/reach_item.html", title=title, drawn=drawn, labels=labels, headers=headers,
                            error=None, period=None, language=language,
                            back=url_for("console.notice_page", notice_id=notice_id))
+
+
+# ---------------------------------------------------------------- the library's headline figures
+
+HEADLINE_SECONDS = 60.0  # a process reads the figures at most once a minute (the front page is busy)
+
+
+@blueprint.app_context_processor
+def _headline_context():
+    return {"reach_headline": published_headline}
+
+
+def published_headline():
+    """The published headline figures for the library's front page, or None; cached a minute per app."""
+    cache = current_app.extensions.setdefault("relay-reach-headline", {})
+    now = monotonic()
+    if cache.get("until", float("-inf")) <= now:
+        with current_app.extensions["relay"].sessions() as session:
+            cache["value"] = headline.public_headline(session)
+        cache["until"] = now + HEADLINE_SECONDS
+    return cache["value"]

@@ -109,7 +109,7 @@ def _rolled(session: Session, series: str, period: Period, live: date):
         .group_by(ReachDaily.day, ReachDaily.label))
 
 
-def _ordered(found: Iterable[str], order: tuple[str, ...]) -> list[str]:
+def ordered(found: Iterable[str], order: tuple[str, ...]) -> list[str]:
     return sorted(set(found), key=lambda name: (order.index(name) if name in order else len(order), name))
 
 
@@ -125,8 +125,8 @@ def deliveries_by_outcome(session: Session, period: Period) -> Table:
             .group_by(Delivery.channel, Delivery.status))
         for channel, status, count in rows:
             counts[(channel, OUTCOMES.get(status, status))] += int(count)
-    channels = _ordered((c for c, _ in counts), CHANNEL_ORDER)
-    outcomes = _ordered((o for _, o in counts), OUTCOME_ORDER)
+    channels = ordered((c for c, _ in counts), CHANNEL_ORDER)
+    outcomes = ordered((o for _, o in counts), OUTCOME_ORDER)
     return Table("deliveries", ["channel", *outcomes],
                  [[channel, *(counts.get((channel, o), 0) for o in outcomes)] for channel in channels])
 
@@ -143,7 +143,7 @@ def replies_per_day(session: Session, period: Period) -> Table:
             .group_by(day, Post.channel))
         for when, channel, count in rows:
             counts[(as_date(when), channel)] += int(count)
-    channels = _ordered((c for _, c in counts), CHANNEL_ORDER) or ["sms", "email"]
+    channels = ordered((c for _, c in counts), CHANNEL_ORDER) or ["sms", "email"]
     return Table("replies", ["day", *channels],
                  [[d.isoformat(), *(counts.get((d, c), 0) for c in channels)] for d in period.days])
 

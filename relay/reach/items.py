@@ -14,7 +14,7 @@ from relay.model.notice_refs import deliveries_filter
 from relay.model.tables import Case, CaseDayViews, Delivery, Notice, Post, Thread
 
 from .days import as_date, day_of, midnight
-from .figures import CHANNEL_ORDER, Table, _ordered
+from .figures import CHANNEL_ORDER, Table, ordered
 from .periods import Period
 
 # the timeline's buckets: the first that shows the whole send in at most 60 of them
@@ -36,7 +36,7 @@ def case_activity(session: Session, roles: Iterable[str], case: Case, period: Pe
         Thread.case_id == case.id, Post.created_at >= midnight(period.start),
         Post.created_at < midnight(period.end + timedelta(days=1))).group_by(day, Post.channel)).all()
     counts = {(as_date(when), channel): int(n) for when, channel, n in rows}
-    channels = _ordered((c for _, c in counts), CHANNEL_ORDER) or ["sms", "email"]
+    channels = ordered((c for _, c in counts), CHANNEL_ORDER) or ["sms", "email"]
     return Table("case_activity", ["day", *channels],
                  [[d.isoformat(), *(counts.get((d, c), 0) for c in channels)] for d in period.days])
 
@@ -54,7 +54,7 @@ def notice_timeline(session: Session, roles: Iterable[str], notice: Notice) -> t
     span = max((minutes for _, minutes in offsets), default=0)
     bucket = next((b for b in BUCKET_MINUTES if span / b < 60), BUCKET_MINUTES[-1])
     counts = Counter((channel, int(minutes // bucket)) for channel, minutes in offsets)
-    channels = _ordered((c for c, _ in counts), CHANNEL_ORDER) or ["sms", "email"]
+    channels = ordered((c for c, _ in counts), CHANNEL_ORDER) or ["sms", "email"]
     last = max((n for _, n in counts), default=0)
     return Table("notice_timeline", ["minutes", *channels],
                  [[str(n * bucket), *(counts.get((c, n), 0) for c in channels)] for n in range(last + 1)]), bucket

@@ -105,8 +105,10 @@ API_ROWS = [
     ("remove from a list", "delete", "/api/v1/lists/tft/members/ben@example.org", None, STAFF),
     ("post to a case", "post", "/api/v1/cases/C1/posts", {"text": "Agree: organising pneumonia"}, MEMBERS),
     ("SMS preview", "post", "/api/v1/sms/preview", {"text": "Masks in CT rooms"}, EVERYONE),
+    ("read the headline figures", "get", "/api/v1/stats?month=2026-11", None, STAFF),  # issue 20
 ]
 READ_ONLY = {"preview a notice", "read a notice", "read another member", "read the lists", "SMS preview",
+             "read the headline figures",
              "grant oneself a role"}  # an admin granting themselves admin changes nothing
 
 
