@@ -18,7 +18,7 @@ from relay.reach import headline, items
 from relay.reach.charts import column_chart
 from relay.reach.figures import CHARTS, reach_figures
 from relay.reach.labels import LANGUAGES, labels_for
-from relay.reach.page import charts, headers, series_chart, to_csv
+from relay.reach.page import charts, headers, series_chart, shown, to_csv
 from relay.reach.periods import PeriodError, parse_period
 
 from .auth import check_csrf, current_member, requires
@@ -80,8 +80,9 @@ def reach_page():
         except Forbidden as exc:
             abort(403, str(exc))
         published = headline.is_published(session)
+    tables = {name: shown(figures.table(name), labels) for name in CHARTS}
     return render_template("console/reach.html", figures=figures, charts=charts(figures, labels), labels=labels,
-                           language=language, error=error, published=published, headers=headers,
+                           language=language, error=error, published=published, tables=tables,
                            chart_names=CHARTS, args=period.as_args()), (400 if error else 200)
 
 

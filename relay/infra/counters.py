@@ -25,3 +25,13 @@ def put(session: Session, table: Any, keys: dict[str, Any], values: dict[str, An
     """Write `values` on the row of `table` with primary key `keys`, creating it if missing."""
     statement = _insert(session, table).values(**keys, **values)
     session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=values))
+
+
+def put_many(session: Session, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
+    """`put` for many rows in one statement (executemany): each row's non-key columns overwrite."""
+    if not rows:
+        return
+    statement = _insert(session, table)
+    columns = [name for name in rows[0] if name not in keys]
+    session.execute(statement.on_conflict_do_update(
+        index_elements=keys, set_={name: statement.excluded[name] for name in columns}), rows)

@@ -20,8 +20,6 @@ from relay.model.tables import (
     CaseDayViews,
     ConsentEvent,
     Delivery,
-    Member,
-    MemberCountry,
     Notice,
     Post,
     ReachDaily,
@@ -30,7 +28,7 @@ from relay.model.tables import (
 
 from .days import as_date, day_of, midnight, week_of
 from .periods import Period
-from .rollups import rolled_until
+from .rollups import UNPLACED, count_members_by_country, rolled_until
 
 TOP_CASES = 20
 # a delivery's status, as the Reach page groups it
@@ -88,10 +86,11 @@ def readers_per_day(session: Session, period: Period) -> Table:
 
 def top_cases(session: Session, period: Period, limit: int = TOP_CASES) -> Table:
     views = func.sum(CaseDayViews.views).label("views")
-    rows = session.execute(
-        select(Case.number, Case.title, views).join(Case, Case.id == CaseDayViews.case_id)
-        .where(CaseDayViews.day >= period.start, CaseDayViews.day <= period.end)
-        .group_by(Case.id, Case.number, Case.title).order_by(views.desc(), Case.number).limit(limit))
+    top = (select(CaseDayViews.case_id, views)
+           .where(CaseDayViews.day >= period.start, CaseDayViews.day <= period.end)
+           .group_by(CaseDayViews.case_id).order_by(views.desc(), CaseDayViews.case_id).limit(limit).subquery())
+    rows = session.execute(select(Case.number, Case.title, top.c.views).join(top, top.c.case_id == Case.id)
+                           .order_by(top.c.views.desc(), Case.number))
     return Table("cases", ["case", "title", "views"], [[f"C{number}", title, int(count)]
                                                        for number, title, count in rows])
 
@@ -155,16 +154,16 @@ def notices_sent(session: Session, period: Period) -> int:
 
 
 def members_by_country(session: Session) -> tuple[Table, int, int]:
-    """Active members by the country of their number (a snapshot, now): the table, how many countries,
-    and how many active members are not placed (no number, or not read yet)."""
-    rows = session.execute(
-        select(MemberCountry.country, func.count()).join(Member, Member.id == MemberCountry.member_id)
-        .where(Member.active.is_(True), MemberCountry.country != "", MemberCountry.phone == func.coalesce(Member.phone, ""))
-        .group_by(MemberCountry.country).order_by(func.count().desc(), MemberCountry.country)).all()
-    active = session.scalar(select(func.count()).select_from(Member).where(Member.active.is_(True))) or 0
-    placed = sum(count for _, count in rows)
-    return (Table("countries", ["country", "members"], [[country, int(count)] for country, count in rows]),
-            len(rows), active - placed)
+    """Active members by the country of their number (the newest snapshot the sweeper took, else counted
+    now): the table, how many countries, and how many active members are not placed (no number, or not
+    read yet)."""
+    latest = select(func.max(ReachDaily.day)).where(ReachDaily.series == "countries").scalar_subquery()
+    snapshot = session.execute(select(ReachDaily.label, ReachDaily.count).where(
+        ReachDaily.series == "countries", ReachDaily.day == latest)).all()
+    counts = {label: int(count) for label, count in snapshot} if snapshot else count_members_by_country(session)
+    unplaced = counts.pop(UNPLACED, 0)
+    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return Table("countries", ["country", "members"], [[country, count] for country, count in rows]), len(rows), unplaced
 
 
 def consent_per_week(session: Session, period: Period) -> Table:

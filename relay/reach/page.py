@@ -61,3 +61,20 @@ def to_csv(table: Table, labels: dict[str, str] | None = None) -> str:
         writer.writerow([f"'{cell}" if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@") else cell
                          for cell in row])
     return out.getvalue()
+
+
+def _cell(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def shown(table: Table, labels: dict[str, str]) -> dict:
+    """The table as the page prints it: headers in words, cells formatted, a totals row (built here, not
+    in the template: a year of days is thousands of cells)."""
+    translate = table.name == "deliveries"  # its first column names channels
+    rows = [[_word(labels, row[0]) if translate else str(row[0]), *map(_cell, row[1:])] for row in table.rows]
+    totals = table.totals()
+    footer = None
+    if table.rows and totals:
+        footer = [labels["total"], *([""] * (len(table.headers) - 1 - len(totals))), *map(_cell, totals)]
+    return {"name": table.name, "headers": headers(table, labels), "rows": rows, "footer": footer,
+            "columns": len(table.headers)}

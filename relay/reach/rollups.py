@@ -1,9 +1,10 @@
 """Rollups the sweeper maintains, so the Reach page reads a year in hundreds of rows, not millions:
 
 - `reach_daily`: per closed UTC day, deliveries by channel and status and replies by channel. A day is
-  rolled up once it is SETTLE_DAYS old (late status callbacks and retries have settled); the heartbeat
-  row `reach-rollup` holds the first day not rolled up yet, and figures.py counts every later day live
-  from the rows (on the created_at indexes), so a figure is never missing, only slower to compute;
+  rolled up once it is over, and the last SETTLE_DAYS days are rolled up again every REROLL_EVERY while
+  late status callbacks and retries still change them; the heartbeat row `reach-rollup` holds the first
+  day not rolled up yet, and figures.py counts that day and every later one live from the rows (on the
+  created_at indexes), so a figure is never missing, only slower to compute;
 - `reach_member_countries`: the country of each active member's number (phonenumbers), read again when
   the number changes.
 
@@ -12,13 +13,13 @@ The sweeper also destroys the salts and hashes of the reader count's past days
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from relay.infra import heartbeats
-from relay.infra.counters import put
+from relay.infra.counters import put_many
 from relay.infra.db import transaction
 from relay.library.readership import DayStore, day_store_for
 from relay.members.phones import country_of
@@ -28,8 +29,12 @@ from .days import midnight
 
 log = logging.getLogger(__name__)
 
-SETTLE_DAYS = 7
+SETTLE_DAYS = 7  # a day's deliveries may still change status this long after (retries, late callbacks)
 MARK = "reach-rollup"
+REROLL_MARK = "reach-reroll"  # when the last SETTLE_DAYS days were last rolled up again
+REROLL_EVERY = timedelta(minutes=10)
+COUNTRIES_MARK = "reach-countries"  # when the members-by-country snapshot was last taken
+COUNTRIES_EVERY = timedelta(minutes=10)  # taken again at least this often (deactivations), and after any change
 DAYS_PER_SWEEP = 31
 COUNTRIES_PER_SWEEP = 5000
 _stores: dict[tuple[str, str], DayStore] = {}
@@ -60,17 +65,27 @@ def roll_up_day(session: Session, day: date) -> None:
         session.add(ReachDaily(day=day, series="replies", label=channel[:40], count=count))
 
 
-def roll_up(session: Session, today: date | None = None, max_days: int = DAYS_PER_SWEEP) -> int:
-    """Roll up at most `max_days` settled days after the last one; returns how many it did."""
-    today = today or utcnow().date()
-    settled = today - timedelta(days=SETTLE_DAYS)  # days before this are settled
-    first = rolled_until(session) or _first_day(session) or settled
+def roll_up(session: Session, today: date | None = None, max_days: int = DAYS_PER_SWEEP,
+            now: datetime | None = None) -> int:
+    """Roll up at most `max_days` closed days after the last one; once caught up, roll the last
+    SETTLE_DAYS days again when REROLL_EVERY has passed (late status callbacks). Returns the days rolled."""
+    now = now or utcnow()
+    today = today or now.date()
+    first = rolled_until(session) or _first_day(session) or today
     day, done = first, 0
-    while day < settled and done < max_days:
+    while day < today and done < max_days:
         roll_up_day(session, day)
         day, done = day + timedelta(days=1), done + 1
     if done or rolled_until(session) is None:
-        heartbeats.mark(session, MARK, midnight(min(day, settled) if done else first))
+        heartbeats.mark(session, MARK, midnight(day))
+    if day >= today:
+        rerolled = heartbeats.last(session, REROLL_MARK)
+        if rerolled is None or now - rerolled >= REROLL_EVERY:
+            for back in range(SETTLE_DAYS, 0, -1):
+                recent = today - timedelta(days=back)
+                if not first <= recent < day:  # not the days this call has just rolled up
+                    roll_up_day(session, recent)
+            heartbeats.mark(session, REROLL_MARK, now)
     return done
 
 
@@ -80,10 +95,37 @@ def refresh_member_countries(session: Session, limit: int = COUNTRIES_PER_SWEEP)
         select(Member.id, Member.phone).outerjoin(MemberCountry, MemberCountry.member_id == Member.id)
         .where(or_(MemberCountry.member_id.is_(None), MemberCountry.phone != func.coalesce(Member.phone, "")))
         .order_by(Member.id).limit(limit)).all()
-    for member_id, phone in rows:
-        put(session, MemberCountry.__table__, {"member_id": member_id},
-            {"phone": phone or "", "country": country_of(phone) if phone else ""})
+    put_many(session, MemberCountry.__table__, ["member_id"],
+             [{"member_id": member_id, "phone": phone or "", "country": country_of(phone) if phone else ""}
+              for member_id, phone in rows])
     return len(rows)
+
+
+UNPLACED = "-"  # the label of the active members without a placed number in a countries snapshot
+
+
+def count_members_by_country(session: Session) -> dict[str, int]:
+    """Active members by the country of their number, counted from the rows (a join over every member:
+    hundreds of milliseconds at 100,000 members, so the page reads the sweeper's snapshot instead)."""
+    rows = session.execute(
+        select(MemberCountry.country, func.count()).join(Member, Member.id == MemberCountry.member_id)
+        .where(Member.active.is_(True), MemberCountry.country != "", MemberCountry.phone == func.coalesce(Member.phone, ""))
+        .group_by(MemberCountry.country)).all()
+    active = session.scalar(select(func.count()).select_from(Member).where(Member.active.is_(True))) or 0
+    counts = {country: int(count) for country, count in rows}
+    counts[UNPLACED] = active - sum(counts.values())
+    return counts
+
+
+def snapshot_countries(session: Session, today: date | None = None) -> None:
+    """Replace the members-by-country snapshot the Reach page reads (series "countries" of reach_daily,
+    the day it was taken)."""
+    today = today or utcnow().date()
+    counts = count_members_by_country(session)
+    session.execute(delete(ReachDaily).where(ReachDaily.series == "countries"))
+    session.add_all([ReachDaily(day=today, series="countries", label=label, count=count)
+                     for label, count in counts.items()])
+    heartbeats.mark(session, COUNTRIES_MARK)
 
 
 def sweep_reach(services) -> None:
@@ -93,6 +135,9 @@ def sweep_reach(services) -> None:
         with transaction(services.sessions) as session:
             days = roll_up(session, today)
             placed = refresh_member_countries(session)
+            taken = heartbeats.last(session, COUNTRIES_MARK)
+            if placed or taken is None or utcnow() - taken > COUNTRIES_EVERY:
+                snapshot_countries(session, today)
         if days or placed:
             log.info("reach: rolled up %s days, placed %s members' numbers", days, placed)
         settings = services.settings

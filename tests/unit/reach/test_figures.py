@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import delete
+import time_machine
+from sqlalchemy import delete, update
 
 from relay.access.permissions import Forbidden
 from relay.infra.db import transaction
-from relay.model.tables import Delivery
+from relay.model.tables import Delivery, Member
 from relay.reach.figures import reach_figures
 from relay.reach.periods import PeriodError, month, parse_period
-from relay.reach.rollups import SETTLE_DAYS, refresh_member_countries, roll_up, rolled_until
+from relay.reach.rollups import DAYS_PER_SWEEP, refresh_member_countries, roll_up, rolled_until
 from tests.unit.reach.seed import TODAY, at, seed
 
 STAFF = frozenset({"coordinator", "member"})
@@ -62,8 +63,8 @@ def test_the_rollup_changes_no_figure(network):
     seed(network)
     before = [figures(network, period=p) for p in ("30d", "12m")]
     with transaction(network.sessions) as session:
-        assert roll_up(session, TODAY, max_days=400) == 40 - SETTLE_DAYS - 1  # days 39..8 ago
-        assert rolled_until(session) == TODAY - timedelta(days=SETTLE_DAYS)
+        assert roll_up(session, TODAY, max_days=400) == 39  # every closed day: 39..1 days ago
+        assert rolled_until(session) == TODAY
         assert roll_up(session, TODAY, max_days=400) == 0  # nothing new to roll up
     after = [figures(network, period=p) for p in ("30d", "12m")]
     for old, new in zip(before, after):
@@ -94,3 +95,44 @@ def test_members_by_country_from_their_numbers(network):
         assert refresh_member_countries(session) == 1
     found = figures(network)
     assert found.countries.rows == [["KR", 3], ["US", 2]] and found.country_count == 2
+
+
+def test_the_sweeper_keeps_the_rollups_and_a_countries_snapshot_the_page_reads(network):
+    from relay.sweeper import sweep
+
+    seed(network)
+    with time_machine.travel(at(TODAY), tick=False):
+        sweep(network)
+        with network.sessions() as session:  # 31 days a sweep: the 39 closed days take two
+            assert rolled_until(session) == TODAY - timedelta(days=39 - DAYS_PER_SWEEP)
+        sweep(network)
+        with network.sessions() as session:
+            assert rolled_until(session) == TODAY
+        assert figures(network).countries.rows == [["KR", 3], ["FR", 1], ["US", 1]]
+        with transaction(network.sessions) as session:
+            session.get(Member, 1).active = False  # read from the snapshot: not seen until the next one
+        assert figures(network).country_count == 3 and figures(network).countries.rows[0] == ["KR", 3]
+        sweep(network)  # nothing new placed, the snapshot is fresh: kept
+        assert figures(network).countries.rows[0] == ["KR", 3]
+    with time_machine.travel(at(TODAY) + timedelta(minutes=11), tick=False):
+        sweep(network)  # ten minutes on: taken again
+        assert figures(network).countries.rows[0] == ["KR", 2]
+
+
+def test_the_last_days_are_rolled_up_again_for_late_statuses(network):
+    seed(network)
+    now = at(TODAY)
+    with transaction(network.sessions) as session:
+        roll_up(session, TODAY, max_days=400, now=now)
+    three_days_ago = (at(TODAY - timedelta(days=3), 0), at(TODAY - timedelta(days=2), 0))
+    with transaction(network.sessions) as session:  # a late callback: the email was delivered after all
+        session.execute(update(Delivery).where(Delivery.channel == "email", Delivery.created_at >= three_days_ago[0],
+                                               Delivery.created_at < three_days_ago[1]).values(status="delivered"))
+    email = lambda: dict((row[0], row[1:]) for row in figures(network).deliveries.rows)["email"]  # noqa: E731
+    assert email() == [0, 30]  # the rollup still says failed
+    with transaction(network.sessions) as session:
+        roll_up(session, TODAY, now=now + timedelta(minutes=5))
+    assert email() == [0, 30]
+    with transaction(network.sessions) as session:
+        roll_up(session, TODAY, now=now + timedelta(minutes=11))
+    assert email() == [1, 29]
