@@ -37,7 +37,7 @@ def _head(kind: str, title: str, description: str, width: int, height: int) -> t
 
 def bar_chart(kind: str, title: str, description: str, items: Sequence[tuple[str, int]]) -> Markup:
     """Horizontal bars, one per (label, value), largest first as given."""
-    row, label_width = 22, 200
+    row, label_width = 22, 270
     height = max(1, len(items)) * row + 10
     ident, parts = _head(kind, title, description, WIDTH, height)
     top = max((value for _, value in items), default=0) or 1
@@ -45,7 +45,7 @@ def bar_chart(kind: str, title: str, description: str, items: Sequence[tuple[str
     for n, (label, value) in enumerate(items):
         y = 5 + n * row
         length = round(room * value / top, 1)
-        shown = label if len(label) <= 30 else label[:29] + "…"
+        shown = label if len(label) <= 34 else label[:33] + "…"
         parts.append(f'<g><title>{escape(label)}: {_fmt(value)}</title>'
                      f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end">{escape(shown)}</text>'
                      f'<rect x="{label_width}" y="{y + 3}" width="{length}" height="{row - 6}" fill="{PALETTE[0]}"/>'
@@ -69,11 +69,12 @@ def column_chart(kind: str, title: str, description: str, categories: Sequence[s
     step = plot_width / max(1, len(categories))
     bar = max(1.0, step * 0.8)
     base = top_margin + plot_height
-    for fraction in (0, 0.5, 1):  # the scale
+    for fraction in (0, 0.5, 1) if peak >= 2 else (0, 1):  # the scale (no half of 1)
         y = round(base - plot_height * fraction, 1)
         parts.append(f'<line x1="{left}" x2="{WIDTH - right}" y1="{y}" y2="{y}" stroke="#ccc"/>'
                      f'<text x="{left - 4}" y="{y + 4}" text-anchor="end">{_fmt(round(peak * fraction))}</text>')
     every = max(1, len(categories) // 8)  # at most some nine labels under the axis
+    label_end = float("-inf")
     for i, category in enumerate(categories):
         x = round(left + i * step + (step - bar) / 2, 1)
         y = base
@@ -84,9 +85,12 @@ def column_chart(kind: str, title: str, description: str, categories: Sequence[s
                 parts.append(f'<rect x="{x}" y="{y}" width="{round(bar, 1)}" height="{h}" '
                              f'fill="{PALETTE[n % len(PALETTE)]}"><title>{escape(category)} · {escape(name)}: '
                              f'{_fmt(values[i])}</title></rect>')
-        if i % every == 0:
-            parts.append(f'<text x="{round(x + bar / 2, 1)}" y="{base + 16}" text-anchor="middle">'
-                         f'{escape(category)}</text>')
+        if i % every == 0:  # centred under its column, kept inside the chart, never over the one before
+            width = len(category) * 7
+            start = min(max(x + bar / 2 - width / 2, 0), WIDTH - width)
+            if start >= label_end + 8:
+                parts.append(f'<text x="{round(start, 1)}" y="{base + 16}">{escape(category)}</text>')
+                label_end = start + width
     for n, (name, values) in enumerate(series):
         x = left + (n % 4) * 170
         y = base + 30 + (n // 4) * legend_row
