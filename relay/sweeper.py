@@ -24,6 +24,7 @@ from relay.notices.lifecycle import finish_notice, unfinished_notices
 from relay.outbound import hold
 from relay.outbound.deliveries import booked_soon, due_for_dispatch
 from relay.outbound.queueing import BATCH_SIZE, DISPATCH_AHEAD, dispatch_batches, dispatch_deliveries, dispatch_when_due
+from relay.reach.rollups import sweep_reach
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
     dispatch_batches(services, (ordered[i:i + BATCH_SIZE] for i in range(0, len(ordered), BATCH_SIZE)))
     purge_raw_bodies(services)  # clinical text is not kept past its retention (in short batches of its own)
     urgent_path(services, now)  # issue 17
+    sweep_reach(services)  # issue 20: the Reach rollups; the reader count's past salts destroyed
     report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up, set_aside, len(media), len(booked))
     if any((report.inbound, report.statuses, report.deliveries, report.gave_up, report.set_aside, report.media,
             report.booked)):

@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         library,
         ops,
         preferences,
+        reach,
         twilio,
         twilio_voice,
         unsubscribe,
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(preferences.blueprint)  # issue 5: preference page, digest subscription
     app.register_blueprint(acknowledge.blueprint)  # issue 17: the signed acknowledgement link
     app.register_blueprint(twilio_voice.blueprint)  # issue 17: the escalation call's Gather callback
+    app.register_blueprint(reach.blueprint)  # issue 20: the reader count's image, the console's Reach pages
     _rate_limits(app, settings)
 
     @app.errorhandler(DBAPIError)

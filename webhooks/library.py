@@ -31,6 +31,7 @@ from relay.library.guidelines import GuidelineNotFound, current_version, get_gui
 from relay.library.guidelines import count_view as count_guideline_view
 from relay.library.images import case_images
 from relay.library.media_store import MediaNotFound, media_store_for
+from relay.library.readership import count_case_day_view
 from relay.model.tables import CaseImage, Post, Thread
 
 from .auth import check_csrf, current_member, requires
@@ -82,6 +83,7 @@ def case_page(code: str, error: str | None = None, text: str = "", status: int =
             abort(404, f"no case {case.code}")  # the same answer as a case that does not exist
         if request.method == "GET":  # HEAD is not a view; nor is a re-shown form after a refused post
             count_view(session, case)
+            count_case_day_view(session, case.id, request.user_agent.string)  # issue 20: views per day
         posts = session.scalars(
             select(Post).join(Thread).where(Thread.case_id == case.id)
             .options(selectinload(Post.author)).order_by(Post.id)).all()

@@ -39,6 +39,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "hold.toggle": _STAFF,
     "held.decide": _STAFF,  # issue 16: see members' held messages (masked) and release or drop them
     "token.create": frozenset({ADMIN}),
+    # issue 20: the network's figures (counts only) and publishing the headline ones
+    "reach.read": _STAFF,
+    "reach.publish": frozenset({ADMIN}),
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from relay.cli import audit, cases, database, demo, events, guard, guidelines, members, notices, serve, tokens
+from relay.cli import audit, cases, database, demo, events, guard, guidelines, members, notices, serve, stats, tokens
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,5 +29,6 @@ main.add_command(notices.notice)
 main.add_command(audit.audit_log)
 main.add_command(events.events)
 main.add_command(tokens.tokens)
+main.add_command(stats.stats)  # issue 20
 main.add_command(demo.demo)
 main.add_command(guard.guard)

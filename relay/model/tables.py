@@ -6,11 +6,12 @@ never a check in Python.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -222,7 +223,7 @@ class Post(Base):
     body: Mapped[str] = mapped_column(Text)
     # One post per inbound message, even when processing runs twice.
     inbound_event_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_events.id"), unique=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # issue 20: read by day
 
     thread: Mapped[Thread] = relationship(back_populates="posts")
     author: Mapped[Member | None] = relationship()
@@ -323,7 +324,7 @@ class Delivery(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     error_code: Mapped[str | None] = mapped_column(String(20))
     error_message: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # issue 20: read by day
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
 
@@ -371,7 +372,7 @@ class ConsentEvent(Base):
     channel: Mapped[str] = mapped_column(String(10))
     action: Mapped[str] = mapped_column(String(20))  # opt_out | opt_in
     source: Mapped[str] = mapped_column(String(60))  # sms:STOP, provider:21610, ...
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # issue 20: read by day
 
 
 class AuditEvent(Base):
@@ -626,3 +627,66 @@ class HeldMessage(Base):
 
     __table_args__ = (Index("ix_held_waiting", "expires_at", postgresql_where=text("status = 'held'"),
                             sqlite_where=text("status = 'held'")),)
+# --- issue 20: reach — daily figures, never an address (relay/library/readership.py, relay/reach/) ---
+
+
+class CaseDayViews(Base):
+    """A case's library page views on one UTC day (bots by user agent left out): the per-day series
+    beside Case.views, incremented by one atomic upsert per view."""
+
+    __tablename__ = "reach_case_views"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    views: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_reach_case_views_day", "day"),)
+
+
+class ReaderDay(Base):
+    """How many distinct readers loaded a library page on one UTC day: `visitors` (signed out, counted
+    by a keyed hash whose salt lives only in Redis or memory for that day) and `members` (signed in).
+    Only the counts are kept here; the hashes and the salt never reach the database."""
+
+    __tablename__ = "reach_readers"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    visitors: Mapped[int] = mapped_column(Integer, default=0)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReachDaily(Base):
+    """A rollup: one count per closed UTC day, series (deliveries, replies, notices) and label
+    (`sms:delivered`, `email`, ...), written by the sweeper (relay/reach/rollups.py) so the Reach page reads
+    a year in a few hundred rows rather than millions of deliveries."""
+
+    __tablename__ = "reach_daily"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    series: Mapped[str] = mapped_column(String(20), primary_key=True)
+    label: Mapped[str] = mapped_column(String(40), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MemberCountry(Base):
+    """The country of a member's phone number (ISO 3166 alpha-2, from phonenumbers; "" when it has
+    none), cached with the number it was read from so a changed number is read again
+    (relay/reach/rollups.py): parsing 100,000 numbers on each page load would take seconds."""
+
+    __tablename__ = "reach_member_countries"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), default="")
+    country: Mapped[str] = mapped_column(String(2), default="", index=True)
+
+
+class ReachPublication(Base):
+    """Whether an admin published the headline figures (one row, id 1): the library front page shows
+    "N members in M countries, K readers this month" only while `headline` is on."""
+
+    __tablename__ = "reach_publication"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    headline: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_by: Mapped[str] = mapped_column(String(120), default="")
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -9,6 +9,7 @@ stay api.<view>):
   posts.py       /cases/<number>/posts: a case's discussion, and a member's reply to it
   guidelines.py  /guidelines (read-only)
   notices.py     /notices: create, read, preview, send or schedule, correct
+  stats.py       /stats: a month's headline figures (issue 20)
   this module    /openapi.json, the API described in OpenAPI 3.0 (webhooks/openapi.json)
 
 Who may call what is decided by relay/access/permissions.py, never here (see core.py)."""
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from flask import current_app, jsonify
 
-from . import cases, guidelines, members, notices, posts, sms  # noqa: F401 (each registers its routes)
+from . import cases, guidelines, members, notices, posts, sms, stats  # noqa: F401 (each registers its routes)
 from .core import blueprint
 
 __all__ = ["blueprint"]

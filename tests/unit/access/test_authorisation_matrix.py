@@ -108,8 +108,10 @@ API_ROWS = [
     ("post to a case", "post", "/api/v1/cases/C1/posts", {"text": "Agree: organising pneumonia"}, MEMBERS),
     ("SMS preview", "post", "/api/v1/sms/preview", {"text": "Masks in CT rooms"}, EVERYONE),
     ("notice acknowledgements", "get", "/api/v1/notices/{sent}/acknowledgements", None, STAFF),  # issue 17
+    ("read the headline figures", "get", "/api/v1/stats?month=2026-11", None, STAFF),  # issue 20
 ]
-READ_ONLY = {"preview a notice", "read a notice", "notice acknowledgements", "read another member", "read the lists", "SMS preview",
+READ_ONLY = {"preview a notice", "read a notice", "notice acknowledgements", "read another member", "read the lists",
+             "SMS preview", "read the headline figures",
              "grant oneself a role"}  # an admin granting themselves admin changes nothing
 
 

@@ -44,6 +44,12 @@ ROUTES = [
     ("GET", "/console/cases/C2", None, "case.create"),
     ("GET", "/console/members/", None, "member.read"),
     ("GET", "/console/members/3", None, "member.read"),
+    # issue 20: reach
+    ("POST", "/console/reach/headline", {"action": "on"}, "reach.publish"),
+    ("GET", "/console/reach", None, "reach.read"),
+    ("GET", "/console/reach.csv?chart=readers", None, "reach.read"),
+    ("GET", "/console/reach/cases/C1", None, "reach.read"),
+    ("GET", "/console/reach/notices/1", None, "reach.read"),
 ]
 
 
