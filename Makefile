@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint install migrate demo browsers clean bench
+.PHONY: up test lint install migrate demo browsers clean bench translations
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,17 @@ clean:
 # BENCH_ONLY=digest or a comma list of ingest, fanout, digest: only those workloads).
 bench: $(STAMP)
 	BENCH_QUICK=$(BENCH_QUICK) BENCH_ONLY=$(BENCH_ONLY) $(BIN)/python -m bench.run
+
+# Issue 21: the message catalogue (docs/i18n.md). Extracts every marked string (babel.cfg) into
+# relay/translations/messages.pot, updates each language's messages.po (new strings untranslated, never
+# guessed: no fuzzy matching) and compiles the .mo files relay reads (committed, so a fresh clone runs).
+# A new language: `make translations NEW_LANGUAGE=ja` first creates relay/translations/ja/.
+PYBABEL_KEYWORDS := -k N_ -k translate:2 -k translate_plural:2,3 -k _l -k lazy_gettext -k lazy_ngettext:1,2
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg $(PYBABEL_KEYWORDS) --no-location --sort-output --project relay \
+		--copyright-holder "relay" --msgid-bugs-address "" -o relay/translations/messages.pot .
+	if [ -n "$(NEW_LANGUAGE)" ]; then $(BIN)/pybabel init -i relay/translations/messages.pot \
+		-d relay/translations -l $(NEW_LANGUAGE); fi
+	$(BIN)/pybabel update -i relay/translations/messages.pot -d relay/translations --no-fuzzy-matching \
+		--ignore-obsolete --omit-header
+	$(BIN)/pybabel compile -d relay/translations --statistics

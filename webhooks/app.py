@@ -48,9 +48,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["relay"] = services or build_services(
         settings, engine=make_engine(settings.database_url, pool_pre_ping=False))
 
-    from . import api, auth, console, email_confirm, inbound_email, library, ops, preferences, twilio, unsubscribe
+    from . import api, auth, console, email_confirm, i18n, inbound_email, library, ops, preferences, twilio, unsubscribe
 
     auth.configure_sessions(app, settings)
+    i18n.configure(app)  # issue 21: the pages' language and time zone (flask-babel, one catalogue)
 
     @app.before_request
     def body_limit():

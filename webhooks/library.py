@@ -11,6 +11,8 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -32,14 +34,16 @@ from relay.library.guidelines import count_view as count_guideline_view
 from relay.library.images import case_images
 from relay.library.media_store import MediaNotFound, media_store_for
 from relay.model.tables import CaseImage, Post, Thread
+from relay.render.mail import case_summary
 
 from .auth import check_csrf, current_member, requires
 
 blueprint = Blueprint("library", __name__)
 blueprint.before_request(check_csrf)
 
-CHANNEL_LABELS = {"sms": "SMS", "email": "Email", "web": "Web", "console": "Console", "mms": "MMS",
-                  "intake": "Intake", "api": "API"}
+CHANNEL_LABELS = {"sms": _l("SMS"), "email": _l("Email"), "web": _l("Web"), "console": _l("Console"),
+                  "mms": _l("MMS"), "intake": _l("Intake"), "api": _l("API")}
+CASE_STATUSES = {"open": _l("open"), "closed": _l("closed"), "draft": _l("draft")}
 
 
 def signed_in_member():
@@ -50,7 +54,13 @@ def signed_in_member():
 
 @blueprint.app_template_filter("channel_label")
 def channel_label(channel: str) -> str:
-    return CHANNEL_LABELS.get(channel, (channel or "").upper())
+    return str(CHANNEL_LABELS.get(channel, (channel or "").upper()))
+
+
+@blueprint.app_template_filter("case_status")
+def case_status(status: str) -> str:
+    """A case's status in the reader's language (the CSS class keeps the stored value)."""
+    return str(CASE_STATUSES.get(status, status))
 
 
 @blueprint.get("/library/")
@@ -86,7 +96,8 @@ def case_page(code: str, error: str | None = None, text: str = "", status: int =
             select(Post).join(Thread).where(Thread.case_id == case.id)
             .options(selectinload(Post.author)).order_by(Post.id)).all()
         images = case_images(session, case)
-    return render_template("case.html", case=case, posts=posts, images=images, error=error, text=text,
+        summary = case_summary(case, str(get_locale()))  # labels in the reader's language, values as written
+    return render_template("case.html", case=case, posts=posts, images=images, error=error, text=text, summary=summary,
                            submission=secrets.token_urlsafe(16).replace("_", "-")), status
 
 
@@ -173,5 +184,5 @@ def post_to_case(code: str):
     except Forbidden as exc:
         abort(403, str(exc))
     except WebPostError as exc:
-        return case_page(code, error=str(exc), text=text[:5000], status=400)
+        return case_page(code, error=exc.in_language(str(get_locale())), text=text[:5000], status=400)
     return redirect(url_for("library.case_page", code=result.case_code) + f"#post-{result.post_id}")

@@ -6,17 +6,19 @@ from pathlib import Path
 from jinja2 import TemplateNotFound
 
 from relay.model.channels import SMS_MAX_CHARS
+from relay.render import i18n
 from relay.render.environment import environment
 
 __all__ = ["SMS_MAX_CHARS", "fit_sms", "render_sms"]
 
 
 def render_sms(templates_dir: Path, name: str, language: str, **context) -> str:
-    """Render templates/sms/<language>/<name>.txt, falling back to English."""
-    env = environment(str(templates_dir))
-    for lang in (language, "en"):
+    """Render templates/sms/<language>/<name>.txt in the language's environment (its catalogue),
+    falling back to English for a language relay does not speak."""
+    language = i18n.supported(language)
+    for lang in (language, i18n.DEFAULT_LANGUAGE):
         try:
-            template = env.get_template(f"sms/{lang}/{name}.txt")
+            template = environment(str(templates_dir), lang).get_template(f"sms/{lang}/{name}.txt")
         except TemplateNotFound:
             continue
         return template.render(**context).strip()
