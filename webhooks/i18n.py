@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from babel import Locale
 from flask import Blueprint, Flask, g, redirect, request
-from flask_babel import Babel
+from flask_babel import Babel, get_locale, get_timezone
 from flask_babel import lazy_gettext as _l
 
 from relay.render import i18n
@@ -55,13 +55,20 @@ def configure(app: Flask) -> None:
           default_translation_directories=str(i18n.TRANSLATIONS_DIR), default_domain=i18n.DOMAIN)
     app.register_blueprint(blueprint)
 
+    @app.template_filter("when")
+    def when(value) -> str:
+        """A moment in the reader's language and time zone, to the minute, with the zone's name (the
+        library's and the console's pages)."""
+        if value is None:
+            return ""
+        return i18n.format_when(value, str(get_locale()), str(get_timezone()), "short-zone")
+
     @app.template_filter("digest_frequency")
     def digest_frequency(value: str) -> str:
         return str(DIGEST_FREQUENCIES.get(value, value))
 
     @app.context_processor
     def language_switch():
-        from flask_babel import get_locale
         return {"languages": language_names(), "current_language": str(get_locale() or i18n.DEFAULT_LANGUAGE)}
 
 

@@ -29,7 +29,7 @@ def environment(templates_dir: str, language: str = i18n.DEFAULT_LANGUAGE) -> En
     return env
 
 
-def _when(language: str, value, zone=None, format: str = "medium") -> str:
+def _when(language: str, value, zone=None, format: str = "short-zone") -> str:
     return i18n.format_when(value, language, zone, format)
 
 

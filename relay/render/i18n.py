@@ -81,11 +81,18 @@ def _locale(language: str) -> Locale:
         return Locale.parse(DEFAULT_LANGUAGE)
 
 
-def format_when(value: datetime, language: str, zone: str | tzinfo | None = None, format: str = "medium") -> str:
-    """A moment in the reader's language and time zone (`zone` an IANA name; UTC when unknown)."""
+def format_when(value: datetime, language: str, zone: str | tzinfo | None = None, format: str = "short-zone") -> str:
+    """A moment in the reader's language and time zone (`zone` an IANA name; UTC when unknown).
+    "short-zone": the locale's medium date, the 24-hour time and the zone ("Dec 6, 2026 14:05 UTC",
+    "2026. 12. 6. 23:05 KST"); else a Babel format name or pattern."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return babel_dates.format_datetime(value, format, tzinfo=_zone(zone), locale=_locale(language))
+    tz, locale = _zone(zone), _locale(language)
+    if format == "short-zone":
+        local = value.astimezone(tz)
+        return (f"{babel_dates.format_date(local.date(), 'medium', locale=locale)} "
+                f"{babel_dates.format_time(local, 'HH:mm', tzinfo=tz, locale=locale)} {local.tzname() or 'UTC'}")
+    return babel_dates.format_datetime(value, format, tzinfo=tz, locale=locale)
 
 
 def format_day(value: date | datetime, language: str, zone: str | tzinfo | None = None,
