@@ -1,0 +1,198 @@
+"""Issue 21 on the web: which language a page speaks (the switch's cookie, the member's own language when
+signed in or from a signed preference link, Accept-Language, English), the switch itself (no open
+redirect), and the library pages, sign-in and the preference page rendered in Korean with no English
+UI string from the catalogue left in them."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from babel.messages.pofile import read_po
+
+from relay.infra.db import transaction
+from relay.library.cases import get_case
+from relay.members.directory import find_member
+from relay.model.tables import Post
+from relay.render import i18n
+from relay.render.mail import preferences_url
+from tests.console_helpers import KIM, LEE, give_password, sign_in
+from webhooks.app import create_app
+
+KOREAN = {"Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5"}
+ENGLISH = {"Accept-Language": "en-US,en;q=0.9"}
+
+
+@pytest.fixture
+def client(network):
+    with transaction(network.sessions) as session:
+        case = get_case(session, "C1")
+        case.symptoms, case.findings = "기침", "양측 간유리음영"
+        lee = find_member(session, LEE)
+        session.add(Post(thread_id=case.thread.id, author_id=lee.id, channel="sms", body="기질화 폐렴 같습니다"))
+    return create_app(services=network).test_client()
+
+
+class _Visible(HTMLParser):
+    """The text a reader sees, and the attributes a browser shows (placeholder, alt, title, aria-label)."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("style", "script"):
+            self._skip += 1
+        self.parts += [v for k, v in attrs if k in ("placeholder", "alt", "title", "aria-label") and v]
+
+    def handle_endtag(self, tag):
+        if tag in ("style", "script"):
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def visible(page: str) -> str:
+    parser = _Visible()
+    parser.feed(page)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def english_ui_strings(language: str = "ko") -> list[str]:
+    """The English fragments of every catalogue string translated differently in `language` (split at
+    placeholders and markup), that could show on a page; acronyms (SMS, MMS) may stay beside a translation."""
+    with (i18n.TRANSLATIONS_DIR / language / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        catalogue = read_po(f, locale=language)
+    fragments = set()
+    for message in catalogue:
+        if not message.id:
+            continue
+        ids = [message.id] if isinstance(message.id, str) else list(message.id)
+        strings = [message.string] if isinstance(message.string, str) else list(message.string)
+        if set(ids) <= set(strings):
+            continue  # the same in both languages (SMS, API)
+        for text in ids:
+            for fragment in re.split(r"%\(\w+\)[sd]|<[^>]+>|%\w", text):
+                fragment = fragment.strip(" .:,()…\"'")
+                if re.search(r"[A-Za-z]{2}", fragment) and not re.fullmatch(r"[A-Z]{2,4}", fragment):  # not "SMS"
+                    fragments.add(fragment)
+    return sorted(fragments)
+
+
+def assert_korean(page: str) -> None:
+    text = visible(page)
+    assert re.search(r"[\uac00-\ud7a3]", text), text[:300]
+    left = [f for f in english_ui_strings() if re.search(rf"(?<![A-Za-z]){re.escape(f)}(?![A-Za-z])", text)]
+    assert not left, f"English UI strings on a Korean page: {left}\n{text[:2000]}"
+    assert '<html lang="ko">' in page
+
+
+# ---------------------------------------------------------------- which language
+
+
+def test_english_by_default_and_korean_from_accept_language(client):
+    english = client.get("/library/", headers=ENGLISH).get_data(as_text=True)
+    assert '<html lang="en">' in english and ">Cases</h1>" in english
+    assert_korean(client.get("/library/", headers=KOREAN).get_data(as_text=True))
+    french = client.get("/library/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert '<html lang="en">' in french  # a language relay does not speak: English
+
+
+def test_the_switch_remembers_the_choice_in_a_cookie(client):
+    response = client.get("/language/ko?next=/library/cases/C1")
+    assert response.status_code == 302 and response.headers["Location"] == "/library/cases/C1"
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("relay_lang=ko;") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert_korean(client.get("/library/cases/C1", headers=ENGLISH).get_data(as_text=True))  # the choice wins
+    client.get("/language/en?next=/library/")
+    assert '<html lang="en">' in client.get("/library/", headers=KOREAN).get_data(as_text=True)
+
+
+def test_every_page_has_the_switch_back_to_where_the_reader_was(client):
+    for path in ("/library/", "/library/cases/C1?x=1", "/signin", "/library/guidelines"):
+        page = client.get(path, headers=KOREAN).get_data(as_text=True)
+        assert 'href="/language/en?next=' in page, path
+        assert '<strong lang="ko">한국어</strong>' in page
+    page = client.get("/library/cases/C1?x=1", headers=KOREAN).get_data(as_text=True)
+    assert 'href="/language/en?next=/library/cases/C1%3Fx%3D1"' in page
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x"])
+def test_the_switch_never_leaves_the_site(client, target):
+    response = client.get("/language/ko", query_string={"next": target})
+    assert response.status_code == 302 and response.headers["Location"] == "/library/"
+
+
+def test_an_unknown_language_is_not_remembered(client):
+    response = client.get("/language/xx?next=/library/")
+    assert response.status_code == 302 and "Set-Cookie" not in response.headers
+    response = client.get("/language/%3Cscript%3E?next=/library/")
+    assert "Set-Cookie" not in response.headers
+
+
+def test_a_signed_in_member_reads_in_their_own_language(client, network):
+    give_password(network, KIM)  # Kim Jiwon's language is ko (tests/conftest.py)
+    sign_in(client, KIM)
+    page = client.get("/library/cases/C1", headers=ENGLISH).get_data(as_text=True)
+    assert_korean(page)
+    assert "KST" in page  # her time zone, Asia/Seoul
+
+
+def test_an_english_member_reads_english_whatever_the_browser_says(network):
+    client = create_app(services=network).test_client()
+    give_password(network, LEE)
+    sign_in(client, LEE)
+    assert '<html lang="en">' in client.get("/library/", headers=KOREAN).get_data(as_text=True)
+
+
+def test_the_preference_link_speaks_the_members_language(client, network):
+    with network.sessions() as session:
+        kim = find_member(session, KIM).id
+        lee = find_member(session, LEE).id
+    url = preferences_url(network.settings, kim).split("relay.test", 1)[-1]
+    url = url[url.index("/preferences/"):]
+    assert_korean(client.get(url, headers=ENGLISH).get_data(as_text=True))
+    lee_url = preferences_url(network.settings, lee)
+    assert '<html lang="en">' in client.get(lee_url[lee_url.index("/preferences/"):], headers=KOREAN).get_data(
+        as_text=True)
+
+
+# ---------------------------------------------------------------- the pages in Korean
+
+
+def test_the_library_pages_in_korean_have_no_english_ui_string(client, network):
+    for path in ("/library/", "/library/?q=nothing-matches", "/library/cases/C1", "/signin"):
+        response = client.get(path, headers=KOREAN)
+        assert response.status_code == 200, path
+        assert_korean(response.get_data(as_text=True))
+    page = client.get("/library/cases/C1", headers=KOREAN).get_data(as_text=True)
+    assert "임상 요약" in page and "증상" in page and "기침" in page  # labels translated, values as written
+    assert "조회 " in page and "문자" in page  # the view count's plural, the channel label
+
+
+def test_a_signed_in_korean_member_posts_and_reads_errors_in_korean(client, network):
+    give_password(network, KIM)
+    sign_in(client, KIM)
+    page = client.get("/library/cases/C1").get_data(as_text=True)
+    assert_korean(page)
+    assert "토론에 글쓰기" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    submission = re.search(r'name="submission" value="([^"]+)"', page).group(1)
+    refused = client.post("/library/cases/C1/posts", data={"csrf_token": token, "submission": submission,
+                                                          "text": "   "})
+    assert refused.status_code == 400
+    assert "게시하기 전에 내용을 쓰세요" in refused.get_data(as_text=True)
+    assert_korean(refused.get_data(as_text=True))
+
+
+def test_a_failed_sign_in_answers_in_korean(client):
+    page = client.get("/signin", headers=KOREAN).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    refused = client.post("/signin", headers=KOREAN, data={"csrf_token": token, "email": "nobody@example.org",
+                                                           "password": "wrong password"})
+    assert refused.status_code == 401
+    assert "등록되지 않은 이메일이거나 비밀번호가 틀렸습니다" in refused.get_data(as_text=True)
+    assert_korean(refused.get_data(as_text=True))
