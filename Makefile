@@ -60,5 +60,5 @@ translations: $(STAMP)
 	if [ -n "$(NEW_LANGUAGE)" ]; then $(BIN)/pybabel init -i relay/translations/messages.pot \
 		-d relay/translations -l $(NEW_LANGUAGE); fi
 	$(BIN)/pybabel update -i relay/translations/messages.pot -d relay/translations --no-fuzzy-matching \
-		--ignore-obsolete --omit-header
+		--ignore-obsolete
 	$(BIN)/pybabel compile -d relay/translations --statistics

@@ -21,6 +21,17 @@ from .auth import current_member, safe_next_path
 
 COOKIE = "relay_lang"
 DIGEST_FREQUENCIES = {"daily": _l("daily"), "weekly": _l("weekly")}
+# Stored values shown on pages, by kind: `{{ value|label("notice_kind") }}` says them in the reader's language
+# (an unknown value is shown as stored). Add a kind here rather than a dictionary in a view.
+VALUE_LABELS = {
+    "notice_kind": {"new_case": _l("new case"), "guideline": _l("guideline"), "announcement": _l("announcement"),
+                    "correction": _l("correction")},
+    "notice_status": {"draft": _l("draft"), "scheduled": _l("scheduled"), "sending": _l("sending"),
+                      "sent": _l("sent"), "cancelled": _l("cancelled"), "expired": _l("expired"),
+                      "paused": _l("paused")},
+    "severity": {"routine": _l("routine"), "urgent": _l("urgent")},
+    "visibility": {"public": _l("public"), "members": _l("members only")},
+}
 COOKIE_MAX_AGE = 365 * 24 * 3600
 blueprint = Blueprint("language", __name__)
 
@@ -62,6 +73,15 @@ def configure(app: Flask) -> None:
         if value is None:
             return ""
         return i18n.format_when(value, str(get_locale()), str(get_timezone()), "short-zone")
+
+    @app.template_filter("label")
+    def label(value: str, kind: str) -> str:
+        return str(VALUE_LABELS[kind].get(value, value))
+
+    @app.template_global("value_labels")
+    def value_labels(kind: str) -> dict[str, str]:
+        """A kind's labels in the reader's language (for a page's script that shows polled values)."""
+        return {value: str(text) for value, text in VALUE_LABELS[kind].items()}
 
     @app.template_filter("digest_frequency")
     def digest_frequency(value: str) -> str:
