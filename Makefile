@@ -37,9 +37,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	if [ -f .importlinter ] || grep -q '^\[tool.importlinter\]' pyproject.toml; then $(BIN)/lint-imports; fi
 
-# The headless Chromium the browser tests drive (tests/e2e/test_browser.py), from the distribution.
+# The headless Chromium the browser tests drive (tests/e2e/test_browser.py), from the distribution, and a
+# Korean font for the Korean pass's screenshots (issue 21).
 browsers:
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	fc-list :lang=ko | grep -q . || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y fonts-nanum)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

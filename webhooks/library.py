@@ -34,7 +34,7 @@ from relay.library.guidelines import count_view as count_guideline_view
 from relay.library.images import case_images
 from relay.library.media_store import MediaNotFound, media_store_for
 from relay.model.tables import CaseImage, Post, Thread
-from relay.render.mail import case_summary
+from relay.render.mail import case_summary, summary_text
 
 from .auth import check_csrf, current_member, requires
 
@@ -96,8 +96,12 @@ def case_page(code: str, error: str | None = None, text: str = "", status: int =
             select(Post).join(Thread).where(Thread.case_id == case.id)
             .options(selectinload(Post.author)).order_by(Post.id)).all()
         images = case_images(session, case)
-        summary = case_summary(case, str(get_locale()))  # labels in the reader's language, values as written
+        language = str(get_locale())
+        summary = case_summary(case, language)  # labels in the reader's language, values as written
+        # A new-case notice's post is the summary relay wrote with English labels: shown with the reader's.
+        generated = {summary_text(case): summary_text(case, language)}
     return render_template("case.html", case=case, posts=posts, images=images, error=error, text=text, summary=summary,
+                           generated=generated,
                            submission=secrets.token_urlsafe(16).replace("_", "-")), status
 
 

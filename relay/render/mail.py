@@ -94,6 +94,12 @@ def case_summary(case: Case, language: str = i18n.DEFAULT_LANGUAGE) -> list[tupl
         ("exposure_history", case.exposure_history), ("findings", case.findings)) if value]
 
 
+def summary_text(case: Case, language: str = i18n.DEFAULT_LANGUAGE) -> str:
+    """The clinical summary as "label: value" lines: what a new-case notice adds to its discussion (stored
+    with English labels; the library shows it with the reader's, relay/notices/audience.py post_body)."""
+    return "\n".join(f"{label}: {value}" for label, value in case_summary(case, language))
+
+
 def notice_parts(settings, notice: Notice | None, case: Case | None, language: str, unsubscribe_url: str,
                  text: str) -> tuple[str, str, dict]:
     """Subject, template name and template context of a notice's email (compose and preview share it)."""

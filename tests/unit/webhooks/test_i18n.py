@@ -5,18 +5,16 @@ UI string from the catalogue left in them."""
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 
 import pytest
-from babel.messages.pofile import read_po
 
 from relay.infra.db import transaction
 from relay.library.cases import get_case
 from relay.members.directory import find_member
 from relay.model.tables import Post
-from relay.render import i18n
 from relay.render.mail import preferences_url
 from tests.console_helpers import KIM, LEE, give_password, sign_in
+from tests.i18n_helpers import assert_korean
 from webhooks.app import create_app
 
 KOREAN = {"Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5"}
@@ -31,63 +29,6 @@ def client(network):
         lee = find_member(session, LEE)
         session.add(Post(thread_id=case.thread.id, author_id=lee.id, channel="sms", body="기질화 폐렴 같습니다"))
     return create_app(services=network).test_client()
-
-
-class _Visible(HTMLParser):
-    """The text a reader sees, and the attributes a browser shows (placeholder, alt, title, aria-label)."""
-
-    def __init__(self):
-        super().__init__()
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag in ("style", "script"):
-            self._skip += 1
-        self.parts += [v for k, v in attrs if k in ("placeholder", "alt", "title", "aria-label") and v]
-
-    def handle_endtag(self, tag):
-        if tag in ("style", "script"):
-            self._skip -= 1
-
-    def handle_data(self, data):
-        if not self._skip:
-            self.parts.append(data)
-
-
-def visible(page: str) -> str:
-    parser = _Visible()
-    parser.feed(page)
-    return " ".join(" ".join(parser.parts).split())
-
-
-def english_ui_strings(language: str = "ko") -> list[str]:
-    """The English fragments of every catalogue string translated differently in `language` (split at
-    placeholders and markup), that could show on a page; acronyms (SMS, MMS) may stay beside a translation."""
-    with (i18n.TRANSLATIONS_DIR / language / "LC_MESSAGES" / "messages.po").open("rb") as f:
-        catalogue = read_po(f, locale=language)
-    fragments = set()
-    for message in catalogue:
-        if not message.id:
-            continue
-        ids = [message.id] if isinstance(message.id, str) else list(message.id)
-        strings = [message.string] if isinstance(message.string, str) else list(message.string)
-        if set(ids) <= set(strings):
-            continue  # the same in both languages (SMS, API)
-        for text in ids:
-            for fragment in re.split(r"%\(\w+\)[sd]|<[^>]+>|%\w", text):
-                fragment = fragment.strip(" .:,()…\"'")
-                if re.search(r"[A-Za-z]{2}", fragment) and not re.fullmatch(r"[A-Z]{2,4}", fragment):  # not "SMS"
-                    fragments.add(fragment)
-    return sorted(fragments)
-
-
-def assert_korean(page: str) -> None:
-    text = visible(page)
-    assert re.search(r"[\uac00-\ud7a3]", text), text[:300]
-    left = [f for f in english_ui_strings() if re.search(rf"(?<![A-Za-z]){re.escape(f)}(?![A-Za-z])", text)]
-    assert not left, f"English UI strings on a Korean page: {left}\n{text[:2000]}"
-    assert '<html lang="ko">' in page
 
 
 # ---------------------------------------------------------------- which language
@@ -171,6 +112,16 @@ def test_the_library_pages_in_korean_have_no_english_ui_string(client, network):
     page = client.get("/library/cases/C1", headers=KOREAN).get_data(as_text=True)
     assert "임상 요약" in page and "증상" in page and "기침" in page  # labels translated, values as written
     assert "조회 " in page and "문자" in page  # the view count's plural, the channel label
+
+
+def test_the_check_finds_one_english_string_left_on_a_korean_page(client):
+    page = client.get("/library/", headers=KOREAN).get_data(as_text=True)
+    assert_korean(page)
+    with pytest.raises(AssertionError, match="No cases yet"):
+        assert_korean(page.replace("<main>", "<main><p>No cases yet.</p>"))
+    with pytest.raises(AssertionError, match="Search number, title or findings"):
+        assert_korean(page.replace("<main>", '<main><input placeholder="Search number, title or findings">'))
+    assert_korean(page.replace("<main>", '<main><pre lang="en">No cases yet.</pre>'))  # content in English
 
 
 def test_a_signed_in_korean_member_posts_and_reads_errors_in_korean(client, network):
