@@ -14,7 +14,7 @@ VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "l
 
 class _Visible(HTMLParser):
     """The text a reader sees, and the attributes a browser shows (placeholder, alt, title, aria-label);
-    without scripts and styles, and without content marked as another language (`lang="en"` on a
+    without scripts, styles and code (commands, file formats), and without content marked as another language (`lang="en"` on a
     preview of an English message, or on the language switch's "English")."""
 
     def __init__(self, language: str):
@@ -29,7 +29,7 @@ class _Visible(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         lang = attrs.get("lang")
-        hidden = tag in ("style", "script") or (tag != "html" and lang is not None
+        hidden = tag in ("style", "script", "code") or (tag != "html" and lang is not None
                                                   and not lang.startswith(self.language))
         if tag not in VOID:
             self._open.append((tag, hidden))

@@ -31,6 +31,8 @@ VALUE_LABELS = {
                       "paused": _l("paused")},
     "severity": {"routine": _l("routine"), "urgent": _l("urgent")},
     "visibility": {"public": _l("public"), "members": _l("members only")},
+    "role": {"member": _l("member"), "coordinator": _l("coordinator"), "admin": _l("admin"),
+             "contributor": _l("contributor")},
 }
 COOKIE_MAX_AGE = 365 * 24 * 3600
 blueprint = Blueprint("language", __name__)

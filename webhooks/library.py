@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
-from flask_babel import get_locale
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -29,7 +29,7 @@ from relay.library.cases import (
     parse_search_params,
     search,
 )
-from relay.library.guidelines import GuidelineNotFound, current_version, get_guideline, list_guidelines
+from relay.library.guidelines import FIRST_CHANGES, GuidelineNotFound, current_version, get_guideline, list_guidelines
 from relay.library.guidelines import count_view as count_guideline_view
 from relay.library.images import case_images
 from relay.library.media_store import MediaNotFound, media_store_for
@@ -43,6 +43,7 @@ blueprint.before_request(check_csrf)
 
 CHANNEL_LABELS = {"sms": _l("SMS"), "email": _l("Email"), "web": _l("Web"), "console": _l("Console"),
                   "mms": _l("MMS"), "intake": _l("Intake"), "api": _l("API")}
+RELAY_WRITTEN = frozenset({FIRST_CHANGES})
 CASE_STATUSES = {"open": _l("open"), "closed": _l("closed"), "draft": _l("draft")}
 
 
@@ -55,6 +56,13 @@ def signed_in_member():
 @blueprint.app_template_filter("channel_label")
 def channel_label(channel: str) -> str:
     return str(CHANNEL_LABELS.get(channel, (channel or "").upper()))
+
+
+@blueprint.app_template_filter("relay_written")
+def relay_written(text: str) -> str:
+    """Stored text relay itself wrote (a default, marked with N_ where it is defined) in the reader's
+    language; anything a person wrote is shown as written."""
+    return gettext(text) if text in RELAY_WRITTEN else text
 
 
 @blueprint.app_template_filter("case_status")

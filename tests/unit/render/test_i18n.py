@@ -35,7 +35,9 @@ def catalogue(language: str):
 
 
 def test_korean_is_spoken():
+    from relay.model.tables import LANGUAGES  # what a member's `language` may be (CSV import, console, API)
     assert "ko" in i18n.languages()
+    assert set(i18n.languages()) == set(LANGUAGES), "a catalogue for each member language, and no other"
     assert i18n.supported("ko-KR") == "ko" and i18n.supported("ko_KR") == "ko" and i18n.supported("xx") == "en"
 
 

@@ -147,3 +147,40 @@ def test_a_failed_sign_in_answers_in_korean(client):
     assert refused.status_code == 401
     assert "등록되지 않은 이메일이거나 비밀번호가 틀렸습니다" in refused.get_data(as_text=True)
     assert_korean(refused.get_data(as_text=True))
+
+
+def test_the_other_library_pages_in_korean(client, network):
+    from relay.infra.signing import unsubscribe_token
+    from relay.library.guidelines import create_guideline
+
+    with transaction(network.sessions) as session:
+        create_guideline(session, "masks", "마스크", "N95 착용")
+        kim = find_member(session, KIM).id
+    for path in ("/library/guidelines", "/library/guidelines/masks", "/digest/subscribe"):
+        response = client.get(path, headers=KOREAN)
+        assert response.status_code == 200, path
+        assert_korean(response.get_data(as_text=True))
+    token = unsubscribe_token(network.settings.secret(), kim)
+    page = client.get(f"/unsubscribe/{token}", headers=ENGLISH).get_data(as_text=True)
+    assert_korean(page)  # Kim's own link: her language, whatever the browser says
+    assert "증례 메일을 그만 받으시겠습니까?" in page
+
+
+def test_the_console_in_korean_for_a_korean_coordinator(client, network):
+    from relay.notices.lifecycle import create_notice
+
+    give_password(network, KIM, roles="admin;coordinator;member")  # the audit trail too
+    sign_in(client, KIM)
+    with transaction(network.sessions) as session:
+        kim = find_member(session, KIM).id
+    for path in ("/console/", "/console/notices/new?case=C1&kind=new_case", "/console/cases/", "/console/cases/C1",
+                 "/console/cases/new", "/console/members/", f"/console/members/{kim}", "/console/audit"):
+        response = client.get(path, headers=ENGLISH)
+        assert response.status_code == 200, path
+        assert_korean(response.get_data(as_text=True))
+    with transaction(network.sessions) as session:
+        notice = create_notice(session, kind="new_case", title="", body="", lists=["tft"], case_code="C1")
+        notice_id = notice.id
+    page = client.get(f"/console/notices/{notice_id}").get_data(as_text=True)
+    assert_korean(page)
+    assert "받는 사람 <b>5</b>명:" in page and "지금 5명에게 보내기" in page
