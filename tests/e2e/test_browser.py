@@ -182,7 +182,8 @@ def test_coordinator_publishes_and_broadcasts_and_a_member_reads(cluster: Browse
     assert member.locator(".post.notice").count() == 1  # the notice is the discussion's first post
     thumb = member.locator('img[src*="/images/"]')
     assert thumb.count() == 1  # the image uploaded with the case, shown to the member, loaded
-    assert member.evaluate("document.querySelector('img[src*=\"/images/\"]').naturalWidth") > 0
+    # loaded (waited for: the thumbnail is lazy-loaded, and a busy machine may take a moment)
+    member.wait_for_function("document.querySelector('img[src*=\"/images/\"]').naturalWidth > 0")
 
     # A <script> sent by SMS is shown as text, never run.
     script = "<script>window.__pwned = 1; alert('x')</script>"

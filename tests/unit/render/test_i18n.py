@@ -91,9 +91,12 @@ def makefile_keywords() -> dict:
 
 def source_messages() -> set:
     """What `make translations` extracts: babel.cfg's map, the Makefile's keywords."""
-    from babel.messages.frontend import parse_mapping_cfg
+    try:
+        from babel.messages.frontend import parse_mapping_cfg as parse_mapping
+    except ImportError:  # Babel before 2.15
+        from babel.messages.frontend import parse_mapping  # type: ignore[no-redef]
     with (PROJECT_ROOT / "babel.cfg").open() as f:
-        method_map, options_map = parse_mapping_cfg(f)
+        method_map, options_map = parse_mapping(f)
     found = set()
     for _filename, _lineno, message, _comments, _context in extract_from_dir(
             str(PROJECT_ROOT), method_map, options_map, keywords=makefile_keywords()):
