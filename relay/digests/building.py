@@ -203,7 +203,7 @@ def sms_text(settings, content: Content, language: str) -> str:
                       new_cases=len(content.new_cases), posts=posts, cases=len(content.discussions),
                       guidelines=len(content.guidelines), missed=len(content.missed),
                       codes=" ".join(c for c, _, _ in content.new_cases[:5]), library=settings.library_url)
-    return fit_sms(text, settings.library_url, limit=160 if text.isascii() else 70)
+    return fit_sms(text, settings.library_url, limit=160 if text.isascii() else 70, language=language)
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def sms_text(settings, notice: Notice, case: Case | None, language: str) -> str:
     text = render_sms(settings.templates_dir, notice.kind, language, network=settings.network_name,
                       code=case.code if case is not None else "", title=title, body=notice.body or "", url=url,
                       urgent=notice.severity == "urgent")
-    return fit_sms(text, url)
+    return fit_sms(text, url, language=language)
 
 
 def post_body(notice: Notice, case: Case) -> str:

@@ -25,9 +25,10 @@ def render_sms(templates_dir: Path, name: str, language: str, **context) -> str:
     raise TemplateNotFound(f"sms/en/{name}.txt")
 
 
-def fit_sms(text: str, more_url: str = "", limit: int = SMS_MAX_CHARS) -> str:
-    """Shorten `text` to the provider's limit, pointing at `more_url` for the rest."""
+def fit_sms(text: str, more_url: str = "", limit: int = SMS_MAX_CHARS,
+            language: str = i18n.DEFAULT_LANGUAGE) -> str:
+    """Shorten `text` to the provider's limit, pointing at `more_url` for the rest (in `language`)."""
     if len(text) <= limit:
         return text
-    tail = f"… (full text: {more_url})" if more_url else "…"
+    tail = "… " + i18n.translate(language, "(full text: %(url)s)", url=more_url) if more_url else "…"
     return text[: limit - len(tail)].rstrip() + tail

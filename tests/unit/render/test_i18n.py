@@ -186,3 +186,11 @@ def test_a_translatable_error_speaks_the_readers_language():
     error = WebPostError(i18n.N_("a post may have at most %(max)d characters"), max=5000)
     assert str(error) == "a post may have at most 5000 characters"
     assert error.in_language("ko") == "글은 최대 5000자까지 쓸 수 있습니다"
+
+
+def test_a_shortened_korean_text_points_to_the_rest_in_korean():
+    from relay.render.texts import fit_sms
+
+    text = fit_sms("가" * 400, "https://x/library/cases/C1", limit=300, language="ko")
+    assert len(text) == 300 and text.endswith("… (전문: https://x/library/cases/C1)")
+    assert fit_sms("a" * 400, "https://x/u", limit=100).endswith("… (full text: https://x/u)")
