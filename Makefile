@@ -63,6 +63,7 @@ translations: $(STAMP)
 		-d relay/translations -l $(NEW_LANGUAGE); fi
 	$(BIN)/pybabel update -i relay/translations/messages.pot -d relay/translations --no-fuzzy-matching \
 		--ignore-obsolete
-	# no extraction time in the files: running this twice (or on two branches) changes nothing
-	sed -i '/^"POT-Creation-Date: /d' relay/translations/messages.pot relay/translations/*/LC_MESSAGES/messages.po
+	# a fixed extraction time in the files: running this twice (or on two branches) changes nothing
+	sed -i 's/^"POT-Creation-Date: .*/"POT-Creation-Date: 2026-01-01 00:00+0000\\n"/' \
+		relay/translations/messages.pot relay/translations/*/LC_MESSAGES/messages.po
 	$(BIN)/pybabel compile -d relay/translations --statistics
