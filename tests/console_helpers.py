@@ -39,3 +39,10 @@ def sign_in(client, email: str, password: str = PASSWORD):
 def csrf(client) -> str:
     """A valid token for the client's current session."""
     return token_from(client, "/signin")
+
+
+def reads_english(client):
+    """The client's pages in English whoever signs in (Kim Jiwon's own language is Korean, issue 21): the
+    language switch's cookie, for tests about something else than the language."""
+    client.set_cookie("relay_lang", "en")
+    return client

@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         auth,
         console,
         email_confirm,
+        i18n,
         inbound_email,
         library,
         ops,
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
 
     auth.configure_sessions(app, settings)
+    i18n.configure(app)  # issue 21: the pages' language and time zone (flask-babel, one catalogue)
 
     @app.before_request
     def body_limit():

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from relay.access import permissions
@@ -42,6 +43,8 @@ class SignedIn:
     name: str
     email: str
     roles: frozenset[str]
+    language: str = "en"  # issue 21: the pages speak the member's own language (webhooks/i18n.py)
+    timezone: str = "UTC"
 
     def may(self, action: str) -> bool:
         return permissions.allowed(self.roles, action)
@@ -84,9 +87,9 @@ def configure_sessions(app: Flask, settings) -> None:
     @app.errorhandler(CSRFError)
     def csrf_refused(exc: CSRFError):
         log.warning("%s %s: CSRF check failed: %s", request.method, redact_path(request.path), exc.description)
-        return render_template("console/message.html", title="Form expired",
-                               message="This form was not accepted (its security token is missing or stale). "
-                                       "Go back, reload the page and try again."), 400
+        return render_template("console/message.html", title=_("Form expired"),
+                               message=_("This form was not accepted (its security token is missing or stale). "
+                                         "Go back, reload the page and try again.")), 400
 
     @app.context_processor
     def signed_in_member():
@@ -119,7 +122,8 @@ def current_member() -> SignedIn | None:
         if member is None or not member.active or not stamp or stamp != session.get("stamp"):
             session.clear()
             return None
-        g.signed_in = SignedIn(member.id, member.name, member.email or "", member.role_set)
+        g.signed_in = SignedIn(member.id, member.name, member.email or "", member.role_set, member.language or "en",
+                               member.timezone or "UTC")
     session["seen"] = now
     return g.signed_in
 
@@ -135,9 +139,9 @@ def requires(action: str):
                                         if request.method == "GET" else None))
             if not me.may(action):
                 log.warning("member %s refused %s on %s %s", me.id, action, request.method, request.path)
-                return render_template("console/message.html", title="Not allowed",
-                                       message=f"Your account cannot do this ({action} needs a coordinator "
-                                               "or admin). Ask a coordinator if you need it."), 403
+                return render_template("console/message.html", title=_("Not allowed"),
+                                       message=_("Your account cannot do this (%(action)s needs a coordinator "
+                                                 "or admin). Ask a coordinator if you need it.", action=action)), 403
             return view(*args, **kwargs)
         return wrapper
     return decorate
@@ -188,10 +192,11 @@ def sign_in():
     with transaction(services.sessions) as db:
         member = authenticate(db, email, password)
         stamp = session_stamp(db, member.id) if member else ""
-        me = SignedIn(member.id, member.name, member.email or "", member.role_set) if member else None
+        me = SignedIn(member.id, member.name, member.email or "", member.role_set, member.language or "en",
+                      member.timezone or "UTC") if member else None
     if me is None:
         log.warning("sign-in refused for %s from %s", mask(email[:80]), request.remote_addr)
-        return render_template("console/signin.html", error="Unknown email or wrong password.",
+        return render_template("console/signin.html", error=_("Unknown email or wrong password."),
                                email=email[:320], next=target), 401
     session.clear()  # a fresh session: nothing from before sign-in survives (nor its CSRF token)
     session.permanent = True

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from datetime import datetime, timezone
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import func, select
@@ -598,10 +597,3 @@ def edit_member(member_id: int):
         return member_page(member_id, error="another member already has that phone or email", status=409)
     log.info("member %s edited by member %s", member_id, current_member().id)
     return redirect(url_for("console.member_page", member_id=member_id))
-
-
-@blueprint.app_template_filter("when")
-def when(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

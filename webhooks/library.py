@@ -11,6 +11,8 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import get_locale, gettext
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -27,20 +29,24 @@ from relay.library.cases import (
     parse_search_params,
     search,
 )
-from relay.library.guidelines import GuidelineNotFound, current_version, get_guideline, list_guidelines
+from relay.library.guidelines import FIRST_CHANGES, GuidelineNotFound, current_version, get_guideline, list_guidelines
 from relay.library.guidelines import count_view as count_guideline_view
 from relay.library.images import case_images
 from relay.library.media_store import MediaNotFound, media_store_for
 from relay.library.readership import count_case_day_view
 from relay.model.tables import CaseImage, Post, Thread
+from relay.render.mail import case_summary, summary_text
 
 from .auth import check_csrf, current_member, requires
 
 blueprint = Blueprint("library", __name__)
 blueprint.before_request(check_csrf)
 
-CHANNEL_LABELS = {"sms": "SMS", "email": "Email", "web": "Web", "console": "Console", "mms": "MMS",
-                  "intake": "Intake", "api": "API", "cli": "Command line", "whatsapp": "WhatsApp"}
+CHANNEL_LABELS = {"sms": _l("SMS"), "email": _l("Email"), "web": _l("Web"), "console": _l("Console"),
+                  "mms": _l("MMS"), "intake": _l("Intake"), "api": _l("API"), "cli": _l("Command line"),
+                  "whatsapp": _l("WhatsApp")}
+RELAY_WRITTEN = frozenset({FIRST_CHANGES})
+CASE_STATUSES = {"open": _l("open"), "closed": _l("closed"), "draft": _l("draft")}
 
 
 def signed_in_member():
@@ -51,7 +57,20 @@ def signed_in_member():
 
 @blueprint.app_template_filter("channel_label")
 def channel_label(channel: str) -> str:
-    return CHANNEL_LABELS.get(channel, (channel or "").upper())
+    return str(CHANNEL_LABELS.get(channel, (channel or "").upper()))
+
+
+@blueprint.app_template_filter("relay_written")
+def relay_written(text: str) -> str:
+    """Stored text relay itself wrote (a default, marked with N_ where it is defined) in the reader's
+    language; anything a person wrote is shown as written."""
+    return gettext(text) if text in RELAY_WRITTEN else text
+
+
+@blueprint.app_template_filter("case_status")
+def case_status(status: str) -> str:
+    """A case's status in the reader's language (the CSS class keeps the stored value)."""
+    return str(CASE_STATUSES.get(status, status))
 
 
 @blueprint.get("/library/")
@@ -88,8 +107,12 @@ def case_page(code: str, error: str | None = None, text: str = "", status: int =
             select(Post).join(Thread).where(Thread.case_id == case.id)
             .options(selectinload(Post.author)).order_by(Post.id)).all()
         images = case_images(session, case)
-    return render_template("case.html", case=case, posts=posts, images=images, error=error, text=text,
-                           submission=secrets.token_urlsafe(16).replace("_", "-"), held=held,
+        language = str(get_locale())
+        summary = case_summary(case, language)  # labels in the reader's language, values as written
+        # A new-case notice's post is the summary relay wrote with English labels: shown with the reader's.
+        generated = {summary_text(case): summary_text(case, language)}
+    return render_template("case.html", case=case, posts=posts, images=images, error=error, text=text, summary=summary,
+                           generated=generated, submission=secrets.token_urlsafe(16).replace("_", "-"), held=held,
                            notice=notice), status
 
 
@@ -176,7 +199,7 @@ def post_to_case(code: str):
     except Forbidden as exc:
         abort(403, str(exc))
     except WebPostError as exc:
-        return case_page(code, error=str(exc), text=text[:5000], status=400)
+        return case_page(code, error=exc.in_language(str(get_locale())), text=text[:5000], status=400)
     if result.post_id is None and result.held_code:  # issue 16: held by the patient-information guard
         return case_page(code, text=text[:5000], held=result)
     return redirect(url_for("library.case_page", code=result.case_code) + f"#post-{result.post_id}")

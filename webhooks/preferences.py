@@ -26,6 +26,7 @@ from relay.outbound.queueing import dispatch_deliveries
 from relay.render.mail import preferences_url
 
 from .auth import current_member
+from .i18n import use_member_language
 
 log = logging.getLogger("relay.web.preferences")
 blueprint = Blueprint("preferences", __name__)
@@ -63,6 +64,7 @@ def show(token: str):
             abort(404, "this preference link is not valid")
         state = ladder.describe(session, member)
         subs = session.query(DigestSubscription).filter_by(member_id=member.id, status="active").all()
+    use_member_language(member.language, member.timezone)  # issue 21: the signed link says who reads
     return render_template("preferences.html", token=token, member=member, state=state, subs=subs, saved=False)
 
 
@@ -163,6 +165,7 @@ def change(token: str):
         member = session.get(Member, member_id)
         state = ladder.describe(session, member)
         subs = session.query(DigestSubscription).filter_by(member_id=member.id, status="active").all()
+    use_member_language(member.language, member.timezone)
     return render_template("preferences.html", token=token, member=member, state=state, subs=subs,
                            saved=True, changes=changes)
 

@@ -11,8 +11,11 @@ from flask import Blueprint, abort, current_app, render_template, request
 from relay.infra.db import transaction
 from relay.infra.signing import read_unsubscribe_token
 from relay.members.subscriptions import unsubscribe as apply_unsubscribe
+from relay.model.tables import Member
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
+
+from .i18n import use_member_language
 
 log = logging.getLogger("relay.web.unsubscribe")
 blueprint = Blueprint("unsubscribe", __name__)
@@ -24,7 +27,19 @@ def confirm(token: str):
     found = read_unsubscribe_token(services.settings.secret(), token)
     if found is None:
         abort(404, "this unsubscribe link is not valid")
+    _speak_to(services, found)
     return render_template("unsubscribe.html", token=token, done=False, scope=found[1])
+
+
+def _speak_to(services, found: tuple[int, str]) -> None:
+    """A member's list-mail link: the page in the member's own language (issue 21). A digest
+    subscription's link names no member: the browser's language."""
+    if found[1] == "digest":
+        return
+    with services.sessions() as session:
+        member = session.get(Member, found[0])
+        if member is not None:
+            use_member_language(member.language, member.timezone)
 
 
 @blueprint.post("/unsubscribe/<token>")
@@ -38,6 +53,8 @@ def unsubscribe(token: str):
     if not result.found:
         abort(404, "this unsubscribe link is not valid")
     dispatch_deliveries(services, ids)
-    scope = read_unsubscribe_token(services.settings.secret(), token)[1]
+    found = read_unsubscribe_token(services.settings.secret(), token)
+    scope = found[1]
+    _speak_to(services, found)
     log.info("unsubscribed (%s, %s)", scope, source)
     return render_template("unsubscribe.html", token=token, done=True, scope=scope)

@@ -46,6 +46,7 @@ from relay.model.tables import (
 from relay.outbound import fanout
 from relay.outbound.deliveries import move
 from relay.outbound.queueing import BATCH_SIZE, dispatch_batches
+from relay.render import i18n
 from relay.render.digest_mail import digest_unsubscribe_url
 from relay.render.mail import preferences_url, render_mail_template
 from relay.render.texts import fit_sms, render_sms
@@ -178,14 +179,18 @@ def build_content(session: Session, settings, sub: DigestSubscription, start: da
 def render(settings, sub: DigestSubscription, content: Content, period: str, language: str,
            unsubscribe_url: str, preferences_url: str | None) -> tuple[str, str, str]:
     """Subject, text part and HTML part (the SMS digest is one text: see sms_text)."""
-    label = "weekly digest" if sub.frequency == "weekly" else "digest"
+    label = (i18n.translate(language, "weekly digest") if sub.frequency == "weekly"
+             else i18n.translate(language, "digest"))
+    posts = sum(d.count for d in content.discussions)
     subject = f"{settings.network_name} {label} {period}: " + ", ".join(
         part for part in (
-            f"{len(content.new_cases)} new case{'s' * (len(content.new_cases) != 1)}" if content.new_cases else "",
-            f"{sum(d.count for d in content.discussions)} new posts" if content.discussions else "",
-            f"{len(content.guidelines)} guideline change{'s' * (len(content.guidelines) != 1)}"
+            i18n.translate_plural(language, "%(num)d new case", "%(num)d new cases", len(content.new_cases))
+            if content.new_cases else "",
+            i18n.translate_plural(language, "%(num)d new post", "%(num)d new posts", posts) if content.discussions else "",
+            i18n.translate_plural(language, "%(num)d guideline change", "%(num)d guideline changes", len(content.guidelines))
             if content.guidelines else "",
-            f"{len(content.missed)} missed notice{'s' * (len(content.missed) != 1)}" if content.missed else "",
+            i18n.translate_plural(language, "%(num)d missed notice", "%(num)d missed notices", len(content.missed))
+            if content.missed else "",
         ) if part)
     context = dict(network=settings.network_name, period=period, content=content, library=settings.library_url,
                    unsubscribe_url=unsubscribe_url, preferences_url=preferences_url, label=label)
@@ -199,7 +204,7 @@ def sms_text(settings, content: Content, language: str) -> str:
                       new_cases=len(content.new_cases), posts=posts, cases=len(content.discussions),
                       guidelines=len(content.guidelines), missed=len(content.missed),
                       codes=" ".join(c for c, _, _ in content.new_cases[:5]), library=settings.library_url)
-    return fit_sms(text, settings.library_url, limit=160 if text.isascii() else 70)
+    return fit_sms(text, settings.library_url, limit=160 if text.isascii() else 70, language=language)
 
 
 @dataclass(frozen=True)

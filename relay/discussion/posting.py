@@ -27,7 +27,7 @@ def publish_reply(session: Session, settings, case: Case, author: Member, text: 
     def sms_text(language: str) -> str:
         if language not in texts:
             texts[language] = fit_sms(render_sms(settings.templates_dir, "relay", language, code=case.code,
-                                                 author=author.short_name, text=text), url)
+                                                 author=author.short_name, text=text), url, language=language)
         return texts[language]
 
     followers = fanout.recipients_from(fanout.participants(session, thread.id, exclude_member_id=author.id),

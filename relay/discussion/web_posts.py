@@ -25,14 +25,16 @@ from relay.library.cases import CaseNotFound, get_case, is_visible
 from relay.model.tables import HeldMessage, InboundEvent, Member, Post, utcnow
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
+from relay.render.i18n import N_, TranslatableError
 
 log = logging.getLogger(__name__)
 
 MAX_CHARS = 5000
 
 
-class WebPostError(ValueError):
-    """The post cannot be made (empty, too long, case closed); the message says why."""
+class WebPostError(TranslatableError):
+    """The post cannot be made (empty, too long, case closed); the message says why, in the reader's
+    language on the page (relay/render/i18n.py)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class WebPost:
 def _key(member_id: int, submission: str) -> str:
     submission = (submission or "").strip()
     if not (8 <= len(submission) <= 64 and submission.isascii() and submission.replace("-", "").isalnum()):
-        raise WebPostError("the form's submission key is missing; reload the page and try again")
+        raise WebPostError(N_("the form's submission key is missing; reload the page and try again"))
     return f"{member_id}:{submission}"
 
 
@@ -56,9 +58,9 @@ def post_from_web(services, member_id: int, case_code: str, text: str, submissio
     """Save the member's post and relay it; the same submission key again returns the first post."""
     text = (text or "").replace("\r\n", "\n").strip()
     if not text:
-        raise WebPostError("write something before posting")
+        raise WebPostError(N_("write something before posting"))
     if len(text) > MAX_CHARS:
-        raise WebPostError(f"a post may have at most {MAX_CHARS} characters")
+        raise WebPostError(N_("a post may have at most %(max)d characters"), max=MAX_CHARS)
     key = _key(member_id, submission)
     settings = services.settings
     try:
@@ -74,7 +76,7 @@ def post_from_web(services, member_id: int, case_code: str, text: str, submissio
             if existing is not None:
                 return _again(session, existing, case.code, member.language)
             if case.status != "open":
-                raise WebPostError(f"{case.code} is closed to new posts")
+                raise WebPostError(N_("%(code)s is closed to new posts"), code=case.code)
             event = InboundEvent(provider="web", kind="post", dedupe_key=key, raw=text, sender=member.email or "",
                                  processed_at=utcnow(), outcome="posted", detail=f"web post to {case.code}")
             session.add(event)

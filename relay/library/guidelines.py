@@ -10,9 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from relay.model.tables import Guideline, GuidelineVersion, Member, utcnow
+from relay.render.i18n import N_
 
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?")
-FIRST_CHANGES = "First version."
+FIRST_CHANGES = N_("First version.")  # stored as written; pages show it in the reader's language
 
 
 class GuidelineError(ValueError):

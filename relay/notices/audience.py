@@ -12,6 +12,7 @@ from relay.model.notice_refs import deliveries_filter
 from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice
 from relay.outbound import fanout
 from relay.outbound.fanout import CHANNELS, Recipient, recipients_from
+from relay.render.mail import summary_text
 from relay.render.texts import SMS_MAX_CHARS, fit_sms, render_sms
 
 __all__ = ["CHANNELS", "Recipient", "audience", "channels_of", "in_lists", "link", "list_names", "post_body",
@@ -94,8 +95,8 @@ def sms_text(settings, notice: Notice, case: Case | None, language: str) -> str:
                       urgent=notice.severity == "urgent")
     if notice.ack_within_s is not None:  # issue 17: the instruction always ends the text, never cut
         ack = render_sms(settings.templates_dir, "ack_request", language, number=notice.id)
-        return fit_sms(text, url, SMS_MAX_CHARS - len(ack) - 1) + "\n" + ack
-    return fit_sms(text, url)
+        return fit_sms(text, url, SMS_MAX_CHARS - len(ack) - 1, language=language) + "\n" + ack
+    return fit_sms(text, url, language=language)
 
 
 MEMBERS_ONLY = {"en": "members only: sign in to read", "ko": "회원 전용: 로그인 필요"}
@@ -104,8 +105,5 @@ MEMBERS_ONLY = {"en": "members only: sign in to read", "ko": "회원 전용: 로
 def post_body(notice: Notice, case: Case) -> str:
     """What the notice adds to its case discussion (the clinical summary for a new case)."""
     if notice.kind == "new_case":
-        summary = "\n".join(f"{label}: {value}" for label, value in (
-            ("Chief complaint", case.chief_complaint), ("Symptoms", case.symptoms),
-            ("Exposure history", case.exposure_history), ("Findings", case.findings)) if value)
-        return summary or notice.body or f"New case {case.code}: {case.title}"
+        return summary_text(case) or notice.body or f"New case {case.code}: {case.title}"
     return notice.body or notice.title

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from relay.infra.signing import signed_id, unsubscribe_token
 from relay.model.messages import OutboundMessage
 from relay.model.tables import Case, Delivery, Digest, DigestSubscription, Member
+from relay.render import i18n
+from relay.render.i18n import N_
 from relay.render.mail import (
     LOOP_HEADER,
     compose_message,
@@ -36,13 +38,13 @@ GUARD_HELD = "guard_held"
 
 PURPOSES = frozenset({"digest", "confirm_subscription", "unsubscribed", "unsubscribed_digest",
                       "preferences_changed", CONFIRM_POST, GUARD_HELD})
-SUBJECTS = {
-    "confirm_subscription": "Confirm your {network} digest subscription",
-    "unsubscribed": "You are unsubscribed from {network} email",
-    "unsubscribed_digest": "You are unsubscribed from the {network} digest",
-    "preferences_changed": "Your {network} preferences were changed",
-    CONFIRM_POST: "Did you write this? Confirm your {network} post",  # issue 13
-    GUARD_HELD: "Not relayed: your {network} reply seems to name a patient",  # issue 16
+SUBJECTS = {  # translated in the member's language from the catalogue (relay/translations/)
+    "confirm_subscription": N_("Confirm your %(network)s digest subscription"),
+    "unsubscribed": N_("You are unsubscribed from %(network)s email"),
+    "unsubscribed_digest": N_("You are unsubscribed from the %(network)s digest"),
+    "preferences_changed": N_("Your %(network)s preferences were changed"),
+    CONFIRM_POST: N_("Did you write this? Confirm your %(network)s post"),  # issue 13
+    GUARD_HELD: N_("Not relayed: your %(network)s reply seems to name a patient"),  # issue 16
 }
 
 
@@ -102,7 +104,7 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr((settings.network_name, settings.email_from))
     message["To"] = formataddr((to.name, to.email))
-    message["Subject"] = SUBJECTS[delivery.purpose].format(network=settings.network_name)
+    message["Subject"] = i18n.translate(language, SUBJECTS[delivery.purpose], network=settings.network_name)
     message["Date"] = format_datetime(delivery.created_at)
     message["Message-ID"] = f"<{delivery.purpose.replace('_', '-')}-{delivery.id}@{domain}>"
     message["Auto-Submitted"] = "auto-generated"

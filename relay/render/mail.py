@@ -16,14 +16,19 @@ from sqlalchemy.orm import Session
 from relay.infra.signing import ack_token, notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
 from relay.model.notice_refs import notice_of
 from relay.model.tables import Case, Delivery, Member, Notice, Post, Thread
+from relay.render import i18n
 from relay.render.environment import environment
+from relay.render.i18n import N_
 
 LOOP_HEADER = "X-Relay-Loop"
 MAX_REFERENCES = 20  # the first post plus the latest ones: long threads keep a sane header
 
 
 def render_mail_template(templates_dir: Path, name: str, language: str, **context) -> str:
-    env = environment(str(templates_dir))
+    """templates/email/<language>/<name> in the language's environment (its catalogue); English for a
+    language relay does not speak (tests/unit/render/test_i18n.py: every English template has its twins)."""
+    language = i18n.supported(language)
+    env = environment(str(templates_dir), language)
     template = env.select_template([f"email/{language}/{name}", f"email/en/{name}"])
     return template.render(language=language, **context)
 
@@ -57,27 +62,42 @@ def thread_references(session: Session, settings, post: Post) -> list[str]:
     return [post_message_id(secret, pid, domain) for pid in earlier]
 
 
-NOTICE_LABELS = {
-    "en": {"guideline": "Guideline", "announcement": "Announcement", "correction": "Correction"},
-    "ko": {"guideline": "지침", "announcement": "공지", "correction": "정정"},
-}
-URGENT_LABEL = {"en": "URGENT", "ko": "긴급"}
+# Translated in the reader's language from the catalogue (relay/translations/).
+NOTICE_LABELS = {"guideline": N_("Guideline"), "announcement": N_("Announcement"), "correction": N_("Correction")}
+URGENT_LABEL = N_("URGENT")
+
+
+def notice_label(language: str, kind: str) -> str:
+    """The label of a notice kind in `language` ("" for a new case, which has none)."""
+    return i18n.translate(language, NOTICE_LABELS[kind]) if kind in NOTICE_LABELS else ""
 
 
 def notice_subject(language: str, kind: str, title: str, code: str = "", urgent: bool = False) -> str:
     """A notice's Subject: "[C1] title" (new case), "[C1] Correction: title", "Guideline: title"."""
-    labels = NOTICE_LABELS.get(language, NOTICE_LABELS["en"])
-    text = f"{labels[kind]}: {title}" if kind in labels else title
+    label = notice_label(language, kind)
+    text = f"{label}: {title}" if label else title
     if urgent:
-        text = f"{URGENT_LABEL.get(language, URGENT_LABEL['en'])} {text}"
+        text = f"{i18n.translate(language, URGENT_LABEL)} {text}"
     return f"[{code}] {text}" if code else text
 
 
-def case_summary(case: Case) -> list[tuple[str, str]]:
-    """The clinical summary fields of a case that have a value, as (key, value)."""
-    return [(key, value) for key, value in (
+# The clinical summary's field labels, shared by the emails and the library's case page.
+SUMMARY_LABELS = {"chief_complaint": N_("Chief complaint"), "symptoms": N_("Symptoms"),
+                  "exposure_history": N_("Exposure history"), "findings": N_("Findings")}
+
+
+def case_summary(case: Case, language: str = i18n.DEFAULT_LANGUAGE) -> list[tuple[str, str]]:
+    """The clinical summary fields of a case that have a value, as (label in `language`, value); the
+    values keep the language they were written in."""
+    return [(i18n.translate(language, SUMMARY_LABELS[key]), value) for key, value in (
         ("chief_complaint", case.chief_complaint), ("symptoms", case.symptoms),
         ("exposure_history", case.exposure_history), ("findings", case.findings)) if value]
+
+
+def summary_text(case: Case, language: str = i18n.DEFAULT_LANGUAGE) -> str:
+    """The clinical summary as "label: value" lines: what a new-case notice adds to its discussion (stored
+    with English labels; the library shows it with the reader's, relay/notices/audience.py post_body)."""
+    return "\n".join(f"{label}: {value}" for label, value in case_summary(case, language))
 
 
 def notice_parts(settings, notice: Notice | None, case: Case | None, language: str, unsubscribe_url: str,
@@ -88,12 +108,12 @@ def notice_parts(settings, notice: Notice | None, case: Case | None, language: s
     code = case.code if case is not None else ""
     url = settings.case_url(code) if case is not None else settings.library_url
     if kind == "new_case":
-        context = dict(notice=True, code=code, title=case.title, url=url, text=text, summary=case_summary(case),
-                       author=settings.network_name, unsubscribe_url=unsubscribe_url, **members_only(settings, case))
+        context = dict(notice=True, code=code, title=case.title, url=url, text=text,
+                       summary=case_summary(case, language), author=settings.network_name,
+                       unsubscribe_url=unsubscribe_url, **members_only(settings, case))
         return notice_subject(language, kind, case.title, code, urgent), "post", context
-    labels = NOTICE_LABELS.get(language, NOTICE_LABELS["en"])
-    context = dict(kind=kind, label=labels[kind], urgent=urgent, code=code, title=notice.title, body=text,
-                   url=url, network=settings.network_name, unsubscribe_url=unsubscribe_url,
+    context = dict(kind=kind, label=notice_label(language, kind), urgent=urgent, code=code, title=notice.title,
+                   body=text, url=url, network=settings.network_name, unsubscribe_url=unsubscribe_url,
                    **members_only(settings, case))
     return notice_subject(language, kind, notice.title, code, urgent), "notice", context
 
@@ -137,7 +157,8 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     else:
         subject, template = f"Re: [{case.code}] {case.title}", "post"
         context = dict(notice=False, code=case.code, title=case.title, url=url, text=post.body,
-                       summary=case_summary(case), author=author.short_name if author else settings.network_name,
+                       summary=case_summary(case, language),
+                       author=author.short_name if author else settings.network_name,
                        unsubscribe_url=unsubscribe_https, **members_only(settings, case))
     context["preferences_url"] = preferences_url(settings, member.id)
     if is_notice:

@@ -26,7 +26,8 @@ def _unavailable(message: str):
 
 @pytest.fixture
 def chromium():
-    """A function that opens a fresh browser profile (its own user-data dir) and returns its context;
+    """A function that opens a fresh browser profile (its own user-data dir; `locale` its language, sent as
+    Accept-Language) and returns its context;
     every profile opened is closed at the end of the test."""
     if not CHROMIUM.exists():
         _unavailable(f"no chromium at {CHROMIUM}")
@@ -36,12 +37,12 @@ def chromium():
         _unavailable(f"Playwright for Python is not installed ({exc})")
     opened, profiles = [], []
     with sync_playwright() as playwright:
-        def open_profile():
+        def open_profile(locale: str = "en-US"):
             profile = tempfile.TemporaryDirectory(prefix="relay-chromium-")
             profiles.append(profile)
             context = playwright.chromium.launch_persistent_context(
                 profile.name, executable_path=str(CHROMIUM), args=ARGS, headless=True,
-                viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="Asia/Seoul")
+                viewport={"width": 1280, "height": 900}, locale=locale, timezone_id="Asia/Seoul")
             context.set_default_timeout(20_000)
             opened.append(context)
             return context

@@ -137,7 +137,8 @@ def test_relay_up_demo_and_curl_on_embedded_defaults(processes: Processes, tmp_p
     assert "Alice Moreau · WhatsApp" in page.text
 
     console = browser.get(f"{base_url}/console/", timeout=5)
-    assert console.status_code == 200 and "Outbound sending is running" in console.text
+    # issue 21: the demo coordinator, Kim Jiwon, reads the console in her own language, Korean
+    assert console.status_code == 200 and "발송이 진행 중입니다" in console.text
 
     # Ctrl-C (here SIGTERM) stops relay up, and with it the web server and the worker.
     children = [pid for pid in group_pids(up.pgid) if pid != up.pid]

@@ -8,6 +8,7 @@ import threading
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from babel.dates import format_date
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -323,7 +324,8 @@ def test_case_page_shows_the_summary_and_the_discussion_in_order(client, network
         assert text in page
     first, second, third = page.index("first: looks like OP"), page.index("second: agree"), page.index("third:")
     assert first < second < third
-    assert re.search(r"Lee Minho · SMS · <time datetime=\"[0-9T:.+-]+\">\d{4}-\d\d-\d\d \d\d:\d\d UTC", page)
+    # issue 21: Babel's medium date in the reader's language (English here), the time to the minute, the zone
+    assert re.search(r"Lee Minho · SMS · <time datetime=\"[0-9T:.+-]+\">[A-Z][a-z]{2} \d{1,2}, \d{4} \d\d:\d\d UTC", page)
     assert "Alice Moreau · Email ·" in page and "Ben Carter · Web ·" in page
     assert "Task force · Console ·" in page  # the notice
 
@@ -450,4 +452,5 @@ def test_cli_refuses_to_close_or_reopen_a_draft(settings, network, monkeypatch, 
 def test_dates_in_the_list_are_the_library_date(client, network):
     long_ago = datetime.now(timezone.utc) - timedelta(days=400)
     add_case(network, "Dated", created=long_ago, published=long_ago)
-    assert long_ago.strftime("%Y-%m-%d") in client.get("/library/").get_data(as_text=True)
+    # issue 21: Babel's medium date in the reader's language (English for a reader who asks for none)
+    assert format_date(long_ago.date(), "medium", locale="en") in client.get("/library/").get_data(as_text=True)

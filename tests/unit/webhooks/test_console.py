@@ -22,7 +22,7 @@ from relay.model.tables import AuditEvent, Delivery, Member, MemberPassword, Not
 from relay.outbound import hold
 from relay.sweeper import sweep
 from tests.conftest import run_worker
-from tests.console_helpers import ADMIN, KIM, LEE, PASSWORD, csrf, give_password, sign_in
+from tests.console_helpers import ADMIN, KIM, LEE, PASSWORD, csrf, give_password, reads_english, sign_in
 from webhooks.app import create_app
 
 
@@ -35,7 +35,7 @@ def app(network):
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    return reads_english(app.test_client())
 
 
 def rows(services, query):

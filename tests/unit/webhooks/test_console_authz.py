@@ -14,7 +14,7 @@ from relay.model.tables import AuditEvent, Case, Member, MemberList, Notice, Pos
 from relay.notices.lifecycle import create_notice
 from relay.outbound import hold
 from tests.conftest import _empty_tables
-from tests.console_helpers import ADMIN, KIM, LEE, csrf, give_password, sign_in
+from tests.console_helpers import ADMIN, KIM, LEE, csrf, give_password, reads_english, sign_in
 from webhooks.app import create_app
 
 ROLES = {"anonymous": None, "member": LEE, "coordinator": KIM, "admin": ADMIN}
@@ -97,7 +97,7 @@ def roles_of(role: str) -> frozenset[str]:
 @pytest.mark.parametrize("role", list(ROLES))
 @pytest.mark.parametrize("method,path,form,action", ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
 def test_route_by_role(web, role, method, path, form, action):
-    client = create_app(services=web).test_client()
+    client = reads_english(create_app(services=web).test_client())
     if ROLES[role]:
         sign_in(client, ROLES[role])
     allowed = permissions.allowed(roles_of(role), action)
@@ -126,7 +126,7 @@ def test_route_by_role(web, role, method, path, form, action):
     ("POST", "/signout", {}, None), ("POST", "/signin", {"email": KIM, "password": "correct horse battery"}, None)],
     ids=lambda v: v if isinstance(v, str) and v.startswith("/") else None)
 def test_posts_without_csrf_are_refused(web, role, method, path, form, action):
-    client = create_app(services=web).test_client()
+    client = reads_english(create_app(services=web).test_client())
     if ROLES[role]:
         sign_in(client, ROLES[role])
     before = snapshot(web)

@@ -1,0 +1,186 @@
+"""Issue 21 on the web: which language a page speaks (the switch's cookie, the member's own language when
+signed in or from a signed preference link, Accept-Language, English), the switch itself (no open
+redirect), and the library pages, sign-in and the preference page rendered in Korean with no English
+UI string from the catalogue left in them."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from relay.infra.db import transaction
+from relay.library.cases import get_case
+from relay.members.directory import find_member
+from relay.model.tables import Post
+from relay.render.mail import preferences_url
+from tests.console_helpers import KIM, LEE, give_password, sign_in
+from tests.i18n_helpers import assert_korean
+from webhooks.app import create_app
+
+KOREAN = {"Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5"}
+ENGLISH = {"Accept-Language": "en-US,en;q=0.9"}
+
+
+@pytest.fixture
+def client(network):
+    with transaction(network.sessions) as session:
+        case = get_case(session, "C1")
+        case.symptoms, case.findings = "기침", "양측 간유리음영"
+        lee = find_member(session, LEE)
+        session.add(Post(thread_id=case.thread.id, author_id=lee.id, channel="sms", body="기질화 폐렴 같습니다"))
+    return create_app(services=network).test_client()
+
+
+# ---------------------------------------------------------------- which language
+
+
+def test_english_by_default_and_korean_from_accept_language(client):
+    english = client.get("/library/", headers=ENGLISH).get_data(as_text=True)
+    assert '<html lang="en">' in english and ">Cases</h1>" in english
+    assert_korean(client.get("/library/", headers=KOREAN).get_data(as_text=True))
+    french = client.get("/library/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert '<html lang="en">' in french  # a language relay does not speak: English
+
+
+def test_the_switch_remembers_the_choice_in_a_cookie(client):
+    response = client.get("/language/ko?next=/library/cases/C1")
+    assert response.status_code == 302 and response.headers["Location"] == "/library/cases/C1"
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("relay_lang=ko;") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert_korean(client.get("/library/cases/C1", headers=ENGLISH).get_data(as_text=True))  # the choice wins
+    client.get("/language/en?next=/library/")
+    assert '<html lang="en">' in client.get("/library/", headers=KOREAN).get_data(as_text=True)
+
+
+def test_every_page_has_the_switch_back_to_where_the_reader_was(client):
+    for path in ("/library/", "/library/cases/C1?x=1", "/signin", "/library/guidelines"):
+        page = client.get(path, headers=KOREAN).get_data(as_text=True)
+        assert 'href="/language/en?next=' in page, path
+        assert '<strong lang="ko">한국어</strong>' in page
+    page = client.get("/library/cases/C1?x=1", headers=KOREAN).get_data(as_text=True)
+    assert 'href="/language/en?next=/library/cases/C1%3Fx%3D1"' in page
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x"])
+def test_the_switch_never_leaves_the_site(client, target):
+    response = client.get("/language/ko", query_string={"next": target})
+    assert response.status_code == 302 and response.headers["Location"] == "/library/"
+
+
+def test_an_unknown_language_is_not_remembered(client):
+    response = client.get("/language/xx?next=/library/")
+    assert response.status_code == 302 and "Set-Cookie" not in response.headers
+    response = client.get("/language/%3Cscript%3E?next=/library/")
+    assert "Set-Cookie" not in response.headers
+
+
+def test_a_signed_in_member_reads_in_their_own_language(client, network):
+    give_password(network, KIM)  # Kim Jiwon's language is ko (tests/conftest.py)
+    sign_in(client, KIM)
+    page = client.get("/library/cases/C1", headers=ENGLISH).get_data(as_text=True)
+    assert_korean(page)
+    assert "KST" in page  # her time zone, Asia/Seoul
+
+
+def test_an_english_member_reads_english_whatever_the_browser_says(network):
+    client = create_app(services=network).test_client()
+    give_password(network, LEE)
+    sign_in(client, LEE)
+    assert '<html lang="en">' in client.get("/library/", headers=KOREAN).get_data(as_text=True)
+
+
+def test_the_preference_link_speaks_the_members_language(client, network):
+    with network.sessions() as session:
+        kim = find_member(session, KIM).id
+        lee = find_member(session, LEE).id
+    url = preferences_url(network.settings, kim).split("relay.test", 1)[-1]
+    url = url[url.index("/preferences/"):]
+    assert_korean(client.get(url, headers=ENGLISH).get_data(as_text=True))
+    lee_url = preferences_url(network.settings, lee)
+    assert '<html lang="en">' in client.get(lee_url[lee_url.index("/preferences/"):], headers=KOREAN).get_data(
+        as_text=True)
+
+
+# ---------------------------------------------------------------- the pages in Korean
+
+
+def test_the_library_pages_in_korean_have_no_english_ui_string(client, network):
+    for path in ("/library/", "/library/?q=nothing-matches", "/library/cases/C1", "/signin"):
+        response = client.get(path, headers=KOREAN)
+        assert response.status_code == 200, path
+        assert_korean(response.get_data(as_text=True))
+    page = client.get("/library/cases/C1", headers=KOREAN).get_data(as_text=True)
+    assert "임상 요약" in page and "증상" in page and "기침" in page  # labels translated, values as written
+    assert "조회 " in page and "문자" in page  # the view count's plural, the channel label
+
+
+def test_the_check_finds_one_english_string_left_on_a_korean_page(client):
+    page = client.get("/library/", headers=KOREAN).get_data(as_text=True)
+    assert_korean(page)
+    with pytest.raises(AssertionError, match="No cases yet"):
+        assert_korean(page.replace("<main>", "<main><p>No cases yet.</p>"))
+    with pytest.raises(AssertionError, match="Search number, title or findings"):
+        assert_korean(page.replace("<main>", '<main><input placeholder="Search number, title or findings">'))
+    assert_korean(page.replace("<main>", '<main><pre lang="en">No cases yet.</pre>'))  # content in English
+
+
+def test_a_signed_in_korean_member_posts_and_reads_errors_in_korean(client, network):
+    give_password(network, KIM)
+    sign_in(client, KIM)
+    page = client.get("/library/cases/C1").get_data(as_text=True)
+    assert_korean(page)
+    assert "토론에 글쓰기" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    submission = re.search(r'name="submission" value="([^"]+)"', page).group(1)
+    refused = client.post("/library/cases/C1/posts", data={"csrf_token": token, "submission": submission,
+                                                          "text": "   "})
+    assert refused.status_code == 400
+    assert "게시하기 전에 내용을 쓰세요" in refused.get_data(as_text=True)
+    assert_korean(refused.get_data(as_text=True))
+
+
+def test_a_failed_sign_in_answers_in_korean(client):
+    page = client.get("/signin", headers=KOREAN).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    refused = client.post("/signin", headers=KOREAN, data={"csrf_token": token, "email": "nobody@example.org",
+                                                           "password": "wrong password"})
+    assert refused.status_code == 401
+    assert "등록되지 않은 이메일이거나 비밀번호가 틀렸습니다" in refused.get_data(as_text=True)
+    assert_korean(refused.get_data(as_text=True))
+
+
+def test_the_other_library_pages_in_korean(client, network):
+    from relay.infra.signing import unsubscribe_token
+    from relay.library.guidelines import create_guideline
+
+    with transaction(network.sessions) as session:
+        create_guideline(session, "masks", "마스크", "N95 착용")
+        kim = find_member(session, KIM).id
+    for path in ("/library/guidelines", "/library/guidelines/masks", "/digest/subscribe"):
+        response = client.get(path, headers=KOREAN)
+        assert response.status_code == 200, path
+        assert_korean(response.get_data(as_text=True))
+    token = unsubscribe_token(network.settings.secret(), kim)
+    page = client.get(f"/unsubscribe/{token}", headers=ENGLISH).get_data(as_text=True)
+    assert_korean(page)  # Kim's own link: her language, whatever the browser says
+    assert "증례 메일을 그만 받으시겠습니까?" in page
+
+
+def test_the_console_in_korean_for_a_korean_coordinator(client, network):
+    from relay.notices.lifecycle import create_notice
+
+    give_password(network, KIM, roles="admin;coordinator;member")  # the audit trail too
+    sign_in(client, KIM)
+    with transaction(network.sessions) as session:
+        kim = find_member(session, KIM).id
+    for path in ("/console/", "/console/notices/new?case=C1&kind=new_case", "/console/cases/", "/console/cases/C1",
+                 "/console/cases/new", "/console/members/", f"/console/members/{kim}", "/console/audit"):
+        response = client.get(path, headers=ENGLISH)
+        assert response.status_code == 200, path
+        assert_korean(response.get_data(as_text=True))
+    with transaction(network.sessions) as session:
+        notice = create_notice(session, kind="new_case", title="", body="", lists=["tft"], case_code="C1")
+        notice_id = notice.id
+    page = client.get(f"/console/notices/{notice_id}").get_data(as_text=True)
+    assert_korean(page)
+    assert "받는 사람 <b>5</b>명:" in page and "지금 5명에게 보내기" in page
