@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from relay.discussion.posting import publish_reply
+from relay.guard.confirmation import require_confirmation
 from relay.inbound.record import record_inbound
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
@@ -46,8 +47,12 @@ def clean_text(text: str) -> str:
     return cleaned
 
 
-def post_reply(services, case_id: int, member_id: int, text: str, idempotency_key: str | None) -> ApiPost:
-    """Save the member's post in the case thread, plan its relays, commit, then dispatch them."""
+def post_reply(services, case_id: int, member_id: int, text: str, idempotency_key: str | None,
+               confirm_identifiers: bool = False) -> ApiPost:
+    """Save the member's post in the case thread, plan its relays, commit, then dispatch them.
+
+    Issue 16: a text that seems to hold a patient identifier raises IdentifiersFound (the API's 409 with the
+    findings) unless `confirm_identifiers`; nothing is kept, so the same Idempotency-Key may be sent again."""
     text = clean_text(text)
     key = idempotency_key or secrets.token_hex(16)
     with transaction(services.sessions) as session:
@@ -66,6 +71,9 @@ def post_reply(services, case_id: int, member_id: int, text: str, idempotency_ke
         member = session.get(Member, member_id)
         if case.status != "open":
             raise PostRefused(f"{case.code} is {case.status}: it takes no new posts")
+        found = require_confirmation({"text": text}, confirm_identifiers)
+        event.guard_verdict = "warn" if found else "pass"
+        event.guard_kinds = sorted({f["kind"] for f in found})
         post, rows = publish_reply(session, services.settings, case, member, text, "web", event.id)
         ids = fanout.plan(session, rows) if rows else []
         result = ApiPost(post.id, True, len({row["member_id"] for row in rows}))

@@ -40,7 +40,9 @@ def post_to_case(number: str):
     caller = current_caller()
     if caller.member_id is None:
         return refuse(403, "the service token names no member: post with a member's own token")
-    text = field(json_object(), "text", str)
+    data = json_object()
+    text = field(data, "text", str)
+    confirmed = bool(field(data, "confirm_identifiers", bool, False))  # issue 16: else 409 with the findings
     if text is None:
         abort(400, 'expected JSON {"text": "..."}')
     key = request.headers.get("Idempotency-Key")
@@ -50,7 +52,7 @@ def post_to_case(number: str):
         case = visible_case(session, number)
         case_id, code = case.id, case.code
     try:
-        result = post_reply(services, case_id, caller.member_id, text, key)
+        result = post_reply(services, case_id, caller.member_id, text, key, confirm_identifiers=confirmed)
     except PostRefused as exc:
         abort(422, str(exc))
     with services.sessions() as session:

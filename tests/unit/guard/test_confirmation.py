@@ -127,3 +127,25 @@ def test_console_preview_highlights_and_send_needs_the_box(network):
     sent = client.post(f"/console/notices/{notice_id}/send",
                        data={"csrf_token": csrf(client), "confirm_identifiers": "on"})
     assert sent.status_code == 302 and _status(network, notice_id) in ("sending", "sent")
+
+
+def test_an_api_post_with_an_identifier_is_refused_409_until_confirmed(network):
+    from relay.access.api_tokens import create_token
+    from relay.members.directory import find_member
+    from relay.model.tables import InboundEvent, Post
+
+    with transaction(network.sessions) as session:
+        token = create_token(session, find_member(session, "minho@example.org"))[1]
+    api = create_app(services=network).test_client()
+    auth = {"Authorization": f"Bearer {token}", "Idempotency-Key": "k1"}
+    text = "patient Jane Doe, MRN 12345678: agree"
+    refused = api.post("/api/v1/cases/1/posts", headers=auth, json={"text": text})
+    assert refused.status_code == 409 and {f["kind"] for f in refused.get_json()["findings"]} == {
+        "patient_name", "record_number"}
+    assert "12345678" not in refused.get_data(as_text=True)
+    with network.sessions() as session:
+        assert session.scalars(select(Post)).all() == []
+    posted = api.post("/api/v1/cases/1/posts", headers=auth, json={"text": text, "confirm_identifiers": True})
+    assert posted.status_code == 201
+    with network.sessions() as session:
+        assert session.scalar(select(InboundEvent.guard_verdict).where(InboundEvent.provider == "api")) == "warn"

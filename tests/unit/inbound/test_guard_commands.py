@@ -199,3 +199,21 @@ def test_metrics_count_verdicts_kinds_and_holds(network, sms):
     assert 'relay_guard_messages{verdict="hold"} 1.0' in text
     assert 'relay_guard_messages{verdict="pass"} 1.0' in text
     assert 'relay_held_messages{status="held"} 1.0' in text
+
+
+def test_through_the_signed_twilio_webhook_held_then_sent_once(network, sms):
+    from tests.helpers import post_signed, sms_form
+    from webhooks.app import create_app
+
+    _start(network, sms)
+    client = create_app(services=network).test_client()
+    assert post_signed(client, "/webhooks/twilio/sms", sms_form(LEE, f"C1 pt RRN {RRN}")).status_code == 200
+    run_worker(network)
+    assert [m.to for m in sms.sent] == [LEE] and _posts(network) == []
+    code = _code(sms.sent[0].body)
+    sms.sent.clear()
+    form = sms_form(LEE, f"SEND {code}")
+    for _ in range(2):  # Twilio retries the same webhook: one release
+        assert post_signed(client, "/webhooks/twilio/sms", form).status_code == 200
+    run_worker(network)
+    assert len(_posts(network)) == 1 and len([m for m in sms.sent if m.to != LEE]) == 4
