@@ -69,9 +69,13 @@ def english_ui_strings(language: str = "ko") -> list[str]:
         for text in ids:
             for fragment in re.split(r"%\(\w+\)[sd]|<[^>]+>|%\w", text):
                 fragment = fragment.strip(" .:,()…\"'")
-                if re.search(r"[A-Za-z]{2}", fragment) and not re.fullmatch(r"[A-Z]{2,4}", fragment):  # not "SMS"
+                if (re.search(r"[A-Za-z]{2}", fragment) and not re.fullmatch(r"[A-Z]{2,4}", fragment)  # not "SMS"
+                        and fragment not in BRANDS):
                     fragments.add(fragment)
     return sorted(fragments)
+
+
+BRANDS = frozenset({"WhatsApp"})  # names that read the same in every language
 
 
 def assert_korean(page: str) -> None:

@@ -121,7 +121,9 @@ def _preview_lines(p) -> list[str]:
             (p.held_back, p.held_back_channels, "held back by members' preferences (not sent)"),
             (p.waiting, p.waiting_channels, "waiting for quiet hours to end (sent later, not in the cost)")):
         if total:  # issue 5 and 15: neither is in the counts, segments or cost above
-            lines.append(f"{label}: {by_channel.get('sms', 0)} SMS, {counted(by_channel.get('email', 0), 'email')}")
+            whatsapp = f", {by_channel['whatsapp']} WhatsApp" if by_channel.get("whatsapp") else ""
+            lines.append(f"{label}: {by_channel.get('sms', 0)} SMS, {counted(by_channel.get('email', 0), 'email')}"
+                         f"{whatsapp}")
     if p.countries:
         lines.append("SMS by country:")
         lines += [f"  {c.country or '??'}  {counted(c.recipients, 'recipient')}, {counted(c.segments, 'segment')} at "

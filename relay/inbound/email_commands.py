@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from relay.access.permissions import allowed
+from relay.discussion import holding
 from relay.inbound import coordinator_commands
 from relay.inbound.reply_text import visible_text
 from relay.model.tables import Member
@@ -41,6 +42,9 @@ def handle(session: Session, settings, email, member: Member, event_id: int) -> 
     command = parse(text)
     if command is None:
         return None
+    if command.verb == "send" and (holding.waiting_for(session, member.id, command.code) is not None
+                                   or not allowed(member.role_set, PERMISSIONS["send"])):
+        return None  # issue 16 reads SEND <code> too: the author's own held reply (relay/inbound/mail.py decides)
     if not member.active or not allowed(member.role_set, PERMISSIONS[command.verb]):
         return "rejected", f"{command.verb.upper()} by email needs the coordinator or admin role; not answered", []
     proven = sender_auth.proof(email.auth, email.from_address, settings.email_trusted_authserv_ids)

@@ -25,12 +25,15 @@ class Actor:
 # `relay audit --action` can tell an unknown action from one that simply has no events yet.
 ACTIONS = (
     "case.close", "case.create", "case.publish", "case.reopen", "case.visibility",
+    "command.code_refused", "command.draft", "command.refused", "command.send", "command.status",  # issue 17
     "consent.opt_in", "consent.opt_out",
+    "guard.confirm", "guard.drop", "guard.expire", "guard.hold", "guard.release", "guard.release_image",  # issue 16
     "hold.off", "hold.on",
     "inbound.retry",
     "list.add", "list.remove",
-    "member.active", "member.create", "member.edit", "member.import", "member.roles",
+    "member.active", "member.calls", "member.create", "member.edit", "member.import", "member.roles",
     "notice.cancel", "notice.pause", "notice.resume", "notice.schedule", "notice.send",
+    "reach.headline_published", "reach.headline_withdrawn",  # issue 20
     "token.create", "token.revoke",
 )
 

@@ -163,7 +163,8 @@ def _other_channels(session: Session, settings, notice: Notice, member_ids: list
     reachable = {m.id: m for m in fanout.reachable_members(session, Member.id.in_(member_ids))}
     for member_id in member_ids:
         member = reachable.get(member_id)
-        takes = {"sms": bool(member and member.takes_sms), "email": bool(member and member.takes_email)}
+        takes = {"sms": bool(member and member.takes_sms), "email": bool(member and member.takes_email),
+                 "whatsapp": bool(member and member.takes_whatsapp and settings.whatsapp_enabled)}
         others = [c for c in CHANNELS if takes[c] and c not in planned.get(member_id, set())]
         if not _take(session, notice, member_id, "channels", ";".join(others) or "no other channel", now):
             continue
@@ -175,8 +176,8 @@ def _other_channels(session: Session, settings, notice: Notice, member_ids: list
                    else f"{NOTICE_KEY_PREFIX}{notice.id}:{member_id}:{channel}")
             rows.append({"dedupe_key": key, "purpose": "notice", "post_id": notice.post_id, "case_id": notice.case_id,
                          "member_id": member_id, "channel": channel,
-                         "to_address": member.phone if channel == "sms" else member.email,
-                         "body": sms_text(settings, notice, case, member.language) if channel == "sms"
+                         "to_address": {"sms": member.phone, "email": member.email, "whatsapp": member.whatsapp}[channel],
+                         "body": sms_text(settings, notice, case, member.language) if channel in ("sms", "whatsapp")
                          else (notice.body or notice.title)})
     return rows
 

@@ -12,7 +12,7 @@ from relay.infra.signing import signed_id
 from relay.members.directory import import_members
 from relay.model.tables import ConsentEvent, Member
 from tests.console_helpers import KIM as KIM_EMAIL
-from tests.console_helpers import give_password, sign_in
+from tests.console_helpers import give_password, reads_english, sign_in
 from tests.whatsapp_fixtures import (  # noqa: F401 (fixtures)
     LEE,
     PRIYA,
@@ -123,6 +123,7 @@ def test_the_console_shows_waiting_for_opt_in_and_the_consent_source(wa_network)
     give_password(wa_network, KIM_EMAIL)
     client = create_app(services=wa_network).test_client()
     sign_in(client, KIM_EMAIL)
+    reads_english(client)  # the page's words are what is tested (issue 21: Kim reads Korean)
     page = client.get(f"/console/members/{member(wa_network, PRIYA).id}").get_data(as_text=True)
     assert "waiting for the member&#39;s opt-in" in page or "waiting for the member's opt-in" in page
     page = client.get(f"/console/members/{member(wa_network, LEE).id}").get_data(as_text=True)
@@ -134,6 +135,7 @@ def test_the_console_says_when_the_channel_is_off(wa_network):
     give_password(wa_network, KIM_EMAIL)
     client = create_app(services=wa_network).test_client()
     sign_in(client, KIM_EMAIL)
+    reads_english(client)  # the page's words are what is tested (issue 21: Kim reads Korean)
     page = client.get(f"/console/members/{member(wa_network, LEE).id}").get_data(as_text=True)
     assert "the channel is off" in page and "RELAY_TWILIO_WHATSAPP_FROM" in page
     assert 'id="whatsapp-off"' in client.get("/console/notices/new").get_data(as_text=True)

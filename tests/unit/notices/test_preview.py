@@ -151,7 +151,7 @@ def test_the_preview_counts_only_what_would_go_now(priced, settings, monkeypatch
     from relay.cli import main
     from relay.members import ladder
     from relay.notices.lifecycle import send_notice
-    from tests.console_helpers import KIM, give_password, sign_in
+    from tests.console_helpers import KIM, give_password, reads_english, sign_in
     from webhooks.app import create_app
 
     with transaction(priced.sessions) as session:
@@ -186,6 +186,7 @@ def test_the_preview_counts_only_what_would_go_now(priced, settings, monkeypatch
     give_password(priced, KIM)
     client = app.test_client()
     sign_in(client, KIM)
+    reads_english(client)  # the page's words are what is tested (issue 21: Kim reads Korean)
     page = client.get(f"/console/notices/{notice_id}").get_data(as_text=True)
     assert "4 by SMS, 5 by email" in page and 'id="preview-held-back"' in page and "$0.1800" in page
 

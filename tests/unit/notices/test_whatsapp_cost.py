@@ -14,7 +14,7 @@ from relay.model.tables import Member, utcnow
 from relay.notices.lifecycle import create_notice
 from relay.notices.preview import preview_notice
 from tests.console_helpers import KIM as KIM_EMAIL
-from tests.console_helpers import give_password, sign_in
+from tests.console_helpers import give_password, reads_english, sign_in
 from tests.whatsapp_fixtures import (  # noqa: F401 (fixtures)
     LEE,
     PRIYA,
@@ -58,7 +58,8 @@ def test_the_preview_counts_whatsapp_by_country_and_window_and_prices_it(wa_netw
 def test_the_cli_preview_marks_the_whatsapp_cost_as_an_estimate(wa_settings, wa_network, monkeypatch):
     notice_id = draft(wa_network)
     for name, value in (("DATABASE_URL", wa_settings.database_url), ("BROKER_URL", "memory://"),
-                        ("VAR_DIR", str(wa_settings.var_dir)), ("TWILIO_WHATSAPP_FROM", "whatsapp:+14155238886")):
+                        ("VAR_DIR", str(wa_settings.var_dir)), ("TWILIO_WHATSAPP_FROM", "whatsapp:+14155238886"),
+                        ("QUIET_HOURS", "off")):  # the wall clock must not hold the members back (issue 15's preview)
         monkeypatch.setenv(f"RELAY_{name}", value)
     result = CliRunner().invoke(main, ["notice", "preview", str(notice_id)])
     assert result.exit_code == 0, result.output
@@ -82,5 +83,6 @@ def test_the_console_preview_shows_whatsapp(wa_network):
     give_password(wa_network, KIM_EMAIL)
     client = create_app(services=wa_network).test_client()
     sign_in(client, KIM_EMAIL)
+    reads_english(client)  # the page's words are what is tested (issue 21: Kim reads Korean)
     page = client.get(f"/console/notices/{notice_id}").get_data(as_text=True)
     assert 'id="preview-whatsapp"' in page and "1 by WhatsApp" in page and "an estimate" in page

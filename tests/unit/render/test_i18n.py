@@ -156,7 +156,7 @@ def test_english_digest_counts_with_plurals_from_the_catalogue():
 def test_every_transactional_email_is_korean_for_a_korean_member(purpose):
     content = SimpleNamespace(new_cases=[("C1", "제목", "u")], guidelines=[], missed=[],
                               discussions=[SimpleNamespace(code="C1", title="제목", count=2, latest=[], url="u")])
-    context = dict(network="TFT", library="L", preferences_url="P", confirm_url="C", code="C1", text="t", hours=72,
+    context = dict(network="TFT", library="L", preferences_url="P", confirm_url="C", code="C1", text="t", hours=72, changes=["SMS: paused"],
                    period="2026-12-06", content=content, unsubscribe_url="U", label="요약")
     for ext in ("txt", "html") if purpose == "digest" else ("txt",):
         english = render_mail_template(TEMPLATES, f"{purpose}.{ext}", "en", **context)

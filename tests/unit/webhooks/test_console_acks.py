@@ -12,7 +12,7 @@ import pytest
 from relay.model.tables import Notice
 from relay.notices.escalation import escalate
 from tests.conftest import run_worker
-from tests.console_helpers import KIM, LEE, csrf, give_password, sign_in
+from tests.console_helpers import KIM, LEE, csrf, give_password, reads_english, sign_in
 from tests.helpers import member, record_sms
 from webhooks.app import create_app
 
@@ -25,6 +25,7 @@ def console(network):
     give_password(network, LEE)
     client = create_app(services=network).test_client()
     sign_in(client, KIM)
+    reads_english(client)  # the page's words are what is tested (issue 21: Kim reads Korean)
     return client
 
 
@@ -66,6 +67,7 @@ def test_a_member_may_not_export_acknowledgements(network):
     give_password(network, LEE)
     client = create_app(services=network).test_client()
     sign_in(client, LEE)
+    reads_english(client)  # the page's words are what is tested (issue 21: Kim reads Korean)
     assert client.get("/console/notices/1/acknowledgements.csv").status_code == 403
 
 
