@@ -14,6 +14,7 @@ A real inbound body is in tests/data/whatsapp/. The request is built by twilio's
 for SMS; only the parameters differ."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -190,3 +191,8 @@ class WhatsAppSender(TwilioSmsSender):
             headers = getattr(self._local, "headers", None) or {}
             raise classify(exc, retry_after_seconds(headers.get("Retry-After"))) from exc
         return SendResult(provider_message_id=created.sid, provider_status=created.status or "queued")
+
+    async def send_async(self, message: OutboundMessage) -> SendResult:
+        """The bulk sender's coroutine path (issue 18): this sender's own request (WhatsApp sender, template
+        or body, 630xx classification) in a thread, never the SMS request TwilioSmsSender.send_async builds."""
+        return await asyncio.to_thread(self.send, message)

@@ -100,15 +100,18 @@ def test_urgent_notice_from_a_phone_acknowledged_and_escalated(postgres_only_url
         sms(KIM, "URGENT tft ACK 10m: Isolation guideline changed: N95 in every room")
         preview = wait_until(lambda: [t for t in texts_to(KIM) if "SEND" in t], WAIT, "the preview", watch=watch)[0]
         code = re.search(r"SEND ([A-Z2-9]{6})", preview).group(1)
-        assert "5 SMS" in preview and "5 email" in preview and "ACK asked within 10m" in preview
-        sms(PARK, f"SEND {code}")  # Park is not a coordinator: "not authorised"
+        # Kim reads Korean (issue 21): the preview in her language
+        assert "SMS 5건" in preview and "이메일 5건" in preview and "10m 안에 확인 요청" in preview
+        sms(PARK, f"SEND {code}")  # Park is not a coordinator: to her, SEND <code> can only be her own held reply
+        wait_until(lambda: texts_to(PARK), WAIT, "Park's answer", watch=watch)
+        assert code in texts_to(PARK)[0] and "held reply" in texts_to(PARK)[0]  # issue 16's answer: no such hold
+        assert scalar(select(func.count()).select_from(Notice).where(Notice.status != "draft")) == 0  # nothing sent
         sms(KIM, f"SEND {code}")
         notice_id = wait_until(lambda: scalar(select(Notice.id).where(Notice.status == "sent")), WAIT,
                                "the notice to be sent", watch=watch)
         wait_until(lambda: all(any("Isolation guideline" in t and f"ACK {notice_id} " in t for t in texts_to(p))
                                for p in (KIM, LEE, PARK, ALICE, BEN)), WAIT, "the notices", watch=watch)
         assert texts_to(LEE)[-1].endswith(f"Reply ACK {notice_id} to confirm.")
-        assert "not allow" in texts_to(PARK)[0]
 
         # Two acknowledge by SMS, Alice by her email's link (GET shows a button; the POST records).
         sms(LEE, f"ACK {notice_id}")
@@ -141,12 +144,12 @@ def test_urgent_notice_from_a_phone_acknowledged_and_escalated(postgres_only_url
         assert status == 200 and "Thank you" in answer
         assert scalar(select(Acknowledgement.channel).where(Acknowledgement.member_id == member_id(BEN))) == "voice"
 
-        report = wait_until(lambda: [t for t in texts_to(KIM) if "still silent" in t], SWEEP_WAIT,
+        report = wait_until(lambda: [t for t in texts_to(KIM) if "응답 없는 회원" in t], SWEEP_WAIT,
                             "the report to the coordinator", watch=watch)
-        assert len(report) == 1 and "1 still silent after the call: Kim Jiwon" in report[0]
+        assert len(report) == 1 and "전화 후에도 응답 없는 회원 1명: Kim Jiwon" in report[0]  # Kim reads Korean
         time.sleep(35)  # one more sweep (two workers, a restarted beat): nothing is done twice
         assert sorted(c.to for c in twilio_standin.calls) == sorted([KIM, BEN])
-        assert len([t for t in texts_to(KIM) if "still silent" in t]) == 1
+        assert len([t for t in texts_to(KIM) if "응답 없는 회원" in t]) == 1
         steps = scalar(select(func.count()).select_from(EscalationStep))
         assert steps == 2 + 2 + 1  # channels x2, call x2, report x1
     finally:
