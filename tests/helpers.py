@@ -58,3 +58,13 @@ def member(services, phone: str) -> Member:
 def event(services, event_id: int) -> InboundEvent:
     with services.sessions() as session:
         return session.get(InboundEvent, event_id)
+
+
+def reads_english(services, who: str) -> None:
+    """Make the member with this phone or email read English: for tests that read the texts relay sends a
+    coordinator (Kim Jiwon's own language is Korean; issue 21 then sends her Korean, tested apart)."""
+    from relay.infra.db import transaction
+
+    with transaction(services.sessions) as session:
+        found = session.scalar(select(Member).where((Member.phone == who) | (Member.email == who)))
+        found.language = "en"

@@ -12,7 +12,7 @@ from relay.model.tables import AuditEvent, Notice, utcnow
 from relay.model.urgent import Acknowledgement, ConfirmationCode
 from relay.outbound import hold
 from tests.conftest import run_worker
-from tests.helpers import event, member, record_sms
+from tests.helpers import event, member, reads_english, record_sms
 
 KIM, LEE, PARK, ALICE, BEN = "+821012345601", "+821012345602", "+821012345603", "+33612345604", "+12025550105"
 
@@ -31,6 +31,7 @@ def _notices(services):
 
 
 def _draft(network, sms, body="URGENT tft ACK 10m: Isolation guideline changed, see library"):
+    reads_english(network, KIM)  # these tests read her texts in English
     record_sms(network, KIM, body)
     run_worker(network)
     preview = _texts_to(sms, KIM)[-1]

@@ -11,6 +11,7 @@ from relay.model.tables import InboundEvent, Notice
 from relay.model.urgent import ConfirmationCode
 from relay.notices.lifecycle import send_scheduled
 from tests.conftest import run_worker
+from tests.helpers import reads_english
 from tests.unit.inbound.test_mail import DOMAIN, mailgun_form, net, post_mailgun  # noqa: F401 (the fixture)
 from webhooks.app import create_app
 
@@ -32,6 +33,7 @@ def _notices(net):  # noqa: F811
 
 
 def test_a_proven_coordinator_drafts_and_sends_by_email(net):  # noqa: F811
+    reads_english(net, "jiwon@example.org")  # her answers are read in English below
     client = create_app(services=net).test_client()
     _command(client, "jiwon@example.org", "URGENT tft ACK 10m: Isolation guideline changed")
     run_worker(net)

@@ -3,6 +3,7 @@
 callbacks with `read` and the 630xx codes."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -265,8 +266,7 @@ def test_a_whatsapp_reply_with_a_resident_registration_number_is_held_then_relea
     assert not sms_out.sent and not mail_out.sent
     [(to, answer)] = [(m.to, m.body) for m in wa_out.sent]
     assert to == f"whatsapp:{LEE}" and "550315" not in answer
-    code = next(word for word in answer.replace(".", " ").split() if len(word) == 6 and word.isupper()
-                and any(ch.isdigit() for ch in word) and word.isalnum())
+    code = re.search(r"SEND ([A-Z0-9]{6})", answer).group(1)
     wa_out.sent.clear()
     send = dict(form, Body=f"SEND {code}", MessageSid="SM" + "8" * 32)
     assert post_signed(client, SMS, send).status_code == 200

@@ -100,7 +100,7 @@ def test_the_ladder_other_channels_then_a_call_then_the_report(urgent, sms, mail
     escalate(urgent, _at(urgent, 20.1))  # step 3: Kim, the author, gets the list of the silent
     run_worker(urgent)
     report = [m.body for m in sms.sent if m.to == KIM]
-    assert len(report) == 1 and "3 still silent" in report[0]
+    assert len(report) == 1 and "응답 없는 회원 3명" in report[0]  # Kim, the author, reads Korean
     assert "Alice Moreau" in report[0] and "Ben Carter" in report[0] and "Park" not in report[0]
     escalate(urgent, _at(urgent, 40))
     run_worker(urgent)
