@@ -12,20 +12,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay.discussion import holding, threads
-from relay.discussion.posting import publish_reply
+from relay.discussion import holding
 from relay.inbound import ack_commands, coordinator_commands, guard_commands, whatsapp
 from relay.inbound import ladder_commands as ladder_sms
 from relay.inbound import limits as inbound_limits
-from relay.inbound import mms as mms_media
 from relay.inbound.mail import process_email_event
 from relay.inbound.record import attempt
+from relay.inbound.replies import accept_reply
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
 from relay.infra.logs import mask, mask_text
 from relay.infra.metrics import INBOUND_LATENCY
 from relay.members import consent, ladder
-from relay.model.tables import Case, InboundEvent, Member, utcnow
+from relay.model.tables import InboundEvent, Member, utcnow
 from relay.notices import acks
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
@@ -183,48 +182,7 @@ def _finish(event: InboundEvent, outcome: str) -> None:
 
 def _accept(session: Session, settings, event: InboundEvent, member: Member, body: str, plan: "_Plan"):
     """Resolve the thread, save the post, plan the relays and the author's confirmation."""
-    now = utcnow()
-    if not body.strip() and not mms_media.media_items(plan.form):  # nothing at all: say so, not "which case?"
-        plan.reply("empty_post", code=None)
-        return "empty", None
-    resolution = threads.resolve_thread(session, member.id, body, now, settings.reply_window,
-                                        settings.ambiguity_window)
-    if resolution.how == threads.UNKNOWN_CODE:
-        plan.reply("unknown_case", code=resolution.code)
-        return "unknown_case", None
-    if resolution.how in (threads.NONE, threads.AMBIGUOUS):
-        example = resolution.candidates[0] if resolution.candidates else "C123"
-        plan.reply("ask_case", example=example, candidates=list(resolution.candidates))
-        return f"asked:{resolution.how}", None
-    case = session.get(Case, resolution.case_id)
-    media = mms_media.media_items(plan.form)
-    text = resolution.text or (f"[{len(media)} image{'s' if len(media) > 1 else ''}]" if media else "")
-    if not text:
-        plan.reply("empty_post", case_id=case.id, code=case.code)
-        return "empty", None
-    if case.status != "open":
-        plan.reply("closed_case", case_id=case.id, code=case.code)
-        return "closed_case", None
-
-    # issue 16: a reply carrying a patient identifier is kept, not relayed, until its author decides
-    found = holding.check(session, settings, case, text, event)
-    if found.held:
-        held = holding.hold(session, settings, case=case, member=member, text=text, channel="sms",
-                            event_id=event.id, found=found)
-        plan.reply("guard_held", case_id=case.id, code=case.code, hold_code=held.code,
-                   where=found.where(text, plan.language), hours=round(settings.guard_hold_for.total_seconds() / 3600))
-        return "held", None
-    post, rows = publish_reply(session, settings, case, member, text, "sms", event.id)
-    holding.supersede(session, member, case.id, "sms")  # a corrected reply replaces the author's held one
-    plan.rows.extend(rows)
-    plan.images.extend(mms_media.plan_mms_images(session, event, case, post, plan.form))
-    reached = len({row["member_id"] for row in plan.rows})
-    if found.verdict == holding.WARN:
-        plan.reply("guard_warned", case_id=case.id, code=case.code, count=reached,
-                   where=found.where(text, plan.language))
-    else:
-        plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
-    return "posted", post.id
+    return accept_reply(session, settings, event, member, body, plan.form, plan, "sms")
 
 
 class _Plan:

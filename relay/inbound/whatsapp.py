@@ -26,16 +26,14 @@ from typing import Mapping
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from relay.discussion import holding, threads
-from relay.discussion.posting import publish_reply
 from relay.inbound import guard_commands, ladder_commands
 from relay.inbound import limits as inbound_limits
-from relay.inbound import mms as mms_media
+from relay.inbound.replies import accept_reply
 from relay.infra.logs import mask, mask_text
 from relay.members import consent, ladder
 from relay.model.channels import WHATSAPP_PREFIX
 from relay.model.messages import InboundMessage
-from relay.model.tables import Case, Delivery, InboundEvent, Member, utcnow
+from relay.model.tables import Delivery, InboundEvent, Member, utcnow
 from relay.outbound import fanout, whatsapp_window
 from relay.providers import whatsapp as provider
 from relay.render.texts import fit_sms, render_sms
@@ -147,48 +145,8 @@ def _opened_window(member: Member, event: InboundEvent) -> None:
 
 
 def _accept(session: Session, settings, event: InboundEvent, member: Member, body: str, form, plan: "_Plan"):
-    now = utcnow()
-    resolution = threads.resolve_thread(session, member.id, body, now, settings.reply_window,
-                                        settings.ambiguity_window)
-    if resolution.how == threads.UNKNOWN_CODE:
-        plan.reply("unknown_case", code=resolution.code)
-        return "unknown_case", None
-    if resolution.how in (threads.NONE, threads.AMBIGUOUS):
-        example = resolution.candidates[0] if resolution.candidates else "C123"
-        plan.reply("ask_case", example=example, candidates=list(resolution.candidates))
-        return f"asked:{resolution.how}", None
-    case = session.get(Case, resolution.case_id)
-    if case is None:  # resolve_thread found it a moment ago in this transaction
-        plan.reply("unknown_case", code=resolution.code)
-        return "unknown_case", None
-    media = mms_media.media_items(form)
-    text = resolution.text or (f"[{len(media)} image{'s' if len(media) > 1 else ''}]" if media else "")
-    if not text:
-        plan.reply("empty_post", case_id=case.id, code=case.code)
-        return "empty", None
-    if case.status != "open":
-        plan.reply("closed_case", case_id=case.id, code=case.code)
-        return "closed_case", None
-    # issue 16: a reply carrying a patient identifier is kept, not relayed, until its author decides
-    found = holding.check(session, settings, case, text, event)
-    if found.held:
-        held = holding.hold(session, settings, case=case, member=member, text=text, channel=CHANNEL,
-                            event_id=event.id, found=found)
-        plan.reply("guard_held", case_id=case.id, code=case.code, hold_code=held.code,
-                   where=found.where(text, member.language),
-                   hours=round(settings.guard_hold_for.total_seconds() / 3600))
-        return "held", None
-    post, rows = publish_reply(session, settings, case, member, text, CHANNEL, event.id)
-    holding.supersede(session, member, case.id, CHANNEL)  # a corrected reply replaces the author's held one
-    plan.rows.extend(rows)
-    plan.images.extend(mms_media.plan_mms_images(session, event, case, post, form))
-    reached = len({row["member_id"] for row in plan.rows})
-    if found.verdict == holding.WARN:
-        plan.reply("guard_warned", case_id=case.id, code=case.code, count=reached,
-                   where=found.where(text, member.language))
-    else:
-        plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
-    return "posted", post.id
+    """As an SMS reply (relay/inbound/replies.py), on the WhatsApp channel."""
+    return accept_reply(session, settings, event, member, body, form, plan, CHANNEL)
 
 
 class _Plan:
