@@ -188,6 +188,7 @@ def celery_config(settings) -> dict:
         control_dir = settings.broker_dir / "control"
         for directory in (queue_dir, processed_dir, control_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        config["broker_transport"] = "relay.infra.broker_files:Transport"  # kombu's, write races closed
         config["broker_transport_options"] = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
