@@ -2,6 +2,7 @@
 SQLite; under CI=true a missing PostgreSQL or Redis fails the run instead of skipping."""
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -54,10 +55,10 @@ def unavailable(what: str, exc: Exception):
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A fresh PostgreSQL database for this run, migrated, dropped at the end."""
-    name = f"relay_test_{secrets.token_hex(4)}"
+@contextlib.contextmanager
+def fresh_postgres_database(purpose: str = ""):
+    """A new PostgreSQL database, migrated; dropped when the block ends."""
+    name = f"relay_test_{secrets.token_hex(4)}{purpose}"
     try:
         admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -65,11 +66,20 @@ def postgres_url():
     except Exception as exc:
         unavailable("PostgreSQL", exc)
     url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh PostgreSQL database for this run, migrated, dropped at the end."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

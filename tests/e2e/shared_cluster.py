@@ -21,7 +21,7 @@ import requests
 from sqlalchemy import func, select
 
 from relay.services import build_services
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, _empty_tables, make_settings
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, _empty_tables, fresh_postgres_database, make_settings
 from tests.standins.smtp_sink import Received, SmtpSink
 from tests.standins.twilio_api import TwilioStandIn
 
@@ -106,9 +106,17 @@ class SharedCluster(Cluster):
 
 
 @pytest.fixture(scope="session")
-def shared_cluster(postgres_url, redis_url, tmp_path_factory):
+def shared_cluster(redis_url, tmp_path_factory):
     """The cluster, started at its first use in this pytest process; tests use it through a fixture that
-    calls reset() first (see `cluster` in test_browser.py and test_email_thread.py)."""
+    calls reset() first (see `cluster` in test_browser.py and test_email_thread.py).
+
+    It has a database of its own: it lives until this pytest process ends, and its processes may still
+    write after a test, while the other tests of this xdist worker use `postgres_url`."""
+    with fresh_postgres_database("_cluster") as database_url:
+        yield from _shared_cluster(database_url, redis_url, tmp_path_factory)
+
+
+def _shared_cluster(database_url, redis_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shared-cluster")
     processes = Processes(tmp / "logs")
     standin, sink = TwilioStandIn().start(), SmtpSink().start()
@@ -119,7 +127,7 @@ def shared_cluster(postgres_url, redis_url, tmp_path_factory):
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = relay_env(
-        DATABASE_URL=postgres_url, BROKER_URL=broker_url, PUBLIC_BASE_URL=base_url, PORT=str(port),
+        DATABASE_URL=database_url, BROKER_URL=broker_url, PUBLIC_BASE_URL=base_url, PORT=str(port),
         TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_FROM=OUR_NUMBER,
         TWILIO_API_URL=standin.url, TWILIO_NUMBERS=OUR_NUMBER, VAR_DIR=str(tmp / "var"),
         BROKER_PREFIX=prefix, SMTP_URL=sink.url, MAIL_FROM=MAIL_FROM, MAIL_DOMAIN=DOMAIN,
@@ -128,7 +136,7 @@ def shared_cluster(postgres_url, redis_url, tmp_path_factory):
     web = processes.start("web", relay_command("web", "--port", str(port), "--workers", "2"), env)
     worker = processes.start("worker", relay_command("worker", "--concurrency", str(WORKER_CONCURRENCY)), env)
     # The tests' own view: the same database and broker (it only plans and queues; it never sends).
-    settings = make_settings(tmp / "test-var", postgres_url, broker_url=broker_url, broker_prefix=prefix,
+    settings = make_settings(tmp / "test-var", database_url, broker_url=broker_url, broker_prefix=prefix,
                              public_base_url=base_url, twilio_account_sid=ACCOUNT_SID, twilio_from=OUR_NUMBER,
                              twilio_api_url=standin.url, smtp_url=sink.url, mail_from=MAIL_FROM,
                              mail_domain=DOMAIN, secret_key=secret_key, mailgun_signing_key=mailgun_key)
@@ -138,7 +146,7 @@ def shared_cluster(postgres_url, redis_url, tmp_path_factory):
         assert health["checks"] == {"database": "ok", "broker": "ok"}
         wait_for_log(worker, " ready.")
         yield SharedCluster(base_url, standin, services, web, worker, public_base=base_url, sink=sink,
-                            mailgun_key=mailgun_key, broker=broker, prefix=prefix, database_url=postgres_url)
+                            mailgun_key=mailgun_key, broker=broker, prefix=prefix, database_url=database_url)
     finally:
         processes.stop_all()  # before the database is emptied, the broker flushed and the sink stopped
         services.dispatcher.app.close()
@@ -148,7 +156,6 @@ def shared_cluster(postgres_url, redis_url, tmp_path_factory):
         broker.close()
         standin.stop()
         sink.stop()
-        _empty_tables(postgres_url)
 
 
 def logs_on_failure(request, cluster: SharedCluster):
