@@ -43,7 +43,8 @@ def provider_services(tmp_path, database_url, twilio_standin, smtp_sink):
     settings = make_settings(tmp_path / "var", database_url, twilio_account_sid=ACCOUNT_SID,
                              twilio_auth_token=AUTH_TOKEN, twilio_from=OUR_NUMBER, twilio_api_url=twilio_standin.url,
                              smtp_url=smtp_sink.url, mail_from="cases@relay.example.org", secret_key="test-secret",
-                             max_send_attempts=3, pause_min_failures=MIN_FAILURES, pause_failure_share=0.5)
+                             max_send_attempts=3, pause_min_failures=MIN_FAILURES, pause_failure_share=0.5,
+                             sms_rate="0")  # pacing is tested in tests/unit/outbound/test_deferral.py; here it only waits
     services = build_services(settings, dispatcher=RecordingDispatcher())
     assert isinstance(services.sender("email"), SmtpEmailSender)
     seed_members(services, MEMBERS, coordinators=COORDINATORS)
