@@ -10,8 +10,6 @@ from relay.infra.settings import Settings
 
 from .tasks import register_tasks
 
-SWEEP_EVERY_SECONDS = 30.0
-SCHEDULED_NOTICES_EVERY_SECONDS = 30.0
 DIGESTS_EVERY_SECONDS = 15 * 60.0  # issue 5: every zone's delivery hour starts on a quarter hour (+5:45, +12:45)
 
 
@@ -23,12 +21,12 @@ def create_celery(settings: Settings | None = None) -> Celery:
         install()  # a lost connection is a reconnect, not an exit (workers/kombu_guard.py)
     app = Celery("relay", set_as_current=False)
     app.conf.update(celery_config(settings))
+    every = settings.sweep_every.total_seconds()  # RELAY_SWEEP_EVERY, 30 s by default
     app.conf.beat_schedule = {
-        "sweep": {"task": TASK_SWEEP, "schedule": SWEEP_EVERY_SECONDS,
-                  "options": {"queue": QUEUE_MAINTENANCE, "expires": SWEEP_EVERY_SECONDS}},
-        "send-scheduled-notices": {"task": TASK_SEND_SCHEDULED, "schedule": SCHEDULED_NOTICES_EVERY_SECONDS,
-                                   "options": {"queue": QUEUE_MAINTENANCE,
-                                               "expires": SCHEDULED_NOTICES_EVERY_SECONDS}},
+        "sweep": {"task": TASK_SWEEP, "schedule": every,
+                  "options": {"queue": QUEUE_MAINTENANCE, "expires": every}},
+        "send-scheduled-notices": {"task": TASK_SEND_SCHEDULED, "schedule": every,
+                                   "options": {"queue": QUEUE_MAINTENANCE, "expires": every}},
         "send-digests": {"task": TASK_SEND_DIGESTS, "schedule": crontab(minute="*/15"),
                          "options": {"queue": QUEUE_MAINTENANCE, "expires": DIGESTS_EVERY_SECONDS}},
     }

@@ -133,7 +133,6 @@ def _supervise_worker(settings: Settings, concurrency: int, beat: bool, queues: 
     from relay.infra.db import make_engine, make_session_factory
     from relay.infra.heartbeats import SweeperWatch
     from relay.infra.supervise import Child, Supervisor, stop_on_signals
-    from workers.app import SWEEP_EVERY_SECONDS
 
     child = [sys.executable, "-m", "relay.cli", "worker", "--no-supervise", "--concurrency", str(concurrency),
              "-Q", queues, "--loglevel", loglevel] + (["--beat"] if beat else [])
@@ -144,7 +143,7 @@ def _supervise_worker(settings: Settings, concurrency: int, beat: bool, queues: 
                    "a warning follows if no sweep is recorded for two sweep periods.", err=True)
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0) \
         if settings.database_url.startswith("postgresql") else make_engine(settings.database_url)
-    watch = SweeperWatch(make_session_factory(engine), SWEEP_EVERY_SECONDS)
+    watch = SweeperWatch(make_session_factory(engine), settings.sweep_every.total_seconds())
     try:
         supervisor.run(on_tick=watch.tick)
     finally:

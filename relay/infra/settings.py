@@ -29,6 +29,14 @@ def parse_duration(text: str, name: str = "duration") -> timedelta:
     return timedelta(seconds=value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
 
 
+def parse_sweep_every(text: str) -> timedelta:
+    """RELAY_SWEEP_EVERY: 1 s to 10 min (beat's period for the sweeper); empty means 30 s."""
+    every = parse_duration(text or "30s", "RELAY_SWEEP_EVERY")
+    if not timedelta(seconds=1) <= every <= timedelta(minutes=10):
+        raise SettingsError(f"RELAY_SWEEP_EVERY: expected a duration from 1s to 10m, got {text!r}")
+    return every
+
+
 def parse_int(text: str, name: str, default: int, minimum: int = 0) -> int:
     """An integer setting; empty means the default."""
     text = (text or "").strip()
@@ -219,6 +227,9 @@ class Settings:
     # issue 17: a notice's acknowledgement window when asked without one, and each later escalation step
     ack_window: timedelta = timedelta(minutes=30)
     escalation_step: timedelta = timedelta(minutes=15)
+    # how often beat runs the sweeper and the scheduled-notice check; the escalation ladder and the
+    # recovery of anything the broker lost move at this pace
+    sweep_every: timedelta = timedelta(seconds=30)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -314,6 +325,7 @@ class Settings:
             guard_hold_for=parse_duration(get("GUARD_HOLD_FOR") or "24h", "RELAY_GUARD_HOLD_FOR"),
             ack_window=parse_duration(get("ACK_WINDOW") or "30m", "RELAY_ACK_WINDOW"),
             escalation_step=parse_duration(get("ESCALATION_STEP") or "15m", "RELAY_ESCALATION_STEP"),
+            sweep_every=parse_sweep_every(get("SWEEP_EVERY")),
         )
         return settings.with_defaults()
 

@@ -40,7 +40,8 @@ KIM, LEE, PARK, ALICE, BEN = "+821012345601", "+821012345602", "+821012345603", 
 STRANGER = "+821099990000"
 E2E_REDIS_DB = 12
 WAIT = 30.0
-SWEEP_WAIT = 100.0  # beat sweeps every 30 s; a restarted beat's first sweep comes 30 s after it starts
+SWEEP_EVERY = 3  # seconds (RELAY_SWEEP_EVERY; 30 s in production)
+SWEEP_WAIT = 40.0  # a restarted beat's first sweep comes one period after it starts; each step one period apart
 
 
 def _redis_db_url(url: str, db: int) -> str:
@@ -56,7 +57,7 @@ def test_urgent_notice_from_a_phone_acknowledged_and_escalated(postgres_only_url
     env = relay_env(DATABASE_URL=postgres_only_url, BROKER_URL=broker_url, PUBLIC_BASE_URL=PUBLIC_BASE,
                     PORT=str(port), TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=AUTH_TOKEN,
                     TWILIO_FROM=OUR_NUMBER, TWILIO_API_URL=twilio_standin.url, TWILIO_NUMBERS=OUR_NUMBER,
-                    VAR_DIR=str(var_dir), BROKER_PREFIX=prefix)
+                    VAR_DIR=str(var_dir), BROKER_PREFIX=prefix, SWEEP_EVERY=f"{SWEEP_EVERY}s")
     base = f"http://127.0.0.1:{port}"
     services = build_services(make_settings(tmp_path / "test-var", postgres_only_url, broker_url=broker_url,
                                             broker_prefix=prefix))
@@ -126,11 +127,11 @@ def test_urgent_notice_from_a_phone_acknowledged_and_escalated(postgres_only_url
                    watch=watch)
         assert any("is acknowledged" in t for t in texts_to(LEE))
 
-        # The shortened clock: the window has passed, and each later step comes 20 s after the one before.
+        # The shortened clock: the window has passed, and each later step comes 6 s after the one before.
         with transaction(services.sessions) as session:
             notice = session.get(Notice, notice_id)
             notice.sent_at -= timedelta(minutes=10, seconds=1)
-            notice.escalation_step_s = 20
+            notice.escalation_step_s = 2 * SWEEP_EVERY
         wait_until(lambda: scalar(select(func.count()).select_from(EscalationStep)
                                   .where(EscalationStep.step == "channels")) == 2, SWEEP_WAIT,
                    "the first escalation step (Kim and Ben)", watch=watch)
@@ -147,7 +148,7 @@ def test_urgent_notice_from_a_phone_acknowledged_and_escalated(postgres_only_url
         report = wait_until(lambda: [t for t in texts_to(KIM) if "응답 없는 회원" in t], SWEEP_WAIT,
                             "the report to the coordinator", watch=watch)
         assert len(report) == 1 and "전화 후에도 응답 없는 회원 1명: Kim Jiwon" in report[0]  # Kim reads Korean
-        time.sleep(35)  # one more sweep (two workers, a restarted beat): nothing is done twice
+        time.sleep(3 * SWEEP_EVERY + 2)  # more sweeps (two workers, a restarted beat): nothing is done twice
         assert sorted(c.to for c in twilio_standin.calls) == sorted([KIM, BEN])
         assert len([t for t in texts_to(KIM) if "응답 없는 회원" in t]) == 1
         steps = scalar(select(func.count()).select_from(EscalationStep))

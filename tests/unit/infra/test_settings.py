@@ -114,3 +114,16 @@ def test_an_empty_secret_key_with_an_https_base_refuses_to_start(tmp_path, monke
     with pytest.raises(SettingsError, match="RELAY_SECRET_KEY"):
         create_app()
     assert not (tmp_path / "dev-secret-key").exists()
+
+
+def test_the_sweep_period_is_a_setting_that_beat_follows(tmp_path):
+    from workers.app import create_celery
+
+    assert Settings.from_env({"RELAY_VAR_DIR": str(tmp_path)}).sweep_every.total_seconds() == 30
+    settings = Settings.from_env({"RELAY_VAR_DIR": str(tmp_path), "RELAY_SWEEP_EVERY": "5s"})
+    schedule = create_celery(settings.replace(broker_url="memory://")).conf.beat_schedule
+    assert schedule["sweep"]["schedule"] == 5 and schedule["send-scheduled-notices"]["schedule"] == 5
+    assert schedule["sweep"]["options"]["expires"] == 5
+    for bad in ("0s", "11m", "often"):
+        with pytest.raises(SettingsError, match="RELAY_SWEEP_EVERY"):
+            Settings.from_env({"RELAY_VAR_DIR": str(tmp_path), "RELAY_SWEEP_EVERY": bad})
