@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 import time_machine
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from relay.access.permissions import Forbidden
 from relay.infra.db import transaction
@@ -136,3 +136,42 @@ def test_the_last_days_are_rolled_up_again_for_late_statuses(network):
     with transaction(network.sessions) as session:
         roll_up(session, TODAY, now=now + timedelta(minutes=11))
     assert email() == [1, 29]
+
+
+def test_members_without_a_placing_number_are_placed_by_their_time_zone(network):
+    """Issue 20: countries "from their numbers and time zones": the number first; the time zone when the
+    number names no country (no phone, e.g. an email-only member); neither (UTC): not placed."""
+    from relay.reach.rollups import snapshot_countries
+
+    with transaction(network.sessions) as session:
+        for n, zone in enumerate(["Europe/Berlin", "Asia/Seoul", "UTC", "Etc/GMT+3"]):
+            session.add(Member(name=f"Email only {n}", short_name=f"E{n}", email=f"e{n}@example.org", timezone=zone))
+        session.add(Member(name="Away", short_name="A", email="away@example.org", timezone="Europe/Berlin",
+                           active=False))
+        refresh_member_countries(session)
+    expected = [["KR", 4, 3, 1], ["DE", 1, 0, 1], ["FR", 1, 1, 0], ["US", 1, 1, 0]]
+    found = figures(network)  # counted from the rows (no snapshot yet)
+    assert found.countries.headers == ["country", "members", "by number", "by time zone"]
+    assert found.countries.rows == expected and found.country_count == 4 and found.unplaced == 2
+    with transaction(network.sessions) as session:
+        snapshot_countries(session, TODAY)
+    found = figures(network)  # read from the sweeper's snapshot
+    assert found.countries.rows == expected and found.country_count == 4 and found.unplaced == 2
+    with transaction(network.sessions) as session:
+        session.scalar(select(Member).where(Member.email == "e0@example.org")).phone = "+33612345699"
+    found = figures(network)
+    assert found.countries.rows == expected  # the snapshot until the sweeper reads the new number
+    with transaction(network.sessions) as session:
+        refresh_member_countries(session)
+        snapshot_countries(session, TODAY)
+    found = figures(network)
+    assert found.countries.rows == [["KR", 4, 3, 1], ["FR", 2, 2, 0], ["US", 1, 1, 0]] and found.country_count == 3
+
+
+def test_a_time_zone_names_a_country_through_cldr():
+    from relay.reach.rollups import country_of_zone
+
+    assert [country_of_zone(z) for z in ("Asia/Seoul", "Europe/Paris", "America/New_York", "Asia/Kolkata",
+                                         "Asia/Calcutta", "US/Eastern", "Europe/Kyiv")] == [
+        "KR", "FR", "US", "IN", "IN", "US", "UA"]
+    assert [country_of_zone(z) for z in ("UTC", "Etc/GMT+3", "", None, "Not/AZone")] == [""] * 5
