@@ -8,9 +8,12 @@ import re
 import pytest
 import time_machine
 from babel.messages.pofile import read_po
+from sqlalchemy import select
 
-from relay.render import i18n
+from relay.infra.db import transaction
+from relay.model.tables import Case
 from relay.reach import labels
+from relay.render import i18n
 from tests.console_helpers import KIM, give_password, reads_english, sign_in
 from tests.i18n_helpers import assert_korean
 from tests.unit.reach.seed import TODAY, at, seed
@@ -26,7 +29,7 @@ def test_the_words_are_catalogue_messages_not_a_dictionary_per_language():
         entry = catalogue.get(message)
         assert entry is not None and entry.string, f"{message!r} is not translated in the ko catalogue"
         assert korean[key] == i18n.translate("ko", message)
-    assert korean["readers"] == "일별 라이브러리 독자" and labels.labels_for("en")["readers"] == "Library readers per day"
+    assert korean["chart_readers"] == "일별 라이브러리 독자" and labels.labels_for("en")["chart_readers"] == "Library readers per day"
     assert labels.labels_for("xx") == labels.labels_for("en")  # a language relay does not speak: English
 
 
@@ -40,6 +43,8 @@ def test_the_words_keep_their_placeholders_in_every_language():
 @pytest.fixture
 def client(network):
     seed(network)
+    with transaction(network.sessions) as session:  # content, not UI: the seed's English case title in Korean
+        session.scalar(select(Case).where(Case.number == 2)).title = "두 번째 증례"
     give_password(network, KIM)  # Kim Jiwon reads Korean (her own language)
     client = create_app(services=network).test_client()
     with time_machine.travel(at(TODAY), tick=False):
