@@ -376,8 +376,8 @@ def describe(session: Session, member: Member, now: datetime | None = None) -> d
     return found
 
 
-__all__ = ["CHANNELS", "HELD_BACK", "MODES", "PAUSES", "LadderError", "count_held_back", "describe", "mute", "pause", "preference", "set_list_digest",
-           "quiet_overlap", "quiet_time_between", "quiet_until", "resume", "set_mode", "set_quiet_hours", "shape_rows",
+__all__ = ["CHANNELS", "HELD_BACK", "MODES", "PAUSES", "LadderError", "count_held_back", "describe", "mute", "pause",
+           "preference", "set_list_digest", "quiet_overlap", "quiet_time_between", "quiet_until", "resume", "set_mode", "set_quiet_hours", "shape_rows",
            "unmute", "zone"]
 
 
