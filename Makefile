@@ -49,7 +49,7 @@ clean:
 	rm -rf $(VENV) var .pytest_cache
 
 # `make bench` measures relay against the raw limits of this machine (bench/run.py; BENCH_QUICK=1: smaller;
-# BENCH_ONLY=digest or a comma list of ingest, fanout, email, digest: only those workloads;
+# BENCH_ONLY=digest or a comma list of ingest, fanout, email, digest, reach: only those workloads;
 # BENCH_SEND_ASYNC=off: bulk sends on threads, to compare).
 bench: $(STAMP)
 	BENCH_QUICK=$(BENCH_QUICK) BENCH_ONLY=$(BENCH_ONLY) BENCH_SEND_ASYNC=$(or $(BENCH_SEND_ASYNC),on) $(BIN)/python -m bench.run

@@ -34,9 +34,13 @@ gunicorn, Celery workers) and runs:
            database must hold exactly one digest per subscriber for the period and the sink exactly
            one email each; the table says MISMATCH otherwise. Also reported: the templates alone
            (render_only_per_s: relay.digests.building.render in one process, no MIME, no send).
+  reach    the console's Reach page on a year of data (bench/reach.py): 100,000 members, 3,000,000
+           deliveries, 100,000 replies, a year of daily views and readers in a database of its own, the
+           sweeper's rollups brought up to date, then the median of five loads of each period (30 days,
+           12 months) through the Flask app; the target is under 300 ms (issue 20). No stand-ins needed.
 
 Prints one table and writes var/bench/latest.json. BENCH_QUICK=1: smaller N (digest: 4,000 subscribers)
-and shorter ingest. BENCH_ONLY=digest (a comma list of ingest, fanout, email, digest; default all) runs only
+and shorter ingest. BENCH_ONLY=digest (a comma list of ingest, fanout, email, digest, reach; default all) runs only
 those workloads: `BENCH_ONLY=digest make bench BENCH_QUICK=1`. BENCH_SEND_ASYNC=off runs relay's bulk
 sends on threads (RELAY_SEND_ASYNC=off) instead of the event loop, to compare.
 Environment: BENCH_POSTGRES_URL (admin URL, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres),
@@ -92,7 +96,7 @@ DIGEST_SUBSCRIBERS = 4_000 if QUICK else 20_000
 EMAIL_ONLY_MEMBERS = 7_400  # the email-only fan-out: the size of the Mailman comparison
 MAILMAN_SECONDS = (99, 149)  # GNU Mailman 3.3.10, personalised (VERP) delivery to 7,400 members (issue 18)
 SEND_ASYNC = os.environ.get("BENCH_SEND_ASYNC", "on")  # off: relay's bulk sends on threads, as before issue 18
-WORKLOADS = ("ingest", "fanout", "email", "digest")
+WORKLOADS = ("ingest", "fanout", "email", "digest", "reach")
 ONLY = [w.strip() for w in os.environ.get("BENCH_ONLY", "").split(",") if w.strip()] or list(WORKLOADS)
 ACCOUNT_SID = "AC" + "b" * 32
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
@@ -643,6 +647,10 @@ def table(results: dict) -> str:
                      f"{d['raw_seconds']} s = {d['raw_digests_per_s']:.0f} digests/s", f"{d['ratio']:.2f}", ">= 0.3",
                      f"peak RSS worker {d['peak_rss_mb']['worker_processes']} MB; first email "
                      f"{d['first_email_seconds']} s; {check}"))
+    if results.get("reach"):
+        from bench.reach import row as reach_row
+
+        rows.append(reach_row(results["reach"]))
     widths = [max(len(str(r[c])) for r in rows) for c in range(len(rows[0]))]
     lines = ["| " + " | ".join(str(r[c]).ljust(widths[c]) for c in range(len(r))) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -661,7 +669,8 @@ def main() -> int:
                      "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     t0 = time.monotonic()
     try:
-        bench.start_standins()
+        if set(ONLY) - {"reach"}:  # the Reach page needs no stand-ins
+            bench.start_standins()
         if "ingest" in ONLY:
             results["ingest"] = ingest(bench)
             log(f"ingest: {json.dumps(results['ingest'])}")
@@ -678,6 +687,12 @@ def main() -> int:
         if "digest" in ONLY:
             results["digest"] = digest(bench)
             log(f"digest: {json.dumps(results['digest'], default=str)}")
+            (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
+        if "reach" in ONLY:
+            from bench.reach import reach
+
+            results["reach"] = reach(bench)
+            log(f"reach: {json.dumps(results['reach'], default=str)}")
             (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
     finally:
         bench.close()

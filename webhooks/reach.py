@@ -7,6 +7,7 @@ import base64
 from time import monotonic
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask_babel import force_locale, get_locale
 
 from relay.access.permissions import Forbidden
 from relay.infra.db import transaction
@@ -17,9 +18,10 @@ from relay.model.tables import Notice, utcnow
 from relay.reach import headline, items
 from relay.reach.charts import column_chart
 from relay.reach.figures import CHARTS, reach_figures
-from relay.reach.labels import LANGUAGES, labels_for
+from relay.reach.labels import labels_for
 from relay.reach.page import charts, headers, series_chart, shown, to_csv
 from relay.reach.periods import PeriodError, parse_period
+from relay.render import i18n
 
 from .auth import check_csrf, current_member, requires
 
@@ -53,8 +55,16 @@ def seen():
 
 
 def _language() -> str:
+    """The page's language as every page's (the switch's cookie, the member's own language, the browser's:
+    webhooks/i18n.py), unless `?lang=` names one relay speaks (a link to the page in a given language)."""
     asked = request.args.get("lang", "")
-    return asked if asked in LANGUAGES else (request.accept_languages.best_match(LANGUAGES) or "en")
+    return asked if asked in i18n.languages() else str(get_locale() or i18n.DEFAULT_LANGUAGE)
+
+
+def _render(language: str, template: str, **context) -> str:
+    """The page wholly in `language`, its frame (navigation, switch) included."""
+    with force_locale(language):
+        return render_template(template, language=language, **context)
 
 
 def _period_or_400(labels):
@@ -77,9 +87,9 @@ def reach_page():
     with current_app.extensions["relay"].sessions() as session:
         published = headline.is_published(session)
     tables = {name: shown(figures.table(name), labels) for name in CHARTS}
-    return render_template("console/reach.html", figures=figures, charts=charts(figures, labels), labels=labels,
-                           language=language, error=error, published=published, tables=tables,
-                           chart_names=CHARTS, args=period.as_args()), (400 if error else 200)
+    return _render(language, "console/reach.html", figures=figures, charts=charts(figures, labels), labels=labels,
+                   error=error, published=published, tables=tables, chart_names=CHARTS,
+                   args=period.as_args()), (400 if error else 200)
 
 
 def _figures_or_403(me, period):
@@ -150,9 +160,8 @@ def case_reach(code: str):
         title = f"{case.code}: {case.title}"
     drawn = [(labels["case_views"], tables[0], series_chart(tables[0], labels["case_views"], labels, period)),
              (labels["case_activity"], tables[1], series_chart(tables[1], labels["case_activity"], labels, period))]
-    return render_template("console/reach_item.html", title=title, drawn=drawn, labels=labels, headers=headers,
-                           error=error, period=period, language=language,
-                           back=url_for("console.case_page", code=code)), (400 if error else 200)
+    return _render(language, "console/reach_item.html", title=title, drawn=drawn, labels=labels, headers=headers,
+                   error=error, period=period, back=url_for("console.case_page", code=code)), (400 if error else 200)
 
 
 @blueprint.get("/console/reach/notices/<int:notice_id>")
@@ -173,13 +182,12 @@ def notice_reach(notice_id: int):
         title = f"#{notice.id} {notice.title or notice.kind}"
         sent = notice.sent_at
     name = labels["notice_timeline"] + (f" ({bucket} min)" if bucket > 1 else "")
-    description = labels["desc_timeline"].format(title=name, sent=sent or "—", total=f"{sum(table.totals()):,}")
+    description = labels["desc_timeline"] % dict(title=name, sent=sent or "—", total=f"{sum(table.totals()):,}")
     drawn = [(name, table, column_chart(table.name, name, description, [row[0] for row in table.rows],
                                         [(labels.get(h, h), [row[i] for row in table.rows])
                                          for i, h in enumerate(table.headers) if i]))]
-    return render_template("console/reach_item.html", title=title, drawn=drawn, labels=labels, headers=headers,
-                           error=None, period=None, language=language,
-                           back=url_for("console.notice_page", notice_id=notice_id))
+    return _render(language, "console/reach_item.html", title=title, drawn=drawn, labels=labels, headers=headers,
+                   error=None, period=None, back=url_for("console.notice_page", notice_id=notice_id))
 
 
 # ---------------------------------------------------------------- the library's headline figures

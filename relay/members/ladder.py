@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, false, select, update
 from sqlalchemy.orm import Session
 
+from relay.infra.counters import increment
 from relay.infra.storage import insert_if_new
 from relay.members.consent import log_event
 from relay.members.subscriptions import ensure_member_subscription
@@ -35,6 +36,7 @@ from relay.model.tables import (
     MemberList,
     Membership,
     Notice,
+    ReachDaily,
     utcnow,
 )
 
@@ -329,6 +331,23 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
     return kept
 
 
+HELD_BACK = "held_back"  # the reach_daily series counting deliveries the ladder dropped when planned (issue 20)
+
+
+def count_held_back(session: Session, refused: list[dict], now: datetime | None = None) -> None:
+    """Count planned deliveries the ladder dropped (no row is left to count them by) in the Reach rollup,
+    per UTC day and channel: one atomic increment each, in the plan's transaction (a plan rolled back
+    counts nothing). Planning calls this; a preview does not."""
+    by_channel: dict[str, int] = {}
+    for row in refused:
+        channel = row.get("channel", "sms")
+        by_channel[channel] = by_channel.get(channel, 0) + 1
+    day = (now or utcnow()).date()
+    for channel, count in sorted(by_channel.items()):
+        increment(session, ReachDaily.__table__, {"day": day, "series": HELD_BACK, "label": channel[:40]}, "count",
+                  count)
+
+
 def describe(session: Session, member: Member, now: datetime | None = None) -> dict[str, dict]:
     """Each channel's state for the preference page and HELP-like answers."""
     now = now or utcnow()
@@ -357,8 +376,8 @@ def describe(session: Session, member: Member, now: datetime | None = None) -> d
     return found
 
 
-__all__ = ["CHANNELS", "MODES", "PAUSES", "LadderError", "describe", "mute", "pause", "preference", "set_list_digest",
-           "quiet_overlap", "quiet_time_between", "quiet_until", "resume", "set_mode", "set_quiet_hours", "shape_rows",
+__all__ = ["CHANNELS", "HELD_BACK", "MODES", "PAUSES", "LadderError", "count_held_back", "describe", "mute", "pause",
+           "preference", "set_list_digest", "quiet_overlap", "quiet_time_between", "quiet_until", "resume", "set_mode", "set_quiet_hours", "shape_rows",
            "unmute", "zone"]
 
 
@@ -417,6 +436,7 @@ def shape_planned(session: Session, where, now: datetime | None = None, chunk: i
         if refused:
             session.execute(delete(Delivery).where(Delivery.id.in_(refused)).execution_options(synchronize_session=False))
             refused_total += len(refused)
+            count_held_back(session, [r for r in rows if r["id"] not in kept_ids], now)
         waits: dict[datetime, list[int]] = {}
         for row in kept:
             if row.get("next_attempt_at") is not None:

@@ -23,7 +23,11 @@ def delivery_ids_for(session: Session, keys: list[str]) -> list[int]:
 def plan(session: Session, rows: list[dict]) -> list[int]:
     """Insert delivery rows (skipping those that exist) and return the ids of all of them."""
     now = utcnow()
+    planned = rows
     rows = ladder.shape_rows(session, rows, now)  # issue 5: mutes, pauses, digest/urgent-only, quiet hours
+    if len(rows) < len(planned):  # issue 20: the Reach page counts what the ladder held back
+        kept = {id(row) for row in rows}
+        ladder.count_held_back(session, [row for row in planned if id(row) not in kept], now)
     if not rows:
         return []
     for row in rows:  # every row needs the same keys for one executemany

@@ -22,8 +22,8 @@ WIDTH = 720
 _ids = itertools.count(1)
 
 
-def _fmt(value: int) -> str:
-    return f"{value:,}"
+def _fmt(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
 
 
 def _head(kind: str, title: str, description: str, width: int, height: int) -> tuple[str, list[str]]:
@@ -35,21 +35,23 @@ def _head(kind: str, title: str, description: str, width: int, height: int) -> t
         f'<title id="{ident}-t">{escape(title)}</title><desc id="{ident}-d">{escape(description)}</desc>']
 
 
-def bar_chart(kind: str, title: str, description: str, items: Sequence[tuple[str, int]]) -> Markup:
-    """Horizontal bars, one per (label, value), largest first as given."""
+def bar_chart(kind: str, title: str, description: str, items: Sequence[tuple[str, float]], suffix: str = "",
+              scale: float | None = None) -> Markup:
+    """Horizontal bars, one per (label, value), in the order given; `suffix` after each value ("%"), and
+    `scale` the value of a full bar (100 for a share; the largest value by default)."""
     row, label_width = 22, 270
     height = max(1, len(items)) * row + 10
     ident, parts = _head(kind, title, description, WIDTH, height)
-    top = max((value for _, value in items), default=0) or 1
+    top = scale or max((value for _, value in items), default=0) or 1
     room = WIDTH - label_width - 70
     for n, (label, value) in enumerate(items):
         y = 5 + n * row
         length = round(room * value / top, 1)
         shown = label if len(label) <= 34 else label[:33] + "…"
-        parts.append(f'<g><title>{escape(label)}: {_fmt(value)}</title>'
+        parts.append(f'<g><title>{escape(label)}: {_fmt(value)}{escape(suffix)}</title>'
                      f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end">{escape(shown)}</text>'
                      f'<rect x="{label_width}" y="{y + 3}" width="{length}" height="{row - 6}" fill="{PALETTE[0]}"/>'
-                     f'<text x="{label_width + length + 4}" y="{y + 15}">{_fmt(value)}</text></g>')
+                     f'<text x="{label_width + length + 4}" y="{y + 15}">{_fmt(value)}{escape(suffix)}</text></g>')
     if not items:
         parts.append(f'<text x="10" y="{row - 8}">—</text>')
     parts.append("</svg>")

@@ -3,7 +3,9 @@ under it and its CSV all show the same figures. Authorised here, in the core: `r
 
 Fast on a year of data: readers and case views are daily rows already; deliveries and replies come from
 the sweeper's rollup (relay/reach/rollups.py) for settled days and from the created_at indexes for the
-days after; members by country from the cached country of each number."""
+days after; members by country from the sweeper's snapshot of the cached country of each number (or time
+zone); deliveries the ladder dropped when planned from their daily counter in the same rollup table;
+acknowledgement rates from the few notices of the period that asked for one."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -15,6 +17,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from relay.access.permissions import require
+from relay.members.ladder import HELD_BACK
+from relay.model.notice_refs import deliveries_filter
 from relay.model.tables import (
     Case,
     CaseDayViews,
@@ -25,19 +29,21 @@ from relay.model.tables import (
     ReachDaily,
     ReaderDay,
 )
+from relay.model.urgent import Acknowledgement
 
 from .days import as_date, day_of, midnight, week_of
 from .periods import Period
-from .rollups import UNPLACED, count_members_by_country, rolled_until
+from .rollups import BY_ZONE, UNPLACED, count_members_by_country, delivery_outcome, rolled_until
 
 TOP_CASES = 20
-# a delivery's status, as the Reach page groups it
+TOP_ACK_NOTICES = 20  # the acknowledgement chart shows the period's latest notices that asked for one
+# a delivery's status, as the Reach page groups it (held_back: the ladder held it back, relay/reach/rollups.py)
 OUTCOMES = {"delivered": "delivered", "read": "read", "sent": "sent", "accepted": "sent", "failed": "failed",
             "undelivered": "failed", "opted_out": "opted_out", "queued": "waiting", "sending": "waiting",
-            "held": "held"}
-OUTCOME_ORDER = ("delivered", "read", "sent", "waiting", "held", "failed", "opted_out")
-CHANNEL_ORDER = ("sms", "email", "whatsapp", "web", "console", "mms", "intake", "api")
-CHARTS = ("readers", "cases", "deliveries", "replies", "countries", "consent")
+            "held": "held", HELD_BACK: HELD_BACK}
+OUTCOME_ORDER = ("delivered", "read", "sent", "waiting", "held", HELD_BACK, "failed", "opted_out")
+CHANNEL_ORDER = ("sms", "email", "whatsapp", "voice", "web", "console", "mms", "intake", "api")
+CHARTS = ("readers", "cases", "deliveries", "held_back", "acks", "replies", "countries", "consent")
 
 
 @dataclass
@@ -59,6 +65,8 @@ class Figures:
     readers: Table  # day, visitors, members
     cases: Table  # case, title, views
     deliveries: Table  # channel, then one column per outcome
+    held_back: Table  # week, then one column per channel: deliveries the ladder held back
+    acks: Table  # notice, title, rate (%), recipients, acknowledged, then one column per channel
     notices_sent: int
     replies: Table  # day, then one column per channel
     countries: Table  # country, members
@@ -112,22 +120,73 @@ def ordered(found: Iterable[str], order: tuple[str, ...]) -> list[str]:
     return sorted(set(found), key=lambda name: (order.index(name) if name in order else len(order), name))
 
 
-def deliveries_by_outcome(session: Session, period: Period) -> Table:
+def _delivery_counts(session: Session, period: Period) -> dict[tuple[date, str, str], int]:
+    """Deliveries per (day, channel, outcome) in the period: settled days from the rollup, later days from
+    the rows; and the deliveries the ladder dropped when they were planned (their daily counter)."""
     live, end = _split(session, period)
-    counts: dict[tuple[str, str], int] = defaultdict(int)
-    for _day, label, count in _rolled(session, "deliveries", period, live):
+    counts: dict[tuple[date, str, str], int] = defaultdict(int)
+    for day, label, count in _rolled(session, "deliveries", period, live):
         channel, _, status = label.partition(":")
-        counts[(channel, OUTCOMES.get(status, status))] += int(count)
+        counts[(as_date(day), channel, OUTCOMES.get(status, status))] += int(count)
     if live < end:
-        rows = session.execute(select(Delivery.channel, Delivery.status, func.count()).where(
+        day, outcome = day_of(session, Delivery.created_at), delivery_outcome()
+        rows = session.execute(select(day, Delivery.channel, outcome, func.count()).where(
             Delivery.created_at >= midnight(live), Delivery.created_at < midnight(end))
-            .group_by(Delivery.channel, Delivery.status))
-        for channel, status, count in rows:
-            counts[(channel, OUTCOMES.get(status, status))] += int(count)
-    channels = ordered((c for c, _ in counts), CHANNEL_ORDER)
-    outcomes = ordered((o for _, o in counts), OUTCOME_ORDER)
+            .group_by(day, Delivery.channel, outcome))
+        for when, channel, status, count in rows:
+            counts[(as_date(when), channel, OUTCOMES.get(status, status))] += int(count)
+    for day, channel, count in session.execute(select(ReachDaily.day, ReachDaily.label, ReachDaily.count).where(
+            ReachDaily.series == HELD_BACK, ReachDaily.day >= period.start, ReachDaily.day <= period.end)):
+        counts[(as_date(day), channel, HELD_BACK)] += int(count)
+    return counts
+
+
+def deliveries_by_outcome(session: Session, period: Period,
+                          found: dict[tuple[date, str, str], int] | None = None) -> Table:
+    by_outcome: dict[tuple[str, str], int] = defaultdict(int)
+    for (_day, channel, outcome), count in (found if found is not None else _delivery_counts(session, period)).items():
+        by_outcome[(channel, outcome)] += count
+    channels = ordered((c for c, _ in by_outcome), CHANNEL_ORDER)
+    outcomes = ordered((o for _, o in by_outcome), OUTCOME_ORDER)
     return Table("deliveries", ["channel", *outcomes],
-                 [[channel, *(counts.get((channel, o), 0) for o in outcomes)] for channel in channels])
+                 [[channel, *(by_outcome.get((channel, o), 0) for o in outcomes)] for channel in channels])
+
+
+def held_back_per_week(session: Session, period: Period,
+                       found: dict[tuple[date, str, str], int] | None = None) -> Table:
+    """Deliveries the ladder held back (dropped when planned, or refused at send time) per ISO week and channel."""
+    weeks: dict[date, dict[str, int]] = {week_of(d): defaultdict(int) for d in period.days}
+    for (day, channel, outcome), count in (found if found is not None else _delivery_counts(session, period)).items():
+        if outcome == HELD_BACK:
+            weeks[week_of(day)][channel] += count
+    channels = ordered((c for counts in weeks.values() for c in counts), CHANNEL_ORDER) or ["sms", "email"]
+    return Table("held_back", ["week", *channels],
+                 [[week.isoformat(), *(counts.get(c, 0) for c in channels)] for week, counts in sorted(weeks.items())])
+
+
+def acknowledgement_rates(session: Session, period: Period, limit: int = TOP_ACK_NOTICES) -> Table:
+    """Each notice sent in the period that asked for acknowledgement (issue 17), the latest `limit`, newest
+    first: the share of its recipients (members it was planned for) who acknowledged, and by which channel."""
+    start, end = _range(period)
+    notices = session.scalars(select(Notice).where(
+        Notice.ack_within_s.is_not(None), Notice.sent_at >= start, Notice.sent_at < end)
+        .order_by(Notice.sent_at.desc(), Notice.id.desc()).limit(limit)).all()
+    by_channel: dict[tuple[int, str], int] = {}
+    if notices:
+        by_channel = {(notice_id, channel): int(n) for notice_id, channel, n in session.execute(
+            select(Acknowledgement.notice_id, Acknowledgement.channel, func.count())
+            .where(Acknowledgement.notice_id.in_([n.id for n in notices]))
+            .group_by(Acknowledgement.notice_id, Acknowledgement.channel))}
+    channels = ordered((c for _, c in by_channel), CHANNEL_ORDER)
+    rows = []
+    for notice in notices:
+        recipients = session.scalar(select(func.count(func.distinct(Delivery.member_id))).where(
+            deliveries_filter(notice), Delivery.member_id.is_not(None))) or 0
+        acknowledged = sum(n for (notice_id, _), n in by_channel.items() if notice_id == notice.id)
+        rate = round(100 * acknowledged / recipients, 1) if recipients else 0.0
+        rows.append([f"#{notice.id}", notice.title or notice.kind, rate, int(recipients), acknowledged,
+                     *(by_channel.get((notice.id, c), 0) for c in channels)])
+    return Table("acks", ["notice", "title", "rate", "recipients", "acknowledged", *channels], rows)
 
 
 def replies_per_day(session: Session, period: Period) -> Table:
@@ -154,16 +213,27 @@ def notices_sent(session: Session, period: Period) -> int:
 
 
 def members_by_country(session: Session) -> tuple[Table, int, int]:
-    """Active members by the country of their number (the newest snapshot the sweeper took, else counted
-    now): the table, how many countries, and how many active members are not placed (no number, or not
-    read yet)."""
+    """Active members by country — of their number, else of their time zone when the number names none
+    (the newest snapshot the sweeper took, else counted now): the table (country, members, by number, by
+    time zone), how many countries, and how many active members are not placed (neither names a country,
+    or a new number not read yet)."""
     latest = select(func.max(ReachDaily.day)).where(ReachDaily.series == "countries").scalar_subquery()
     snapshot = session.execute(select(ReachDaily.label, ReachDaily.count).where(
         ReachDaily.series == "countries", ReachDaily.day == latest)).all()
     counts = {label: int(count) for label, count in snapshot} if snapshot else count_members_by_country(session)
     unplaced = counts.pop(UNPLACED, 0)
-    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return Table("countries", ["country", "members"], [[country, count] for country, count in rows]), len(rows), unplaced
+    by_number: dict[str, int] = defaultdict(int)
+    by_zone: dict[str, int] = defaultdict(int)
+    for label, count in counts.items():
+        if label.startswith(BY_ZONE):
+            by_zone[label[len(BY_ZONE):]] += count
+        else:
+            by_number[label] += count
+    totals = {country: by_number.get(country, 0) + by_zone.get(country, 0) for country in {*by_number, *by_zone}}
+    rows = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+    return Table("countries", ["country", "members", "by number", "by time zone"],
+                 [[country, count, by_number.get(country, 0), by_zone.get(country, 0)] for country, count in rows]
+                 ), len(rows), unplaced
 
 
 def consent_per_week(session: Session, period: Period) -> Table:
@@ -184,7 +254,10 @@ def reach_figures(session: Session, roles: Iterable[str], period: Period) -> Fig
     """Everything the Reach page shows for `period`, for a caller with `roles`."""
     require(roles, "reach.read")
     countries, country_count, unplaced = members_by_country(session)
+    found = _delivery_counts(session, period)
     return Figures(period=period, readers=readers_per_day(session, period), cases=top_cases(session, period),
-                   deliveries=deliveries_by_outcome(session, period), notices_sent=notices_sent(session, period),
+                   deliveries=deliveries_by_outcome(session, period, found),
+                   held_back=held_back_per_week(session, period, found), acks=acknowledgement_rates(session, period),
+                   notices_sent=notices_sent(session, period),
                    replies=replies_per_day(session, period), countries=countries, country_count=country_count,
                    unplaced=unplaced, consent=consent_per_week(session, period))

@@ -1,7 +1,7 @@
 """The headline figures — "N members in M countries, K readers this month" — for the library's front
 page (only while an admin has published them), `GET /api/v1/stats` and `relay stats --month`.
 
-Members are the active members; countries those of their numbers (the sweeper's cache,
+Members are the active members; countries those of their numbers or time zones (the sweeper's cache,
 relay/reach/rollups.py); readers the month's daily distinct readers summed (visitors and signed-in
 members; see relay/library/readership.py for why a month cannot be counted as distinct)."""
 from __future__ import annotations

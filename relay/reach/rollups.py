@@ -6,7 +6,11 @@
   day not rolled up yet, and figures.py counts that day and every later one live from the rows (on the
   created_at indexes), so a figure is never missing, only slower to compute;
 - `reach_member_countries`: the country of each active member's number (phonenumbers), read again when
-  the number changes.
+  the number changes; a member whose number names no country (none, e.g. email only) is placed by their
+  time zone (CLDR's zone territories, in Babel) when the snapshot is counted;
+- series `held_back` of `reach_daily` is not a rollup but a counter the ladder increments when it drops a
+  planned delivery (relay/members/ladder.py count_held_back): a dropped delivery leaves no row to roll
+  up, so rolling a day up again never deletes it.
 
 The sweeper also destroys the salts and hashes of the reader count's past days
 (relay/library/readership.py) here. Each step is idempotent: a day is rewritten whole."""
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import delete, func, or_, select
+from babel.core import get_global
+from sqlalchemy import and_, case, delete, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from relay.infra import heartbeats
@@ -23,6 +29,7 @@ from relay.infra.counters import put_many
 from relay.infra.db import transaction
 from relay.library.readership import DayStore, day_store_for
 from relay.members.phones import country_of
+from relay.model.delivery_states import OPTED_OUT
 from relay.model.tables import Delivery, Member, MemberCountry, Post, ReachDaily, utcnow
 
 from .days import midnight
@@ -52,11 +59,25 @@ def _first_day(session: Session) -> date | None:
     return min(found) if found else None
 
 
+ROLLED = ("deliveries", "replies")  # the series roll_up_day rewrites
+HELD_BACK_CODE = "preferences"  # error_code of a delivery the ladder refused at send time (relay/outbound/checks.py)
+
+
+def delivery_outcome():
+    """A delivery's status as the Reach page reads it: the status, except `held_back` for a delivery the
+    member's ladder refused at send time (stored as opted_out with the code `preferences`)."""
+    # constants written inline, not bound: PostgreSQL must see the GROUP BY expression as the SELECT's
+    return case((and_(Delivery.status == literal_column(f"'{OPTED_OUT}'"),
+                      Delivery.error_code == literal_column(f"'{HELD_BACK_CODE}'")), literal_column("'held_back'")),
+                else_=Delivery.status)
+
+
 def roll_up_day(session: Session, day: date) -> None:
     start, end = midnight(day), midnight(day + timedelta(days=1))
-    session.execute(delete(ReachDaily).where(ReachDaily.day == day))
-    rows = session.execute(select(Delivery.channel, Delivery.status, func.count()).where(
-        Delivery.created_at >= start, Delivery.created_at < end).group_by(Delivery.channel, Delivery.status))
+    session.execute(delete(ReachDaily).where(ReachDaily.day == day, ReachDaily.series.in_(ROLLED)))
+    outcome = delivery_outcome()
+    rows = session.execute(select(Delivery.channel, outcome, func.count()).where(
+        Delivery.created_at >= start, Delivery.created_at < end).group_by(Delivery.channel, outcome))
     for channel, status, count in rows:
         session.add(ReachDaily(day=day, series="deliveries", label=f"{channel}:{status}"[:40], count=count))
     replies = session.execute(select(Post.channel, func.count()).where(
@@ -102,17 +123,38 @@ def refresh_member_countries(session: Session, limit: int = COUNTRIES_PER_SWEEP)
 
 
 UNPLACED = "-"  # the label of the active members without a placed number in a countries snapshot
+BY_ZONE = "tz:"  # the label prefix of members placed by their time zone in a countries snapshot ("tz:DE")
+
+
+@lru_cache(maxsize=1024)
+def country_of_zone(name: str | None) -> str:
+    """The country (ISO 3166 alpha-2) of an IANA time zone, from CLDR's zone territories as Babel ships
+    them (old and new names alike: Asia/Calcutta and Asia/Kolkata), or "" for a zone that names no
+    country (UTC, Etc/GMT+3) or an unknown name."""
+    if not name:
+        return ""
+    aliases = get_global("zone_aliases")
+    territory = get_global("zone_territories").get(aliases.get(name, name), "")
+    return territory if len(territory) == 2 and territory.isalpha() and territory != "ZZ" else ""
 
 
 def count_members_by_country(session: Session) -> dict[str, int]:
-    """Active members by the country of their number, counted from the rows (a join over every member:
-    hundreds of milliseconds at 100,000 members, so the page reads the sweeper's snapshot instead)."""
+    """Active members by the country of their number, or of their time zone (label `tz:XX`) when their
+    number, read, names none; counted from the rows (a join over every member: hundreds of milliseconds
+    at 100,000 members, so the page reads the sweeper's snapshot instead)."""
+    current = and_(Member.active.is_(True), MemberCountry.phone == func.coalesce(Member.phone, ""))
     rows = session.execute(
         select(MemberCountry.country, func.count()).join(Member, Member.id == MemberCountry.member_id)
-        .where(Member.active.is_(True), MemberCountry.country != "", MemberCountry.phone == func.coalesce(Member.phone, ""))
-        .group_by(MemberCountry.country)).all()
+        .where(current, MemberCountry.country != "").group_by(MemberCountry.country)).all()
+    zones = session.execute(  # the number names no country: a few distinct zones, placed here
+        select(Member.timezone, func.count()).join(MemberCountry, MemberCountry.member_id == Member.id)
+        .where(current, MemberCountry.country == "").group_by(Member.timezone)).all()
     active = session.scalar(select(func.count()).select_from(Member).where(Member.active.is_(True))) or 0
     counts = {country: int(count) for country, count in rows}
+    for zone, count in zones:
+        country = country_of_zone(zone)
+        if country:
+            counts[BY_ZONE + country] = counts.get(BY_ZONE + country, 0) + int(count)
     counts[UNPLACED] = active - sum(counts.values())
     return counts
 

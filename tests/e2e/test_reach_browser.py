@@ -92,8 +92,9 @@ def test_a_coordinator_reads_reach_switches_the_period_and_downloads_csvs_matchi
     page.fill('form[action="/signin"] input[name=password]', PASSWORD)
     page.click('form[action="/signin"] button[type=submit]')
     page.wait_for_url(f"{base_url}/console/reach")
-    assert page.locator('svg[role="img"]').count() == 6
-    assert page.locator("#chart-readers svg title").first.text_content().startswith("Library readers per day")
+    assert page.locator('svg[role="img"]').count() == 8
+    # Kim Jiwon's own language is Korean: the page and its charts speak it (the catalogue's words)
+    assert page.locator("#chart-readers svg title").first.text_content().startswith("일별 라이브러리 독자")
     page.click("#chart-readers summary")  # the numbers, one click away
     assert page.locator("#chart-readers tfoot td").first.inner_text() == "1"
 

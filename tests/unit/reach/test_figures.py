@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 import time_machine
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from relay.access.permissions import Forbidden
 from relay.infra.db import transaction
@@ -84,7 +84,7 @@ def test_members_by_country_from_their_numbers(network):
         assert refresh_member_countries(session) == 5
         assert refresh_member_countries(session) == 0  # read once, until the number changes
     found = figures(network)
-    assert found.countries.rows == [["KR", 3], ["FR", 1], ["US", 1]] and found.country_count == 3
+    assert found.countries.rows == [["KR", 3, 3, 0], ["FR", 1, 1, 0], ["US", 1, 1, 0]] and found.country_count == 3
     assert found.unplaced == 0
     from relay.model.tables import Member
 
@@ -94,7 +94,7 @@ def test_members_by_country_from_their_numbers(network):
     with transaction(network.sessions) as session:
         assert refresh_member_countries(session) == 1
     found = figures(network)
-    assert found.countries.rows == [["KR", 3], ["US", 2]] and found.country_count == 2
+    assert found.countries.rows == [["KR", 3, 3, 0], ["US", 2, 2, 0]] and found.country_count == 2
 
 
 def test_the_sweeper_keeps_the_rollups_and_a_countries_snapshot_the_page_reads(network):
@@ -108,15 +108,15 @@ def test_the_sweeper_keeps_the_rollups_and_a_countries_snapshot_the_page_reads(n
         sweep(network)
         with network.sessions() as session:
             assert rolled_until(session) == TODAY
-        assert figures(network).countries.rows == [["KR", 3], ["FR", 1], ["US", 1]]
+        assert figures(network).countries.rows == [["KR", 3, 3, 0], ["FR", 1, 1, 0], ["US", 1, 1, 0]]
         with transaction(network.sessions) as session:
             session.get(Member, 1).active = False  # read from the snapshot: not seen until the next one
-        assert figures(network).country_count == 3 and figures(network).countries.rows[0] == ["KR", 3]
+        assert figures(network).country_count == 3 and figures(network).countries.rows[0][:2] == ["KR", 3]
         sweep(network)  # nothing new placed, the snapshot is fresh: kept
-        assert figures(network).countries.rows[0] == ["KR", 3]
+        assert figures(network).countries.rows[0][:2] == ["KR", 3]
     with time_machine.travel(at(TODAY) + timedelta(minutes=11), tick=False):
         sweep(network)  # ten minutes on: taken again
-        assert figures(network).countries.rows[0] == ["KR", 2]
+        assert figures(network).countries.rows[0][:2] == ["KR", 2]
 
 
 def test_the_last_days_are_rolled_up_again_for_late_statuses(network):
@@ -136,3 +136,42 @@ def test_the_last_days_are_rolled_up_again_for_late_statuses(network):
     with transaction(network.sessions) as session:
         roll_up(session, TODAY, now=now + timedelta(minutes=11))
     assert email() == [1, 29]
+
+
+def test_members_without_a_placing_number_are_placed_by_their_time_zone(network):
+    """Issue 20: countries "from their numbers and time zones": the number first; the time zone when the
+    number names no country (no phone, e.g. an email-only member); neither (UTC): not placed."""
+    from relay.reach.rollups import snapshot_countries
+
+    with transaction(network.sessions) as session:
+        for n, zone in enumerate(["Europe/Berlin", "Asia/Seoul", "UTC", "Etc/GMT+3"]):
+            session.add(Member(name=f"Email only {n}", short_name=f"E{n}", email=f"e{n}@example.org", timezone=zone))
+        session.add(Member(name="Away", short_name="A", email="away@example.org", timezone="Europe/Berlin",
+                           active=False))
+        refresh_member_countries(session)
+    expected = [["KR", 4, 3, 1], ["DE", 1, 0, 1], ["FR", 1, 1, 0], ["US", 1, 1, 0]]
+    found = figures(network)  # counted from the rows (no snapshot yet)
+    assert found.countries.headers == ["country", "members", "by number", "by time zone"]
+    assert found.countries.rows == expected and found.country_count == 4 and found.unplaced == 2
+    with transaction(network.sessions) as session:
+        snapshot_countries(session, TODAY)
+    found = figures(network)  # read from the sweeper's snapshot
+    assert found.countries.rows == expected and found.country_count == 4 and found.unplaced == 2
+    with transaction(network.sessions) as session:
+        session.scalar(select(Member).where(Member.email == "e0@example.org")).phone = "+33612345699"
+    found = figures(network)
+    assert found.countries.rows == expected  # the snapshot until the sweeper reads the new number
+    with transaction(network.sessions) as session:
+        refresh_member_countries(session)
+        snapshot_countries(session, TODAY)
+    found = figures(network)
+    assert found.countries.rows == [["KR", 4, 3, 1], ["FR", 2, 2, 0], ["US", 1, 1, 0]] and found.country_count == 3
+
+
+def test_a_time_zone_names_a_country_through_cldr():
+    from relay.reach.rollups import country_of_zone
+
+    assert [country_of_zone(z) for z in ("Asia/Seoul", "Europe/Paris", "America/New_York", "Asia/Kolkata",
+                                         "Asia/Calcutta", "US/Eastern", "Europe/Kyiv")] == [
+        "KR", "FR", "US", "IN", "IN", "US", "UA"]
+    assert [country_of_zone(z) for z in ("UTC", "Etc/GMT+3", "", None, "Not/AZone")] == [""] * 5

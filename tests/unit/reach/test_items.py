@@ -80,7 +80,7 @@ def test_the_console_pages(network):
     with time_machine.travel(at(TODAY), tick=False):
         sign_in(client, KIM)
         case_page = client.get("/console/reach/cases/C1?lang=ko")
-        notice_page = client.get(f"/console/reach/notices/{notice_id}")
+        notice_page = client.get(f"/console/reach/notices/{notice_id}?lang=en")  # Kim's own language is Korean
         assert client.get("/console/reach/cases/C99").status_code == 404
         assert client.get("/console/reach/notices/999").status_code == 404
         assert "/console/reach/cases/C1" in client.get("/console/cases/C1").get_data(as_text=True)

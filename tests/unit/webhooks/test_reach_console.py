@@ -12,7 +12,7 @@ import time_machine
 from sqlalchemy import func, select
 
 from relay.model.tables import Delivery, ReaderDay
-from tests.console_helpers import KIM, give_password, sign_in
+from tests.console_helpers import KIM, give_password, reads_english, sign_in
 from tests.unit.reach.seed import TODAY, at, seed
 from webhooks.app import create_app
 
@@ -21,29 +21,31 @@ from webhooks.app import create_app
 def coordinator(network):
     seed(network)
     give_password(network, KIM)
-    client = create_app(services=network).test_client()
+    client = reads_english(create_app(services=network).test_client())  # Kim reads Korean: tests/unit/reach/test_words.py
     with time_machine.travel(at(TODAY), tick=False):
         sign_in(client, KIM)
         yield client
 
 
-def test_the_page_draws_six_accessible_svg_charts_without_script(coordinator):
+def test_the_page_draws_eight_accessible_svg_charts_without_script(coordinator):
     page = coordinator.get("/console/reach")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     charts = re.findall(r'<svg [^>]*role="img"[^>]*aria-labelledby="([^"]+)"', html)
-    assert len(charts) == 6
+    assert len(charts) == 8
     for ids in charts:
         title_id, desc_id = ids.split()
         assert f'<title id="{title_id}">' in html and f'<desc id="{desc_id}">' in html
     assert "<script" not in html and not re.search(r'(src|href)="(https?:)?//', html)
     assert "Library readers per day" in html and "Total " in html
-    assert html.count("<details>") == 6 and html.count("/console/reach.csv?") == 6
+    assert html.count("<details>") == 8 and html.count("/console/reach.csv?") == 8
+    assert "Acknowledgement rate per notice" in html and "held back by the ladder" in html
     assert "2026-11-01 – 2026-11-30" in html
 
 
 def test_korean_labels(coordinator):
-    html = coordinator.get("/console/reach?lang=ko").get_data(as_text=True)
+    coordinator.set_cookie("relay_lang", "ko")
+    html = coordinator.get("/console/reach").get_data(as_text=True)
     assert "일별 라이브러리 독자" in html and "CSV 내려받기" in html and "Library readers per day" not in html
 
 
@@ -81,3 +83,10 @@ def test_csv_totals_are_the_databases(coordinator, network):
             Delivery.created_at >= at(TODAY.replace(day=1), 0)).group_by(Delivery.channel)).all())
     assert sum(int(row[1]) for row in readers[1:]) == visitors
     assert {row[0]: sum(int(cell) for cell in row[1:]) for row in deliveries[1:]} == by_channel
+
+
+def test_the_new_charts_have_their_csv(coordinator):
+    acks = rows_of(coordinator.get("/console/reach.csv?chart=acks"))
+    assert acks[0][:5] == ["notice", "title", "rate", "recipients", "acknowledged"]
+    held = rows_of(coordinator.get("/console/reach.csv?chart=held_back"))
+    assert held[0][0] == "week" and len(held) > 1

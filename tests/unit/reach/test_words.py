@@ -1,0 +1,68 @@
+"""The Reach pages' words come from the one gettext catalogue (issue 20 with issue 21): adding a language is
+a translator's job (`make translations`, fill its messages.po), not a new dictionary in relay/reach/; and
+a Korean Reach page shows no English UI string of the catalogue, charts included."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import time_machine
+from babel.messages.pofile import read_po
+from sqlalchemy import select
+
+from relay.infra.db import transaction
+from relay.model.tables import Case
+from relay.reach import labels
+from relay.render import i18n
+from tests.console_helpers import KIM, give_password, reads_english, sign_in
+from tests.i18n_helpers import assert_korean
+from tests.unit.reach.seed import TODAY, at, seed
+from webhooks.app import create_app
+
+
+def test_the_words_are_catalogue_messages_not_a_dictionary_per_language():
+    assert not hasattr(labels, "LABELS"), "no per-language dictionary: the catalogue translates"
+    with (i18n.TRANSLATIONS_DIR / "ko" / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        catalogue = read_po(f, locale="ko")
+    korean = labels.labels_for("ko")
+    for key, message in labels.WORDS.items():
+        entry = catalogue.get(message)
+        assert entry is not None and entry.string, f"{message!r} is not translated in the ko catalogue"
+        assert korean[key] == i18n.translate("ko", message)
+    assert korean["chart_readers"] == "일별 라이브러리 독자" and labels.labels_for("en")["chart_readers"] == "Library readers per day"
+    assert labels.labels_for("xx") == labels.labels_for("en")  # a language relay does not speak: English
+
+
+def test_the_words_keep_their_placeholders_in_every_language():
+    for language in i18n.languages():
+        words = labels.labels_for(language)
+        for key, message in labels.WORDS.items():
+            assert set(re.findall(r"%\(\w+\)[sd]", words[key])) == set(re.findall(r"%\(\w+\)[sd]", message)), key
+
+
+@pytest.fixture
+def client(network):
+    seed(network)
+    with transaction(network.sessions) as session:  # content, not UI: the seed's English case title in Korean
+        session.scalar(select(Case).where(Case.number == 2)).title = "두 번째 증례"
+    give_password(network, KIM)  # Kim Jiwon reads Korean (her own language)
+    client = create_app(services=network).test_client()
+    with time_machine.travel(at(TODAY), tick=False):
+        sign_in(client, KIM)
+        yield client
+
+
+def test_the_reach_page_in_korean_has_no_english_ui_string(client):
+    page = client.get("/console/reach")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert_korean(html)
+    assert "일별 라이브러리 독자" in html and "수신 단계에 따라 보류" in html and "공지별 확인 응답률" in html
+    for path in ("/console/reach/cases/C1", "/console/reach?period=12m"):
+        assert_korean(client.get(path).get_data(as_text=True))
+
+
+def test_the_reach_page_follows_the_language_switch_and_lang(client):
+    assert "Library readers per day" in reads_english(client).get("/console/reach").get_data(as_text=True)
+    html = client.get("/console/reach?lang=ko").get_data(as_text=True)
+    assert '<html lang="ko">' in html and "일별 라이브러리 독자" in html
