@@ -49,13 +49,13 @@ def demo() -> None:
     services = cli_services(settings)
     with transaction(services.sessions) as session:
         report = import_members(session, DEMO_CSV, grant_roles=True, actor=cli_actor())
-        case = session.scalar(select(Case).where(Case.title == DEMO_TITLE))
-        is_new = case is None
-        if is_new:
-            case = create_case(session, DEMO_TITLE, chief_complaint="Fever and dry cough for 5 days",
-                               symptoms="Fever 38.6 C, dry cough, myalgia",
-                               exposure_history="Returned from a city with community spread 9 days ago",
-                               findings="CT: bilateral peripheral ground-glass opacities, lower lobes")
+        existing = session.scalar(select(Case).where(Case.title == DEMO_TITLE))
+        is_new = existing is None
+        case = existing if existing is not None else create_case(
+            session, DEMO_TITLE, chief_complaint="Fever and dry cough for 5 days",
+            symptoms="Fever 38.6 C, dry cough, myalgia",
+            exposure_history="Returned from a city with community spread 9 days ago",
+            findings="CT: bilateral peripheral ground-glass opacities, lower lobes")
         code = case.code
     click.echo(f"members: {report.created} new, {report.updated} updated; list tft-demo; case {code}")
     if is_new:
@@ -115,5 +115,8 @@ def _demo_coordinator_password(services) -> str:
 
     password = secrets.token_urlsafe(12)
     with transaction(services.sessions) as session:
-        set_password(session, find_member(session, DEMO_COORDINATOR), password)
+        coordinator = find_member(session, DEMO_COORDINATOR)
+        if coordinator is None:  # the demo imported them a moment ago
+            raise click.ClickException(f"the demo coordinator {DEMO_COORDINATOR} is missing")
+        set_password(session, coordinator, password)
     return password

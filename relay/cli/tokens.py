@@ -69,7 +69,7 @@ def tokens_revoke(token_id: int) -> None:
     try:
         with transaction(services.sessions) as session:
             row = revoke_token(session, token_id, actor=cli_actor())
-            revoked = row.revoked_at.isoformat(timespec="seconds")
+            revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "now"
     except TokenError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"token {token_id} revoked at {revoked}")

@@ -127,11 +127,11 @@ def _feed(session: Session, settings, start: datetime, end: datetime, members: b
     for notice in session.scalars(select(Notice).where(Notice.kind == "guideline", Notice.status == "sent",
                                                        Notice.sent_at >= start, Notice.sent_at < end)
                                   .order_by(Notice.sent_at, Notice.id)):
-        case = session.get(Case, notice.case_id) if notice.case_id else None
-        if case is not None and not members and case.visibility != "public":
+        about = session.get(Case, notice.case_id) if notice.case_id else None
+        if about is not None and not members and about.visibility != "public":
             continue
-        feed.guidelines.append((case.id if case is not None else None,
-                                (notice.title, settings.case_url(case.code) if case else settings.library_url)))
+        feed.guidelines.append((about.id if about is not None else None,
+                                (notice.title, settings.case_url(about.code) if about else settings.library_url)))
     posts = session.execute(
         select(Post, Case).join(Thread, Thread.id == Post.thread_id).join(Case, Case.id == Thread.case_id)
         .where(*visible, Post.kind == "reply", Post.created_at >= start, Post.created_at < end)
@@ -140,7 +140,8 @@ def _feed(session: Session, settings, start: datetime, end: datetime, members: b
     for post, case in posts:
         found = by_case.setdefault(case.id, Discussion(case.code, case.title, settings.case_url(case.code), 0, []))
         found.count += 1
-        author = session.get(Member, post.author_id).short_name if post.author_id else settings.network_name
+        writer = session.get(Member, post.author_id) if post.author_id else None
+        author = writer.short_name if writer is not None else settings.network_name
         found.latest = (found.latest + [(author, _short(post.body))])[-LATEST_POSTS:]
     feed.discussions = list(by_case.items())
     return feed

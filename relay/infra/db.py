@@ -77,6 +77,8 @@ def driver_autocommit(engine: Engine) -> Iterator:
     except dbapi_error as exc:  # the database is unreachable
         raise DBAPIError.instance(None, None, exc, dbapi_error) from exc
     driver = fairy.driver_connection
+    if driver is None:  # a pool checkout always has one; None only after invalidation
+        raise DBAPIError.instance(None, None, dbapi_error("no driver connection"), dbapi_error)
     lost = False
     try:
         driver.autocommit = True

@@ -67,8 +67,11 @@ def preference(session: Session, member_id: int, channel: str) -> ChannelPrefere
     insert_if_new(session, ChannelPreference.__table__, {
         "member_id": member_id, "channel": channel, "mode": "all", "paused_until": None,
         "quiet_start": None, "quiet_end": None, "updated_at": utcnow()})
-    return session.scalar(select(ChannelPreference).where(ChannelPreference.member_id == member_id,
-                                                          ChannelPreference.channel == channel))
+    row = session.scalar(select(ChannelPreference).where(ChannelPreference.member_id == member_id,
+                                                         ChannelPreference.channel == channel))
+    if row is None:  # insert_if_new made sure of it in this transaction
+        raise RuntimeError(f"preference {member_id}/{channel} missing after insert")
+    return row
 
 
 def set_mode(session: Session, member: Member, channel: str, mode: str, source: str) -> bool:
@@ -259,7 +262,9 @@ def _digest_only_by_list(session: Session, rows: list[dict], candidates: list[in
     found = set()
     for i in notice_rows:
         row = rows[i]
-        lists = lists_by_post.get(row.get("post_id")) or lists_by_notice.get(notice_id_in_key(row["dedupe_key"])) or ""
+        notice_id = notice_id_in_key(row["dedupe_key"])
+        lists = (lists_by_post.get(row.get("post_id"))
+                 or (lists_by_notice.get(notice_id) if notice_id is not None else None) or "")
         theirs = {n for n in lists.split(";") if n} & memberships.get(row["member_id"], set())
         chosen = digest.get((row["member_id"], row.get("channel", "sms")), set())
         if theirs and theirs <= chosen:

@@ -63,6 +63,14 @@ def _get(session: Session, channel: str, address: str) -> DigestSubscription | N
                                                            DigestSubscription.address == address))
 
 
+def _inserted(session: Session, channel: str, address: str) -> DigestSubscription:
+    """The row insert_if_new just made sure of (it exists in this transaction)."""
+    sub = _get(session, channel, address)
+    if sub is None:
+        raise RuntimeError(f"digest subscription {channel}:{address} missing after insert")
+    return sub
+
+
 def ensure_member_subscription(session: Session, member: Member, channel: str) -> DigestSubscription | None:
     """A member who switched `channel` to digest gets an active daily subscription at 07:00 in their
     own zone (no double opt-in: they are a member already). None when they have no address there."""
@@ -74,7 +82,7 @@ def ensure_member_subscription(session: Session, member: Member, channel: str) -
         "member_id": member.id, "channel": channel, "address": address, "timezone": member.timezone or "UTC",
         "frequency": "daily", "hour": 7, "status": "active", "consent_ip": "", "consent_form": "",
         "created_at": now, "confirmed_at": now, "unsubscribed_at": None})
-    sub = _get(session, channel, address)
+    sub = _inserted(session, channel, address)
     if sub.status != "active":
         sub.status, sub.confirmed_at, sub.unsubscribed_at = "active", now, None
     sub.member_id = member.id
@@ -100,21 +108,23 @@ def unsubscribe(session: Session, settings, token: str, source: str) -> Unsubscr
             return Unsubscribed(False, [])
         if sub.status == "unsubscribed":
             return Unsubscribed(True, [])
-        sub.status, sub.unsubscribed_at = "unsubscribed", utcnow()
+        unsubscribed_at = utcnow()
+        sub.status, sub.unsubscribed_at = "unsubscribed", unsubscribed_at
         if sub.member_id is not None:
             # Logged; the member's channel stays in digest mode (no more per-message mail than before:
             # unsubscribing never means more mail). The preference page shows it and can change it.
             consent.log_event(session, sub.member_id, sub.channel, "digest_off", source)
         if sub.channel != "email":
             return Unsubscribed(True, [])
-        key = f"unsubscribed:digest:{sub.id}:{sub.unsubscribed_at.timestamp():.0f}"
+        key = f"unsubscribed:digest:{sub.id}:{unsubscribed_at.timestamp():.0f}"
         return Unsubscribed(True, [_confirmation_row(key, sub.member_id, sub.address, "unsubscribed_digest")])
     member = session.get(Member, ident)
     if member is None:
         return Unsubscribed(False, [])
     if not consent.opt_out_email(session, member, source) or not member.email:
         return Unsubscribed(True, [])
-    key = f"unsubscribed:email:{member.id}:{member.email_opted_out_at.timestamp():.0f}"
+    opted_out_at = member.email_opted_out_at or utcnow()  # set by opt_out_email just now
+    key = f"unsubscribed:email:{member.id}:{opted_out_at.timestamp():.0f}"
     return Unsubscribed(True, [_confirmation_row(key, member.id, member.email, "unsubscribed")])
 
 
@@ -134,7 +144,7 @@ def subscribe(session: Session, *, email: str, timezone: str, frequency: str, ho
     insert_if_new(session, DigestSubscription.__table__, {
         "member_id": member_id, "channel": "email", "address": address, "status": "pending", "consent_ip": "",
         "consent_form": "", "created_at": now, "confirmed_at": None, "unsubscribed_at": None, **values})
-    sub = _get(session, "email", address)
+    sub = _inserted(session, "email", address)
     for key, value in values.items():
         setattr(sub, key, value)
     if sub.status == "active":

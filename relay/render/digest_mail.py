@@ -73,7 +73,9 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     domain = settings.email_domain
     if delivery.purpose == "digest":
         digest = session.get(Digest, int(delivery.dedupe_key.split(":")[1]))
-        sub = session.get(DigestSubscription, digest.subscription_id)
+        sub = session.get(DigestSubscription, digest.subscription_id) if digest else None
+        if digest is None or sub is None:  # both are kept while a delivery names them
+            raise LookupError(f"delivery {delivery.id}: its digest or subscription is gone")
         token = unsubscribe_token(settings.secret(), sub.id, "digest")
         urls = (f"{settings.public_base_url}/unsubscribe/{token}",
                 f"mailto:unsubscribe+{token}@{domain}?subject=unsubscribe")

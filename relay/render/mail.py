@@ -9,6 +9,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -108,10 +109,14 @@ def notice_parts(settings, notice: Notice | None, case: Case | None, language: s
     code = case.code if case is not None else ""
     url = settings.case_url(code) if case is not None else settings.library_url
     if kind == "new_case":
+        if case is None:
+            raise ValueError("a new-case notice's email needs its case")
         context = dict(notice=True, code=code, title=case.title, url=url, text=text,
                        summary=case_summary(case, language), author=settings.network_name,
                        unsubscribe_url=unsubscribe_url, **members_only(settings, case))
         return notice_subject(language, kind, case.title, code, urgent), "post", context
+    if notice is None:
+        raise ValueError(f"a {kind} email needs its notice")
     context = dict(kind=kind, label=notice_label(language, kind), urgent=urgent, code=code, title=notice.title,
                    body=text, url=url, network=settings.network_name, unsubscribe_url=unsubscribe_url,
                    **members_only(settings, case))
@@ -129,13 +134,23 @@ def render_email_text(settings, template: str, language: str, context: dict) -> 
     return render_mail_template(settings.templates_dir, f"{template}.txt", language, **context)
 
 
+def _row(session: Session, model: type[T], ident: int | None, delivery: Delivery) -> T:
+    """A row an email is built from; a delivery's member, post, thread and case are kept while it exists."""
+    row = session.get(model, ident) if ident is not None else None
+    if row is None:
+        raise LookupError(f"delivery {delivery.id}: its {model.__name__.lower()} {ident} is gone")
+    return row
+
+
 def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
     """The email for one delivery of a post or a general notice, built from the rows (the same bytes every time)."""
-    member = session.get(Member, delivery.member_id)
-    language = member.language if member else "en"
+    member = _row(session, Member, delivery.member_id, delivery)
+    language = member.language
     unsubscribe_https, unsubscribe_mailto = unsubscribe_urls(settings, member.id)
     notice = notice_of(session, delivery)
     if delivery.post_id is None:  # a general notice: no case, no thread
+        if notice is None:
+            raise LookupError(f"delivery {delivery.id}: its notice is gone")
         subject, template, context = notice_parts(settings, notice, None, language, unsubscribe_https, notice.body)
         context["preferences_url"] = preferences_url(settings, member.id)
         _ask_ack(settings, notice, member.id, context)
@@ -146,9 +161,9 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
                         notice_message_id(settings.secret(), notice.id, settings.email_domain), references, None,
                         context["url"], True, (unsubscribe_https, unsubscribe_mailto),
                         *_parts(settings, template, language, context))
-    post = session.get(Post, delivery.post_id)
-    thread = session.get(Thread, post.thread_id)
-    case = session.get(Case, thread.case_id)
+    post = _row(session, Post, delivery.post_id, delivery)
+    thread = _row(session, Thread, post.thread_id, delivery)
+    case = _row(session, Case, thread.case_id, delivery)
     author = session.get(Member, post.author_id) if post.author_id else None
     is_notice = post.kind == "notice"
     url = settings.case_url(case.code)
@@ -192,13 +207,22 @@ def one_line(text: str) -> str:
     return " ".join("".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text or "").split())
 
 
-def compose_message(settings, member: Member, sender_name: str, subject: str, date, message_id: str,
+T = TypeVar("T")
+
+
+class Addressee(Protocol):
+    """Whom an email is addressed to: a Member, or a digest subscriber who may not be one."""
+    name: str
+    email: str | None
+
+
+def compose_message(settings, member: Addressee, sender_name: str, subject: str, date, message_id: str,
              references: list[str], reply_to: str | None, archived_at: str, automatic: bool,
              unsubscribe: tuple[str, str], text: str, html: str) -> EmailMessage:
     # refold_source="none": a header stored with set_raw() goes out exactly as written (see below).
     message = EmailMessage(policy=SMTP.clone(refold_source="none"))
     message["From"] = formataddr((one_line(sender_name), settings.email_from))
-    message["To"] = formataddr((one_line(member.name), member.email))
+    message["To"] = formataddr((one_line(member.name), member.email or ""))
     message["Subject"] = one_line(subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = f"<{message_id}>"
