@@ -179,7 +179,8 @@ def discard_case(session: Session, code: str, *, roles, actor: audit.Actor) -> C
         raise CaseStateError(N_("%(code)s is already discarded"), code=case.code)
     if case.status != "draft" or case.published_at is not None:
         raise CaseStateError(_NOT_A_DRAFT.get(case.status, _PUBLISHED), code=case.code)
-    audit.record(session, "case.discard", f"case:{case.code}", actor, before=case.status, title=case.title)
+    # no title in the trail: it is append-only, and an intake mail's subject may name a patient
+    audit.record(session, "case.discard", f"case:{case.code}", actor, before=case.status)
     case.status = DISCARDED
     session.flush()
     return case
