@@ -468,8 +468,8 @@ def publish(code: str):
     except IdentifiersFound as exc:  # issue 16
         return case_page(code, error=str(exc).replace("--confirm-identifiers, confirm_identifiers: true",
                                                       "tick the box"), status=409)
-    except CaseStateError as exc:
-        return _message("Already published", str(exc), 409)
+    except CaseStateError as exc:  # already published, or discarded
+        return _message(_("Not published"), exc.in_language(str(get_locale())), 409)
     return redirect(url_for("console.case_page", code=code))
 
 
@@ -504,8 +504,8 @@ def close(code: str):
             code = case.code
     except CaseNotFound as exc:
         abort(404, str(exc))
-    except CaseStateError as exc:
-        return _message("A draft", str(exc), 409)
+    except CaseStateError as exc:  # a draft, or discarded
+        return _message(_("Not changed"), exc.in_language(str(get_locale())), 409)
     return redirect(url_for("console.case_page", code=code))
 
 
