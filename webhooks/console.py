@@ -1,5 +1,5 @@
 """The coordinator console under /console/: compose a notice, preview it, send or schedule it, watch
-its deliveries; create, review and publish cases; import and edit members; the emergency hold.
+its deliveries; create, review and publish (or discard) cases; import and edit members; the emergency hold.
 
 A thin shell: every change goes through the relay core (notices, cases, members, hold), every page
 is role-checked through relay.access.permissions (webhooks/auth.requires), every form carries a CSRF token,
@@ -11,6 +11,8 @@ import io
 import logging
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from relay.access.permissions import Forbidden
@@ -24,6 +26,8 @@ from relay.library.cases import (
     CaseStateError,
     close_case,
     create_case,
+    discard_case,
+    draft_condition,
     get_case,
     publish_case,
     published_condition,
@@ -98,7 +102,7 @@ def _message(title: str, message: str, status: int):
 def home():
     with _services().sessions() as session:
         notices = list(session.scalars(select(Notice).order_by(Notice.id.desc()).limit(25)))
-        drafts = list(session.scalars(select(Case).where(Case.published_at.is_(None)).order_by(Case.number.desc())))
+        drafts = list(session.scalars(select(Case).where(draft_condition()).order_by(Case.number.desc())))
         state = hold.state(session)
     return render_template("console/home.html", notices=notices, drafts=drafts, hold=state)
 
@@ -325,7 +329,8 @@ def cancel_notice_route(notice_id: int):
 @requires("case.create")
 def cases():
     with _services().sessions() as session:
-        rows = list(session.scalars(select(Case).order_by(Case.number.desc()).limit(200)))
+        rows = list(session.scalars(select(Case).where(Case.status != "discarded")
+                                    .order_by(Case.number.desc()).limit(200)))
     return render_template("console/cases.html", cases=rows)
 
 
@@ -463,9 +468,30 @@ def publish(code: str):
     except IdentifiersFound as exc:  # issue 16
         return case_page(code, error=str(exc).replace("--confirm-identifiers, confirm_identifiers: true",
                                                       "tick the box"), status=409)
-    except CaseStateError as exc:
-        return _message("Already published", str(exc), 409)
+    except CaseStateError as exc:  # already published, or discarded
+        return _message(_("Not published"), exc.in_language(str(get_locale())), 409)
     return redirect(url_for("console.case_page", code=code))
+
+
+@blueprint.post("/cases/<code>/discard")
+@requires("case.discard")
+def discard(code: str):
+    """Discard a draft (issue 15) once the form's confirmation box is ticked; the core checks the roles again
+    and refuses anything but a never-published draft. It then is a 404 here too, so go back home."""
+    if request.form.get("confirm") != "on":
+        return case_page(code, error=_("Tick the box to confirm that this draft is to be discarded."), status=400)
+    me = current_member()
+    try:
+        with transaction(_services().sessions) as session:
+            code = discard_case(session, code, roles=me.roles, actor=_actor()).code
+    except CaseNotFound as exc:
+        abort(404, str(exc))
+    except Forbidden:
+        abort(403)
+    except CaseStateError as exc:
+        return _message(_("Not discarded"), exc.in_language(str(get_locale())), 409)
+    log.info("case %s discarded by member %s", code, me.id)
+    return redirect(url_for("console.home"))
 
 
 @blueprint.post("/cases/<code>/close")
@@ -478,8 +504,8 @@ def close(code: str):
             code = case.code
     except CaseNotFound as exc:
         abort(404, str(exc))
-    except CaseStateError as exc:
-        return _message("A draft", str(exc), 409)
+    except CaseStateError as exc:  # a draft, or discarded
+        return _message(_("Not changed"), exc.in_language(str(get_locale())), 409)
     return redirect(url_for("console.case_page", code=code))
 
 

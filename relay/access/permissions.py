@@ -29,6 +29,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     # running the network
     "case.create": _STAFF,
     "case.publish": _STAFF,
+    "case.discard": _STAFF,  # issue 15: a draft nobody should publish (an intake mail sent by mistake)
     "case.edit": _STAFF,
     "guideline.publish": _STAFF,
     "notice.create": _STAFF,

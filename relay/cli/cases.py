@@ -1,9 +1,11 @@
-"""`relay cases add|close|publish|visibility|drafts`."""
+"""`relay cases add|close|publish|discard|visibility|drafts`."""
 from __future__ import annotations
 
 import click
 
 from relay.cli.common import cli_actor, cli_services, load_settings
+
+OPERATOR_ROLES = frozenset({"admin"})  # the server's shell (relay.access.permissions checks it in the core)
 
 
 @click.group()
@@ -76,6 +78,30 @@ def cases_publish(case_code: str, confirm_identifiers: bool) -> None:
     click.echo(f"{code} is published")
 
 
+@cases.command("discard")
+@click.argument("case_code")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def cases_discard(case_code: str, yes: bool) -> None:
+    """Discard a draft that was never published (an intake mail sent by mistake): it never enters the library,
+    and its number is not used again. Asks first unless --yes. Audited."""
+    from relay.infra.db import transaction
+    from relay.library.cases import CaseNotFound, CaseStateError, discard_case, get_case
+
+    services = cli_services(load_settings())
+    try:
+        if not yes:
+            with services.sessions() as session:
+                case = get_case(session, case_code, include_discarded=True)
+                code, title = case.code, case.title
+            click.confirm(f"Discard draft {code} ({title})? It will never enter the library", abort=True)
+        with transaction(services.sessions) as session:
+            # whoever runs relay on the server is its operator, as for publish and close
+            code = discard_case(session, case_code, roles=OPERATOR_ROLES, actor=cli_actor()).code
+    except (CaseNotFound, CaseStateError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{code} is discarded")
+
+
 @cases.command("visibility")
 @click.argument("case_code")
 @click.argument("visibility", type=click.Choice(["members", "public"], case_sensitive=False))
@@ -96,9 +122,11 @@ def cases_visibility(case_code: str, visibility: str) -> None:
 
 @cases.command("drafts")
 def cases_drafts() -> None:
-    """List the cases not in the library yet (drafts; intake mail lands here) waiting for `relay cases publish`."""
+    """List the cases not in the library yet (drafts; intake mail lands here) waiting for `relay cases publish`
+    (or `relay cases discard`)."""
     from sqlalchemy import func, select
 
+    from relay.library.cases import draft_condition
     from relay.model.tables import Case, CaseImage
 
     services = cli_services(load_settings())
@@ -106,7 +134,7 @@ def cases_drafts() -> None:
         rows = session.execute(
             select(Case, func.count(CaseImage.id)).outerjoin(
                 CaseImage, (CaseImage.case_id == Case.id) & (CaseImage.status == "stored"))
-            .where(Case.published_at.is_(None)).group_by(Case.id).order_by(Case.number)).all()
+            .where(draft_condition()).group_by(Case.id).order_by(Case.number)).all()
         for case, images in rows:
             state = "" if case.status == "draft" else f" ({case.status}, never published)"
             click.echo(f"{case.code}\t{case.created_at:%Y-%m-%d %H:%M}\t{images} image(s)\t{case.title}{state}")

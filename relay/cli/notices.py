@@ -53,7 +53,9 @@ def _queued(result) -> str:
 @click.option("--list", "lists", multiple=True, help="Target list (repeat for several; not for a correction).")
 @click.option("--case", "case_code", default=None, help="The case it is about, e.g. C12 (a library link otherwise).")
 @click.option("--severity", default=None, help="routine (default) or urgent.")
-@click.option("--channels", default=None, help="sms, email or sms;email (default both).")
+@click.option("--channels", default=None,
+              help="Any of sms, email, whatsapp separated by ';' (default all three: each member gets it on those "
+                   "they take).")
 @click.option("--expires", default=None, help="Not sent after this: a duration (6h, 2d) or an ISO time.")
 @click.option("--corrects", type=int, default=None, help="The notice a correction corrects.")
 @click.option("--ack-within", default=None, help="Ask recipients to acknowledge within this window (30m, 2h); "

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from relay.infra.signing import post_of_message_id, read_reply_token
+from relay.library.cases import DISCARDED
 from relay.model.tables import Case, Delivery, Post, Thread
 
 # "C123 text", "#123 text", "123: text" — the code must stand alone at the start.
@@ -49,7 +50,7 @@ def resolve_thread(session: Session, member_id: int, body: str, now: datetime,
     number, text = split_case_code(body)
     if number is not None:
         case = session.scalar(select(Case).where(Case.number == number))
-        if case is None:
+        if case is None or case.status == DISCARDED:  # a discarded draft is no case at all (issue 15)
             return Resolution(UNKNOWN_CODE, None, f"C{number}", text)
         return Resolution(CODE, case.id, case.code, text)
 
@@ -134,7 +135,8 @@ def resolve_email_thread(session: Session, secret: str, domain: str, email, memb
             return EmailResolution(EMAIL_HEADERS, case_id)
     match = _SUBJECT_CODE.search(email.subject or "")
     if match:
-        case_id = session.scalar(select(Case.id).where(Case.number == int(match.group(1))))
+        case_id = session.scalar(select(Case.id).where(Case.number == int(match.group(1)),
+                                                       Case.status != DISCARDED))
         if case_id is not None:
             return EmailResolution(EMAIL_SUBJECT, case_id)
     return EmailResolution(NONE, None)

@@ -1,9 +1,12 @@
 """Cases: created with the next short number (C1, C2, ...) and their one discussion thread; publishing
-(draft -> open), closing and reopening (never a draft), visibility (public or members only), the
-library's search and its view counter.
+(draft -> open), discarding (draft -> discarded), closing and reopening (never a draft), visibility (public
+or members only), the library's search and its view counter.
 
 The library shows a case only once it is published (published_at is set): a draft is published or
-left as it is, never closed or reopened into the library (drafts include intake mail nobody reviewed)."""
+discarded, never closed or reopened into the library (drafts include intake mail nobody reviewed).
+A discarded draft keeps its row, number and audit trail (so the intake mail that made it stays
+explainable), but get_case() answers "no case" for it to every caller, so it is in no library, search,
+API answer, console list or SMS thread again, and its number is never handed out again."""
 from __future__ import annotations
 
 import math
@@ -20,11 +23,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import String
 
+from relay.access import permissions
 from relay.guard.confirmation import require_confirmation
 from relay.infra import audit
 from relay.model.tables import Case, Thread, utcnow
+from relay.render.i18n import N_, TranslatableError
 
-STATUSES = ("draft", "open", "closed")
+STATUSES = ("draft", "open", "closed", "discarded")
+DISCARDED = "discarded"
 VISIBILITIES = ("public", "members")
 PER_PAGE = 50
 MAX_QUERY_CHARS = 200
@@ -36,8 +42,9 @@ class CaseNotFound(LookupError):
     pass
 
 
-class CaseStateError(ValueError):
-    """The case is not in a state that allows the change (publishing a case that is not a draft)."""
+class CaseStateError(TranslatableError):
+    """The case is not in a state that allows the change (publishing a case that is not a draft). A page
+    shows it with exc.in_language(language); str() is the English."""
 
 
 class SearchError(ValueError):
@@ -54,11 +61,31 @@ def parse_code(code: str) -> int:
     return int(text)
 
 
-def get_case(session: Session, code: str) -> Case:
+def get_case(session: Session, code: str, *, include_discarded: bool = False) -> Case:
+    """The case with that code. A discarded draft is "no case" exactly like a number never used, unless
+    `include_discarded` (the changes below, which then say it was discarded)."""
     number = parse_code(code)
     case = session.scalar(select(Case).where(Case.number == number))
-    if case is None:
+    if case is None or (case.status == DISCARDED and not include_discarded):
         raise CaseNotFound(f"no case C{number}")
+    return case
+
+
+_DISCARDED_REFUSALS = {"published": N_("%(code)s was discarded: it cannot be published"),
+                       "closed": N_("%(code)s was discarded: it cannot be closed"),
+                       "reopened": N_("%(code)s was discarded: it cannot be reopened"),
+                       "changed": N_("%(code)s was discarded: it cannot be changed")}
+_NOT_A_DRAFT = {"open": N_("%(code)s is open, not a draft: only a draft that was never published can be discarded"),
+                "closed": N_("%(code)s is closed, not a draft: only a draft that was never published can be "
+                             "discarded")}
+_PUBLISHED = N_("%(code)s was published: only a draft that was never published can be discarded")
+
+
+def _changeable(session: Session, code: str, change: str) -> Case:
+    """The case to publish, close, reopen or change; a discarded one is refused, saying so (to staff)."""
+    case = get_case(session, code, include_discarded=True)
+    if case.status == DISCARDED:
+        raise CaseStateError(_DISCARDED_REFUSALS[change], code=case.code)
     return case
 
 
@@ -107,8 +134,9 @@ def publish_case(session: Session, code: str, actor: audit.Actor = audit.SYSTEM,
     is a case whose text holds a patient identifier unless `confirm_identifiers` (issue 16, IdentifiersFound).
 
     A closed or open case that was never published (an older row, or a draft closed before closing
-    drafts was refused) is published as it stands: it enters the library and keeps its status."""
-    case = get_case(session, code)
+    drafts was refused) is published as it stands: it enters the library and keeps its status. A discarded
+    draft is refused."""
+    case = _changeable(session, code, "published")
     if case.published_at is not None:
         raise CaseStateError(f"{case.code} is already published ({case.status})")
     confirmed = require_confirmation(case_fields(case), confirm_identifiers)
@@ -125,8 +153,8 @@ def publish_case(session: Session, code: str, actor: audit.Actor = audit.SYSTEM,
 
 def close_case(session: Session, code: str, *, reopen: bool = False, actor: audit.Actor = audit.SYSTEM) -> Case:
     """Open -> closed (new posts are refused), or with reopen closed -> open. A draft is refused: it
-    is published (publish_case) or left a draft, never closed or reopened into the library."""
-    case = get_case(session, code)
+    is published (publish_case) or discarded, never closed or reopened into the library."""
+    case = _changeable(session, code, "reopened" if reopen else "closed")
     if case.status == "draft":
         raise CaseStateError(f"{case.code} is a draft: publish it first (relay cases publish {case.code}); "
                              "a draft cannot be closed or reopened")
@@ -139,10 +167,34 @@ def close_case(session: Session, code: str, *, reopen: bool = False, actor: audi
     return case
 
 
+def discard_case(session: Session, code: str, *, roles, actor: audit.Actor) -> Case:
+    """Draft -> discarded, for a coordinator or an admin (`roles` must allow case.discard: checked here, for
+    every shell). Only a draft that was never published; audited `case.discard`. The row stays (marked, not
+    deleted: its number is not reused, and the audit trail and any intake mail that made it stay
+    explainable), but from now on get_case() answers "no case" for it to everyone. Discarding it again, or
+    discarding any other case, is refused (CaseStateError)."""
+    permissions.require(roles, "case.discard")
+    case = get_case(session, code, include_discarded=True)
+    if case.status == DISCARDED:
+        raise CaseStateError(N_("%(code)s is already discarded"), code=case.code)
+    if case.status != "draft" or case.published_at is not None:
+        raise CaseStateError(_NOT_A_DRAFT.get(case.status, _PUBLISHED), code=case.code)
+    # no title in the trail: it is append-only, and an intake mail's subject may name a patient
+    audit.record(session, "case.discard", f"case:{case.code}", actor, before=case.status)
+    case.status = DISCARDED
+    session.flush()
+    return case
+
+
+def draft_condition() -> ColumnElement[bool]:
+    """The cases waiting for review (never published, not discarded), for the drafts lists."""
+    return and_(Case.published_at.is_(None), Case.status != DISCARDED)
+
+
 def set_visibility(session: Session, code: str, visibility: str, actor: audit.Actor = audit.SYSTEM) -> Case:
     """'public' (anyone can read it in the library) or 'members' (members only)."""
     visibility = _visibility(visibility)
-    case = get_case(session, code)
+    case = _changeable(session, code, "changed")
     if case.visibility != visibility:
         audit.record(session, "case.visibility", f"case:{case.code}", actor, before=case.visibility, after=visibility)
     case.visibility = visibility
@@ -158,13 +210,13 @@ def _visibility(value: str) -> str:
 
 
 def is_published(case: Case) -> bool:
-    """In the library: published (never a draft, whatever its status says)."""
-    return case.status != "draft" and case.published_at is not None
+    """In the library: published (never a draft or a discarded one, whatever its status says)."""
+    return case.status not in ("draft", DISCARDED) and case.published_at is not None
 
 
 def published_condition() -> ColumnElement[bool]:
     """is_published() as SQL, for the library's lists and the digests."""
-    return and_(Case.status != "draft", Case.published_at.is_not(None))
+    return and_(Case.status.not_in(("draft", DISCARDED)), Case.published_at.is_not(None))
 
 
 def is_visible(case: Case, *, member: bool) -> bool:

@@ -73,7 +73,8 @@ def parse_channels(value) -> str:
     chosen = {str(p).strip().lower() for p in parts if str(p).strip()}
     unknown = sorted(chosen - set(CHANNELS))
     if unknown or not chosen:
-        raise NoticeError(f"channels must be sms, email or both (sms;email), got {value!r}")
+        raise NoticeError(f"channels must be any of {', '.join(CHANNELS)}, separated by ';' (sms;email), "
+                          f"got {value!r}")
     return ";".join(c for c in CHANNELS if c in chosen)
 
 

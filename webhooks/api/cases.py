@@ -1,13 +1,15 @@
-"""/api/v1/cases: search, read, create (as a draft), publish, close or reopen, and set the visibility of cases.
+"""/api/v1/cases: search, read, create (as a draft), publish or discard, close or reopen, and set the visibility
+of cases.
 
 Anyone reads public cases; a caller allowed case.read_members_only (any member's token) also reads
 members-only ones; drafts are in nobody's library (staff reach them through publish). A case the
-caller may not see is a 404 exactly like one that does not exist. (The discussion of a case is in
+caller may not see is a 404 exactly like one that does not exist; so is a discarded draft, to everyone. (The discussion of a case is in
 posts.py.)"""
 from __future__ import annotations
 
 from flask import abort, current_app, jsonify, request
 
+from relay.access.api_tokens import Caller
 from relay.infra import audit
 from relay.infra.db import transaction
 from relay.library.cases import (
@@ -16,6 +18,7 @@ from relay.library.cases import (
     SearchError,
     close_case,
     create_case,
+    discard_case,
     get_case,
     is_published,
     is_visible,
@@ -25,7 +28,7 @@ from relay.library.cases import (
     set_visibility,
 )
 
-from .core import MAX_ID, actor, blueprint, field, iso, json_object, log, may, requires
+from .core import MAX_ID, actor, blueprint, current_caller, field, iso, json_object, log, may, requires
 
 CASE_FIELDS = ("chief_complaint", "symptoms", "exposure_history", "findings")
 
@@ -39,12 +42,18 @@ def case_json(case) -> dict:
             "url": settings.case_url(case.code)}
 
 
-def case_by_number(session, number: str):
-    """The case named by a number or code in a URL, drafts included; 404 if there is none."""
+def _number_in_range(number: str) -> None:
+    """A number past the 32-bit column is no case (a 404, not a database error)."""
     text = number.strip().lstrip("#")
     text = text[1:] if text[:1] in ("C", "c") else text
     if text.isdigit() and (not text.isascii() or int(text) > MAX_ID):
         abort(404, f"no case {number!r}")
+
+
+def case_by_number(session, number: str):
+    """The case named by a number or code in a URL, drafts included (a discarded one is not); 404 if there is
+    none."""
+    _number_in_range(number)
     try:
         return get_case(session, number)
     except CaseNotFound as exc:
@@ -126,6 +135,27 @@ def publish_case_route(number: str):
             abort(422, str(exc))
         result = case_json(case)
     log.info("case %s published by %s", result["code"], actor().label)
+    return jsonify(result)
+
+
+@blueprint.post("/cases/<number>/discard")
+@requires("case.discard")
+def discard_case_route(number: str):
+    """Draft -> discarded (issue 15): it never enters the library and is a 404 from now on; its number is
+    not reused. 422 for a case that is not a draft, or one already discarded. Audited `case.discard`."""
+    services = current_app.extensions["relay"]
+    _number_in_range(number)
+    caller = current_caller()
+    roles = caller.roles if isinstance(caller, Caller) else frozenset()
+    with transaction(services.sessions) as session:
+        try:  # the core checks the roles again: the route's guard is not the only one
+            case = discard_case(session, number, roles=roles, actor=actor())
+        except CaseNotFound as exc:
+            abort(404, str(exc))
+        except CaseStateError as exc:
+            abort(422, str(exc))
+        result = case_json(case)
+    log.info("case %s discarded by %s", result["code"], actor().label)
     return jsonify(result)
 
 

@@ -2,6 +2,7 @@
 from alembic import context
 from sqlalchemy import pool
 
+import relay.model.urgent  # noqa: F401  (its tables are on Base.metadata too: the check compares every table)
 from relay.infra.db import make_engine
 from relay.model.tables import Base
 

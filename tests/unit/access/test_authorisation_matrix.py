@@ -86,6 +86,7 @@ NOT_THE_REQUEST = ("api_tokens",)
 API_ROWS = [
     ("create a case", "post", "/api/v1/cases", {"title": "Cough after travel"}, STAFF),
     ("publish a case", "post", "/api/v1/cases/C2/publish", None, STAFF),
+    ("discard a draft", "post", "/api/v1/cases/C2/discard", None, STAFF),  # issue 15
     ("set a case's visibility", "put", "/api/v1/cases/C1/visibility", {"visibility": "members"}, STAFF),
     ("close a case", "post", "/api/v1/cases/C1/close", None, STAFF),
     ("create a notice", "post", "/api/v1/notices", GUIDELINE, STAFF),

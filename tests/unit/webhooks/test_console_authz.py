@@ -29,6 +29,7 @@ ROUTES = [
     ("POST", "/console/notices/1/cancel", {}, "notice.send"),
     ("POST", "/console/cases/", {"title": "Another case"}, "case.create"),
     ("POST", "/console/cases/C2/publish", {}, "case.publish"),
+    ("POST", "/console/cases/C2/discard", {"confirm": "on"}, "case.discard"),  # issue 15: a draft
     ("POST", "/console/cases/C1/visibility", {"visibility": "members"}, "case.edit"),
     ("POST", "/console/cases/C1/close", {}, "case.edit"),
     ("POST", "/console/members/import", {"csv": CSV}, "member.edit"),
