@@ -25,6 +25,7 @@ from relay.library.cases import (
     set_visibility,
 )
 
+from ..i18n import refuse as abort_with
 from .core import MAX_ID, actor, blueprint, field, iso, json_object, log, may, requires
 
 CASE_FIELDS = ("chief_complaint", "symptoms", "exposure_history", "findings")
@@ -48,7 +49,7 @@ def case_by_number(session, number: str):
     try:
         return get_case(session, number)
     except CaseNotFound as exc:
-        abort(404, str(exc))
+        abort_with(404, exc)
 
 
 def visible_case(session, number: str):
@@ -69,7 +70,7 @@ def list_cases():
     try:
         params = parse_search_params(request.args)
     except SearchError as exc:
-        abort(400, str(exc))
+        abort_with(400, exc)
     services = current_app.extensions["relay"]
     with services.sessions() as session:
         result = search(session, params, include_member_only=may("case.read_members_only"))
@@ -106,7 +107,7 @@ def create_case_route():
             audit.record(session, "case.create", f"case:{case.code}", actor())
             result = case_json(case)
     except ValueError as exc:
-        abort(422, str(exc))
+        abort_with(422, exc)
     log.info("case %s created as a draft by %s", result["code"], actor().label)
     return jsonify(result), 201, {"Location": f"/api/v1/cases/{result['code']}"}
 
@@ -123,7 +124,7 @@ def publish_case_route(number: str):
         try:
             publish_case(session, case.code, actor=actor(), confirm_identifiers=confirmed)
         except CaseStateError as exc:
-            abort(422, str(exc))
+            abort_with(422, exc)
         result = case_json(case)
     log.info("case %s published by %s", result["code"], actor().label)
     return jsonify(result)
@@ -140,7 +141,7 @@ def close_case_route(number: str):
         try:
             close_case(session, case.code, reopen=bool(reopen), actor=actor())
         except CaseStateError as exc:
-            abort(422, str(exc))
+            abort_with(422, exc)
         result = case_json(case)
     log.info("case %s %s by %s", result["code"], result["status"], actor().label)
     return jsonify(result)
@@ -159,6 +160,6 @@ def put_case_visibility(number: str):
         try:
             set_visibility(session, case.code, visibility, actor=actor())
         except ValueError as exc:
-            abort(422, str(exc))
+            abort_with(422, exc)
         result = case_json(case)
     return jsonify(result)

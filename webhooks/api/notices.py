@@ -31,6 +31,8 @@ from relay.notices.lifecycle import (
 )
 from relay.notices.preview import preview_notice
 
+from ..i18n import error_text
+from ..i18n import refuse as abort_with
 from .core import MAX_ID, actor, blueprint, current_caller, field, iso, json_object, log, requires
 
 NOTICE_ERRORS = (CaseNotFound, NoticeError, NoticeNotFound, UnknownList)
@@ -67,6 +69,7 @@ def _notice_failure(exc: Exception):
     """A notice route's domain error as an HTTP answer: the notice in the path missing is a 404; any
     other rule it breaks (an unknown list, an expired or already sent notice, ...) a 422."""
     http = NotFound(str(exc)) if isinstance(exc, NoticeNotFound) else UnprocessableEntity(str(exc))
+    http.reader_text = error_text(exc)  # type: ignore[attr-defined]  # the `message` in the caller's language
     return current_app.handle_user_exception(http)
 
 
@@ -122,7 +125,7 @@ def create_notice_route():
                 escalation_step=parse_window(field(data, "escalation_step", str), "the escalation step"))
             result = _notice_json(session, notice)
     except NOTICE_ERRORS as exc:  # an unknown list, case or corrected notice is an error in the body
-        abort(422, str(exc))
+        abort_with(422, exc)
     log.info("notice %s (%s) created by %s", result["id"], result["kind"], actor().label)
     return jsonify(result), 201, {"Location": f"/api/v1/notices/{result['id']}"}
 
