@@ -587,7 +587,7 @@ def edit_member(member_id: int):
                     session.delete(membership)
             have = {m.member_list.name for m in member.memberships}
             for name in sorted(wanted - have):
-                member_list, _ = members_core.get_or_create_list(session, name)
+                member_list, _created = members_core.get_or_create_list(session, name)
                 session.add(Membership(list_id=member_list.id, member_id=member.id))
             members_core.record_member_change(session, member, before, _actor(), via="console")
     except members_core.RowError as exc:

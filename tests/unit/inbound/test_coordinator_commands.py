@@ -121,8 +121,17 @@ def test_an_expired_code_is_refused_and_its_draft_dropped(network, sms):
 def test_unknown_list_creates_nothing(network, sms):
     record_sms(network, KIM, "NOTICE nosuch: hello")
     run_worker(network)
-    assert "no list named nosuch" in _texts_to(sms, KIM)[-1]
+    # issue 21: the refusal in Kim's own language (Korean), not the core's English
+    assert "이름이 nosuch인 목록이 없습니다. 아무것도 만들지 않았습니다." in _texts_to(sms, KIM)[-1]
     assert _notices(network) == []
+
+
+def test_a_refused_command_is_explained_in_the_coordinators_language(network, sms):
+    """Issue 21: what the core says in English reaches a Korean coordinator's SMS in Korean."""
+    record_sms(network, KIM, "STATUS 999")
+    run_worker(network)
+    answer = _texts_to(sms, KIM)[-1]
+    assert "공지 999이(가) 없습니다." in answer and "no notice" not in answer, answer
 
 
 def _sent_urgent(network, sms):
