@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import abort
 
 from relay.infra.db import transaction
 from relay.library.cases import get_case
@@ -196,7 +197,12 @@ def test_http_error_pages_speak_the_readers_language(client, network):
     def boom():
         raise RuntimeError("a bug")
 
+    @app.get("/library/bad-for-a-test")
+    def bad():
+        abort(400)
+
     pages = {
+        400: client.get("/library/bad-for-a-test", headers=KOREAN),
         404: client.get("/library/nowhere", headers=KOREAN),
         405: client.get("/signout", headers=KOREAN),
         413: client.post("/library/cases/C1/posts", headers=KOREAN, data={"text": "x" * 2_000_000}),
