@@ -24,6 +24,7 @@ from relay.library.cases import (
     search,
     set_visibility,
 )
+from relay.model.translatable import N_
 
 from ..i18n import refuse as abort_with
 from .core import MAX_ID, actor, blueprint, field, iso, json_object, log, may, requires
@@ -45,7 +46,7 @@ def case_by_number(session, number: str):
     text = number.strip().lstrip("#")
     text = text[1:] if text[:1] in ("C", "c") else text
     if text.isdigit() and (not text.isascii() or int(text) > MAX_ID):
-        abort(404, f"no case {number!r}")
+        abort_with(404, CaseNotFound(N_("no case %(code)s"), code=repr(number)))
     try:
         return get_case(session, number)
     except CaseNotFound as exc:
@@ -58,7 +59,7 @@ def visible_case(session, number: str):
     if not is_published(case) and may("case.edit"):
         return case  # staff read the drafts they review
     if not is_visible(case, member=may("case.read_members_only")):
-        abort(404, f"no case {case.code}")  # a draft, or members-only to a caller who is not a member
+        abort_with(404, CaseNotFound(N_("no case %(code)s"), code=case.code))  # a draft, or members-only to a caller who is not a member
     return case
 
 

@@ -12,6 +12,7 @@ from relay.guard.confirmation import IdentifiersFound
 from relay.infra.db import transaction
 from relay.library.cases import CaseNotFound
 from relay.model.tables import Case
+from relay.model.translatable import N_
 from relay.notices import acks
 from relay.notices.audience import channels_of, link, list_names
 from relay.notices.corrections import correct_notice
@@ -59,7 +60,7 @@ def _notice_id_fits(view):
     @functools.wraps(view)
     def checked(notice_id: int, **kwargs):
         if notice_id > MAX_ID:
-            abort(404, f"no notice {notice_id}")
+            abort_with(404, NoticeNotFound(N_("no notice %(id)s"), id=notice_id))
         return view(notice_id, **kwargs)
 
     return checked
@@ -110,7 +111,7 @@ def create_notice_route():
     if isinstance(corrects, bool):
         abort(400, "'corrects' has the wrong type")
     if corrects is not None and not 0 <= corrects <= MAX_ID:
-        abort(422, f"no notice {corrects}")
+        abort_with(422, NoticeNotFound(N_("no notice %(id)s"), id=corrects))
     try:
         expires_at = field(data, "expires_at", str)
         expires_in = field(data, "expires_in", str)
