@@ -200,7 +200,7 @@ def _use_code(session: Session, settings, member: Member, command: Command, addr
         return "code_refused:not_draft"
     if command.verb == "cancel":
         cancel_notice(session, notice.id, actor)
-        plan.reply("command_cancelled", what=f"notice {notice.id}")
+        plan.reply("command_cancelled", what=translate(member.language, N_("notice %(id)s"), id=notice.id))
         return f"cancelled:{notice.id}"
     # Sent by the processor right after the commit; if this worker dies first, beat sends it as a due notice.
     notice.status, notice.scheduled_for = "scheduled", now

@@ -80,6 +80,17 @@ def test_cancel_drops_the_draft(network, sms):
     assert not _texts_to(sms, LEE)
 
 
+def test_a_korean_coordinator_reads_the_cancellation_in_korean(network, sms):
+    record_sms(network, KIM, "NOTICE tft: ward meeting at 3")  # Kim's own language is Korean
+    run_worker(network)
+    code = _code(_texts_to(sms, KIM)[-1])
+    record_sms(network, KIM, f"CANCEL {code}")
+    run_worker(network)
+    notice = _notices(network)[0]
+    assert notice.status == "cancelled"
+    assert f"취소했습니다(공지 {notice.id})" in _texts_to(sms, KIM)[-1], _texts_to(sms, KIM)[-1]
+
+
 def test_non_coordinator_is_not_authorised_and_nothing_is_created(network, sms):
     event_id = record_sms(network, LEE, "NOTICE tft: everyone come to the ward")
     run_worker(network)
