@@ -42,7 +42,7 @@ def error_page(request, exc: HTTPException) -> Response | tuple[str, int]:
     log_http_error(request, exc)
     try:
         title, message = http_error_words(exc)
-        page = render_template("error.html", title=title, message=message, code=exc.code)
+        page = render_template("error.html", title=title, message=message, code=exc.code, error_page=True)
     except Exception:  # a page that fails to draw (the database gone mid-request) must not hide the answer
         log.exception("error page for %s %s", request.method, redact_path(request.path))
         return Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code, mimetype="text/plain")

@@ -216,6 +216,7 @@ def test_http_error_pages_speak_the_readers_language(client, network):
     assert "찾을 수 없음" in pages[404].get_data(as_text=True)
     assert "Allow" in pages[405].headers and "허용되지 않는 요청" in pages[405].get_data(as_text=True)
     assert "a bug" not in pages[500].get_data(as_text=True)
+    assert "seen.gif" not in pages[404].get_data(as_text=True)  # an error page counts no library reader (issue 20)
     english = client.get("/library/nowhere", headers=ENGLISH).get_data(as_text=True)
     assert '<html lang="en">' in english and "Not found" in english and "There is nothing at this address" in english
 
