@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, current_app, render_template
+from flask_babel import gettext as _
 
 from relay.infra.db import transaction
 from relay.infra.signing import read_ack_token
 from relay.model.tables import Notice, utcnow
 from relay.notices import acks
+
+from .i18n import refuse
 
 log = logging.getLogger("relay.web.acknowledge")
 blueprint = Blueprint("acknowledge", __name__)
@@ -20,10 +23,10 @@ def _notice(session, token: str) -> tuple[Notice, int]:
     services = current_app.extensions["relay"]
     found = read_ack_token(services.settings.secret(), token)
     if found is None:
-        abort(404, "this acknowledgement link is not valid")
+        refuse(404, _("this acknowledgement link is not valid"))
     notice = session.get(Notice, found[0])
     if notice is None or not acks.requests_ack(notice) or not acks.was_sent_to(session, notice, found[1]):
-        abort(404, "this acknowledgement link is not valid")
+        refuse(404, _("this acknowledgement link is not valid"))
     return notice, found[1]
 
 

@@ -18,7 +18,7 @@ from relay.infra.settings import Settings, SettingsError
 from relay.services import Services, build_services
 
 from .auth import rate_limit_sign_in
-from .errors import database_unavailable_response, http_error_response, log_http_error
+from .errors import database_unavailable_response, error_page, http_error_response, log_http_error
 from .fast_path import ProviderWebhooks
 from .proxies import TrustedProxies
 
@@ -105,10 +105,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        """Issue 21: the API answers a stable English `error` and `detail` plus a `message` in the reader's
+        language; the provider webhooks and /metrics plain text; every page an error page in the reader's
+        language (webhooks/i18n.py, `refuse` and `http_error_words`)."""
         if request.path.startswith(("/api/", "/healthz")):
             log_http_error(request, exc)
-            return jsonify(error=exc.name, detail=exc.description), exc.code
-        return http_error_response(request, exc)
+            return jsonify(error=exc.name, detail=exc.description, message=i18n.http_error_words(exc)[1]), exc.code
+        if request.path.startswith(PLAIN_ERROR_PATHS):
+            return http_error_response(request, exc)
+        return error_page(request, exc)
 
     # Twilio's webhooks are answered ahead of Flask's request machinery (webhooks/fast_path.py).
     app.wsgi_app = ProviderWebhooks(app.wsgi_app, app.extensions["relay"])
@@ -147,6 +152,8 @@ def _rate_limits(app: Flask, settings: Settings) -> None:
 
 
 PROVIDER_BLUEPRINTS = frozenset({"twilio", "email"})
+# Paths whose errors are read by programs, not people: plain text, as before (the API and /healthz: JSON).
+PLAIN_ERROR_PATHS = ("/webhooks/", "/metrics")
 
 
 def _skip_app_wide_check(app: Flask, limiter, blueprints: frozenset[str]) -> None:

@@ -11,7 +11,6 @@ import io
 import logging
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request, url_for
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
@@ -66,8 +65,10 @@ from relay.notices.lifecycle import (
 from relay.notices.preview import preview_notice
 from relay.notices.status import failed_deliveries, live_counts, rate_limited_until
 from relay.outbound import hold
+from relay.render.i18n import N_
 
 from .auth import check_csrf, current_member, requires
+from .i18n import error_text, identifiers_text, refuse
 from .library import image_file
 
 log = logging.getLogger("relay.web.console")
@@ -117,7 +118,7 @@ def toggle_hold():
     elif action == "off":
         hold.hold_off(_services(), _actor(), reason)
     else:
-        return _message("Hold", "Choose to hold or to resume sending.", 400)
+        return _message(_("Hold"), _("Choose to hold or to resume sending."), 400)
     return redirect(url_for("console.home"))
 
 
@@ -144,10 +145,10 @@ def decide_held_route(held_id: int):
     except Forbidden:
         abort(403)
     except ValueError as exc:
-        return held_page(str(exc), 400)
-    text = {"guard:released": "Released: posted and relayed.", "guard:dropped": "Dropped.",
-            "closed_case": "The case is closed; nothing was relayed."}.get(result.outcome,
-                                                                           "That message is no longer held.")
+        return held_page(error_text(exc), 400)
+    text = {"guard:released": _("Released: posted and relayed."), "guard:dropped": _("Dropped."),
+            "closed_case": _("The case is closed; nothing was relayed.")}.get(result.outcome,
+                                                                              _("That message is no longer held."))
     return held_page(text, 200 if result.outcome in ("guard:released", "guard:dropped") else 404)
 
 
@@ -196,7 +197,7 @@ def create_notice_route():
             return render_template("console/compose.html",
                                    **_compose_context(session, form.to_dict(flat=True) | {
                                        "lists": form.getlist("lists"), "channels": form.getlist("channels")},
-                                       error=str(exc))), 400
+                                       error=error_text(exc))), 400
     return redirect(url_for("console.notice_page", notice_id=notice_id))
 
 
@@ -204,7 +205,7 @@ def _notice_or_404(session, notice_id: int) -> Notice:
     try:
         return get_notice(session, notice_id)
     except NoticeNotFound as exc:
-        abort(404, str(exc))
+        refuse(404, exc)
 
 
 @blueprint.get("/notices/<int:notice_id>")
@@ -302,10 +303,9 @@ def send_notice_route(notice_id: int):
                 _notice_or_404(session, notice_id)
             send_notice(_services(), notice_id, actor=_actor(), confirm_identifiers=_confirmed())
     except IdentifiersFound as exc:  # issue 16: edit the notice, or tick the confirmation and send again
-        return notice_page(notice_id, error=str(exc).replace("--confirm-identifiers, confirm_identifiers: true",
-                                                             "tick the box"), status=409)
+        return notice_page(notice_id, error=identifiers_text(exc), status=409)
     except NoticeError as exc:
-        return notice_page(notice_id, error=str(exc), status=409 if isinstance(exc, NoticeStateError) else 400)
+        return notice_page(notice_id, error=error_text(exc), status=409 if isinstance(exc, NoticeStateError) else 400)
     return redirect(url_for("console.notice_page", notice_id=notice_id))
 
 
@@ -318,7 +318,7 @@ def cancel_notice_route(notice_id: int):
             _notice_or_404(session, notice_id)
             cancel_notice(session, notice_id, actor=_actor())
     except NoticeError as exc:
-        return notice_page(notice_id, error=str(exc), status=409)
+        return notice_page(notice_id, error=error_text(exc), status=409)
     return redirect(url_for("console.notice_page", notice_id=notice_id))
 
 
@@ -355,7 +355,7 @@ def create_case_route():
             _file_uploads(session, case, uploads)
             code = case.code
     except ValueError as exc:  # ImageRefused too: nothing is kept, the form says why
-        return render_template("console/case_form.html", form=form.to_dict(), error=str(exc)), 400
+        return render_template("console/case_form.html", form=form.to_dict(), error=error_text(exc)), 400
     log.info("case %s created as a draft by member %s", code, current_member().id)
     return redirect(url_for("console.case_page", code=code))
 
@@ -372,7 +372,7 @@ def _uploads() -> list[tuple[str, bytes]]:
             settings = _services().settings
             clean_image(data, settings.max_image_bytes, settings.image_max_pixels)
         except ImageRefused as exc:
-            raise ImageRefused(f"{upload.filename}: {exc}") from None
+            raise ImageRefused(N_("%(file)s: %(why)s"), file=upload.filename, why=error_text(exc)) from None
         found.append((upload.filename, data))
     return found
 
@@ -390,7 +390,7 @@ def case_page(code: str, error: str | None = None, status: int = 200):
         try:
             case = get_case(session, code)
         except CaseNotFound as exc:
-            abort(404, str(exc))
+            refuse(404, exc)
         notices = list(session.scalars(select(Notice).where(Notice.case_id == case.id).order_by(Notice.id.desc())))
         images = case_images(session, case)
         held = held_images(session, case) if current_member().may("held.decide") else []
@@ -408,7 +408,7 @@ def release_image_route(code: str, image_id: int):
     except Forbidden:
         abort(403)
     except ImageRefused as exc:
-        return case_page(code, error=str(exc), status=404)
+        return case_page(code, error=error_text(exc), status=404)
     return redirect(url_for("console.case_page", code=code))
 
 
@@ -421,9 +421,9 @@ def add_images(code: str):
             case = get_case(session, code)
             count = _file_uploads(session, case, uploads)
     except CaseNotFound as exc:
-        abort(404, str(exc))
+        refuse(404, exc)
     except ValueError as exc:
-        return case_page(code, error=str(exc), status=400)
+        return case_page(code, error=error_text(exc), status=400)
     log.info("%s image(s) filed under %s by member %s", count, code, current_member().id)
     return redirect(url_for("console.case_page", code=code))
 
@@ -437,11 +437,11 @@ def case_image(code: str, image_id: int, size: str = "full"):
         try:
             case = get_case(session, code)
         except CaseNotFound as exc:
-            abort(404, str(exc))
+            refuse(404, exc)
         image = session.get(CaseImage, image_id) if image_id < 2**31 else None
         shown = ("stored", "held") if current_member().may("held.decide") else ("stored",)
         if image is None or image.case_id != case.id or image.status not in shown:
-            abort(404, f"no image {image_id} in {case.code}")
+            refuse(404, _("no image %(id)s in %(code)s", id=image_id, code=case.code))
         name, content_type = ((image.thumbnail_name, "image/jpeg") if size == "thumb"
                               else (image.stored_name, image.content_type))
     return image_file(_services().settings, name, content_type, image_id, "private, max-age=300")
@@ -464,12 +464,11 @@ def publish(code: str):
             case = publish_case(session, code, actor=_actor(), confirm_identifiers=_confirmed())
             code = case.code
     except CaseNotFound as exc:
-        abort(404, str(exc))
+        refuse(404, exc)
     except IdentifiersFound as exc:  # issue 16
-        return case_page(code, error=str(exc).replace("--confirm-identifiers, confirm_identifiers: true",
-                                                      "tick the box"), status=409)
+        return case_page(code, error=identifiers_text(exc), status=409)
     except CaseStateError as exc:  # already published, or discarded
-        return _message(_("Not published"), exc.in_language(str(get_locale())), 409)
+        return _message(_("Not published"), error_text(exc), 409)
     return redirect(url_for("console.case_page", code=code))
 
 
@@ -485,11 +484,11 @@ def discard(code: str):
         with transaction(_services().sessions) as session:
             code = discard_case(session, code, roles=me.roles, actor=_actor()).code
     except CaseNotFound as exc:
-        abort(404, str(exc))
-    except Forbidden:
-        abort(403)
+        refuse(404, exc)
+    except Forbidden as exc:
+        refuse(403, exc)
     except CaseStateError as exc:
-        return _message(_("Not discarded"), exc.in_language(str(get_locale())), 409)
+        return _message(_("Not discarded"), error_text(exc), 409)
     log.info("case %s discarded by member %s", code, me.id)
     return redirect(url_for("console.home"))
 
@@ -503,9 +502,9 @@ def close(code: str):
             case = close_case(session, code, reopen=bool(request.form.get("reopen")), actor=_actor())
             code = case.code
     except CaseNotFound as exc:
-        abort(404, str(exc))
+        refuse(404, exc)
     except CaseStateError as exc:  # a draft, or discarded
-        return _message(_("Not changed"), exc.in_language(str(get_locale())), 409)
+        return _message(_("Not changed"), error_text(exc), 409)
     return redirect(url_for("console.case_page", code=code))
 
 
@@ -517,9 +516,9 @@ def visibility(code: str):
             case = set_visibility(session, code, request.form.get("visibility", ""), actor=_actor())
             code = case.code
     except CaseNotFound as exc:
-        abort(404, str(exc))
+        refuse(404, exc)
     except ValueError as exc:
-        return _message("Visibility", str(exc), 400)
+        return _message(_("Visibility"), error_text(exc), 400)
     return redirect(url_for("console.case_page", code=code))
 
 
@@ -556,7 +555,7 @@ def import_members_route():
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return members_page(report={"errors": [(0, "the file is not UTF-8 text")], "created": 0, "updated": 0,
+        return members_page(report={"errors": [(0, _("the file is not UTF-8 text"))], "created": 0, "updated": 0,
                                     "lists_created": []}, status=400)
     me = current_member()
     with transaction(_services().sessions) as session:
@@ -570,7 +569,7 @@ def import_members_route():
 def _member_or_404(session, member_id: int) -> Member:
     member = session.get(Member, member_id)
     if member is None:
-        abort(404, f"no member {member_id}")
+        refuse(404, _("no member %(id)s", id=member_id))
     return member
 
 
@@ -612,14 +611,14 @@ def edit_member(member_id: int):
                     session.delete(membership)
             have = {m.member_list.name for m in member.memberships}
             for name in sorted(wanted - have):
-                member_list, _ = members_core.get_or_create_list(session, name)
+                member_list, _created = members_core.get_or_create_list(session, name)
                 session.add(Membership(list_id=member_list.id, member_id=member.id))
             members_core.record_member_change(session, member, before, _actor(), via="console")
     except members_core.RowError as exc:
-        return member_page(member_id, error=str(exc), status=400)
+        return member_page(member_id, error=error_text(exc), status=400)
     except Exception as exc:  # e.g. the phone or email of another member (a unique constraint)
         if "IntegrityError" not in type(exc).__name__:
             raise
-        return member_page(member_id, error="another member already has that phone or email", status=409)
+        return member_page(member_id, error=_("another member already has that phone or email"), status=409)
     log.info("member %s edited by member %s", member_id, current_member().id)
     return redirect(url_for("console.member_page", member_id=member_id))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, current_app, render_template
+from flask_babel import gettext as _
 
 from relay.inbound import email_confirm
 from relay.inbound.mail import CONFIRMED, EXPIRED, INVALID, USED, confirm_held
@@ -17,6 +18,8 @@ from relay.model.tables import Case, Post, Thread
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
 
+from .i18n import refuse
+
 log = logging.getLogger("relay.web.email_confirm")
 blueprint = Blueprint("email_confirm", __name__)
 
@@ -24,7 +27,7 @@ blueprint = Blueprint("email_confirm", __name__)
 @blueprint.get("/email/confirm/<token>")
 def confirm_page(token: str):
     if email_confirm.event_of(current_app.extensions["relay"].settings, token) is None:
-        abort(404, "this confirmation link is not valid")
+        refuse(404, _("this confirmation link is not valid"))
     return render_template("email_confirm.html", token=token, status="ask")
 
 
@@ -40,7 +43,7 @@ def confirm_post(token: str):
             code = session.get(Case, session.get(Thread, post.thread_id).case_id).code
     if status == INVALID:
         log.warning("email confirmation refused: not a valid link")
-        abort(404, "this confirmation link is not valid")
+        refuse(404, _("this confirmation link is not valid"))
     dispatch_deliveries(services, ids)
     http = {CONFIRMED: 200, USED: 410, EXPIRED: 410}.get(status, 409)
     return render_template("email_confirm.html", token=token, status=status, code=code), http

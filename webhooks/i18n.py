@@ -10,11 +10,16 @@ Which language a page speaks, first that applies:
 Times are shown in the signed-in (or linked) member's time zone, else UTC."""
 from __future__ import annotations
 
+from typing import NoReturn
+
 from babel import Locale
 from flask import Blueprint, Flask, g, redirect, request
 from flask_babel import Babel, get_locale, get_timezone
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from werkzeug.exceptions import HTTPException, default_exceptions
 
+from relay.guard import KIND_NAMES  # the guard's own words for each kind, per language
 from relay.render import i18n
 
 from .auth import current_member, safe_next_path
@@ -34,6 +39,17 @@ VALUE_LABELS = {
     "role": {"member": _l("member"), "coordinator": _l("coordinator"), "admin": _l("admin"),
              "contributor": _l("contributor")},
 }
+# The HTTP error pages (webhooks/app.py): a title and a sentence per status, in the reader's language.
+HTTP_ERRORS = {
+    400: (_l("Bad request"), _l("This request could not be understood. Go back, reload the page and try again.")),
+    401: (_l("Sign in"), _l("Sign in to see this page.")),
+    403: (_l("Not allowed"), _l("Your account may not see or do this.")),
+    404: (_l("Not found"), _l("There is nothing at this address. The link may be old or mistyped.")),
+    405: (_l("Not allowed here"), _l("This address does not take that kind of request.")),
+    413: (_l("Too large"), _l("What you sent is too large.")),
+    429: (_l("Too many requests"), _l("Too many requests from your address. Wait a minute and try again.")),
+    500: (_l("Something went wrong"), _l("relay could not answer this request. Try again in a moment.")),
+}
 COOKIE_MAX_AGE = 365 * 24 * 3600
 blueprint = Blueprint("language", __name__)
 
@@ -41,6 +57,52 @@ blueprint = Blueprint("language", __name__)
 def use_member_language(language: str | None, timezone: str | None = None) -> None:
     """The page is for this member (a signed link): speak their language, show their time zone."""
     g.page_language, g.page_timezone = language, timezone
+
+
+def error_text(error: BaseException) -> str:
+    """A core error's message in the page's language (relay/model/translatable.py; plain English when the
+    error is not a translatable one)."""
+    return i18n.say(page_language(), error)
+
+
+def page_language() -> str:
+    return str(get_locale() or i18n.DEFAULT_LANGUAGE)
+
+
+def refuse(code: int, error: BaseException | str) -> NoReturn:
+    """`abort(code)` for a refusal a reader sees: the English stays the description (logs, the API's `detail`),
+    and the words in the reader's language ride along for the error page or the API's `message`.
+    `error` is a core error (said with `error_text`) or a message already translated with `_()`."""
+    english = str(error) if isinstance(error, BaseException) else error
+    exc: HTTPException = default_exceptions[code](description=english)
+    exc.reader_text = error_text(error) if isinstance(error, BaseException) else error  # type: ignore[attr-defined]
+    raise exc
+
+
+def http_error_words(exc: HTTPException) -> tuple[str, str]:
+    """The title and the message of an error page (or of the API's `message`) in the reader's language: the
+    view's own words when it gave them (`refuse`, or a description it translated), else the status's."""
+    title, sentence = HTTP_ERRORS.get(exc.code or 500, (exc.name, exc.description))
+    own = getattr(exc, "reader_text", None)
+    if own is None and exc.description and exc.description != type(exc).description and exc.code != 429:
+        own = exc.description  # abort(404, _("…")) in a view; the rate limiter's "10 per 1 minute" is not words
+    return str(title), str(own or sentence)
+
+
+# The fields the guard names when a coordinator's own text seems to hold a patient identifier (issue 16).
+GUARD_FIELDS = {"title": _l("title"), "body": _l("text"), "case title": _l("case title"),
+                "chief complaint": _l("chief complaint"), "symptoms": _l("symptoms"),
+                "exposure history": _l("exposure history"), "findings": _l("findings")}
+
+
+def identifiers_text(exc) -> str:
+    """The console's words for IdentifiersFound (relay/guard/confirmation.py, whose own text names the CLI's
+    flag): each finding's kind and field, in the page's language, and the box to tick."""
+    names = KIND_NAMES.get(page_language(), KIND_NAMES["en"])
+    where = "; ".join(_("%(kind)s in the %(field)s", kind=names.get(f["kind"], f["kind"]),
+                        field=str(GUARD_FIELDS.get(f["field"], f["field"]))) for f in exc.findings)
+    return _("It seems to contain patient identifiers (%(where)s): edit it, or tick the box to confirm that it "
+             "is not about a patient.", where=where)
 
 
 def select_language() -> str:
@@ -84,6 +146,11 @@ def configure(app: Flask) -> None:
     def value_labels(kind: str) -> dict[str, str]:
         """A kind's labels in the reader's language (for a page's script that shows polled values)."""
         return {value: str(text) for value, text in VALUE_LABELS[kind].items()}
+
+    @app.template_filter("guard_kind")
+    def guard_kind(kind: str) -> str:
+        """A kind of patient identifier (issue 16) in the reader's language: the guard's own words."""
+        return KIND_NAMES.get(page_language(), KIND_NAMES["en"]).get(kind, kind)
 
     @app.template_filter("digest_frequency")
     def digest_frequency(value: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -38,6 +38,7 @@ from relay.model.tables import CaseImage, Post, Thread
 from relay.render.mail import case_summary, summary_text
 
 from .auth import check_csrf, current_member, requires
+from .i18n import error_text, refuse
 
 blueprint = Blueprint("library", __name__)
 blueprint.before_request(check_csrf)
@@ -80,7 +81,7 @@ def case_list():
         params = parse_search_params(request.args)
     except SearchError as exc:
         return render_template("case_list.html", result=None, params=SearchParams(q=request.args.get("q", "")[:200]),
-                               error=str(exc), page_url=None), 400
+                               error=error_text(exc), page_url=None), 400
     with services.sessions() as session:
         result = search(session, params, include_member_only=signed_in_member() is not None)
 
@@ -97,9 +98,9 @@ def case_page(code: str, error: str | None = None, text: str = "", status: int =
         try:
             case = get_case(session, code)
         except CaseNotFound as exc:
-            abort(404, str(exc))
+            refuse(404, exc)
         if not is_visible(case, member=signed_in_member() is not None):
-            abort(404, f"no case {case.code}")  # the same answer as a case that does not exist
+            refuse(404, gettext("no case %(code)s", code=case.code))  # the same answer as a case that does not exist
         if request.method == "GET":  # HEAD is not a view; nor is a re-shown form after a refused post
             count_view(session, case)
             count_case_day_view(session, case.id, request.user_agent.string)  # issue 20: views per day
@@ -126,12 +127,12 @@ def case_image(code: str, image_id: int, size: str = "full"):
         try:
             case = get_case(session, code)
         except CaseNotFound as exc:
-            abort(404, str(exc))
+            refuse(404, exc)
         if not is_visible(case, member=signed_in_member() is not None):
-            abort(404, f"no case {case.code}")
+            refuse(404, gettext("no case %(code)s", code=case.code))
         image = session.get(CaseImage, image_id) if image_id < 2**31 else None
         if image is None or image.case_id != case.id or image.status != "stored":
-            abort(404, f"no image {image_id} in {case.code}")
+            refuse(404, gettext("no image %(id)s in %(code)s", id=image_id, code=case.code))
         name = image.thumbnail_name if size == "thumb" else image.stored_name
         content_type = "image/jpeg" if size == "thumb" else image.content_type
         public = case.visibility == "public"
@@ -145,7 +146,7 @@ def image_file(settings, name: str, content_type: str, image_id: int, cache_cont
     try:
         data = media_store_for(settings).get(name)
     except MediaNotFound:
-        abort(404, f"the file of image {image_id} is missing")
+        refuse(404, gettext("the file of image %(id)s is missing", id=image_id))
     response = Response(data, mimetype=content_type)
     response.headers["Cache-Control"] = cache_control
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -173,11 +174,11 @@ def guideline_page(slug: str, number: int | None = None):
         try:
             guideline = get_guideline(session, slug)
         except GuidelineNotFound as exc:
-            abort(404, str(exc))
+            refuse(404, exc)
         latest = current_version(guideline)
         shown = latest if number is None else next((v for v in guideline.versions if v.number == number), None)
         if shown is None:
-            abort(404, f"{guideline.slug} has no version {number}")
+            refuse(404, gettext("%(slug)s has no version %(number)s", slug=guideline.slug, number=number))
         if request.method == "GET":
             count_guideline_view(session, guideline)
         return render_template("guideline.html", guideline=guideline, shown=shown, latest=latest,
@@ -195,11 +196,11 @@ def post_to_case(code: str):
     try:
         result = post_from_web(services, me.id, code, text, request.form.get("submission") or "")
     except CaseNotFound as exc:
-        abort(404, str(exc))
+        refuse(404, exc)
     except Forbidden as exc:
-        abort(403, str(exc))
+        refuse(403, exc)
     except WebPostError as exc:
-        return case_page(code, error=exc.in_language(str(get_locale())), text=text[:5000], status=400)
+        return case_page(code, error=error_text(exc), text=text[:5000], status=400)
     if result.post_id is None and result.held_code:  # issue 16: held by the patient-information guard
         return case_page(code, text=text[:5000], held=result)
     return redirect(url_for("library.case_page", code=result.case_code) + f"#post-{result.post_id}")
@@ -213,12 +214,13 @@ def decide_held_post(code: str, hold_code: str):
     try:
         result = decide_held(services, current_member().id, hold_code, request.form.get("decision") or "")
     except Forbidden as exc:
-        abort(403, str(exc))
+        refuse(403, exc)
     except WebPostError as exc:
-        return case_page(code, error=str(exc), status=400)
+        return case_page(code, error=error_text(exc), status=400)
     if result.outcome == "guard:released":
         return redirect(url_for("library.case_page", code=code) + "#posts-end")
-    notice = {"guard:dropped": "Your held post was dropped; nothing was relayed.",
-              "closed_case": "The case is closed; the held post was not relayed.",
-              }.get(result.outcome, "No held post of yours has this code (it may have been sent, dropped or expired).")
+    notice = {"guard:dropped": gettext("Your held post was dropped; nothing was relayed."),
+              "closed_case": gettext("The case is closed; the held post was not relayed."),
+              }.get(result.outcome,
+                    gettext("No held post of yours has this code (it may have been sent, dropped or expired)."))
     return case_page(code, notice=notice, status=200 if result.outcome == "guard:dropped" else 404)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import hmac
 import logging
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask_babel import gettext as _
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
@@ -16,6 +17,7 @@ from relay.infra.metrics import DatabaseCounts, render_metrics
 from relay.providers.outbox import read_outbox
 
 from .auth import requires
+from .i18n import refuse
 
 log = logging.getLogger("relay.web.ops")
 blueprint = Blueprint("ops", __name__)
@@ -86,7 +88,7 @@ def metrics():
 @blueprint.get("/dev/outbox")
 def dev_outbox():
     if not current_app.extensions["relay"].settings.dev_outbox:
-        abort(404, "the dev outbox is off (RELAY_DEV_OUTBOX)")
+        refuse(404, _("the dev outbox is off (RELAY_DEV_OUTBOX)"))
     return _dev_outbox_page()
 
 

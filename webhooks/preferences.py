@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request
+from flask import Blueprint, current_app, redirect, render_template, request
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from relay.infra.db import transaction
@@ -23,10 +24,11 @@ from relay.members.subscriptions import SubscriptionError, confirm, subscribe
 from relay.model.tables import DigestSubscription, Member, MemberList, Membership, utcnow
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
+from relay.render.i18n import N_, translate
 from relay.render.mail import preferences_url
 
 from .auth import current_member
-from .i18n import use_member_language
+from .i18n import error_text, refuse, use_member_language
 
 log = logging.getLogger("relay.web.preferences")
 blueprint = Blueprint("preferences", __name__)
@@ -42,7 +44,7 @@ def _services():
 def _member_id(token: str) -> int:
     member_id = read_signed_id(_services().settings.secret(), "preferences", token)
     if member_id is None:
-        abort(404, "this preference link is not valid")
+        refuse(404, _("this preference link is not valid"))
     return member_id
 
 
@@ -61,29 +63,39 @@ def show(token: str):
     with _services().sessions() as session:
         member = session.get(Member, member_id)
         if member is None:
-            abort(404, "this preference link is not valid")
+            refuse(404, _("this preference link is not valid"))
         state = ladder.describe(session, member)
         subs = session.query(DigestSubscription).filter_by(member_id=member.id, status="active").all()
     use_member_language(member.language, member.timezone)  # issue 21: the signed link says who reads
     return render_template("preferences.html", token=token, member=member, state=state, subs=subs, saved=False)
 
 
-MODE_WORDS = {"all": "every message", "digest": "a daily digest instead", "urgent_only": "urgent notices only",
-              "stop": "nothing (stopped)"}
+# What changed, one line each, for the "preferences changed" email: said in the member's own language when
+# the change is made (the email is theirs; relay.render.i18n), whatever language the page was read in.
+CHANNEL_NAMES = {"sms": N_("SMS"), "email": N_("Email"), "whatsapp": N_("WhatsApp")}
+MODE_LINES = {"all": N_("%(channel)s: every message"), "digest": N_("%(channel)s: a daily digest instead"),
+              "urgent_only": N_("%(channel)s: urgent notices only"), "stop": N_("%(channel)s: nothing (stopped)")}
 
 
 def _apply_channel(session, member: Member, channel: str, form) -> list[str]:
-    """Apply one channel's part of the form; what changed, in words for the confirmation email."""
+    """Apply one channel's part of the form; what changed, in words for the confirmation email (in the
+    member's language)."""
     done: list[str] = []
-    label = {"sms": "SMS", "email": "Email", "whatsapp": "WhatsApp"}.get(channel, channel)
+    language = member.language
+
+    def line(message: str, **variables) -> None:
+        label = translate(language, CHANNEL_NAMES[channel]) if channel in CHANNEL_NAMES else channel
+        done.append(translate(language, message, channel=label, **variables))
+
     mode = form.get(f"{channel}_mode", "")
     stopped = member.opted_out_at(channel) is not None
     if mode and mode not in MODES:
-        raise ladder.LadderError(f"{channel}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ladder.LadderError(N_("%(channel)s: mode must be one of %(modes)s, got %(value)s"), channel=channel,
+                                 modes=", ".join(MODES), value=repr(mode))
     changed = 0
     if channel == "whatsapp" and form.get("whatsapp_opt_in") == "on" and mode != "stop":
         if consent.take_whatsapp(session, member, SOURCE):  # issue 19: the member's own consent, logged
-            done.append("WhatsApp: opted in")
+            line(N_("%(channel)s: opted in"))
     if mode == "stop":
         stop = {"sms": consent.opt_out_sms, "email": consent.opt_out_email,
                 "whatsapp": consent.opt_out_whatsapp}[channel]
@@ -94,37 +106,39 @@ def _apply_channel(session, member: Member, channel: str, form) -> list[str]:
         # SMS STOP is lifted only by the member's own START text: the carrier blocks us until then.
         changed += ladder.set_mode(session, member, channel, mode, SOURCE)
     if changed:
-        done.append(f"{label}: {MODE_WORDS[mode]}")
+        line(MODE_LINES[mode])
     pause = form.get(f"{channel}_pause", "")
     if pause in ladder.PAUSES:
         ladder.pause(session, member, channel, ladder.PAUSES[pause], SOURCE)
-        done.append(f"{label}: paused for {'24 hours' if pause == '24H' else '7 days'}")
+        line(N_("%(channel)s: paused for 24 hours") if pause == "24H" else N_("%(channel)s: paused for 7 days"))
     elif pause == "end":
         pref = ladder.preference(session, member.id, channel)
         if pref.paused_until is not None:
             pref.paused_until = None
             ladder._log(session, member.id, channel, "unpause", SOURCE)
-            done.append(f"{label}: the pause ended")
+            line(N_("%(channel)s: the pause ended"))
     elif pause:
-        raise ladder.LadderError(f"{channel}: pause must be 24H, 7D or end, got {pause!r}")
+        raise ladder.LadderError(N_("%(channel)s: pause must be 24H, 7D or end, got %(value)s"), channel=channel,
+                                 value=repr(pause))
     start, end = form.get(f"{channel}_quiet_start"), form.get(f"{channel}_quiet_end")
     if start and end and ladder.set_quiet_hours(session, member, channel, start, end, SOURCE):
-        done.append(f"{label}: quiet hours {start.strip()} to {end.strip()}")
+        line(N_("%(channel)s: quiet hours %(start)s to %(end)s"), start=start.strip(), end=end.strip())
     for code in form.getlist(f"{channel}_unmute"):
         case = get_case(session, code)
         if ladder.unmute(session, member, channel, case.id, case.code, SOURCE):
-            done.append(f"{label}: {case.code} unmuted")
+            line(N_("%(channel)s: %(code)s unmuted"), code=case.code)
     if form.get(f"{channel}_lists_shown"):  # the list checkboxes were on the form: unchecked means every message
         wanted = set(form.getlist(f"{channel}_digest_lists"))
         for list_id, name in session.execute(select(MemberList.id, MemberList.name).join(
                 Membership, Membership.list_id == MemberList.id).where(Membership.member_id == member.id)).all():
             if ladder.set_list_digest(session, member, channel, list_id, name, name in wanted, SOURCE):
-                done.append(f"{label}: list {name}: {'digest only' if name in wanted else 'every message'}")
+                line(N_("%(channel)s: list %(name)s: digest only") if name in wanted
+                     else N_("%(channel)s: list %(name)s: every message"), name=name)
     code = (form.get(f"{channel}_mute") or "").strip()
     if code:
         case = get_case(session, code)
         if ladder.mute(session, member, channel, case.id, case.code, SOURCE):
-            done.append(f"{label}: {case.code} muted")
+            line(N_("%(channel)s: %(code)s muted"), code=case.code)
     return done
 
 
@@ -136,13 +150,14 @@ def change(token: str):
         with transaction(services.sessions) as session:
             member = session.get(Member, member_id, with_for_update=True)
             if member is None:
-                abort(404, "this preference link is not valid")
+                refuse(404, _("this preference link is not valid"))
             done = [line for channel in ladder.CHANNELS for line in _apply_channel(session, member, channel,
                                                                                     request.form)]
             if request.form.get("calls_shown") and member.phone:  # issue 17: NO CALLS on the page
                 calls_ok = bool(request.form.get("calls_ok"))
                 if calls.set_calls_ok(session, member, calls_ok, SOURCE, "web"):
-                    done.append("Escalation calls: " + ("allowed" if calls_ok else "no calls"))
+                    done.append(translate(member.language, N_("Escalation calls: allowed") if calls_ok
+                                          else N_("Escalation calls: no calls")))
             changes = len(done)
             ids = []
             if changes and member.email:  # the email says what changed (its body: one change a line)
@@ -157,8 +172,9 @@ def change(token: str):
             member = session.get(Member, member_id)
             state = ladder.describe(session, member)
             subs = session.query(DigestSubscription).filter_by(member_id=member.id, status="active").all()
+        use_member_language(member.language, member.timezone)  # issue 21: the refusal too, in their language
         return render_template("preferences.html", token=token, member=member, state=state, subs=subs,
-                               saved=False, error=str(exc), form=request.form), 400
+                               saved=False, error=error_text(exc), form=request.form), 400
     dispatch_deliveries(services, ids)
     log.info("preferences of member %s: %s change(s)", member_id, changes)
     with services.sessions() as session:
@@ -187,7 +203,7 @@ def subscribe_post():
             ids = fanout.plan(session, [row]) if row else []
     except SubscriptionError as exc:
         log.warning("digest subscription refused: %s", mask_text(exc))
-        return render_template("subscribe.html", done=False, error=str(exc), form=form), 400
+        return render_template("subscribe.html", done=False, error=error_text(exc), form=form), 400
     dispatch_deliveries(services, ids)
     return render_template("subscribe.html", done=True, error=None, form=form)
 
@@ -195,7 +211,7 @@ def subscribe_post():
 def _subscription_id(token: str) -> int:
     found = read_signed_id(_services().settings.secret(), "confirm-digest", token)
     if found is None:
-        abort(404, "this confirmation link is not valid")
+        refuse(404, _("this confirmation link is not valid"))
     return found
 
 
@@ -211,5 +227,5 @@ def confirm_post(token: str):
     with transaction(services.sessions) as session:
         sub = confirm(session, _subscription_id(token))
         if sub is None:
-            abort(404, "this confirmation link is not valid")
+            refuse(404, _("this confirmation link is not valid"))
     return render_template("subscribe_confirm.html", token=token, done=True)

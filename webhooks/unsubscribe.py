@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, current_app, render_template, request
+from flask_babel import gettext as _
 
 from relay.infra.db import transaction
 from relay.infra.signing import read_unsubscribe_token
@@ -15,7 +16,7 @@ from relay.model.tables import Member
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
 
-from .i18n import use_member_language
+from .i18n import refuse, use_member_language
 
 log = logging.getLogger("relay.web.unsubscribe")
 blueprint = Blueprint("unsubscribe", __name__)
@@ -26,7 +27,7 @@ def confirm(token: str):
     services = current_app.extensions["relay"]
     found = read_unsubscribe_token(services.settings.secret(), token)
     if found is None:
-        abort(404, "this unsubscribe link is not valid")
+        refuse(404, _("this unsubscribe link is not valid"))
     _speak_to(services, found)
     return render_template("unsubscribe.html", token=token, done=False, scope=found[1])
 
@@ -51,7 +52,7 @@ def unsubscribe(token: str):
         result = apply_unsubscribe(session, services.settings, token, source)
         ids = fanout.plan(session, result.rows) if result.rows else []
     if not result.found:
-        abort(404, "this unsubscribe link is not valid")
+        refuse(404, _("this unsubscribe link is not valid"))
     dispatch_deliveries(services, ids)
     found = read_unsubscribe_token(services.settings.secret(), token)
     scope = found[1]

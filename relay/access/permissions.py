@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from relay.model.translatable import N_, Translatable
+
 MEMBER, COORDINATOR, ADMIN, CONTRIBUTOR = "member", "coordinator", "admin", "contributor"
 _STAFF = frozenset({COORDINATOR, ADMIN})
 _MEMBERS = frozenset({MEMBER, COORDINATOR, ADMIN, CONTRIBUTOR})
@@ -46,8 +48,9 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 
-class Forbidden(Exception):
-    """The caller is known but their roles do not allow the action."""
+class Forbidden(Translatable, Exception):
+    """The caller is known but their roles do not allow the action (said in the reader's language:
+    relay/model/translatable.py)."""
 
 
 def allowed(roles: Iterable[str], action: str) -> bool:
@@ -57,4 +60,5 @@ def allowed(roles: Iterable[str], action: str) -> bool:
 
 def require(roles: Iterable[str], action: str) -> None:
     if not allowed(roles, action):
-        raise Forbidden(f"{action} needs one of the roles {', '.join(sorted(ALLOWED.get(action, ()))) or '(none)'}")
+        raise Forbidden(N_("%(action)s needs one of the roles %(roles)s"), action=action,
+                        roles=", ".join(sorted(ALLOWED.get(action, ()))) or "(none)")

@@ -28,6 +28,7 @@ from relay.discussion.posting import publish_reply
 from relay.infra import audit
 from relay.infra.metrics import GUARD_VERDICTS
 from relay.model.tables import Case, HeldMessage, InboundEvent, Member, MemberList, Notice, utcnow
+from relay.model.translatable import N_, Translatable
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,10 @@ def waiting(session: Session, limit: int = 200) -> list[HeldMessage]:
                                 .order_by(HeldMessage.id).limit(limit)))
 
 
+class DecisionError(Translatable, ValueError):
+    """A decision on a held message that is neither send nor drop."""
+
+
 def decide_as_coordinator(services, held_id: int, decision: str, actor: audit.Actor, roles) -> Decision:
     """A coordinator releases (`send`) or drops (`drop`) a member's held message; audited, relays
     dispatched after the commit. Raises permissions.Forbidden for anyone else."""
@@ -204,7 +209,7 @@ def decide_as_coordinator(services, held_id: int, decision: str, actor: audit.Ac
 
     permissions.require(roles, "held.decide")
     if decision not in ("send", "drop"):
-        raise ValueError("choose send or drop")
+        raise DecisionError(N_("choose send or drop"))
     with transaction(services.sessions) as session:
         held = session.get(HeldMessage, held_id)
         if held is None or held.status != "held":

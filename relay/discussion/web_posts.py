@@ -67,11 +67,11 @@ def post_from_web(services, member_id: int, case_code: str, text: str, submissio
         with transaction(services.sessions) as session:
             member = session.get(Member, member_id)
             if member is None or not member.active:
-                raise permissions.Forbidden("no active member")
+                raise permissions.Forbidden(N_("no active member"))
             permissions.require(member.role_set, "case.post")
             case = get_case(session, case_code)
             if not is_visible(case, member=True):
-                raise CaseNotFound(f"no case {case.code}")
+                raise CaseNotFound(N_("no case %(code)s"), code=case.code)
             existing = _existing(session, key)
             if existing is not None:
                 return _again(session, existing, case.code, member.language)
@@ -107,14 +107,14 @@ def post_from_web(services, member_id: int, case_code: str, text: str, submissio
 def decide_held(services, member_id: int, code: str, decision: str) -> holding.Decision:
     """The author's buttons under a held post: `send` it as written (once) or `drop` it."""
     if decision not in ("send", "drop"):
-        raise WebPostError("choose send or drop")
+        raise WebPostError(N_("choose send or drop"))
     with transaction(services.sessions) as session:
         member = session.get(Member, member_id)
         if member is None:
-            raise permissions.Forbidden("no active member")
+            raise permissions.Forbidden(N_("no active member"))
         result = holding.decide(session, services.settings, member, f"guard_{decision}", code, "web")
         if result.outcome == "rejected":
-            raise permissions.Forbidden("you may not post")
+            raise permissions.Forbidden(N_("you may not post"))
         ids = fanout.plan(session, result.rows) if result.rows else []
     log.info("web: member %s chose %s for a held post: %s", member_id, decision, result.outcome)
     dispatch_deliveries(services, ids)

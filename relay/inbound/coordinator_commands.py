@@ -29,6 +29,7 @@ from relay.notices.lifecycle import NoticeError, NoticeStateError, cancel_notice
 from relay.notices.preview import preview_notice
 from relay.notices.status import live_counts
 from relay.outbound import hold
+from relay.render.i18n import N_, say, translate
 from relay.rules.coordinator_command import CODE_ALPHABET, CODE_LENGTH, PERMISSIONS, Command, parse
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def apply(session: Session, settings, member: Member, body: str, address: str, c
         plan.reply("command_hold_confirm", what="hold" if command.verb == "hold" else "resume", code=code)
         return f"{command.verb}:code", after
     if command.verb == "status":
-        return _status(session, command.notice_id, actor, address, plan), after
+        return _status(session, command.notice_id, actor, address, plan, member.language), after
     return _use_code(session, settings, member, command, address, actor, plan, now, after), after
 
 
@@ -99,14 +100,16 @@ def _draft(session: Session, settings, member: Member, command: Command, address
     names = _list_names(session, command.lists)
     missing = [n for n in command.lists if n not in names]
     if missing:
-        plan.reply("command_error", reason=f"no list named {', '.join(missing)}. Nothing was created.")
+        plan.reply("command_error", reason=translate(member.language, N_("no list named %(names)s. Nothing was created."),
+                                                     names=", ".join(missing)))
         return "unknown_list"
     window = None
     if command.ack is not None:
         try:
             window = parse_duration(command.ack, "ACK") if command.ack else settings.ack_window
         except SettingsError:
-            plan.reply("command_error", reason=f"ACK {command.ack} is not a duration like 30m or 2h.")
+            plan.reply("command_error", reason=translate(member.language, N_("ACK %(value)s is not a duration like 30m "
+                                                                             "or 2h."), value=command.ack))
             return "bad_ack"
     text = command.text
     title, body = (text, "") if len(text) <= TITLE_CHARS else (text[:TITLE_CHARS - 1].rstrip() + "…", text)
@@ -115,7 +118,8 @@ def _draft(session: Session, settings, member: Member, command: Command, address
                                severity="urgent" if command.verb == "urgent" else "routine",
                                created_by=member.id, now=now)
     except NoticeError as exc:
-        plan.reply("command_error", reason=f"{exc}. Nothing was created.")
+        plan.reply("command_error", reason=translate(member.language, N_("%(why)s. Nothing was created."),
+                                                     why=say(member.language, exc)))
         return "invalid"
     if window is not None:
         notice.ack_within_s = int(window.total_seconds())
@@ -196,7 +200,7 @@ def _use_code(session: Session, settings, member: Member, command: Command, addr
         return "code_refused:not_draft"
     if command.verb == "cancel":
         cancel_notice(session, notice.id, actor)
-        plan.reply("command_cancelled", what=f"notice {notice.id}")
+        plan.reply("command_cancelled", what=translate(member.language, N_("notice %(id)s"), id=notice.id))
         return f"cancelled:{notice.id}"
     # Sent by the processor right after the commit; if this worker dies first, beat sends it as a due notice.
     notice.status, notice.scheduled_for = "scheduled", now
@@ -228,10 +232,10 @@ def expire_drafts(session: Session, now: datetime | None = None) -> int:
     return dropped
 
 
-def _status(session: Session, notice_id: int | None, actor, address: str, plan) -> str:
+def _status(session: Session, notice_id: int | None, actor, address: str, plan, language: str) -> str:
     notice = session.get(Notice, notice_id) if notice_id else None
     if notice is None:
-        plan.reply("command_error", reason=f"no notice {notice_id}.")
+        plan.reply("command_error", reason=translate(language, N_("no notice %(id)s."), id=notice_id))
         return "status:unknown"
     counts = live_counts(session, notice)
     ack_counts = acks.counts(acks.table(session, notice)) if acks.requests_ack(notice) else None

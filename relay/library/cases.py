@@ -27,7 +27,8 @@ from relay.access import permissions
 from relay.guard.confirmation import require_confirmation
 from relay.infra import audit
 from relay.model.tables import Case, Thread, utcnow
-from relay.render.i18n import N_, TranslatableError
+from relay.model.translatable import N_, Translatable
+from relay.render.i18n import TranslatableError
 
 STATUSES = ("draft", "open", "closed", "discarded")
 DISCARDED = "discarded"
@@ -38,8 +39,8 @@ MAX_QUERY_TERMS = 10
 MAX_PAGE = 100_000
 
 
-class CaseNotFound(LookupError):
-    pass
+class CaseNotFound(Translatable, LookupError):
+    """No such case (or one the reader may not see: the same answer)."""
 
 
 class CaseStateError(TranslatableError):
@@ -47,7 +48,11 @@ class CaseStateError(TranslatableError):
     shows it with exc.in_language(language); str() is the English."""
 
 
-class SearchError(ValueError):
+class CaseError(Translatable, ValueError):
+    """A case that cannot be stored as given (no title, an unknown visibility); the message says why."""
+
+
+class SearchError(Translatable, ValueError):
     """A search parameter that cannot be understood (bad date, status or page)."""
 
 
@@ -57,7 +62,7 @@ def parse_code(code: str) -> int:
     if text[:1] in ("C", "c"):
         text = text[1:]
     if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True, int("²") fails
-        raise CaseNotFound(f"{code!r} is not a case code (expected something like C123)")
+        raise CaseNotFound(N_("%(code)s is not a case code (expected something like C123)"), code=repr(code))
     return int(text)
 
 
@@ -67,7 +72,7 @@ def get_case(session: Session, code: str, *, include_discarded: bool = False) ->
     number = parse_code(code)
     case = session.scalar(select(Case).where(Case.number == number))
     if case is None or (case.status == DISCARDED and not include_discarded):
-        raise CaseNotFound(f"no case C{number}")
+        raise CaseNotFound(N_("no case %(code)s"), code=f"C{number}")
     return case
 
 
@@ -99,7 +104,7 @@ def create_case(session: Session, title: str, chief_complaint: str = "", symptom
     (IdentifiersFound) unless `confirm_identifiers`; a draft is checked when it is published."""
     title = " ".join((title or "").split())  # one line: it becomes an email Subject
     if not title:
-        raise ValueError("a case needs a title")
+        raise CaseError(N_("a case needs a title"))
     if not draft:
         require_confirmation({"title": title, "chief complaint": chief_complaint, "symptoms": symptoms,
                               "exposure history": exposure_history, "findings": findings}, confirm_identifiers)
@@ -138,7 +143,7 @@ def publish_case(session: Session, code: str, actor: audit.Actor = audit.SYSTEM,
     draft is refused."""
     case = _changeable(session, code, "published")
     if case.published_at is not None:
-        raise CaseStateError(f"{case.code} is already published ({case.status})")
+        raise CaseStateError(N_("%(code)s is already published (%(status)s)"), code=case.code, status=case.status)
     confirmed = require_confirmation(case_fields(case), confirm_identifiers)
     if confirmed:
         audit.record(session, "guard.confirm", f"case:{case.code}", actor,
@@ -156,8 +161,8 @@ def close_case(session: Session, code: str, *, reopen: bool = False, actor: audi
     is published (publish_case) or discarded, never closed or reopened into the library."""
     case = _changeable(session, code, "reopened" if reopen else "closed")
     if case.status == "draft":
-        raise CaseStateError(f"{case.code} is a draft: publish it first (relay cases publish {case.code}); "
-                             "a draft cannot be closed or reopened")
+        raise CaseStateError(N_("%(code)s is a draft: publish it first (relay cases publish %(code)s); "
+                                "a draft cannot be closed or reopened"), code=case.code)
     wanted = "open" if reopen else "closed"
     if case.status != wanted:
         audit.record(session, "case.reopen" if reopen else "case.close", f"case:{case.code}", actor,
@@ -205,7 +210,8 @@ def set_visibility(session: Session, code: str, visibility: str, actor: audit.Ac
 def _visibility(value: str) -> str:
     value = (value or "").strip().lower()
     if value not in VISIBILITIES:
-        raise ValueError(f"visibility must be one of {', '.join(VISIBILITIES)}, not {value!r}")
+        raise CaseError(N_("visibility must be one of %(values)s, not %(value)s"), values=", ".join(VISIBILITIES),
+                        value=repr(value))
     return value
 
 
@@ -283,18 +289,18 @@ def parse_search_params(args: Mapping[str, str]) -> SearchParams:
     Empty values mean 'no filter'; anything else that cannot be understood raises SearchError."""
     q = " ".join((args.get("q") or "").split())
     if len(q) > MAX_QUERY_CHARS:
-        raise SearchError(f"q is too long (at most {MAX_QUERY_CHARS} characters)")
+        raise SearchError(N_("q is too long (at most %(max)d characters)"), max=MAX_QUERY_CHARS)
     status: str | None = (args.get("status") or "").strip().lower()
     if status in ("", "any", "all"):
         status = None
     elif status not in ("open", "closed"):
-        raise SearchError("status must be open or closed")
+        raise SearchError(N_("status must be open or closed"))
     date_from, date_to = _date(args, "from"), _date(args, "to")
     if date_from and date_to and date_from > date_to:
-        raise SearchError("from is after to")
+        raise SearchError(N_("from is after to"))
     page_text = (args.get("page") or "1").strip()
     if not (page_text.isascii() and page_text.isdigit()) or not 1 <= int(page_text) <= MAX_PAGE:
-        raise SearchError(f"page must be a whole number from 1 to {MAX_PAGE}")
+        raise SearchError(N_("page must be a whole number from 1 to %(max)d"), max=MAX_PAGE)
     return SearchParams(q=q, status=status, date_from=date_from, date_to=date_to, page=int(page_text))
 
 
@@ -307,7 +313,7 @@ def _date(args: Mapping[str, str], name: str) -> date | None:
             raise ValueError
         return date.fromisoformat(text)
     except ValueError:
-        raise SearchError(f"{name} must be a date like 2020-03-01") from None
+        raise SearchError(N_("%(name)s must be a date like 2020-03-01"), name=name) from None
 
 
 @dataclass
@@ -362,7 +368,7 @@ def search_cases(session: Session, q: str = "", status: str | None = None, date_
     inclusive calendar dates (UTC) of the library date. Only published cases are listed; members-only cases
     only with include_member_only."""
     if status not in (None, "open", "closed"):
-        raise SearchError("status must be open or closed")
+        raise SearchError(N_("status must be open or closed"))
     page = max(1, int(page))
     when = library_date()
     where = [published_condition()]

@@ -10,33 +10,33 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from relay.model.tables import Guideline, GuidelineVersion, Member, utcnow
-from relay.render.i18n import N_
+from relay.model.translatable import N_, Translatable
 
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?")
 FIRST_CHANGES = N_("First version.")  # stored as written; pages show it in the reader's language
 
 
-class GuidelineError(ValueError):
+class GuidelineError(Translatable, ValueError):
     """A guideline or version that cannot be stored as given; the message says why."""
 
 
-class GuidelineNotFound(LookupError):
-    pass
+class GuidelineNotFound(Translatable, LookupError):
+    """No guideline by that slug (or version)."""
 
 
 def _title(text: str) -> str:
     title = " ".join((text or "").split())
     if not title:
-        raise GuidelineError("a guideline needs a title")
+        raise GuidelineError(N_("a guideline needs a title"))
     if len(title) > 300:
-        raise GuidelineError("the title is longer than 300 characters")
+        raise GuidelineError(N_("the title is longer than %(max)d characters"), max=300)
     return title
 
 
 def _body(text: str) -> str:
     body = (text or "").strip()
     if not body:
-        raise GuidelineError("a guideline version needs its text")
+        raise GuidelineError(N_("a guideline version needs its text"))
     return body
 
 
@@ -44,7 +44,7 @@ def get_guideline(session: Session, slug: str) -> Guideline:
     guideline = session.scalar(select(Guideline).where(Guideline.slug == (slug or "").strip().lower())
                                .options(selectinload(Guideline.versions)))
     if guideline is None:
-        raise GuidelineNotFound(f"no guideline {slug!r}")
+        raise GuidelineNotFound(N_("no guideline %(slug)s"), slug=repr(slug))
     return guideline
 
 
@@ -68,7 +68,7 @@ def create_guideline(session: Session, slug: str, title: str, body: str, *, chan
     typed = slug or ""
     slug = typed.strip().lower()
     if not SLUG.fullmatch(slug):  # the slug as typed, not as lowered: the user finds what they wrote
-        raise GuidelineError(f"slug {typed!r}: use lowercase letters, digits and hyphens (like masks-in-ct)")
+        raise GuidelineError(N_("slug %(slug)s: use lowercase letters, digits and hyphens (like masks-in-ct)"), slug=repr(typed))
     title, body = _title(title), _body(body)
     guideline = Guideline(slug=slug, title=title)
     try:
@@ -76,7 +76,7 @@ def create_guideline(session: Session, slug: str, title: str, body: str, *, chan
             session.add(guideline)
             session.flush()
     except IntegrityError:
-        raise GuidelineError(f"there is already a guideline {slug!r}: add a version to it instead") from None
+        raise GuidelineError(N_("there is already a guideline %(slug)s: add a version to it instead"), slug=repr(slug)) from None
     session.add(GuidelineVersion(guideline_id=guideline.id, number=1, title=title, body=body,
                                  changes=" ".join(changes.split()) or FIRST_CHANGES,
                                  author_id=author.id if author else None, published_at=utcnow()))
@@ -90,7 +90,7 @@ def add_version(session: Session, slug: str, body: str, changes: str, *, title: 
     """The next version of a guideline; `changes` (what changed, one line) is required."""
     changes = " ".join((changes or "").split())
     if not changes:
-        raise GuidelineError("a new version must say what changed")
+        raise GuidelineError(N_("a new version must say what changed"))
     guideline = get_guideline(session, slug)
     body = _body(body)
     if title is not None:

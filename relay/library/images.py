@@ -33,6 +33,7 @@ from relay.guard import ocr
 from relay.infra import audit
 from relay.library.media_store import MediaStore, media_store_for
 from relay.model.tables import Case, CaseImage, Post
+from relay.model.translatable import N_, Translatable
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ OUTPUT = {"JPEG": ("JPEG", "image/jpeg", "jpg"), "WEBP": ("WEBP", "image/webp", 
           "PNG": ("PNG", "image/png", "png"), "GIF": ("PNG", "image/png", "png")}
 
 
-class ImageRefused(ValueError):
+class ImageRefused(Translatable, ValueError):
     """The bytes are not an image relay files (wrong type, too large, damaged); the message says why."""
 
 
@@ -73,9 +74,9 @@ def _fresh(image: Image.Image) -> Image.Image:
 def clean_image(data: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS) -> CleanImage:
     """Check and re-encode one image; raises ImageRefused with a reason a person can act on."""
     if not data:
-        raise ImageRefused("the file is empty")
+        raise ImageRefused(N_("the file is empty"))
     if len(data) > max_bytes:
-        raise ImageRefused(f"the image is {len(data):,} bytes; the limit is {max_bytes:,}")
+        raise ImageRefused(N_("the image is %(size)s bytes; the limit is %(max)s"), size=f"{len(data):,}", max=f"{max_bytes:,}")
     if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):  # a cap set above the default: Pillow's guard follows it
         Image.MAX_IMAGE_PIXELS = max_pixels
     try:
@@ -84,10 +85,10 @@ def clean_image(data: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS) -> Cl
             source = Image.open(io.BytesIO(data))  # reads the header only
             kind = source.format
             if kind not in ACCEPTED:
-                raise ImageRefused(f"{kind or 'this'} images are not accepted (JPEG, PNG, GIF or WebP only)")
+                raise ImageRefused(N_("%(kind)s images are not accepted (JPEG, PNG, GIF or WebP only)"), kind=kind or "this")
             if source.width * source.height > max_pixels:
-                raise ImageRefused(f"the image is {source.width}x{source.height} pixels, more than "
-                                   f"{max_pixels:,} pixels")
+                raise ImageRefused(N_("the image is %(width)dx%(height)d pixels, more than %(max)s pixels"),
+                                   width=source.width, height=source.height, max=f"{max_pixels:,}")
             source.seek(0)
             source.load()
             upright = ImageOps.exif_transpose(source)
@@ -95,11 +96,11 @@ def clean_image(data: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS) -> Cl
     except ImageRefused:
         raise
     except UnidentifiedImageError:
-        raise ImageRefused("not an image (JPEG, PNG, GIF or WebP only)") from None
+        raise ImageRefused(N_("not an image (JPEG, PNG, GIF or WebP only)")) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageRefused(f"the image has too many pixels (more than {max_pixels:,})") from None
+        raise ImageRefused(N_("the image has too many pixels (more than %(max)s)"), max=f"{max_pixels:,}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
-        raise ImageRefused(f"the image is damaged ({exc})") from None
+        raise ImageRefused(N_("the image is damaged (%(why)s)"), why=str(exc)) from None
     pil_format, content_type, extension = OUTPUT[kind]
     if pil_format == "JPEG" and pixels.mode not in ("L", "RGB", "CMYK"):
         pixels = pixels.convert("RGB")
@@ -164,7 +165,7 @@ def release_image(session: Session, image_id: int, actor: audit.Actor, roles) ->
     permissions.require(roles, "held.decide")
     image = session.get(CaseImage, image_id)
     if image is None or image.status != "held":
-        raise ImageRefused(f"no held image {image_id}")
+        raise ImageRefused(N_("no held image %(id)d"), id=image_id)
     image.status, image.error = "stored", ""
     audit.record(session, "guard.release_image", f"image:{image.id}", actor, case_id=image.case_id)
     return image

@@ -34,6 +34,7 @@ from relay.members.emails import is_email_address
 from relay.members.phones import InvalidPhone, to_e164
 from relay.model.channels import CHANNELS
 from relay.model.tables import LANGUAGES, ROLES, Member, MemberList, Membership
+from relay.model.translatable import N_, Translatable
 
 HEADER = ["name", "phone", "email", "timezone", "language", "lists", "roles"]
 OPTIONAL = ["channels", "whatsapp", "whatsapp_opt_in"]
@@ -49,8 +50,9 @@ class ImportReport:
     roles_refused: int = 0
 
 
-class RowError(ValueError):
-    pass
+class RowError(Translatable, ValueError):
+    """A member row or change that cannot be stored; the message says why (the console's in the reader's
+    language; the CSV import's are still plain English)."""
 
 
 def short_name_of(name: str) -> str:
@@ -66,51 +68,53 @@ def _split(value: str | None) -> list[str]:
 def clean_row(row: dict[str, str]) -> dict:
     name = " ".join((row.get("name") or "").split())
     if not name:
-        raise RowError("name is empty")
+        raise RowError(N_("name is empty"))
     phone = None
     if (row.get("phone") or "").strip():
         try:
             phone = to_e164(row["phone"])
         except InvalidPhone as exc:
-            raise RowError(str(exc)) from None
+            raise RowError(exc.message, **exc.variables) from None
     email = (row.get("email") or "").strip().lower() or None
     if email and not is_email_address(email):
-        raise RowError(f"email {email!r} is not an address")
+        raise RowError(N_("email %(value)s is not an address"), value=repr(email))
     if not phone and not email:
-        raise RowError("a member needs a phone or an email")
+        raise RowError(N_("a member needs a phone or an email"))
     tz = (row.get("timezone") or "").strip() or "UTC"
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise RowError(f"timezone {tz!r} is not an IANA time zone (e.g. Asia/Seoul)") from None
+        raise RowError(N_("timezone %(zone)s is not an IANA time zone (e.g. Asia/Seoul)"), zone=repr(tz)) from None
     language = (row.get("language") or "").strip().lower() or "en"
     if language not in LANGUAGES:
-        raise RowError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
+        raise RowError(N_("language %(value)s is not one of %(languages)s"), value=repr(language),
+                       languages=", ".join(LANGUAGES))
     given_roles = [r.lower() for r in _split(row.get("roles"))]
     roles = given_roles or ["member"]
     bad = [r for r in roles if r not in ROLES]
     if bad:
-        raise RowError(f"unknown role {bad[0]!r} (roles: {', '.join(ROLES)})")
+        raise RowError(N_("unknown role %(role)s (roles: %(roles)s)"), role=repr(bad[0]), roles=", ".join(ROLES))
     channels_given = "channels" in row  # the column is in the file (DictReader: absent columns are absent keys)
     whatsapp = None
     if (row.get("whatsapp") or "").strip():
         try:
             whatsapp = to_e164(row["whatsapp"])
         except InvalidPhone as exc:
-            raise RowError(f"whatsapp: {exc}") from None
+            raise RowError(N_("whatsapp: %(why)s"), why=str(exc)) from None
     whatsapp_opt_in = " ".join((row.get("whatsapp_opt_in") or "").split())
     channels = [c.lower() for c in _split(row.get("channels"))]
     bad = [c for c in channels if c not in CHANNELS]
     if bad:
-        raise RowError(f"unknown channel {bad[0]!r} (channels: {CHANNEL_NAMES})")
+        raise RowError(N_("unknown channel %(channel)s (channels: %(channels)s)"), channel=repr(bad[0]),
+                       channels=CHANNEL_NAMES)
     if "sms" in channels and not phone:
-        raise RowError("channel sms needs a phone number")
+        raise RowError(N_("channel sms needs a phone number"))
     if "email" in channels and not email:
-        raise RowError("channel email needs an email address")
+        raise RowError(N_("channel email needs an email address"))
     if "whatsapp" in channels and not (whatsapp or phone):
-        raise RowError("channel whatsapp needs a phone or whatsapp number")
+        raise RowError(N_("channel whatsapp needs a phone or whatsapp number"))
     if whatsapp_opt_in and "whatsapp" not in channels:
-        raise RowError("whatsapp_opt_in is filled but channels does not include whatsapp")
+        raise RowError(N_("whatsapp_opt_in is filled but channels does not include whatsapp"))
     if not channels:
         channels = [c for c, address in (("sms", phone), ("email", email)) if address]
     return {"whatsapp": whatsapp, "whatsapp_opt_in": whatsapp_opt_in[:50],
@@ -281,13 +285,14 @@ def set_channels(member: Member, channels: list[str]) -> None:
     wanted = [c.strip().lower() for c in channels if c.strip()]
     bad = [c for c in wanted if c not in CHANNELS]
     if bad:
-        raise RowError(f"unknown channel {bad[0]!r} (channels: {CHANNEL_NAMES})")
+        raise RowError(N_("unknown channel %(channel)s (channels: %(channels)s)"), channel=repr(bad[0]),
+                       channels=CHANNEL_NAMES)
     if "whatsapp" in wanted and not member.whatsapp_number:
-        raise RowError("channel whatsapp needs a phone or whatsapp number")
+        raise RowError(N_("channel whatsapp needs a phone or whatsapp number"))
     if "sms" in wanted and not member.phone:
-        raise RowError("channel sms needs a phone number")
+        raise RowError(N_("channel sms needs a phone number"))
     if "email" in wanted and not member.email:
-        raise RowError("channel email needs an email address")
+        raise RowError(N_("channel email needs an email address"))
     member.sms_discussion = "sms" in wanted
     member.email_discussion = "email" in wanted
     member.whatsapp_discussion = "whatsapp" in wanted

@@ -39,6 +39,7 @@ from relay.model.tables import (
     ReachDaily,
     utcnow,
 )
+from relay.model.translatable import N_, Translatable
 
 MODES = ("all", "digest", "urgent_only")
 PAUSES = {"24H": timedelta(hours=24), "7D": timedelta(days=7)}
@@ -48,7 +49,7 @@ DEFAULT_QUIET = ("22:00", "07:00")
 GOVERNED = frozenset({"relay", "notice"})
 
 
-class LadderError(ValueError):
+class LadderError(Translatable, ValueError):
     """A preference change that cannot be made as asked; the message says why."""
 
 
@@ -63,7 +64,7 @@ def zone(name: str | None) -> ZoneInfo:
 def preference(session: Session, member_id: int, channel: str) -> ChannelPreference:
     """The member's preference row for the channel, created with the defaults when missing."""
     if channel not in CHANNELS:
-        raise LadderError(f"channel must be sms or email, got {channel!r}")
+        raise LadderError(N_("channel must be sms or email, got %(value)s"), value=repr(channel))
     insert_if_new(session, ChannelPreference.__table__, {
         "member_id": member_id, "channel": channel, "mode": "all", "paused_until": None,
         "quiet_start": None, "quiet_end": None, "updated_at": utcnow()})
@@ -77,7 +78,7 @@ def preference(session: Session, member_id: int, channel: str) -> ChannelPrefere
 def set_mode(session: Session, member: Member, channel: str, mode: str, source: str) -> bool:
     """DIGEST, URGENT ONLY or back to everything; False when it already was so."""
     if mode not in MODES:
-        raise LadderError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise LadderError(N_("mode must be one of %(modes)s, got %(value)s"), modes=", ".join(MODES), value=repr(mode))
     pref = preference(session, member.id, channel)
     if mode == "digest":  # (again) a digest subscription, also after unsubscribing from the digest alone
         ensure_member_subscription(session, member, channel)
@@ -144,7 +145,7 @@ def muted_case_ids(session: Session, member_id: int, channel: str) -> set[int]:
 def parse_hhmm(text: str) -> str:
     match = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*", text or "")
     if not match:
-        raise LadderError(f"expected a time like 22:00, got {text!r}")
+        raise LadderError(N_("expected a time like 22:00, got %(value)s"), value=repr(text))
     return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
@@ -218,7 +219,7 @@ def set_list_digest(session: Session, member: Member, channel: str, list_id: int
                     source: str) -> bool:
     """Switch one list to digest only on a channel (or back); False when it already was so."""
     if channel not in CHANNELS:
-        raise LadderError(f"channel must be sms or email, got {channel!r}")
+        raise LadderError(N_("channel must be sms or email, got %(value)s"), value=repr(channel))
     if on:
         changed = insert_if_new(session, ListDigestChoice.__table__, {
             "member_id": member.id, "list_id": list_id, "channel": channel, "created_at": utcnow()}) is not None

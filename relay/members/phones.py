@@ -3,23 +3,25 @@ from __future__ import annotations
 
 import phonenumbers
 
+from relay.model.translatable import N_, Translatable
 
-class InvalidPhone(ValueError):
-    pass
+
+class InvalidPhone(Translatable, ValueError):
+    """Not a phone number; the message says why (in the reader's language on a page)."""
 
 
 def to_e164(text: str, default_region: str | None = None) -> str:
     """Return the E.164 form of `text`, or raise InvalidPhone saying why."""
     raw = (text or "").strip()
     if not raw:
-        raise InvalidPhone("empty phone number")
+        raise InvalidPhone(N_("empty phone number"))
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException:  # its text ("(1) The string supplied...") is the library's, not ours
-        raise InvalidPhone(f"{raw!r} is not a phone number: write it with + and the country code, "
-                           "e.g. +821012345678") from None
+        raise InvalidPhone(N_("%(value)s is not a phone number: write it with + and the country code, "
+                              "e.g. +821012345678"), value=repr(raw)) from None
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone(f"{raw!r} is not a valid phone number")
+        raise InvalidPhone(N_("%(value)s is not a valid phone number"), value=repr(raw))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -15,12 +15,13 @@ from relay.infra import audit
 from relay.infra.storage import insert_if_new
 from relay.members.directory import RowError, record_member_change, short_name_of, snapshot
 from relay.model.tables import LANGUAGES, ROLES, Member, MemberList, Membership
+from relay.model.translatable import N_, Translatable
 
 EDITABLE = ("name", "timezone", "language", "roles", "active")
 
 
-class ListNotFound(LookupError):
-    pass
+class ListNotFound(Translatable, LookupError):
+    """No list by that name."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def list_summaries(session: Session) -> list[ListSummary]:
 def get_list(session: Session, name: str) -> MemberList:
     found = session.scalar(select(MemberList).where(MemberList.name == name))
     if found is None:
-        raise ListNotFound(f"no list {name!r}")
+        raise ListNotFound(N_("no list %(name)s"), name=repr(name))
     return found
 
 
@@ -76,24 +77,26 @@ def update_member(session: Session, member: Member, changes: dict, actor: audit.
     RowError (with the reason) for a bad value and TypeError for a value of the wrong type."""
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
-        raise RowError(f"{unknown[0]!r} cannot be changed here (editable: {', '.join(EDITABLE)})")
+        raise RowError(N_("%(field)s cannot be changed here (editable: %(editable)s)"), field=repr(unknown[0]),
+                       editable=", ".join(EDITABLE))
     before = snapshot(member)
     if "name" in changes:
         name = " ".join(_text(changes, "name").split())
         if not name or len(name) > 200:
-            raise RowError("name must be 1 to 200 characters")
+            raise RowError(N_("name must be 1 to 200 characters"))
         member.name, member.short_name = name, short_name_of(name)
     if "timezone" in changes:
         tz = _text(changes, "timezone").strip()
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            raise RowError(f"timezone {tz!r} is not an IANA time zone (e.g. Asia/Seoul)") from None
+            raise RowError(N_("timezone %(zone)s is not an IANA time zone (e.g. Asia/Seoul)"), zone=repr(tz)) from None
         member.timezone = tz
     if "language" in changes:
         language = _text(changes, "language").strip().lower()
         if language not in LANGUAGES:
-            raise RowError(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
+            raise RowError(N_("language %(value)s is not one of %(languages)s"), value=repr(language),
+                           languages=", ".join(LANGUAGES))
         member.language = language
     if "roles" in changes:
         roles = changes["roles"]
@@ -102,7 +105,9 @@ def update_member(session: Session, member: Member, changes: dict, actor: audit.
         wanted = sorted({r.strip().lower() for r in roles if r.strip()}, key=lambda r: (r not in ROLES, r))
         bad = [r for r in wanted if r not in ROLES]
         if bad or not wanted:
-            raise RowError(f"unknown role {bad[0]!r} (roles: {', '.join(ROLES)})" if bad else "a member needs a role")
+            if not bad:
+                raise RowError(N_("a member needs a role"))
+            raise RowError(N_("unknown role %(role)s (roles: %(roles)s)"), role=repr(bad[0]), roles=", ".join(ROLES))
         new_roles = ";".join(sorted(wanted, key=ROLES.index))
         if new_roles != member.roles:
             audit.record(session, "member.roles", f"member:{member.id}", actor, before=member.roles, after=new_roles)

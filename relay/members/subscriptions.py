@@ -16,11 +16,12 @@ from relay.infra.storage import insert_if_new
 from relay.members import consent
 from relay.members.emails import is_email_address
 from relay.model.tables import DigestSubscription, Member, utcnow
+from relay.model.translatable import N_, Translatable
 
 FREQUENCIES = ("daily", "weekly")
 
 
-class SubscriptionError(ValueError):
+class SubscriptionError(Translatable, ValueError):
     """A subscription that cannot be made as asked; the message says why."""
 
 
@@ -29,9 +30,9 @@ def valid_zone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SubscriptionError(f"unknown time zone {name!r} (expected an IANA name like Asia/Seoul)") from None
+        raise SubscriptionError(N_("unknown time zone %(zone)s (expected an IANA name like Asia/Seoul)"), zone=repr(name)) from None
     if not name or name.startswith(("/", ".")):
-        raise SubscriptionError(f"unknown time zone {name!r}")
+        raise SubscriptionError(N_("unknown time zone %(zone)s"), zone=repr(name))
     return name
 
 
@@ -40,21 +41,21 @@ def valid_hour(value) -> int:
     if ":" in text:
         text = text.split(":", 1)[0]
     if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 23:
-        raise SubscriptionError(f"the delivery hour must be 0 to 23, got {value!r}")
+        raise SubscriptionError(N_("the delivery hour must be 0 to 23, got %(value)s"), value=repr(value))
     return int(text)
 
 
 def valid_frequency(value: str) -> str:
     value = (value or "").strip().lower()
     if value not in FREQUENCIES:
-        raise SubscriptionError(f"frequency must be daily or weekly, got {value!r}")
+        raise SubscriptionError(N_("frequency must be daily or weekly, got %(value)s"), value=repr(value))
     return value
 
 
 def valid_email(value: str) -> str:
     value = (value or "").strip()
     if not is_email_address(value):
-        raise SubscriptionError(f"{value!r} is not an email address")
+        raise SubscriptionError(N_("%(value)s is not an email address"), value=repr(value))
     return value.lower()
 
 

@@ -27,6 +27,7 @@ from relay.members import ladder
 from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from relay.model.notice_refs import deliveries_filter, delivery_key
 from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice, Post, utcnow
+from relay.model.translatable import N_, Translatable
 from relay.notices.audience import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text
 from relay.outbound import fanout
 from relay.outbound.queueing import BATCH_SIZE, dispatch_batches, dispatch_deliveries
@@ -37,16 +38,17 @@ KINDS = ("new_case", "guideline", "announcement", "correction")
 SEVERITIES = ("routine", "urgent")
 
 
-class UnknownList(LookupError):
-    pass
+class UnknownList(Translatable, LookupError):
+    """A target list that does not exist."""
 
 
-class NoticeNotFound(LookupError):
-    pass
+class NoticeNotFound(Translatable, LookupError):
+    """No notice by that id."""
 
 
-class NoticeError(ValueError):
-    """A notice that cannot be made or sent as asked; the message says why."""
+class NoticeError(Translatable, ValueError):
+    """A notice that cannot be made or sent as asked; the message says why, in the reader's language
+    (relay/model/translatable.py)."""
 
 
 class NoticeStateError(NoticeError):
@@ -73,8 +75,8 @@ def parse_channels(value) -> str:
     chosen = {str(p).strip().lower() for p in parts if str(p).strip()}
     unknown = sorted(chosen - set(CHANNELS))
     if unknown or not chosen:
-        raise NoticeError(f"channels must be any of {', '.join(CHANNELS)}, separated by ';' (sms;email), "
-                          f"got {value!r}")
+        raise NoticeError(N_("channels must be any of %(channels)s, separated by ';' (sms;email), got %(value)s"),
+                          channels=", ".join(CHANNELS), value=repr(value))
     return ";".join(c for c in CHANNELS if c in chosen)
 
 
@@ -83,7 +85,7 @@ def parse_time(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(str(text).strip())
     except ValueError:
-        raise NoticeError(f"expected an ISO 8601 time like 2026-12-01T07:00:00+09:00, got {text!r}") from None
+        raise NoticeError(N_("expected an ISO 8601 time like 2026-12-01T07:00:00+09:00, got %(value)s"), value=repr(text)) from None
     return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
@@ -96,8 +98,8 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     try:
         return parse_time(text)
     except NoticeError:
-        raise NoticeError(f"expiry: expected a duration from now (30m, 6h, 2d: a number with s, m, h or d) or an "
-                          f"ISO 8601 time like 2026-12-01T07:00:00+09:00, got {text!r}") from None
+        raise NoticeError(N_("expiry: expected a duration from now (30m, 6h, 2d: a number with s, m, h or d) or an "
+                             "ISO 8601 time like 2026-12-01T07:00:00+09:00, got %(value)s"), value=repr(text)) from None
 
 
 def parse_window(text: str | None, what: str = "the acknowledgement window") -> timedelta | None:
@@ -107,32 +109,36 @@ def parse_window(text: str | None, what: str = "the acknowledgement window") -> 
     try:
         return parse_duration(str(text).strip().lower(), what)
     except SettingsError:
-        raise NoticeError(f"{what} must be a duration like 30m or 2h, got {text!r}") from None
+        if what == "the escalation step":
+            raise NoticeError(N_("the escalation step must be a duration like 30m or 2h, got %(value)s"),
+                              value=repr(text)) from None
+        raise NoticeError(N_("the acknowledgement window must be a duration like 30m or 2h, got %(value)s"),
+                          value=repr(text)) from None
 
 
 def get_notice(session: Session, notice_id: int) -> Notice:
     """The notice with this id, or NoticeNotFound."""
     notice = session.get(Notice, notice_id)
     if notice is None:
-        raise NoticeNotFound(f"no notice {notice_id}")
+        raise NoticeNotFound(N_("no notice %(id)s"), id=notice_id)
     return notice
 
 
 def _one_line(text: str, what: str, limit: int = 300) -> str:
     line = " ".join((text or "").split())
     if len(line) > limit:
-        raise NoticeError(f"{what} is longer than {limit} characters")
+        raise NoticeError(N_("the title is longer than %(max)d characters"), max=limit)
     return line
 
 
 def _lists(session: Session, names) -> str:
     names = sorted({n.strip() for n in names if n and n.strip()})
     if not names:
-        raise NoticeError("a notice needs at least one target list")
+        raise NoticeError(N_("a notice needs at least one target list"))
     found = set(session.scalars(select(MemberList.name).where(MemberList.name.in_(names))))
     missing = [n for n in names if n not in found]
     if missing:
-        raise UnknownList(f"no list named {', '.join(missing)}")
+        raise UnknownList(N_("no list named %(names)s"), names=", ".join(missing))
     return ";".join(names)
 
 
@@ -145,18 +151,19 @@ def create_notice(session: Session, *, kind: str, title: str = "", body: str = "
     within that window, after which it escalates every `escalation_step` (issue 17)."""
     now = now or utcnow()
     if kind not in KINDS:
-        raise NoticeError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise NoticeError(N_("kind must be one of %(kinds)s, got %(value)s"), kinds=", ".join(KINDS), value=repr(kind))
     if severity is not None and severity not in SEVERITIES:
-        raise NoticeError(f"severity must be routine or urgent, got {severity!r}")
+        raise NoticeError(N_("severity must be routine or urgent, got %(value)s"), value=repr(severity))
     if expires_at is not None and expires_at <= now:
-        raise NoticeError("the expiry is already past")
+        raise NoticeError(N_("the expiry is already past"))
     if created_by is not None and session.get(Member, created_by) is None:
-        raise NoticeError(f"no member {created_by} to be the author")
-    for window, what in ((ack_within, "the acknowledgement window"), (escalation_step, "the escalation step")):
+        raise NoticeError(N_("no member %(id)s to be the author"), id=created_by)
+    for window, what in ((ack_within, N_("the acknowledgement window must be more than 0 and at most 7 days")),
+                         (escalation_step, N_("the escalation step must be more than 0 and at most 7 days"))):
         if window is not None and not timedelta(0) < window <= timedelta(days=7):
-            raise NoticeError(f"{what} must be more than 0 and at most 7 days")
+            raise NoticeError(what)
     if escalation_step is not None and ack_within is None:
-        raise NoticeError("an escalation step needs an acknowledgement window (ack within)")
+        raise NoticeError(N_("an escalation step needs an acknowledgement window (ack within)"))
     title, body = _one_line(title, "the title"), (body or "").strip()
     notice = Notice(ack_within_s=int(ack_within.total_seconds()) if ack_within else None,
                     escalation_step_s=int(escalation_step.total_seconds()) if escalation_step else None,
@@ -164,30 +171,29 @@ def create_notice(session: Session, *, kind: str, title: str = "", body: str = "
                     expires_at=expires_at, created_by=created_by, created_at=now)
     if kind == "correction":
         if corrects_notice_id is None:
-            raise NoticeError("a correction needs the notice it corrects")
+            raise NoticeError(N_("a correction needs the notice it corrects"))
         if lists or case_code:
-            raise NoticeError("a correction goes to exactly the original's recipients: give no lists or case")
+            raise NoticeError(N_("a correction goes to exactly the original's recipients: give no lists or case"))
         original = get_notice(session, corrects_notice_id)
         if original.status != "sent":
-            raise NoticeStateError(not_sent_yet(original))
+            raise not_sent_yet(original)
         if not body:
-            raise NoticeError("a correction needs its text")
+            raise NoticeError(N_("a correction needs its text"))
         case = session.get(Case, original.case_id) if original.case_id else None
         notice.title = title or original.title or (case.title if case is not None else "")
         notice.lists, notice.channels, notice.case_id = original.lists, original.channels, original.case_id
         notice.corrects_notice_id, notice.severity = original.id, severity or original.severity
     else:
         if corrects_notice_id is not None:
-            raise NoticeError("only a correction corrects another notice")
+            raise NoticeError(N_("only a correction corrects another notice"))
         case = get_case(session, case_code) if case_code else None
         if case is None and kind == "new_case":
-            raise NoticeError("a new-case notice needs its case")
+            raise NoticeError(N_("a new-case notice needs its case"))
         if case is not None and not is_published(case):
-            raise NoticeError(f"{case.code} is {'a draft' if case.status == 'draft' else 'not published'}: "
-                              "publish it before sending a notice")
+            raise unpublished(case)
         notice.title = title or (case.title if case is not None and kind == "new_case" else "")
         if not notice.title:
-            raise NoticeError("a notice needs a title")
+            raise NoticeError(N_("a notice needs a title"))
         notice.case_id = case.id if case is not None else None
         notice.lists = _lists(session, lists)
         notice.channels = parse_channels(channels) if channels else ";".join(CHANNELS)
@@ -204,11 +210,12 @@ def schedule_notice(session: Session, notice_id: int, when: datetime, now: datet
     when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
     notice = get_notice(session, notice_id)
     if notice.status not in ("draft", "scheduled"):
-        raise NoticeStateError(f"notice {notice.id} is {notice.status}: only a draft can be scheduled")
+        raise NoticeStateError(N_("notice %(id)s is %(status)s: only a draft can be scheduled"), id=notice.id, status=notice.status)
     if when <= now:
-        raise NoticeError(f"{when.isoformat()} is in the past: send the notice now instead")
+        raise NoticeError(N_("%(when)s is in the past: send the notice now instead"), when=when.isoformat())
     if notice.expires_at is not None and when >= notice.expires_at:
-        raise NoticeError(f"notice {notice.id} expires at {notice.expires_at.isoformat()}, before it would be sent")
+        raise NoticeError(N_("notice %(id)s expires at %(when)s, before it would be sent"), id=notice.id,
+                          when=notice.expires_at.isoformat())
     case = session.get(Case, notice.case_id) if notice.case_id else None
     confirmed = require_confirmation(notice_fields(notice, case), confirm_identifiers)  # issue 16
     if confirmed:
@@ -219,16 +226,26 @@ def schedule_notice(session: Session, notice_id: int, when: datetime, now: datet
     return notice
 
 
-def not_sent_yet(notice: Notice) -> str:
+def unpublished(case: Case) -> NoticeError:
+    """A notice about a case the library does not show yet is refused."""
+    if case.status == "draft":
+        return NoticeError(N_("%(code)s is a draft: publish it before sending a notice"), code=case.code)
+    return NoticeError(N_("%(code)s is not published: publish it before sending a notice"), code=case.code)
+
+
+def not_sent_yet(notice: Notice) -> NoticeStateError:
     """Why a notice that has not gone out cannot be corrected, and what to do (notices are not edited:
     one that is wrong is cancelled and created again)."""
     if notice.status in ("draft", "scheduled"):
-        return (f"notice {notice.id} is {notice.status}, not sent: there is nothing to correct. A notice cannot be "
-                f"edited: cancel it (relay notice cancel {notice.id}, the console's Cancel button or "
-                f"POST /api/v1/notices/{notice.id}/cancel) and create a new one")
+        return NoticeStateError(N_("notice %(id)s is %(status)s, not sent: there is nothing to correct. A notice "
+                                   "cannot be edited: cancel it (relay notice cancel %(id)s, the console's Cancel "
+                                   "button or POST /api/v1/notices/%(id)s/cancel) and create a new one"),
+                                id=notice.id, status=notice.status)
     if notice.status == "cancelled":
-        return f"notice {notice.id} was cancelled before it went out: there is nothing to correct"
-    return f"notice {notice.id} is {notice.status}, not sent yet: correct it once it is sent"
+        return NoticeStateError(N_("notice %(id)s was cancelled before it went out: there is nothing to correct"),
+                                id=notice.id)
+    return NoticeStateError(N_("notice %(id)s is %(status)s, not sent yet: correct it once it is sent"),
+                            id=notice.id, status=notice.status)
 
 
 def cancel_notice(session: Session, notice_id: int, actor: audit.Actor = audit.SYSTEM) -> Notice:
@@ -238,9 +255,11 @@ def cancel_notice(session: Session, notice_id: int, actor: audit.Actor = audit.S
                                 .values(status="cancelled").execution_options(synchronize_session=False)).rowcount
     notice = get_notice(session, notice_id)
     if not cancelled:
-        hint = " — send a correction instead" if notice.status in ("sending", "sent") else ""
-        raise NoticeStateError(f"notice {notice.id} is {notice.status}: only a draft or scheduled notice can be "
-                               f"cancelled{hint}")
+        if notice.status in ("sending", "sent"):
+            raise NoticeStateError(N_("notice %(id)s is %(status)s: only a draft or scheduled notice can be "
+                                      "cancelled — send a correction instead"), id=notice.id, status=notice.status)
+        raise NoticeStateError(N_("notice %(id)s is %(status)s: only a draft or scheduled notice can be cancelled"),
+                               id=notice.id, status=notice.status)
     audit.record(session, "notice.cancel", f"notice:{notice.id}", actor)
     return notice
 
@@ -257,11 +276,13 @@ def _claim(session: Session, notice_id: int, now: datetime, due_only: bool) -> N
     if claimed:
         return notice
     if notice.status in allowed and notice.expires_at is not None and notice.expires_at <= now:
-        raise NoticeExpired(f"notice {notice.id} expired at {notice.expires_at.isoformat()}; it is not sent late")
+        raise NoticeExpired(N_("notice %(id)s expired at %(when)s; it is not sent late"), id=notice.id,
+                            when=notice.expires_at.isoformat())
     if notice.status == "cancelled":
-        raise NoticeStateError(f"notice {notice.id} was cancelled before it went out: it is never sent; "
-                               "create a new notice instead")
-    raise NoticeStateError(f"notice {notice.id} is {notice.status}, not a draft: it is not sent again")
+        raise NoticeStateError(N_("notice %(id)s was cancelled before it went out: it is never sent; "
+                                  "create a new notice instead"), id=notice.id)
+    raise NoticeStateError(N_("notice %(id)s is %(status)s, not a draft: it is not sent again"), id=notice.id,
+                           status=notice.status)
 
 
 def notice_post_channel(actor: audit.Actor) -> str:
@@ -301,8 +322,7 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
         notice = _claim(session, notice_id, now, due_only)
         case = session.get(Case, notice.case_id) if notice.case_id else None
         if case is not None and not is_published(case):
-            raise NoticeError(f"{case.code} is {'a draft' if case.status == 'draft' else 'not published'}: "
-                              "publish it before sending a notice")
+            raise unpublished(case)
         if not due_only:
             confirmed = require_confirmation(notice_fields(notice, case), confirm_identifiers)
             if confirmed:

@@ -20,6 +20,7 @@ from relay.infra.db import transaction
 from relay.model.delivery_states import HELD, QUEUED, WAITING_CODES
 from relay.model.notice_refs import deliveries_filter
 from relay.model.tables import Delivery, Member, Notice, utcnow
+from relay.model.translatable import N_, Translatable
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
 
@@ -29,7 +30,7 @@ WINDOW = timedelta(minutes=1)
 PAUSABLE = ("sent",)  # a notice whose deliveries are going out
 
 
-class NoticeNotPaused(ValueError):
+class NoticeNotPaused(Translatable, ValueError):
     """resume on a notice that is not paused."""
 
 
@@ -119,7 +120,8 @@ def resume(services, notice_id: int, actor: audit.Actor = audit.SYSTEM) -> int:
     with transaction(services.sessions) as session:
         notice = session.get(Notice, notice_id)
         if notice is None or notice.status != "paused":
-            raise NoticeNotPaused(f"notice {notice_id} is {notice.status if notice else 'not found'}, not paused")
+            raise NoticeNotPaused(N_("notice %(id)s is %(status)s, not paused"), id=notice_id,
+                                  status=notice.status if notice else "not found")
         notice.status = "sent"
         ids = list(session.scalars(select(Delivery.id).where(deliveries_filter(notice), Delivery.status == HELD)))
         for start in range(0, len(ids), 500):

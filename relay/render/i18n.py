@@ -20,14 +20,13 @@ from babel import dates as babel_dates
 from babel import numbers as babel_numbers
 from babel.support import NullTranslations, Translations
 
+from relay.model.translatable import N_, Translatable
+
+__all__ = ["N_", "Translatable", "TranslatableError", "say", "translate", "translate_plural"]
+
 TRANSLATIONS_DIR = Path(__file__).resolve().parent.parent / "translations"
 DOMAIN = "messages"
 DEFAULT_LANGUAGE = "en"
-
-
-def N_(message: str) -> str:  # noqa: N802 - the gettext convention: marks a string for extraction only
-    """Marks a Python constant for `pybabel extract`; translate it where the reader is known."""
-    return message
 
 
 @lru_cache(maxsize=1)
@@ -107,13 +106,17 @@ def format_number(value: int | float, language: str) -> str:
     return babel_numbers.format_decimal(value, locale=_locale(language))
 
 
-class TranslatableError(ValueError):
-    """An error whose message is a catalogue string (marked with N_), kept apart from its variables so a
+def say(language: str, error: BaseException) -> str:
+    """An error's message in `language`: a `Translatable` one from the catalogue (relay/model/translatable.py),
+    any other as written (English)."""
+    if isinstance(error, Translatable):
+        return translate(language, error.message, **error.variables)
+    return str(error)
+
+
+class TranslatableError(Translatable, ValueError):
+    """A ValueError whose message is a catalogue string (marked with N_), kept apart from its variables so a
     page can say it in the reader's language (`in_language`); str() is the English, for logs."""
 
-    def __init__(self, message: str, **variables):
-        self.message, self.variables = message, variables
-        super().__init__(message % variables if variables else message)
-
     def in_language(self, language: str) -> str:
-        return translate(language, self.message, **self.variables)
+        return say(language, self)

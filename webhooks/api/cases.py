@@ -27,7 +27,9 @@ from relay.library.cases import (
     search,
     set_visibility,
 )
+from relay.model.translatable import N_
 
+from ..i18n import refuse as abort_with
 from .core import MAX_ID, actor, blueprint, current_caller, field, iso, json_object, log, may, requires
 
 CASE_FIELDS = ("chief_complaint", "symptoms", "exposure_history", "findings")
@@ -47,7 +49,7 @@ def _number_in_range(number: str) -> None:
     text = number.strip().lstrip("#")
     text = text[1:] if text[:1] in ("C", "c") else text
     if text.isdigit() and (not text.isascii() or int(text) > MAX_ID):
-        abort(404, f"no case {number!r}")
+        abort_with(404, CaseNotFound(N_("no case %(code)s"), code=repr(number)))
 
 
 def case_by_number(session, number: str):
@@ -57,7 +59,7 @@ def case_by_number(session, number: str):
     try:
         return get_case(session, number)
     except CaseNotFound as exc:
-        abort(404, str(exc))
+        abort_with(404, exc)
 
 
 def visible_case(session, number: str):
@@ -66,7 +68,7 @@ def visible_case(session, number: str):
     if not is_published(case) and may("case.edit"):
         return case  # staff read the drafts they review
     if not is_visible(case, member=may("case.read_members_only")):
-        abort(404, f"no case {case.code}")  # a draft, or members-only to a caller who is not a member
+        abort_with(404, CaseNotFound(N_("no case %(code)s"), code=case.code))  # a draft, or members-only to a caller who is not a member
     return case
 
 
@@ -78,7 +80,7 @@ def list_cases():
     try:
         params = parse_search_params(request.args)
     except SearchError as exc:
-        abort(400, str(exc))
+        abort_with(400, exc)
     services = current_app.extensions["relay"]
     with services.sessions() as session:
         result = search(session, params, include_member_only=may("case.read_members_only"))
@@ -115,7 +117,7 @@ def create_case_route():
             audit.record(session, "case.create", f"case:{case.code}", actor())
             result = case_json(case)
     except ValueError as exc:
-        abort(422, str(exc))
+        abort_with(422, exc)
     log.info("case %s created as a draft by %s", result["code"], actor().label)
     return jsonify(result), 201, {"Location": f"/api/v1/cases/{result['code']}"}
 
@@ -132,7 +134,7 @@ def publish_case_route(number: str):
         try:
             publish_case(session, case.code, actor=actor(), confirm_identifiers=confirmed)
         except CaseStateError as exc:
-            abort(422, str(exc))
+            abort_with(422, exc)
         result = case_json(case)
     log.info("case %s published by %s", result["code"], actor().label)
     return jsonify(result)
@@ -151,9 +153,9 @@ def discard_case_route(number: str):
         try:  # the core checks the roles again: the route's guard is not the only one
             case = discard_case(session, number, roles=roles, actor=actor())
         except CaseNotFound as exc:
-            abort(404, str(exc))
+            abort_with(404, exc)
         except CaseStateError as exc:
-            abort(422, str(exc))
+            abort_with(422, exc)
         result = case_json(case)
     log.info("case %s discarded by %s", result["code"], actor().label)
     return jsonify(result)
@@ -170,7 +172,7 @@ def close_case_route(number: str):
         try:
             close_case(session, case.code, reopen=bool(reopen), actor=actor())
         except CaseStateError as exc:
-            abort(422, str(exc))
+            abort_with(422, exc)
         result = case_json(case)
     log.info("case %s %s by %s", result["code"], result["status"], actor().label)
     return jsonify(result)
@@ -189,6 +191,6 @@ def put_case_visibility(number: str):
         try:
             set_visibility(session, case.code, visibility, actor=actor())
         except ValueError as exc:
-            abort(422, str(exc))
+            abort_with(422, exc)
         result = case_json(case)
     return jsonify(result)

@@ -2,7 +2,7 @@
 text and its versions."""
 from __future__ import annotations
 
-from flask import abort, current_app, jsonify
+from flask import current_app, jsonify
 
 from relay.library.guidelines import (
     GuidelineNotFound,
@@ -12,6 +12,7 @@ from relay.library.guidelines import (
     list_guidelines,
 )
 
+from ..i18n import refuse as abort_with
 from .core import blueprint, iso, requires
 
 
@@ -43,7 +44,7 @@ def get_guideline_json(slug: str):
         try:
             guideline = get_guideline(session, slug)
         except GuidelineNotFound as exc:
-            abort(404, str(exc))
+            abort_with(404, exc)
         latest = current_version(guideline)
         return jsonify({"slug": guideline.slug, "title": guideline.title,
                         "url": guideline_url(services.settings, guideline.slug), "body": latest.body,

@@ -15,6 +15,7 @@ from relay.members.roster import (
     update_member,
 )
 
+from ..i18n import refuse as abort_with
 from .core import SIGNED_IN, actor, blueprint, current_caller, iso, json_object, log, may, refuse, requires
 
 
@@ -77,7 +78,7 @@ def put_channels(who: str):
         try:
             set_channels(member, data["channels"])
         except RowError as exc:
-            abort(422, str(exc))
+            abort_with(422, exc)
         result = _member_json(member)
     log.info("member %s channels set to %s by %s", result["id"], result["channels"], actor().label)
     return jsonify(result)
@@ -98,9 +99,9 @@ def patch_member(who: str):
         try:
             update_member(session, member, data, actor=actor())
         except TypeError as exc:
-            abort(400, str(exc))
+            abort_with(400, exc)
         except RowError as exc:
-            abort(422, str(exc))
+            abort_with(422, exc)
         result = _member_json(member)
     log.info("member %s changed (%s) by %s", result["id"], ", ".join(sorted(data)), actor().label)
     return jsonify(result)
@@ -129,7 +130,7 @@ def get_list_route(name: str):
         try:
             return jsonify(_list_json(list_summary(session, name)))
         except ListNotFound as exc:
-            abort(404, str(exc))
+            abort_with(404, exc)
 
 
 def _membership_change(name: str, who: str, change):
@@ -141,7 +142,7 @@ def _membership_change(name: str, who: str, change):
         try:
             changed = change(session, name, member, actor=actor())
         except ListNotFound as exc:
-            abort(404, str(exc))
+            abort_with(404, exc)
         summary = list_summary(session, name)
         member_id = member.id
     log.info("member %s %s list %s by %s (changed: %s)", member_id,

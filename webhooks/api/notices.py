@@ -12,6 +12,7 @@ from relay.guard.confirmation import IdentifiersFound
 from relay.infra.db import transaction
 from relay.library.cases import CaseNotFound
 from relay.model.tables import Case
+from relay.model.translatable import N_
 from relay.notices import acks
 from relay.notices.audience import channels_of, link, list_names
 from relay.notices.corrections import correct_notice
@@ -31,6 +32,8 @@ from relay.notices.lifecycle import (
 )
 from relay.notices.preview import preview_notice
 
+from ..i18n import error_text
+from ..i18n import refuse as abort_with
 from .core import MAX_ID, actor, blueprint, current_caller, field, iso, json_object, log, requires
 
 NOTICE_ERRORS = (CaseNotFound, NoticeError, NoticeNotFound, UnknownList)
@@ -57,7 +60,7 @@ def _notice_id_fits(view):
     @functools.wraps(view)
     def checked(notice_id: int, **kwargs):
         if notice_id > MAX_ID:
-            abort(404, f"no notice {notice_id}")
+            abort_with(404, NoticeNotFound(N_("no notice %(id)s"), id=notice_id))
         return view(notice_id, **kwargs)
 
     return checked
@@ -67,6 +70,7 @@ def _notice_failure(exc: Exception):
     """A notice route's domain error as an HTTP answer: the notice in the path missing is a 404; any
     other rule it breaks (an unknown list, an expired or already sent notice, ...) a 422."""
     http = NotFound(str(exc)) if isinstance(exc, NoticeNotFound) else UnprocessableEntity(str(exc))
+    http.reader_text = error_text(exc)  # type: ignore[attr-defined]  # the `message` in the caller's language
     return current_app.handle_user_exception(http)
 
 
@@ -107,7 +111,7 @@ def create_notice_route():
     if isinstance(corrects, bool):
         abort(400, "'corrects' has the wrong type")
     if corrects is not None and not 0 <= corrects <= MAX_ID:
-        abort(422, f"no notice {corrects}")
+        abort_with(422, NoticeNotFound(N_("no notice %(id)s"), id=corrects))
     try:
         expires_at = field(data, "expires_at", str)
         expires_in = field(data, "expires_in", str)
@@ -122,7 +126,7 @@ def create_notice_route():
                 escalation_step=parse_window(field(data, "escalation_step", str), "the escalation step"))
             result = _notice_json(session, notice)
     except NOTICE_ERRORS as exc:  # an unknown list, case or corrected notice is an error in the body
-        abort(422, str(exc))
+        abort_with(422, exc)
     log.info("notice %s (%s) created by %s", result["id"], result["kind"], actor().label)
     return jsonify(result), 201, {"Location": f"/api/v1/notices/{result['id']}"}
 

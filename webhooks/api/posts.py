@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 from relay.discussion.api_posts import PostRefused, post_reply
 from relay.model.tables import Post, Thread
 
+from ..i18n import refuse as abort_with
 from .cases import visible_case
 from .core import actor, blueprint, current_caller, field, iso, json_object, log, refuse, requires
 
@@ -54,7 +55,7 @@ def post_to_case(number: str):
     try:
         result = post_reply(services, case_id, caller.member_id, text, key, confirm_identifiers=confirmed)
     except PostRefused as exc:
-        abort(422, str(exc))
+        abort_with(422, exc)
     with services.sessions() as session:
         post = session.get(Post, result.post_id)
         body = {"case": code, "relayed_to": result.relayed_to, **_post_json(post)}

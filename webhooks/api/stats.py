@@ -3,11 +3,12 @@ active members, the countries of their numbers, the month's readers (relay/reach
 tokens (reach.read), whether or not an admin published them on the library's front page."""
 from __future__ import annotations
 
-from flask import abort, current_app, jsonify, request
+from flask import current_app, jsonify, request
 
 from relay.reach.headline import stats_for
 from relay.reach.periods import PeriodError
 
+from ..i18n import refuse as abort_with
 from .core import blueprint, current_caller, requires
 
 
@@ -20,5 +21,5 @@ def stats_json():
         try:
             figures = stats_for(session, current_caller().roles, month)
         except PeriodError as exc:
-            abort(400, str(exc))
+            abort_with(400, exc)
     return jsonify(figures.as_dict())

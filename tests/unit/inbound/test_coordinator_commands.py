@@ -80,6 +80,17 @@ def test_cancel_drops_the_draft(network, sms):
     assert not _texts_to(sms, LEE)
 
 
+def test_a_korean_coordinator_reads_the_cancellation_in_korean(network, sms):
+    record_sms(network, KIM, "NOTICE tft: ward meeting at 3")  # Kim's own language is Korean
+    run_worker(network)
+    code = _code(_texts_to(sms, KIM)[-1])
+    record_sms(network, KIM, f"CANCEL {code}")
+    run_worker(network)
+    notice = _notices(network)[0]
+    assert notice.status == "cancelled"
+    assert f"취소했습니다(공지 {notice.id})" in _texts_to(sms, KIM)[-1], _texts_to(sms, KIM)[-1]
+
+
 def test_non_coordinator_is_not_authorised_and_nothing_is_created(network, sms):
     event_id = record_sms(network, LEE, "NOTICE tft: everyone come to the ward")
     run_worker(network)
@@ -121,8 +132,17 @@ def test_an_expired_code_is_refused_and_its_draft_dropped(network, sms):
 def test_unknown_list_creates_nothing(network, sms):
     record_sms(network, KIM, "NOTICE nosuch: hello")
     run_worker(network)
-    assert "no list named nosuch" in _texts_to(sms, KIM)[-1]
+    # issue 21: the refusal in Kim's own language (Korean), not the core's English
+    assert "이름이 nosuch인 목록이 없습니다. 아무것도 만들지 않았습니다." in _texts_to(sms, KIM)[-1]
     assert _notices(network) == []
+
+
+def test_a_refused_command_is_explained_in_the_coordinators_language(network, sms):
+    """Issue 21: what the core says in English reaches a Korean coordinator's SMS in Korean."""
+    record_sms(network, KIM, "STATUS 999")
+    run_worker(network)
+    answer = _texts_to(sms, KIM)[-1]
+    assert "공지 999이(가) 없습니다." in answer and "no notice" not in answer, answer
 
 
 def _sent_urgent(network, sms):

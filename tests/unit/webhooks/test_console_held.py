@@ -11,7 +11,7 @@ from relay.infra.audit import Actor
 from relay.model.tables import AuditEvent, HeldMessage, Post
 from relay.notices.lifecycle import new_case_notice
 from tests.conftest import run_worker
-from tests.console_helpers import KIM, LEE, csrf, give_password, sign_in
+from tests.console_helpers import KIM, LEE, csrf, give_password, reads_english, sign_in
 from tests.helpers import record_sms
 from webhooks.app import create_app
 
@@ -32,7 +32,7 @@ def held(network, sms):
 
 
 def test_coordinators_see_held_messages_masked_and_release_them_audited(network, sms, held):
-    client = create_app(services=network).test_client()
+    client = reads_english(create_app(services=network).test_client())
     sign_in(client, KIM)
     page = client.get("/console/held").get_data(as_text=True)
     assert "[resident_number]" in page and RRN not in page and "550315" not in page

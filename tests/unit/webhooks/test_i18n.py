@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import abort
 
 from relay.infra.db import transaction
 from relay.library.cases import get_case
@@ -184,3 +185,156 @@ def test_the_console_in_korean_for_a_korean_coordinator(client, network):
     page = client.get(f"/console/notices/{notice_id}").get_data(as_text=True)
     assert_korean(page)
     assert "받는 사람 <b>5</b>명:" in page and "지금 5명에게 보내기" in page
+
+
+# ---------------------------------------------------------------- errors in the reader's language (issue 21)
+
+
+def test_http_error_pages_speak_the_readers_language(client, network):
+    app = client.application
+
+    @app.get("/library/boom-for-a-test")
+    def boom():
+        raise RuntimeError("a bug")
+
+    @app.get("/library/bad-for-a-test")
+    def bad():
+        abort(400)
+
+    pages = {
+        400: client.get("/library/bad-for-a-test", headers=KOREAN),
+        404: client.get("/library/nowhere", headers=KOREAN),
+        405: client.get("/signout", headers=KOREAN),
+        413: client.post("/library/cases/C1/posts", headers=KOREAN, data={"text": "x" * 2_000_000}),
+        500: client.get("/library/boom-for-a-test", headers=KOREAN),
+    }
+    for code, response in pages.items():
+        page = response.get_data(as_text=True)
+        assert response.status_code == code and response.mimetype == "text/html", (code, page[:300])
+        assert_korean(page)
+        assert f"오류 {code}" in page
+    assert "찾을 수 없음" in pages[404].get_data(as_text=True)
+    assert "Allow" in pages[405].headers and "허용되지 않는 요청" in pages[405].get_data(as_text=True)
+    assert "a bug" not in pages[500].get_data(as_text=True)
+    assert "seen.gif" not in pages[404].get_data(as_text=True)  # an error page counts no library reader (issue 20)
+    english = client.get("/library/nowhere", headers=ENGLISH).get_data(as_text=True)
+    assert '<html lang="en">' in english and "Not found" in english and "There is nothing at this address" in english
+
+
+def test_a_core_error_on_a_page_is_in_the_readers_language(client, network):
+    response = client.get("/library/cases/C999", headers=KOREAN)
+    assert response.status_code == 404 and "C999 증례가 없습니다" in response.get_data(as_text=True)
+    assert_korean(response.get_data(as_text=True))
+    response = client.get("/library/?status=maybe", headers=KOREAN)  # SearchError, shown on the search page
+    assert response.status_code == 400 and "상태는 진행 중 또는 종료여야 합니다" in response.get_data(as_text=True)
+    assert_korean(response.get_data(as_text=True))
+    response = client.get("/preferences/not-a-token", headers=KOREAN)
+    assert response.status_code == 404 and "이 수신 설정 링크는 유효하지 않습니다" in response.get_data(as_text=True)
+    assert_korean(response.get_data(as_text=True))
+    english = client.get("/library/cases/C999", headers=ENGLISH).get_data(as_text=True)
+    assert "no case C999" in english
+
+
+def test_not_allowed_and_too_many_requests_in_korean(network):
+    client = create_app(services=network).test_client()
+    give_password(network, LEE)  # a member, not staff: the console is refused
+    sign_in(client, LEE)
+    client.set_cookie("relay_lang", "ko")
+    refused = client.get("/console/")
+    assert refused.status_code == 403
+    assert_korean(refused.get_data(as_text=True))
+    codes = []
+    for i in range(12):  # the open digest form's per-address limit (tests/unit/members/test_preferences.py)
+        response = client.post("/digest/subscribe", data={"email": f"x{i}@example.org", "frequency": "daily",
+                                                          "timezone": "UTC", "hour": "7"})
+        codes.append(response.status_code)
+        if response.status_code == 429:
+            page = response.get_data(as_text=True)
+            assert_korean(page)
+            assert "요청이 너무 많음" in page and "per" not in page
+            break
+    assert codes[-1] == 429, codes
+
+
+def test_the_api_keeps_an_english_error_and_adds_a_message_in_the_callers_language(client):
+    answer = client.get("/api/v1/cases/C999", headers=KOREAN)
+    assert answer.status_code == 404
+    body = answer.get_json()
+    assert body["error"] == "Not Found" and body["detail"] == "no case C999"  # stable, for scripts
+    assert body["message"] == "C999 증례가 없습니다"
+    assert client.get("/api/v1/cases/C999", headers=ENGLISH).get_json()["message"] == "no case C999"
+    unknown = client.get("/api/v1/nothing-here", headers=KOREAN).get_json()
+    assert unknown["error"] == "Not Found" and "아무것도 없습니다" in unknown["message"]
+
+
+def test_console_refusals_in_a_korean_coordinators_language(client, network):
+    give_password(network, KIM)
+    sign_in(client, KIM)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/console/").get_data(as_text=True)).group(1)
+    refused = client.post("/console/notices", data={"csrf_token": token, "kind": "announcement", "title": "x",
+                                                    "body": "y"})
+    assert refused.status_code == 400
+    assert "공지에는 받는 목록이 하나 이상 필요합니다" in refused.get_data(as_text=True)
+    assert_korean(refused.get_data(as_text=True))
+    missing = client.get("/console/cases/C999")
+    assert missing.status_code == 404 and "C999 증례가 없습니다" in missing.get_data(as_text=True)
+    assert_korean(missing.get_data(as_text=True))
+    with network.sessions() as session:
+        kim = find_member(session, KIM)
+        form = {"csrf_token": token, "name": kim.name, "phone": kim.phone, "email": kim.email,
+                "timezone": "Mars/Olympus", "language": "ko", "active": "on", "lists": "tft"}
+        member_id = kim.id
+    bad = client.post(f"/console/members/{member_id}", data=form)
+    assert bad.status_code == 400
+    shown = re.search(r'role="alert">([^<]*)', bad.get_data(as_text=True)).group(1)
+    assert "시간대 &#39;Mars/Olympus&#39;은(는) IANA 시간대가 아닙니다" in shown, shown
+    assert_korean(bad.get_data(as_text=True))
+
+
+def test_the_held_messages_page_in_korean(client, network, sms):
+    from relay.notices.lifecycle import new_case_notice
+    from tests.conftest import run_worker
+    from tests.helpers import record_sms
+
+    new_case_notice(network, "C1", ["tft"])
+    run_worker(network)
+    record_sms(network, "+821012345602", "C1 pt RRN 550315-1234567 GGO")  # Lee: held by the guard
+    run_worker(network)
+    give_password(network, KIM)
+    sign_in(client, KIM)
+    page = client.get("/console/held", headers=ENGLISH).get_data(as_text=True)
+    assert "[resident_number]" in page and "550315" not in page
+    assert_korean(page)
+    assert "보류된 메시지" in page and "주민등록번호" in page and "공개" in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    held = re.search(r'action="/console/held/(\d+)"', page).group(1)
+    answer = client.post(f"/console/held/{held}", data={"csrf_token": token, "decision": "maybe"})
+    assert answer.status_code == 400 and "보내기 또는 버리기를 고르세요" in answer.get_data(as_text=True)
+    assert_korean(answer.get_data(as_text=True))
+    released = client.post(f"/console/held/{held}", data={"csrf_token": token, "decision": "send"})
+    assert "공개했습니다" in released.get_data(as_text=True)
+    assert_korean(released.get_data(as_text=True))
+
+
+def test_the_preference_page_refuses_and_confirms_in_the_members_language(client, network, mail):
+    from email import message_from_bytes, policy
+
+    from tests.conftest import run_worker
+
+    with network.sessions() as session:
+        kim = find_member(session, KIM).id
+    url = preferences_url(network.settings, kim)
+    url = url[url.index("/preferences/"):]
+    refused = client.post(url, headers=ENGLISH, data={"sms_quiet_start": "25:00", "sms_quiet_end": "06:30"})
+    assert refused.status_code == 400 and "22:00 같은 시각이어야 합니다" in refused.get_data(as_text=True)
+    assert_korean(refused.get_data(as_text=True))
+    saved = client.post(url, headers=ENGLISH, data={"sms_pause": "24H", "email_mode": "digest",
+                                                    "sms_quiet_start": "23:00", "sms_quiet_end": "06:00"})
+    assert saved.status_code == 200
+    run_worker(network)
+    [sent] = [m for m in mail.sent if m.to == KIM and b"Message-ID: <preferences-changed-" in m.raw]
+    text = message_from_bytes(sent.raw, policy=policy.default).get_body(("plain",)).get_content()
+    assert "변경된 내용:" in text
+    for line in ("- 문자: 24시간 일시 중지", "- 문자: 방해 금지 시간 23:00~06:00", "- 이메일: 하루 요약으로 받기"):
+        assert line in text, text
+    assert "paused for" not in text and "quiet hours" not in text and "digest instead" not in text, text
