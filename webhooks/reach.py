@@ -8,6 +8,7 @@ from time import monotonic
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from flask_babel import force_locale, get_locale
+from flask_babel import gettext as _
 
 from relay.access.permissions import Forbidden
 from relay.infra.db import transaction
@@ -24,6 +25,7 @@ from relay.reach.periods import PeriodError, parse_period
 from relay.render import i18n
 
 from .auth import check_csrf, current_member, requires
+from .i18n import refuse
 
 blueprint = Blueprint("reach", __name__)
 blueprint.before_request(check_csrf)
@@ -98,7 +100,7 @@ def _figures_or_403(me, period):
         try:
             return reach_figures(session, me.roles, period)
         except Forbidden as exc:
-            abort(403, str(exc))
+            refuse(403, exc)
 
 
 @blueprint.get("/console/reach.csv")
@@ -110,7 +112,7 @@ def reach_csv():
     if error:
         abort(400, error)
     if chart not in CHARTS:
-        abort(400, f"no chart {chart!r}: choose one of {', '.join(CHARTS)}")
+        refuse(400, _("no chart %(chart)s: choose one of %(charts)s", chart=repr(chart), charts=", ".join(CHARTS)))
     figures = _figures_or_403(me, period)
     response = Response(to_csv(figures.table(chart)), mimetype="text/csv")
     response.headers["Content-Disposition"] = (
@@ -124,13 +126,13 @@ def publish_headline():
     me = current_member()
     action = request.form.get("action")
     if action not in ("on", "off"):
-        abort(400, "choose to publish (on) or to withdraw (off) the headline figures")
+        refuse(400, _("choose to publish (on) or to withdraw (off) the headline figures"))
     services = current_app.extensions["relay"]
     try:
         with transaction(services.sessions) as session:
             headline.publish(session, me.roles, me.actor("console"), action == "on")
     except Forbidden as exc:
-        abort(403, str(exc))
+        refuse(403, exc)
     current_app.extensions.pop("relay-reach-headline", None)  # this process shows the change at once
     return redirect(url_for("reach.reach_page"))
 
@@ -151,12 +153,12 @@ def case_reach(code: str):
         try:
             case = get_case(session, code)
         except CaseNotFound as exc:
-            abort(404, str(exc))
+            refuse(404, exc)
         try:
             tables = [items.case_views(session, me.roles, case, period),
                       items.case_activity(session, me.roles, case, period)]
         except Forbidden as exc:
-            abort(403, str(exc))
+            refuse(403, exc)
         title = f"{case.code}: {case.title}"
     drawn = [(labels["case_views"], tables[0], series_chart(tables[0], labels["case_views"], labels, period)),
              (labels["case_activity"], tables[1], series_chart(tables[1], labels["case_activity"], labels, period))]
@@ -174,11 +176,11 @@ def notice_reach(notice_id: int):
     with services.sessions() as session:
         notice = session.get(Notice, notice_id) if notice_id < 2**31 else None
         if notice is None:
-            abort(404, f"no notice {notice_id}")
+            refuse(404, _("no notice %(id)s", id=notice_id))
         try:
             table, bucket = items.notice_timeline(session, me.roles, notice)
         except Forbidden as exc:
-            abort(403, str(exc))
+            refuse(403, exc)
         title = f"#{notice.id} {notice.title or notice.kind}"
         sent = notice.sent_at
     name = labels["notice_timeline"] + (f" ({bucket} min)" if bucket > 1 else "")
