@@ -1,6 +1,7 @@
 """Reach test data: deliveries, replies, views, readers and consent changes spread over 40 days."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import select
@@ -61,3 +62,21 @@ def seed(services, today: date = TODAY) -> None:
                 session.add(ConsentEvent(member_id=members[2].id, channel="sms", action="digest", source="sms:DIGEST",
                                          created_at=at(day)))
         session.add(Notice(kind="announcement", lists="tft", title="n", status="sent", sent_at=at(today - timedelta(days=3))))
+
+
+@contextmanager
+def signed_in_coordinator(services, *, english: bool):
+    """A test client signed in as Kim Jiwon (a coordinator who reads Korean; `english` reads the pages in
+    English by the cookie), on the seeded year, with the clock held at TODAY."""
+    import time_machine
+
+    from tests.console_helpers import KIM, give_password, reads_english, sign_in
+    from webhooks.app import create_app
+
+    give_password(services, KIM)
+    client = create_app(services=services).test_client()
+    if english:
+        client = reads_english(client)
+    with time_machine.travel(at(TODAY), tick=False):
+        sign_in(client, KIM)
+        yield client

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-import time_machine
 from babel.messages.pofile import read_po
 from sqlalchemy import select
 
@@ -14,10 +13,9 @@ from relay.infra.db import transaction
 from relay.model.tables import Case
 from relay.reach import labels
 from relay.render import i18n
-from tests.console_helpers import KIM, give_password, reads_english, sign_in
+from tests.console_helpers import reads_english
 from tests.i18n_helpers import assert_korean
-from tests.unit.reach.seed import TODAY, at, seed
-from webhooks.app import create_app
+from tests.unit.reach.seed import seed, signed_in_coordinator
 
 
 def test_the_words_are_catalogue_messages_not_a_dictionary_per_language():
@@ -45,10 +43,7 @@ def client(network):
     seed(network)
     with transaction(network.sessions) as session:  # content, not UI: the seed's English case title in Korean
         session.scalar(select(Case).where(Case.number == 2)).title = "두 번째 증례"
-    give_password(network, KIM)  # Kim Jiwon reads Korean (her own language)
-    client = create_app(services=network).test_client()
-    with time_machine.travel(at(TODAY), tick=False):
-        sign_in(client, KIM)
+    with signed_in_coordinator(network, english=False) as client:  # Kim Jiwon reads Korean (her own language)
         yield client
 
 

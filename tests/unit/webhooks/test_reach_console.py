@@ -8,22 +8,16 @@ import io
 import re
 
 import pytest
-import time_machine
 from sqlalchemy import func, select
 
 from relay.model.tables import Delivery, ReaderDay
-from tests.console_helpers import KIM, give_password, reads_english, sign_in
-from tests.unit.reach.seed import TODAY, at, seed
-from webhooks.app import create_app
+from tests.unit.reach.seed import TODAY, at, seed, signed_in_coordinator
 
 
 @pytest.fixture
 def coordinator(network):
     seed(network)
-    give_password(network, KIM)
-    client = reads_english(create_app(services=network).test_client())  # Kim reads Korean: tests/unit/reach/test_words.py
-    with time_machine.travel(at(TODAY), tick=False):
-        sign_in(client, KIM)
+    with signed_in_coordinator(network, english=True) as client:  # Kim reads Korean: tests/unit/reach/test_words.py
         yield client
 
 
