@@ -547,10 +547,10 @@ def import_members_route():
     upload = request.files.get("file")
     data = upload.read(MAX_CSV_BYTES + 1) if upload and upload.filename else (request.form.get("csv") or "").encode()
     if not data.strip():
-        return members_page(report={"errors": [(0, "choose a CSV file (or paste CSV text)")], "created": 0,
+        return members_page(report={"errors": [(0, _("choose a CSV file (or paste CSV text)"))], "created": 0,
                                     "updated": 0, "lists_created": []}, status=400)
     if len(data) > MAX_CSV_BYTES:
-        return members_page(report={"errors": [(0, "the file is larger than 1 MB")], "created": 0, "updated": 0,
+        return members_page(report={"errors": [(0, _("the file is larger than 1 MB"))], "created": 0, "updated": 0,
                                     "lists_created": []}, status=413)
     try:
         text = data.decode("utf-8-sig")
@@ -563,7 +563,8 @@ def import_members_route():
                                              sync_lists=bool(request.form.get("sync_lists")), actor=_actor())
     log.info("member %s imported members: %s new, %s updated, %s errors (%s refused: roles)", me.id, report.created,
              report.updated, len(report.errors), report.roles_refused)
-    return members_page(report=report.__dict__, status=200 if not report.errors else 422)
+    shown = {**report.__dict__, "errors": [(line, error_text(error)) for line, error in report.refused]}
+    return members_page(report=shown, status=200 if not report.refused else 422)
 
 
 def _member_or_404(session, member_id: int) -> Member:

@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException, default_exceptions
 
-from relay.guard import KIND_NAMES  # the guard's own words for each kind, per language
+from relay.guard import KIND_NAMES  # each kind's English catalogue id (said with gettext)
 from relay.render import i18n
 
 from .auth import current_member, safe_next_path
@@ -98,11 +98,15 @@ GUARD_FIELDS = {"title": _l("title"), "body": _l("text"), "case title": _l("case
 def identifiers_text(exc) -> str:
     """The console's words for IdentifiersFound (relay/guard/confirmation.py, whose own text names the CLI's
     flag): each finding's kind and field, in the page's language, and the box to tick."""
-    names = KIND_NAMES.get(page_language(), KIND_NAMES["en"])
-    where = "; ".join(_("%(kind)s in the %(field)s", kind=names.get(f["kind"], f["kind"]),
+    where = "; ".join(_("%(kind)s in the %(field)s", kind=guard_kind_name(f["kind"]),
                         field=str(GUARD_FIELDS.get(f["field"], f["field"]))) for f in exc.findings)
     return _("It seems to contain patient identifiers (%(where)s): edit it, or tick the box to confirm that it "
              "is not about a patient.", where=where)
+
+
+def guard_kind_name(kind: str) -> str:
+    """A kind of patient identifier (relay/guard/findings.py) in the page's language (an unknown kind as stored)."""
+    return _(KIND_NAMES[kind]) if kind in KIND_NAMES else kind
 
 
 def select_language() -> str:
@@ -149,8 +153,8 @@ def configure(app: Flask) -> None:
 
     @app.template_filter("guard_kind")
     def guard_kind(kind: str) -> str:
-        """A kind of patient identifier (issue 16) in the reader's language: the guard's own words."""
-        return KIND_NAMES.get(page_language(), KIND_NAMES["en"]).get(kind, kind)
+        """A kind of patient identifier (issue 16) in the reader's language."""
+        return guard_kind_name(kind)
 
     @app.template_filter("digest_frequency")
     def digest_frequency(value: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from time import monotonic
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 
@@ -21,7 +21,7 @@ from relay.reach.charts import column_chart
 from relay.reach.figures import CHARTS, reach_figures
 from relay.reach.labels import labels_for
 from relay.reach.page import charts, headers, series_chart, shown, to_csv
-from relay.reach.periods import PeriodError, parse_period
+from relay.reach.periods import Period, PeriodError, parse_period
 from relay.render import i18n
 
 from .auth import check_csrf, current_member, requires
@@ -69,11 +69,12 @@ def _render(language: str, template: str, **context) -> str:
         return render_template(template, language=language, **context)
 
 
-def _period_or_400(labels):
+def _period_or_400() -> tuple[Period | None, PeriodError | None]:
+    """The period asked for, or why it cannot be shown (said in the page's language by the caller)."""
     try:
         return parse_period(request.args, utcnow().date()), None
     except PeriodError as exc:
-        return None, str(exc)
+        return None, exc
 
 
 @blueprint.get("/console/reach")
@@ -82,7 +83,8 @@ def reach_page():
     me = current_member()
     language = _language()
     labels = labels_for(language)
-    period, error = _period_or_400(labels)
+    period, refused = _period_or_400()
+    error = i18n.say(language, refused) if refused else None
     if period is None:
         period = parse_period({}, utcnow().date())
     figures = _figures_or_403(me, period)
@@ -108,9 +110,9 @@ def _figures_or_403(me, period):
 def reach_csv():
     me = current_member()
     chart = request.args.get("chart", "")
-    period, error = _period_or_400(None)
-    if error:
-        abort(400, error)
+    period, refused = _period_or_400()
+    if refused:
+        refuse(400, refused)
     if chart not in CHARTS:
         refuse(400, _("no chart %(chart)s: choose one of %(charts)s", chart=repr(chart), charts=", ".join(CHARTS)))
     figures = _figures_or_403(me, period)
@@ -146,7 +148,8 @@ def case_reach(code: str):
     me = current_member()
     language = _language()
     labels = labels_for(language)
-    period, error = _period_or_400(labels)
+    period, refused = _period_or_400()
+    error = i18n.say(language, refused) if refused else None
     period = period or parse_period({}, utcnow().date())
     services = current_app.extensions["relay"]
     with services.sessions() as session:

@@ -29,6 +29,7 @@ from relay.infra import audit
 from relay.infra.metrics import GUARD_VERDICTS
 from relay.model.tables import Case, HeldMessage, InboundEvent, Member, MemberList, Notice, utcnow
 from relay.model.translatable import N_, Translatable
+from relay.render import i18n
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Check:
         return self.verdict == HOLD
 
     def where(self, text: str, language: str) -> str:
-        return guard.describe(text, self.scan.findings, language)
+        return guard.describe(text, self.scan.findings, i18n.translator(language).gettext)
 
 
 def mode_for(session: Session, settings, case: Case | None) -> str:

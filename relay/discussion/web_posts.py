@@ -25,6 +25,7 @@ from relay.library.cases import CaseNotFound, get_case, is_visible
 from relay.model.tables import HeldMessage, InboundEvent, Member, Post, utcnow
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries
+from relay.render import i18n
 from relay.render.i18n import N_, TranslatableError
 
 log = logging.getLogger(__name__)
@@ -136,4 +137,5 @@ def _again(session, event_id: int, case_code: str, language: str) -> WebPost:
     if held is None:
         return WebPost(None, case_code, True, 0)
     findings = [guard.Finding(f["kind"], f["start"], f["end"]) for f in held.findings or []]
-    return WebPost(None, case_code, True, 0, held.code, guard.describe(held.body, findings, language))
+    return WebPost(None, case_code, True, 0, held.code, guard.describe(held.body, findings,
+                                                                         i18n.translator(language).gettext))

@@ -20,10 +20,12 @@ references (PMID, DOI), wards and rooms, clinicians' names and eponyms are not i
 never held."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay.guard import birth_dates, emails, names, national_ids, phones, record_numbers, resident_numbers
 from relay.guard.findings import KIND_NAMES, KINDS, Finding
+from relay.model.translatable import N_
 
 __all__ = ["KINDS", "KIND_NAMES", "Finding", "Scan", "scan", "masked", "describe"]
 
@@ -68,17 +70,22 @@ def masked(text: str, findings: tuple[Finding, ...] | list[Finding]) -> str:
     return "".join(out)
 
 
-def describe(text: str, findings: tuple[Finding, ...] | list[Finding], language: str = "en") -> str:
-    """Each finding's kind and where it is (the words before it, masked), never its value.
+def _as_written(message: str) -> str:
+    return message
+
+
+def describe(text: str, findings: tuple[Finding, ...] | list[Finding],
+             gettext: Callable[[str], str] = _as_written) -> str:
+    """Each finding's kind and where it is (the words before it, masked), never its value, in the language
+    of `gettext` (the catalogue's, `relay.render.i18n.translator(language).gettext`; English without it).
 
     e.g. `a resident registration number after "C12 pt"`; `ko`: `"C12 pt" 뒤의 주민등록번호`."""
-    words = KIND_NAMES.get(language, KIND_NAMES["en"])
     parts = []
     for f in findings:
         before = masked(text[:f.start], [g for g in findings if g.end <= f.start]).split()[-2:]
-        where = " ".join(before)
-        if language == "ko":
-            parts.append(f'"{where}" 뒤의 {words[f.kind]}' if where else f"맨 앞의 {words[f.kind]}")
+        where, kind = " ".join(before), gettext(KIND_NAMES[f.kind])
+        if where:
+            parts.append(gettext(N_('%(kind)s after "%(where)s"')) % {"kind": kind, "where": where})
         else:
-            parts.append(f'{words[f.kind]} after "{where}"' if where else f"{words[f.kind]} at the start")
+            parts.append(gettext(N_("%(kind)s at the start")) % {"kind": kind})
     return "; ".join(parts)

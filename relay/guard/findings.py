@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relay.model.translatable import N_  # marks a catalogue string (relay/model/ holds no Babel)
+
 RESIDENT_NUMBER = "resident_number"  # Korean resident / foreigner registration number
 PHONE = "phone"
 EMAIL = "email"
@@ -16,26 +18,16 @@ PATIENT_NAME = "patient_name"
 
 KINDS = (RESIDENT_NUMBER, PHONE, EMAIL, NATIONAL_ID, RECORD_NUMBER, BIRTH_DATE, PATIENT_NAME)
 
-# What the author is told, per language: the kind, never the value.
+# What the author is told: the kind, never the value. English catalogue ids (issue 21): the reader's
+# language comes from the one catalogue (relay/translations/), so another language is a translator's job.
 KIND_NAMES = {
-    "en": {
-        RESIDENT_NUMBER: "a resident registration number",
-        PHONE: "a phone number",
-        EMAIL: "an email address",
-        NATIONAL_ID: "a national id number",
-        RECORD_NUMBER: "a record or chart number",
-        BIRTH_DATE: "a date of birth",
-        PATIENT_NAME: "a patient's name",
-    },
-    "ko": {
-        RESIDENT_NUMBER: "주민등록번호",
-        PHONE: "전화번호",
-        EMAIL: "이메일 주소",
-        NATIONAL_ID: "신분증 번호",
-        RECORD_NUMBER: "등록·차트 번호",
-        BIRTH_DATE: "생년월일",
-        PATIENT_NAME: "환자 이름",
-    },
+    RESIDENT_NUMBER: N_("a resident registration number"),
+    PHONE: N_("a phone number"),
+    EMAIL: N_("an email address"),
+    NATIONAL_ID: N_("a national id number"),
+    RECORD_NUMBER: N_("a record or chart number"),
+    BIRTH_DATE: N_("a date of birth"),
+    PATIENT_NAME: N_("a patient's name"),
 }
 
 

@@ -41,18 +41,25 @@ OPTIONAL = ["channels", "whatsapp", "whatsapp_opt_in"]
 CHANNEL_NAMES = ", ".join(CHANNELS)
 
 
+class RowError(Translatable, ValueError):
+    """A member row or change that cannot be stored; the message (a catalogue id and its values: line,
+    column, value) says why, in the reader's language where one is known (the console's import page and
+    member forms); `str()` is the English (`relay members import`, logs)."""
+
+
 @dataclass
 class ImportReport:
     created: int = 0
     updated: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
+    refused: list[tuple[int, RowError]] = field(default_factory=list)  # each bad row's line and why
     lists_created: list[str] = field(default_factory=list)
     roles_refused: int = 0
 
-
-class RowError(Translatable, ValueError):
-    """A member row or change that cannot be stored; the message says why (the console's in the reader's
-    language; the CSV import's are still plain English)."""
+    @property
+    def errors(self) -> list[tuple[int, str]]:
+        """Each bad row's line and why, in English (the CLI, logs); a page says `refused` in its reader's
+        language (`i18n.say(language, error)`)."""
+        return [(line, str(error)) for line, error in self.refused]
 
 
 def short_name_of(name: str) -> str:
@@ -100,7 +107,7 @@ def clean_row(row: dict[str, str]) -> dict:
         try:
             whatsapp = to_e164(row["whatsapp"])
         except InvalidPhone as exc:
-            raise RowError(N_("whatsapp: %(why)s"), why=str(exc)) from None
+            raise RowError(N_("whatsapp: %(why)s"), why=exc) from None  # said in the reader's language too
     whatsapp_opt_in = " ".join((row.get("whatsapp_opt_in") or "").split())
     channels = [c.lower() for c in _split(row.get("channels"))]
     bad = [c for c in channels if c not in CHANNELS]
@@ -222,7 +229,8 @@ def import_members(session: Session, text: str, *, grant_roles: bool = True, syn
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     missing = [h for h in HEADER if h not in (reader.fieldnames or [])]
     if missing:
-        report.errors.append((1, f"header lacks {', '.join(missing)} (expected {','.join(HEADER)})"))
+        report.refused.append((1, RowError(N_("header lacks %(missing)s (expected %(header)s)"),
+                                           missing=", ".join(missing), header=",".join(HEADER))))
         return report
     for row in reader:
         line = reader.line_num
@@ -233,9 +241,13 @@ def import_members(session: Session, text: str, *, grant_roles: bool = True, syn
             wanted = role_set(roles_after(existing, data))
             if not grant_roles and wanted != before:
                 report.roles_refused += 1
-                raise RowError(f"roles {data['roles']!r} would change {'this member' if existing else 'a new member'}"
-                               f"'s roles ({';'.join(sorted(before))} -> {';'.join(sorted(wanted))}); only a caller "
-                               "who may grant roles can import this row")
+                change = {"roles": repr(data["roles"]), "before": ";".join(sorted(before)),
+                          "after": ";".join(sorted(wanted))}
+                if existing is not None:
+                    raise RowError(N_("roles %(roles)s would change this member's roles (%(before)s -> %(after)s); "
+                                      "only a caller who may grant roles can import this row"), **change)
+                raise RowError(N_("roles %(roles)s would change a new member's roles (%(before)s -> %(after)s); "
+                                  "only a caller who may grant roles can import this row"), **change)
             with session.begin_nested():
                 was = snapshot(existing)
                 member, created = upsert_member(session, data)
@@ -257,9 +269,10 @@ def import_members(session: Session, text: str, *, grant_roles: bool = True, syn
             report.created += created
             report.updated += not created
         except RowError as exc:
-            report.errors.append((line, str(exc)))
+            report.refused.append((line, exc))
         except Exception as exc:  # a constraint clash (e.g. phone of one member, email of another)
-            report.errors.append((line, f"could not save: {type(exc).__name__}: {str(exc).splitlines()[0]}"))
+            report.refused.append((line, RowError(N_("could not save: %(why)s"),
+                                                  why=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")))
     audit.record(session, "member.import", "members", actor, created=report.created, updated=report.updated,
                  errors=len(report.errors), roles_refused=report.roles_refused, roles_granted=grant_roles,
                  sync_lists=sync_lists)

@@ -5,12 +5,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Mapping
 
+from relay.model.translatable import N_, Translatable
+
 PERIODS = ("30d", "12m", "custom")
 MAX_DAYS = 731  # two years: a longer custom period is refused with a message rather than slowly drawn
 
 
-class PeriodError(ValueError):
-    """A period the page cannot show; the message says what to send instead."""
+class PeriodError(Translatable, ValueError):
+    """A period the page cannot show; the message (a catalogue id and its values) says what to send instead,
+    in the reader's language on the Reach pages; `str()` is the English (`relay stats --month`)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ def month(text: str) -> Period:
         year, number = (int(part) for part in text.split("-"))
         start = date(year, number, 1)
     except ValueError:
-        raise PeriodError(f"{text!r} is not a month: write it as YYYY-MM, e.g. 2026-11") from None
+        raise PeriodError(N_("%(value)s is not a month: write it as YYYY-MM, e.g. 2026-11"), value=repr(text)) from None
     following = date(year + number // 12, number % 12 + 1, 1)
     return Period("custom", start, following - timedelta(days=1))
 
@@ -51,14 +54,15 @@ def parse_period(args: Mapping[str, str], today: date) -> Period:
     if key == "12m":
         return last_days(today, 365, key)
     if key != "custom":
-        raise PeriodError(f"unknown period {key!r}: choose 30d, 12m or custom (with from and to)")
+        raise PeriodError(N_("unknown period %(value)s: choose 30d, 12m or custom (with from and to)"), value=repr(key))
     try:
         start = date.fromisoformat((args.get("from") or "").strip())
         end = date.fromisoformat((args.get("to") or "").strip())
     except ValueError:
-        raise PeriodError("a custom period needs from and to as dates, YYYY-MM-DD") from None
+        raise PeriodError(N_("a custom period needs from and to as dates, YYYY-MM-DD")) from None
     if start > end:
-        raise PeriodError(f"the period starts ({start}) after it ends ({end}): swap from and to")
+        raise PeriodError(N_("the period starts (%(start)s) after it ends (%(end)s): swap from and to"),
+                          start=start.isoformat(), end=end.isoformat())
     if (end - start).days + 1 > MAX_DAYS:
-        raise PeriodError(f"a period may cover at most {MAX_DAYS} days; choose a shorter one")
+        raise PeriodError(N_("a period may cover at most %(days)s days; choose a shorter one"), days=MAX_DAYS)
     return Period(key, start, end)

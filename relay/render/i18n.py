@@ -106,11 +106,13 @@ def format_number(value: int | float, language: str) -> str:
     return babel_numbers.format_decimal(value, locale=_locale(language))
 
 
-def say(language: str, error: BaseException) -> str:
+def say(language: str, error: BaseException | Translatable) -> str:
     """An error's message in `language`: a `Translatable` one from the catalogue (relay/model/translatable.py),
-    any other as written (English)."""
+    any other as written (English). A variable that is itself a Translatable error (the reason inside a
+    row's error) is said in `language` too."""
     if isinstance(error, Translatable):
-        return translate(language, error.message, **error.variables)
+        return translate(language, error.message, **{name: say(language, value) if isinstance(value, Translatable)
+                                                        else value for name, value in error.variables.items()})
     return str(error)
 
 

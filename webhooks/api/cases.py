@@ -7,7 +7,7 @@ caller may not see is a 404 exactly like one that does not exist; so is a discar
 posts.py.)"""
 from __future__ import annotations
 
-from flask import abort, current_app, jsonify, request
+from flask import current_app, jsonify, request
 
 from relay.access.api_tokens import Caller
 from relay.infra import audit
@@ -30,7 +30,7 @@ from relay.library.cases import (
 from relay.model.translatable import N_
 
 from ..i18n import refuse as abort_with
-from .core import MAX_ID, actor, blueprint, current_caller, field, iso, json_object, log, may, requires
+from .core import MAX_ID, actor, bad_request, blueprint, current_caller, field, iso, json_object, log, may, requires
 
 CASE_FIELDS = ("chief_complaint", "symptoms", "exposure_history", "findings")
 
@@ -105,10 +105,11 @@ def create_case_route():
     data = json_object()
     title = field(data, "title", str)
     if not title or not title.strip():
-        abort(400, '"title" is required')
+        bad_request(400, N_('"title" is required'))
     fields = {name: field(data, name, str, "") for name in CASE_FIELDS}
     if len(title) > 300 or any(len(v) > 20_000 for v in fields.values()):
-        abort(422, "title has at most 300 characters, each other field 20,000")
+        bad_request(422, N_("title has at most %(title)s characters, each other field %(other)s"), title=300,
+                    other="20,000")
     visibility = field(data, "visibility", str, "public")
     try:
         with transaction(services.sessions) as session:
@@ -185,7 +186,7 @@ def put_case_visibility(number: str):
     services = current_app.extensions["relay"]
     visibility = field(json_object(), "visibility", str)
     if not visibility:
-        abort(400, 'expected JSON {"visibility": "public" or "members"}')
+        bad_request(400, N_("expected JSON %(shape)s"), shape='{"visibility": "public" or "members"}')
     with transaction(services.sessions) as session:
         case = case_by_number(session, number)
         try:

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import NoReturn
 
-from flask import Blueprint, abort, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from relay.access.api_tokens import ANONYMOUS, Caller, Refusal, authenticate
 from relay.access.permissions import allowed
 from relay.infra.db import transaction
 from relay.infra.logs import mask_text, redact_path
+from relay.model.translatable import N_, Translatable
+
+from ..i18n import error_text
+from ..i18n import refuse as abort_with
 
 log = logging.getLogger("relay.web.api")
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -28,10 +33,24 @@ SIGNED_IN = ""  # requires(SIGNED_IN): any valid token; the view decides the res
 MAX_ID = 2**31 - 1
 
 
-def refuse(status: int, detail: str, challenge: str | None = None):
-    """A 401 or 403 answered directly (not through abort), so the WWW-Authenticate header survives."""
-    log.warning("%s %s: %s %s", request.method, redact_path(request.path), status, mask_text(detail))
-    response = jsonify(error="Unauthorized" if status == 401 else "Forbidden", detail=detail)
+class RequestRefused(Translatable, ValueError):
+    """A request the API does not take as sent (its shape: not a JSON object, a field missing or of the
+    wrong type; or who sends it): `detail` is the English (stable, for scripts), `message` the caller's
+    language (Accept-Language), as every API error's (issue 21)."""
+
+
+def bad_request(status: int, message: str, **variables) -> NoReturn:
+    """abort(status) with a catalogue message (`N_("…")`) and its values: `detail` English, `message` in the
+    caller's language."""
+    abort_with(status, RequestRefused(message, **variables))
+
+
+def refuse(status: int, detail: str | RequestRefused, challenge: str | None = None):
+    """A 401 or 403 answered directly (not through abort), so the WWW-Authenticate header survives; with
+    a `message` in the caller's language when the reason is a catalogue one."""
+    log.warning("%s %s: %s %s", request.method, redact_path(request.path), status, mask_text(str(detail)))
+    response = jsonify(error="Unauthorized" if status == 401 else "Forbidden", detail=str(detail),
+                       message=error_text(detail) if isinstance(detail, BaseException) else detail)
     response.status_code = status
     if challenge:
         response.headers["WWW-Authenticate"] = challenge
@@ -62,11 +81,16 @@ def _check(action: str | None):
     if action is None:
         return None
     if caller.anonymous:
-        return refuse(401, "a bearer token is needed: 'Authorization: Bearer <token>'", CHALLENGE)
+        return refuse(401, RequestRefused(N_("a bearer token is needed: %(header)s"),
+                                          header="'Authorization: Bearer <token>'"), CHALLENGE)
     if action == SIGNED_IN:
         return None
     if not allowed(caller.roles, action):
-        return refuse(403, f"{caller.actor.label} may not {action} (roles: {', '.join(sorted(caller.roles)) or 'none'})")
+        if not caller.roles:
+            return refuse(403, RequestRefused(N_("%(who)s may not %(action)s (roles: none)"),
+                                              who=caller.actor.label, action=action))
+        return refuse(403, RequestRefused(N_("%(who)s may not %(action)s (roles: %(roles)s)"),
+                                          who=caller.actor.label, action=action, roles=", ".join(sorted(caller.roles))))
     return None
 
 
@@ -102,7 +126,7 @@ def json_object(optional: bool = False) -> dict:
     if data is None and optional and not request.get_data():
         return {}
     if not isinstance(data, dict):
-        abort(400, "expected a JSON object")
+        bad_request(400, N_("expected a JSON object"))
     return data
 
 
@@ -110,7 +134,7 @@ def field(data: dict, name: str, kinds, default=None):
     """data[name] (or default) if it is of one of `kinds`; else a 400."""
     value = data.get(name, default)
     if value is not None and not isinstance(value, kinds):
-        abort(400, f"{name!r} has the wrong type")
+        bad_request(400, N_("%(name)s has the wrong type"), name=repr(name))
     return value
 
 

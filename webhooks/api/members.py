@@ -2,7 +2,7 @@
 Staff read and edit anyone; a member reads their own record and sets their own channels."""
 from __future__ import annotations
 
-from flask import abort, current_app, jsonify, request
+from flask import current_app, jsonify, request
 
 from relay.infra.db import transaction
 from relay.members.directory import RowError, find_member, set_channels
@@ -14,9 +14,23 @@ from relay.members.roster import (
     remove_from_list,
     update_member,
 )
+from relay.model.translatable import N_
 
 from ..i18n import refuse as abort_with
-from .core import SIGNED_IN, actor, blueprint, current_caller, iso, json_object, log, may, refuse, requires
+from .core import (
+    SIGNED_IN,
+    RequestRefused,
+    actor,
+    bad_request,
+    blueprint,
+    current_caller,
+    iso,
+    json_object,
+    log,
+    may,
+    refuse,
+    requires,
+)
 
 
 def _member_json(member) -> dict:
@@ -44,9 +58,10 @@ def _member_or_refusal(session, who: str, action: str):
     caller = current_caller()
     own = member is not None and member.id == caller.member_id and may("preferences.own")
     if not (may(action) or own):
-        return None, refuse(403, f"{caller.actor.label} may not {action}")
+        return None, refuse(403, RequestRefused(N_("%(who)s may not %(action)s"), who=caller.actor.label,
+                                                action=action))
     if member is None:
-        abort(404, f"no member {who!r}")
+        bad_request(404, N_("no member %(who)s"), who=repr(who))
     return member, None
 
 
@@ -74,7 +89,7 @@ def put_channels(who: str):
             return refusal
         if not isinstance(data, dict) or not isinstance(data.get("channels"), list) or \
                 not all(isinstance(c, str) for c in data["channels"]):
-            abort(400, 'expected JSON {"channels": ["sms", "email"]}')
+            bad_request(400, N_("expected JSON %(shape)s"), shape='{"channels": ["sms", "email"]}')
         try:
             set_channels(member, data["channels"])
         except RowError as exc:
@@ -91,11 +106,12 @@ def patch_member(who: str):
     services = current_app.extensions["relay"]
     data = json_object()
     if "roles" in data and not may("member.roles"):
-        return refuse(403, f"{actor().label} may not member.roles (only admins grant roles)")
+        return refuse(403, RequestRefused(N_("%(who)s may not member.roles (only admins grant roles)"),
+                                          who=actor().label))
     with transaction(services.sessions) as session:
         member = _find_member(session, who)
         if member is None:
-            abort(404, f"no member {who!r}")
+            bad_request(404, N_("no member %(who)s"), who=repr(who))
         try:
             update_member(session, member, data, actor=actor())
         except TypeError as exc:
@@ -138,7 +154,7 @@ def _membership_change(name: str, who: str, change):
     with transaction(services.sessions) as session:
         member = _find_member(session, who)
         if member is None:
-            abort(404, f"no member {who!r}")
+            bad_request(404, N_("no member %(who)s"), who=repr(who))
         try:
             changed = change(session, name, member, actor=actor())
         except ListNotFound as exc:

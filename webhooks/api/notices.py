@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from flask import abort, current_app, jsonify
+from flask import current_app, jsonify
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
 from relay.guard.confirmation import IdentifiersFound
@@ -34,7 +34,7 @@ from relay.notices.preview import preview_notice
 
 from ..i18n import error_text
 from ..i18n import refuse as abort_with
-from .core import MAX_ID, actor, blueprint, current_caller, field, iso, json_object, log, requires
+from .core import MAX_ID, actor, bad_request, blueprint, current_caller, field, iso, json_object, log, requires
 
 NOTICE_ERRORS = (CaseNotFound, NoticeError, NoticeNotFound, UnknownList)
 
@@ -102,14 +102,14 @@ def create_notice_route():
     data = json_object()
     kind = field(data, "kind", str)
     if not kind:
-        abort(400, '"kind" is required: new_case, guideline, announcement or correction')
+        bad_request(400, N_('"kind" is required: %(kinds)s'), kinds="new_case, guideline, announcement or correction")
     lists = field(data, "lists", (list, str), [])
     lists = lists.split(";") if isinstance(lists, str) else lists
     if not all(isinstance(name, str) for name in lists):
-        abort(400, '"lists" must be list names')
+        bad_request(400, N_('"lists" must be list names'))
     corrects = field(data, "corrects", int)
     if isinstance(corrects, bool):
-        abort(400, "'corrects' has the wrong type")
+        bad_request(400, N_("%(name)s has the wrong type"), name="'corrects'")
     if corrects is not None and not 0 <= corrects <= MAX_ID:
         abort_with(422, NoticeNotFound(N_("no notice %(id)s"), id=corrects))
     try:
@@ -206,7 +206,7 @@ def correct_notice_route(notice_id: int):
     data = json_object()
     text = field(data, "text", str)
     if not text or not text.strip():
-        abort(400, 'expected JSON {"text": "..."}')
+        bad_request(400, N_("expected JSON %(shape)s"), shape='{"text": "..."}')
     result = correct_notice(services, notice_id, text, created_by=current_caller().member_id, actor=actor(),
                             confirm_identifiers=_confirmed(data))
     with services.sessions() as session:

@@ -2,16 +2,29 @@
 case's followers like an SMS or email reply). Who sees which case is decided in cases.py."""
 from __future__ import annotations
 
-from flask import abort, current_app, jsonify, request
+from flask import current_app, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from relay.discussion.api_posts import PostRefused, post_reply
 from relay.model.tables import Post, Thread
+from relay.model.translatable import N_
 
 from ..i18n import refuse as abort_with
 from .cases import visible_case
-from .core import actor, blueprint, current_caller, field, iso, json_object, log, refuse, requires
+from .core import (
+    RequestRefused,
+    actor,
+    bad_request,
+    blueprint,
+    current_caller,
+    field,
+    iso,
+    json_object,
+    log,
+    refuse,
+    requires,
+)
 
 
 def _post_json(p) -> dict:
@@ -40,15 +53,15 @@ def post_to_case(number: str):
     services = current_app.extensions["relay"]
     caller = current_caller()
     if caller.member_id is None:
-        return refuse(403, "the service token names no member: post with a member's own token")
+        return refuse(403, RequestRefused(N_("the service token names no member: post with a member's own token")))
     data = json_object()
     text = field(data, "text", str)
     confirmed = bool(field(data, "confirm_identifiers", bool, False))  # issue 16: else 409 with the findings
     if text is None:
-        abort(400, 'expected JSON {"text": "..."}')
+        bad_request(400, N_("expected JSON %(shape)s"), shape='{"text": "..."}')
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= 100 and key.isascii() and key.isprintable()):
-        abort(400, "Idempotency-Key must be 1 to 100 printable ASCII characters")
+        bad_request(400, N_("%(header)s must be 1 to 100 printable ASCII characters"), header="Idempotency-Key")
     with services.sessions() as session:
         case = visible_case(session, number)
         case_id, code = case.id, case.code

@@ -15,7 +15,7 @@ from relay.model.tables import AuditEvent, Case, Delivery, Notice
 from relay.notices.corrections import correct_notice
 from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
 from tests.conftest import run_worker
-from tests.console_helpers import KIM, csrf, give_password, sign_in
+from tests.console_helpers import KIM, csrf, give_password, reads_english, sign_in
 from webhooks.app import create_app
 
 BODY = "Reminder: the patient in C1, RRN 550315-1234567, was transferred."
@@ -116,7 +116,7 @@ def test_api_answers_409_with_the_findings(network):
 
 def test_console_preview_highlights_and_send_needs_the_box(network):
     give_password(network, KIM)
-    client = create_app(services=network).test_client()
+    client = reads_english(create_app(services=network).test_client())  # Kim reads Korean: test_i18n.py
     sign_in(client, KIM)
     notice_id = _draft(network)
     page = client.get(f"/console/notices/{notice_id}").get_data(as_text=True)

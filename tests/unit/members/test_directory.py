@@ -1,6 +1,8 @@
 """Member import from CSV, E.164 numbers, and the case and notice commands."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
@@ -231,3 +233,27 @@ def test_moving_a_member_to_another_list_needs_sync_lists(services, settings, mo
     csv_file.write_text(WITHOUT_CHANNELS.format(lists="kr") + "Bad,,,UTC,en,kr,member\n")
     result = CliRunner().invoke(main, ["members", "import", str(csv_file)])
     assert "1 row with errors" in result.output  # issue 15, item 10
+
+
+# ---------------------------------------------------------------- each row's error in the reader's language (issue 21)
+
+def test_every_row_error_is_a_catalogue_message_said_in_the_readers_language(services):
+    from relay.render import i18n
+
+    with transaction(services.sessions) as session:
+        report = import_members(session, GOOD_AND_BAD + "Bad WA,+12025550108,wa@example.org,UTC,en,tft,member\n",
+                                grant_roles=False)
+        header = import_members(session, "name,phone\nKim,+821012345601\n")
+        clash = import_members(session, "name,phone,email,timezone,language,lists,roles,whatsapp\n"
+                                        "Bad WA,+12025550108,wa@example.org,UTC,en,tft,,12345\n")
+    rows = report.refused + header.refused + clash.refused
+    assert [line for line, _ in rows] == [2, 4, 5, 6, 7, 8, 9, 1, 2], rows
+    assert report.errors == [(line, str(error)) for line, error in report.refused]  # the CLI's English
+    for line, error in rows:
+        korean = i18n.say("ko", error)
+        assert korean != str(error) and re.search(r"[\uac00-\ud7a3]", korean), (line, str(error), korean)
+    said = {line: i18n.say("ko", error) for line, error in report.refused}
+    assert "'Mars/Olympus'" in said[5] and "'king'" in said[6]  # the values stay as written
+    assert "역할" in said[2] and "member -> coordinator;member" in said[2]
+    assert "email, timezone, language, lists, roles" in i18n.say("ko", header.refused[0][1])
+    assert "'12345'" in i18n.say("ko", clash.refused[0][1]) and "whatsapp" in i18n.say("ko", clash.refused[0][1]).lower()

@@ -61,3 +61,38 @@ def test_the_reach_page_follows_the_language_switch_and_lang(client):
     assert "Library readers per day" in reads_english(client).get("/console/reach").get_data(as_text=True)
     html = client.get("/console/reach?lang=ko").get_data(as_text=True)
     assert '<html lang="ko">' in html and "일별 라이브러리 독자" in html
+
+
+@pytest.mark.parametrize("query", ["period=custom&from=2026-11-12&to=2026-11-10", "period=custom&from=nope&to=x",
+                                   "period=fortnight", "period=custom&from=2020-01-01&to=2026-11-10"])
+def test_a_bad_period_is_refused_in_the_readers_language(client, query):
+    page = client.get(f"/console/reach?{query}")
+    assert page.status_code == 400
+    assert_korean(page.get_data(as_text=True))
+    alert = re.search(r'class="error"[^>]*>(.*?)<', page.get_data(as_text=True), re.S)
+    assert alert and re.search(r"[\uac00-\ud7a3]", alert.group(1)), page.get_data(as_text=True)[:2000]
+    csv_refused = client.get(f"/console/reach.csv?chart=readers&{query}")
+    assert csv_refused.status_code == 400 and re.search(r"[\uac00-\ud7a3]", csv_refused.get_data(as_text=True))
+
+
+def test_every_period_error_is_a_catalogue_message_with_its_values():
+    from datetime import date
+
+    from relay.reach.periods import PeriodError, month, parse_period
+
+    today = date(2026, 12, 6)
+    asked = [({"period": "fortnight"}, "'fortnight'"), ({"period": "custom", "from": "x"}, "YYYY-MM-DD"),
+             ({"period": "custom", "from": "2026-11-12", "to": "2026-11-10"}, "2026-11-12"),
+             ({"period": "custom", "from": "2020-01-01", "to": "2026-11-10"}, "731")]
+    errors = []
+    for args, value in asked:
+        with pytest.raises(PeriodError) as refused:
+            parse_period(args, today)
+        errors.append((refused.value, value))
+    with pytest.raises(PeriodError) as refused:
+        month("November")
+    errors.append((refused.value, "'November'"))
+    for error, value in errors:
+        korean = i18n.say("ko", error)
+        assert value in str(error) and value in korean, (str(error), korean)
+        assert korean != str(error) and re.search(r"[\uac00-\ud7a3]", korean), korean
