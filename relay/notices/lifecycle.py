@@ -17,17 +17,17 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from relay.discussion.threads import ensure_thread
 from relay.access import permissions
+from relay.discussion.threads import ensure_thread
 from relay.guard.confirmation import IdentifiersFound, require_confirmation
 from relay.infra import audit
 from relay.infra.db import transaction
 from relay.infra.settings import SettingsError, parse_duration
 from relay.library.cases import get_case, is_published
 from relay.members import ladder
+from relay.model.delivery_states import FAILED, HELD, QUEUED
 from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from relay.model.notice_refs import deliveries_filter, delivery_key
-from relay.model.delivery_states import FAILED, HELD, QUEUED
 from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice, Post, utcnow
 from relay.model.translatable import N_, Translatable
 from relay.notices.audience import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text

@@ -179,7 +179,7 @@ def test_a_korean_coordinator_reads_the_stop_in_korean(network, sms):
         session.execute(update(Member).where(Member.phone == KIM).values(language="ko"))
     record_sms(network, KIM, f"STAND DOWN {notice_id}")
     run_worker(network)
-    assert f"공지 {notice_id}" in _texts_to(sms, KIM)[-1] and "중지" in _texts_to(sms, KIM)[-1]
+    assert f"공지 {notice_id}" in _texts_to(sms, KIM)[-1] and "중단" in _texts_to(sms, KIM)[-1]
 
 
 def test_a_code_from_another_phone_is_refused_and_stays_usable_by_its_owner(network, sms):
