@@ -139,3 +139,59 @@ def test_a_notice_without_author_reports_to_the_coordinators_of_its_lists(networ
     escalate(network, sent_at + timedelta(minutes=40))
     run_worker(network)
     assert len([m for m in sms.sent if m.to == KIM and "Ben Carter" in m.body]) == 1  # once
+
+
+def test_the_cli_api_and_console_stop_a_sent_notice(urgent, settings, monkeypatch):
+    """`relay notice stop N`, POST /api/v1/notices/<id>/stop and the console's button: each a shell over
+    stop_notice; a second stop is refused (422/409, exit 1), a member may not stop (console: 403)."""
+    from click.testing import CliRunner
+
+    from relay.cli import main
+    from tests.console_helpers import csrf, give_password, reads_english, sign_in
+    from webhooks.app import create_app
+
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    escalate(urgent, _at(urgent, 10.1))
+    result = CliRunner().invoke(main, ["notice", "stop", str(urgent.notice_id)])
+    assert result.exit_code == 0 and "stopped" in result.output and "5 waiting" in result.output, result.output
+    again = CliRunner().invoke(main, ["notice", "stop", str(urgent.notice_id)])
+    assert again.exit_code != 0 and "already stopped" in again.output
+
+    with transaction(urgent.sessions) as session:  # two more sent notices, for the API and the console
+        ids = []
+        for title in ("API", "Console"):
+            ids.append(create_notice(session, kind="announcement", title=title, lists=["tft"], channels="email").id)
+    for notice_id in ids:
+        send_notice(urgent, notice_id)
+    urgent.settings = urgent.settings.replace(api_token="t0ken")
+    app = create_app(services=urgent)
+    api = app.test_client()
+    auth = {"Authorization": "Bearer t0ken"}
+    response = api.post(f"/api/v1/notices/{ids[0]}/stop", headers=auth)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["status"] == "stopped" and response.get_json()["cancelled"] == 5
+    assert api.post(f"/api/v1/notices/{ids[0]}/stop", headers=auth).status_code == 422
+    assert api.post(f"/api/v1/notices/{ids[1]}/stop").status_code == 401
+
+    give_password(urgent, "minho@example.org")
+    member_client = reads_english(app.test_client())
+    sign_in(member_client, "minho@example.org")
+    assert member_client.post(f"/console/notices/{ids[1]}/stop",
+                              data={"csrf_token": csrf(member_client)}).status_code == 403
+    give_password(urgent, "jiwon@example.org")
+    client = reads_english(app.test_client())
+    sign_in(client, "jiwon@example.org")
+    token = csrf(client)
+    page = client.get(f"/console/notices/{ids[1]}").get_data(as_text=True)
+    assert f'action="/console/notices/{ids[1]}/stop"' in page
+    assert client.post(f"/console/notices/{ids[1]}/stop", data={"csrf_token": token}).status_code == 302
+    page = client.get(f"/console/notices/{ids[1]}").get_data(as_text=True)
+    assert "/stop" not in page.split("<h2>")[0] and "stopped" in page
+    assert client.post(f"/console/notices/{ids[1]}/stop", data={"csrf_token": token}).status_code == 409
+    with urgent.sessions() as session:
+        assert [session.get(Notice, i).status for i in ids] == ["stopped", "stopped"]
+        actors = [e.source for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "notice.stop")
+                                                    .order_by(AuditEvent.id))]
+    assert actors == ["cli", "api", "console"]
