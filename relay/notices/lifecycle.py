@@ -257,11 +257,9 @@ def cancel_notice(session: Session, notice_id: int, actor: audit.Actor = audit.S
                                 .values(status="cancelled").execution_options(synchronize_session=False)).rowcount
     notice = get_notice(session, notice_id)
     if not cancelled:
-        if notice.status in ("sending", "sent", "paused"):
+        if notice.status in ("sending", "sent"):  # (stop_notice stops what still waits of a sent one)
             raise NoticeStateError(N_("notice %(id)s is %(status)s: only a draft or scheduled notice can be "
-                                      "cancelled. Stop what is still waiting and its escalation with relay notice "
-                                      "stop %(id)s, and send a correction if needed"),
-                                   id=notice.id, status=notice.status)
+                                      "cancelled — send a correction instead"), id=notice.id, status=notice.status)
         raise NoticeStateError(N_("notice %(id)s is %(status)s: only a draft or scheduled notice can be cancelled"),
                                id=notice.id, status=notice.status)
     audit.record(session, "notice.cancel", f"notice:{notice.id}", actor)
