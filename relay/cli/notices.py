@@ -243,7 +243,7 @@ def notice_status(notice_id: int) -> None:
             ack = acks.counts(acks.table(session, found)) if acks.requests_ack(found) and counts else None
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    when = {"sent": found.sent_at, "scheduled": found.scheduled_for}.get(found.status)
+    when = {"sent": found.sent_at, "stopped": found.sent_at, "scheduled": found.scheduled_for}.get(found.status)
     click.echo(f"notice {found.id} ({found.kind}, {found.severity}) {found.status}"
                f"{' ' + when.isoformat() if when else ''}: {found.title}")
     for channel in sorted(counts):

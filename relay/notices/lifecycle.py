@@ -177,7 +177,7 @@ def create_notice(session: Session, *, kind: str, title: str = "", body: str = "
         if lists or case_code:
             raise NoticeError(N_("a correction goes to exactly the original's recipients: give no lists or case"))
         original = get_notice(session, corrects_notice_id)
-        if original.status != "sent":
+        if original.status not in ("sent", "stopped"):  # a stopped notice went out: it can be corrected
             raise not_sent_yet(original)
         if not body:
             raise NoticeError(N_("a correction needs its text"))

@@ -195,3 +195,14 @@ def test_the_cli_api_and_console_stop_a_sent_notice(urgent, settings, monkeypatc
         actors = [e.source for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "notice.stop")
                                                     .order_by(AuditEvent.id))]
     assert actors == ["cli", "api", "console"]
+
+
+def test_a_stopped_notice_can_still_be_corrected(urgent, sms):
+    """Stopping takes nothing back: a correction ("disregard: sent by mistake") goes to those who got it."""
+    from relay.notices.corrections import correct_notice
+
+    _stop(urgent)
+    sms.sent.clear()
+    result = correct_notice(urgent, urgent.notice_id, "Sent by mistake: please disregard.")
+    run_worker(urgent)
+    assert result.recipients == 5 and len([m for m in sms.sent if "disregard" in m.body]) == 5
