@@ -61,6 +61,7 @@ from relay.notices.lifecycle import (
     parse_window,
     schedule_notice,
     send_notice,
+    stop_notice,
 )
 from relay.notices.preview import preview_notice
 from relay.notices.status import failed_deliveries, live_counts, rate_limited_until
@@ -216,7 +217,7 @@ def notice_page(notice_id: int, error: str | None = None, status: int = 200):
         notice = _notice_or_404(session, notice_id)
         case = session.get(Case, notice.case_id) if notice.case_id else None
         preview = preview_notice(session, settings, notice_id) if notice.status in ("draft", "scheduled") else None
-        counts = live_counts(session, notice) if notice.status in ("sending", "sent") else None
+        counts = live_counts(session, notice) if notice.status in ("sending", "sent", "stopped") else None
         failed = failed_deliveries(session, notice) if counts else []
         waiting_until = rate_limited_until(session, notice) if counts and counts["rate_limited"] else None
         held = hold.is_on(session)
@@ -317,6 +318,19 @@ def cancel_notice_route(notice_id: int):
         with transaction(_services().sessions) as session:
             _notice_or_404(session, notice_id)
             cancel_notice(session, notice_id, actor=_actor())
+    except NoticeError as exc:
+        return notice_page(notice_id, error=error_text(exc), status=409)
+    return redirect(url_for("console.notice_page", notice_id=notice_id))
+
+
+@blueprint.post("/notices/<int:notice_id>/stop")
+@requires("notice.stop")
+def stop_notice_route(notice_id: int):
+    """Stop a sent notice and its escalation (relay.notices.lifecycle.stop_notice); 409 unless it is sent."""
+    try:
+        with transaction(_services().sessions) as session:
+            _notice_or_404(session, notice_id)
+            stop_notice(session, notice_id, roles=current_member().roles, actor=_actor())
     except NoticeError as exc:
         return notice_page(notice_id, error=error_text(exc), status=409)
     return redirect(url_for("console.notice_page", notice_id=notice_id))

@@ -33,7 +33,7 @@ VALUE_LABELS = {
                     "correction": _l("correction")},
     "notice_status": {"draft": _l("draft"), "scheduled": _l("scheduled"), "sending": _l("sending"),
                       "sent": _l("sent"), "cancelled": _l("cancelled"), "expired": _l("expired"),
-                      "paused": _l("paused")},
+                      "paused": _l("paused"), "stopped": _l("stopped")},
     "severity": {"routine": _l("routine"), "urgent": _l("urgent")},
     "visibility": {"public": _l("public"), "members": _l("members only")},
     "role": {"member": _l("member"), "coordinator": _l("coordinator"), "admin": _l("admin"),

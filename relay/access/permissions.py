@@ -36,6 +36,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "guideline.publish": _STAFF,
     "notice.create": _STAFF,
     "notice.send": _STAFF,
+    "notice.stop": _STAFF,  # issue 17: stop a sent notice's escalation and cancel what still waits
     "list.edit": _STAFF,
     "member.edit": _STAFF,
     "member.roles": frozenset({ADMIN}),  # granting roles is admin-only: a coordinator cannot make an admin

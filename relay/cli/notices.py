@@ -1,4 +1,4 @@
-"""`relay notice new-case|create|preview|send|cancel|correct|status|resume`."""
+"""`relay notice new-case|create|preview|send|cancel|stop|correct|status|resume`."""
 from __future__ import annotations
 
 import click
@@ -190,6 +190,24 @@ def notice_cancel(notice_id: int) -> None:
     click.echo(f"notice {notice_id} cancelled")
 
 
+@notice.command("stop")
+@click.argument("notice_id", type=int)
+def notice_stop(notice_id: int) -> None:
+    """Stop NOTICE_ID after it went out: no more escalation (other channels, calls, the report), and what
+    still waits is cancelled; what went out stays (send a correction to take it back)."""
+    from relay.cli.cases import OPERATOR_ROLES
+    from relay.infra.db import transaction
+    from relay.notices.lifecycle import stop_notice
+
+    services = cli_services(load_settings())
+    try:
+        with transaction(services.sessions) as session:
+            result = stop_notice(session, notice_id, roles=OPERATOR_ROLES, actor=cli_actor())
+    except _notice_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"notice {notice_id} stopped: no further escalation; {result.cancelled} waiting messages cancelled")
+
+
 @notice.command("correct")
 @click.argument("notice_id", type=int)
 @click.option("--text", required=True, help="The correction, sent to exactly those who received NOTICE_ID.")
@@ -225,7 +243,7 @@ def notice_status(notice_id: int) -> None:
             ack = acks.counts(acks.table(session, found)) if acks.requests_ack(found) and counts else None
     except _notice_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    when = {"sent": found.sent_at, "scheduled": found.scheduled_for}.get(found.status)
+    when = {"sent": found.sent_at, "stopped": found.sent_at, "scheduled": found.scheduled_for}.get(found.status)
     click.echo(f"notice {found.id} ({found.kind}, {found.severity}) {found.status}"
                f"{' ' + when.isoformat() if when else ''}: {found.title}")
     for channel in sorted(counts):

@@ -1,7 +1,8 @@
 """issue 17: carrying out a coordinator's command from their phone (the words are parsed by
 relay/rules/coordinator_command.py): NOTICE / URGENT make a draft and answer with its preview and a
 confirmation code; SEND <code> / CANCEL <code> act on what the code stands for; STATUS <n> counts;
-HOLD ALL / RESUME ALL ask for a code first.
+HOLD ALL / RESUME ALL ask for a code first; STAND DOWN <n> stops a sent notice and its escalation at once
+(no code: the point is to stop calls that are coming; the answer names the notice and its title).
 
 A confirmation code is random (`secrets`, 6 characters of 32: about a billion), stored only as its
 SHA-256, bound to the number it was sent to, the member and the draft (or the hold), used once (an
@@ -25,7 +26,15 @@ from relay.infra.settings import SettingsError, parse_duration
 from relay.model.tables import Member, MemberList, Notice, utcnow
 from relay.model.urgent import ConfirmationCode
 from relay.notices import acks
-from relay.notices.lifecycle import NoticeError, NoticeStateError, cancel_notice, create_notice, send_notice
+from relay.notices.lifecycle import (
+    NoticeError,
+    NoticeNotFound,
+    NoticeStateError,
+    cancel_notice,
+    create_notice,
+    send_notice,
+    stop_notice,
+)
 from relay.notices.preview import preview_notice
 from relay.notices.status import live_counts
 from relay.outbound import hold
@@ -92,6 +101,8 @@ def apply(session: Session, settings, member: Member, body: str, address: str, c
         return f"{command.verb}:code", after
     if command.verb == "status":
         return _status(session, command.notice_id, actor, address, plan, member.language), after
+    if command.verb == "stand_down":
+        return _stand_down(session, member, command.notice_id, actor, plan, now), after
     return _use_code(session, settings, member, command, address, actor, plan, now, after), after
 
 
@@ -242,3 +253,20 @@ def _status(session: Session, notice_id: int | None, actor, address: str, plan, 
     audit.record(session, "command.status", f"notice:{notice.id}", actor, address=address)
     plan.reply("command_status", notice=notice.id, status=notice.status, counts=counts, acks=ack_counts)
     return f"status:{notice.id}"
+
+
+def _stand_down(session: Session, member: Member, notice_id: int | None, actor, plan, now: datetime) -> str:
+    """STAND DOWN <n>: stop the sent notice (the core checks notice.stop again) and say what that did."""
+    try:
+        result = stop_notice(session, notice_id or 0, roles=member.role_set, actor=actor, now=now)
+    except NoticeNotFound:
+        plan.reply("command_error", reason=translate(member.language, N_("no notice %(id)s."), id=notice_id))
+        return "stop:unknown"
+    except NoticeError as exc:
+        plan.reply("command_error", reason=say(member.language, exc))
+        return "stop:refused"
+    notice = session.get(Notice, result.notice_id)
+    ack_counts = acks.counts(acks.table(session, notice)) if notice is not None and acks.requests_ack(notice) else None
+    plan.reply("command_stopped", notice=result.notice_id, title=result.title, cancelled=result.cancelled,
+               acks=ack_counts)
+    return f"stop:{result.notice_id}"

@@ -16,7 +16,7 @@ from relay.inbound.reply_text import visible_text
 from relay.model.tables import Member
 from relay.providers import sender_auth
 from relay.render.texts import render_sms
-from relay.rules.coordinator_command import PERMISSIONS, parse
+from relay.rules.coordinator_command import DRAFTS, PERMISSIONS, parse
 
 PURPOSE = "command_reply"
 
@@ -46,6 +46,8 @@ def handle(session: Session, settings, email, member: Member, event_id: int) -> 
                                    or not allowed(member.role_set, PERMISSIONS["send"])):
         return None  # issue 16 reads SEND <code> too: the author's own held reply (relay/inbound/mail.py decides)
     if not member.active or not allowed(member.role_set, PERMISSIONS[command.verb]):
+        if command.verb in DRAFTS:
+            return None  # a member's "URGENT ...: ..." is the reply it reads as (relay/rules/coordinator_command.py)
         return "rejected", f"{command.verb.upper()} by email needs the coordinator or admin role; not answered", []
     proven = sender_auth.proof(email.auth, email.from_address, settings.email_trusted_authserv_ids)
     if proven is None:

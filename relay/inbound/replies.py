@@ -9,6 +9,7 @@ from relay.discussion import holding, threads
 from relay.discussion.posting import publish_reply
 from relay.inbound import mms as mms_media
 from relay.model.tables import Case, InboundEvent, Member, utcnow
+from relay.rules import coordinator_command
 
 
 def accept_reply(session: Session, settings, event: InboundEvent, member: Member, body: str, form, plan,
@@ -25,7 +26,9 @@ def accept_reply(session: Session, settings, event: InboundEvent, member: Member
         return "unknown_case", None
     if resolution.how in (threads.NONE, threads.AMBIGUOUS):
         example = resolution.candidates[0] if resolution.candidates else "C123"
-        plan.reply("ask_case", example=example, candidates=list(resolution.candidates))
+        # issue 17: a member's "URGENT ...: ..." is no notice (only coordinators send those): say so, and how to post
+        plan.reply("not_coordinator" if coordinator_command.looks_like_draft(body) else "ask_case", example=example,
+                   candidates=list(resolution.candidates))
         return f"asked:{resolution.how}", None
     case = session.get(Case, resolution.case_id)
     if case is None:  # resolve_thread found it a moment ago in this transaction

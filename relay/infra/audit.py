@@ -33,6 +33,7 @@ ACTIONS = (
     "list.add", "list.remove",
     "member.active", "member.calls", "member.create", "member.edit", "member.import", "member.roles",
     "notice.cancel", "notice.pause", "notice.resume", "notice.schedule", "notice.send",
+    "notice.stop",  # issue 17: a sent notice's escalation stopped
     "reach.headline_published", "reach.headline_withdrawn",  # issue 20
     "token.create", "token.revoke",
 )

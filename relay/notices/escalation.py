@@ -5,7 +5,9 @@ For a sent notice that asks for acknowledgement (Notice.ack_within_s), measured 
     after the ack window                 "channels": the notice again on every other channel the member takes
     after one more escalation step       "call": a Twilio voice call reading the title, "press 1 to acknowledge"
     after one more                       "report": the author gets the list of members still silent (SMS),
-                                         and the console shows it (relay/notices/acks.py table)
+                                         and the console shows it (relay/notices/acks.py table); a notice
+                                         with no author (the CLI's) reports to the coordinators on its
+                                         lists (report_readers)
 
 The step length is Notice.escalation_step_s, else RELAY_ESCALATION_STEP. Beat drives it (the sweeper calls
 escalate() every 30 s); the state is in the database. Each step is an EscalationStep row, unique per
@@ -14,7 +16,8 @@ are unique too), so a step happens at most once per member however many workers 
 worker killed in the middle rolls the whole step back for the next sweep to do again: neither skipped
 nor doubled. The deliveries are dispatched after the commit; a lost dispatch is re-queued by the
 sweeper. Members who acknowledged, opted out (STOP: no SMS and no call), or said NO CALLS (no call) are
-left alone, and nothing more happens once the notice has expired or is no longer "sent". An urgent
+left alone, and nothing more happens once the notice has expired or is no longer "sent" (stopped:
+relay.notices.lifecycle.stop_notice, which takes the same row lock). An urgent
 notice goes through quiet hours, its escalation included (relay/members/ladder.py lets urgent through).
 A call that is still queued when the member acknowledges is not placed (relay/outbound/call_checks.py)."""
 from __future__ import annotations
@@ -31,7 +34,7 @@ from relay.infra.signing import ack_token
 from relay.infra.storage import insert_if_new
 from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from relay.model.notice_refs import deliveries_filter
-from relay.model.tables import Case, Delivery, Member, Notice, utcnow
+from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice, utcnow
 from relay.model.urgent import Acknowledgement, EscalationStep
 from relay.notices import acks
 from relay.notices.audience import sms_text
@@ -128,8 +131,10 @@ def escalate_notice(session: Session, settings, notice_id: int, now: datetime) -
     if "call" in due:
         todo = [m for m in silent if (m, "call") not in taken]
         rows.extend(_calls(session, settings, notice, todo, now, result))
-    if "report" in due and notice.created_by is not None and (notice.created_by, "report") not in taken:
-        rows.extend(_report(session, settings, notice, silent, now, result))
+    if "report" in due:
+        for reader in report_readers(session, notice):
+            if (reader.id, "report") not in taken:
+                rows.extend(_report(session, settings, notice, reader, silent, now, result))
     if rows:
         result.delivery_ids = fanout.plan(session, rows)
     return result
@@ -208,18 +213,33 @@ def _calls(session: Session, settings, notice: Notice, member_ids: list[int], no
     return rows
 
 
-def _report(session: Session, settings, notice: Notice, silent: list[int], now: datetime,
+def report_readers(session: Session, notice: Notice) -> list[Member]:
+    """Who gets the ladder's final report: the notice's author; a notice with no author (made with the CLI,
+    which names no member, or with the service API token) or whose author is gone or inactive reports to
+    the active coordinators (and admins) on the notice's lists instead, so the report never goes nowhere."""
+    author = session.get(Member, notice.created_by) if notice.created_by is not None else None
+    if author is not None and author.active:
+        return [author]
+    names = [n for n in (notice.lists or "").split(";") if n]
+    on_lists = select(Membership.member_id).join(MemberList, MemberList.id == Membership.list_id).where(
+        MemberList.name.in_(names or [""]))
+    members = session.scalars(select(Member).where(Member.active.is_(True), Member.id.in_(on_lists))
+                              .order_by(Member.id))
+    return [m for m in members if m.role_set & {"coordinator", "admin"}]
+
+
+def _report(session: Session, settings, notice: Notice, reader: Member, silent: list[int], now: datetime,
             result: Escalated) -> list[dict]:
-    author = session.get(Member, notice.created_by)
-    if author is None or not _take(session, notice, author.id, "report", f"{len(silent)} still silent", now):
+    if not _take(session, notice, reader.id, "report", f"{len(silent)} still silent", now):
         return []
-    result.steps["report"] = 1
+    result.steps["report"] = result.steps.get("report", 0) + 1
     names = [name for (name,) in session.execute(select(Member.name).where(Member.id.in_(silent or [0]))
                                                  .order_by(Member.name))]
-    if not (author.phone and author.takes_sms):
+    if not (reader.phone and reader.takes_sms):
         return []  # the console shows the list (relay/notices/acks.py)
-    body = render_sms(settings.templates_dir, "escalation_report", author.language, network=settings.network_name,
+    body = render_sms(settings.templates_dir, "escalation_report", reader.language, network=settings.network_name,
                       notice=notice.id, count=len(names), names=", ".join(names))
-    return [{"dedupe_key": f"ack-report:{notice.id}", "purpose": REPORT_PURPOSE, "post_id": None,
-             "case_id": None, "member_id": author.id, "channel": "sms", "to_address": author.phone,
+    key = f"ack-report:{notice.id}" if reader.id == notice.created_by else f"ack-report:{notice.id}:{reader.id}"
+    return [{"dedupe_key": key, "purpose": REPORT_PURPOSE, "post_id": None,
+             "case_id": None, "member_id": reader.id, "channel": "sms", "to_address": reader.phone,
              "body": fit_sms(body, f"{settings.public_base_url}/console/notices/{notice.id}")}]

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from relay.access import permissions
 from relay.discussion.threads import ensure_thread
 from relay.guard.confirmation import IdentifiersFound, require_confirmation
 from relay.infra import audit
@@ -24,6 +25,7 @@ from relay.infra.db import transaction
 from relay.infra.settings import SettingsError, parse_duration
 from relay.library.cases import get_case, is_published
 from relay.members import ladder
+from relay.model.delivery_states import FAILED, HELD, QUEUED
 from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from relay.model.notice_refs import deliveries_filter, delivery_key
 from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice, Post, utcnow
@@ -175,7 +177,7 @@ def create_notice(session: Session, *, kind: str, title: str = "", body: str = "
         if lists or case_code:
             raise NoticeError(N_("a correction goes to exactly the original's recipients: give no lists or case"))
         original = get_notice(session, corrects_notice_id)
-        if original.status != "sent":
+        if original.status not in ("sent", "stopped"):  # a stopped notice went out: it can be corrected
             raise not_sent_yet(original)
         if not body:
             raise NoticeError(N_("a correction needs its text"))
@@ -255,13 +257,69 @@ def cancel_notice(session: Session, notice_id: int, actor: audit.Actor = audit.S
                                 .values(status="cancelled").execution_options(synchronize_session=False)).rowcount
     notice = get_notice(session, notice_id)
     if not cancelled:
-        if notice.status in ("sending", "sent"):
+        if notice.status in ("sending", "sent"):  # (stop_notice stops what still waits of a sent one)
             raise NoticeStateError(N_("notice %(id)s is %(status)s: only a draft or scheduled notice can be "
                                       "cancelled — send a correction instead"), id=notice.id, status=notice.status)
         raise NoticeStateError(N_("notice %(id)s is %(status)s: only a draft or scheduled notice can be cancelled"),
                                id=notice.id, status=notice.status)
     audit.record(session, "notice.cancel", f"notice:{notice.id}", actor)
     return notice
+
+
+STOPPABLE = ("sent", "paused")
+CANCELLED_CODE = "cancelled"  # the error code of a delivery a stop cancelled before it went out
+
+
+@dataclass(frozen=True)
+class StopResult:
+    notice_id: int
+    title: str
+    cancelled: int  # deliveries still waiting (the notice's, its escalation's calls and report) now cancelled
+
+
+def stop_notice(session: Session, notice_id: int, *, roles, actor: audit.Actor,
+                now: datetime | None = None) -> StopResult:
+    """Stop a sent (or paused) notice for good: its escalation takes no further step (no other channel, no
+    call, no report), and every delivery of it still waiting (queued or held: the notice itself, the
+    escalation's channels, calls and report) is cancelled (`failed`, code `cancelled`). What already went
+    out stays as it is; acknowledgements already given are kept. For a coordinator or an admin (`roles`
+    must allow notice.stop: checked here, for every shell); audited `notice.stop`.
+
+    The status moves sent -> stopped by one conditional UPDATE, which takes the notice's row lock: the
+    escalation (relay/notices/escalation.py) takes the same lock (SELECT ... FOR UPDATE) and checks the
+    status in the transaction that claims its steps, so a sweep either finished before the stop (and the
+    deliveries it planned are cancelled here) or sees the notice stopped and does nothing. A call already
+    planned is also refused at send time (relay/outbound/call_checks.py: the notice is no longer "sent")."""
+    permissions.require(roles, "notice.stop")
+    stopped = session.execute(update(Notice).where(Notice.id == notice_id, Notice.status.in_(STOPPABLE))  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
+                              .values(status="stopped").execution_options(synchronize_session=False)).rowcount
+    notice = get_notice(session, notice_id)
+    session.refresh(notice)  # as it is now, after the UPDATE
+    if not stopped:
+        raise _not_stoppable(notice)
+    calls, report = f"call:{notice.id}:", f"ack-report:{notice.id}"
+    cancelled = session.execute(update(Delivery).where(  # type: ignore[attr-defined]  # DML gives a CursorResult
+        or_(deliveries_filter(notice), Delivery.dedupe_key.startswith(calls, autoescape=True),
+            Delivery.dedupe_key == report, Delivery.dedupe_key.startswith(report + ":", autoescape=True)),
+        Delivery.status.in_((QUEUED, HELD)))
+        .values(status=FAILED, error_code=CANCELLED_CODE, lease_until=None, next_attempt_at=None,
+                error_message=f"not sent: notice {notice.id} was stopped", updated_at=now or utcnow())
+        .execution_options(synchronize_session=False)).rowcount
+    audit.record(session, "notice.stop", f"notice:{notice.id}", actor, cancelled=cancelled)
+    log.info("notice %s stopped by %s: %s waiting deliveries cancelled", notice.id, actor.label, cancelled)
+    return StopResult(notice.id, notice.title, cancelled)
+
+
+def _not_stoppable(notice: Notice) -> NoticeStateError:
+    if notice.status == "stopped":
+        return NoticeStateError(N_("notice %(id)s is already stopped"), id=notice.id)
+    if notice.status in ("draft", "scheduled"):
+        return NoticeStateError(N_("notice %(id)s is %(status)s, not sent: cancel it instead"), id=notice.id,
+                                status=notice.status)
+    if notice.status == "sending":
+        return NoticeStateError(N_("notice %(id)s is still being sent: stop it again in a minute"), id=notice.id)
+    return NoticeStateError(N_("notice %(id)s is %(status)s: only a sent notice can be stopped"), id=notice.id,
+                            status=notice.status)
 
 
 def _claim(session: Session, notice_id: int, now: datetime, due_only: bool) -> Notice:

@@ -91,11 +91,12 @@ def test_urgent_notice_from_a_phone_acknowledged_and_escalated(postgres_only_url
         def member_id(phone: str) -> int:
             return scalar(select(Member.id).where(Member.phone == phone))
 
-        # A stranger and a plain member send NOTICE: refused, nothing created.
+        # A stranger and a plain member send NOTICE: refused, nothing created (the member, whose text threads
+        # into no case, is told only coordinators send notices and how to post to a case).
         sms(STRANGER, "NOTICE tft: everyone out")
         sms(LEE, "NOTICE tft: everyone out")
-        wait_until(lambda: texts_to(LEE), WAIT, "Lee's 'not authorised'", watch=watch)
-        assert "not allow" in texts_to(LEE)[0] and scalar(select(func.count()).select_from(Notice)) == 0
+        wait_until(lambda: texts_to(LEE), WAIT, "Lee's 'only coordinators'", watch=watch)
+        assert "only coordinators" in texts_to(LEE)[0] and scalar(select(func.count()).select_from(Notice)) == 0
 
         # The coordinator's command, its preview with a code, a code from another phone, then SEND.
         sms(KIM, "URGENT tft ACK 10m: Isolation guideline changed: N95 in every room")

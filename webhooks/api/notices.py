@@ -1,5 +1,5 @@
 """/api/v1/notices: create a notice (a draft), read it with its deliveries counted, preview, send or
-schedule it, cancel it before it goes out, and correct it. A notice missing from the path is a 404; any other rule a request breaks
+schedule it, cancel it before it goes out, stop it (and its escalation) after, and correct it. A notice missing from the path is a 404; any other rule a request breaks
 (an unknown list, an expired or already sent notice, ...) a 422."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import functools
 from flask import current_app, jsonify
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
+from relay.access.api_tokens import Caller
 from relay.guard.confirmation import IdentifiersFound
 from relay.infra.db import transaction
 from relay.library.cases import CaseNotFound
@@ -29,6 +30,7 @@ from relay.notices.lifecycle import (
     parse_window,
     schedule_notice,
     send_notice,
+    stop_notice,
 )
 from relay.notices.preview import preview_notice
 
@@ -194,6 +196,24 @@ def cancel_notice_route(notice_id: int):
     with transaction(services.sessions) as session:
         body = _notice_json(session, cancel_notice(session, notice_id, actor=actor()))
     log.info("notice %s cancelled by %s", notice_id, actor().label)
+    return jsonify(body)
+
+
+@blueprint.post("/notices/<int:notice_id>/stop")
+@requires("notice.stop")
+@_notice_id_fits
+def stop_notice_route(notice_id: int):
+    """Stop a sent notice (issue 17): its escalation takes no further step (no other channel, call or report)
+    and its deliveries still waiting are cancelled; those already out stay. Audited `notice.stop`; 422 for a
+    notice that is not sent (a draft is cancelled instead) or already stopped."""
+    services = current_app.extensions["relay"]
+    caller = current_caller()
+    roles = caller.roles if isinstance(caller, Caller) else frozenset()
+    with transaction(services.sessions) as session:  # the core checks the roles again
+        result = stop_notice(session, notice_id, roles=roles, actor=actor())
+        body = _notice_json(session, get_notice(session, notice_id))
+    body["cancelled"] = result.cancelled
+    log.info("notice %s stopped by %s", notice_id, actor().label)
     return jsonify(body)
 
 

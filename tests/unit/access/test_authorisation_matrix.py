@@ -95,6 +95,7 @@ API_ROWS = [
     ("schedule a notice", "post", "/api/v1/notices/{draft}/send", {"at": "2099-01-01T00:00:00Z"}, STAFF),
     ("correct a notice", "post", "/api/v1/notices/{sent}/correct", {"text": "FFP3, not FFP2"}, STAFF),
     ("cancel a notice", "post", "/api/v1/notices/{draft}/cancel", None, STAFF),
+    ("stop a sent notice", "post", "/api/v1/notices/{sent}/stop", None, STAFF),  # issue 17
     ("read a notice", "get", "/api/v1/notices/{sent}", None, STAFF),
     ("another member's channels", "put", "/api/v1/members/ben@example.org/channels", {"channels": ["sms"]}, STAFF),
     ("own channels", "put", "/api/v1/members/{self}/channels", {"channels": ["sms"]}, MEMBERS),
@@ -202,10 +203,12 @@ def test_sms_matrix(world, text, allowed, outcome, stranger, role):
     assert opted_out == (outcome == "command:stop")
 
 
-# issue 17: coordinator commands by SMS; for anyone else "not authorised", and nothing is created
+# issue 17: coordinator commands by SMS; for anyone else "not authorised", and nothing is created. A member's
+# NOTICE/URGENT is no command but the reply it reads as: here it threads into no case, so the answer says only
+# coordinators send notices and how to post (not_coordinator); nothing is created either.
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("text", ["NOTICE tft: Masks in CT rooms", "URGENT tft ACK 10m: Masks", "HOLD ALL",
-                                  "RESUME ALL", "STATUS {sent}", "SEND ABCDEF"])
+                                  "RESUME ALL", "STATUS {sent}", "SEND ABCDEF", "STAND DOWN {sent}"])
 def test_sms_coordinator_command_matrix(world, text, role):
     phone = PEOPLE[role][1]
     text = text.format(**world.ids)
@@ -224,6 +227,10 @@ def test_sms_coordinator_command_matrix(world, text, role):
         # that is none of theirs gets the guard's answer; still nothing is created or sent
         assert (role, event.outcome, replies) == ("member", "guard:unknown_code", ["guard_unknown_code"])
         assert before == snapshot(world, ("inbound_events", "deliveries")), "a refused command changed something"
+        return
+    if role == MEMBER and text.startswith(("NOTICE", "URGENT")):
+        assert (event.outcome, replies) == ("asked:none", ["not_coordinator"])
+        assert before == snapshot(world, ("inbound_events", "deliveries")), "a member's NOTICE changed something"
         return
     assert event.outcome == "rejected"
     assert replies == ["unknown_sender" if role == ANONYMOUS else "not_authorised"]

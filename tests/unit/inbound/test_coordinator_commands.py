@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 
 from relay.infra.db import transaction
-from relay.model.tables import AuditEvent, Notice, utcnow
+from relay.model.tables import AuditEvent, Member, Notice, utcnow
 from relay.model.urgent import Acknowledgement, ConfirmationCode
 from relay.outbound import hold
 from tests.conftest import run_worker
@@ -91,14 +91,95 @@ def test_a_korean_coordinator_reads_the_cancellation_in_korean(network, sms):
     assert f"취소했습니다(공지 {notice.id})" in _texts_to(sms, KIM)[-1], _texts_to(sms, KIM)[-1]
 
 
-def test_non_coordinator_is_not_authorised_and_nothing_is_created(network, sms):
+def test_non_coordinator_is_told_who_may_send_notices_and_how_to_post_and_nothing_is_created(network, sms):
+    """A member's NOTICE/URGENT that threads into no case is not a bare refusal: the answer says only
+    coordinators send notices, and how to post to a case. Nothing is created, nobody else is texted."""
     event_id = record_sms(network, LEE, "NOTICE tft: everyone come to the ward")
     run_worker(network)
-    assert event(network, event_id).outcome == "rejected"
+    assert event(network, event_id).outcome.startswith("asked")
     assert _notices(network) == []
-    assert "not allow" in _texts_to(sms, LEE)[0]
+    [answer] = _texts_to(sms, LEE)
+    assert "only coordinators" in answer and "C123 your text" in answer and "not allow" not in answer
+    assert {m.to for m in sms.sent} == {LEE}
     with network.sessions() as session:
         assert session.scalar(select(func.count()).select_from(ConfirmationCode)) == 0
+
+
+def test_a_members_urgent_that_names_a_case_is_an_ordinary_post_never_a_notice(network, sms):
+    """It threads like any text (here: into C1, the case Lee was last sent) and is posted there."""
+    from relay.model.tables import Post
+    from relay.notices.lifecycle import new_case_notice
+
+    new_case_notice(network, "C1", ["tft"])
+    run_worker(network)
+    sms.sent.clear()
+    before = len(_notices(network))
+    event_id = record_sms(network, LEE, "URGENT case: 45M with hemoptysis, see C3")
+    run_worker(network)
+    assert event(network, event_id).outcome == "posted"
+    assert len(_notices(network)) == before  # a member can never broadcast: no notice, no code, no urgent severity
+    with network.sessions() as session:
+        post = session.scalar(select(Post).order_by(Post.id.desc()))
+        assert post.kind != "notice" and "hemoptysis" in post.body
+        assert session.scalar(select(func.count()).select_from(ConfirmationCode)) == 0
+    assert "C1" in _texts_to(sms, LEE)[-1]  # the usual confirmation
+
+
+def test_a_members_other_coordinator_words_are_still_not_authorised(network, sms):
+    record_sms(network, LEE, "STAND DOWN 1")
+    record_sms(network, LEE, "HOLD ALL")
+    run_worker(network)
+    assert all("not allow" in t for t in _texts_to(sms, LEE)) and _texts_to(sms, LEE)
+
+
+def test_stand_down_stops_a_sent_notice_and_its_escalation(network, sms):
+    from relay.model.tables import Delivery
+    from relay.notices.escalation import escalate
+
+    notice_id = _sent_urgent(network, sms)
+    record_sms(network, LEE, f"ACK {notice_id}")
+    run_worker(network)
+    with network.sessions() as session:
+        sent_at = session.get(Notice, notice_id).sent_at
+    escalate(network, sent_at + timedelta(minutes=26))  # calls to the four still silent planned (steps of 15m)
+    sms.sent.clear()
+    event_id = record_sms(network, KIM, f"stand down {notice_id}")
+    run_worker(network)
+    [answer] = _texts_to(sms, KIM)
+    assert f"notice {notice_id}" in answer and "stopped" in answer and "4 waiting" in answer, answer
+    assert event(network, event_id).outcome.startswith("command:stand_down")
+    assert _notices(network)[-1].status == "stopped"
+    with network.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "queued")) == 0
+        audited = session.scalar(select(AuditEvent).where(AuditEvent.action == "notice.stop"))
+        assert audited.source == "sms" and audited.actor_member_id == member(network, KIM).id
+    escalate(network, sent_at + timedelta(minutes=60))
+    run_worker(network)
+    assert sms.sent == [m for m in sms.sent if m.to == KIM]  # nobody called, reported or texted again
+    record_sms(network, KIM, f"STAND DOWN {notice_id}")  # a second time: said so, nothing else
+    run_worker(network)
+    assert "already stopped" in _texts_to(sms, KIM)[-1]
+
+
+def test_stop_followed_by_a_notice_id_stays_the_opt_out_word_it_is_not(network, sms):
+    """STOP is the carrier's opt-out word: "STOP 12" is no notice command (and not an opt-out either)."""
+    notice_id = _sent_urgent(network, sms)
+    record_sms(network, KIM, f"STOP {notice_id}")
+    run_worker(network)
+    assert _notices(network)[-1].status == "sent"
+    record_sms(network, KIM, "STOP")
+    run_worker(network)
+    assert member(network, KIM).sms_opted_out_at is not None
+    assert _notices(network)[-1].status == "sent"
+
+
+def test_a_korean_coordinator_reads_the_stop_in_korean(network, sms):
+    notice_id = _sent_urgent(network, sms)
+    with transaction(network.sessions) as session:
+        session.execute(update(Member).where(Member.phone == KIM).values(language="ko"))
+    record_sms(network, KIM, f"STAND DOWN {notice_id}")
+    run_worker(network)
+    assert f"공지 {notice_id}" in _texts_to(sms, KIM)[-1] and "중단" in _texts_to(sms, KIM)[-1]
 
 
 def test_a_code_from_another_phone_is_refused_and_stays_usable_by_its_owner(network, sms):

@@ -63,4 +63,19 @@ def test_unproven_or_unauthorised_senders_get_nothing_done_and_no_answer(net):  
         assert session.scalar(select(func.count()).select_from(ConfirmationCode)) == 0
         details = [e.detail for e in session.scalars(select(InboundEvent).where(InboundEvent.kind == "email")
                                                      .order_by(InboundEvent.id))]
-    assert "sender not proven" in details[0] and "needs the coordinator or admin role" in details[1]
+    assert "sender not proven" in details[0]
+    assert "no reply token" in details[1]  # a member's NOTICE is an ordinary mail: no case named, not relayed
+
+
+def test_a_members_reply_that_begins_with_urgent_is_posted_to_its_case(net):  # noqa: F811
+    """Like by SMS: only a coordinator's NOTICE/URGENT is a command; a member's is the reply it reads as."""
+    from relay.model.tables import Post
+
+    client = create_app(services=net).test_client()
+    post_mailgun(client, mailgun_form("minho@example.org", "URGENT case: 45M with hemoptysis, see C3",
+                                      f"cases@{DOMAIN}", subject="Re: [C1] Fever and GGO", headers=SPF))
+    run_worker(net)
+    assert _notices(net) == []
+    with net.sessions() as session:
+        assert session.scalar(select(InboundEvent.outcome).where(InboundEvent.kind == "email")) == "posted"
+        assert "hemoptysis" in session.scalar(select(Post.body).order_by(Post.id.desc()))

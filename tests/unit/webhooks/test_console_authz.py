@@ -27,6 +27,7 @@ ROUTES = [
      "notice.create"),
     ("POST", "/console/notices/1/send", {}, "notice.send"),
     ("POST", "/console/notices/1/cancel", {}, "notice.send"),
+    ("POST", "/console/notices/2/stop", {}, "notice.stop"),  # issue 17: notice 2 is sent
     ("POST", "/console/cases/", {"title": "Another case"}, "case.create"),
     ("POST", "/console/cases/C2/publish", {}, "case.publish"),
     ("POST", "/console/cases/C2/discard", {"confirm": "on"}, "case.discard"),  # issue 15: a draft
@@ -79,6 +80,8 @@ def web(network):
     with transaction(network.sessions) as session:
         create_case(session, "A draft to review", draft=True)
         create_notice(session, kind="announcement", title="Draft notice", lists=["tft"], channels="email")
+        sent = create_notice(session, kind="announcement", title="Sent notice", lists=["tft"], channels="email")
+        sent.status, sent.sent_at = "sent", sent.created_at
     return network
 
 
