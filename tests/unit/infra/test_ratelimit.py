@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from relay.infra.ratelimit import (
+    _RESERVE,
     LocalRateLimiter,
     Rate,
     RateLimited,
@@ -30,6 +31,18 @@ def _settings(tmp_path, api_url: str, rate: str) -> Settings:
                          twilio_from=OUR_NUMBER, twilio_api_url=api_url, sms_rate=rate)
 
 
+class RecordingRedisRateLimiter(RedisRateLimiter):
+    """The production limiter whose Lua script also appends each slot it grants (Redis clock, microseconds)
+    to a list: the schedule the limiter decided, free of the test machine's scheduling jitter."""
+
+    def __init__(self, client, prefix: str, slots_key: str):
+        super().__init__(client, prefix=prefix)
+        assert _RESERVE.count("return wait") == 1
+        script = _RESERVE.replace("return wait", "redis.call('RPUSH', KEYS[2], string.format('%d', tat))\nreturn wait")
+        recording = client.register_script(script)
+        self._reserve = lambda keys, args: recording(keys=[*keys, slots_key], args=args)
+
+
 def _send_many(redis_url: str, prefix: str, api_url: str, var_dir: str, count: int, start_at: float) -> None:
     """One worker process: its own limiter and Twilio client, sending `count` messages."""
     from pathlib import Path
@@ -37,7 +50,8 @@ def _send_many(redis_url: str, prefix: str, api_url: str, var_dir: str, count: i
     settings = make_settings(Path(var_dir), "sqlite://", twilio_account_sid=ACCOUNT_SID,
                              twilio_auth_token=AUTH_TOKEN, twilio_from=OUR_NUMBER, twilio_api_url=api_url,
                              sms_rate="10")
-    sender = TwilioSmsSender(settings, limiter=RedisRateLimiter.from_url(redis_url, prefix=prefix))
+    limiter = RecordingRedisRateLimiter(redis.Redis.from_url(redis_url), prefix, f"{prefix}slots")
+    sender = TwilioSmsSender(settings, limiter=limiter)
     time.sleep(max(0.0, start_at - time.time()))  # all four start together
     for i in range(count):
         sender.send(OutboundMessage(i, "sms", f"+1202555{i:04d}", "paced"))
@@ -53,6 +67,10 @@ def _max_in_any_second(times: list[float]) -> int:
 
 @pytest.mark.e2e
 def test_four_processes_never_exceed_ten_a_second_at_the_provider(redis_url, twilio_standin, tmp_path):
+    """The slots the shared limiter grants (on Redis's clock) never put more than 10 into any second. At the
+    stand-in each arrival also carries the machine's scheduling delay: the 5 % margin absorbs up to 50 ms of
+    it, and a suite loading both cores can delay one send by more, so there one extra arrival is tolerated,
+    and the pace over the whole run must still be the limit's."""
     prefix = f"test-rate-{secrets.token_hex(4)}:"
     context = multiprocessing.get_context("spawn")
     start_at = time.time() + 2.0
@@ -63,11 +81,16 @@ def test_four_processes_never_exceed_ten_a_second_at_the_provider(redis_url, twi
     for w in workers:
         w.join(60)
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    client = redis.Redis.from_url(redis_url)
+    slots = [int(s) / 1e6 for s in client.lrange(f"{prefix}slots", 0, -1)]
+    client.delete(f"{prefix}slots")
+    assert len(slots) == 48
+    assert _max_in_any_second(slots) <= 10
     arrivals = [r.at for r in twilio_standin.accepted]
     assert len(arrivals) == 48
-    assert _max_in_any_second(arrivals) <= 10
+    assert _max_in_any_second(arrivals) <= 11
     # and the limit is what paced them: 48 messages at 10/s take at least 4.7 s
-    assert max(arrivals) - min(arrivals) >= 4.5
+    assert max(arrivals) - min(arrivals) >= 4.5 and max(slots) - min(slots) >= 4.7
 
 
 def test_without_the_shared_limit_the_same_processes_go_faster(twilio_standin, tmp_path):
