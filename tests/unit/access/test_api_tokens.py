@@ -78,7 +78,8 @@ def test_a_member_token_reads_but_cannot_broadcast(client, network):
                       headers={"Authorization": f"bearer {token}"}).status_code == 200  # any case of "Bearer"
     response = client.post("/api/v1/notices", json=GUIDELINE, headers=bearer(token))
     assert response.status_code == 403
-    assert response.get_json() == {"error": "Forbidden", "detail": response.get_json()["detail"]}
+    assert set(response.get_json()) == {"error", "detail", "message"}  # message: in the caller's language (issue 21)
+    assert response.get_json()["error"] == "Forbidden"
     assert "notice.create" in response.get_json()["detail"]
     with network.sessions() as session:
         assert session.scalar(select(Notice)) is None

@@ -39,10 +39,21 @@ def test_codes_status_and_hold_parse():
 @pytest.mark.parametrize("roles,action", [(("member",), REJECT), (("contributor",), REJECT),
                                           (("coordinator",), COMMAND), (("admin",), COMMAND)])
 def test_only_coordinators_and_admins_may_command(roles, action):
-    decision = decide(ctx(body="NOTICE tft: hello", roles=roles))
+    decision = decide(ctx(body="STATUS 12", roles=roles))
     assert decision.verdict.action == action
     if action == REJECT:
         assert decision.verdict.reply == "not_authorised"
+
+
+def test_a_members_notice_words_are_no_command_and_no_refusal():
+    """A member's "NOTICE tft: ..." is text for the reply path (posted to its case, or answered with how to
+    post: relay/inbound/replies.py), never a command. (A contributor is refused by the authorisation rule:
+    no posting role.)"""
+    decision = decide(ctx(body="NOTICE tft: hello", roles=("member",)))
+    assert decision.verdict.action not in (COMMAND, REJECT)
+    contributor = decide(ctx(body="NOTICE tft: hello", roles=("contributor",)))
+    assert contributor.verdict.action == REJECT and contributor.verdict.reason == "member has no posting role"
+    assert decide(ctx(body="NOTICE tft: hello", roles=("coordinator",))).verdict.action == COMMAND
 
 
 def test_an_inactive_coordinator_may_not_command():
