@@ -13,7 +13,9 @@ deliveries' planning. A batch instead:
   they plan are written together (relay/outbound/fanout.py plan, one call) before the commit. Pending
   rows are written before any command is applied or WhatsApp message processed, so a command (MUTE,
   PAUSE, STOP...) acts on what was planned before it exactly as when events went one by one;
-- commits, and only then queues the deliveries (one dispatch for the batch), the MMS pictures and the
+- commits, and only then queues the deliveries, as bulk tasks of 100 on the outbound queue
+  (relay/outbound/bulk.py send_batch: the same claim and send-time checks as one by one, one claim and one
+  record per 100 instead of a task and three transactions per delivery), the MMS pictures and the
   coordinator commands' after-work.
 
 Idempotency is the transaction's: an event is marked processed in the same commit that writes its post
@@ -35,10 +37,10 @@ from sqlalchemy.orm import Session
 
 from relay.inbound.limits import Recent
 from relay.infra.db import transaction
-from relay.infra.dispatch import dispatch_safely
+from relay.infra.dispatch import QUEUE_OUTBOUND, dispatch_safely
 from relay.model.tables import InboundEvent, Member
 from relay.outbound import fanout
-from relay.outbound.queueing import dispatch_deliveries
+from relay.outbound.queueing import dispatch_deliveries_in_batches
 from relay.providers import twilio_sms
 
 log = logging.getLogger(__name__)
@@ -144,7 +146,7 @@ def process_batch(services, event_ids: Sequence[int], process: Callable[[int], o
                         ids[0], ids[-1], type(again).__name__, again, type(exc).__name__)
         raise
     # committed: only now hand the work on (a lost hand-off is the sweeper's, as one by one)
-    dispatch_deliveries(services, batch.delivery_ids)
+    dispatch_deliveries_in_batches(services, batch.delivery_ids, QUEUE_OUTBOUND)
     for image_id in batch.images:
         dispatch_safely(services.dispatcher.fetch_media, image_id)
     if batch.after:

@@ -31,6 +31,8 @@ def _everyone_follows_c1(network):
     new_case_notice(network, "C1", ["tft"])
     run_worker(network)
     network.dispatcher.deliveries.clear()
+    network.dispatcher.batches.clear()
+    network.dispatcher.batch_queues.clear()
 
 
 def _store(network, messages: list[tuple[str, str]]) -> list[int]:
@@ -63,6 +65,12 @@ def test_a_batch_is_one_transaction_and_one_dispatch(network, monkeypatch):
     assert (posts, outcomes) == (4, {"posted": 4})
     assert relays == 4 * PER_POST
     assert len(network.dispatcher.deliveries) == len(set(network.dispatcher.deliveries)) == relays + 4  # + the author's answers
+    # handed on as bulk tasks on the outbound queue (not behind a broadcast on the bulk queue), after the commit
+    assert network.dispatcher.batch_queues == ["outbound"]
+    assert sorted(network.dispatcher.batches[0]) == sorted(network.dispatcher.deliveries)
+    with network.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.purpose != "notice", Delivery.dispatched_at.is_(None))) == 0
 
 
 def test_a_crash_mid_batch_writes_nothing_and_the_events_are_then_processed_once(network, monkeypatch):
