@@ -6,8 +6,9 @@ deliveries' planning. A batch instead:
 
 - counts the attempt of every event in it with one UPDATE, in a transaction of its own (as before: a
   crash still counts);
-- locks and loads all its events with one SELECT ... FOR UPDATE, and their senders' member rows with
-  one SELECT;
+- locks and loads all its events with one SELECT ... FOR UPDATE, and with one SELECT each their
+  senders' member rows, the cases their replies name with those cases' threads, and which senders have a
+  held message; the inbound limits read the senders' recent events once (relay/inbound/limits.py Recent);
 - processes the events one after the other, in id order, in ONE transaction, each exactly as
   relay/inbound/sms.py does alone (same rules, same outcome, same rows), except that the delivery rows
   they plan are written together (relay/outbound/fanout.py plan, one call) before the commit. Pending
@@ -35,10 +36,11 @@ from typing import Callable, Iterator, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from relay.discussion import holding, threads
 from relay.inbound.limits import Recent
 from relay.infra.db import transaction
 from relay.infra.dispatch import QUEUE_OUTBOUND, dispatch_safely
-from relay.model.tables import InboundEvent, Member
+from relay.model.tables import Case, HeldMessage, InboundEvent, Member, Thread
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries_in_batches
 from relay.providers import twilio_sms
@@ -103,22 +105,41 @@ def count_attempts(services, event_ids: Sequence[int], by: int = 1) -> None:
 
 @contextmanager
 def _open(session: Session, event_ids: Sequence[int]) -> Iterator[Batch]:
+    """Lock and load the batch's events, and load in one query each what their processing would otherwise
+    look up event by event: the senders' members, the cases their replies name and those cases' threads,
+    which of the senders have a held message (relay/discussion/threads.py, relay/discussion/holding.py)."""
     events = {e.id: e for e in session.scalars(select(InboundEvent).where(InboundEvent.id.in_(list(event_ids)))
                                                .order_by(InboundEvent.id).with_for_update())}
-    phones = set()
+    phones, numbers = set(), set()
     for event in events.values():
         try:
-            phones.add(twilio_sms.parse_inbound(twilio_sms.parse_raw(event.raw)).sender)
+            message = twilio_sms.parse_inbound(twilio_sms.parse_raw(event.raw))
         except twilio_sms.BadWebhook:
             continue  # processing says "invalid"
+        phones.add(message.sender)
+        number, _text = threads.split_case_code(message.body)
+        if number is not None:
+            numbers.add(number)
     members = {m.phone or "": m for m in session.scalars(select(Member).where(Member.phone.in_(sorted(phones))))} \
         if phones else {}
+    cases = {c.number: c for c in session.scalars(select(Case).where(Case.number.in_(sorted(numbers))))} \
+        if numbers else {}
+    case_threads = {t.case_id: t for t in session.scalars(
+        select(Thread).where(Thread.case_id.in_(sorted(c.id for c in cases.values()))))} if cases else {}
+    member_ids = sorted(m.id for m in members.values())
+    holding_members = set(session.scalars(select(HeldMessage.member_id).distinct().where(
+        HeldMessage.member_id.in_(member_ids), HeldMessage.status == "held"))) if member_ids else set()
+    preloaded = {threads.PRELOADED_CASES: cases, threads.PRELOADED_THREADS: case_threads,
+                 holding.MEMBERS_HOLDING: holding_members}
+    session.info.update(preloaded)
     batch = Batch(session, events, members, recent=Recent(session, list(events.values())))
     token = _CURRENT.set(batch)
     try:
         yield batch
     finally:
         _CURRENT.reset(token)
+        for key in preloaded:
+            session.info.pop(key, None)
 
 
 @dataclass(frozen=True)

@@ -179,3 +179,20 @@ def test_events_attempted_before_are_never_batched():
                (7, "email", 0), (8, "sms", 0), (9, "sms", 0)]
     assert inbound_drain._groups(claimed) == [[(1, "sms"), (2, "sms")], [(3, "sms")], [(4, "sms")], [(5, "status")],
                                               [(6, "sms")], [(7, "email")], [(8, "sms"), (9, "sms")]]
+
+
+def test_a_held_reply_and_its_correction_in_one_batch(network):
+    """The batch knows which senders have a held message (one query); a reply held inside the batch counts
+    too, so its author's corrected reply later in the same batch still replaces it."""
+    from relay.model.tables import HeldMessage
+
+    _everyone_follows_c1(network)
+    ids = _store(network, [(LEE, "C1 pt RRN 550315-1234567, GGO"), (PARK, "C1 an ordinary reply"),
+                           (LEE, "C1 GGO both lower lobes (identifier removed)")])
+    assert inbound_drain.drain(network).processed == 3
+    with network.sessions() as session:
+        outcome = dict(session.execute(select(InboundEvent.id, InboundEvent.outcome)
+                                       .where(InboundEvent.id.in_(ids))).all())
+        held = session.scalar(select(HeldMessage))
+    assert [outcome[i] for i in ids] == ["held", "posted", "posted"]
+    assert held.status == "dropped" and held.body == ""
