@@ -104,7 +104,7 @@ def count_attempts(services, event_ids: Sequence[int], by: int = 1) -> None:
 
 
 @contextmanager
-def _open(session: Session, event_ids: Sequence[int]) -> Iterator[Batch]:
+def _open(session: Session, event_ids: Sequence[int], raw_retention=None) -> Iterator[Batch]:
     """Lock and load the batch's events, and load in one query each what their processing would otherwise
     look up event by event: the senders' members, the cases their replies name and those cases' threads,
     which of the senders have a held message (relay/discussion/threads.py, relay/discussion/holding.py)."""
@@ -132,7 +132,7 @@ def _open(session: Session, event_ids: Sequence[int]) -> Iterator[Batch]:
     preloaded = {threads.PRELOADED_CASES: cases, threads.PRELOADED_THREADS: case_threads,
                  holding.MEMBERS_HOLDING: holding_members}
     session.info.update(preloaded)
-    batch = Batch(session, events, members, recent=Recent(session, list(events.values())))
+    batch = Batch(session, events, members, recent=Recent(session, list(events.values()), raw_retention))
     token = _CURRENT.set(batch)
     try:
         yield batch
@@ -155,7 +155,7 @@ def process_batch(services, event_ids: Sequence[int], process: Callable[[int], o
     ids = sorted(event_ids)
     count_attempts(services, ids)
     try:
-        with transaction(services.sessions) as session, _open(session, ids) as batch:
+        with transaction(services.sessions) as session, _open(session, ids, services.settings.raw_retention) as batch:
             for event_id in ids:
                 process(event_id)
             batch.write_pending()
