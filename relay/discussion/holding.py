@@ -85,6 +85,8 @@ def hold(session: Session, settings, *, case: Case, member: Member, text: str, c
                        expires_at=utcnow() + settings.guard_hold_for)
     session.add(held)
     session.flush()
+    if MEMBERS_HOLDING in session.info:
+        session.info[MEMBERS_HOLDING].add(member.id)
     audit.record(session, "guard.hold", f"held:{held.id}", audit.member_actor(member, channel), case=case.code,
                  kinds=",".join(held.kinds), code=held.code)
     log.info("guard: held a %s message of member %s to %s (%s), code %s", channel, member.id, case.code,
@@ -139,8 +141,16 @@ def drop(session: Session, held: HeldMessage, actor: audit.Actor, reason: str = 
     return True
 
 
+# Session.info key a batch (relay/inbound/batch.py) may fill with the ids of its members who have a held
+# message (one query for the batch); hold() adds to it, and supersede() skips its query for anyone else.
+MEMBERS_HOLDING = "relay.members_holding"
+
+
 def supersede(session: Session, member: Member, case_id: int, source: str) -> int:
     """A corrected message went through: the author's earlier held messages to that case are dropped."""
+    holding = session.info.get(MEMBERS_HOLDING)
+    if holding is not None and member.id not in holding:
+        return 0
     waiting = session.scalars(select(HeldMessage).where(HeldMessage.member_id == member.id,
                                                         HeldMessage.case_id == case_id,
                                                         HeldMessage.status == "held")).all()

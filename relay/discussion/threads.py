@@ -20,6 +20,13 @@ _CODE_PATTERNS = (
     re.compile(r"^\s*(\d{1,9})\s*:\s*(.*)$", re.S),
 )
 
+# Session.info keys a caller that processes many messages in one transaction (relay/inbound/batch.py) may
+# fill with rows it loaded in one query: {case number: Case} and {case id: Thread}. Only hits are taken
+# from them (a miss is looked up as usual); the rows are the session's own, so a change made in the
+# transaction is seen through them.
+PRELOADED_CASES = "relay.preloaded_cases"
+PRELOADED_THREADS = "relay.preloaded_threads"
+
 CODE = "code"
 RECENT = "recent"
 UNKNOWN_CODE = "unknown_code"
@@ -49,7 +56,8 @@ def resolve_thread(session: Session, member_id: int, body: str, now: datetime,
                    window: timedelta, ambiguity: timedelta) -> Resolution:
     number, text = split_case_code(body)
     if number is not None:
-        case = session.scalar(select(Case).where(Case.number == number))
+        case = session.info.get(PRELOADED_CASES, {}).get(number) or session.scalar(
+            select(Case).where(Case.number == number))
         if case is None or case.status == DISCARDED:  # a discarded draft is no case at all (issue 15)
             return Resolution(UNKNOWN_CODE, None, f"C{number}", text)
         return Resolution(CODE, case.id, case.code, text)
@@ -78,7 +86,8 @@ def _as_aware(value: datetime) -> datetime:
 
 
 def ensure_thread(session: Session, case: Case) -> Thread:
-    thread = session.scalar(select(Thread).where(Thread.case_id == case.id))
+    thread = session.info.get(PRELOADED_THREADS, {}).get(case.id) or session.scalar(
+        select(Thread).where(Thread.case_id == case.id))
     if thread is None:
         thread = Thread(case_id=case.id)
         session.add(thread)

@@ -7,8 +7,13 @@ thousands of webhooks cost a handful of tasks instead of one broker message each
 Claiming stamps `dispatched_at` with an UPDATE over `FOR UPDATE SKIP LOCKED` rows, so drainers
 running side by side split the waiting events between them, and a drainer that dies leaves its
 claimed events to the sweeper (it re-queues events claimed over five minutes ago and still not
-processed). Processing itself stays per event and idempotent (relay/inbound/sms.py,
-relay/inbound/statuses.py): a row claimed twice is processed once."""
+processed). Processing is idempotent (relay/inbound/sms.py, relay/inbound/statuses.py): a row claimed
+twice is processed once.
+
+Consecutive SMS events of a claim that were never attempted before are processed together, in one
+transaction (relay/inbound/batch.py: one commit and one dispatch per batch instead of three
+transactions per event); if the batch fails it is rolled back and its events are processed one by one,
+as are status callbacks, emails and events attempted before."""
 from __future__ import annotations
 
 import logging
@@ -18,6 +23,7 @@ from typing import Callable
 
 from sqlalchemy import select, update
 
+from relay.inbound.batch import process_batch
 from relay.inbound.sms import process_inbound
 from relay.inbound.statuses import apply_status
 from relay.infra.db import is_transient, transaction
@@ -38,15 +44,39 @@ class DrainReport:
 
 def claim_waiting(services, limit: int = BATCH) -> list[tuple[int, str]]:
     """Claim up to `limit` stored events nobody has queued yet, oldest first: [(id, kind)]."""
+    return [(event_id, kind) for event_id, kind, _attempts in _claim(services, limit)]
+
+
+def _claim(services, limit: int) -> list[tuple[int, str, int]]:
+    """claim_waiting, with each event's attempts so far: [(id, kind, attempts)]."""
     waiting = (select(InboundEvent.id)
                .where(InboundEvent.processed_at.is_(None), InboundEvent.dispatched_at.is_(None))
                .order_by(InboundEvent.id).limit(limit).with_for_update(skip_locked=True))
     with transaction(services.sessions) as session:
         rows = session.execute(update(InboundEvent).where(InboundEvent.id.in_(waiting.scalar_subquery()))
                                .values(dispatched_at=utcnow())
-                               .returning(InboundEvent.id, InboundEvent.kind)
+                               .returning(InboundEvent.id, InboundEvent.kind, InboundEvent.attempts)
                                .execution_options(synchronize_session=False)).all()
-    return sorted((row.id, row.kind) for row in rows)
+    return sorted((row.id, row.kind, row.attempts) for row in rows)
+
+
+def _groups(claimed: list[tuple[int, str, int]]) -> list[list[tuple[int, str]]]:
+    """The claim in id order, split into runs of SMS events never attempted before (each run one batch)
+    and, alone, every other event (status callbacks, emails, and events attempted before, which may be
+    what stopped an earlier drain)."""
+    groups: list[list[tuple[int, str]]] = []
+    run: list[tuple[int, str]] = []
+    for event_id, kind, attempts in claimed:
+        if kind == "sms" and attempts == 0:
+            run.append((event_id, kind))
+            continue
+        if run:
+            groups.append(run)
+            run = []
+        groups.append([(event_id, kind)])
+    if run:
+        groups.append(run)
+    return groups
 
 
 def process_event(services, event_id: int, kind: str):
@@ -69,22 +99,41 @@ def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None 
     processed = failed = 0
     asked_for_help = False
     while processed + failed < budget:
-        claimed = claim_waiting(services, min(BATCH, budget - processed - failed))
+        claimed = _claim(services, min(BATCH, budget - processed - failed))
         if not claimed and linger > 0:
             sleep(linger)
-            claimed = claim_waiting(services, min(BATCH, budget - processed - failed))
+            claimed = _claim(services, min(BATCH, budget - processed - failed))
         if not claimed:
             return DrainReport(processed, failed, more=False)
         if len(claimed) == BATCH and on_backlog is not None and not asked_for_help:
             asked_for_help = True
             on_backlog()
-        for event_id, kind in claimed:
-            try:
-                process_event(services, event_id, kind)
-                processed += 1
-            except Exception as exc:
-                if is_transient(exc):  # the database is unreachable: stop, retry later (no attempt used)
-                    raise
-                failed += 1  # one bad event must not hold up the others
-                log.exception("inbound %s (%s): processing failed; the sweeper will retry it", event_id, kind)
+        for group in _groups(claimed):
+            if len(group) > 1 and _batch(services, group):
+                processed += len(group)
+                continue
+            for event_id, kind in group:  # alone, or a batch that failed: one by one
+                try:
+                    process_event(services, event_id, kind)
+                    processed += 1
+                except Exception as exc:
+                    if is_transient(exc):  # the database is unreachable: stop, retry later (no attempt used)
+                        raise
+                    failed += 1  # one bad event must not hold up the others
+                    log.exception("inbound %s (%s): processing failed; the sweeper will retry it", event_id, kind)
     return DrainReport(processed, failed, more=True)
+
+
+def _batch(services, group: list[tuple[int, str]]) -> bool:
+    """Process a run of SMS events as one batch (relay/inbound/batch.py); False if it failed and was
+    rolled back (its events are then processed one by one). A database outage is raised, as one by one."""
+    try:
+        process_batch(services, [event_id for event_id, _kind in group],
+                      lambda event_id: process_event(services, event_id, "sms"))
+        return True
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.warning("inbound %s..%s: the batch failed (%s: %s); processing its events one by one",
+                    group[0][0], group[-1][0], type(exc).__name__, exc)
+        return False

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from relay.discussion import holding
 from relay.inbound import ack_commands, coordinator_commands, guard_commands, whatsapp
+from relay.inbound import batch as inbound_batch
 from relay.inbound import ladder_commands as ladder_sms
 from relay.inbound import limits as inbound_limits
 from relay.inbound.mail import process_email_event
@@ -47,7 +48,16 @@ class Outcome:
 
 
 def process_inbound(services, event_id: int) -> Outcome:
-    """Process one recorded inbound SMS and dispatch what it caused."""
+    """Process one recorded inbound SMS and dispatch what it caused. Inside an open batch that holds it
+    (relay/inbound/batch.py), it is processed in the batch's transaction, and what it caused is written
+    and dispatched with the batch."""
+    batch = inbound_batch.current()
+    if batch is not None and batch.holds(event_id):
+        outcome = _process(batch.session, services.settings, event_id, batch)
+        batch.delivery_ids.extend(outcome.delivery_ids)  # planned on their own (WhatsApp's), not deferred
+        batch.images.extend(outcome.image_ids)
+        batch.after.extend(outcome.after)
+        return outcome
     with attempt(services, event_id):  # a transient database error does not count (relay/inbound/record.py)
         try:
             with transaction(services.sessions) as session:
@@ -65,8 +75,11 @@ def process_inbound(services, event_id: int) -> Outcome:
     return outcome
 
 
-def _process(session: Session, settings, event_id: int) -> Outcome:
-    event = session.get(InboundEvent, event_id, with_for_update=True)
+def _process(session: Session, settings, event_id: int, batch: inbound_batch.Batch | None = None) -> Outcome:
+    """One event, in the caller's transaction. With a batch, the event is the one the batch locked, the
+    sender's member comes from the batch, and the delivery rows are written with the batch's."""
+    event = batch.events[event_id] if batch is not None else session.get(InboundEvent, event_id,
+                                                                             with_for_update=True)
     if event is None:
         log.warning("inbound %s: no such event", event_id)
         return Outcome(event_id, "missing")
@@ -79,11 +92,16 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
         event.processed_at, event.outcome, event.detail = utcnow(), "invalid", str(exc)
         return Outcome(event_id, "invalid")
     if whatsapp_provider.is_whatsapp(message.sender):  # issue 19: same webhook, own module
+        if batch is not None:
+            batch.write_pending()  # its commands may change what the rows planned before it become
         done = whatsapp.process(session, settings, event, form, message)
         if done.outcome != "duplicate":
             _finish(event, done.outcome)
+            if batch is not None and batch.recent is not None:
+                batch.recent.processed(event, done.outcome)
         return Outcome(event_id, done.outcome, done.post_id, tuple(done.delivery_ids), tuple(done.image_ids))
-    member = session.scalar(select(Member).where(Member.phone == message.sender))
+    member = (batch.member(message.sender) if batch is not None
+              else session.scalar(select(Member).where(Member.phone == message.sender)))
     ctx = RuleContext(
         message=message,
         member_id=member.id if member else None,
@@ -120,6 +138,8 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
             plan.reply(verdict.reply, key=f"reject:{verdict.reply}:{message.sender}:{utcnow().date()}",
                        library=f"{settings.public_base_url}/library/")
     elif verdict.action == COMMAND:
+        if batch is not None:
+            batch.write_pending()  # a command (MUTE, STOP...) acts on what came before it, as one by one
         outcome = f"command:{verdict.command}"
         source = f"sms:{message.body.strip().upper()[:20]}"
         if verdict.command == "stop":
@@ -143,20 +163,29 @@ def _process(session: Session, settings, event_id: int) -> Outcome:
             plan.after.append(after)
         else:  # issue 5: MUTE, UNMUTE, PAUSE, DIGEST, URGENT ONLY (relay/inbound/ladder_commands.py)
             ladder_sms.apply(session, settings, member, verdict, source, plan)
-    elif verdict.action == ACCEPT and inbound_limits.over_rate(session, settings, event):
+    elif verdict.action == ACCEPT and (batch.recent.over_rate(settings, event) if batch and batch.recent
+                                       else inbound_limits.over_rate(session, settings, event)):
         # reliability: a runaway sender is kept but not relayed past the limit, and told once an hour
         outcome = "throttled"
         plan.reply("throttled", key=inbound_limits.throttle_notice_key(message.sender, event),
                    limit=settings.inbound_per_minute)
-    elif verdict.action == ACCEPT and inbound_limits.repeats_last_post(session, event, message.body):
+    elif verdict.action == ACCEPT and (batch.recent.repeats_last_post(session, event, message.body)
+                                       if batch and batch.recent
+                                       else inbound_limits.repeats_last_post(session, event, message.body)):
         outcome = "repeat"  # reliability: an auto-responder loop stops after one message
     elif verdict.action == ACCEPT:
         outcome, post_id = _accept(session, settings, event, member, message.body, plan)
 
     if member is not None and member.sms_opted_out_at is not None:
         plan.replies.clear()  # never text someone who has opted out, not even a confirmation
-    ids = fanout.plan(session, plan.rows + plan.replies) if (plan.rows or plan.replies) else []
+    ids: list[int] = []
+    if batch is not None:
+        batch.defer(plan.rows + plan.replies)
+    elif plan.rows or plan.replies:
+        ids = fanout.plan(session, plan.rows + plan.replies)
     _finish(event, outcome)
+    if batch is not None and batch.recent is not None:
+        batch.recent.processed(event, outcome)
     event.rules_fired = list(decision.fired)
     event.detail = verdict.reason
     log.info("inbound %s from %s: %s (%s)", event.id, mask(message.sender), outcome, mask_text(verdict.reason))

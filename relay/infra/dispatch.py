@@ -51,7 +51,7 @@ class Dispatcher(Protocol):
 
     def fetch_media(self, image_id: int) -> None: ...
 
-    def deliver_batches(self, batches: Iterable[Sequence[int]]) -> int: ...
+    def deliver_batches(self, batches: Iterable[Sequence[int]], queue: str = QUEUE_BULK) -> int: ...
 
 
 class CeleryDispatcher:
@@ -99,12 +99,13 @@ class CeleryDispatcher:
                 self.app.send_task(TASK_DELIVER, args=[delivery_id], queue=QUEUE_OUTBOUND,
                                    countdown=countdown, producer=producer)
 
-    def deliver_batches(self, batches: Iterable[Sequence[int]]) -> int:
-        """One bulk task per batch of delivery ids, all published over one producer connection."""
+    def deliver_batches(self, batches: Iterable[Sequence[int]], queue: str = QUEUE_BULK) -> int:
+        """One bulk task per batch of delivery ids, all published over one producer connection, on the bulk
+        queue (a broadcast's) or, for the relays of a drained batch of replies, on the outbound queue."""
         count = 0
         with self.app.producer_or_acquire() as producer:
             for ids in batches:
-                self.app.send_task(TASK_DELIVER_BATCH, args=[list(ids)], queue=QUEUE_BULK, producer=producer)
+                self.app.send_task(TASK_DELIVER_BATCH, args=[list(ids)], queue=queue, producer=producer)
                 count += 1
         return count
 
@@ -118,6 +119,7 @@ class RecordingDispatcher:
         self.deliveries: list[int] = []
         self.media: list[int] = []
         self.batches: list[list[int]] = []
+        self.batch_queues: list[str] = []  # the queue each batch went to
         self.fail = False
 
     def _check(self):
@@ -147,13 +149,14 @@ class RecordingDispatcher:
         self._check()
         self.media.append(image_id)
 
-    def deliver_batches(self, batches: Iterable[Sequence[int]]) -> int:
+    def deliver_batches(self, batches: Iterable[Sequence[int]], queue: str = QUEUE_BULK) -> int:
         """Batches are kept, and their ids also land in `deliveries`, so a test's run_worker sends them
         one by one with send_delivery (bulk_send.send_batch is tested on its own)."""
         count = 0
         for ids in batches:
             self._check()
             self.batches.append(list(ids))
+            self.batch_queues.append(queue)
             self.deliveries.extend(ids)
             count += 1
         return count

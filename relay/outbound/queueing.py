@@ -35,6 +35,27 @@ def dispatch_deliveries(services, delivery_ids: Sequence[int], countdown: float 
                                 .values(dispatched_at=stamp).execution_options(synchronize_session=False))
 
 
+def dispatch_deliveries_in_batches(services, delivery_ids: Sequence[int], queue: str) -> None:
+    """dispatch_deliveries for many deliveries at once (the relays of a drained batch of replies): bulk
+    tasks of BATCH_SIZE (relay/outbound/bulk.py send_batch: the same claim and checks as one by one) on
+    `queue`, instead of one task per delivery; noted as dispatched like dispatch_deliveries. A dispatcher
+    without batches gets them one by one; a broker outage is left to the sweeper."""
+    if not delivery_ids:
+        return
+    dispatcher = services.dispatcher
+    if not hasattr(dispatcher, "deliver_batches"):
+        dispatch_deliveries(services, delivery_ids)
+        return
+    ids = sorted(delivery_ids)
+    chunks = [ids[start:start + BATCH_SIZE] for start in range(0, len(ids), BATCH_SIZE)]
+    if dispatch_safely(dispatcher.deliver_batches, chunks, queue=queue):
+        with transaction(services.sessions) as session:
+            now = utcnow()
+            for start in range(0, len(ids), 500):
+                session.execute(update(Delivery).where(Delivery.id.in_(ids[start:start + 500]))
+                                .values(dispatched_at=now).execution_options(synchronize_session=False))
+
+
 def dispatch_batches(services, batches: Iterable[Sequence[int]]) -> int:
     """Queue batches of deliveries (each one bulk task, relay/outbound/bulk.py) after commit; returns how
     many were queued. A dispatcher without batches gets the ids one by one. A broker outage is left to

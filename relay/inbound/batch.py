@@ -1,0 +1,178 @@
+"""Processing a claimed batch of inbound SMS in one transaction (issue 18, item 4).
+
+Per event, processing used to cost three transactions (its attempt counted, the processing, its
+deliveries stamped as dispatched) and about 22 statements, a third of them the same lookups and the
+deliveries' planning. A batch instead:
+
+- counts the attempt of every event in it with one UPDATE, in a transaction of its own (as before: a
+  crash still counts);
+- locks and loads all its events with one SELECT ... FOR UPDATE, and with one SELECT each their
+  senders' member rows, the cases their replies name with those cases' threads, and which senders have a
+  held message; the inbound limits read the senders' recent events once (relay/inbound/limits.py Recent);
+- processes the events one after the other, in id order, in ONE transaction, each exactly as
+  relay/inbound/sms.py does alone (same rules, same outcome, same rows), except that the delivery rows
+  they plan are written together (relay/outbound/fanout.py plan, one call) before the commit. Pending
+  rows are written before any command is applied or WhatsApp message processed, so a command (MUTE,
+  PAUSE, STOP...) acts on what was planned before it exactly as when events went one by one;
+- commits, and only then queues the deliveries, as bulk tasks of 100 on the outbound queue
+  (relay/outbound/bulk.py send_batch: the same claim and send-time checks as one by one, one claim and one
+  record per 100 instead of a task and three transactions per delivery), the MMS pictures and the
+  coordinator commands' after-work.
+
+Idempotency is the transaction's: an event is marked processed in the same commit that writes its post
+and its deliveries, so a crash before the commit leaves every event of the batch unprocessed and no row
+written (the sweeper re-queues them), and a replay after it finds them processed. Any error rolls the
+whole batch back and gives its attempts back; the drain then processes its events one by one, as before,
+so one bad event still fails alone. An event that was attempted before (attempts > 0: it may be what
+killed a worker) is never batched, so a poison event cannot take a batch's other events down with it."""
+from __future__ import annotations
+
+import contextvars
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from relay.discussion import holding, threads
+from relay.inbound.limits import Recent
+from relay.infra.db import transaction
+from relay.infra.dispatch import QUEUE_OUTBOUND, dispatch_safely
+from relay.model.tables import Case, HeldMessage, InboundEvent, Member, Thread
+from relay.outbound import fanout
+from relay.outbound.queueing import dispatch_deliveries_in_batches
+from relay.providers import twilio_sms
+
+log = logging.getLogger(__name__)
+
+_CURRENT: contextvars.ContextVar["Batch | None"] = contextvars.ContextVar("relay_inbound_batch", default=None)
+
+
+@dataclass
+class Batch:
+    """The open batch: its session, its locked events, its senders' members and what waits for the commit."""
+
+    session: Session
+    events: dict[int, InboundEvent]
+    members: dict[str, Member]
+    pending: list[dict] = field(default_factory=list)  # delivery rows planned, not yet written
+    delivery_ids: list[int] = field(default_factory=list)
+    images: list[int] = field(default_factory=list)
+    after: list = field(default_factory=list)
+    recent: Recent | None = None  # the senders' recent events, for the inbound limits (relay/inbound/limits.py)
+
+    def holds(self, event_id: int) -> bool:
+        return event_id in self.events
+
+    def member(self, phone: str) -> Member | None:
+        """The member with this phone: loaded with the batch, or looked up (a member the batch did not know)."""
+        found = self.members.get(phone)
+        if found is None:
+            found = self.session.scalar(select(Member).where(Member.phone == phone))
+        return found
+
+    def defer(self, rows: list[dict]) -> None:
+        """Delivery rows to write with the batch's other rows, before the commit."""
+        self.pending.extend(rows)
+
+    def write_pending(self) -> None:
+        """Write the rows planned so far (before a command changes what later rows may be, and at the end)."""
+        if not self.pending:
+            return
+        rows, seen = [], set()
+        for row in self.pending:  # the first plan of a key wins, as when each event planned its own
+            if row["dedupe_key"] not in seen:
+                seen.add(row["dedupe_key"])
+                rows.append(row)
+        self.pending = []
+        self.delivery_ids.extend(fanout.plan(self.session, rows))
+
+
+def current() -> Batch | None:
+    """The batch open in this context, if any (relay/inbound/sms.py processes its events inside it)."""
+    return _CURRENT.get()
+
+
+def count_attempts(services, event_ids: Sequence[int], by: int = 1) -> None:
+    """Count (by=1) or give back (by=-1) one attempt of each unprocessed event, in a transaction of its own."""
+    with transaction(services.sessions) as session:
+        session.execute(update(InboundEvent)
+                        .where(InboundEvent.id.in_(list(event_ids)), InboundEvent.processed_at.is_(None))
+                        .values(attempts=InboundEvent.attempts + by).execution_options(synchronize_session=False))
+
+
+@contextmanager
+def _open(session: Session, event_ids: Sequence[int], raw_retention=None) -> Iterator[Batch]:
+    """Lock and load the batch's events, and load in one query each what their processing would otherwise
+    look up event by event: the senders' members, the cases their replies name and those cases' threads,
+    which of the senders have a held message (relay/discussion/threads.py, relay/discussion/holding.py)."""
+    events = {e.id: e for e in session.scalars(select(InboundEvent).where(InboundEvent.id.in_(list(event_ids)))
+                                               .order_by(InboundEvent.id).with_for_update())}
+    phones, numbers = set(), set()
+    for event in events.values():
+        try:
+            message = twilio_sms.parse_inbound(twilio_sms.parse_raw(event.raw))
+        except twilio_sms.BadWebhook:
+            continue  # processing says "invalid"
+        phones.add(message.sender)
+        number, _text = threads.split_case_code(message.body)
+        if number is not None:
+            numbers.add(number)
+    members = {m.phone or "": m for m in session.scalars(select(Member).where(Member.phone.in_(sorted(phones))))} \
+        if phones else {}
+    cases = {c.number: c for c in session.scalars(select(Case).where(Case.number.in_(sorted(numbers))))} \
+        if numbers else {}
+    case_threads = {t.case_id: t for t in session.scalars(
+        select(Thread).where(Thread.case_id.in_(sorted(c.id for c in cases.values()))))} if cases else {}
+    member_ids = sorted(m.id for m in members.values())
+    holding_members = set(session.scalars(select(HeldMessage.member_id).distinct().where(
+        HeldMessage.member_id.in_(member_ids), HeldMessage.status == "held"))) if member_ids else set()
+    preloaded = {threads.PRELOADED_CASES: cases, threads.PRELOADED_THREADS: case_threads,
+                 holding.MEMBERS_HOLDING: holding_members}
+    session.info.update(preloaded)
+    batch = Batch(session, events, members, recent=Recent(session, list(events.values()), raw_retention))
+    token = _CURRENT.set(batch)
+    try:
+        yield batch
+    finally:
+        _CURRENT.reset(token)
+        for key in preloaded:
+            session.info.pop(key, None)
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    processed: int
+    deliveries: int
+
+
+def process_batch(services, event_ids: Sequence[int], process: Callable[[int], object]) -> BatchReport:
+    """Process these claimed SMS events (never attempted before) in one transaction; `process(event_id)`
+    processes one of them (relay/inbound/drain.py process_event: it finds the open batch). Raises what
+    any of them raised, after rolling the whole batch back and giving its attempts back."""
+    ids = sorted(event_ids)
+    count_attempts(services, ids)
+    try:
+        with transaction(services.sessions) as session, _open(session, ids, services.settings.raw_retention) as batch:
+            for event_id in ids:
+                process(event_id)
+            batch.write_pending()
+    except Exception as exc:
+        try:
+            count_attempts(services, ids, by=-1)  # the events go on one by one, counted there
+        except Exception as again:
+            log.warning("inbound batch %s..%s: could not give back its attempts (%s: %s); processing %s",
+                        ids[0], ids[-1], type(again).__name__, again, type(exc).__name__)
+        raise
+    # committed: only now hand the work on (a lost hand-off is the sweeper's, as one by one)
+    dispatch_deliveries_in_batches(services, batch.delivery_ids, QUEUE_OUTBOUND)
+    for image_id in batch.images:
+        dispatch_safely(services.dispatcher.fetch_media, image_id)
+    if batch.after:
+        from relay.inbound import coordinator_commands
+
+        for after in batch.after:
+            coordinator_commands.run_after(services, after)
+    return BatchReport(len(ids), len(batch.delivery_ids))
