@@ -291,6 +291,8 @@ class InboundEvent(Base):
     __table_args__ = (
         UniqueConstraint("provider", "kind", "dedupe_key"),
         Index("ix_inbound_unprocessed", "processed_at", "received_at"),
+        # a sender's recent events: the inbound limits (relay/inbound/limits.py), per event and per batch
+        Index("ix_inbound_sender_time", "sender", "received_at"),
         # what the drain task claims (relay/inbound/drain.py): stored, never queued, not processed
         Index("ix_inbound_waiting", "id", postgresql_where=text("processed_at IS NULL AND dispatched_at IS NULL"),
               sqlite_where=text("processed_at IS NULL AND dispatched_at IS NULL")),
