@@ -126,7 +126,8 @@ def test_urgent_notice_from_a_phone_acknowledged_and_escalated(postgres_only_url
         assert requests.post(base + link, timeout=10).status_code == 200
         wait_until(lambda: scalar(select(func.count()).select_from(Acknowledgement)) == 3, WAIT, "three acks",
                    watch=watch)
-        assert any("is acknowledged" in t for t in texts_to(LEE))
+        # the answer goes out after the acknowledgement is committed
+        wait_until(lambda: any("is acknowledged" in t for t in texts_to(LEE)), WAIT, "Lee's confirmation", watch=watch)
 
         # The shortened clock: the window has passed, and each later step comes 6 s after the one before.
         with transaction(services.sessions) as session:
