@@ -65,6 +65,20 @@ def pytest_xdist_make_scheduler(config, log):
     return SharedClusterScheduling(config, log)
 
 
+@pytest.fixture(autouse=True)
+def quick_password_hashing(request, monkeypatch):
+    """argon2id at its lowest cost in the test process: production's costs 85 ms a hash, and the suite sets
+    about a thousand passwords. Processes the tests start (e2e) hash at production cost; so do tests marked
+    real_password_hashing (tests/unit/webhooks/test_console.py checks the production parameters)."""
+    if request.node.get_closest_marker("real_password_hashing"):
+        return
+    from argon2 import PasswordHasher
+
+    from relay.access import accounts
+
+    monkeypatch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+
+
 def unavailable(what: str, exc: Exception):
     message = f"{what} unavailable: {type(exc).__name__}: {exc}"
     if IN_CI:

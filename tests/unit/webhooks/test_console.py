@@ -46,6 +46,7 @@ def rows(services, query):
 # ---------------------------------------------------------------- accounts
 
 
+@pytest.mark.real_password_hashing
 def test_passwords_are_argon2id_and_sign_in_answers_alike(network):
     with transaction(network.sessions) as session:
         lee = session.scalar(select(Member).where(Member.email == LEE))
@@ -54,6 +55,7 @@ def test_passwords_are_argon2id_and_sign_in_answers_alike(network):
         set_password(session, lee, PASSWORD)
         stored = session.scalar(select(MemberPassword.password_hash))
         assert stored.startswith("$argon2id$") and PASSWORD not in stored
+        assert "$m=65536,t=3,p=4$" in stored  # argon2-cffi's recommended cost (RFC 9106's second choice)
         assert authenticate(session, LEE.upper(), PASSWORD).id == lee.id
         assert authenticate(session, LEE, PASSWORD + "x") is None
         assert authenticate(session, "nobody@example.org", PASSWORD) is None

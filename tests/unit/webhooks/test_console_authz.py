@@ -62,16 +62,6 @@ def database_url(sqlite_url):
     _empty_tables(sqlite_url)
 
 
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch):
-    """This table is about who may do what, not about hashing: argon2 at its cheapest keeps it quick."""
-    from argon2 import PasswordHasher
-
-    from relay.access import accounts
-
-    monkeypatch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
-
-
 @pytest.fixture
 def web(network):
     give_password(network, KIM)

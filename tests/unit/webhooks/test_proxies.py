@@ -26,15 +26,6 @@ def database_url(sqlite_url):
     _empty_tables(sqlite_url)
 
 
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch):
-    from argon2 import PasswordHasher
-
-    from relay.access import accounts
-
-    monkeypatch.setattr(accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
-
-
 def seen_by_app(trusted: tuple[str, ...], remote: str, forwarded: str | None) -> str:
     """The REMOTE_ADDR the application sees behind TrustedProxies."""
     seen = {}
