@@ -26,7 +26,9 @@ from relay import guard
 from relay.access import permissions
 from relay.discussion.posting import publish_reply
 from relay.infra import audit
+from relay.infra.dispatch import dispatch_safely
 from relay.infra.metrics import GUARD_VERDICTS
+from relay.library import mms_pictures
 from relay.model.tables import Case, HeldMessage, InboundEvent, Member, MemberList, Notice, utcnow
 from relay.model.translatable import N_, Translatable
 from relay.render import i18n
@@ -117,8 +119,8 @@ def _claim(session: Session, held: HeldMessage, status: str, actor: audit.Actor,
 
 
 def release(session: Session, settings, held: HeldMessage, actor: audit.Actor):
-    """Post the held message as written and plan its relay; (post, rows), or None when it already left
-    the hold or its case is closed."""
+    """Post the held message as written and plan its relay and its pictures (an MMS's, kept unfetched while it
+    was held); (post, rows, image ids to fetch), or None when it already left the hold or its case is closed."""
     case = session.get(Case, held.case_id)
     author = session.get(Member, held.member_id)
     if case is None or author is None or case.status != "open":
@@ -127,9 +129,10 @@ def release(session: Session, settings, held: HeldMessage, actor: audit.Actor):
         return None
     post, rows = publish_reply(session, settings, case, author, held.body, held.channel, held.inbound_event_id)
     held.post_id = post.id
+    images = mms_pictures.released_pictures(session, held.inbound_event_id, case, post)
     audit.record(session, "guard.release", f"held:{held.id}", actor, case=case.code, kinds=",".join(held.kinds),
                  post=post.id)
-    return post, rows
+    return post, rows, images
 
 
 def drop(session: Session, held: HeldMessage, actor: audit.Actor, reason: str = "dropped") -> bool:
@@ -175,10 +178,11 @@ def expire_due(session: Session, now: datetime, limit: int = 500) -> int:
 @dataclass
 class Decision:
     """What the author's SEND/DROP <code> did: outcome guard:released | guard:dropped | guard:unknown_code |
-    closed_case | rejected; the case, and the relays of a released message."""
+    closed_case | rejected; the case, and the relays and pictures (image ids to fetch) of a released message."""
     outcome: str
     case: Case | None = None
     rows: list[dict] | None = None
+    images: list[int] | None = None
 
 
 def decide(session: Session, settings, member: Member, command: str, code: str, source: str) -> Decision:
@@ -198,7 +202,7 @@ def decide(session: Session, settings, member: Member, command: str, code: str, 
     released = release(session, settings, held, actor) if case is not None else None
     if released is None:  # its case closed meanwhile
         return Decision("closed_case", case, [])
-    return Decision("guard:released", case, released[1])
+    return Decision("guard:released", case, released[1], released[2])
 
 
 def waiting(session: Session, limit: int = 200) -> list[HeldMessage]:
@@ -232,10 +236,17 @@ def decide_as_coordinator(services, held_id: int, decision: str, actor: audit.Ac
         released = release(session, services.settings, held, actor)
         if released is None:
             return Decision("closed_case", case, [])
-        rows = released[1]
+        rows, images = released[1], released[2]
         ids = fanout.plan(session, rows) if rows else []
     dispatch_deliveries(services, ids)
-    return Decision("guard:released", case, rows)
+    fetch_pictures(services, images)
+    return Decision("guard:released", case, rows, images)
+
+
+def fetch_pictures(services, image_ids: list[int] | None) -> None:
+    """Queue the fetch of a released message's pictures, after the commit (the sweeper retries a lost one)."""
+    for image_id in image_ids or []:
+        dispatch_safely(services.dispatcher.fetch_media, image_id)
 
 
 def masked_body(held: HeldMessage) -> str:

@@ -119,6 +119,7 @@ def decide_held(services, member_id: int, code: str, decision: str) -> holding.D
         ids = fanout.plan(session, result.rows) if result.rows else []
     log.info("web: member %s chose %s for a held post: %s", member_id, decision, result.outcome)
     dispatch_deliveries(services, ids)
+    holding.fetch_pictures(services, result.images)
     return result
 
 

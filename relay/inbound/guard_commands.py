@@ -25,6 +25,7 @@ def apply(session: Session, settings, member: Member, verdict, plan) -> str:
     elif case is not None:
         rows = decision.rows or []
         plan.rows.extend(rows)
+        plan.images.extend(decision.images or [])  # a released MMS's pictures, fetched after the commit
         plan.reply("guard_released", case_id=case.id, hold_code=code, code=case.code,
                    count=len({row["member_id"] for row in rows}))
     return decision.outcome

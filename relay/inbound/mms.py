@@ -26,21 +26,17 @@ import re
 import socket
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 import requests.adapters
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from relay.infra.db import transaction
 from relay.library.images import file_fetched
-from relay.model.tables import Case, CaseImage, InboundEvent, Post
+from relay.model.tables import CaseImage
 
 log = logging.getLogger(__name__)
 
-MAX_MEDIA = 10  # Twilio's own limit per message
 MAX_REDIRECTS = 3
 TWILIO_API = "https://api.twilio.com"
 TIMEOUT = (5, 30)
@@ -61,38 +57,6 @@ class FetchResult:
     image_id: int
     status: str  # stored | failed | duplicate | retry | skipped
     retry_in: float | None = None
-
-
-def media_items(form: Mapping[str, str]) -> list[tuple[int, str, str]]:
-    """(index, url, declared content type) of each media item in an inbound SMS form."""
-    try:
-        count = int(form.get("NumMedia") or 0)
-    except ValueError:
-        return []
-    items = []
-    for index in range(min(max(count, 0), MAX_MEDIA)):
-        url = (form.get(f"MediaUrl{index}") or "").strip()
-        if url:
-            items.append((index, url, (form.get(f"MediaContentType{index}") or "")[:40]))
-    return items
-
-
-def plan_mms_images(session: Session, event: InboundEvent, case: Case, post: Post | None,
-                    form: Mapping[str, str]) -> list[int]:
-    """One pending image row per media item of the message; returns the ids to fetch."""
-    ids = []
-    for index, url, content_type in media_items(form):
-        image = CaseImage(case_id=case.id, post_id=post.id if post is not None else None, source="mms",
-                          source_key=f"mms:{event.id}:{index}", source_url=url, status="pending",
-                          filename=f"mms-{event.id}-{index}", content_type=content_type)
-        try:
-            with session.begin_nested():
-                session.add(image)
-                session.flush()
-        except IntegrityError:
-            continue  # already planned by an earlier run
-        ids.append(image.id)
-    return ids
 
 
 def backoff(attempt: int) -> float:

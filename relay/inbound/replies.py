@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from relay.discussion import holding, threads
 from relay.discussion.posting import publish_reply
-from relay.inbound import mms as mms_media
+from relay.library import mms_pictures
 from relay.model.tables import Case, InboundEvent, Member, utcnow
 from relay.rules import coordinator_command
 
@@ -16,7 +16,7 @@ def accept_reply(session: Session, settings, event: InboundEvent, member: Member
                  channel: str) -> tuple[str, int | None]:
     """Resolve the thread, save the post, plan the relays (plan.rows, plan.images) and the author's answer
     (plan.reply); returns (outcome, post id)."""
-    if not body.strip() and not mms_media.media_items(form):  # nothing at all: say so, not "which case?"
+    if not body.strip() and not mms_pictures.media_items(form):  # nothing at all: say so, not "which case?"
         plan.reply("empty_post", code=None)
         return "empty", None
     resolution = threads.resolve_thread(session, member.id, body, utcnow(), settings.reply_window,
@@ -34,7 +34,7 @@ def accept_reply(session: Session, settings, event: InboundEvent, member: Member
     if case is None:  # resolve_thread found it a moment ago in this transaction
         plan.reply("unknown_case", code=resolution.code)
         return "unknown_case", None
-    media = mms_media.media_items(form)
+    media = mms_pictures.media_items(form)
     text = resolution.text or (f"[{len(media)} image{'s' if len(media) > 1 else ''}]" if media else "")
     if not text:
         plan.reply("empty_post", case_id=case.id, code=case.code)
@@ -54,7 +54,7 @@ def accept_reply(session: Session, settings, event: InboundEvent, member: Member
     post, rows = publish_reply(session, settings, case, member, text, channel, event.id)
     holding.supersede(session, member, case.id, channel)  # a corrected reply replaces the author's held one
     plan.rows.extend(rows)
-    plan.images.extend(mms_media.plan_mms_images(session, event, case, post, form))
+    plan.images.extend(mms_pictures.plan_mms_images(session, event, case, post, form))
     reached = len({row["member_id"] for row in plan.rows})
     if found.verdict == holding.WARN:
         plan.reply("guard_warned", case_id=case.id, code=case.code, count=reached,

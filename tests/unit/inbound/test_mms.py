@@ -87,6 +87,38 @@ def test_mms_pictures_are_fetched_with_credentials_and_filed_clean(network, twil
     assert f"/library/cases/C1/images/{rows[0].id}/thumb" in page and f"/images/{rows[1].id}/thumb" in page
 
 
+def test_a_held_mms_keeps_its_pictures_unfetched_until_its_author_sends_it(network, twilio_standin, sms):
+    """Issue 16 with MMS: the guard holds a reply naming a patient; its picture is neither fetched nor filed
+    while held (it reaches nobody), and SEND <code> posts the text and files and fetches the picture too."""
+    import re
+
+    record_mms(network, "C1 pt RRN 550315-1234567, see the CT", [twilio_standin.add_media(ACCOUNT_SID, photo())])
+    run_worker(network)
+    assert images(network) == [] and network.dispatcher.media == []  # held: nothing fetched
+    code = re.search(r"SEND ([A-Z0-9]{6})", sms.sent[-1].body).group(1)
+    record_mms(network, f"SEND {code}", [])
+    run_worker(network)
+    with network.sessions() as session:
+        post = session.scalar(select(Post).where(Post.channel == "sms"))
+    assert post is not None and post.body.endswith("see the CT")
+    assert [(r.source, r.status, r.post_id) for r in images(network)] == [("mms", "pending", post.id)]
+    assert [r.status for r in fetch_all(network)] == ["stored"]
+
+
+def test_a_coordinator_releasing_a_held_mms_files_and_fetches_its_picture(network, twilio_standin):
+    from relay.discussion import holding
+    from relay.infra import audit
+    from relay.model.tables import HeldMessage
+
+    record_mms(network, "C1 pt RRN 550315-1234567, see the CT", [twilio_standin.add_media(ACCOUNT_SID, photo())])
+    run_worker(network)
+    with network.sessions() as session:
+        held_id = session.scalar(select(HeldMessage.id))
+    decision = holding.decide_as_coordinator(network, held_id, "send", audit.SYSTEM, frozenset({"coordinator"}))
+    assert decision.outcome == "guard:released" and network.dispatcher.media == decision.images
+    assert [r.status for r in fetch_all(network)] == ["stored"]
+
+
 def test_a_picture_without_text_is_still_a_post(network, twilio_standin):
     record_mms(network, "C1", [twilio_standin.add_media(ACCOUNT_SID, photo())])
     run_worker(network)
