@@ -302,3 +302,12 @@ def test_the_preferences_changed_email_says_what_changed(client, network, mail):
     for line in ("- SMS: paused for 24 hours", "- SMS: quiet hours 23:00 to 06:00",
                  "- Email: a daily digest instead"):
         assert line in text, text
+
+
+def test_a_member_who_unsubscribed_gets_email_again_by_choosing_a_mode_on_the_page(client, network):
+    """docs/email.md: the way back after an unsubscribe is the preference page (no command does it)."""
+    save(client, network, ALICE, email_mode="stop")
+    assert member(network, ALICE).email_opted_out_at is not None
+    save(client, network, ALICE, email_mode="all")
+    assert member(network, ALICE).email_opted_out_at is None
+    assert [entry for entry in log(network, ALICE) if entry[0] == "email"][-1][2] == "web:preferences"
