@@ -20,6 +20,9 @@ from relay.model.tables import Base
 from relay.services import build_services
 from tests.standins.twilio_api import TwilioStandIn
 
+# The WhatsApp fixtures (wa_network, wa_services, ...) for every test file, without importing them by name.
+pytest_plugins = ["tests.whatsapp_fixtures"]
+
 POSTGRES_ADMIN_URL = os.environ.get("RELAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -14,24 +14,15 @@ from relay.notices.lifecycle import delivery_counts, new_case_notice
 from relay.notices.status import live_counts
 from tests.conftest import run_worker
 from tests.helpers import post_signed
-from tests.whatsapp_fixtures import (  # noqa: F401 (fixtures)
-    ALICE,
+from tests.whatsapp_fixtures import (
     KIM,
     LEE,
     PARK,
     PRIYA,
     PRIYA_WA,
-    WA_FROM,
     load_form,
-    mail_out,
     record_whatsapp,
-    sms_out,
     text_form,
-    wa_network,
-    wa_out,
-    wa_services,
-    wa_settings,
-    wa_templates,
 )
 from webhooks.app import create_app
 

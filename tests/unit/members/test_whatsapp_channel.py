@@ -13,18 +13,7 @@ from relay.members.directory import import_members
 from relay.model.tables import ConsentEvent, Member
 from tests.console_helpers import KIM as KIM_EMAIL
 from tests.console_helpers import give_password, reads_english, sign_in
-from tests.whatsapp_fixtures import (  # noqa: F401 (fixtures)
-    LEE,
-    PRIYA,
-    PRIYA_WA,
-    mail_out,
-    sms_out,
-    wa_network,
-    wa_out,
-    wa_services,
-    wa_settings,
-    wa_templates,
-)
+from tests.whatsapp_fixtures import LEE, PRIYA, PRIYA_WA
 from webhooks.app import create_app
 
 HEADER = "name,phone,email,timezone,language,lists,roles,channels,whatsapp,whatsapp_opt_in\n"

@@ -15,17 +15,7 @@ from relay.notices.lifecycle import create_notice
 from relay.notices.preview import preview_notice
 from tests.console_helpers import KIM as KIM_EMAIL
 from tests.console_helpers import give_password, reads_english, sign_in
-from tests.whatsapp_fixtures import (  # noqa: F401 (fixtures)
-    LEE,
-    PRIYA,
-    mail_out,
-    sms_out,
-    wa_network,
-    wa_out,
-    wa_services,
-    wa_settings,
-    wa_templates,
-)
+from tests.whatsapp_fixtures import PRIYA
 from webhooks.app import create_app
 
 

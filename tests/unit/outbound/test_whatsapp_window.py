@@ -16,20 +16,7 @@ from relay.model.tables import Delivery, Member
 from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
 from relay.services import build_services
 from tests.conftest import run_worker
-from tests.whatsapp_fixtures import (  # noqa: F401 (fixtures)
-    LEE,
-    PRIYA,
-    TEMPLATES,
-    mail_out,
-    record_whatsapp,
-    sms_out,
-    text_form,
-    wa_network,
-    wa_out,
-    wa_services,
-    wa_settings,
-    wa_templates,
-)
+from tests.whatsapp_fixtures import LEE, PRIYA, TEMPLATES, record_whatsapp, text_form
 
 WROTE = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)  # Lee's last WhatsApp message
 
