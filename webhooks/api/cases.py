@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, request
 
-from relay.access.api_tokens import Caller
 from relay.infra import audit
 from relay.infra.db import transaction
 from relay.library.cases import (
@@ -30,7 +29,19 @@ from relay.library.cases import (
 from relay.model.translatable import N_
 
 from ..i18n import refuse as abort_with
-from .core import MAX_ID, actor, bad_request, blueprint, current_caller, field, iso, json_object, log, may, requires
+from .core import (
+    MAX_ID,
+    actor,
+    bad_request,
+    blueprint,
+    caller_roles,
+    field,
+    iso,
+    json_object,
+    log,
+    may,
+    requires,
+)
 
 CASE_FIELDS = ("chief_complaint", "symptoms", "exposure_history", "findings")
 
@@ -148,8 +159,7 @@ def discard_case_route(number: str):
     not reused. 422 for a case that is not a draft, or one already discarded. Audited `case.discard`."""
     services = current_app.extensions["relay"]
     _number_in_range(number)
-    caller = current_caller()
-    roles = caller.roles if isinstance(caller, Caller) else frozenset()
+    roles = caller_roles()
     with transaction(services.sessions) as session:
         try:  # the core checks the roles again: the route's guard is not the only one
             case = discard_case(session, number, roles=roles, actor=actor())

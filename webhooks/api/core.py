@@ -109,6 +109,12 @@ def requires(action: str | None):
     return decorate
 
 
+def caller_roles() -> frozenset[str]:
+    """The caller's roles (none for a refused token), for the core to check again what the route allowed."""
+    caller = current_caller()
+    return caller.roles if isinstance(caller, Caller) else frozenset()
+
+
 def may(action: str) -> bool:
     """Whether the (already authenticated) caller may do `action`: for answers that depend on it."""
     caller = current_caller()

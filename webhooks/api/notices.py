@@ -8,7 +8,6 @@ import functools
 from flask import current_app, jsonify
 from werkzeug.exceptions import NotFound, UnprocessableEntity
 
-from relay.access.api_tokens import Caller
 from relay.guard.confirmation import IdentifiersFound
 from relay.infra.db import transaction
 from relay.library.cases import CaseNotFound
@@ -36,7 +35,19 @@ from relay.notices.preview import preview_notice
 
 from ..i18n import error_text
 from ..i18n import refuse as abort_with
-from .core import MAX_ID, actor, bad_request, blueprint, current_caller, field, iso, json_object, log, requires
+from .core import (
+    MAX_ID,
+    actor,
+    bad_request,
+    blueprint,
+    caller_roles,
+    current_caller,
+    field,
+    iso,
+    json_object,
+    log,
+    requires,
+)
 
 NOTICE_ERRORS = (CaseNotFound, NoticeError, NoticeNotFound, UnknownList)
 
@@ -207,8 +218,7 @@ def stop_notice_route(notice_id: int):
     and its deliveries still waiting are cancelled; those already out stay. Audited `notice.stop`; 422 for a
     notice that is not sent (a draft is cancelled instead) or already stopped."""
     services = current_app.extensions["relay"]
-    caller = current_caller()
-    roles = caller.roles if isinstance(caller, Caller) else frozenset()
+    roles = caller_roles()
     with transaction(services.sessions) as session:  # the core checks the roles again
         result = stop_notice(session, notice_id, roles=roles, actor=actor())
         body = _notice_json(session, get_notice(session, notice_id))
