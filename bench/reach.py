@@ -161,15 +161,18 @@ def reach(bench) -> dict:
     from relay.services import build_services
     from tests.e2e.processes import relay_env
 
-    url = bench.database("reach")
+    with bench.phase("reach: database"):
+        url = bench.database("reach")
     services = build_services(Settings.from_env(relay_env(  # the page sends nothing: no providers
         DATABASE_URL=url, BROKER_URL=REDIS_URL, BROKER_PREFIX=bench.prefix, VAR_DIR=str(OUT / "var"),
         SECRET_KEY="bench-secret-key", LOG_LEVEL="WARNING")))
     try:
         today = utcnow().date()
-        prepared = generate(services, today, FULL)
+        with bench.phase("reach: a year of data and rollups"):
+            prepared = generate(services, today, FULL)
         client = coordinator_client(services)
-        timings = time_page(client)
+        with bench.phase("reach: page loads"):
+            timings = time_page(client)
     finally:
         services.dispose()
     medians = {period: statistics.median(runs) for period, runs in timings.items()}
