@@ -86,7 +86,7 @@ INGEST_SECONDS = 5 if QUICK else 30
 CONNECTIONS = 32
 INGEST_CLIENT = os.environ.get("BENCH_INGEST_CLIENT", "streams")  # aiohttp: the load client before issue 18 item 5
 REPLIERS = 5_000  # members whose replies the ingest workload posts (bench/seed.py seed_repliers)
-PROCESSING_WAIT = 20 if QUICK else 30  # seconds the ingest workload lets the worker process what it stored (a rate:
+PROCESSING_WAIT = 10 if QUICK else 30  # seconds the ingest workload lets the worker process what it stored (a rate:
 # 30 s of it is thousands of events; 60 s, as before issue 18 item 6, measured the same rate for twice the time)
 # gunicorn settings for relay's web and the bare baseline alike: `relay web`'s defaults
 WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or RELAY_WEB_WORKERS
@@ -94,7 +94,7 @@ WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or RELAY_WEB_THREADS
 WORKER_PROCESSES = 2  # prefork children of one `relay worker`, as on this 2-core machine
 SEND_THREADS = 16
 RAW_SAMPLE = 4_000 if QUICK else 12_000  # messages the machine's-limit baseline pushes at most (its rate is per message)
-OWN_CLIENTS_SAMPLE = 4_000  # messages relay's own clients push at most (for information; per message likewise)
+OWN_CLIENTS_SAMPLE = 2_000 if QUICK else 4_000  # messages relay's own clients push at most (for information; per message likewise)
 RAW_DIGEST_SAMPLE = 2_000 if QUICK else 2_500  # digests the raw digest baseline renders and sends at most (likewise:
 # 2,500 take ~12 s here, a steady rate; 5,000 took twice that for the same figure)
 DIGEST_SUBSCRIBERS = 4_000 if QUICK else 20_000
