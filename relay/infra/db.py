@@ -104,7 +104,26 @@ def _close_quietly(kept: _Connection) -> None:
         pass
 
 
+_KEPT_LOCK = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    global _KEPT_LOCK  # a lock another thread held at the fork would stay held in the child
+    _KEPT_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def _kept_of(engine: Engine) -> _Kept:
+    kept = _KEPT.get(engine)
+    if kept is not None and kept.pid == os.getpid():
+        return kept
+    with _KEPT_LOCK:  # two threads' first webhooks: one set of kept connections
+        return _new_kept(engine)
+
+
+def _new_kept(engine: Engine) -> _Kept:
     kept = _KEPT.get(engine)
     if kept is None or kept.pid != os.getpid():
         # First use in this process, or a forked child: the parent's connections stay the parent's. They are
