@@ -644,6 +644,15 @@ def digest(bench: Bench) -> dict:
 # ---------------------------------------------------------------- report
 
 
+def _ingest_cpu_note(i: dict) -> str:
+    """CPU per request of each server's processes and of the load client (robust to a busy machine)."""
+    relay, bare = i["relay"], i["baseline"]
+    if "cpu_ms_per_request" not in relay:
+        return ""
+    return (f"; CPU/req: relay web {relay['cpu_ms_per_request']:.2f} ms, bare {bare['cpu_ms_per_request']:.2f} ms, "
+            f"load client {relay.get('client_cpu_ms_per_request', 0):.2f} ms; load average {relay['loadavg'][0]}")
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -660,7 +669,8 @@ def table(results: dict) -> str:
         rows.append(("ingest (signed SMS webhooks, 32 conns)", f"{i['relay']['rps']:.0f} req/s, p99 "
                      f"{i['relay']['p99_ms']} ms", f"{i['baseline']['rps']:.0f} req/s, p99 {i['baseline']['p99_ms']} ms",
                      f"{i['ratio']:.2f}", ">= 0.5, p99 < 50 ms",
-                     f"errors {i['relay']['errors']}; stored {i['stored']}, processed {i['processed']}"))
+                     f"errors {i['relay']['errors']}; stored {i['stored']}, processed {i['processed']}"
+                     + _ingest_cpu_note(i)))
         rows.append(("inbound processing (member replies, relayed)", f"{i['processed_per_s']:.0f} events/s",
                      f"ingest {i['relay']['rps']:.0f} req/s", f"{i['processing_ratio']:.2f}", ">= 0.8",
                      f"{i['posts']:,} posts, {i['relay_deliveries']:,} relays to followers; outcomes "
