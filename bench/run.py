@@ -65,6 +65,7 @@ from sqlalchemy.engine import make_url
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.phases import Phases  # noqa: E402
 from relay.cli.common import WEB_THREADS as RELAY_WEB_THREADS  # noqa: E402
 from relay.cli.common import WEB_WORKERS as RELAY_WEB_WORKERS
 from tests.e2e.processes import (
@@ -83,15 +84,19 @@ QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SIZES = (2_000, 10_000) if QUICK else (10_000, 100_000)
 INGEST_SECONDS = 5 if QUICK else 30
 CONNECTIONS = 32
+INGEST_CLIENT = os.environ.get("BENCH_INGEST_CLIENT", "streams")  # aiohttp: the load client before issue 18 item 5
 REPLIERS = 5_000  # members whose replies the ingest workload posts (bench/seed.py seed_repliers)
-PROCESSING_WAIT = 20 if QUICK else 60  # seconds the ingest workload lets the worker process what it stored
+PROCESSING_WAIT = 10 if QUICK else 30  # seconds the ingest workload lets the worker process what it stored (a rate:
+# 30 s of it is thousands of events; 60 s, as before issue 18 item 6, measured the same rate for twice the time)
 # gunicorn settings for relay's web and the bare baseline alike: `relay web`'s defaults
 WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or RELAY_WEB_WORKERS
 WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or RELAY_WEB_THREADS
 WORKER_PROCESSES = 2  # prefork children of one `relay worker`, as on this 2-core machine
 SEND_THREADS = 16
-RAW_SAMPLE = 4_000 if QUICK else 12_000  # messages each raw fan-out baseline pushes at most (its rate is per message)
-RAW_DIGEST_SAMPLE = 5_000  # digests the raw digest baseline renders and sends at most (likewise)
+RAW_SAMPLE = 4_000 if QUICK else 12_000  # messages the machine's-limit baseline pushes at most (its rate is per message)
+OWN_CLIENTS_SAMPLE = 2_000 if QUICK else 4_000  # messages relay's own clients push at most (for information; per message likewise)
+RAW_DIGEST_SAMPLE = 2_000 if QUICK else 2_500  # digests the raw digest baseline renders and sends at most (likewise:
+# 2,500 take ~12 s here, a steady rate; 5,000 took twice that for the same figure)
 DIGEST_SUBSCRIBERS = 4_000 if QUICK else 20_000
 EMAIL_ONLY_MEMBERS = 7_400  # the email-only fan-out: the size of the Mailman comparison
 MAILMAN_SECONDS = (99, 149)  # GNU Mailman 3.3.10, personalised (VERP) delivery to 7,400 members (issue 18)
@@ -116,6 +121,7 @@ class Bench:
         self.databases: list[str] = []
         self.prefix = f"relay-bench-{self.run_id}:"
         self.admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        self.phase = Phases(log)  # where the run's time goes (bench/phases.py)
 
     # ------------------------------------------------------------ set-up
 
@@ -297,32 +303,42 @@ def ingest(bench: Bench) -> dict:
     from relay.model.tables import Delivery, InboundEvent, Post
     from relay.services import build_services
 
-    database_url = bench.database("ingest")
-    seeded = seed_repliers(build_services(bench.settings(database_url)).sessions, REPLIERS)
+    with bench.phase("ingest: database"):
+        database_url = bench.database("ingest")
+    with bench.phase("ingest: seed"):
+        seeded = seed_repliers(build_services(bench.settings(database_url)).sessions, REPLIERS)
     log(f"ingest: {seeded['members']} SMS members following {seeded['cases']} cases, {REPLIERS} of them replying")
     per_second_guess = 1500
-    bodies = _signed_bodies(int(per_second_guess * INGEST_SECONDS * 1.5), PUBLIC_BASE + "/webhooks/twilio/sms")
+    with bench.phase("ingest: sign webhooks"):
+        bodies = _signed_bodies(int(per_second_guess * INGEST_SECONDS * 1.5), PUBLIC_BASE + "/webhooks/twilio/sms")
 
     port = free_port()
-    bare = _gunicorn(bench, "bare-web", "bench.bare_app:app", port, relay_env())
-    wait_for_health_bare(f"http://127.0.0.1:{port}")
+    with bench.phase("ingest: start bare web"):
+        bare = _gunicorn(bench, "bare-web", "bench.bare_app:app", port, relay_env())
+        wait_for_health_bare(f"http://127.0.0.1:{port}")
     log(f"ingest baseline: bare Flask, {CONNECTIONS} connections, {INGEST_SECONDS}s")
-    baseline = asyncio.run(_load(f"http://127.0.0.1:{port}", bodies, INGEST_SECONDS))
-    bare.stop()
+    with bench.phase("ingest: bare load"):
+        baseline = _measured_load(bench, bare, f"http://127.0.0.1:{port}", bodies)
+    with bench.phase("ingest: stop bare web"):
+        bare.stop()
 
     port = free_port()
-    web = bench.processes.start("web", relay_command("web", "--port", str(port), "--workers", str(WEB_WORKERS),
-                                                     "--threads", str(WEB_THREADS)),
-                                bench.env(database_url, PORT=str(port)))
-    wait_for_health(f"http://127.0.0.1:{port}", web)
+    with bench.phase("ingest: start relay web"):
+        web = bench.processes.start("web", relay_command("web", "--port", str(port), "--workers", str(WEB_WORKERS),
+                                                         "--threads", str(WEB_THREADS)),
+                                    bench.env(database_url, PORT=str(port)))
+        wait_for_health(f"http://127.0.0.1:{port}", web)
     log(f"ingest: relay web, {CONNECTIONS} connections, {INGEST_SECONDS}s")
-    measured = asyncio.run(_load(f"http://127.0.0.1:{port}", bodies, INGEST_SECONDS))
-    web.stop()
+    with bench.phase("ingest: relay load"):
+        measured = _measured_load(bench, web, f"http://127.0.0.1:{port}", bodies)
+    with bench.phase("ingest: stop relay web"):
+        web.stop()
 
     # every accepted webhook persisted, and processed by a worker
     services = build_services(bench.settings(database_url))
     accepted = measured["requests"] - measured["errors"]
-    worker = bench.worker("ingest-worker", database_url, "inbound,outbound")
+    with bench.phase("ingest: start worker"):
+        worker = bench.worker("ingest-worker", database_url, "inbound,outbound")
     started = time.monotonic()
 
     def processed():
@@ -333,13 +349,14 @@ def ingest(bench: Bench) -> dict:
     # Wait for all of it while it moves (no progress for 30 s, or PROCESSING_WAIT in all, ends the wait),
     # and report how far it got and its rate against the ingest rate.
     last, last_change = 0, time.monotonic()
-    while time.monotonic() - started < PROCESSING_WAIT and time.monotonic() - last_change < 30:
-        count = processed()
-        if count >= accepted:
-            break
-        if count > last:
-            last, last_change = count, time.monotonic()
-        time.sleep(0.5)
+    with bench.phase("ingest: processing"):
+        while time.monotonic() - started < PROCESSING_WAIT and time.monotonic() - last_change < 30:
+            count = processed()
+            if count >= accepted:
+                break
+            if count > last:
+                last, last_change = count, time.monotonic()
+            time.sleep(0.5)
     processing_seconds = time.monotonic() - started
     with services.sessions() as session:
         stored = session.scalar(select(func.count()).select_from(InboundEvent))
@@ -348,7 +365,8 @@ def ingest(bench: Bench) -> dict:
         posts = session.scalar(select(func.count()).select_from(Post))
         relays = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.purpose == "relay"))
     done = processed()
-    worker.stop()
+    with bench.phase("ingest: stop worker"):
+        worker.stop()
     services.dispose()
     processed_per_s = done / max(0.1, processing_seconds)
     return {"relay": measured, "baseline": baseline, "stored": stored, "processed": done,
@@ -358,6 +376,28 @@ def ingest(bench: Bench) -> dict:
             "processing_ratio": round(processed_per_s / measured["rps"], 3),
             "ratio": round(measured["rps"] / baseline["rps"], 3),
             "p99_ratio": round(measured["p99_ms"] / baseline["p99_ms"], 2)}
+
+
+def _measured_load(bench: Bench, server, base_url: str, bodies) -> dict:
+    """The load against one server, with the CPU its processes (gunicorn's arbiter and workers) spent per
+    request, read from /proc (robust to a busy machine, unlike the rates), and the load average after it."""
+    from bench import webhook_load
+
+    pids = group_pids(server.pgid)
+    if INGEST_CLIENT == "aiohttp":  # the client before issue 18 item 5, to compare
+        before = cpu_seconds(pids)
+        cpu_started = time.process_time()
+        result = asyncio.run(_load(base_url, bodies, INGEST_SECONDS))
+        result["client_cpu_ms_per_request"] = round((time.process_time() - cpu_started) * 1000 / max(
+            1, result["requests"]), 3)
+    else:
+        requests_ = webhook_load.requests_for(base_url, bodies)
+        before = cpu_seconds(pids)
+        result = webhook_load.load(base_url, requests_, INGEST_SECONDS, CONNECTIONS)
+    result["client"] = INGEST_CLIENT
+    result["cpu_ms_per_request"] = round((cpu_seconds(pids) - before) * 1000 / max(1, result["requests"]), 3)
+    result["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    return result
 
 
 def wait_for_health_bare(base_url: str) -> None:
@@ -398,12 +438,15 @@ def fanout(bench: Bench, members: int, email_only: bool = False) -> dict:
     from relay.services import build_services
 
     name = f"email{members}" if email_only else f"fanout{members}"
-    database_url = bench.database(name)
+    with bench.phase(f"{name}: database"):
+        database_url = bench.database(name)
     settings = bench.settings(database_url)
     services = build_services(settings)
-    expected = seed_network(services.sessions, members, channels=only_email if email_only else channels_of)
+    with bench.phase(f"{name}: seed"):
+        expected = seed_network(services.sessions, members, channels=only_email if email_only else channels_of)
     total = expected["sms"] + expected["email"]
-    worker = bench.worker(f"worker-{name}", database_url, "bulk,outbound")
+    with bench.phase(f"{name}: start worker"):
+        worker = bench.worker(f"worker-{name}", database_url, "bulk,outbound")
     bench.reset()
     log(f"fan-out: one notice to {members} members = {total} messages ({'email only' if email_only else 'mixed'})")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -419,17 +462,20 @@ def fanout(bench: Bench, members: int, email_only: bool = False) -> dict:
         twilio, smtp = bench.stats()
         return (twilio["count"] + smtp["count"] >= total) and (twilio, smtp)
 
-    twilio, smtp = bench._wait(all_arrived, 900, f"{total} messages at the stand-ins", interval=0.25)
+    with bench.phase(f"{name}: send (relay)"):
+        twilio, smtp = bench._wait(all_arrived, 900, f"{total} messages at the stand-ins", interval=0.25)
     worker_cpu = cpu_seconds(group_pids(worker.pgid)) - worker_cpu_before
     last = max(t for t in (twilio["last"], smtp["last"]) if t)
     first = min(t for t in (twilio["first"], smtp["first"]) if t)
     seconds = last - started
-    time.sleep(1.0)
-    twilio_after, smtp_after = bench.stats()
-    with services.sessions() as session:
-        statuses = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+    with bench.phase(f"{name}: settle and count"):
+        time.sleep(1.0)
+        twilio_after, smtp_after = bench.stats()
+        with services.sessions() as session:
+            statuses = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
     standin_peaks = peak_rss_mb([bench.twilio.pid, bench.smtp.pid])
-    worker.stop()
+    with bench.phase(f"{name}: stop worker"):
+        worker.stop()
     services.dispose()
     bench_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -446,14 +492,18 @@ def fanout(bench: Bench, members: int, email_only: bool = False) -> dict:
 
     log(f"fan-out limit: {raw_sms} SMS + {raw_emails} emails, aiohttp + aiosmtplib in one event loop")
     bench.reset()
-    limit_cpu = raw_limit.push(settings, raw_sms, raw_emails, raw_email)
+    with bench.phase(f"{name}: raw limit"):
+        limit_cpu = raw_limit.push(settings, raw_sms, raw_emails, raw_email)
     limit_seconds = pushed()
-    log(f"fan-out, relay's own clients: {raw_sms} SMS + {raw_emails} emails on "
+    own = min(1.0, OWN_CLIENTS_SAMPLE / total)
+    own_sms, own_emails = round(expected["sms"] * own), round(expected["email"] * own)
+    log(f"fan-out, relay's own clients: {own_sms} SMS + {own_emails} emails on "
         f"{WORKER_PROCESSES} processes x {SEND_THREADS} threads")
     bench.reset()
-    raw_send.push(settings, raw_sms, raw_emails, WORKER_PROCESSES, SEND_THREADS, raw_email)
+    with bench.phase(f"{name}: raw own clients"):
+        raw_send.push(settings, own_sms, own_emails, WORKER_PROCESSES, SEND_THREADS, raw_email)
     raw_seconds = pushed()
-    rate, raw_rate = total / seconds, (raw_sms + raw_emails) / raw_seconds
+    rate, raw_rate = total / seconds, (own_sms + own_emails) / raw_seconds
     limit_rate = (raw_sms + raw_emails) / limit_seconds
     return {
         "members": members, "email_only": email_only, "send_async": SEND_ASYNC,
@@ -466,7 +516,7 @@ def fanout(bench: Bench, members: int, email_only: bool = False) -> dict:
         "limit_in_flight": {"sms": raw_limit.SMS_IN_FLIGHT, "smtp_connections": raw_limit.SMTP_CONNECTIONS},
         "cpu_ms_per_msg": {"relay_workers": round(worker_cpu * 1000 / total, 3),
                            "raw_limit_client": round(limit_cpu * 1000 / (raw_sms + raw_emails), 3)},
-        "raw_messages": raw_sms + raw_emails, "raw_seconds": round(raw_seconds, 2),
+        "raw_messages": own_sms + own_emails, "raw_seconds": round(raw_seconds, 2),
         "raw_msgs_per_s": round(raw_rate, 1), "own_ratio": round(rate / raw_rate, 3),
         "peak_rss_mb": {"worker_processes": round(max(peaks.values(), default=0), 1),
                         "sender_of_the_notice": round(bench_peak, 1),
@@ -492,14 +542,17 @@ def digest(bench: Bench) -> dict:
     from workers.app import DIGESTS_EVERY_SECONDS
 
     n = DIGEST_SUBSCRIBERS
-    database_url = bench.database("digest")
+    with bench.phase("digest: database"):
+        database_url = bench.database("digest")
     settings = bench.settings(database_url)
     services = build_services(settings)
     seeded_at = utcnow()
-    seeded = seed_digest_subscribers(services.sessions, n, seeded_at)
+    with bench.phase("digest: seed"):
+        seeded = seed_digest_subscribers(services.sessions, n, seeded_at)
     log(f"digest: {n} subscribers seeded in {(utcnow() - seeded_at).total_seconds():.1f} s, "
         f"{len(seeded['zones'])} zones")
-    worker = bench.worker("digest-worker", database_url, "maintenance,bulk,outbound")
+    with bench.phase("digest: start worker"):
+        worker = bench.worker("digest-worker", database_url, "maintenance,bulk,outbound")
     bench.reset()
     log(f"digest: relay.send_digests published for {n} subscribers")
     started = time.time()
@@ -515,35 +568,38 @@ def digest(bench: Bench) -> dict:
         stalled = time.monotonic() - progress["at"] > (60 if smtp["count"] else 300)
         return (smtp["count"] >= n or stalled) and smtp
 
-    smtp = bench._wait(arrived_or_stalled, 3600, f"{n} digests at the SMTP sink", interval=0.25)
+    with bench.phase("digest: send (relay)"):
+        smtp = bench._wait(arrived_or_stalled, 3600, f"{n} digests at the SMTP sink", interval=0.25)
     seconds = (smtp["last"] or time.time()) - started
-    time.sleep(2.0)  # anything more than one email each would arrive now
-    _, smtp_after = bench.stats()
-    with services.sessions() as session:
-        mine = Digest.created_at >= seeded_at  # this run's digests (yesterday's were seeded)
-        per_subscriber = session.execute(select(Digest.subscription_id, func.count()).where(mine)
-                                         .group_by(Digest.subscription_id)).all()
-        empty = session.scalar(select(func.count()).select_from(Digest).where(mine, Digest.items == 0))
-        statuses = dict(session.execute(select(Delivery.status, func.count()).where(Delivery.purpose == "digest")
-                                        .group_by(Delivery.status)).all())
-        # the baseline's inputs: the same content (one per kind of subscriber) and each one's period
-        periods = dict(session.execute(select(Digest.subscription_id, Digest.period).where(mine)).all())
-        muting = set(session.scalars(select(CaseMute.member_id)))
-        subs = session.execute(select(DigestSubscription, Member).outerjoin(
-            Member, Member.id == DigestSubscription.member_id).order_by(DigestSubscription.id)).all()
-        kinds: dict[int, DigestSubscription] = {}
-        for sub, member in subs:
-            kinds.setdefault(0 if member is None else 2 if member.id in muting else 1, sub)
-        window_end = session.scalar(select(func.max(Digest.window_end)).where(mine)) or utcnow()
-        contents = [build_content(session, settings, kinds[k], seeded["window_start"], window_end)
-                    if k in kinds else None for k in range(3)]
-        fallback = window_end.date().isoformat()
-        subscribers = [(sub.id, sub.member_id, sub.address, member.name if member else "",
-                        member.language if member else "en",
-                        0 if member is None else 2 if member.id in muting else 1, periods.get(sub.id, fallback))
-                       for sub, member in subs]
+    with bench.phase("digest: settle and check"):
+        time.sleep(2.0)  # anything more than one email each would arrive now
+        _, smtp_after = bench.stats()
+        with services.sessions() as session:
+            mine = Digest.created_at >= seeded_at  # this run's digests (yesterday's were seeded)
+            per_subscriber = session.execute(select(Digest.subscription_id, func.count()).where(mine)
+                                             .group_by(Digest.subscription_id)).all()
+            empty = session.scalar(select(func.count()).select_from(Digest).where(mine, Digest.items == 0))
+            statuses = dict(session.execute(select(Delivery.status, func.count()).where(Delivery.purpose == "digest")
+                                            .group_by(Delivery.status)).all())
+            # the baseline's inputs: the same content (one per kind of subscriber) and each one's period
+            periods = dict(session.execute(select(Digest.subscription_id, Digest.period).where(mine)).all())
+            muting = set(session.scalars(select(CaseMute.member_id)))
+            subs = session.execute(select(DigestSubscription, Member).outerjoin(
+                Member, Member.id == DigestSubscription.member_id).order_by(DigestSubscription.id)).all()
+            kinds: dict[int, DigestSubscription] = {}
+            for sub, member in subs:
+                kinds.setdefault(0 if member is None else 2 if member.id in muting else 1, sub)
+            window_end = session.scalar(select(func.max(Digest.window_end)).where(mine)) or utcnow()
+            contents = [build_content(session, settings, kinds[k], seeded["window_start"], window_end)
+                        if k in kinds else None for k in range(3)]
+            fallback = window_end.date().isoformat()
+            subscribers = [(sub.id, sub.member_id, sub.address, member.name if member else "",
+                            member.language if member else "en",
+                            0 if member is None else 2 if member.id in muting else 1, periods.get(sub.id, fallback))
+                           for sub, member in subs]
     worker_peak = round(max(peaks.values(), default=0), 1)
-    worker.stop()
+    with bench.phase("digest: stop worker"):
+        worker.stop()
     services.dispose()
     once = sum(1 for _, count in per_subscriber if count == 1)
     more = sum(1 for _, count in per_subscriber if count > 1)
@@ -555,16 +611,19 @@ def digest(bench: Bench) -> dict:
 
     sample = subscribers[:2000]
     render_started = time.perf_counter()
-    for sub_id, member_id, _, _, language, kind, period in sample:  # the templates alone, for comparison
-        render(settings, SimpleNamespace(frequency="daily"), contents[kind], period, language,
-               f"{PUBLIC_BASE}/unsubscribe/{sub_id}", f"{PUBLIC_BASE}/preferences/{member_id}" if member_id else None)
+    with bench.phase("digest: templates alone"):
+        for sub_id, member_id, _, _, language, kind, period in sample:  # the templates alone, for comparison
+            render(settings, SimpleNamespace(frequency="daily"), contents[kind], period, language,
+                   f"{PUBLIC_BASE}/unsubscribe/{sub_id}",
+                   f"{PUBLIC_BASE}/preferences/{member_id}" if member_id else None)
     render_only = len(sample) / (time.perf_counter() - render_started)
 
     # The raw rate per digest does not depend on N: a sample keeps the whole bench near 10 minutes.
     raw_sample = subscribers[:RAW_DIGEST_SAMPLE]
     log(f"digest baseline: {len(raw_sample)} digests rendered in a plain loop and pushed raw")
     bench.reset()
-    raw_started = raw_digests.push(settings, contents, raw_sample, window_end, WORKER_PROCESSES, SEND_THREADS)
+    with bench.phase("digest: raw baseline"):
+        raw_started = raw_digests.push(settings, contents, raw_sample, window_end, WORKER_PROCESSES, SEND_THREADS)
     _, raw_smtp = bench.stats()
     raw_seconds = raw_smtp["last"] - raw_started
     rate, raw_rate = smtp_after["count"] / seconds, raw_smtp["count"] / raw_seconds
@@ -585,6 +644,15 @@ def digest(bench: Bench) -> dict:
 # ---------------------------------------------------------------- report
 
 
+def _ingest_cpu_note(i: dict) -> str:
+    """CPU per request of each server's processes and of the load client (robust to a busy machine)."""
+    relay, bare = i["relay"], i["baseline"]
+    if "cpu_ms_per_request" not in relay:
+        return ""
+    return (f"; CPU/req: relay web {relay['cpu_ms_per_request']:.2f} ms, bare {bare['cpu_ms_per_request']:.2f} ms, "
+            f"load client {relay.get('client_cpu_ms_per_request', 0):.2f} ms; load average {relay['loadavg'][0]}")
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -601,7 +669,8 @@ def table(results: dict) -> str:
         rows.append(("ingest (signed SMS webhooks, 32 conns)", f"{i['relay']['rps']:.0f} req/s, p99 "
                      f"{i['relay']['p99_ms']} ms", f"{i['baseline']['rps']:.0f} req/s, p99 {i['baseline']['p99_ms']} ms",
                      f"{i['ratio']:.2f}", ">= 0.5, p99 < 50 ms",
-                     f"errors {i['relay']['errors']}; stored {i['stored']}, processed {i['processed']}"))
+                     f"errors {i['relay']['errors']}; stored {i['stored']}, processed {i['processed']}"
+                     + _ingest_cpu_note(i)))
         rows.append(("inbound processing (member replies, relayed)", f"{i['processed_per_s']:.0f} events/s",
                      f"ingest {i['relay']['rps']:.0f} req/s", f"{i['processing_ratio']:.2f}", ">= 0.8",
                      f"{i['posts']:,} posts, {i['relay_deliveries']:,} relays to followers; outcomes "
@@ -670,7 +739,8 @@ def main() -> int:
     t0 = time.monotonic()
     try:
         if set(ONLY) - {"reach"}:  # the Reach page needs no stand-ins
-            bench.start_standins()
+            with bench.phase("setup: stand-ins"):
+                bench.start_standins()
         if "ingest" in ONLY:
             results["ingest"] = ingest(bench)
             log(f"ingest: {json.dumps(results['ingest'])}")
@@ -695,12 +765,17 @@ def main() -> int:
             log(f"reach: {json.dumps(results['reach'], default=str)}")
             (OUT / "partial.json").write_text(json.dumps(results, indent=2, default=str))
     finally:
-        bench.close()
+        with bench.phase("teardown: stop processes, drop databases"):
+            bench.close()
     results["total_seconds"] = round(time.monotonic() - t0, 1)
+    results["phases"] = bench.phase.done
+    results["seconds_per_workload"] = bench.phase.per_workload()
     report = table(results)
+    phases = bench.phase.summary()
     (OUT / "latest.json").write_text(json.dumps(results, indent=2, default=str))
-    (OUT / "latest.md").write_text(f"Machine: {results['machine']}\n\n{report}\n")
-    print(f"\nMachine: {results['machine']}\n\n{report}\n\n(var/bench/latest.json; {results['total_seconds']} s)")
+    (OUT / "latest.md").write_text(f"Machine: {results['machine']}\n\n{report}\n\nWhere the time went (s):\n{phases}\n")
+    print(f"\nMachine: {results['machine']}\n\n{report}\n\nWhere the time went (s):\n{phases}\n\n"
+          f"(var/bench/latest.json; {results['total_seconds']} s)")
     return 0
 
 

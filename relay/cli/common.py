@@ -28,7 +28,8 @@ def gunicorn_options(workers: int, threads: int) -> list[str]:
     """The gunicorn settings of `relay web`; the ingest benchmark runs its baseline with the same."""
     worker_class = ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
     return ["--workers", str(workers), *worker_class, "--access-logfile", "-", "--graceful-timeout", "10",
-            "--timeout", "30", "--logger-class", "relay.infra.access_log.RedactingLogger"]  # no tokens in the access log
+            "--timeout", "30", "--logger-class", "relay.infra.access_log.RedactingLogger",  # no tokens in the access log
+            "--config", "python:webhooks.serving"]  # the workers' hooks (gc.freeze once the app is loaded)
 
 
 def load_settings(port: int | None = None, serving: bool = False) -> Settings:
