@@ -37,6 +37,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from relay.discussion import holding, threads
+from relay.discussion.posting import Posts
 from relay.inbound.limits import Recent
 from relay.infra.db import transaction
 from relay.infra.dispatch import QUEUE_OUTBOUND, dispatch_safely
@@ -62,9 +63,23 @@ class Batch:
     images: list[int] = field(default_factory=list)
     after: list = field(default_factory=list)
     recent: Recent | None = None  # the senders' recent events, for the inbound limits (relay/inbound/limits.py)
+    posts: Posts | None = None  # the batch's posts, written together (relay/discussion/posting.py)
+    settings: object = None
+    stale: bool = False  # a command may have changed followers or guard modes: read them again
 
     def holds(self, event_id: int) -> bool:
         return event_id in self.events
+
+    def refresh(self) -> None:
+        """Before an event: after a command, read the batch's followers and guard modes again (in one query
+        each), so that what follows the command sees what it did."""
+        if not self.stale:
+            return
+        self.stale = False
+        self.session.info[holding.GUARD_MODES] = holding.modes_for(
+            self.session, self.settings, self.session.info.get(threads.PRELOADED_THREADS, {}).keys())
+        if self.posts is not None:
+            self.posts.load(t.id for t in self.session.info.get(threads.PRELOADED_THREADS, {}).values())
 
     def member(self, phone: str) -> Member | None:
         """The member with this phone: loaded with the batch, or looked up (a member the batch did not know)."""
@@ -78,7 +93,11 @@ class Batch:
         self.pending.extend(rows)
 
     def write_pending(self) -> None:
-        """Write the rows planned so far (before a command changes what later rows may be, and at the end)."""
+        """Write the posts and rows planned so far (before a command changes what later rows may be, and at
+        the end); what was read for later events (followers, guard modes) is read again after it."""
+        if self.posts is not None:
+            self.posts.write()
+        self.stale = True
         if not self.pending:
             return
         rows, seen = [], set()
@@ -104,7 +123,7 @@ def count_attempts(services, event_ids: Sequence[int], by: int = 1) -> None:
 
 
 @contextmanager
-def _open(session: Session, event_ids: Sequence[int], raw_retention=None) -> Iterator[Batch]:
+def _open(session: Session, event_ids: Sequence[int], settings) -> Iterator[Batch]:
     """Lock and load the batch's events, and load in one query each what their processing would otherwise
     look up event by event: the senders' members, the cases their replies name and those cases' threads,
     which of the senders have a held message (relay/discussion/threads.py, relay/discussion/holding.py)."""
@@ -130,15 +149,19 @@ def _open(session: Session, event_ids: Sequence[int], raw_retention=None) -> Ite
     holding_members = set(session.scalars(select(HeldMessage.member_id).distinct().where(
         HeldMessage.member_id.in_(member_ids), HeldMessage.status == "held"))) if member_ids else set()
     preloaded = {threads.PRELOADED_CASES: cases, threads.PRELOADED_THREADS: case_threads,
-                 holding.MEMBERS_HOLDING: holding_members}
+                 holding.MEMBERS_HOLDING: holding_members,
+                 holding.GUARD_MODES: holding.modes_for(session, settings, sorted(case_threads))}
     session.info.update(preloaded)
-    batch = Batch(session, events, members, recent=Recent(session, list(events.values()), raw_retention))
+    posts = Posts(session)
+    posts.load(sorted(t.id for t in case_threads.values()))
+    batch = Batch(session, events, members, recent=Recent(session, list(events.values()), settings.raw_retention),
+                  posts=posts, settings=settings)
     token = _CURRENT.set(batch)
     try:
         yield batch
     finally:
         _CURRENT.reset(token)
-        for key in preloaded:
+        for key in (*preloaded, holding.GUARD_MODES):
             session.info.pop(key, None)
 
 
@@ -155,7 +178,7 @@ def process_batch(services, event_ids: Sequence[int], process: Callable[[int], o
     ids = sorted(event_ids)
     count_attempts(services, ids)
     try:
-        with transaction(services.sessions) as session, _open(session, ids, services.settings.raw_retention) as batch:
+        with transaction(services.sessions) as session, _open(session, ids, services.settings) as batch:
             for event_id in ids:
                 process(event_id)
             batch.write_pending()
