@@ -65,6 +65,7 @@ class Batch:
     recent: Recent | None = None  # the senders' recent events, for the inbound limits (relay/inbound/limits.py)
     posts: Posts | None = None  # the batch's posts, written together (relay/discussion/posting.py)
     settings: object = None
+    forms: dict[int, dict[str, str]] = field(default_factory=dict)  # the events' webhook fields, parsed once
     stale: bool = False  # a command may have changed followers or guard modes: read them again
 
     def holds(self, event_id: int) -> bool:
@@ -130,9 +131,11 @@ def _open(session: Session, event_ids: Sequence[int], settings) -> Iterator[Batc
     events = {e.id: e for e in session.scalars(select(InboundEvent).where(InboundEvent.id.in_(list(event_ids)))
                                                .order_by(InboundEvent.id).with_for_update())}
     phones, numbers = set(), set()
+    forms: dict[int, dict[str, str]] = {}
     for event in events.values():
         try:
-            message = twilio_sms.parse_inbound(twilio_sms.parse_raw(event.raw))
+            forms[event.id] = twilio_sms.parse_raw(event.raw)
+            message = twilio_sms.parse_inbound(forms[event.id])
         except twilio_sms.BadWebhook:
             continue  # processing says "invalid"
         phones.add(message.sender)
@@ -155,7 +158,7 @@ def _open(session: Session, event_ids: Sequence[int], settings) -> Iterator[Batc
     posts = Posts(session)
     posts.load(sorted(t.id for t in case_threads.values()))
     batch = Batch(session, events, members, recent=Recent(session, list(events.values()), settings.raw_retention),
-                  posts=posts, settings=settings)
+                  posts=posts, settings=settings, forms=forms)
     token = _CURRENT.set(batch)
     try:
         yield batch

@@ -88,7 +88,8 @@ def _process(session: Session, settings, event_id: int, batch: inbound_batch.Bat
     if event.kind == "email":
         return _process_email(session, settings, event)
     try:
-        form = twilio_sms.parse_raw(event.raw)
+        form = batch.forms.get(event_id) if batch is not None else None
+        form = dict(form) if form is not None else twilio_sms.parse_raw(event.raw)
         message = twilio_sms.parse_inbound(form)
     except twilio_sms.BadWebhook as exc:  # checked at the edge, so only a hand-edited row gets here
         event.processed_at, event.outcome, event.detail = utcnow(), "invalid", str(exc)
