@@ -174,10 +174,27 @@ class BatchReport:
     deliveries: int
 
 
+_HAND_OVER: contextvars.ContextVar["Callable[[list[int]], None] | None"] = contextvars.ContextVar(
+    "relay_inbound_hand_over", default=None)
+
+
+@contextmanager
+def holding_relays(hand_over: Callable[[list[int]], None]) -> Iterator[None]:
+    """Within this block, batches hand their committed deliveries to `hand_over` instead of queueing them
+    (the drain queues them once it has caught up: relay/inbound/drain.py)."""
+    token = _HAND_OVER.set(hand_over)
+    try:
+        yield
+    finally:
+        _HAND_OVER.reset(token)
+
+
 def process_batch(services, event_ids: Sequence[int], process: Callable[[int], object]) -> BatchReport:
     """Process these claimed SMS events (never attempted before) in one transaction; `process(event_id)`
     processes one of them (relay/inbound/drain.py process_event: it finds the open batch). Raises what
-    any of them raised, after rolling the whole batch back and giving its attempts back."""
+    any of them raised, after rolling the whole batch back and giving its attempts back.
+
+    After the commit the deliveries are queued, or, inside holding_relays, handed over to be queued later."""
     ids = sorted(event_ids)
     count_attempts(services, ids)
     try:
@@ -193,7 +210,11 @@ def process_batch(services, event_ids: Sequence[int], process: Callable[[int], o
                         ids[0], ids[-1], type(again).__name__, again, type(exc).__name__)
         raise
     # committed: only now hand the work on (a lost hand-off is the sweeper's, as one by one)
-    dispatch_deliveries_in_batches(services, batch.delivery_ids, QUEUE_OUTBOUND)
+    hand_over = _HAND_OVER.get()
+    if hand_over is not None:
+        hand_over(list(batch.delivery_ids))
+    else:
+        dispatch_relays(services, batch.delivery_ids)
     for image_id in batch.images:
         dispatch_safely(services.dispatcher.fetch_media, image_id)
     if batch.after:
@@ -202,3 +223,8 @@ def process_batch(services, event_ids: Sequence[int], process: Callable[[int], o
         for after in batch.after:
             coordinator_commands.run_after(services, after)
     return BatchReport(len(ids), len(batch.delivery_ids))
+
+
+def dispatch_relays(services, delivery_ids: Sequence[int]) -> None:
+    """Queue the deliveries of processed batches (committed): bulk tasks on the outbound queue."""
+    dispatch_deliveries_in_batches(services, delivery_ids, QUEUE_OUTBOUND)

@@ -23,7 +23,7 @@ from typing import Callable
 
 from sqlalchemy import select, update
 
-from relay.inbound.batch import process_batch
+from relay.inbound.batch import dispatch_relays, holding_relays, process_batch
 from relay.inbound.sms import process_inbound
 from relay.inbound.statuses import apply_status
 from relay.infra.db import is_transient, transaction
@@ -96,6 +96,27 @@ def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None 
     (relay/infra/doorbell.py). A database error stops the drain and is raised (the task retries; the
     claimed events go back to the sweeper); any other error is logged and the event left to the
     sweeper, which counts attempts and sets a poison event aside."""
+    relays: list[int] = []  # the deliveries of the batches processed, not queued yet
+
+    def queue_relays() -> None:
+        dispatch_relays(services, relays)
+        relays.clear()
+
+    try:
+        with holding_relays(relays.extend):
+            report = _drain(services, budget, on_backlog, linger, sleep, queue_relays)
+    except BaseException:
+        try:  # a database error stopped the drain: what was committed is still queued (else the sweeper's)
+            queue_relays()
+        except Exception as exc:
+            log.warning("drain: could not queue %s relays (%s: %s); the sweeper will", len(relays),
+                        type(exc).__name__, exc)
+        raise
+    queue_relays()
+    return report
+
+
+def _drain(services, budget: int, on_backlog, linger: float, sleep, queue_relays) -> DrainReport:
     processed = failed = 0
     asked_for_help = False
     while processed + failed < budget:
@@ -121,12 +142,15 @@ def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None 
                         raise
                     failed += 1  # one bad event must not hold up the others
                     log.exception("inbound %s (%s): processing failed; the sweeper will retry it", event_id, kind)
+        if len(claimed) < BATCH:  # caught up: the relays go now (while a backlog lasts, the drain goes first)
+            queue_relays()
     return DrainReport(processed, failed, more=True)
 
 
 def _batch(services, group: list[tuple[int, str]]) -> bool:
     """Process a run of SMS events as one batch (relay/inbound/batch.py); False if it failed and was
-    rolled back (its events are then processed one by one). A database outage is raised, as one by one."""
+    rolled back (its events are then processed one by one). A database outage is raised, as one by one.
+    The deliveries it planned are handed over to the drain (holding_relays), queued when it catches up."""
     try:
         process_batch(services, [event_id for event_id, _kind in group],
                       lambda event_id: process_event(services, event_id, "sms"))
