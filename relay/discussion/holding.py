@@ -82,7 +82,8 @@ def modes_for(session: Session, settings, case_ids) -> dict[int, str]:
     if not names:
         return {}
     for case_id, lists in session.execute(select(Notice.case_id, Notice.lists).where(Notice.case_id.in_(sorted(names)))):
-        names[case_id].update(name for name in (lists or "").split(";") if name)
+        if case_id is not None:
+            names[case_id].update(name for name in (lists or "").split(";") if name)
     every = sorted(set().union(*names.values()))
     guards = dict(session.execute(select(MemberList.name, MemberList.guard).where(MemberList.name.in_(every))).all()) \
         if every else {}

@@ -31,6 +31,7 @@ import contextvars
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import select, update
@@ -41,7 +42,7 @@ from relay.discussion.posting import Posts
 from relay.inbound.limits import Recent
 from relay.infra.db import transaction
 from relay.infra.dispatch import QUEUE_OUTBOUND, dispatch_safely
-from relay.model.tables import Case, HeldMessage, InboundEvent, Member, Thread
+from relay.model.tables import Case, Delivery, HeldMessage, InboundEvent, Member, Post, Thread
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries_in_batches
 from relay.providers import twilio_sms
@@ -59,7 +60,8 @@ class Batch:
     events: dict[int, InboundEvent]
     members: dict[str, Member]
     pending: list[dict] = field(default_factory=list)  # delivery rows planned, not yet written
-    delivery_ids: list[int] = field(default_factory=list)
+    delivery_ids: list[int] = field(default_factory=list)  # answers to the senders, and WhatsApp's
+    relay_ids: list[int] = field(default_factory=list)  # relays of the batch's posts to their followers
     images: list[int] = field(default_factory=list)
     after: list = field(default_factory=list)
     recent: Recent | None = None  # the senders' recent events, for the inbound limits (relay/inbound/limits.py)
@@ -107,7 +109,8 @@ class Batch:
                 seen.add(row["dedupe_key"])
                 rows.append(row)
         self.pending = []
-        self.delivery_ids.extend(fanout.plan(self.session, rows))
+        for purpose, ids in fanout.plan_by_purpose(self.session, rows).items():
+            (self.relay_ids if purpose == "relay" else self.delivery_ids).extend(ids)
 
 
 def current() -> Batch | None:
@@ -174,19 +177,32 @@ class BatchReport:
     deliveries: int
 
 
-_HAND_OVER: contextvars.ContextVar["Callable[[list[int]], None] | None"] = contextvars.ContextVar(
+_HAND_OVER: contextvars.ContextVar["Callable[[list[int], list[int]], None] | None"] = contextvars.ContextVar(
     "relay_inbound_hand_over", default=None)
 
 
 @contextmanager
-def holding_relays(hand_over: Callable[[list[int]], None]) -> Iterator[None]:
-    """Within this block, batches hand their committed deliveries to `hand_over` instead of queueing them
-    (the drain queues them once it has caught up: relay/inbound/drain.py)."""
+def holding_relays(hand_over: Callable[[list[int], list[int]], None]) -> Iterator[None]:
+    """Within this block, batches do not queue their committed deliveries: they hand them to
+    `hand_over(relays, others)` (relay/inbound/drain.py queues the others soon, the relays once it has
+    caught up; relays left unqueued are found again by held_relays)."""
     token = _HAND_OVER.set(hand_over)
     try:
         yield
     finally:
         _HAND_OVER.reset(token)
+
+
+def held_relays(services, since: datetime, until: datetime | None = None) -> list[int]:
+    """Relays of replies posted in (since, until] that were committed but never queued (a drain held them
+    while a backlog lasted): one query, through the posts' created_at index and the deliveries' post_id."""
+    where = [Post.created_at > since, Post.inbound_event_id.is_not(None), Delivery.purpose == "relay",
+             Delivery.status == "queued", Delivery.dispatched_at.is_(None)]
+    if until is not None:
+        where.append(Post.created_at <= until)
+    with services.sessions() as session:
+        return list(session.scalars(select(Delivery.id).join(Post, Post.id == Delivery.post_id).where(*where)
+                                    .order_by(Delivery.id)))
 
 
 def process_batch(services, event_ids: Sequence[int], process: Callable[[int], object]) -> BatchReport:
@@ -212,9 +228,9 @@ def process_batch(services, event_ids: Sequence[int], process: Callable[[int], o
     # committed: only now hand the work on (a lost hand-off is the sweeper's, as one by one)
     hand_over = _HAND_OVER.get()
     if hand_over is not None:
-        hand_over(list(batch.delivery_ids))
+        hand_over(list(batch.relay_ids), list(batch.delivery_ids))
     else:
-        dispatch_relays(services, batch.delivery_ids)
+        dispatch_relays(services, sorted(batch.delivery_ids + batch.relay_ids))
     for image_id in batch.images:
         dispatch_safely(services.dispatcher.fetch_media, image_id)
     if batch.after:
@@ -222,7 +238,7 @@ def process_batch(services, event_ids: Sequence[int], process: Callable[[int], o
 
         for after in batch.after:
             coordinator_commands.run_after(services, after)
-    return BatchReport(len(ids), len(batch.delivery_ids))
+    return BatchReport(len(ids), len(batch.delivery_ids) + len(batch.relay_ids))
 
 
 def dispatch_relays(services, delivery_ids: Sequence[int]) -> None:

@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Callable
 
 from sqlalchemy import select, update
 
-from relay.inbound.batch import dispatch_relays, holding_relays, process_batch
+from relay.inbound.batch import dispatch_relays, held_relays, holding_relays, process_batch
 from relay.inbound.sms import process_inbound
 from relay.inbound.statuses import apply_status
 from relay.infra.db import is_transient, transaction
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 
 BATCH = 50  # events claimed at once
 BUDGET = 500  # events one drain task processes before it hands over to a fresh task
+# While a backlog lasts, the relays of the posts a drain makes wait to be queued until it catches up (the
+# authors' answers are queued at once), so the sends do not take the worker from the drain: at most this long.
+HOLD_AT_MOST = timedelta(seconds=10)
+# Relays held are looked for among the posts of this last while; older ones are the sweeper's (a delivery
+# never queued is queued by it a minute after it was planned: relay/sweeper.py).
+HELD_WINDOW = timedelta(seconds=45)
 
 
 @dataclass(frozen=True)
@@ -96,27 +103,38 @@ def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None 
     (relay/infra/doorbell.py). A database error stops the drain and is raised (the task retries; the
     claimed events go back to the sweeper); any other error is logged and the event left to the
     sweeper, which counts attempts and sets a poison event aside."""
-    relays: list[int] = []  # the deliveries of the batches processed, not queued yet
+    answers: list[int] = []  # the batches' answers to their senders, not queued yet
+    unqueued = [True]  # relays may wait to be queued (this drain's, or one stopped at its budget)
 
-    def queue_relays() -> None:
-        dispatch_relays(services, relays)
-        relays.clear()
+    def hand_over(relays: list[int], others: list[int]) -> None:
+        answers.extend(others)
+        unqueued[0] = True
+
+    def queue(caught_up: bool) -> None:
+        """The answers, and the relays held: all of them once caught up, else those held too long."""
+        now = utcnow()
+        relays = held_relays(services, now - HELD_WINDOW, None if caught_up else now - HOLD_AT_MOST) \
+            if unqueued[0] else []
+        if caught_up:
+            unqueued[0] = False
+        dispatch_relays(services, sorted(set(answers + relays)))
+        answers.clear()
 
     try:
-        with holding_relays(relays.extend):
-            report = _drain(services, budget, on_backlog, linger, sleep, queue_relays)
+        with holding_relays(hand_over):
+            report = _drain(services, budget, on_backlog, linger, sleep, lambda: queue(caught_up=True))
     except BaseException:
-        try:  # a database error stopped the drain: what was committed is still queued (else the sweeper's)
-            queue_relays()
+        try:  # a database error stopped the drain: the answers committed are still queued (else the sweeper's)
+            dispatch_relays(services, answers)
         except Exception as exc:
-            log.warning("drain: could not queue %s relays (%s: %s); the sweeper will", len(relays),
+            log.warning("drain: could not queue %s answers (%s: %s); the sweeper will", len(answers),
                         type(exc).__name__, exc)
         raise
-    queue_relays()
+    queue(caught_up=not report.more)
     return report
 
 
-def _drain(services, budget: int, on_backlog, linger: float, sleep, queue_relays) -> DrainReport:
+def _drain(services, budget: int, on_backlog, linger: float, sleep, caught_up: Callable[[], None]) -> DrainReport:
     processed = failed = 0
     asked_for_help = False
     while processed + failed < budget:
@@ -143,7 +161,7 @@ def _drain(services, budget: int, on_backlog, linger: float, sleep, queue_relays
                     failed += 1  # one bad event must not hold up the others
                     log.exception("inbound %s (%s): processing failed; the sweeper will retry it", event_id, kind)
         if len(claimed) < BATCH:  # caught up: the relays go now (while a backlog lasts, the drain goes first)
-            queue_relays()
+            caught_up()
     return DrainReport(processed, failed, more=True)
 
 

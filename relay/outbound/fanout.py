@@ -22,6 +22,18 @@ def delivery_ids_for(session: Session, keys: list[str]) -> list[int]:
 
 def plan(session: Session, rows: list[dict]) -> list[int]:
     """Insert delivery rows (skipping those that exist) and return the ids of all of them."""
+    return sorted(delivery_id for delivery_id, _purpose in _plan(session, rows))
+
+
+def plan_by_purpose(session: Session, rows: list[dict]) -> dict[str, list[int]]:
+    """plan(), with the ids by purpose: {purpose: ids}."""
+    found: dict[str, list[int]] = {}
+    for delivery_id, purpose in sorted(_plan(session, rows)):
+        found.setdefault(purpose, []).append(delivery_id)
+    return found
+
+
+def _plan(session: Session, rows: list[dict]) -> list[tuple[int, str]]:
     now = utcnow()
     planned = rows
     rows = ladder.shape_rows(session, rows, now)  # issue 5: mutes, pauses, digest/urgent-only, quiet hours
@@ -39,7 +51,12 @@ def plan(session: Session, rows: list[dict]) -> list[int]:
         row.setdefault("created_at", now)
         row.setdefault("updated_at", now)
     insert_ignoring_conflicts(session, Delivery.__table__, rows)
-    return delivery_ids_for(session, [r["dedupe_key"] for r in rows])
+    keys = [r["dedupe_key"] for r in rows]
+    found: list[tuple[int, str]] = []
+    for start in range(0, len(keys), 500):
+        found.extend(session.execute(select(Delivery.id, Delivery.purpose)
+                                     .where(Delivery.dedupe_key.in_(keys[start:start + 500]))).all())
+    return found
 
 
 def reachable_members(session: Session, member_filter, exclude_member_id: int | None = None):
