@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterator, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import String, cast, literal, select, update
 from sqlalchemy.orm import Session
 
 from relay.discussion import holding, threads
@@ -61,7 +61,7 @@ class Batch:
     members: dict[str, Member]
     pending: list[dict] = field(default_factory=list)  # delivery rows planned, not yet written
     delivery_ids: list[int] = field(default_factory=list)  # answers to the senders, and WhatsApp's
-    relay_ids: list[int] = field(default_factory=list)  # relays of the batch's posts to their followers
+    relay_ids: list[int] = field(default_factory=list)  # the relays of its posts, and their authors' answers
     images: list[int] = field(default_factory=list)
     after: list = field(default_factory=list)
     recent: Recent | None = None  # the senders' recent events, for the inbound limits (relay/inbound/limits.py)
@@ -110,7 +110,7 @@ class Batch:
                 rows.append(row)
         self.pending = []
         for purpose, ids in fanout.plan_by_purpose(self.session, rows).items():
-            (self.relay_ids if purpose == "relay" else self.delivery_ids).extend(ids)
+            (self.relay_ids if purpose in HELD_PURPOSES else self.delivery_ids).extend(ids)
 
 
 def current() -> Batch | None:
@@ -193,16 +193,28 @@ def holding_relays(hand_over: Callable[[list[int], list[int]], None]) -> Iterato
         _HAND_OVER.reset(token)
 
 
+# What a post of the batch causes: its relays, and the answer to its author (held_relays finds both by the post).
+HELD_PURPOSES = ("relay", "confirmation", "guard_warned")
+_POST_ANSWERS = ("confirmation", "guard_warned")
+
+
 def held_relays(services, since: datetime, until: datetime | None = None) -> list[int]:
-    """Relays of replies posted in (since, until] that were committed but never queued (a drain held them
-    while a backlog lasted): one query, through the posts' created_at index and the deliveries' post_id."""
-    where = [Post.created_at > since, Post.inbound_event_id.is_not(None), Delivery.purpose == "relay",
-             Delivery.status == "queued", Delivery.dispatched_at.is_(None)]
+    """The relays of replies posted in (since, until], and their authors' answers, that were committed but never
+    queued (a drain held them while a backlog lasted): through the posts' created_at index, then the
+    deliveries' post_id (relays) and dedupe keys (answers: reply:<event>:<purpose>)."""
+    posts = [Post.created_at > since, Post.inbound_event_id.is_not(None)]
     if until is not None:
-        where.append(Post.created_at <= until)
+        posts.append(Post.created_at <= until)
+    waiting = [Delivery.status == "queued", Delivery.dispatched_at.is_(None)]
+    event = cast(Post.inbound_event_id, String)
     with services.sessions() as session:
-        return list(session.scalars(select(Delivery.id).join(Post, Post.id == Delivery.post_id).where(*where)
-                                    .order_by(Delivery.id)))
+        found = set(session.scalars(select(Delivery.id).join(Post, Post.id == Delivery.post_id).where(
+            *posts, *waiting, Delivery.purpose == "relay")))
+        for purpose in _POST_ANSWERS:  # one equality join each: the dedupe key's unique index, per post
+            key = literal("reply:") + event + literal(f":{purpose}")
+            found.update(session.scalars(select(Delivery.id).join(Post, Delivery.dedupe_key == key).where(
+                *posts, *waiting)))
+        return sorted(found)
 
 
 def process_batch(services, event_ids: Sequence[int], process: Callable[[int], object]) -> BatchReport:
