@@ -113,11 +113,15 @@ class Posts:
         self._followers = {}
         if not pending:
             return
-        returned = self.session.execute(insert(Post).returning(Post.id, Post.inbound_event_id,
-                                                               sort_by_parameter_order=True),
-                                        [post.values for post in pending]).all()
-        for post, (post_id, _event_id) in zip(pending, returned):
-            post.id = post_id
+        values = [post.values for post in pending]
+        if self.session.get_bind().dialect.name == "postgresql":  # one statement, whatever the count
+            returned = fanout.insert_arrays(self.session, Post.__table__, values, (Post.inbound_event_id, Post.id))
+        else:
+            returned = list(self.session.execute(insert(Post).returning(Post.inbound_event_id, Post.id), values))
+        ids = dict(returned)  # by inbound event: a post is unique per event
+        for post in pending:
+            post.id = ids[post.values["inbound_event_id"]]  # missing: the event was posted already, the batch fails
+            post_id = post.id
             for row in post.rows:
                 row["post_id"] = post_id
                 row["dedupe_key"] = f"post:{post_id}:{row['member_id']}:{row['channel']}"
