@@ -13,7 +13,12 @@ twice is processed once.
 Consecutive SMS events of a claim that were never attempted before are processed together, in one
 transaction (relay/inbound/batch.py: one commit and one dispatch per batch instead of three
 transactions per event); if the batch fails it is rolled back and its events are processed one by one,
-as are status callbacks, emails and events attempted before."""
+as are status callbacks, emails and events attempted before.
+
+While a backlog lasts (claims come back full) the deliveries a batch's posts cause (relays and the answers to
+their authors) are committed but not queued: the sends would take the worker's processes from the drain, four
+sends per reply. They are queued when a drain catches up, by a drain stopped at its budget once held longer
+than HOLD_AT_MOST, or by the sweeper (never queued a minute after being planned); see docs/scale.md."""
 from __future__ import annotations
 
 import logging
