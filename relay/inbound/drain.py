@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import select, update
@@ -44,7 +44,7 @@ BUDGET = 500  # events one drain task processes before it hands over to a fresh 
 HOLD_AT_MOST = timedelta(seconds=10)
 # Relays held are looked for among the posts of this last while; older ones are the sweeper's (a delivery
 # never queued is queued by it a minute after it was planned: relay/sweeper.py).
-HELD_WINDOW = timedelta(seconds=45)
+HELD_WINDOW = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -108,21 +108,26 @@ def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None 
     (relay/infra/doorbell.py). A database error stops the drain and is raised (the task retries; the
     claimed events go back to the sweeper); any other error is logged and the event left to the
     sweeper, which counts attempts and sets a poison event aside."""
-    answers: list[int] = []  # the batches' answers to their senders, not queued yet
-    unqueued = [True]  # relays may wait to be queued (this drain's, or one stopped at its budget)
+    answers: list[int] = []  # the batches' answers to their senders (other than their posts'), not queued yet
+    held: list[tuple[datetime, list[int]]] = []  # this drain's posts' relays and answers, by when they were handed
 
     def hand_over(relays: list[int], others: list[int]) -> None:
         answers.extend(others)
-        unqueued[0] = True
+        held.append((utcnow(), relays))
 
-    def queue(caught_up: bool) -> None:
-        """The answers, and the relays held: all of them once caught up, else those held too long."""
+    def queue(caught_up: bool, others_too: bool = False) -> None:
+        """The answers and this drain's held relays: all of them once caught up, else those held too long; with
+        `others_too`, those another drain left held (one query; a drain stopped at its budget leaves them)."""
         now = utcnow()
-        relays = held_relays(services, now - HELD_WINDOW, None if caught_up else now - HOLD_AT_MOST) \
-            if unqueued[0] else []
-        if caught_up:
-            unqueued[0] = False
-        dispatch_relays(services, sorted(set(answers + relays)))
+        until = None if caught_up else now - HOLD_AT_MOST
+        ids = set(answers)
+        for handed, relays in list(held):
+            if until is None or handed <= until:
+                ids.update(relays)
+                held.remove((handed, relays))
+        if others_too:
+            ids.update(held_relays(services, now - HELD_WINDOW, until))
+        dispatch_relays(services, sorted(ids))
         answers.clear()
 
     try:
@@ -135,7 +140,9 @@ def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None 
             log.warning("drain: could not queue %s answers (%s: %s); the sweeper will", len(answers),
                         type(exc).__name__, exc)
         raise
-    queue(caught_up=not report.more)
+    # Once per drain: relays a drain stopped at its budget left held (its continuation, or the next drain, finds
+    # them), and at a budget stop, those held too long (one query over the posts of the last HELD_WINDOW).
+    queue(caught_up=not report.more, others_too=True)
     return report
 
 
