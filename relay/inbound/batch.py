@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterator, Sequence
 
-from sqlalchemy import String, cast, literal, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from relay.discussion import holding, threads
@@ -200,21 +200,23 @@ _POST_ANSWERS = ("confirmation", "guard_warned")
 
 def held_relays(services, since: datetime, until: datetime | None = None) -> list[int]:
     """The relays of replies posted in (since, until], and their authors' answers, that were committed but never
-    queued (a drain held them while a backlog lasted): through the posts' created_at index, then the
-    deliveries' post_id (relays) and dedupe keys (answers: reply:<event>:<purpose>)."""
-    posts = [Post.created_at > since, Post.inbound_event_id.is_not(None)]
+    queued (a drain held them while a backlog lasted). The posts first (their created_at index), then their
+    deliveries by post id and by dedupe key (reply:<event>:<purpose>), 500 posts at a time: each lookup
+    through an index of its own, whatever else is queued (a broadcast's rows)."""
+    window = [Post.created_at > since, Post.inbound_event_id.is_not(None)]
     if until is not None:
-        posts.append(Post.created_at <= until)
-    waiting = [Delivery.status == "queued", Delivery.dispatched_at.is_(None)]
-    event = cast(Post.inbound_event_id, String)
+        window.append(Post.created_at <= until)
+    columns = (Delivery.id, Delivery.purpose, Delivery.status, Delivery.dispatched_at)
+    rows = []
     with services.sessions() as session:
-        found = set(session.scalars(select(Delivery.id).join(Post, Post.id == Delivery.post_id).where(
-            *posts, *waiting, Delivery.purpose == "relay")))
-        for purpose in _POST_ANSWERS:  # one equality join each: the dedupe key's unique index, per post
-            key = literal("reply:") + event + literal(f":{purpose}")
-            found.update(session.scalars(select(Delivery.id).join(Post, Delivery.dedupe_key == key).where(
-                *posts, *waiting)))
-        return sorted(found)
+        posts = session.execute(select(Post.id, Post.inbound_event_id).where(*window)).all()
+        for start in range(0, len(posts), 500):  # only the two unique/post indexes in the conditions
+            chunk = posts[start:start + 500]
+            rows += session.execute(select(*columns).where(Delivery.post_id.in_([p for p, _event in chunk]))).all()
+            keys = [f"reply:{event_id}:{purpose}" for _post, event_id in chunk for purpose in _POST_ANSWERS]
+            rows += session.execute(select(*columns).where(Delivery.dedupe_key.in_(keys))).all()
+    return sorted({delivery_id for delivery_id, purpose, status, dispatched_at in rows
+                   if purpose in HELD_PURPOSES and status == "queued" and dispatched_at is None})
 
 
 def process_batch(services, event_ids: Sequence[int], process: Callable[[int], object]) -> BatchReport:
