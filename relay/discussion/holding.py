@@ -53,11 +53,19 @@ class Check:
         return guard.describe(text, self.scan.findings, i18n.translator(language).gettext)
 
 
+# Session.info key a batch (relay/inbound/batch.py) may fill with {case id: mode} for its cases (modes_for, two
+# queries for the whole batch); mode_for takes hits from it and looks up a miss as usual.
+GUARD_MODES = "relay.guard_modes"
+
+
 def mode_for(session: Session, settings, case: Case | None) -> str:
     """RELAY_GUARD, or the strictest override of the lists the case's notices went to."""
     default = settings.guard
     if case is None:
         return default
+    known = session.info.get(GUARD_MODES, {}).get(case.id)
+    if known is not None:
+        return known
     names: set[str] = set()
     for lists in session.scalars(select(Notice.lists).where(Notice.case_id == case.id)):
         names.update(name for name in (lists or "").split(";") if name)
@@ -65,6 +73,25 @@ def mode_for(session: Session, settings, case: Case | None) -> str:
         return default
     modes = [mode or default for mode in session.scalars(select(MemberList.guard).where(MemberList.name.in_(names)))]
     return max(modes, key=_STRICTNESS.__getitem__) if modes else default
+
+
+def modes_for(session: Session, settings, case_ids) -> dict[int, str]:
+    """mode_for of many cases in two queries: {case id: mode}."""
+    default = settings.guard
+    names: dict[int, set[str]] = {case_id: set() for case_id in case_ids}
+    if not names:
+        return {}
+    for case_id, lists in session.execute(select(Notice.case_id, Notice.lists).where(Notice.case_id.in_(sorted(names)))):
+        if case_id is not None:
+            names[case_id].update(name for name in (lists or "").split(";") if name)
+    every = sorted(set().union(*names.values()))
+    guards = dict(session.execute(select(MemberList.name, MemberList.guard).where(MemberList.name.in_(every))).all()) \
+        if every else {}
+    found = {}
+    for case_id, wanted in names.items():
+        modes = [guards[name] or default for name in wanted if name in guards]
+        found[case_id] = max(modes, key=_STRICTNESS.__getitem__) if modes else default
+    return found
 
 
 def check(session: Session, settings, case: Case | None, text: str, event: InboundEvent | None = None) -> Check:

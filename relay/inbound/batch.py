@@ -31,16 +31,18 @@ import contextvars
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from relay.discussion import holding, threads
+from relay.discussion.posting import Posts
 from relay.inbound.limits import Recent
 from relay.infra.db import transaction
 from relay.infra.dispatch import QUEUE_OUTBOUND, dispatch_safely
-from relay.model.tables import Case, HeldMessage, InboundEvent, Member, Thread
+from relay.model.tables import Case, Delivery, HeldMessage, InboundEvent, Member, Post, Thread
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries_in_batches
 from relay.providers import twilio_sms
@@ -58,13 +60,29 @@ class Batch:
     events: dict[int, InboundEvent]
     members: dict[str, Member]
     pending: list[dict] = field(default_factory=list)  # delivery rows planned, not yet written
-    delivery_ids: list[int] = field(default_factory=list)
+    delivery_ids: list[int] = field(default_factory=list)  # answers to the senders, and WhatsApp's
+    relay_ids: list[int] = field(default_factory=list)  # the relays of its posts, and their authors' answers
     images: list[int] = field(default_factory=list)
     after: list = field(default_factory=list)
     recent: Recent | None = None  # the senders' recent events, for the inbound limits (relay/inbound/limits.py)
+    posts: Posts | None = None  # the batch's posts, written together (relay/discussion/posting.py)
+    settings: object = None
+    forms: dict[int, dict[str, str]] = field(default_factory=dict)  # the events' webhook fields, parsed once
+    stale: bool = False  # a command may have changed followers or guard modes: read them again
 
     def holds(self, event_id: int) -> bool:
         return event_id in self.events
+
+    def refresh(self) -> None:
+        """Before an event: after a command, read the batch's followers and guard modes again (in one query
+        each), so that what follows the command sees what it did."""
+        if not self.stale:
+            return
+        self.stale = False
+        self.session.info[holding.GUARD_MODES] = holding.modes_for(
+            self.session, self.settings, self.session.info.get(threads.PRELOADED_THREADS, {}).keys())
+        if self.posts is not None:
+            self.posts.load(t.id for t in self.session.info.get(threads.PRELOADED_THREADS, {}).values())
 
     def member(self, phone: str) -> Member | None:
         """The member with this phone: loaded with the batch, or looked up (a member the batch did not know)."""
@@ -78,7 +96,11 @@ class Batch:
         self.pending.extend(rows)
 
     def write_pending(self) -> None:
-        """Write the rows planned so far (before a command changes what later rows may be, and at the end)."""
+        """Write the posts and rows planned so far (before a command changes what later rows may be, and at
+        the end); what was read for later events (followers, guard modes) is read again after it."""
+        if self.posts is not None:
+            self.posts.write()
+        self.stale = True
         if not self.pending:
             return
         rows, seen = [], set()
@@ -87,7 +109,8 @@ class Batch:
                 seen.add(row["dedupe_key"])
                 rows.append(row)
         self.pending = []
-        self.delivery_ids.extend(fanout.plan(self.session, rows))
+        for purpose, ids in fanout.plan_by_purpose(self.session, rows).items():
+            (self.relay_ids if purpose in HELD_PURPOSES else self.delivery_ids).extend(ids)
 
 
 def current() -> Batch | None:
@@ -104,16 +127,18 @@ def count_attempts(services, event_ids: Sequence[int], by: int = 1) -> None:
 
 
 @contextmanager
-def _open(session: Session, event_ids: Sequence[int], raw_retention=None) -> Iterator[Batch]:
+def _open(session: Session, event_ids: Sequence[int], settings) -> Iterator[Batch]:
     """Lock and load the batch's events, and load in one query each what their processing would otherwise
     look up event by event: the senders' members, the cases their replies name and those cases' threads,
     which of the senders have a held message (relay/discussion/threads.py, relay/discussion/holding.py)."""
     events = {e.id: e for e in session.scalars(select(InboundEvent).where(InboundEvent.id.in_(list(event_ids)))
                                                .order_by(InboundEvent.id).with_for_update())}
     phones, numbers = set(), set()
+    forms: dict[int, dict[str, str]] = {}
     for event in events.values():
         try:
-            message = twilio_sms.parse_inbound(twilio_sms.parse_raw(event.raw))
+            forms[event.id] = twilio_sms.parse_raw(event.raw)
+            message = twilio_sms.parse_inbound(forms[event.id])
         except twilio_sms.BadWebhook:
             continue  # processing says "invalid"
         phones.add(message.sender)
@@ -130,15 +155,19 @@ def _open(session: Session, event_ids: Sequence[int], raw_retention=None) -> Ite
     holding_members = set(session.scalars(select(HeldMessage.member_id).distinct().where(
         HeldMessage.member_id.in_(member_ids), HeldMessage.status == "held"))) if member_ids else set()
     preloaded = {threads.PRELOADED_CASES: cases, threads.PRELOADED_THREADS: case_threads,
-                 holding.MEMBERS_HOLDING: holding_members}
+                 holding.MEMBERS_HOLDING: holding_members,
+                 holding.GUARD_MODES: holding.modes_for(session, settings, sorted(case_threads))}
     session.info.update(preloaded)
-    batch = Batch(session, events, members, recent=Recent(session, list(events.values()), raw_retention))
+    posts = Posts(session)
+    posts.load(sorted(t.id for t in case_threads.values()))
+    batch = Batch(session, events, members, recent=Recent(session, list(events.values()), settings.raw_retention),
+                  posts=posts, settings=settings, forms=forms)
     token = _CURRENT.set(batch)
     try:
         yield batch
     finally:
         _CURRENT.reset(token)
-        for key in preloaded:
+        for key in (*preloaded, holding.GUARD_MODES):
             session.info.pop(key, None)
 
 
@@ -148,14 +177,58 @@ class BatchReport:
     deliveries: int
 
 
+_HAND_OVER: contextvars.ContextVar["Callable[[list[int], list[int]], None] | None"] = contextvars.ContextVar(
+    "relay_inbound_hand_over", default=None)
+
+
+@contextmanager
+def holding_relays(hand_over: Callable[[list[int], list[int]], None]) -> Iterator[None]:
+    """Within this block, batches do not queue their committed deliveries: they hand them to
+    `hand_over(relays, others)` (relay/inbound/drain.py queues the others soon, the relays once it has
+    caught up; relays left unqueued are found again by held_relays)."""
+    token = _HAND_OVER.set(hand_over)
+    try:
+        yield
+    finally:
+        _HAND_OVER.reset(token)
+
+
+# What a post of the batch causes: its relays, and the answer to its author (held_relays finds both by the post).
+HELD_PURPOSES = ("relay", "confirmation", "guard_warned")
+_POST_ANSWERS = ("confirmation", "guard_warned")
+
+
+def held_relays(services, since: datetime, until: datetime | None = None) -> list[int]:
+    """The relays of replies posted in (since, until], and their authors' answers, that were committed but never
+    queued (a drain held them while a backlog lasted). The posts first (their created_at index), then their
+    deliveries by post id and by dedupe key (reply:<event>:<purpose>), 500 posts at a time: each lookup
+    through an index of its own, whatever else is queued (a broadcast's rows)."""
+    window = [Post.created_at > since, Post.inbound_event_id.is_not(None)]
+    if until is not None:
+        window.append(Post.created_at <= until)
+    columns = (Delivery.id, Delivery.purpose, Delivery.status, Delivery.dispatched_at)
+    rows = []
+    with services.sessions() as session:
+        posts = session.execute(select(Post.id, Post.inbound_event_id).where(*window)).all()
+        for start in range(0, len(posts), 500):  # only the two unique/post indexes in the conditions
+            chunk = posts[start:start + 500]
+            rows += session.execute(select(*columns).where(Delivery.post_id.in_([p for p, _event in chunk]))).all()
+            keys = [f"reply:{event_id}:{purpose}" for _post, event_id in chunk for purpose in _POST_ANSWERS]
+            rows += session.execute(select(*columns).where(Delivery.dedupe_key.in_(keys))).all()
+    return sorted({delivery_id for delivery_id, purpose, status, dispatched_at in rows
+                   if purpose in HELD_PURPOSES and status == "queued" and dispatched_at is None})
+
+
 def process_batch(services, event_ids: Sequence[int], process: Callable[[int], object]) -> BatchReport:
     """Process these claimed SMS events (never attempted before) in one transaction; `process(event_id)`
     processes one of them (relay/inbound/drain.py process_event: it finds the open batch). Raises what
-    any of them raised, after rolling the whole batch back and giving its attempts back."""
+    any of them raised, after rolling the whole batch back and giving its attempts back.
+
+    After the commit the deliveries are queued, or, inside holding_relays, handed over to be queued later."""
     ids = sorted(event_ids)
     count_attempts(services, ids)
     try:
-        with transaction(services.sessions) as session, _open(session, ids, services.settings.raw_retention) as batch:
+        with transaction(services.sessions) as session, _open(session, ids, services.settings) as batch:
             for event_id in ids:
                 process(event_id)
             batch.write_pending()
@@ -167,7 +240,11 @@ def process_batch(services, event_ids: Sequence[int], process: Callable[[int], o
                         ids[0], ids[-1], type(again).__name__, again, type(exc).__name__)
         raise
     # committed: only now hand the work on (a lost hand-off is the sweeper's, as one by one)
-    dispatch_deliveries_in_batches(services, batch.delivery_ids, QUEUE_OUTBOUND)
+    hand_over = _HAND_OVER.get()
+    if hand_over is not None:
+        hand_over(list(batch.relay_ids), list(batch.delivery_ids))
+    else:
+        dispatch_relays(services, sorted(batch.delivery_ids + batch.relay_ids))
     for image_id in batch.images:
         dispatch_safely(services.dispatcher.fetch_media, image_id)
     if batch.after:
@@ -175,4 +252,9 @@ def process_batch(services, event_ids: Sequence[int], process: Callable[[int], o
 
         for after in batch.after:
             coordinator_commands.run_after(services, after)
-    return BatchReport(len(ids), len(batch.delivery_ids))
+    return BatchReport(len(ids), len(batch.delivery_ids) + len(batch.relay_ids))
+
+
+def dispatch_relays(services, delivery_ids: Sequence[int]) -> None:
+    """Queue the deliveries of processed batches (committed): bulk tasks on the outbound queue."""
+    dispatch_deliveries_in_batches(services, delivery_ids, QUEUE_OUTBOUND)

@@ -13,17 +13,23 @@ twice is processed once.
 Consecutive SMS events of a claim that were never attempted before are processed together, in one
 transaction (relay/inbound/batch.py: one commit and one dispatch per batch instead of three
 transactions per event); if the batch fails it is rolled back and its events are processed one by one,
-as are status callbacks, emails and events attempted before."""
+as are status callbacks, emails and events attempted before.
+
+While a backlog lasts (claims come back full) the deliveries a batch's posts cause (relays and the answers to
+their authors) are committed but not queued: the sends would take the worker's processes from the drain, four
+sends per reply. They are queued when a drain catches up, by a drain stopped at its budget once held longer
+than HOLD_AT_MOST, or by the sweeper (never queued a minute after being planned); see docs/scale.md."""
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import select, update
 
-from relay.inbound.batch import process_batch
+from relay.inbound.batch import dispatch_relays, held_relays, holding_relays, process_batch
 from relay.inbound.sms import process_inbound
 from relay.inbound.statuses import apply_status
 from relay.infra.db import is_transient, transaction
@@ -33,6 +39,12 @@ log = logging.getLogger(__name__)
 
 BATCH = 50  # events claimed at once
 BUDGET = 500  # events one drain task processes before it hands over to a fresh task
+# While a backlog lasts, the relays of the posts a drain makes wait to be queued until it catches up (the
+# authors' answers are queued at once), so the sends do not take the worker from the drain: at most this long.
+HOLD_AT_MOST = timedelta(seconds=10)
+# Relays held are looked for among the posts of this last while; older ones are the sweeper's (a delivery
+# never queued is queued by it a minute after it was planned: relay/sweeper.py).
+HELD_WINDOW = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,45 @@ def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None 
     (relay/infra/doorbell.py). A database error stops the drain and is raised (the task retries; the
     claimed events go back to the sweeper); any other error is logged and the event left to the
     sweeper, which counts attempts and sets a poison event aside."""
+    answers: list[int] = []  # the batches' answers to their senders (other than their posts'), not queued yet
+    held: list[tuple[datetime, list[int]]] = []  # this drain's posts' relays and answers, by when they were handed
+
+    def hand_over(relays: list[int], others: list[int]) -> None:
+        answers.extend(others)
+        held.append((utcnow(), relays))
+
+    def queue(caught_up: bool, others_too: bool = False) -> None:
+        """The answers and this drain's held relays: all of them once caught up, else those held too long; with
+        `others_too`, those another drain left held (one query; a drain stopped at its budget leaves them)."""
+        now = utcnow()
+        until = None if caught_up else now - HOLD_AT_MOST
+        ids = set(answers)
+        for handed, relays in list(held):
+            if until is None or handed <= until:
+                ids.update(relays)
+                held.remove((handed, relays))
+        if others_too:
+            ids.update(held_relays(services, now - HELD_WINDOW, until))
+        dispatch_relays(services, sorted(ids))
+        answers.clear()
+
+    try:
+        with holding_relays(hand_over):
+            report = _drain(services, budget, on_backlog, linger, sleep, lambda: queue(caught_up=True))
+    except BaseException:
+        try:  # a database error stopped the drain: the answers committed are still queued (else the sweeper's)
+            dispatch_relays(services, answers)
+        except Exception as exc:
+            log.warning("drain: could not queue %s answers (%s: %s); the sweeper will", len(answers),
+                        type(exc).__name__, exc)
+        raise
+    # Once per drain: relays a drain stopped at its budget left held (its continuation, or the next drain, finds
+    # them), and at a budget stop, those held too long (one query over the posts of the last HELD_WINDOW).
+    queue(caught_up=not report.more, others_too=True)
+    return report
+
+
+def _drain(services, budget: int, on_backlog, linger: float, sleep, caught_up: Callable[[], None]) -> DrainReport:
     processed = failed = 0
     asked_for_help = False
     while processed + failed < budget:
@@ -121,12 +172,15 @@ def drain(services, budget: int = BUDGET, on_backlog: Callable[[], None] | None 
                         raise
                     failed += 1  # one bad event must not hold up the others
                     log.exception("inbound %s (%s): processing failed; the sweeper will retry it", event_id, kind)
+        if len(claimed) < BATCH:  # caught up: the relays go now (while a backlog lasts, the drain goes first)
+            caught_up()
     return DrainReport(processed, failed, more=True)
 
 
 def _batch(services, group: list[tuple[int, str]]) -> bool:
     """Process a run of SMS events as one batch (relay/inbound/batch.py); False if it failed and was
-    rolled back (its events are then processed one by one). A database outage is raised, as one by one."""
+    rolled back (its events are then processed one by one). A database outage is raised, as one by one.
+    The deliveries it planned are handed over to the drain (holding_relays), queued when it catches up."""
     try:
         process_batch(services, [event_id for event_id, _kind in group],
                       lambda event_id: process_event(services, event_id, "sms"))

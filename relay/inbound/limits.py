@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
 from relay.model.tables import InboundEvent, Post, utcnow
@@ -90,13 +90,15 @@ class Recent:
         kept = [InboundEvent.raw_purged_at.is_(None)] if (
             not raw_retention or earliest >= utcnow() - raw_retention) else []
         for provider, kind in kinds:
+            # the body of the posted ones comes along (the repeat check reads the sender's last post)
+            raw = case((InboundEvent.outcome == "posted", InboundEvent.raw), else_=literal(""))
             rows = session.execute(select(InboundEvent.id, InboundEvent.sender, InboundEvent.received_at,
-                                          InboundEvent.outcome).where(
+                                          InboundEvent.outcome, raw.label("raw")).where(
                 InboundEvent.provider == provider, InboundEvent.kind == kind, InboundEvent.sender.in_(senders),
                 InboundEvent.received_at > earliest, *kept)).all()
             for row in rows:
                 self._by_sender.setdefault((provider, kind, row.sender), []).append(
-                    (row.id, row.received_at, row.outcome, ""))
+                    (row.id, row.received_at, row.outcome, row.raw or ""))
 
     def _recent(self, event: InboundEvent):
         return self._by_sender.get((event.provider, event.kind, event.sender), [])

@@ -6,16 +6,17 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from relay.discussion import holding, threads
-from relay.discussion.posting import publish_reply
+from relay.discussion.posting import Posts, publish_reply
 from relay.library import mms_pictures
 from relay.model.tables import Case, InboundEvent, Member, utcnow
 from relay.rules import coordinator_command
 
 
 def accept_reply(session: Session, settings, event: InboundEvent, member: Member, body: str, form, plan,
-                 channel: str) -> tuple[str, int | None]:
+                 channel: str, posts: Posts | None = None) -> tuple[str, int | None]:
     """Resolve the thread, save the post, plan the relays (plan.rows, plan.images) and the author's answer
-    (plan.reply); returns (outcome, post id)."""
+    (plan.reply); returns (outcome, post id). With `posts` (a batch's, relay/discussion/posting.py), a post
+    with no pictures is written with the batch's others, and its id is not known yet (None is returned)."""
     if not body.strip() and not mms_pictures.media_items(form):  # nothing at all: say so, not "which case?"
         plan.reply("empty_post", code=None)
         return "empty", None
@@ -51,14 +52,23 @@ def accept_reply(session: Session, settings, event: InboundEvent, member: Member
         plan.reply("guard_held", case_id=case.id, code=case.code, hold_code=held.code,
                    where=found.where(text, plan.language), hours=round(settings.guard_hold_for.total_seconds() / 3600))
         return "held", None
-    post, rows = publish_reply(session, settings, case, member, text, channel, event.id)
-    holding.supersede(session, member, case.id, channel)  # a corrected reply replaces the author's held one
-    plan.rows.extend(rows)
-    plan.images.extend(mms_pictures.plan_mms_images(session, event, case, post, form))
+    post_id: int | None = None
+    if posts is not None and not mms_pictures.media_items(form):  # written with the batch's posts
+        _pending, rows = posts.publish(settings, case, member, text, channel, event.id)
+        holding.supersede(session, member, case.id, channel)  # a corrected reply replaces the author's held one
+        plan.rows.extend(rows)
+    else:
+        if posts is not None:  # the batch's posts first, so this one's followers include their authors
+            posts.write()
+        post, rows = publish_reply(session, settings, case, member, text, channel, event.id)
+        post_id = post.id
+        holding.supersede(session, member, case.id, channel)
+        plan.rows.extend(rows)
+        plan.images.extend(mms_pictures.plan_mms_images(session, event, case, post, form))
     reached = len({row["member_id"] for row in plan.rows})
     if found.verdict == holding.WARN:
         plan.reply("guard_warned", case_id=case.id, code=case.code, count=reached,
                    where=found.where(text, plan.language))
     else:
         plan.reply("confirmation", case_id=case.id, code=case.code, count=reached)
-    return "posted", post.id
+    return "posted", post_id

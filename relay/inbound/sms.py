@@ -78,6 +78,8 @@ def process_inbound(services, event_id: int) -> Outcome:
 def _process(session: Session, settings, event_id: int, batch: inbound_batch.Batch | None = None) -> Outcome:
     """One event, in the caller's transaction. With a batch, the event is the one the batch locked, the
     sender's member comes from the batch, and the delivery rows are written with the batch's."""
+    if batch is not None:
+        batch.refresh()  # after a command earlier in the batch, what it changed is read again
     event = batch.events[event_id] if batch is not None else session.get(InboundEvent, event_id,
                                                                              with_for_update=True)
     if event is None:
@@ -86,7 +88,8 @@ def _process(session: Session, settings, event_id: int, batch: inbound_batch.Bat
     if event.kind == "email":
         return _process_email(session, settings, event)
     try:
-        form = twilio_sms.parse_raw(event.raw)
+        form = batch.forms.get(event_id) if batch is not None else None
+        form = dict(form) if form is not None else twilio_sms.parse_raw(event.raw)
         message = twilio_sms.parse_inbound(form)
     except twilio_sms.BadWebhook as exc:  # checked at the edge, so only a hand-edited row gets here
         event.processed_at, event.outcome, event.detail = utcnow(), "invalid", str(exc)
@@ -174,7 +177,8 @@ def _process(session: Session, settings, event_id: int, batch: inbound_batch.Bat
                                        else inbound_limits.repeats_last_post(session, event, message.body)):
         outcome = "repeat"  # reliability: an auto-responder loop stops after one message
     elif verdict.action == ACCEPT:
-        outcome, post_id = _accept(session, settings, event, member, message.body, plan)
+        outcome, post_id = _accept(session, settings, event, member, message.body, plan,
+                                   batch.posts if batch is not None else None)
 
     if member is not None and member.sms_opted_out_at is not None:
         plan.replies.clear()  # never text someone who has opted out, not even a confirmation
@@ -209,9 +213,10 @@ def _finish(event: InboundEvent, outcome: str) -> None:
     INBOUND_LATENCY.observe(max(0.0, (event.processed_at - event.received_at).total_seconds()))
 
 
-def _accept(session: Session, settings, event: InboundEvent, member: Member, body: str, plan: "_Plan"):
-    """Resolve the thread, save the post, plan the relays and the author's confirmation."""
-    return accept_reply(session, settings, event, member, body, plan.form, plan, "sms")
+def _accept(session: Session, settings, event: InboundEvent, member: Member, body: str, plan: "_Plan", posts=None):
+    """Resolve the thread, save the post (with a batch's others, `posts`), plan the relays and the author's
+    confirmation."""
+    return accept_reply(session, settings, event, member, body, plan.form, plan, "sms", posts)
 
 
 class _Plan:

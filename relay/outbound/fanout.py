@@ -3,8 +3,10 @@ each row unique by its dedupe key so planning twice creates nothing new."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Select, String, bindparam, case, cast, func, literal, select
+from sqlalchemy import ARRAY, Select, String, bindparam, case, cast, func, literal, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from relay.infra.storage import insert_from_select_ignoring_conflicts, insert_ignoring_conflicts
@@ -22,6 +24,18 @@ def delivery_ids_for(session: Session, keys: list[str]) -> list[int]:
 
 def plan(session: Session, rows: list[dict]) -> list[int]:
     """Insert delivery rows (skipping those that exist) and return the ids of all of them."""
+    return sorted(delivery_id for delivery_id, _purpose in _plan(session, rows))
+
+
+def plan_by_purpose(session: Session, rows: list[dict]) -> dict[str, list[int]]:
+    """plan(), with the ids by purpose: {purpose: ids}."""
+    found: dict[str, list[int]] = {}
+    for delivery_id, purpose in sorted(_plan(session, rows)):
+        found.setdefault(purpose, []).append(delivery_id)
+    return found
+
+
+def _plan(session: Session, rows: list[dict]) -> list[tuple[int, str]]:
     now = utcnow()
     planned = rows
     rows = ladder.shape_rows(session, rows, now)  # issue 5: mutes, pauses, digest/urgent-only, quiet hours
@@ -38,8 +52,46 @@ def plan(session: Session, rows: list[dict]) -> list[int]:
         row.setdefault("attempts", 0)
         row.setdefault("created_at", now)
         row.setdefault("updated_at", now)
+    keys = [r["dedupe_key"] for r in rows]
+    if session.get_bind().dialect.name == "postgresql":  # one statement of arrays, and only missing keys read
+        inserted = insert_arrays(session, Delivery.__table__, rows, (Delivery.id, Delivery.purpose,
+                                                                      Delivery.dedupe_key))
+        found = [(row[0], row[1]) for row in inserted]
+        seen = {row[2] for row in inserted}
+        missing = [key for key in keys if key not in seen]
+        if missing:
+            found.extend(session.execute(select(Delivery.id, Delivery.purpose).where(
+                Delivery.dedupe_key == func.any(bindparam("keys", missing, type_=ARRAY(String))))).all())
+        return found
     insert_ignoring_conflicts(session, Delivery.__table__, rows)
-    return delivery_ids_for(session, [r["dedupe_key"] for r in rows])
+    found = []
+    for start in range(0, len(keys), 500):
+        found.extend(session.execute(select(Delivery.id, Delivery.purpose)
+                                     .where(Delivery.dedupe_key.in_(keys[start:start + 500]))).all())
+    return found
+
+
+_ARRAY_INSERTS: dict[tuple, Any] = {}
+
+
+def insert_arrays(session: Session, table, rows: list[dict], returning=()) -> list:
+    """PostgreSQL: INSERT ... SELECT FROM unnest(one array per column) ON CONFLICT DO NOTHING [RETURNING]:
+    many rows in one statement whose text does not depend on how many (built once per table and columns).
+    An executemany sends one statement per row, and a multi-row VALUES list as many parameters as values,
+    which the driver parses again for every batch. Returns the RETURNING rows (inserted rows only)."""
+    columns = sorted({name for row in rows for name in row})
+    key = (table.name, tuple(columns), tuple(str(c) for c in returning))
+    statement = _ARRAY_INSERTS.get(key)
+    if statement is None:
+        arrays = [bindparam(name, type_=ARRAY(table.c[name].type)) for name in columns]
+        values = func.unnest(*arrays).table_valued(*columns).render_derived()  # AS anon(col, ...)
+        source = select(*[values.c[name] for name in columns])
+        statement = postgresql.insert(table).from_select(columns, source).on_conflict_do_nothing()
+        if returning:
+            statement = statement.returning(*returning)
+        _ARRAY_INSERTS[key] = statement
+    result = session.execute(statement, {name: [row.get(name) for row in rows] for name in columns})
+    return list(result) if returning else []
 
 
 def reachable_members(session: Session, member_filter, exclude_member_id: int | None = None):
@@ -87,6 +139,21 @@ def participants(session: Session, thread_id: int, exclude_member_id: int | None
         _PARTICIPANTS[excluding] = statement
     return session.execute(statement, {"thread_id": thread_id, "exclude_member_id": exclude_member_id}).all()
 
+
+_BY_THREAD: list[Select] = []
+
+
+def participants_by_thread(session: Session, thread_ids: list[int]) -> dict[int, list]:
+    """participants() of many threads in one query: {thread id: rows in member id order} (each row also
+    has its thread_id). Built once per process, like participants()."""
+    if not _BY_THREAD:
+        statement = reachable_query(Participant.thread_id.in_(bindparam("thread_ids", expanding=True)))
+        _BY_THREAD.append(statement.join(Participant, Participant.member_id == Member.id)
+                          .add_columns(Participant.thread_id).order_by(None).order_by(Participant.thread_id, Member.id))
+    found: dict[int, list] = {}
+    for row in session.execute(_BY_THREAD[0], {"thread_ids": list(thread_ids)}):
+        found.setdefault(row.thread_id, []).append(row)
+    return found
 
 
 @dataclass(frozen=True)
@@ -138,6 +205,14 @@ def follow(session: Session, thread_id: int, member_ids: list[int], reason: str)
     insert_ignoring_conflicts(session, Participant.__table__, [
         {"thread_id": thread_id, "member_id": mid, "reason": reason, "created_at": now} for mid in member_ids
     ])
+
+
+def follow_many(session: Session, rows: list[dict]) -> None:
+    """follow() for many (thread, member) pairs at once: rows of thread_id, member_id, reason, created_at."""
+    if rows and session.get_bind().dialect.name == "postgresql":
+        insert_arrays(session, Participant.__table__, rows)
+    else:
+        insert_ignoring_conflicts(session, Participant.__table__, rows)
 
 
 def languages_of(session: Session, query) -> list[str]:
