@@ -15,12 +15,23 @@ _loop: asyncio.AbstractEventLoop | None = None
 _pid: int | None = None
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (about half the CPU per socket operation of asyncio's own), else asyncio's."""
+    if os.environ.get("RELAY_UVLOOP", "on").lower() in ("0", "off", "false", "no"):
+        return asyncio.new_event_loop()
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def shared_loop() -> asyncio.AbstractEventLoop:
     """This process's running loop (started on first use)."""
     global _loop, _pid
     with _lock:
         if _loop is None or _pid != os.getpid() or _loop.is_closed():
-            loop = asyncio.new_event_loop()
+            loop = _new_loop()
             threading.Thread(target=loop.run_forever, name="relay-async", daemon=True).start()
             _loop, _pid = loop, os.getpid()
         return _loop
