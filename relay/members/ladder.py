@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, false, select, update
@@ -293,7 +294,7 @@ def _urgent_rows(session: Session, rows: list[dict]) -> set[int]:
 
 
 def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
-               urgent: bool | None = None, zones: dict[int, str | None] | None = None) -> list[dict]:
+               urgent: bool | None = None, zones: Mapping[int, str | None] | None = None) -> list[dict]:
     """Planned delivery rows, less those the members' ladders refuse; quiet-hour rows get a not-before time.
 
     Muted case: never. Paused, digest-only or urgent-only: only urgent notices. Quiet hours: routine
@@ -309,7 +310,7 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
     member_ids = sorted({r["member_id"] for r in governed})
     states: dict[tuple[int, str], _State] = {}
     known_zones = zones is not None and all(member_id in zones for member_id in member_ids)
-    zones = dict(zones) if known_zones and zones is not None else {}
+    found_zones: dict[int, str | None] = dict(zones) if known_zones and zones is not None else {}
     mutes: set[tuple[int, int, str]] = set()
     case_ids = {r["case_id"] for r in governed if r.get("case_id")}
     for start in range(0, len(member_ids), 500):
@@ -318,7 +319,7 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
             quiet = (p.quiet_start, p.quiet_end) if p.quiet_start and p.quiet_end else default_quiet(session)
             states[(p.member_id, p.channel)] = _State(p.mode, p.paused_until, quiet)
         if not known_zones:
-            zones.update(session.execute(select(Member.id, Member.timezone).where(Member.id.in_(chunk))).all())
+            found_zones.update(session.execute(select(Member.id, Member.timezone).where(Member.id.in_(chunk))).all())
         if case_ids:
             mutes.update(session.execute(select(CaseMute.member_id, CaseMute.case_id, CaseMute.channel).where(
                 CaseMute.member_id.in_(chunk), CaseMute.case_id.in_(case_ids))).all())
@@ -338,7 +339,7 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
         if i not in urgent_rows:
             if state.mode != "all" or (state.paused_until is not None and state.paused_until > now) or i in by_list:
                 continue
-            row["next_attempt_at"] = quiet_until(zones.get(member_id), *state.quiet, now)
+            row["next_attempt_at"] = quiet_until(found_zones.get(member_id), *state.quiet, now)
         kept.append(row)
     return kept
 

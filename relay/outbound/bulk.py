@@ -25,7 +25,8 @@ from email.utils import formataddr
 from types import SimpleNamespace
 from typing import Sequence
 
-from sqlalchemy import bindparam, case, or_, select, update
+from sqlalchemy import String, any_, bindparam, case, or_, select, update
+from sqlalchemy.dialects import postgresql
 
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
@@ -254,6 +255,23 @@ _ACCEPT = (update(Delivery.__table__)  # type: ignore[arg-type]  # a model's __t
                    updated_at=bindparam("now"), error_code=None, error_message=None))
 
 
+# Status callbacks stored before we recorded their sid (their dedupe key is "<sid>:<status>"). On PostgreSQL
+# one statement with the patterns as one array parameter (`LIKE ANY`), compiled once: building an OR of a
+# LIKE per sid cost ~4 ms of CPU per batch of 100 (issue 18). Elsewhere (SQLite, the tests) that OR.
+_RACED_PG = select(InboundEvent.id).where(
+    InboundEvent.kind == "status", InboundEvent.processed_at.is_(None),
+    InboundEvent.dedupe_key.like(any_(bindparam("patterns", type_=postgresql.ARRAY(String)))))
+
+
+def _raced_statuses(session, sids: list[str]) -> list[int]:
+    patterns = [f"{sid}:%" for sid in sids]
+    if session.get_bind().dialect.name == "postgresql":
+        return list(session.scalars(_RACED_PG, {"patterns": patterns}))
+    return list(session.scalars(select(InboundEvent.id).where(
+        InboundEvent.kind == "status", InboundEvent.processed_at.is_(None),
+        or_(*[InboundEvent.dedupe_key.like(pattern) for pattern in patterns]))))
+
+
 def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
     """Send the deliveries of one bulk task; see the module docstring."""
     settings = services.settings
@@ -279,9 +297,7 @@ def send_batch(services, delivery_ids: Sequence[int]) -> BatchReport:
                 {"delivery_id": m.delivery_id, "provider_message_id": r.provider_message_id, "now": now}
                 for m, r in accepted])
             sids = [r.provider_message_id for m, r in accepted if m.channel != "email"]  # Twilio: SMS, WhatsApp
-            pending = list(session.scalars(select(InboundEvent.id).where(
-                InboundEvent.kind == "status", InboundEvent.processed_at.is_(None),
-                or_(*[InboundEvent.dedupe_key.like(f"{sid}:%") for sid in sids])))) if sids else []
+            pending = _raced_statuses(session, sids) if sids else []
         for message, _ in accepted:
             report.add(SendOutcome(message.delivery_id, "sent"))
         for event_id in pending:  # callbacks that raced ahead of our record of the sid
