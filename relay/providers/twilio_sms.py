@@ -206,8 +206,11 @@ class TwilioSmsSender:
         return client
 
     def warm_up(self) -> None:
-        """Load twilio's REST client modules now (the first messages.create otherwise imports them)."""
+        """Load twilio's REST client modules now (the first messages.create otherwise imports them), and
+        with RELAY_SEND_ASYNC the bulk sender's lean client (aiohttp, its default TLS contexts)."""
         self.client.messages  # noqa: B018 (the attribute access is the point)
+        if self.settings.send_async:
+            self.async_client()
 
     def _params(self, message: OutboundMessage) -> dict[str, str]:
         params = {
