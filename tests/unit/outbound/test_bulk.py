@@ -234,3 +234,31 @@ def test_the_bulk_batch_size_is_a_setting(network):
         network.dispatcher.batches.clear()
         assert dispatch_notice_batches(network, notice) == 3  # 10 deliveries in tasks of 4
     assert [len(b) for b in network.dispatcher.batches] == [4, 4, 2]
+
+
+def test_what_was_accepted_is_recorded_row_by_row_and_a_status_that_moved_on_is_kept(network):
+    """bulk._record_accepted (one UPDATE ... FROM unnest on PostgreSQL, an executemany elsewhere): a delivery
+    still `sending` becomes `accepted` with its lease cleared; one a callback already moved on (delivered)
+    keeps its status; both get their provider id and sent_at; others are untouched."""
+    from relay.outbound.bulk import _record_accepted
+
+    _sent_notice(network)
+    [batch] = network.dispatcher.batches
+    first, second, untouched = sorted(batch)[:3]
+    lease = utcnow() + timedelta(minutes=5)
+    with transaction(network.sessions) as session:
+        session.execute(update(Delivery).where(Delivery.id.in_([first, untouched])).values(
+            status="sending", lease_until=lease, error_code="x", error_message="earlier"))
+        session.execute(update(Delivery).where(Delivery.id == second).values(status="delivered", lease_until=lease))
+    now = utcnow()
+    with transaction(network.sessions) as session:
+        _record_accepted(session, [(first, "SM" + "1" * 32), (second, "SM" + "2" * 32)], now)
+    with network.sessions() as session:
+        rows = {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_([first, second, untouched])))}
+    assert (rows[first].status, rows[first].lease_until, rows[first].provider_message_id) == ("accepted", None,
+                                                                                              "SM" + "1" * 32)
+    assert (rows[first].error_code, rows[first].error_message) == (None, None)
+    assert (rows[second].status, rows[second].provider_message_id) == ("delivered", "SM" + "2" * 32)
+    assert rows[second].lease_until is not None
+    assert abs((rows[first].sent_at - now).total_seconds()) < 1 and rows[first].sent_at.tzinfo is not None
+    assert (rows[untouched].status, rows[untouched].provider_message_id) == ("sending", None)
