@@ -258,6 +258,7 @@ class TwilioSmsSender:
 
         params = self._params(message)
         client = self.async_client()
+        client.session()  # made before our slot: the slot is for the request itself
         if self.limiter is not None and self.rate is not None:  # a Redis call that may wait for the slot
             await asyncio.to_thread(take_slot, self.limiter, self.rate_key, self.rate, message)
         created, failure = await client.create(params)
