@@ -23,7 +23,7 @@ from relay.notices import escalation
 from relay.notices.lifecycle import finish_notice, unfinished_notices
 from relay.outbound import hold
 from relay.outbound.deliveries import booked_soon, due_for_dispatch
-from relay.outbound.queueing import BATCH_SIZE, DISPATCH_AHEAD, dispatch_batches, dispatch_deliveries, dispatch_when_due
+from relay.outbound.queueing import DISPATCH_AHEAD, batch_size, dispatch_batches, dispatch_deliveries, dispatch_when_due
 from relay.reach.rollups import sweep_reach
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,8 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
     # a broadcast's waiting deliveries go back in batches to the bulk queue, behind the broadcast,
     # never ahead of replies on the outbound queue (claims make any duplicate task a no-op)
     ordered = sorted(broadcast)
-    dispatch_batches(services, (ordered[i:i + BATCH_SIZE] for i in range(0, len(ordered), BATCH_SIZE)))
+    size = batch_size(services)
+    dispatch_batches(services, (ordered[i:i + size] for i in range(0, len(ordered), size)))
     purge_raw_bodies(services)  # clinical text is not kept past its retention (in short batches of its own)
     urgent_path(services, now)  # issue 17
     sweep_reach(services)  # issue 20: the Reach rollups; the reader count's past salts destroyed

@@ -45,7 +45,7 @@ from relay.model.tables import (
 )
 from relay.outbound import fanout
 from relay.outbound.deliveries import move
-from relay.outbound.queueing import BATCH_SIZE, dispatch_batches
+from relay.outbound.queueing import batch_size, dispatch_batches
 from relay.render import i18n
 from relay.render.digest_mail import digest_unsubscribe_url
 from relay.render.mail import preferences_url, render_mail_template
@@ -375,7 +375,8 @@ def _dispatch(services, delivery_ids: list[int]) -> None:
     sweeper."""
     if not delivery_ids:
         return
-    batches = [delivery_ids[i:i + BATCH_SIZE] for i in range(0, len(delivery_ids), BATCH_SIZE)]
+    size = batch_size(services)
+    batches = [delivery_ids[i:i + size] for i in range(0, len(delivery_ids), size)]
     queued = [d for batch in batches[:dispatch_batches(services, batches)] for d in batch]
     if queued:
         with transaction(services.sessions) as session:

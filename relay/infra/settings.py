@@ -208,6 +208,7 @@ class Settings:
     smtp_rate: int = 0
     rate_limit_url: str = ""
     send_concurrency: int = 16
+    bulk_batch_size: int = 250  # issue 18: deliveries per bulk task (relay/outbound/queueing.py batch_size)
     send_async: bool = True  # issue 18: bulk sends from an event loop (relay/outbound/async_batch.py)
     # The spool for webhooks the database could not take (relay/infra/spool.py). Empty dir: <var_dir>/spool.
     spool_dir: str = ""
@@ -310,6 +311,8 @@ class Settings:
             send_concurrency=parse_int(get("SEND_CONCURRENCY"), "RELAY_SEND_CONCURRENCY", cls.send_concurrency,
                                        minimum=1),
             send_async=parse_bool(get("SEND_ASYNC"), "RELAY_SEND_ASYNC") is not False,
+            bulk_batch_size=parse_int(get("BULK_BATCH_SIZE"), "RELAY_BULK_BATCH_SIZE", cls.bulk_batch_size,
+                                      minimum=1),
             spool_dir=get("SPOOL_DIR"),
             spool_max_bytes=parse_int(get("SPOOL_MAX_BYTES"), "RELAY_SPOOL_MAX_BYTES", cls.spool_max_bytes,
                                       minimum=65536),

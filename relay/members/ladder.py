@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, false, select, update
@@ -239,6 +240,23 @@ def _digest_only_by_list(session: Session, rows: list[dict], candidates: list[in
     notice_rows = [i for i in candidates if rows[i]["purpose"] == "notice"]
     if not notice_rows:
         return set()
+    member_ids = sorted({rows[i]["member_id"] for i in notice_rows})
+    digest: dict[tuple[int, str], set[str]] = {}
+    for start in range(0, len(member_ids), 500):
+        chunk = member_ids[start:start + 500]
+        for member_id, channel, name in session.execute(select(
+                ListDigestChoice.member_id, ListDigestChoice.channel, MemberList.name).join(
+                MemberList, MemberList.id == ListDigestChoice.list_id).where(ListDigestChoice.member_id.in_(chunk))):
+            digest.setdefault((member_id, channel), set()).add(name)
+    if not digest:  # nobody here chose a digest for a list: the usual case, and one query (issue 18)
+        return set()
+    chosen_by = sorted({member_id for member_id, _ in digest})  # only they can be digest-only for a notice
+    memberships: dict[int, set[str]] = {}
+    for start in range(0, len(chosen_by), 500):
+        for member_id, name in session.execute(select(Membership.member_id, MemberList.name).join(
+                MemberList, MemberList.id == Membership.list_id).where(
+                Membership.member_id.in_(chosen_by[start:start + 500]))):
+            memberships.setdefault(member_id, set()).add(name)
     post_ids = {rows[i].get("post_id") for i in notice_rows} - {None}
     notice_ids = {notice_id_in_key(rows[i]["dedupe_key"]) for i in notice_rows} - {None}
     lists_by_post, lists_by_notice = {}, {}
@@ -246,20 +264,6 @@ def _digest_only_by_list(session: Session, rows: list[dict], candidates: list[in
         lists_by_post = dict(session.execute(select(Notice.post_id, Notice.lists).where(Notice.post_id.in_(post_ids))).all())
     if notice_ids:
         lists_by_notice = dict(session.execute(select(Notice.id, Notice.lists).where(Notice.id.in_(notice_ids))).all())
-    member_ids = sorted({rows[i]["member_id"] for i in notice_rows})
-    memberships: dict[int, set[str]] = {}
-    digest: dict[tuple[int, str], set[str]] = {}
-    for start in range(0, len(member_ids), 500):
-        chunk = member_ids[start:start + 500]
-        for member_id, name in session.execute(select(Membership.member_id, MemberList.name).join(
-                MemberList, MemberList.id == Membership.list_id).where(Membership.member_id.in_(chunk))):
-            memberships.setdefault(member_id, set()).add(name)
-        for member_id, channel, name in session.execute(select(
-                ListDigestChoice.member_id, ListDigestChoice.channel, MemberList.name).join(
-                MemberList, MemberList.id == ListDigestChoice.list_id).where(ListDigestChoice.member_id.in_(chunk))):
-            digest.setdefault((member_id, channel), set()).add(name)
-    if not digest:
-        return set()
     found = set()
     for i in notice_rows:
         row = rows[i]
@@ -290,12 +294,13 @@ def _urgent_rows(session: Session, rows: list[dict]) -> set[int]:
 
 
 def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
-               urgent: bool | None = None) -> list[dict]:
+               urgent: bool | None = None, zones: Mapping[int, str | None] | None = None) -> list[dict]:
     """Planned delivery rows, less those the members' ladders refuse; quiet-hour rows get a not-before time.
 
     Muted case: never. Paused, digest-only or urgent-only: only urgent notices. Quiet hours: routine
     waits until the window ends; urgent goes at once. `urgent` overrides the severity read from the
-    rows' notices (the preview asks about a notice that has no deliveries yet)."""
+    rows' notices (the preview asks about a notice that has no deliveries yet). `zones`: the members'
+    time zones when the caller has just read them (the send-time checks), else read here."""
     now = now or utcnow()
     for row in rows:
         row.setdefault("next_attempt_at", None)
@@ -304,7 +309,8 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
         return rows
     member_ids = sorted({r["member_id"] for r in governed})
     states: dict[tuple[int, str], _State] = {}
-    zones: dict[int, str] = {}
+    known_zones = zones is not None and all(member_id in zones for member_id in member_ids)
+    found_zones: dict[int, str | None] = dict(zones) if known_zones and zones is not None else {}
     mutes: set[tuple[int, int, str]] = set()
     case_ids = {r["case_id"] for r in governed if r.get("case_id")}
     for start in range(0, len(member_ids), 500):
@@ -312,7 +318,8 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
         for p in session.scalars(select(ChannelPreference).where(ChannelPreference.member_id.in_(chunk))):
             quiet = (p.quiet_start, p.quiet_end) if p.quiet_start and p.quiet_end else default_quiet(session)
             states[(p.member_id, p.channel)] = _State(p.mode, p.paused_until, quiet)
-        zones.update(session.execute(select(Member.id, Member.timezone).where(Member.id.in_(chunk))).all())
+        if not known_zones:
+            found_zones.update(session.execute(select(Member.id, Member.timezone).where(Member.id.in_(chunk))).all())
         if case_ids:
             mutes.update(session.execute(select(CaseMute.member_id, CaseMute.case_id, CaseMute.channel).where(
                 CaseMute.member_id.in_(chunk), CaseMute.case_id.in_(case_ids))).all())
@@ -332,7 +339,7 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
         if i not in urgent_rows:
             if state.mode != "all" or (state.paused_until is not None and state.paused_until > now) or i in by_list:
                 continue
-            row["next_attempt_at"] = quiet_until(zones.get(member_id), *state.quiet, now)
+            row["next_attempt_at"] = quiet_until(found_zones.get(member_id), *state.quiet, now)
         kept.append(row)
     return kept
 

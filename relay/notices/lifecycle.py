@@ -32,7 +32,8 @@ from relay.model.tables import Case, Delivery, Member, MemberList, Membership, N
 from relay.model.translatable import N_, Translatable
 from relay.notices.audience import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text
 from relay.outbound import fanout
-from relay.outbound.queueing import BATCH_SIZE, dispatch_batches, dispatch_deliveries
+from relay.outbound.queueing import batch_size as bulk_batch_size
+from relay.outbound.queueing import dispatch_batches, dispatch_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -503,20 +504,22 @@ def _counts(session: Session, notice: Notice) -> NoticeResult:
                         whatsapp=counts.get("whatsapp", 0))
 
 
-def dispatch_notice_batches(services, notice: Notice, batch_size: int = BATCH_SIZE, after_member: int = 0) -> int:
+def dispatch_notice_batches(services, notice: Notice, batch_size: int | None = None, after_member: int = 0) -> int:
     """Queue a notice's waiting deliveries (of members from `after_member` on) as bulk tasks of
-    `batch_size`, streamed from the database in (member, channel) order so each batch mixes SMS and
+    `batch_size` (default RELAY_BULK_BATCH_SIZE), streamed from the database in (member, channel) order so each batch mixes SMS and
     email; returns the number of batches."""
+    size = batch_size or bulk_batch_size(services)
+
     def batches():
         with services.sessions() as session:
             ids = session.scalars(select(Delivery.id).where(deliveries_filter(notice), Delivery.status == "queued",
                                                             Delivery.member_id >= after_member)
                                   .order_by(Delivery.member_id, Delivery.channel)
-                                  .execution_options(yield_per=batch_size * 10))
+                                  .execution_options(yield_per=size * 10))
             chunk: list[int] = []
             for delivery_id in ids:
                 chunk.append(delivery_id)
-                if len(chunk) == batch_size:
+                if len(chunk) == size:
                     yield chunk
                     chunk = []
             if chunk:

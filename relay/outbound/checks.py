@@ -115,7 +115,8 @@ def check(session: Session, settings, claimed: Sequence[tuple[Delivery, Member |
     if governed:
         rows = [{"dedupe_key": d.dedupe_key, "purpose": d.purpose, "member_id": d.member_id, "case_id": d.case_id,
                  "channel": d.channel, "post_id": d.post_id, "index": i} for i, d in governed]
-        kept = {row["index"]: row for row in ladder.shape_rows(session, rows, now)}
+        zones = {m.id: m.timezone for _, m, _ in passed if m is not None}  # just read with the batch
+        kept = {row["index"]: row for row in ladder.shape_rows(session, rows, now, zones=zones)}
         for i, delivery in governed:
             row = kept.get(i)
             if row is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, any_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from relay.model.delivery_states import (
@@ -61,6 +62,17 @@ def claim(session: Session, delivery_id: int, lease: timedelta, now: datetime | 
     return result.rowcount == 1  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
 
 
+def ids_in(session: Session, column, ids):
+    """`column IN ids` for a batch of ids. On PostgreSQL `column = ANY(:array)`: one parameter, so the
+    statement's text is the same for every batch (SQLAlchemy renders and psycopg parses it once, and
+    PostgreSQL can keep it prepared) instead of one placeholder per id (issue 18: ~6 ms of CPU per
+    batch of 100 went to rendering and parsing them). Elsewhere (SQLite, the tests) the IN list."""
+    ids = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, value=ids, type_=postgresql.ARRAY(column.type)))
+    return column.in_(ids)
+
+
 def claim_many(session: Session, delivery_ids, lease: timedelta, now: datetime | None = None) -> list[int]:
     """claim() for a batch in one statement (UPDATE ... RETURNING): each delivery is still won by
     exactly one caller, row by row; returns the ids this caller won."""
@@ -69,7 +81,7 @@ def claim_many(session: Session, delivery_ids, lease: timedelta, now: datetime |
         return []
     result = session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(list(delivery_ids)), _claimable(now))
+        .where(ids_in(session, Delivery.id, delivery_ids), _claimable(now))
         .values(status=SENDING, lease_until=now + lease, attempts=Delivery.attempts + 1, updated_at=now)
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)

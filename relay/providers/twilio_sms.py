@@ -177,7 +177,7 @@ class TwilioSmsSender:
         self.rate = sms_rate(settings.sms_rate, settings.twilio_from)
         self.rate_key = f"sms:{settings.twilio_from}"
         self._local = threading.local()  # one client (one requests.Session) per thread: Session is not thread-safe
-        self._async: Any = None  # twilio's async client for send_async (relay/providers/twilio_async.py), made on use
+        self._async: Any = None  # the lean async client for send_async (relay/providers/twilio_async.py), made on use
 
     def _build_client(self):
         # reason: start-up cost, as in classify_error
@@ -206,8 +206,11 @@ class TwilioSmsSender:
         return client
 
     def warm_up(self) -> None:
-        """Load twilio's REST client modules now (the first messages.create otherwise imports them)."""
+        """Load twilio's REST client modules now (the first messages.create otherwise imports them), and
+        with RELAY_SEND_ASYNC the bulk sender's lean client (aiohttp, its default TLS contexts)."""
         self.client.messages  # noqa: B018 (the attribute access is the point)
+        if self.settings.send_async:
+            self.async_client()
 
     def _params(self, message: OutboundMessage) -> dict[str, str]:
         params = {
@@ -237,21 +240,28 @@ class TwilioSmsSender:
             raise error from exc
         return SendResult(provider_message_id=created.sid, provider_status=created.status or "queued")
 
-    async def send_async(self, message: OutboundMessage) -> SendResult:
-        """send(), as a coroutine on the process's loop (relay/infra/eventloop.py; the bulk sender,
-        relay/outbound/async_batch.py): the same request through twilio's async client
-        (relay/providers/twilio_async.py), the same slot, errors and provider pause."""
-        from relay.providers.twilio_async import AsyncTwilioClient, network_error  # reason: start-up cost
+    def async_client(self):
+        """The lean aiohttp client for send_async (relay/providers/twilio_async.py), made on first use."""
+        from relay.providers.twilio_async import AsyncTwilioClient  # reason: start-up cost
 
         if self._async is None:
             self._async = AsyncTwilioClient(self.settings.twilio_account_sid, self.settings.twilio_auth_token,
                                             self.settings.twilio_api_url, self.timeout,
                                             max(1, self.settings.send_concurrency))
+        return self._async
+
+    async def send_async(self, message: OutboundMessage) -> SendResult:
+        """send(), as a coroutine on the process's loop (relay/infra/eventloop.py; the bulk sender,
+        relay/outbound/async_batch.py): the same request (relay/providers/twilio_async.py), the same slot,
+        errors and provider pause."""
+        from relay.providers.twilio_async import network_error  # reason: start-up cost
+
         params = self._params(message)
-        self._async.client().messages  # noqa: B018 (built before our slot: the slot is for the request itself)
+        client = self.async_client()
+        client.session()  # made before our slot: the slot is for the request itself
         if self.limiter is not None and self.rate is not None:  # a Redis call that may wait for the slot
             await asyncio.to_thread(take_slot, self.limiter, self.rate_key, self.rate, message)
-        created, failure = await self._async.create(params)
+        created, failure = await client.create(params)
         if failure is not None:
             exc, headers = failure
             error = network_error(exc) or classify_error(exc, retry_after_seconds(headers.get("Retry-After")))

@@ -193,6 +193,18 @@ class WhatsAppSender(TwilioSmsSender):
         return SendResult(provider_message_id=created.sid, provider_status=created.status or "queued")
 
     async def send_async(self, message: OutboundMessage) -> SendResult:
-        """The bulk sender's coroutine path (issue 18): this sender's own request (WhatsApp sender, template
-        or body, 630xx classification) in a thread, never the SMS request TwilioSmsSender.send_async builds."""
-        return await asyncio.to_thread(self.send, message)
+        """send(), as a coroutine on the process's loop (the bulk sender, issue 18): this sender's own
+        request (WhatsApp sender, template or body) through the lean client (relay/providers/twilio_async.py),
+        the same slot and the same classification (630xx codes) as send()."""
+        from relay.providers.twilio_async import network_error  # reason: start-up cost
+
+        params = self.params(message)
+        client = self.async_client()
+        client.session()  # made before our slot: the slot is for the request itself
+        if self.limiter is not None and self.rate is not None:  # a Redis call that may wait for the slot
+            await asyncio.to_thread(take_slot, self.limiter, self.rate_key, self.rate, message)
+        created, failure = await client.create(params)
+        if failure is not None:
+            exc, headers = failure
+            raise (network_error(exc) or classify(exc, retry_after_seconds(headers.get("Retry-After")))) from exc
+        return SendResult(provider_message_id=created.sid, provider_status=created.status or "queued")

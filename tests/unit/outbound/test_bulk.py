@@ -3,9 +3,11 @@ bulk_send.send_batch with per-delivery claims kept; its pre-rendered emails say 
 compose() says, and a batch sent twice sends nothing twice."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from email import message_from_bytes, policy
 
+import pytest
 from sqlalchemy import select, update
 
 from relay.infra.db import transaction
@@ -192,3 +194,71 @@ def test_a_broadcast_left_half_planned_by_a_crash_is_finished_by_the_sweeper(net
     for batch in network.dispatcher.batches:
         send_batch(network, batch)
     assert len(sms.sent) == 5 and len(mail.sent) == 5
+
+
+def test_callbacks_that_raced_ahead_of_a_batch_are_dispatched_once_its_sids_are_recorded(network, sms):
+    """Twilio may call back before the batch records the sid (relay/outbound/bulk.py _raced_statuses: one
+    LIKE ANY on PostgreSQL, an OR of LIKEs elsewhere): those events are queued again, and no other's."""
+    from relay.inbound.statuses import apply_status
+    from tests.unit.inbound.test_statuses import record_status
+
+    _sent_notice(network)
+    [batch] = network.dispatcher.batches
+    with network.sessions() as session:
+        sms_ids = sorted(session.scalars(select(Delivery.id).where(Delivery.id.in_(batch), Delivery.channel == "sms")))
+    early = [record_status(network, f"SM{delivery_id:032x}", status)  # the recording sender's sids
+             for delivery_id, status in zip(sms_ids[:2], ("delivered", "sent"))]
+    other = record_status(network, "SM" + "f" * 32, "delivered")  # another message's callback
+    for event_id in early + [other]:
+        assert apply_status(network, event_id) == "unmatched"
+    network.dispatcher.statuses.clear()
+    report = send_batch(network, batch)
+    assert report.sent == 10
+    assert sorted(network.dispatcher.statuses) == sorted(early)
+
+
+def test_the_bulk_batch_size_is_a_setting(network):
+    from relay.infra.settings import Settings, SettingsError
+    from relay.notices.lifecycle import dispatch_notice_batches
+    from relay.outbound.queueing import batch_size
+
+    assert Settings.from_env({}).bulk_batch_size == 250
+    assert Settings.from_env({"RELAY_BULK_BATCH_SIZE": "40"}).bulk_batch_size == 40
+    with pytest.raises(SettingsError, match="RELAY_BULK_BATCH_SIZE"):
+        Settings.from_env({"RELAY_BULK_BATCH_SIZE": "0"})
+    assert batch_size(network) == 250
+    _sent_notice(network)
+    network.settings = dataclasses.replace(network.settings, bulk_batch_size=4)
+    with network.sessions() as session:
+        notice = session.scalars(select(Notice)).one()
+        network.dispatcher.batches.clear()
+        assert dispatch_notice_batches(network, notice) == 3  # 10 deliveries in tasks of 4
+    assert [len(b) for b in network.dispatcher.batches] == [4, 4, 2]
+
+
+def test_what_was_accepted_is_recorded_row_by_row_and_a_status_that_moved_on_is_kept(network):
+    """bulk._record_accepted (one UPDATE ... FROM unnest on PostgreSQL, an executemany elsewhere): a delivery
+    still `sending` becomes `accepted` with its lease cleared; one a callback already moved on (delivered)
+    keeps its status; both get their provider id and sent_at; others are untouched."""
+    from relay.outbound.bulk import _record_accepted
+
+    _sent_notice(network)
+    [batch] = network.dispatcher.batches
+    first, second, untouched = sorted(batch)[:3]
+    lease = utcnow() + timedelta(minutes=5)
+    with transaction(network.sessions) as session:
+        session.execute(update(Delivery).where(Delivery.id.in_([first, untouched])).values(
+            status="sending", lease_until=lease, error_code="x", error_message="earlier"))
+        session.execute(update(Delivery).where(Delivery.id == second).values(status="delivered", lease_until=lease))
+    now = utcnow()
+    with transaction(network.sessions) as session:
+        _record_accepted(session, [(first, "SM" + "1" * 32), (second, "SM" + "2" * 32)], now)
+    with network.sessions() as session:
+        rows = {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_([first, second, untouched])))}
+    assert (rows[first].status, rows[first].lease_until, rows[first].provider_message_id) == ("accepted", None,
+                                                                                              "SM" + "1" * 32)
+    assert (rows[first].error_code, rows[first].error_message) == (None, None)
+    assert (rows[second].status, rows[second].provider_message_id) == ("delivered", "SM" + "2" * 32)
+    assert rows[second].lease_until is not None
+    assert abs((rows[first].sent_at - now).total_seconds()) < 1 and rows[first].sent_at.tzinfo is not None
+    assert (rows[untouched].status, rows[untouched].provider_message_id) == ("sending", None)
