@@ -60,12 +60,18 @@ def claim_waiting(services, limit: int = BATCH) -> list[tuple[int, str]]:
 
 
 def _claim(services, limit: int) -> list[tuple[int, str, int]]:
-    """claim_waiting, with each event's attempts so far: [(id, kind, attempts)]."""
+    """claim_waiting, with each event's attempts so far: [(id, kind, attempts)].
+
+    The rows are picked in a materialized CTE, evaluated exactly once. As `id IN (SELECT ... LIMIT n FOR UPDATE
+    SKIP LOCKED)` PostgreSQL may rescan the subquery (a nested-loop plan, chosen by the statistics of the moment);
+    a rescan skips the rows this statement has just updated and takes the next ones, so a claim of n came back
+    with more than n (seen: 5 for a claim of 3, which broke the drain's budget and its full-claim signal)."""
     waiting = (select(InboundEvent.id)
                .where(InboundEvent.processed_at.is_(None), InboundEvent.dispatched_at.is_(None))
-               .order_by(InboundEvent.id).limit(limit).with_for_update(skip_locked=True))
+               .order_by(InboundEvent.id).limit(limit).with_for_update(skip_locked=True)
+               .cte("waiting").prefix_with("MATERIALIZED", dialect="postgresql"))
     with transaction(services.sessions) as session:
-        rows = session.execute(update(InboundEvent).where(InboundEvent.id.in_(waiting.scalar_subquery()))
+        rows = session.execute(update(InboundEvent).where(InboundEvent.id.in_(select(waiting.c.id)))
                                .values(dispatched_at=utcnow())
                                .returning(InboundEvent.id, InboundEvent.kind, InboundEvent.attempts)
                                .execution_options(synchronize_session=False)).all()

@@ -379,3 +379,28 @@ def test_a_webhook_is_answered_quickly_while_redis_hangs(network, hung_redis, tm
     assert response.status_code == 200
     assert took < 1.5, f"the webhook took {took:.1f} s"
     assert outcomes(network) == {"received": 1}  # kept, waiting for the sweeper
+
+
+def test_a_claim_takes_at_most_its_limit_with_the_rows_picked_once(network):
+    """A claim of n never comes back with more than n (the drain's budget and its full-claim signal depend on it).
+    On PostgreSQL the rows are picked in a MATERIALIZED CTE: as an `IN (subquery ... SKIP LOCKED)` a nested-loop
+    plan may rescan the subquery, which then skips the rows just updated and takes the next (seen in this file:
+    5 claimed for a budget of 3, under a plan the statistics of the moment chose)."""
+    from sqlalchemy import event
+
+    client = create_app(services=network).test_client()
+    stored_sms(client, 5)
+    sent: list[str] = []
+    engine = network.sessions.kw["bind"]
+    listener = lambda conn, cursor, statement, *args: sent.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        claimed = inbound_drain._claim(network, 3)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert [event_id for event_id, _kind, _attempts in claimed] == sorted(event_id for event_id, _, _ in claimed)
+    assert len(claimed) == 3
+    claim = next(statement for statement in sent if "UPDATE inbound_events" in statement)
+    if engine.dialect.name == "postgresql":
+        assert "AS MATERIALIZED" in claim and "SKIP LOCKED" in claim
+    assert len(inbound_drain._claim(network, 3)) == 2  # the rest, and nothing claimed twice
