@@ -119,7 +119,11 @@ def run_smtp(port: int, stats_port: int) -> None:
             clock.tick()
             return "250 Message accepted for delivery"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    # On uvloop, as the Twilio stand-in (issue 18: the stand-ins must not be what limits): on asyncio's own loop
+    # this sink took ~1,400 messages/s here and capped relay and the raw client alike.
+    import uvloop
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, loop=uvloop.new_event_loop())
     controller.start()
 
     def reset():
