@@ -250,18 +250,22 @@ class TwilioSmsSender:
                                             max(1, self.settings.send_concurrency))
         return self._async
 
+    async def _create_in_slot(self, params: dict, message: OutboundMessage):
+        """The lean client's create (relay/providers/twilio_async.py) once this sender's rate slot comes: (created,
+        None) or (None, (exception, answer headers)). Shared by SMS and WhatsApp (relay/providers/whatsapp.py)."""
+        client = self.async_client()
+        client.session()  # made before our slot: the slot is for the request itself
+        if self.limiter is not None and self.rate is not None:  # a Redis call that may wait for the slot
+            await asyncio.to_thread(take_slot, self.limiter, self.rate_key, self.rate, message)
+        return await client.create(params)
+
     async def send_async(self, message: OutboundMessage) -> SendResult:
         """send(), as a coroutine on the process's loop (relay/infra/eventloop.py; the bulk sender,
         relay/outbound/async_batch.py): the same request (relay/providers/twilio_async.py), the same slot,
         errors and provider pause."""
         from relay.providers.twilio_async import network_error  # reason: start-up cost
 
-        params = self._params(message)
-        client = self.async_client()
-        client.session()  # made before our slot: the slot is for the request itself
-        if self.limiter is not None and self.rate is not None:  # a Redis call that may wait for the slot
-            await asyncio.to_thread(take_slot, self.limiter, self.rate_key, self.rate, message)
-        created, failure = await client.create(params)
+        created, failure = await self._create_in_slot(self._params(message), message)
         if failure is not None:
             exc, headers = failure
             error = network_error(exc) or classify_error(exc, retry_after_seconds(headers.get("Retry-After")))

@@ -14,7 +14,6 @@ A real inbound body is in tests/data/whatsapp/. The request is built by twilio's
 for SMS; only the parameters differ."""
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -198,12 +197,7 @@ class WhatsAppSender(TwilioSmsSender):
         the same slot and the same classification (630xx codes) as send()."""
         from relay.providers.twilio_async import network_error  # reason: start-up cost
 
-        params = self.params(message)
-        client = self.async_client()
-        client.session()  # made before our slot: the slot is for the request itself
-        if self.limiter is not None and self.rate is not None:  # a Redis call that may wait for the slot
-            await asyncio.to_thread(take_slot, self.limiter, self.rate_key, self.rate, message)
-        created, failure = await client.create(params)
+        created, failure = await self._create_in_slot(self.params(message), message)
         if failure is not None:
             exc, headers = failure
             raise (network_error(exc) or classify(exc, retry_after_seconds(headers.get("Retry-After")))) from exc
