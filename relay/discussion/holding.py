@@ -28,6 +28,7 @@ from relay.discussion.posting import publish_reply
 from relay.infra import audit
 from relay.infra.dispatch import dispatch_safely
 from relay.infra.metrics import GUARD_VERDICTS
+from relay.infra.storage import in_values
 from relay.library import mms_pictures
 from relay.model.tables import Case, HeldMessage, InboundEvent, Member, MemberList, Notice, utcnow
 from relay.model.translatable import N_, Translatable
@@ -81,11 +82,11 @@ def modes_for(session: Session, settings, case_ids) -> dict[int, str]:
     names: dict[int, set[str]] = {case_id: set() for case_id in case_ids}
     if not names:
         return {}
-    for case_id, lists in session.execute(select(Notice.case_id, Notice.lists).where(Notice.case_id.in_(sorted(names)))):
+    for case_id, lists in session.execute(select(Notice.case_id, Notice.lists).where(in_values(session, Notice.case_id, sorted(names)))):
         if case_id is not None:
             names[case_id].update(name for name in (lists or "").split(";") if name)
     every = sorted(set().union(*names.values()))
-    guards = dict(session.execute(select(MemberList.name, MemberList.guard).where(MemberList.name.in_(every))).all()) \
+    guards = dict(session.execute(select(MemberList.name, MemberList.guard).where(in_values(session, MemberList.name, every))).all()) \
         if every else {}
     found = {}
     for case_id, wanted in names.items():

@@ -42,6 +42,7 @@ from relay.discussion.posting import Posts
 from relay.inbound.limits import Recent
 from relay.infra.db import transaction
 from relay.infra.dispatch import QUEUE_OUTBOUND, dispatch_safely
+from relay.infra.storage import in_values
 from relay.model.tables import Case, Delivery, HeldMessage, InboundEvent, Member, Post, Thread
 from relay.outbound import fanout
 from relay.outbound.queueing import dispatch_deliveries_in_batches
@@ -122,7 +123,7 @@ def count_attempts(services, event_ids: Sequence[int], by: int = 1) -> None:
     """Count (by=1) or give back (by=-1) one attempt of each unprocessed event, in a transaction of its own."""
     with transaction(services.sessions) as session:
         session.execute(update(InboundEvent)
-                        .where(InboundEvent.id.in_(list(event_ids)), InboundEvent.processed_at.is_(None))
+                        .where(in_values(session, InboundEvent.id, event_ids), InboundEvent.processed_at.is_(None))
                         .values(attempts=InboundEvent.attempts + by).execution_options(synchronize_session=False))
 
 
@@ -131,7 +132,7 @@ def _open(session: Session, event_ids: Sequence[int], settings) -> Iterator[Batc
     """Lock and load the batch's events, and load in one query each what their processing would otherwise
     look up event by event: the senders' members, the cases their replies name and those cases' threads,
     which of the senders have a held message (relay/discussion/threads.py, relay/discussion/holding.py)."""
-    events = {e.id: e for e in session.scalars(select(InboundEvent).where(InboundEvent.id.in_(list(event_ids)))
+    events = {e.id: e for e in session.scalars(select(InboundEvent).where(in_values(session, InboundEvent.id, event_ids))
                                                .order_by(InboundEvent.id).with_for_update())}
     phones, numbers = set(), set()
     forms: dict[int, dict[str, str]] = {}
@@ -145,15 +146,15 @@ def _open(session: Session, event_ids: Sequence[int], settings) -> Iterator[Batc
         number, _text = threads.split_case_code(message.body)
         if number is not None:
             numbers.add(number)
-    members = {m.phone or "": m for m in session.scalars(select(Member).where(Member.phone.in_(sorted(phones))))} \
+    members = {m.phone or "": m for m in session.scalars(select(Member).where(in_values(session, Member.phone, sorted(phones))))} \
         if phones else {}
-    cases = {c.number: c for c in session.scalars(select(Case).where(Case.number.in_(sorted(numbers))))} \
+    cases = {c.number: c for c in session.scalars(select(Case).where(in_values(session, Case.number, sorted(numbers))))} \
         if numbers else {}
     case_threads = {t.case_id: t for t in session.scalars(
-        select(Thread).where(Thread.case_id.in_(sorted(c.id for c in cases.values()))))} if cases else {}
+        select(Thread).where(in_values(session, Thread.case_id, sorted(c.id for c in cases.values()))))} if cases else {}
     member_ids = sorted(m.id for m in members.values())
     holding_members = set(session.scalars(select(HeldMessage.member_id).distinct().where(
-        HeldMessage.member_id.in_(member_ids), HeldMessage.status == "held"))) if member_ids else set()
+        in_values(session, HeldMessage.member_id, member_ids), HeldMessage.status == "held"))) if member_ids else set()
     preloaded = {threads.PRELOADED_CASES: cases, threads.PRELOADED_THREADS: case_threads,
                  holding.MEMBERS_HOLDING: holding_members,
                  holding.GUARD_MODES: holding.modes_for(session, settings, sorted(case_threads))}
@@ -212,9 +213,9 @@ def held_relays(services, since: datetime, until: datetime | None = None) -> lis
         posts = session.execute(select(Post.id, Post.inbound_event_id).where(*window)).all()
         for start in range(0, len(posts), 500):  # only the two unique/post indexes in the conditions
             chunk = posts[start:start + 500]
-            rows += session.execute(select(*columns).where(Delivery.post_id.in_([p for p, _event in chunk]))).all()
+            rows += session.execute(select(*columns).where(in_values(session, Delivery.post_id, [p for p, _event in chunk]))).all()
             keys = [f"reply:{event_id}:{purpose}" for _post, event_id in chunk for purpose in _POST_ANSWERS]
-            rows += session.execute(select(*columns).where(Delivery.dedupe_key.in_(keys))).all()
+            rows += session.execute(select(*columns).where(in_values(session, Delivery.dedupe_key, keys))).all()
     return sorted({delivery_id for delivery_id, purpose, status, dispatched_at in rows
                    if purpose in HELD_PURPOSES and status == "queued" and dispatched_at is None})
 

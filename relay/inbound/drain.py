@@ -37,8 +37,11 @@ from relay.model.tables import InboundEvent, utcnow
 
 log = logging.getLogger(__name__)
 
-BATCH = 50  # events claimed at once
-BUDGET = 500  # events one drain task processes before it hands over to a fresh task
+# Events claimed at once, processed as one batch (relay/inbound/batch.py). 200 rather than 50: a batch's fixed
+# statements are shared by more events (issue 18: CPU per reply 0.87 -> 0.73 ms with the IN lists as they were).
+# A batch that fails is rolled back and its events processed one by one, so this also bounds that redo.
+BATCH = 200
+BUDGET = 1000  # events one drain task processes before it hands over to a fresh task (a multiple of BATCH)
 # While a backlog lasts, the relays of the posts a drain makes wait to be queued until it catches up (the
 # authors' answers are queued at once), so the sends do not take the worker from the drain: at most this long.
 HOLD_AT_MOST = timedelta(seconds=10)
@@ -156,10 +159,11 @@ def _drain(services, budget: int, on_backlog, linger: float, sleep, caught_up: C
     processed = failed = 0
     asked_for_help = False
     while processed + failed < budget:
-        claimed = _claim(services, min(BATCH, budget - processed - failed))
+        limit = min(BATCH, budget - processed - failed)
+        claimed = _claim(services, limit)
         if not claimed and linger > 0:
             sleep(linger)
-            claimed = _claim(services, min(BATCH, budget - processed - failed))
+            claimed = _claim(services, limit)
         if not claimed:
             return DrainReport(processed, failed, more=False)
         if len(claimed) == BATCH and on_backlog is not None and not asked_for_help:
@@ -178,7 +182,7 @@ def _drain(services, budget: int, on_backlog, linger: float, sleep, caught_up: C
                         raise
                     failed += 1  # one bad event must not hold up the others
                     log.exception("inbound %s (%s): processing failed; the sweeper will retry it", event_id, kind)
-        if len(claimed) < BATCH:  # caught up: the relays go now (while a backlog lasts, the drain goes first)
+        if len(claimed) < limit:  # caught up: the relays go now (while a backlog lasts, the drain goes first)
             caught_up()
     return DrainReport(processed, failed, more=True)
 

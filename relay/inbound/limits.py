@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
+from relay.infra.storage import in_values
 from relay.model.tables import InboundEvent, Post, utcnow
 from relay.providers import twilio_sms
 
@@ -94,7 +95,7 @@ class Recent:
             raw = case((InboundEvent.outcome == "posted", InboundEvent.raw), else_=literal(""))
             rows = session.execute(select(InboundEvent.id, InboundEvent.sender, InboundEvent.received_at,
                                           InboundEvent.outcome, raw.label("raw")).where(
-                InboundEvent.provider == provider, InboundEvent.kind == kind, InboundEvent.sender.in_(senders),
+                InboundEvent.provider == provider, InboundEvent.kind == kind, in_values(session, InboundEvent.sender, senders),
                 InboundEvent.received_at > earliest, *kept)).all()
             for row in rows:
                 self._by_sender.setdefault((provider, kind, row.sender), []).append(

@@ -22,7 +22,7 @@ from sqlalchemy import delete, false, select, update
 from sqlalchemy.orm import Session
 
 from relay.infra.counters import increment
-from relay.infra.storage import insert_if_new
+from relay.infra.storage import in_values, insert_if_new
 from relay.members.consent import log_event
 from relay.members.subscriptions import ensure_member_subscription
 from relay.model.channels import CHANNELS
@@ -315,14 +315,14 @@ def shape_rows(session: Session, rows: list[dict], now: datetime | None = None,
     case_ids = {r["case_id"] for r in governed if r.get("case_id")}
     for start in range(0, len(member_ids), 500):
         chunk = member_ids[start:start + 500]
-        for p in session.scalars(select(ChannelPreference).where(ChannelPreference.member_id.in_(chunk))):
+        for p in session.scalars(select(ChannelPreference).where(in_values(session, ChannelPreference.member_id, chunk))):
             quiet = (p.quiet_start, p.quiet_end) if p.quiet_start and p.quiet_end else default_quiet(session)
             states[(p.member_id, p.channel)] = _State(p.mode, p.paused_until, quiet)
         if not known_zones:
-            found_zones.update(session.execute(select(Member.id, Member.timezone).where(Member.id.in_(chunk))).all())
+            found_zones.update(session.execute(select(Member.id, Member.timezone).where(in_values(session, Member.id, chunk))).all())
         if case_ids:
             mutes.update(session.execute(select(CaseMute.member_id, CaseMute.case_id, CaseMute.channel).where(
-                CaseMute.member_id.in_(chunk), CaseMute.case_id.in_(case_ids))).all())
+                in_values(session, CaseMute.member_id, chunk), in_values(session, CaseMute.case_id, sorted(case_ids)))).all())
     urgent_rows = _urgent_rows(session, rows) if urgent is None else (set(range(len(rows))) if urgent else set())
     default = _State("all", None, default_quiet(session))
     by_list = _digest_only_by_list(session, rows, [i for i, r in enumerate(rows) if r["purpose"] == "notice"

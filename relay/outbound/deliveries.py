@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, any_, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from relay.infra.storage import in_values
 from relay.model.delivery_states import (
     ACCEPTED,
     DELIVERED,
@@ -63,14 +63,8 @@ def claim(session: Session, delivery_id: int, lease: timedelta, now: datetime | 
 
 
 def ids_in(session: Session, column, ids):
-    """`column IN ids` for a batch of ids. On PostgreSQL `column = ANY(:array)`: one parameter, so the
-    statement's text is the same for every batch (SQLAlchemy renders and psycopg parses it once, and
-    PostgreSQL can keep it prepared) instead of one placeholder per id (issue 18: ~6 ms of CPU per
-    batch of 100 went to rendering and parsing them). Elsewhere (SQLite, the tests) the IN list."""
-    ids = list(ids)
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, value=ids, type_=postgresql.ARRAY(column.type)))
-    return column.in_(ids)
+    """`column IN ids` for a batch of ids: relay/infra/storage.py in_values (on PostgreSQL `= ANY(:array)`)."""
+    return in_values(session, column, ids)
 
 
 def claim_many(session: Session, delivery_ids, lease: timedelta, now: datetime | None = None) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, Select, String, bindparam, case, cast, func, literal, select
+from sqlalchemy import ARRAY, Integer, Select, String, any_, bindparam, case, cast, func, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -140,18 +140,23 @@ def participants(session: Session, thread_id: int, exclude_member_id: int | None
     return session.execute(statement, {"thread_id": thread_id, "exclude_member_id": exclude_member_id}).all()
 
 
-_BY_THREAD: list[Select] = []
+_BY_THREAD: dict[bool, Select] = {}
 
 
 def participants_by_thread(session: Session, thread_ids: list[int]) -> dict[int, list]:
     """participants() of many threads in one query: {thread id: rows in member id order} (each row also
-    has its thread_id). Built once per process, like participants()."""
-    if not _BY_THREAD:
-        statement = reachable_query(Participant.thread_id.in_(bindparam("thread_ids", expanding=True)))
-        _BY_THREAD.append(statement.join(Participant, Participant.member_id == Member.id)
-                          .add_columns(Participant.thread_id).order_by(None).order_by(Participant.thread_id, Member.id))
+    has its thread_id). Built once per process, like participants(); on PostgreSQL the threads are one
+    array parameter (`= ANY`), not a placeholder each (relay/infra/storage.py in_values says why)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    statement = _BY_THREAD.get(postgres)
+    if statement is None:
+        threads = (Participant.thread_id == any_(bindparam("thread_ids", type_=ARRAY(Integer))) if postgres
+                   else Participant.thread_id.in_(bindparam("thread_ids", expanding=True)))
+        statement = _BY_THREAD[postgres] = (
+            reachable_query(threads).join(Participant, Participant.member_id == Member.id)
+            .add_columns(Participant.thread_id).order_by(None).order_by(Participant.thread_id, Member.id))
     found: dict[int, list] = {}
-    for row in session.execute(_BY_THREAD[0], {"thread_ids": list(thread_ids)}):
+    for row in session.execute(statement, {"thread_ids": list(thread_ids)}):
         found.setdefault(row.thread_id, []).append(row)
     return found
 

@@ -12,6 +12,7 @@ from sqlalchemy import update
 
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
+from relay.infra.storage import in_values
 from relay.model.tables import Delivery, utcnow
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def dispatch_deliveries(services, delivery_ids: Sequence[int], countdown: float 
         with transaction(services.sessions) as session:
             stamp = utcnow() + timedelta(seconds=countdown or 0)
             for start in range(0, len(delivery_ids), 500):
-                session.execute(update(Delivery).where(Delivery.id.in_(delivery_ids[start:start + 500]))
+                session.execute(update(Delivery).where(in_values(session, Delivery.id, delivery_ids[start:start + 500]))
                                 .values(dispatched_at=stamp).execution_options(synchronize_session=False))
 
 
@@ -60,7 +61,7 @@ def dispatch_deliveries_in_batches(services, delivery_ids: Sequence[int], queue:
         with transaction(services.sessions) as session:
             now = utcnow()
             for start in range(0, len(ids), 500):
-                session.execute(update(Delivery).where(Delivery.id.in_(ids[start:start + 500]))
+                session.execute(update(Delivery).where(in_values(session, Delivery.id, ids[start:start + 500]))
                                 .values(dispatched_at=now).execution_options(synchronize_session=False))
 
 

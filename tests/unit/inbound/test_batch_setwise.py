@@ -250,6 +250,18 @@ def test_relays_held_by_a_drain_stopped_at_its_budget_are_queued_by_the_next(ser
     assert sorted(_dispatched(services)) == sorted(_all_ids(services))
 
 
+def test_a_last_claim_cut_short_by_the_budget_is_not_taken_for_having_caught_up(services, small_batches):
+    """Budget 5 with claims of 3: the second claim asks for 2 and gets 2. That is a full claim (a backlog still
+    waits), not a drain that has caught up, so the relays stay held (before: any claim under 3 released them)."""
+    _setup(services)
+    _store_many(services, 7)
+    first = inbound_drain.drain(services, budget=5)
+    assert (first.processed, first.more) == (5, True)
+    assert services.dispatcher.deliveries == []  # held: the backlog is not over
+    assert inbound_drain.drain(services).processed == 2  # this one catches up, and queues them all, once
+    assert sorted(_dispatched(services)) == sorted(_all_ids(services))
+
+
 def test_relays_held_longer_than_the_limit_go_even_while_the_backlog_lasts(services, small_batches, monkeypatch):
     _setup(services)
     _store_many(services, 7)
