@@ -115,7 +115,7 @@ class Posts:
             return
         values = [post.values for post in pending]
         if self.session.get_bind().dialect.name == "postgresql":  # one statement, whatever the count
-            returned = fanout.insert_arrays(self.session, Post.__table__, values, (Post.inbound_event_id, Post.id))
+            returned = fanout.insert_rows_set_wise(self.session, Post.__table__, values, (Post.inbound_event_id, Post.id))
         else:
             returned = list(self.session.execute(insert(Post).returning(Post.inbound_event_id, Post.id), values))
         ids = dict(returned)  # by inbound event: a post is unique per event
