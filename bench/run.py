@@ -137,14 +137,26 @@ class Bench:
         return url
 
     def drop(self, url: str) -> None:
-        """Drop a workload's database once it is measured, then CHECKPOINT: left, its autovacuum and the
-        checkpoint of what it wrote ran under the next workload (the fan-out to 10,000 after the ingest's 40,000
-        events and 120,000 rows: 0.44-0.46 of the limit, against 0.54-0.67 run alone)."""
+        """Once a workload is measured and its worker stopped: empty the run's broker keys, drop its database and
+        CHECKPOINT. Left, they ran under the next workload: the ingest's relays still queued when its worker
+        stopped (~540 bulk tasks) were taken by the next worker, the fan-out to 10,000's, against that workload's
+        database (0.44-0.47 of the limit in full runs, against 0.54-0.67 run alone); and the database's
+        autovacuum and the checkpoint of what it wrote ran under it."""
+        self.purge_broker()
         db = make_url(url).database
         with self.admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
             conn.execute(text("CHECKPOINT"))
         self.databases.remove(db)
+
+    def purge_broker(self) -> None:
+        """Delete this run's keys in Redis (its queues, the doorbell): nothing queued outlives its workload."""
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{self.prefix}*"):
+            client.delete(key)
+        client.close()
 
     def start_standins(self) -> None:
         self.twilio_port, self.twilio_stats = free_port(), free_port()
@@ -206,12 +218,7 @@ class Bench:
             for db in self.databases:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
         self.admin.dispose()
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(match=f"{self.prefix}*"):
-            client.delete(key)
-        client.close()
+        self.purge_broker()
 
 
 def cpu_seconds(pids) -> float:
