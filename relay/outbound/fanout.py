@@ -55,7 +55,7 @@ def _plan(session: Session, rows: list[dict]) -> list[tuple[int, str]]:
         row.setdefault("created_at", now)
         row.setdefault("updated_at", now)
     keys = [r["dedupe_key"] for r in rows]
-    if session.get_bind().dialect.name == "postgresql":  # one statement of arrays, and only missing keys read
+    if session.get_bind().dialect.name == "postgresql":  # one statement (the rows as JSON), and only missing keys read
         inserted = insert_rows_set_wise(session, Delivery.__table__, rows, (Delivery.id, Delivery.purpose,
                                                                       Delivery.dedupe_key))
         found = [(row[0], row[1]) for row in inserted]
