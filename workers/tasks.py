@@ -12,6 +12,7 @@ from celery.signals import worker_process_init
 from sqlalchemy.exc import DBAPIError
 
 from relay.digests.building import run_digests
+from relay.inbound.drain import BUDGET as DRAIN_BUDGET
 from relay.inbound.drain import drain as run_drain
 from relay.inbound.mms import fetch_case_image
 from relay.inbound.sms import process_inbound as run_process_inbound
@@ -125,7 +126,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
                 dispatch_safely(lambda: doorbell.claim_helper_slot() and dispatcher.drain_inbound())
 
         linger = LINGER_SECONDS if doorbell is not None else 0.0  # rings are coalesced only with a doorbell
-        report = _run(self, "drain_inbound", run_drain, services, 500, start_a_helper, linger)
+        report = _run(self, "drain_inbound", run_drain, services, DRAIN_BUDGET, start_a_helper, linger)
         if report.more:  # the budget is spent: a fresh task goes on, behind whatever else is queued
             dispatch_safely(dispatcher.drain_inbound)
         return report.__dict__
