@@ -12,7 +12,7 @@ from jinja2 import FileSystemLoader
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from relay.infra.db import make_engine
+from relay.infra.db import driver_autocommit, make_engine
 from relay.infra.logs import configure_logging
 from relay.infra.settings import Settings, SettingsError
 from relay.services import Services, build_services
@@ -174,3 +174,23 @@ def _skip_app_wide_check(app: Flask, limiter, blueprints: frozenset[str]) -> Non
 
 def services_of(app: Flask) -> Services:
     return app.extensions["relay"]
+
+
+def warm_up(app: Flask, database: bool = True) -> None:
+    """Open now what a serving process's first webhook would otherwise open while the others queue behind it:
+    the kept insert connection (relay/infra/db.py driver_autocommit) and the doorbell's Redis connection
+    (gunicorn's post_worker_init, webhooks/serving.py). An app without relay's services (the bench's bare
+    handler) has nothing to open. A failure is logged; the first webhook then opens them, as before."""
+    services = app.extensions.get("relay")
+    if services is None:
+        return
+    try:
+        if database and services.engine.dialect.name == "postgresql":
+            with driver_autocommit(services.engine) as driver:
+                driver.execute("SELECT 1")
+        doorbell = getattr(services.dispatcher, "doorbell", None)
+        if doorbell is not None:
+            doorbell.client.ping()
+    except Exception as exc:
+        logging.getLogger("relay.web").warning("warm-up: %s: %s (the first webhook opens it)",
+                                               type(exc).__name__, exc)

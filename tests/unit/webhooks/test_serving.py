@@ -39,3 +39,59 @@ def test_a_worker_freezes_what_is_alive_once_the_app_is_loaded():
         assert gc.get_freeze_count() > 1000
     finally:
         gc.unfreeze()
+
+
+def _connections_to(url: str) -> int:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(url)
+    with admin.connect() as conn:
+        found = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> "
+                                  "pg_backend_pid()"), {"db": make_url(url).database}).scalar()
+    admin.dispose()
+    return found
+
+
+def _served(tmp_path, url: str, broker_url: str, threads: int):
+    from types import SimpleNamespace
+
+    from relay.services import build_services
+    from tests.conftest import make_settings
+    from webhooks.app import create_app
+
+    settings = make_settings(tmp_path / "var", url, broker_url=broker_url, broker_prefix="relay-test-warm-up:")
+    services = build_services(settings)
+    return services, SimpleNamespace(wsgi=create_app(services=services), cfg=SimpleNamespace(threads=threads))
+
+
+def test_a_sync_worker_opens_its_insert_connection_and_the_doorbell_before_its_first_webhook(
+        tmp_path, postgres_only_url, redis_url):
+    services, worker = _served(tmp_path, postgres_only_url, redis_url, threads=1)
+    doorbell = services.dispatcher.doorbell
+    before = _connections_to(postgres_only_url)
+    assert doorbell.client.connection_pool._created_connections == 0
+    serving.post_worker_init(worker)
+    assert _connections_to(postgres_only_url) == before + 1  # the kept insert connection, open and idle
+    assert doorbell.client.connection_pool._created_connections == 1
+    services.dispose()
+    gc.unfreeze()
+
+
+def test_a_threaded_worker_leaves_the_per_thread_insert_connection_to_its_request_threads(
+        tmp_path, postgres_only_url, redis_url):
+    services, worker = _served(tmp_path, postgres_only_url, redis_url, threads=4)
+    before = _connections_to(postgres_only_url)
+    serving.post_worker_init(worker)
+    assert _connections_to(postgres_only_url) == before
+    assert services.dispatcher.doorbell.client.connection_pool._created_connections == 1
+    services.dispose()
+    gc.unfreeze()
+
+
+def test_a_warm_up_that_fails_is_logged_and_the_worker_serves_on(tmp_path, postgres_only_url, caplog):
+    services, worker = _served(tmp_path, postgres_only_url, "redis://127.0.0.1:9/0", threads=1)  # nothing there
+    serving.post_worker_init(worker)  # no exception: the first webhook will open what it needs
+    assert any("warm-up: " in r.getMessage() for r in caplog.records)
+    services.dispose()
+    gc.unfreeze()
