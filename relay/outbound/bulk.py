@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
 from relay.infra.signing import notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
+from relay.infra.storage import in_values
 from relay.model.delivery_states import ACCEPTED, FAILED, SENDING
 from relay.model.messages import OutboundMessage, SendError
 from relay.model.notice_refs import notice_of
@@ -38,7 +39,7 @@ from relay.model.tables import Case, Delivery, InboundEvent, Member, Notice, Pos
 from relay.outbound import async_batch, hold
 from relay.outbound import checks as send_checks
 from relay.outbound.bursts import check_burst
-from relay.outbound.deliveries import claim_many, ids_in, move
+from relay.outbound.deliveries import claim_many, move
 from relay.outbound.queueing import dispatch_deliveries
 from relay.outbound.sending import SendOutcome, outbound_message, record_failure
 from relay.outbound.template_cache import NOTICE_TEMPLATES, notice_key
@@ -191,7 +192,7 @@ def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport
     if not claimed:
         return [], {}
     rows = session.execute(select(Delivery, Member).outerjoin(Member, Member.id == Delivery.member_id)
-                           .where(ids_in(session, Delivery.id, claimed)).order_by(Delivery.id)).all()
+                           .where(in_values(session, Delivery.id, claimed)).order_by(Delivery.id)).all()
     notices: dict[tuple, Notice | None] = {}
     claimed_rows = []
     attempts = {}

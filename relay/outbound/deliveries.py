@@ -62,11 +62,6 @@ def claim(session: Session, delivery_id: int, lease: timedelta, now: datetime | 
     return result.rowcount == 1  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
 
 
-def ids_in(session: Session, column, ids):
-    """`column IN ids` for a batch of ids: relay/infra/storage.py in_values (on PostgreSQL `= ANY(:array)`)."""
-    return in_values(session, column, ids)
-
-
 def claim_many(session: Session, delivery_ids, lease: timedelta, now: datetime | None = None) -> list[int]:
     """claim() for a batch in one statement (UPDATE ... RETURNING): each delivery is still won by
     exactly one caller, row by row; returns the ids this caller won."""
@@ -75,7 +70,7 @@ def claim_many(session: Session, delivery_ids, lease: timedelta, now: datetime |
         return []
     result = session.execute(
         update(Delivery)
-        .where(ids_in(session, Delivery.id, delivery_ids), _claimable(now))
+        .where(in_values(session, Delivery.id, delivery_ids), _claimable(now))
         .values(status=SENDING, lease_until=now + lease, attempts=Delivery.attempts + 1, updated_at=now)
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)
