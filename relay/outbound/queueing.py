@@ -37,11 +37,15 @@ def dispatch_deliveries(services, delivery_ids: Sequence[int], countdown: float 
     if not delivery_ids:
         return
     if dispatch_safely(services.dispatcher.deliver, list(delivery_ids), countdown=countdown):
-        with transaction(services.sessions) as session:
-            stamp = utcnow() + timedelta(seconds=countdown or 0)
-            for start in range(0, len(delivery_ids), 500):
-                session.execute(update(Delivery).where(in_values(session, Delivery.id, delivery_ids[start:start + 500]))
-                                .values(dispatched_at=stamp).execution_options(synchronize_session=False))
+        _note_dispatched(services, delivery_ids, utcnow() + timedelta(seconds=countdown or 0))
+
+
+def _note_dispatched(services, delivery_ids: Sequence[int], when) -> None:
+    """Stamp dispatched_at on queued deliveries (500 ids a statement: SQLite's IN list stays short)."""
+    with transaction(services.sessions) as session:
+        for start in range(0, len(delivery_ids), 500):
+            session.execute(update(Delivery).where(in_values(session, Delivery.id, delivery_ids[start:start + 500]))
+                            .values(dispatched_at=when).execution_options(synchronize_session=False))
 
 
 def dispatch_deliveries_in_batches(services, delivery_ids: Sequence[int], queue: str) -> None:
@@ -58,11 +62,7 @@ def dispatch_deliveries_in_batches(services, delivery_ids: Sequence[int], queue:
     ids, size = sorted(delivery_ids), batch_size(services)
     chunks = [ids[start:start + size] for start in range(0, len(ids), size)]
     if dispatch_safely(dispatcher.deliver_batches, chunks, queue=queue):
-        with transaction(services.sessions) as session:
-            now = utcnow()
-            for start in range(0, len(ids), 500):
-                session.execute(update(Delivery).where(in_values(session, Delivery.id, ids[start:start + 500]))
-                                .values(dispatched_at=now).execution_options(synchronize_session=False))
+        _note_dispatched(services, ids, utcnow())
 
 
 def dispatch_batches(services, batches: Iterable[Sequence[int]]) -> int:
