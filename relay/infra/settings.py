@@ -5,6 +5,7 @@ import ipaddress
 import os
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -485,9 +486,11 @@ def _dev_secret(path: Path) -> str:
     """A random secret kept in a file, created once; two processes starting together agree on it."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(secrets.token_hex(16))
+        handle, name = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)  # one per writer
+        tmp = Path(name)
         try:
+            with os.fdopen(handle, "w") as out:
+                out.write(secrets.token_hex(16))
             os.link(tmp, path)
         except FileExistsError:
             pass

@@ -4,6 +4,7 @@ sender; the local store still refuses any name that would leave its root."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -21,8 +22,9 @@ class MediaNotFound(LookupError):
 
 
 class LocalMediaStore:
-    """Files under one directory. Writes go to a temporary file renamed into place, so a reader
-    never sees half a file and two workers writing the same (content-addressed) name agree."""
+    """Files under one directory. Writes go to a temporary file of their own (mkstemp: unique per
+    writer, thread or process) renamed into place, so a reader never sees half a file and two
+    writers of the same (content-addressed) name agree: the last rename wins with the same bytes."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -36,9 +38,15 @@ class LocalMediaStore:
     def put(self, name: str, data: bytes) -> None:
         path = self._path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the files are served like any other
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def get(self, name: str) -> bytes:
         try:

@@ -132,6 +132,35 @@ def test_the_local_store_keeps_names_inside_its_root(tmp_path):
             store.put(name, b"2")
 
 
+def test_media_store_threads_writing_one_name_at_once_all_succeed(tmp_path):
+    """Content-addressed names mean two threads of one worker may write the same file at the same
+    moment (the same picture filed twice at once); each must get a temporary file of its own, so
+    neither finds its temporary file renamed away by the other (FileNotFoundError in CI)."""
+    import threading
+
+    store = LocalMediaStore(tmp_path / "media")
+    data = b"x" * 200_000  # large enough that the writes overlap
+    for round_ in range(20):
+        name, errors = f"ab/{round_}.jpg", []
+        barrier = threading.Barrier(8)
+
+        def put(name=name, errors=errors, barrier=barrier):
+            try:
+                barrier.wait()
+                store.put(name, data)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=put) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert store.get(name) == data
+    assert not [path for path in (tmp_path / "media").rglob(".*") if path.is_file()]  # no temporary file left
+
+
 # ---------------------------------------------------------------- filing under a case
 
 
