@@ -246,7 +246,8 @@ def _digest_only_by_list(session: Session, rows: list[dict], candidates: list[in
         chunk = member_ids[start:start + 500]
         for member_id, channel, name in session.execute(select(
                 ListDigestChoice.member_id, ListDigestChoice.channel, MemberList.name).join(
-                MemberList, MemberList.id == ListDigestChoice.list_id).where(ListDigestChoice.member_id.in_(chunk))):
+                MemberList, MemberList.id == ListDigestChoice.list_id).where(
+                in_values(session, ListDigestChoice.member_id, chunk))):
             digest.setdefault((member_id, channel), set()).add(name)
     if not digest:  # nobody here chose a digest for a list: the usual case, and one query (issue 18)
         return set()
@@ -255,7 +256,7 @@ def _digest_only_by_list(session: Session, rows: list[dict], candidates: list[in
     for start in range(0, len(chosen_by), 500):
         for member_id, name in session.execute(select(Membership.member_id, MemberList.name).join(
                 MemberList, MemberList.id == Membership.list_id).where(
-                Membership.member_id.in_(chosen_by[start:start + 500]))):
+                in_values(session, Membership.member_id, chosen_by[start:start + 500]))):
             memberships.setdefault(member_id, set()).add(name)
     post_ids = {rows[i].get("post_id") for i in notice_rows} - {None}
     notice_ids = {notice_id_in_key(rows[i]["dedupe_key"]) for i in notice_rows} - {None}

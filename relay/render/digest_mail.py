@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay.infra.signing import signed_id, unsubscribe_token
+from relay.infra.storage import in_values
 from relay.model.messages import OutboundMessage
 from relay.model.tables import Case, Delivery, Digest, DigestSubscription, Member
 from relay.render import i18n
@@ -144,7 +145,7 @@ class DigestEmails:
         self._digests: dict[int, tuple[Digest, DigestSubscription]] = {}
         if ids:
             rows = session.execute(select(Digest, DigestSubscription).join(
-                DigestSubscription, DigestSubscription.id == Digest.subscription_id).where(Digest.id.in_(ids)))
+                DigestSubscription, DigestSubscription.id == Digest.subscription_id).where(in_values(session, Digest.id, ids)))
             self._digests = {digest.id: (digest, sub) for digest, sub in rows}
 
     def for_delivery(self, delivery: Delivery, member: Member | None) -> tuple[bytes, str]:

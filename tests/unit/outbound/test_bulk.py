@@ -262,3 +262,42 @@ def test_what_was_accepted_is_recorded_row_by_row_and_a_status_that_moved_on_is_
     assert rows[second].lease_until is not None
     assert abs((rows[first].sent_at - now).total_seconds()) < 1 and rows[first].sent_at.tzinfo is not None
     assert (rows[untouched].status, rows[untouched].provider_message_id) == ("sending", None)
+
+
+def test_on_postgresql_no_statement_of_a_batch_lists_its_members_one_placeholder_each(postgres_only_url, tmp_path):
+    """Issue 18: a batch's statements take its ids as one array parameter (relay/infra/storage.py in_values).
+    An IN list of one placeholder per member is rendered by SQLAlchemy and split by psycopg again for every
+    batch (too long for psycopg's cache): the ladder's digest-choice query did that for 250 members a batch."""
+    import re
+
+    from sqlalchemy import event
+
+    from relay.infra.dispatch import RecordingDispatcher
+    from relay.library.cases import create_case
+    from relay.members.directory import import_members
+    from relay.services import build_services
+    from tests.conftest import DEMO_CSV, RecordingSender, make_settings
+
+    services = build_services(make_settings(tmp_path / "var", postgres_only_url), dispatcher=RecordingDispatcher(),
+                              senders={"sms": RecordingSender(), "email": RecordingSender()})
+    try:
+        with transaction(services.sessions) as session:
+            assert not import_members(session, DEMO_CSV).errors
+            create_case(session, "Fever", chief_complaint="fever")
+        _sent_notice(services)
+        statements: list[str] = []
+        engine = services.sessions.kw["bind"]
+        listener = lambda conn, cursor, statement, *_: statements.append(statement)  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            report = send_batch(services, services.dispatcher.batches[0])
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        assert report.sent == 10  # five members, SMS and email
+        placeholder = r"%\(\w+\)s(?:::[A-Z ]+)?"  # as SQLAlchemy writes them for psycopg: %(member_id_1_1)s::INTEGER
+        lists = [len(re.findall(placeholder, found)) for statement in statements
+                 for found in re.findall(rf"IN \(((?:{placeholder}(?:, )?)+)\)", statement)]
+        assert max(lists, default=0) < 5, [s for s in statements if " IN (" in s]  # the 5 members' ids, one each
+        assert any("= ANY (" in statement for statement in statements)  # the ids do go as arrays
+    finally:
+        services.dispose()
