@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from celery import Celery
 from celery.signals import worker_process_init
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import configure_mappers
 
 from relay.digests.building import run_digests
 from relay.inbound.drain import BUDGET as DRAIN_BUDGET
@@ -92,10 +93,11 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     # attach them to any later app in the process (a second app in tests), with the wrong services.
     holder = ServicesHolder(app, settings)
     def warm_up(**_kwargs) -> None:
-        """A new pool process builds its services and loads the provider clients before its first task,
-        so the first message of a broadcast is not held up by imports (twilio's REST client)."""
+        """A new pool process builds its services, configures the ORM's mappers and loads the provider clients
+        before its first task, so the first batch of a broadcast is not held up by them (twilio's REST client)."""
         holder.reset()
         try:
+            configure_mappers()
             for sender in holder.get().senders.values():
                 if hasattr(sender, "warm_up"):
                     sender.warm_up()
