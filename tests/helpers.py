@@ -68,3 +68,36 @@ def reads_english(services, who: str) -> None:
     with transaction(services.sessions) as session:
         found = session.scalar(select(Member).where((Member.phone == who) | (Member.email == who)))
         found.language = "en"
+
+
+def at_once(function, count: int) -> list:
+    """Run `function` in `count` threads released together (a barrier), for the race tests; returns what the
+    calls raised, so a test asserts it is empty (a thread's exception would otherwise be lost)."""
+    import threading
+
+    barrier, errors = threading.Barrier(count), []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            function()
+        except BaseException as exc:  # pragma: no cover - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def fresh_python(script: str) -> list[str]:
+    """Run `script` in a new interpreter (what a fresh worker process has imported, and not yet) and return the
+    words it printed; the test fails with its stderr if it fails."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()

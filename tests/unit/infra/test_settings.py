@@ -132,24 +132,12 @@ def test_the_sweep_period_is_a_setting_that_beat_follows(tmp_path):
 def test_threads_making_the_dev_secret_at_once_agree_and_none_fails(tmp_path):
     """The development secret is made once from whichever writer links first; threads of one process
     each need a temporary file of their own, or one unlinks the other's before it is linked."""
-    import threading
+    from tests.helpers import at_once
 
     for round_ in range(20):
         settings = Settings.from_env({"RELAY_VAR_DIR": str(tmp_path / str(round_))})
-        keys, errors, barrier = [], [], threading.Barrier(8)
-
-        def read(settings=settings, keys=keys, errors=errors, barrier=barrier):
-            try:
-                barrier.wait()
-                keys.append(settings.secret())
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=read) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        keys: list[str] = []
+        errors = at_once(lambda settings=settings, keys=keys: keys.append(settings.secret()), 8)
         assert not errors, errors
         assert len(keys) == 8 and len(set(keys)) == 1 and len(keys[0]) == 32
         assert [path.name for path in (tmp_path / str(round_)).iterdir()] == ["dev-secret-key"]  # no temporary left

@@ -19,6 +19,7 @@ from relay.library.cases import get_case, publish_case, set_visibility
 from relay.library.images import MAX_PIXELS, THUMBNAIL_EDGE, ImageRefused, add_case_image, clean_image
 from relay.library.media_store import LocalMediaStore, media_store_for
 from relay.model.tables import CaseImage
+from tests.helpers import at_once
 from webhooks.app import create_app
 
 GPS_IFD = 0x8825
@@ -136,26 +137,11 @@ def test_media_store_threads_writing_one_name_at_once_all_succeed(tmp_path):
     """Content-addressed names mean two threads of one worker may write the same file at the same
     moment (the same picture filed twice at once); each must get a temporary file of its own, so
     neither finds its temporary file renamed away by the other (FileNotFoundError in CI)."""
-    import threading
-
     store = LocalMediaStore(tmp_path / "media")
     data = b"x" * 200_000  # large enough that the writes overlap
     for round_ in range(20):
-        name, errors = f"ab/{round_}.jpg", []
-        barrier = threading.Barrier(8)
-
-        def put(name=name, errors=errors, barrier=barrier):
-            try:
-                barrier.wait()
-                store.put(name, data)
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=put) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        name = f"ab/{round_}.jpg"
+        errors = at_once(lambda name=name: store.put(name, data), 8)
         assert not errors, errors
         assert store.get(name) == data
     assert not [path for path in (tmp_path / "media").rglob(".*") if path.is_file()]  # no temporary file left
@@ -323,8 +309,6 @@ def test_the_pixel_cap_is_a_setting(network, monkeypatch):
 
 def test_concurrent_filing_of_the_same_image_keeps_one_row(postgres_only_url, tmp_path):
     """The (case, sha256) unique constraint, not the check in Python, is what holds under a race."""
-    import threading
-
     from relay.infra.dispatch import RecordingDispatcher
     from relay.library.cases import create_case
     from relay.services import build_services
@@ -335,21 +319,8 @@ def test_concurrent_filing_of_the_same_image_keeps_one_row(postgres_only_url, tm
     try:
         with transaction(services.sessions) as session:
             code = create_case(session, "Race").code
-        data, ids, errors = photo(size=(1600, 1200)), [], []
-        barrier = threading.Barrier(4)
-
-        def file_it():
-            try:
-                barrier.wait()
-                ids.append(file_image(services, code, data))
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=file_it) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        data, ids = photo(size=(1600, 1200)), []
+        errors = at_once(lambda: ids.append(file_image(services, code, data)), 4)
         assert not errors, errors
         assert len(ids) == 4 and len(set(ids)) == 1
         with services.sessions() as session:

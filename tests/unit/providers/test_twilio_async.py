@@ -214,8 +214,7 @@ def test_unreachable_is_a_network_error():
 def test_warm_up_loads_the_lean_clients_aiohttp_before_the_first_send(tmp_path):
     """A pool process warms up before its first task (workers/tasks.py): with RELAY_SEND_ASYNC the lean client's
     aiohttp is imported then, not inside the first batch of a broadcast (~0.2 s of its CPU, seen in the bench)."""
-    import subprocess
-    import sys
+    from tests.helpers import fresh_python
 
     script = (
         "import sys\n"
@@ -227,6 +226,4 @@ def test_warm_up_loads_the_lean_clients_aiohttp_before_the_first_send(tmp_path):
         "before = 'aiohttp' in sys.modules\n"
         "sender.warm_up()\n"
         "print(before, 'aiohttp' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True"]
+    assert fresh_python(script) == ["False", "True"]

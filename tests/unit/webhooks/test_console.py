@@ -23,6 +23,7 @@ from relay.outbound import hold
 from relay.sweeper import sweep
 from tests.conftest import run_worker
 from tests.console_helpers import ADMIN, KIM, LEE, PASSWORD, csrf, give_password, reads_english, sign_in
+from tests.helpers import at_once
 from webhooks.app import create_app
 
 
@@ -480,8 +481,6 @@ def test_signed_out_visitors_cannot_post_or_read_member_only_cases(client, netwo
 def test_concurrent_double_submit_makes_one_post(postgres_only_url, tmp_path, sms, mail):
     """Two requests with the same form submission racing on PostgreSQL: the unique inbound-event key
     lets one post through; the other gets the same post back."""
-    import threading
-
     from relay.discussion.web_posts import post_from_web
     from relay.infra.dispatch import RecordingDispatcher
     from relay.members.directory import import_members
@@ -494,20 +493,8 @@ def test_concurrent_double_submit_makes_one_post(postgres_only_url, tmp_path, sm
         with transaction(services.sessions) as session:
             import_members(session, DEMO_CSV)
             create_case(session, "Race")
-        barrier, results, errors = threading.Barrier(4), [], []
-
-        def submit():
-            barrier.wait()
-            try:
-                results.append(post_from_web(services, 2, "C1", "same words", "raceKey123456789"))
-            except Exception as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=submit) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results: list = []
+        errors = at_once(lambda: results.append(post_from_web(services, 2, "C1", "same words", "raceKey123456789")), 4)
         assert errors == []
         assert len({r.post_id for r in results}) == 1 and sum(not r.duplicate for r in results) == 1
         assert len(rows(services, select(Post))) == 1

@@ -1,8 +1,7 @@
 """workers/tasks.py warm_up: a new pool process does its one-time work before its first task."""
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests.helpers import fresh_python
 
 
 def test_a_pool_process_configures_the_orm_mappers_before_its_first_task(tmp_path):
@@ -19,6 +18,4 @@ def test_a_pool_process_configures_the_orm_mappers_before_its_first_task(tmp_pat
         "before = Delivery.__mapper__.configured\n"
         "worker_process_init.send(sender=None)\n"
         "print(before, Delivery.__mapper__.configured)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True"]
+    assert fresh_python(script) == ["False", "True"]
