@@ -100,8 +100,9 @@ class Cluster:
             return session.scalar(query)
 
     def rows(self, query) -> list:
+        """In the order the query asks, then as written (PostgreSQL's own order is its pages')."""
         with self.services.sessions() as session:
-            return list(session.scalars(query))
+            return list(session.scalars(query.order_by(*query.get_final_froms()[0].primary_key)))
 
     def counts(self) -> dict[str, int]:
         return {model.__tablename__: self.scalar(select(func.count()).select_from(model))

@@ -178,7 +178,8 @@ def _effect(services, role: str, text: str):
     """What the SMS changed for its sender: (posts by them, opted out?)."""
     with services.sessions() as session:
         member = find_member(session, PEOPLE[role][0])
-        posts = session.scalars(select(Post.body).where(Post.author_id == member.id)).all() if member else []
+        posts = session.scalars(select(Post.body).where(Post.author_id == member.id)
+                                .order_by(Post.id)).all() if member else []
         return list(posts), bool(member and member.sms_opted_out_at)
 
 

@@ -21,7 +21,8 @@ def test_the_page_shows_and_changes_the_call_preference(client, network):  # noq
     client.post(page_of(network, LEE), data={"calls_shown": "1", "calls_ok": "1"})
     assert member(network, LEE).calls_ok is True
     with network.sessions() as session:
-        audited = session.scalars(select(AuditEvent).where(AuditEvent.action == "member.calls")).all()
+        audited = session.scalars(select(AuditEvent).where(AuditEvent.action == "member.calls")
+                                   .order_by(AuditEvent.id)).all()
     assert [(a.detail["calls_ok"], a.source) for a in audited] == [(False, "web"), (True, "web")]
 
 

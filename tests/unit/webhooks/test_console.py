@@ -40,8 +40,10 @@ def client(app):
 
 
 def rows(services, query):
+    """The query's rows in the order it asks, then in the order they were written: PostgreSQL answers
+    a query without ORDER BY in whatever order its pages hold, which the tables' DELETE between tests shuffles."""
     with services.sessions() as session:
-        return list(session.scalars(query))
+        return list(session.scalars(query.order_by(*query.get_final_froms()[0].primary_key)))
 
 
 # ---------------------------------------------------------------- accounts
