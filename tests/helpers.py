@@ -101,3 +101,9 @@ def fresh_python(script: str) -> list[str]:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
+
+
+def in_written_order(query):
+    """`query` ordered as it asks, then by the primary key of what it selects from: PostgreSQL answers a query
+    without ORDER BY in whatever order its pages hold, which the tables' DELETE between tests shuffles."""
+    return query.order_by(*query.get_final_froms()[0].primary_key)

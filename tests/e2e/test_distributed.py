@@ -24,7 +24,7 @@ from relay.notices.lifecycle import new_case_notice
 from relay.providers.twilio_sms import EMPTY_TWIML, sign
 from relay.services import Services, build_services
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, DEMO_CSV, OUR_NUMBER, PUBLIC_BASE, make_settings
-from tests.helpers import sms_form
+from tests.helpers import in_written_order, sms_form
 from tests.standins.twilio_api import Recorded, TwilioStandIn
 
 from .processes import (
@@ -100,9 +100,8 @@ class Cluster:
             return session.scalar(query)
 
     def rows(self, query) -> list:
-        """In the order the query asks, then as written (PostgreSQL's own order is its pages')."""
         with self.services.sessions() as session:
-            return list(session.scalars(query.order_by(*query.get_final_froms()[0].primary_key)))
+            return list(session.scalars(in_written_order(query)))
 
     def counts(self) -> dict[str, int]:
         return {model.__tablename__: self.scalar(select(func.count()).select_from(model))

@@ -23,7 +23,7 @@ from relay.outbound import hold
 from relay.sweeper import sweep
 from tests.conftest import run_worker
 from tests.console_helpers import ADMIN, KIM, LEE, PASSWORD, csrf, give_password, reads_english, sign_in
-from tests.helpers import at_once
+from tests.helpers import at_once, in_written_order
 from webhooks.app import create_app
 
 
@@ -40,10 +40,8 @@ def client(app):
 
 
 def rows(services, query):
-    """The query's rows in the order it asks, then in the order they were written: PostgreSQL answers
-    a query without ORDER BY in whatever order its pages hold, which the tables' DELETE between tests shuffles."""
     with services.sessions() as session:
-        return list(session.scalars(query.order_by(*query.get_final_froms()[0].primary_key)))
+        return list(session.scalars(in_written_order(query)))
 
 
 # ---------------------------------------------------------------- accounts
