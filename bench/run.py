@@ -2,7 +2,8 @@
 
 Starts on loopback everything it needs (a fresh PostgreSQL database per workload on the local server,
 Redis with a private key prefix, the Twilio API stand-in on asyncio (bench/twilio_async.py: thousands of
-requests/s, so it is not the limit) and an aiosmtpd sink as their own processes, relay's web app under
+requests/s, so it is not the limit) and an SMTP sink (bench/smtp_sink.py: ~0.1-0.2 ms of CPU a message,
+where aiosmtpd took 0.5-0.8 ms) as their own processes, relay's web app under
 gunicorn, Celery workers) and runs:
 
   ingest   signed Twilio inbound webhooks at 32 connections against relay web, vs a bare Flask handler
@@ -42,7 +43,8 @@ gunicorn, Celery workers) and runs:
 Prints one table and writes var/bench/latest.json. BENCH_QUICK=1: smaller N (digest: 4,000 subscribers)
 and shorter ingest. BENCH_ONLY=digest (a comma list of ingest, fanout, email, digest, reach; default all) runs only
 those workloads: `BENCH_ONLY=digest make bench BENCH_QUICK=1`. BENCH_SEND_ASYNC=off runs relay's bulk
-sends on threads (RELAY_SEND_ASYNC=off) instead of the event loop, to compare.
+sends on threads (RELAY_SEND_ASYNC=off) instead of the event loop, to compare; BENCH_SMTP_SINK=aiosmtpd
+uses the aiosmtpd sink the bench had before issue 18's lean one.
 Environment: BENCH_POSTGRES_URL (admin URL, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres),
 BENCH_REDIS_URL (default redis://127.0.0.1:6379/13)."""
 from __future__ import annotations
@@ -101,6 +103,9 @@ DIGEST_SUBSCRIBERS = 4_000 if QUICK else 20_000
 EMAIL_ONLY_MEMBERS = 7_400  # the email-only fan-out: the size of the Mailman comparison
 MAILMAN_SECONDS = (99, 149)  # GNU Mailman 3.3.10, personalised (VERP) delivery to 7,400 members (issue 18)
 SEND_ASYNC = os.environ.get("BENCH_SEND_ASYNC", "on")  # off: relay's bulk sends on threads, as before issue 18
+SMTP_SINK = os.environ.get("BENCH_SMTP_SINK", "lean")  # aiosmtpd: the sink before issue 18's lean one
+if SMTP_SINK not in ("lean", "aiosmtpd"):
+    raise SystemExit(f"BENCH_SMTP_SINK must be lean or aiosmtpd, not {SMTP_SINK!r}")
 WORKLOADS = ("ingest", "fanout", "email", "digest", "reach")
 ONLY = [w.strip() for w in os.environ.get("BENCH_ONLY", "").split(",") if w.strip()] or list(WORKLOADS)
 ACCOUNT_SID = "AC" + "b" * 32
@@ -164,7 +169,8 @@ class Bench:
         py = [sys.executable, "-m", "bench.standins"]
         self.twilio = self.processes.start("twilio-standin", py + ["twilio", "--port", str(self.twilio_port),
                                                                    "--stats-port", str(self.twilio_stats)], os.environ)
-        self.smtp = self.processes.start("smtp-sink", py + ["smtp", "--port", str(self.smtp_port),
+        sink = "smtp" if SMTP_SINK == "lean" else "smtp-aiosmtpd"
+        self.smtp = self.processes.start("smtp-sink", py + [sink, "--port", str(self.smtp_port),
                                                           "--stats-port", str(self.smtp_stats)], os.environ)
         for port in (self.twilio_stats, self.smtp_stats):
             self._wait(lambda p=port: self._get(p), 20, "stand-in stats")
@@ -775,7 +781,7 @@ def main() -> int:
         return 2
     OUT.mkdir(parents=True, exist_ok=True)
     bench = Bench()
-    results: dict = {"machine": machine(), "quick": QUICK, "only": ONLY,
+    results: dict = {"machine": machine(), "quick": QUICK, "only": ONLY, "smtp_sink": SMTP_SINK,
                      "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     t0 = time.monotonic()
     try:

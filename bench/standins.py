@@ -5,9 +5,12 @@ provider without keeping them in its own memory.
     python -m bench.standins twilio --port P --stats-port S
     python -m bench.standins smtp --port P --stats-port S
     python -m bench.standins twilio-threaded --port P --stats-port S
+    python -m bench.standins smtp-aiosmtpd --port P --stats-port S
 
 `twilio` is the asyncio stand-in (bench/twilio_async.py), thousands of requests/s here; `twilio-threaded`
-is the tests' threaded one (tests/standins/twilio_api.py), which caps a client near 700/s.
+is the tests' threaded one (tests/standins/twilio_api.py), which caps a client near 700/s. `smtp` is the
+lean asyncio sink (bench/smtp_sink.py, ~0.1-0.2 ms of CPU a message here); `smtp-aiosmtpd` the aiosmtpd
+sink the bench used before it (0.5-0.8 ms a message), kept to compare (BENCH_SMTP_SINK=aiosmtpd).
 """
 from __future__ import annotations
 
@@ -110,6 +113,21 @@ def vars_of(clock: Clock) -> dict:
 
 
 def run_smtp(port: int, stats_port: int) -> None:
+    from bench.smtp_sink import LeanSmtpSink
+
+    clock = Clock()
+    sink = LeanSmtpSink(port=port, keep=0, on_message=lambda envelope: clock.tick())
+
+    def reset():
+        with clock.lock:
+            clock.reset()
+
+    threading.Thread(target=serve_stats, args=(stats_port, lambda: vars_of(clock), reset), daemon=True).start()
+    print(f"smtp sink (asyncio) on {port}, stats on {stats_port}", flush=True)
+    sink.serve_forever()
+
+
+def run_smtp_aiosmtpd(port: int, stats_port: int) -> None:
     from aiosmtpd.controller import Controller
 
     clock = Clock()
@@ -136,11 +154,12 @@ def run_smtp(port: int, stats_port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=("twilio", "twilio-threaded", "smtp"))
+    parser.add_argument("kind", choices=("twilio", "twilio-threaded", "smtp", "smtp-aiosmtpd"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--stats-port", type=int, required=True)
     args = parser.parse_args()
-    runs = {"twilio": run_twilio, "twilio-threaded": run_twilio_threaded, "smtp": run_smtp}
+    runs = {"twilio": run_twilio, "twilio-threaded": run_twilio_threaded, "smtp": run_smtp,
+            "smtp-aiosmtpd": run_smtp_aiosmtpd}
     runs[args.kind](args.port, args.stats_port)
 
 
