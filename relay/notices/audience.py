@@ -4,7 +4,7 @@ and can take now (an address, not opted out, email not suspended); a correction 
 original's recipients instead (original_audience below; relay/notices/corrections.py sends it)."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from relay.model.delivery_states import ACCEPTED, DELIVERED, READ, SENT
@@ -30,14 +30,21 @@ def list_names(notice: Notice) -> list[str]:
     return [name for name in (notice.lists or "").split(";") if name]
 
 
-def in_lists(names: list[str], below: int | None = None):
-    """A filter on Member: on at least one of the named lists (with member ids below `below`: a
-    broadcast's first wave, bounded inside the subquery so the database reads only that range)."""
+def in_lists(names: list[str], below: int | None = None, at_least: int = 0):
+    """A filter on Member: on at least one of the named lists (with member ids in [at_least, below): one
+    wave of a broadcast, bounded inside the subquery so the database reads only that range)."""
     on_lists = (select(Membership.member_id).join(MemberList, MemberList.id == Membership.list_id)
                 .where(MemberList.name.in_(names)))
-    if below is None:
+    if below is None and not at_least:
         return Member.id.in_(on_lists)
-    return Member.id.in_(on_lists.where(Membership.member_id < below)) & (Member.id < below)
+    bounds, member_bounds = [], []
+    if at_least:
+        bounds.append(Membership.member_id >= at_least)
+        member_bounds.append(Member.id >= at_least)
+    if below is not None:
+        bounds.append(Membership.member_id < below)
+        member_bounds.append(Member.id < below)
+    return and_(Member.id.in_(on_lists.where(*bounds)), *member_bounds)
 
 
 def audience(session: Session, notice: Notice) -> list[Recipient]:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from relay.access import permissions
@@ -351,6 +351,8 @@ def notice_post_channel(actor: audit.Actor) -> str:
 
 
 FIRST_WAVE = 200  # members planned, committed and queued before the rest: the first messages go out at once
+WAVE_GROWTH = 4  # each later wave is this many times the one before (fewer waves: each costs ~35 ms to plan)
+LARGEST_WAVE = 10_000  # ... up to this many members
 
 
 def notice_fields(notice: Notice, case: Case | None) -> dict[str, str]:
@@ -367,11 +369,13 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
                 actor: audit.Actor = audit.SYSTEM, confirm_identifiers: bool = False) -> NoticeResult:
     """Claim the notice, plan one delivery per recipient x channel, commit, then dispatch them.
 
-    A broadcast is planned in two waves so its first messages leave within a second however big it
-    is: the claim, the post and the first FIRST_WAVE members' deliveries are committed and queued,
-    then finish_notice() plans everyone (the first wave's rows already exist: nothing doubles), marks
-    the notice sent and queues the rest. A notice left "sending" by a crash in between is finished by
-    the sweeper (unfinished_notices).
+    A broadcast is planned in waves so its first messages leave within a second however big it is:
+    the claim, the post and the first FIRST_WAVE members' deliveries are committed and queued, then
+    finish_notice() plans the rest in waves four times as large each time, each committed then queued, so the
+    workers send one wave while the next is planned (issue 18: with the rest planned in one statement the
+    workers sat idle for it, a tenth of a 100,000-member broadcast), and marks the notice sent. A notice
+    left "sending" by a crash in between is finished by the sweeper (unfinished_notices): nothing
+    doubles, the rows planned already are kept.
 
     Issue 16: a notice whose text (or its case's) holds a patient identifier is refused with
     IdentifiersFound unless `confirm_identifiers` (audited `guard.confirm`); a scheduled one was checked when
@@ -402,26 +406,29 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
             result = _plan_listed(session, notice, audience(session, notice), sms_for, _email_body(session, notice))
             notice.status = "sent"
         else:
-            members = fanout.reachable_query(in_lists(list_names(notice)))
             boundary = first_wave_boundary(session, list_names(notice))
-            first_wave = (fanout.reachable_query(in_lists(list_names(notice), below=boundary))
-                          if boundary is not None else members)
-            _plan_set_wise(session, notice, first_wave, sms_for, _email_body(session, notice))
+            _plan_set_wise(session, notice, sms_for, _email_body(session, notice), before=boundary)
     if notice.kind == "correction":
         dispatch_deliveries(services, list(result.delivery_ids))
         return result
-    dispatch_notice_batches(services, notice)  # the first wave
+    dispatch_notice_batches(services, notice, before_member=boundary)  # the first wave
     return finish_notice(services, notice_id, after_member=boundary)
 
 
 def first_wave_boundary(session: Session, lists: list[str]) -> int | None:
-    """A member id that ends the first wave: the smallest of each list's FIRST_WAVE-th member id, each
-    read off the memberships' (list, member) index, so it costs the same at 100,000 members as at 1,000.
-    Below it every list has fewer than FIRST_WAVE members (the wave is at most FIRST_WAVE per list).
-    None: no list is longer than one wave."""
+    """A member id that ends the first wave (wave_boundary from the start, FIRST_WAVE members)."""
+    return wave_boundary(session, lists, 0, FIRST_WAVE)
+
+
+def wave_boundary(session: Session, lists: list[str], start: int, size: int) -> int | None:
+    """A member id that ends the wave of members from `start` on: the smallest of each list's size-th
+    member id from there, each read off the memberships' (list, member) index, so it costs the same at
+    100,000 members as at 1,000. Between `start` and it every list has fewer than `size` members (the
+    wave is at most `size` per list). None: no list has more than `size` members left."""
     list_ids = session.scalars(select(MemberList.id).where(MemberList.name.in_(lists))).all()
-    ends = [session.scalar(select(Membership.member_id).where(Membership.list_id == list_id)
-                           .order_by(Membership.member_id).offset(FIRST_WAVE).limit(1)) for list_id in list_ids]
+    ends = [session.scalar(select(Membership.member_id).where(Membership.list_id == list_id,
+                                                              Membership.member_id >= start)
+                           .order_by(Membership.member_id).offset(size).limit(1)) for list_id in list_ids]
     ends = [end for end in ends if end is not None]
     return min(ends) if ends else None
 
@@ -445,23 +452,28 @@ def _email_body(session: Session, notice: Notice) -> str:
 def finish_notice(services, notice_id: int, after_member: int | None = 0) -> NoticeResult:
     """Plan every delivery of a broadcast in "sending" (those planned already are kept as they are),
     make its list members follow the case, mark it sent and queue what is still waiting of members
-    from `after_member` on (None: nobody left; 0: everyone). Safe to run twice."""
+    from `after_member` on (None: nobody left; 0: everyone). Safe to run twice.
+
+    The members from `after_member` on are planned in waves (send_notice): each wave's members follow
+    the case and get their deliveries in one commit, then the wave is queued, then the next is planned."""
     settings = services.settings
+    size = FIRST_WAVE
+    start = after_member
+    while start is not None:
+        size = min(size * WAVE_GROWTH, LARGEST_WAVE)
+        with transaction(services.sessions) as session:
+            notice = get_notice(session, notice_id)
+            case = session.get(Case, notice.case_id) if notice.case_id else None
+            end = wave_boundary(session, list_names(notice), start, size)
+            _plan_set_wise(session, notice, _sms_texts(settings, notice, case), _email_body(session, notice),
+                           after=start, before=end)
+        dispatch_notice_batches(services, notice, after_member=start, before_member=end)
+        start = end
     with transaction(services.sessions) as session:
         notice = get_notice(session, notice_id)
-        case = session.get(Case, notice.case_id) if notice.case_id else None
-        if notice.post_id is not None and notice.kind != "correction":  # list members follow the case
-            post = session.get(Post, notice.post_id)
-            fanout.follow_query(session, post.thread_id, in_lists(list_names(notice)), reason="notified")
-        members = fanout.reachable_query(in_lists(list_names(notice)))
-        if after_member is not None:
-            _plan_set_wise(session, notice, members.where(Member.id >= after_member),
-                           _sms_texts(settings, notice, case), _email_body(session, notice))
         result = _counts(session, notice)
         if notice.status == "sending":
             notice.status = "sent"
-    if after_member is not None:
-        dispatch_notice_batches(services, notice, after_member=after_member)
     return result
 
 
@@ -482,17 +494,31 @@ def _plan_listed(session: Session, notice: Notice, recipients, sms_for, email_bo
                         whatsapp=sum(r["channel"] == "whatsapp" for r in rows))
 
 
-def _plan_set_wise(session: Session, notice: Notice, members, sms_for, email_body: str) -> None:
-    """Plan a broadcast to the members of a reachable_query() in SQL, one INSERT ... SELECT per channel;
-    the SMS text is rendered once per language present, never per member."""
+def _plan_set_wise(session: Session, notice: Notice, sms_for, email_body: str, after: int = 0,
+                   before: int | None = None) -> None:
+    """Plan a broadcast to its list members with ids in [after, before) (one wave; before None: to the
+    end) in SQL, one INSERT ... SELECT per channel; the SMS text is rendered once per language present,
+    never per member. The wave's list members follow the notice's case in the same commit."""
+    wave = in_lists(list_names(notice), below=before, at_least=after)
+    if notice.post_id is not None:  # list members follow the case
+        post = session.get(Post, notice.post_id)
+        fanout.follow_query(session, post.thread_id, wave, reason="notified")
+    members = fanout.reachable_query(wave)
     key_prefix = f"post:{notice.post_id}:" if notice.post_id else f"{NOTICE_KEY_PREFIX}{notice.id}:"
     for channel in channels_of(notice):
         bodies = ({lang: sms_for(lang) for lang in fanout.languages_of(session, members)} if channel != "email"
                   else {"en": email_body})  # WhatsApp free-form carries the SMS text (issue 19)
         fanout.plan_from_query(session, members, channel, purpose="notice", post_id=notice.post_id,
                                case_id=notice.case_id, key_prefix=key_prefix, bodies=bodies)
-    # issue 5: mutes, pauses, digest/urgent-only and quiet hours apply to set-wise plans as to row plans
-    ladder.shape_planned(session, deliveries_filter(notice))
+    # issue 5: mutes, pauses, digest/urgent-only and quiet hours apply to set-wise plans as to row plans;
+    # only this wave's rows: the waves before it are being sent
+    ladder.shape_planned(session, and_(deliveries_filter(notice), *_member_range(after, before)))
+
+
+def _member_range(after: int, before: int | None) -> list:
+    """Delivery filters for the members with ids in [after, before)."""
+    bounds = [Delivery.member_id >= after] if after else []
+    return bounds + ([Delivery.member_id < before] if before is not None else [])
 
 
 def _counts(session: Session, notice: Notice) -> NoticeResult:
@@ -504,8 +530,9 @@ def _counts(session: Session, notice: Notice) -> NoticeResult:
                         whatsapp=counts.get("whatsapp", 0))
 
 
-def dispatch_notice_batches(services, notice: Notice, batch_size: int | None = None, after_member: int = 0) -> int:
-    """Queue a notice's waiting deliveries (of members from `after_member` on) as bulk tasks of
+def dispatch_notice_batches(services, notice: Notice, batch_size: int | None = None, after_member: int = 0,
+                            before_member: int | None = None) -> int:
+    """Queue a notice's waiting deliveries (of members in [after_member, before_member)) as bulk tasks of
     `batch_size` (default RELAY_BULK_BATCH_SIZE), streamed from the database in (member, channel) order so each batch mixes SMS and
     email; returns the number of batches."""
     size = batch_size or bulk_batch_size(services)
@@ -513,7 +540,7 @@ def dispatch_notice_batches(services, notice: Notice, batch_size: int | None = N
     def batches():
         with services.sessions() as session:
             ids = session.scalars(select(Delivery.id).where(deliveries_filter(notice), Delivery.status == "queued",
-                                                            Delivery.member_id >= after_member)
+                                                            *_member_range(after_member, before_member))
                                   .order_by(Delivery.member_id, Delivery.channel)
                                   .execution_options(yield_per=size * 10))
             chunk: list[int] = []

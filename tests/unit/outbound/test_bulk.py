@@ -148,6 +148,37 @@ def test_a_broadcast_is_sent_in_two_waves_and_never_twice(network, sms, mail, mo
     assert len(sms.sent) == 5 and len(mail.sent) == 5
 
 
+def test_the_rest_of_a_broadcast_is_planned_in_growing_waves_each_queued_before_the_next_is_planned(
+        network, sms, mail, monkeypatch):
+    """Issue 18: the workers send one wave while the next is planned, so none sits idle while a big list
+    is planned; each wave is committed before it is queued."""
+    from relay.notices import lifecycle as notices
+
+    monkeypatch.setattr(notices, "FIRST_WAVE", 1)
+    monkeypatch.setattr(notices, "LARGEST_WAVE", 2)  # waves of 1, then 2, 2 members: members 1 | 2-3 | 4-5
+    planned_when_queued = []
+    queue = network.dispatcher.deliver_batches
+
+    def deliver_batches(batches, **kwargs):
+        batches = list(batches)
+        with network.sessions() as session:  # another session: only what is committed
+            planned_when_queued.append(len(session.scalars(select(Delivery.id)).all()))
+        return queue(batches, **kwargs)
+
+    monkeypatch.setattr(network.dispatcher, "deliver_batches", deliver_batches)
+    notice_id = _sent_notice(network)
+    batches = network.dispatcher.batches
+    assert [len(b) for b in batches] == [2, 4, 4]  # members x (sms, email)
+    assert planned_when_queued == [2, 6, 10]  # each wave queued once committed, before the next was planned
+    with network.sessions() as session:
+        assert session.get(Notice, notice_id).status == "sent"
+        waves = [sorted({session.get(Delivery, i).member_id for i in batch}) for batch in batches]
+    assert waves == [[1], [2, 3], [4, 5]]
+    for batch in batches:
+        send_batch(network, batch)
+    assert len(sms.sent) == 5 and len(mail.sent) == 5
+
+
 def test_the_first_wave_of_a_notice_to_several_lists_is_small_and_nobody_is_missed_or_doubled(
         network, sms, mail, monkeypatch):
     from relay.members.directory import import_members
@@ -161,12 +192,18 @@ def test_the_first_wave_of_a_notice_to_several_lists_is_small_and_nobody_is_miss
     with transaction(network.sessions) as session:
         assert notices.first_wave_boundary(session, ["tft", "us"]) == 4  # the 4th of tft; "us" is short
     monkeypatch.setattr(notices, "FIRST_WAVE", 1)
+    monkeypatch.setattr(notices, "WAVE_GROWTH", 2)
     with transaction(network.sessions) as session:
         assert notices.first_wave_boundary(session, ["tft", "us"]) == 2  # min(2nd of tft = 2, 2nd of us = 6)
         assert notices.first_wave_boundary(session, ["nobody"]) is None
     notice_id = new_case_notice(network, "C1", ["tft", "us"]).notice_id
     batches = network.dispatcher.batches
-    assert [len(b) for b in batches] == [2, 10]  # member 1 on both channels, then members 2-6
+    # member 1 on both channels; then a wave of 2 per list (2-3: tft's 2nd and 3rd, "us" has none there);
+    # then 4-6, fewer than 4 per list
+    assert [len(b) for b in batches] == [2, 4, 6]
+    with transaction(network.sessions) as session:
+        assert notices.wave_boundary(session, ["tft", "us"], 2, 2) == 4
+        assert notices.wave_boundary(session, ["tft", "us"], 4, 4) is None
     with network.sessions() as session:
         assert session.get(Notice, notice_id).status == "sent"
         planned = [(d.member_id, d.channel) for d in session.scalars(select(Delivery))]
