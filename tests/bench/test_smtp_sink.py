@@ -37,7 +37,6 @@ def sinks():
 
 
 def test_relays_sender_delivers_the_same_envelopes_and_bytes_to_both(tmp_path, sinks):
-    received = []
     for url in (sinks[0].url, f"smtp://127.0.0.1:{sinks[1].port}"):
         settings = Settings(var_dir=tmp_path, public_base_url=PUBLIC_BASE, smtp_url=url,
                             mail_from="cases@relay.example.org")
