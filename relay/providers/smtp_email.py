@@ -21,6 +21,7 @@ import aiosmtplib
 from relay.infra.eventloop import shared_loop
 from relay.infra.ratelimit import smtp_rate, take_slot
 from relay.model.messages import OutboundMessage, SendError, SendResult
+from relay.providers.smtp_transaction import send_one
 from relay.providers.verp import stamp
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class SmtpEmailSender:
                 try:
                     # an 8bit body (bulk notices are rendered once, sent unencoded) is declared as such
                     options = ["BODY=8BITMIME"] if not raw.isascii() and smtp.supports_extension("8bitmime") else []
-                    await smtp.sendmail(sender, [to], raw, mail_options=options)
+                    await send_one(smtp, sender, to, raw, options)  # sendmail() without re-parsing our addresses
                     return
                 except aiosmtplib.SMTPServerDisconnected:
                     smtp = None  # the server closed an idle connection: reconnect once
