@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from relay.infra.storage import in_values
 from relay.model.delivery_states import ACCEPTED, DELIVERED, READ, SENT
 from relay.model.notice_refs import deliveries_filter
 from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice
@@ -45,6 +46,21 @@ def in_lists(names: list[str], below: int | None = None, at_least: int = 0):
         bounds.append(Membership.member_id < below)
         member_bounds.append(Member.id < below)
     return and_(Member.id.in_(on_lists.where(*bounds)), *member_bounds)
+
+
+def wave_of(session: Session, names: list[str], at_least: int, below: int | None):
+    """A filter on Member: on one of the named lists, with member ids in [at_least, below) (one wave of a
+    broadcast: at most a wave's size per list). On PostgreSQL the wave's member ids are read first (one
+    range scan of the memberships index per list) and passed as one array: the IN-subquery of in_lists()
+    let the planner, without fresh statistics (a list just imported), re-scan the wave's memberships for
+    every member (a nested loop: 1.4 s for a wave of 1,920 members, against 10 ms). Elsewhere in_lists()."""
+    if session.get_bind().dialect.name != "postgresql":
+        return in_lists(names, below=below, at_least=at_least)
+    query = (select(Membership.member_id).join(MemberList, MemberList.id == Membership.list_id)
+             .where(MemberList.name.in_(names), Membership.member_id >= at_least))
+    if below is not None:
+        query = query.where(Membership.member_id < below)
+    return in_values(session, Member.id, sorted(set(session.scalars(query))))
 
 
 def audience(session: Session, notice: Notice) -> list[Recipient]:

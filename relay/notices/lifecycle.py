@@ -30,7 +30,15 @@ from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from relay.model.notice_refs import deliveries_filter, delivery_key
 from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice, Post, utcnow
 from relay.model.translatable import N_, Translatable
-from relay.notices.audience import CHANNELS, audience, channels_of, in_lists, list_names, post_body, sms_text
+from relay.notices.audience import (
+    CHANNELS,
+    audience,
+    channels_of,
+    list_names,
+    post_body,
+    sms_text,
+    wave_of,
+)
 from relay.outbound import fanout
 from relay.outbound.queueing import batch_size as bulk_batch_size
 from relay.outbound.queueing import dispatch_batches, dispatch_deliveries
@@ -499,7 +507,7 @@ def _plan_set_wise(session: Session, notice: Notice, sms_for, email_body: str, a
     """Plan a broadcast to its list members with ids in [after, before) (one wave; before None: to the
     end) in SQL, one INSERT ... SELECT per channel; the SMS text is rendered once per language present,
     never per member. The wave's list members follow the notice's case in the same commit."""
-    wave = in_lists(list_names(notice), below=before, at_least=after)
+    wave = wave_of(session, list_names(notice), after, before)
     if notice.post_id is not None:  # list members follow the case
         post = session.get(Post, notice.post_id)
         fanout.follow_query(session, post.thread_id, wave, reason="notified")

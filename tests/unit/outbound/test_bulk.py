@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 
 from relay.infra.db import transaction
 from relay.model.messages import SendError
-from relay.model.tables import Delivery, Notice, utcnow
+from relay.model.tables import Delivery, Member, Notice, utcnow
+from relay.notices.audience import in_lists, wave_of
 from relay.notices.lifecycle import create_notice, new_case_notice, send_notice
 from relay.outbound.bulk import send_batch
 from relay.render.mail import compose
@@ -204,6 +205,10 @@ def test_the_first_wave_of_a_notice_to_several_lists_is_small_and_nobody_is_miss
     with transaction(network.sessions) as session:
         assert notices.wave_boundary(session, ["tft", "us"], 2, 2) == 4
         assert notices.wave_boundary(session, ["tft", "us"], 4, 4) is None
+        for after, before in ((0, 2), (2, 4), (4, None), (5, 6), (0, None)):  # as in_lists() selects, on each dialect
+            wave = session.scalars(select(Member.id).where(wave_of(session, ["tft", "us"], after, before))).all()
+            ranged = session.scalars(select(Member.id).where(in_lists(["tft", "us"], below=before, at_least=after))).all()
+            assert sorted(wave) == sorted(ranged) == [m for m in range(1, 7) if m >= after and (before is None or m < before)]
     with network.sessions() as session:
         assert session.get(Notice, notice_id).status == "sent"
         planned = [(d.member_id, d.channel) for d in session.scalars(select(Delivery))]
