@@ -742,7 +742,7 @@ def table(results: dict) -> str:
         rows.append(fanout_row(e, f"email only N={e['members']:,} (personalised)", "< 5 s, >= 20x Mailman",
                                f"{fast}-{slow}x GNU Mailman 3.3.10's personalised (VERP) delivery to 7,400 "
                                f"({MAILMAN_SECONDS[0]}-{MAILMAN_SECONDS[1]} s, a peer's measurement on this kind of "
-                               f"machine, same kind of sink); "))
+                               f"machine, aiosmtpd sink; this run's sink: {SMTP_SINK}); "))
     if len(fan) == 2:
         growth = fan[1]["seconds"] / fan[0]["seconds"]
         size = fan[1]["members"] / fan[0]["members"]

@@ -359,6 +359,7 @@ def notice_post_channel(actor: audit.Actor) -> str:
 
 
 FIRST_WAVE = 200  # members planned, committed and queued before the rest: the first messages go out at once
+FIRST_WAVE_BATCH = 100  # deliveries per bulk task in the first wave (~240 deliveries: work for three processes)
 WAVE_GROWTH = 4  # each later wave is this many times the one before (fewer waves: each costs ~35 ms to plan)
 LARGEST_WAVE = 10_000  # ... up to this many members
 
@@ -419,7 +420,9 @@ def send_notice(services, notice_id: int, now: datetime | None = None, due_only:
     if notice.kind == "correction":
         dispatch_deliveries(services, list(result.delivery_ids))
         return result
-    dispatch_notice_batches(services, notice, before_member=boundary)  # the first wave
+    # the first wave in small batches, so every worker process starts at once on it
+    dispatch_notice_batches(services, notice, batch_size=min(FIRST_WAVE_BATCH, bulk_batch_size(services)),
+                            before_member=boundary)
     return finish_notice(services, notice_id, after_member=boundary)
 
 

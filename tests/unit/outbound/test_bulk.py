@@ -149,6 +149,18 @@ def test_a_broadcast_is_sent_in_two_waves_and_never_twice(network, sms, mail, mo
     assert len(sms.sent) == 5 and len(mail.sent) == 5
 
 
+def test_the_first_wave_goes_in_small_batches_so_every_worker_process_starts_at_once(network, sms, mail, monkeypatch):
+    from relay.notices import lifecycle as notices
+
+    monkeypatch.setattr(notices, "FIRST_WAVE", 2)
+    monkeypatch.setattr(notices, "FIRST_WAVE_BATCH", 3)
+    _sent_notice(network)
+    assert [len(b) for b in network.dispatcher.batches] == [3, 1, 6]  # 2 members x 2 channels; then the rest
+    for batch in network.dispatcher.batches:
+        send_batch(network, batch)
+    assert len(sms.sent) == 5 and len(mail.sent) == 5
+
+
 def test_the_rest_of_a_broadcast_is_planned_in_growing_waves_each_queued_before_the_next_is_planned(
         network, sms, mail, monkeypatch):
     """Issue 18: the workers send one wave while the next is planned, so none sits idle while a big list
