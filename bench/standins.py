@@ -38,6 +38,19 @@ class Clock:
             self.first = self.first or now
             self.last = now
 
+    def stats(self) -> dict:
+        with self.lock:
+            return {"count": self.count, "first": self.first, "last": self.last}
+
+    def clear(self) -> None:
+        with self.lock:
+            self.reset()
+
+
+def stats_in_background(port: int, clock: Clock) -> None:
+    """The clock's stats endpoint (serve_stats) from a daemon thread."""
+    threading.Thread(target=serve_stats, args=(port, clock.stats, clock.clear), daemon=True).start()
+
 
 def serve_stats(port: int, stats, reset) -> None:
     class Handler(BaseHTTPRequestHandler):
@@ -69,12 +82,7 @@ def run_twilio(port: int, stats_port: int) -> None:
 
     clock = Clock()
     standin = AsyncTwilioStandIn(port=port, keep=1000, on_accept=clock.tick)
-
-    def reset():
-        with clock.lock:
-            clock.reset()
-
-    threading.Thread(target=serve_stats, args=(stats_port, lambda: vars_of(clock), reset), daemon=True).start()
+    stats_in_background(stats_port, clock)
     print(f"twilio stand-in (asyncio) on {port}, stats on {stats_port}", flush=True)
     standin.serve_forever()
 
@@ -97,19 +105,9 @@ def run_twilio_threaded(port: int, stats_port: int) -> None:
         original(handler, account, auth, form, status)
 
     standin.server.RequestHandlerClass._record = _record
-
-    def reset():
-        with clock.lock:
-            clock.reset()
-
-    threading.Thread(target=serve_stats, args=(stats_port, lambda: vars_of(clock), reset), daemon=True).start()
+    stats_in_background(stats_port, clock)
     print(f"twilio stand-in on {port}, stats on {stats_port}", flush=True)
     standin.server.serve_forever(poll_interval=0.05)
-
-
-def vars_of(clock: Clock) -> dict:
-    with clock.lock:
-        return {"count": clock.count, "first": clock.first, "last": clock.last}
 
 
 def run_smtp(port: int, stats_port: int) -> None:
@@ -117,12 +115,7 @@ def run_smtp(port: int, stats_port: int) -> None:
 
     clock = Clock()
     sink = LeanSmtpSink(port=port, keep=0, on_message=lambda envelope: clock.tick())
-
-    def reset():
-        with clock.lock:
-            clock.reset()
-
-    threading.Thread(target=serve_stats, args=(stats_port, lambda: vars_of(clock), reset), daemon=True).start()
+    stats_in_background(stats_port, clock)
     print(f"smtp sink (asyncio) on {port}, stats on {stats_port}", flush=True)
     sink.serve_forever()
 
@@ -143,13 +136,8 @@ def run_smtp_aiosmtpd(port: int, stats_port: int) -> None:
 
     controller = Controller(Handler(), hostname="127.0.0.1", port=port, loop=uvloop.new_event_loop())
     controller.start()
-
-    def reset():
-        with clock.lock:
-            clock.reset()
-
     print(f"smtp sink on {port}, stats on {stats_port}", flush=True)
-    serve_stats(stats_port, lambda: vars_of(clock), reset)
+    serve_stats(stats_port, clock.stats, clock.clear)
 
 
 def main() -> None:
