@@ -511,7 +511,7 @@ def _plan_set_wise(session: Session, notice: Notice, sms_for, email_body: str, a
     end) in SQL, one INSERT ... SELECT per channel; the SMS text is rendered once per language present,
     never per member. The wave's list members follow the notice's case in the same commit."""
     wave = wave_of(session, list_names(notice), after, before)
-    if notice.post_id is not None:  # list members follow the case
+    if notice.post_id is not None and notice.kind != "correction":  # list members follow the case
         post = session.get(Post, notice.post_id)
         fanout.follow_query(session, post.thread_id, wave, reason="notified")
     members = fanout.reachable_query(wave)
