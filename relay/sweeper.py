@@ -90,7 +90,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
             media = media[:500]
     for image_id in media:
         dispatch_safely(services.dispatcher.fetch_media, image_id)
-    for notice_id in unfinished:  # a sender died between a broadcast's two waves: plan and queue the rest
+    for notice_id in unfinished:  # a sender died between a broadcast's waves: plan and queue the rest
         log.warning("sweep: finishing notice %s, left half-planned", notice_id)
         finish_notice(services, notice_id)
     for event_id in inbound:

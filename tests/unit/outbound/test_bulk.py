@@ -250,6 +250,43 @@ def test_a_broadcast_left_half_planned_by_a_crash_is_finished_by_the_sweeper(net
     assert len(sms.sent) == 5 and len(mail.sent) == 5
 
 
+def test_a_sender_that_dies_between_waves_leaves_nothing_lost_or_doubled(network, sms, mail, monkeypatch):
+    """Waves 1 and 2 committed and queued, wave 3 committed but never queued (the process died): the
+    sweeper finishes the notice, and every member gets exactly one message per channel."""
+    from relay.notices import lifecycle as notices
+    from relay.sweeper import sweep
+
+    monkeypatch.setattr(notices, "FIRST_WAVE", 1)
+    monkeypatch.setattr(notices, "LARGEST_WAVE", 2)  # waves: member 1 | 2-3 | 4-5
+    real_dispatch = notices.dispatch_notice_batches
+    calls = []
+
+    def dies_at_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise SystemExit("killed")
+        return real_dispatch(*args, **kwargs)
+
+    monkeypatch.setattr(notices, "dispatch_notice_batches", dies_at_the_third)
+    with pytest.raises(SystemExit):
+        _sent_notice(network)
+    monkeypatch.setattr(notices, "dispatch_notice_batches", real_dispatch)
+    for batch in network.dispatcher.batches:  # the workers send what was queued
+        send_batch(network, batch)
+    assert len(sms.sent) == len(mail.sent) == 3
+    with transaction(network.sessions) as session:
+        notice = session.scalars(select(Notice)).one()
+        assert notice.status == "sending"
+        notice.sent_at = utcnow() - timedelta(minutes=10)
+    sweep(network)
+    for batch in network.dispatcher.batches:  # everything queued, the first batches again too
+        send_batch(network, batch)
+    with network.sessions() as session:
+        assert session.scalars(select(Notice)).one().status == "sent"
+    sent = sorted((m.channel, m.to) for m in sms.sent + mail.sent)
+    assert len(sent) == len(set(sent)) == 10  # 5 members x 2 channels, none twice
+
+
 def test_callbacks_that_raced_ahead_of_a_batch_are_dispatched_once_its_sids_are_recorded(network, sms):
     """Twilio may call back before the batch records the sid (relay/outbound/bulk.py _raced_statuses: one
     LIKE ANY on PostgreSQL, an OR of LIKEs elsewhere): those events are queued again, and no other's."""
