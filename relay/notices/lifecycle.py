@@ -489,7 +489,7 @@ def finish_notice(services, notice_id: int, after_member: int | None = 0) -> Not
 
 
 def unfinished_notices(session: Session, older_than: datetime) -> list[int]:
-    """Broadcasts left in "sending" (the process sending them died between its two waves)."""
+    """Broadcasts left in "sending" (the process sending them died between its waves)."""
     return list(session.scalars(select(Notice.id).where(Notice.status == "sending", Notice.sent_at < older_than)))
 
 
