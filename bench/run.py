@@ -2,8 +2,8 @@
 
 Starts on loopback everything it needs (a fresh PostgreSQL database per workload on the local server,
 Redis with a private key prefix, the Twilio API stand-in on asyncio (bench/twilio_async.py: thousands of
-requests/s, so it is not the limit) and an SMTP sink (bench/smtp_sink.py: ~0.1-0.2 ms of CPU a message,
-where aiosmtpd took 0.5-0.8 ms) as their own processes, relay's web app under
+requests/s, so it is not the limit) and an SMTP sink (bench/smtp_sink.py: 0.13-0.3 ms of CPU a message,
+where aiosmtpd took 0.5-1.2 ms) as their own processes, relay's web app under
 gunicorn, Celery workers) and runs:
 
   ingest   signed Twilio inbound webhooks at 32 connections against relay web, vs a bare Flask handler

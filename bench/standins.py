@@ -9,8 +9,8 @@ provider without keeping them in its own memory.
 
 `twilio` is the asyncio stand-in (bench/twilio_async.py), thousands of requests/s here; `twilio-threaded`
 is the tests' threaded one (tests/standins/twilio_api.py), which caps a client near 700/s. `smtp` is the
-lean asyncio sink (bench/smtp_sink.py, ~0.1-0.2 ms of CPU a message here); `smtp-aiosmtpd` the aiosmtpd
-sink the bench used before it (0.5-0.8 ms a message), kept to compare (BENCH_SMTP_SINK=aiosmtpd).
+lean asyncio sink (bench/smtp_sink.py, 0.13-0.3 ms of CPU a message here); `smtp-aiosmtpd` the aiosmtpd
+sink the bench used before it (0.5-1.2 ms a message), kept to compare (BENCH_SMTP_SINK=aiosmtpd).
 """
 from __future__ import annotations
 
