@@ -31,21 +31,23 @@ def list_names(notice: Notice) -> list[str]:
     return [name for name in (notice.lists or "").split(";") if name]
 
 
+def _memberships_on(names: list[str], at_least: int = 0, below: int | None = None):
+    """The member ids on the named lists, with member ids in [at_least, below)."""
+    query = (select(Membership.member_id).join(MemberList, MemberList.id == Membership.list_id)
+             .where(MemberList.name.in_(names)))
+    if at_least:
+        query = query.where(Membership.member_id >= at_least)
+    if below is not None:
+        query = query.where(Membership.member_id < below)
+    return query
+
+
 def in_lists(names: list[str], below: int | None = None, at_least: int = 0):
     """A filter on Member: on at least one of the named lists (with member ids in [at_least, below): one
     wave of a broadcast, bounded inside the subquery so the database reads only that range)."""
-    on_lists = (select(Membership.member_id).join(MemberList, MemberList.id == Membership.list_id)
-                .where(MemberList.name.in_(names)))
-    if below is None and not at_least:
-        return Member.id.in_(on_lists)
-    bounds, member_bounds = [], []
-    if at_least:
-        bounds.append(Membership.member_id >= at_least)
-        member_bounds.append(Member.id >= at_least)
-    if below is not None:
-        bounds.append(Membership.member_id < below)
-        member_bounds.append(Member.id < below)
-    return and_(Member.id.in_(on_lists.where(*bounds)), *member_bounds)
+    on_lists = Member.id.in_(_memberships_on(names, at_least, below))
+    bounds = ([Member.id >= at_least] if at_least else []) + ([Member.id < below] if below is not None else [])
+    return and_(on_lists, *bounds) if bounds else on_lists
 
 
 def wave_of(session: Session, names: list[str], at_least: int, below: int | None):
@@ -56,11 +58,7 @@ def wave_of(session: Session, names: list[str], at_least: int, below: int | None
     every member (a nested loop: 1.4 s for a wave of 1,920 members, against 10 ms). Elsewhere in_lists()."""
     if session.get_bind().dialect.name != "postgresql":
         return in_lists(names, below=below, at_least=at_least)
-    query = (select(Membership.member_id).join(MemberList, MemberList.id == Membership.list_id)
-             .where(MemberList.name.in_(names), Membership.member_id >= at_least))
-    if below is not None:
-        query = query.where(Membership.member_id < below)
-    return in_values(session, Member.id, sorted(set(session.scalars(query))))
+    return in_values(session, Member.id, sorted(set(session.scalars(_memberships_on(names, at_least, below)))))
 
 
 def audience(session: Session, notice: Notice) -> list[Recipient]:

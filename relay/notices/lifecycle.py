@@ -470,14 +470,16 @@ def finish_notice(services, notice_id: int, after_member: int | None = 0) -> Not
     settings = services.settings
     size = FIRST_WAVE
     start = after_member
+    texts = None  # the SMS text per language and the email body, made once for all the waves
     while start is not None:
         size = min(size * WAVE_GROWTH, LARGEST_WAVE)
         with transaction(services.sessions) as session:
             notice = get_notice(session, notice_id)
-            case = session.get(Case, notice.case_id) if notice.case_id else None
+            if texts is None:
+                case = session.get(Case, notice.case_id) if notice.case_id else None
+                texts = _sms_texts(settings, notice, case), _email_body(session, notice)
             end = wave_boundary(session, list_names(notice), start, size)
-            _plan_set_wise(session, notice, _sms_texts(settings, notice, case), _email_body(session, notice),
-                           after=start, before=end)
+            _plan_set_wise(session, notice, *texts, after=start, before=end)
         dispatch_notice_batches(services, notice, after_member=start, before_member=end)
         start = end
     with transaction(services.sessions) as session:
