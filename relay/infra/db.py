@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,10 +43,18 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    if url.startswith("postgresql") and "connect_timeout" not in url:
-        # psycopg waits 130 s by default for a server that accepts and says nothing: past Twilio's
-        # 15 s for a webhook, which relay would rather spool (relay/infra/spool.py). ?connect_timeout=N overrides.
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **kwargs.get("connect_args", {})}
+    if url.startswith("postgresql"):
+        connect_args = dict(kwargs.get("connect_args", {}))
+        if "connect_timeout" not in url:
+            # psycopg waits 130 s by default for a server that accepts and says nothing: past Twilio's
+            # 15 s for a webhook, which relay would rather spool (relay/infra/spool.py). ?connect_timeout=N overrides.
+            connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+        # Every session speaks UTC, whatever the server's or the database's zone: psycopg then hands back
+        # timestamps in timezone.utc, which UTCDateTime passes through (relay/model/tables.py). Appended to any
+        # ?options= of the URL (connect_args would replace it).
+        options = connect_args.get("options", make_url(url).query.get("options", ""))
+        connect_args["options"] = f"{options} -c TimeZone=UTC".strip()
+        kwargs["connect_args"] = connect_args
     return create_engine(url, **kwargs)
 
 

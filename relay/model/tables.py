@@ -45,6 +45,21 @@ class UTCDateTime(TypeDecorator):
         value = value.astimezone(timezone.utc)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def result_processor(self, dialect, coltype):
+        """On PostgreSQL relay's sessions speak UTC (relay/infra/db.make_engine), so psycopg's values are
+        aware and in timezone.utc already: passed through, converted only if some other connection's are
+        not. Issue 18: the general path below cost ~15 % of a bulk batch's calling thread."""
+        if dialect.name != "postgresql":
+            return super().result_processor(dialect, coltype)
+        utc = timezone.utc
+
+        def process(value):
+            if value is None or value.tzinfo is utc:
+                return value
+            return value.astimezone(utc) if value.tzinfo is not None else value.replace(tzinfo=utc)
+
+        return process
+
     def process_result_value(self, value, dialect):
         if value is None:
             return None
