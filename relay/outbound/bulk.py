@@ -55,6 +55,7 @@ _REPLY = b"relayreplytokenzq"
 _PREFS = b"relaypreferencestokenzq"
 _NAME = "Relaynameplaceholderzq"
 _EMAIL = "relayaddressplaceholderzq@placeholder.invalid"
+_ADDRESS = formataddr((_NAME, _EMAIL)).encode()  # the To line's placeholder, as the template renders it
 
 
 @dataclass
@@ -159,7 +160,7 @@ class NoticeEmails:
         parts[0].set_content(text, cte="8bit")  # sent as is: the placeholders stay whole
         parts[1].set_content(html, subtype="html", cte="8bit")
         raw = message.as_bytes()
-        if formataddr((_NAME, _EMAIL)).encode() not in raw or _TOKEN not in raw:
+        if _ADDRESS not in raw or _TOKEN not in raw:
             log.warning("notice %s: the email template could not be pre-rendered; composing per recipient", notice.id)
             return None
         return raw, message_id
@@ -167,7 +168,7 @@ class NoticeEmails:
     def _personalise(self, template: bytes, delivery: Delivery, member: Member) -> bytes:
         s = self.settings
         secret = s.secret()
-        raw = template.replace(formataddr((_NAME, _EMAIL)).encode(),
+        raw = template.replace(_ADDRESS,
                                formataddr((member.name, member.email), charset="utf-8").encode("ascii"))
         raw = raw.replace(_TOKEN, unsubscribe_token(secret, member.id).encode())
         raw = raw.replace(_PREFS, signed_id(secret, "preferences", member.id).encode())

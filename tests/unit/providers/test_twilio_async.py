@@ -141,6 +141,20 @@ def test_an_unknown_parameter_is_refused_not_dropped():
         twilio_async.form({"to": "+12025550105", "body": "x", "send_at": "2026-12-06T00:00:00Z"})
 
 
+@pytest.mark.parametrize("case", sorted(CASES) + ["not strings"])
+def test_the_form_is_urlencode_of_twilios_fields_also_when_its_values_are_remembered(case):
+    """form() keeps the encoding of values it has seen (a broadcast's one Body): the second body is the
+    first, and both are what urlencode writes for the same pairs in twilio's order."""
+    from urllib.parse import urlencode
+
+    params = CASES[case] if case != "not strings" else {"to": "+12025550105", "body": 42, "media_url": [b"a&b"]}
+    pairs = [(field, item) for keyword, field in twilio_async.FIELDS if params.get(keyword) is not None
+             for item in (params[keyword] if isinstance(params[keyword], (list, tuple)) else (params[keyword],))]
+    expected = urlencode(pairs).encode("ascii")
+    assert twilio_async.form(params) == expected
+    assert twilio_async.form(dict(params)) == expected
+
+
 def _fields(error) -> tuple:
     return (str(error), error.code, error.retryable, error.opted_out, error.retry_after, error.throttled)
 
