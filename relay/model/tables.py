@@ -338,7 +338,7 @@ class Delivery(Base):
     lease_until: Mapped[datetime | None] = mapped_column()
     next_attempt_at: Mapped[datetime | None] = mapped_column()
     dispatched_at: Mapped[datetime | None] = mapped_column()
-    provider_message_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(64))  # unique where set (the index below)
     error_code: Mapped[str | None] = mapped_column(String(20))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # issue 20: read by day
@@ -347,7 +347,14 @@ class Delivery(Base):
 
     __table_args__ = (
         Index("ix_deliveries_member_case", "member_id", "created_at"),
-        Index("ix_deliveries_status", "status", "next_attempt_at"),
+        # issue 18 (migration 0023): each holds only the rows read through it, so a claim or a record of a
+        # broadcast's delivery writes fewer index entries
+        Index("ix_deliveries_status", "status", "next_attempt_at",
+              postgresql_where=text("status IN ('queued', 'sending')"),
+              sqlite_where=text("status IN ('queued', 'sending')")),
+        Index("uq_deliveries_provider_message_id", "provider_message_id", unique=True,
+              postgresql_where=text("provider_message_id IS NOT NULL"),
+              sqlite_where=text("provider_message_id IS NOT NULL")),
     )
 
 
