@@ -44,7 +44,8 @@ Prints one table and writes var/bench/latest.json. BENCH_QUICK=1: smaller N (dig
 and shorter ingest. BENCH_ONLY=digest (a comma list of ingest, fanout, email, digest, reach; default all) runs only
 those workloads: `BENCH_ONLY=digest make bench BENCH_QUICK=1`. BENCH_SEND_ASYNC=off runs relay's bulk
 sends on threads (RELAY_SEND_ASYNC=off) instead of the event loop, to compare; BENCH_SMTP_SINK=aiosmtpd
-uses the aiosmtpd sink the bench had before issue 18's lean one.
+uses the aiosmtpd sink the bench had before issue 18's lean one. For experiments: BENCH_SIZES=10000 (the
+fan-out's member counts, a comma list) and BENCH_WORKERS=3 (the worker's pool processes, default 2).
 Environment: BENCH_POSTGRES_URL (admin URL, default postgresql+psycopg://postgres@127.0.0.1:5432/postgres),
 BENCH_REDIS_URL (default redis://127.0.0.1:6379/13)."""
 from __future__ import annotations
@@ -83,7 +84,8 @@ from tests.e2e.processes import (
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-SIZES = (2_000, 10_000) if QUICK else (10_000, 100_000)
+SIZES = (tuple(int(n) for n in os.environ["BENCH_SIZES"].split(",")) if os.environ.get("BENCH_SIZES")
+         else (2_000, 10_000) if QUICK else (10_000, 100_000))
 INGEST_SECONDS = 5 if QUICK else 30
 CONNECTIONS = 32
 INGEST_CLIENT = os.environ.get("BENCH_INGEST_CLIENT", "streams")  # aiohttp: the load client before issue 18 item 5
@@ -93,7 +95,7 @@ PROCESSING_WAIT = 10 if QUICK else 30  # seconds the ingest workload lets the wo
 # gunicorn settings for relay's web and the bare baseline alike: `relay web`'s defaults
 WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or RELAY_WEB_WORKERS
 WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or RELAY_WEB_THREADS
-WORKER_PROCESSES = 2  # prefork children of one `relay worker`, as on this 2-core machine
+WORKER_PROCESSES = int(os.environ.get("BENCH_WORKERS", "2"))  # prefork children of one `relay worker`, as on this 2-core machine
 SEND_THREADS = 16
 RAW_SAMPLE = 4_000 if QUICK else 12_000  # messages the machine's-limit baseline pushes at most (its rate is per message)
 OWN_CLIENTS_SAMPLE = 2_000 if QUICK else 4_000  # messages relay's own clients push at most (for information; per message likewise)
