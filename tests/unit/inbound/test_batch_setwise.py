@@ -250,6 +250,34 @@ def test_relays_held_by_a_drain_stopped_at_its_budget_are_queued_by_the_next(ser
     assert sorted(_dispatched(services)) == sorted(_all_ids(services))
 
 
+def test_looking_for_held_relays_reads_only_the_rows_never_queued(services, small_batches):
+    """held_relays runs once per drain over the posts of the last HELD_WINDOW: the relays already queued stay
+    in the database, only those never queued come back (issue 18: in a sustained burst each drain read ~1,500
+    rows a statement into the worker, to keep a handful)."""
+    from sqlalchemy import event
+
+    _setup(services)
+    _store_many(services, 7)
+    assert inbound_drain.drain(services).processed == 7  # caught up: every relay and answer queued
+    held_back = _relay_ids(services)[:3]
+    with services.sessions.begin() as session:  # as if a drain had held these three and stopped
+        session.execute(update(Delivery).where(Delivery.id.in_(held_back)).values(dispatched_at=None))
+    fetched: list[int] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().startswith("SELECT deliveries."):
+            fetched.append(cursor.rowcount)
+
+    event.listen(services.engine, "after_cursor_execute", count)
+    try:
+        found = inbound_batch.held_relays(services, utcnow() - timedelta(minutes=5))
+    finally:
+        event.remove(services.engine, "after_cursor_execute", count)
+    assert found == sorted(held_back)
+    if services.engine.dialect.name == "postgresql":  # SQLite's cursors do not count a SELECT's rows
+        assert sum(fetched) == len(held_back), fetched
+
+
 def test_a_last_claim_cut_short_by_the_budget_is_not_taken_for_having_caught_up(services, small_batches):
     """Budget 5 with claims of 3: the second claim asks for 2 and gets 2. That is a full claim (a backlog still
     waits), not a drain that has caught up, so the relays stay held (before: any claim under 3 released them)."""
