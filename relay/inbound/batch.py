@@ -161,7 +161,7 @@ def _open(session: Session, event_ids: Sequence[int], settings) -> Iterator[Batc
     session.info.update(preloaded)
     posts = Posts(session)
     posts.load(sorted(t.id for t in case_threads.values()))
-    batch = Batch(session, events, members, recent=Recent(session, list(events.values()), settings.raw_retention),
+    batch = Batch(session, events, members, recent=Recent(session, list(events.values())),
                   posts=posts, settings=settings, forms=forms)
     token = _CURRENT.set(batch)
     try:

@@ -20,7 +20,7 @@ from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
 from relay.infra.storage import in_values
-from relay.model.tables import InboundEvent, Post, utcnow
+from relay.model.tables import InboundEvent, Post
 from relay.providers import twilio_sms
 
 WINDOW = timedelta(minutes=1)
@@ -75,7 +75,7 @@ class Recent:
     the per-event functions': the counts do not depend on processing, and the posts are brought up to date
     as the batch posts (`posted`), so a sender's second message in the batch sees its first."""
 
-    def __init__(self, session: Session, events: list[InboundEvent], raw_retention: timedelta | None = None):
+    def __init__(self, session: Session, events: list[InboundEvent]):
         # (provider, kind, sender) -> [(id, received_at, outcome, raw if known)]
         self._by_sender: dict[tuple[str, str, str], list[tuple[int, datetime, str, str]]] = {}
         sms = [e for e in events if e.kind != "email"]
@@ -83,22 +83,20 @@ class Recent:
             return
         earliest = min(e.received_at for e in sms) - max(WINDOW, REPEAT_WINDOW)
         senders = sorted({e.sender for e in sms})
-        kinds = sorted({(e.provider, e.kind) for e in sms})
-        # inbound_events has no index on sender; the partial index of the rows still holding their raw body
-        # (ix_inbound_raw_kept, on received_at) reads just the window. Exact: retention only empties rows
-        # received before now - RELAY_RAW_RETENTION, so when the window is newer than that, every row in it
-        # still has its body (measured: 0.03 ms instead of a 34 ms scan with 200,000 older events).
-        kept = [InboundEvent.raw_purged_at.is_(None)] if (
-            not raw_retention or earliest >= utcnow() - raw_retention) else []
-        for provider, kind in kinds:
-            # the body of the posted ones comes along (the repeat check reads the sender's last post)
-            raw = case((InboundEvent.outcome == "posted", InboundEvent.raw), else_=literal(""))
-            rows = session.execute(select(InboundEvent.id, InboundEvent.sender, InboundEvent.received_at,
-                                          InboundEvent.outcome, raw.label("raw")).where(
-                InboundEvent.provider == provider, InboundEvent.kind == kind, in_values(session, InboundEvent.sender, senders),
-                InboundEvent.received_at > earliest, *kept)).all()
-            for row in rows:
-                self._by_sender.setdefault((provider, kind, row.sender), []).append(
+        kinds = {(e.provider, e.kind) for e in sms}
+        # Only the sender and the time in the conditions, the two columns of ix_inbound_sender_time (migration
+        # 0022); provider and kind are sorted out here. With them in the query, a planner without fresh
+        # statistics (a busy hour's new rows, before autovacuum's ANALYZE) read the batch's recent events
+        # through the (provider, kind, dedupe_key) index, i.e. every SMS event stored: ~150 ms a batch with
+        # 30,000 in the table, against ~2 ms (issue 18, item 4; tests/unit/inbound/test_limit_queries.py).
+        # The body of the posted ones comes along (the repeat check reads the sender's last post).
+        raw = case((InboundEvent.outcome == "posted", InboundEvent.raw), else_=literal(""))
+        rows = session.execute(select(InboundEvent.id, InboundEvent.provider, InboundEvent.kind, InboundEvent.sender,
+                                      InboundEvent.received_at, InboundEvent.outcome, raw.label("raw")).where(
+            in_values(session, InboundEvent.sender, senders), InboundEvent.received_at > earliest)).all()
+        for row in rows:
+            if (row.provider, row.kind) in kinds:
+                self._by_sender.setdefault((row.provider, row.kind, row.sender), []).append(
                     (row.id, row.received_at, row.outcome, row.raw or ""))
 
     def _recent(self, event: InboundEvent):

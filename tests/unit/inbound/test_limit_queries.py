@@ -13,7 +13,7 @@ from relay.inbound import limits
 from relay.infra.dispatch import RecordingDispatcher
 from relay.model.tables import InboundEvent, utcnow
 from relay.services import build_services
-from tests.conftest import make_settings
+from tests.conftest import fresh_postgres_database, make_settings
 from tests.helpers import record_sms
 
 SENDERS = ("+821012345601", "+821012345602", "+33612345604")
@@ -78,3 +78,53 @@ def test_the_limits_read_a_senders_recent_events_by_index(services):
         for run in (per_event, per_batch):
             count, scans = _plans_scanning_inbound_events(services, run)
             assert count >= 1 and not scans, (run.__name__, scans)
+
+
+@pytest.fixture
+def fresh_services(tmp_path):
+    """Services on a database of their own, new: no table of it was ever analyzed."""
+    with fresh_postgres_database("_nostats") as url:
+        services = build_services(make_settings(tmp_path / "var", url), dispatcher=RecordingDispatcher())
+        yield services
+        services.dispose()
+
+
+def test_the_batch_query_reads_by_sender_even_without_the_planners_statistics(fresh_services):
+    """A burst's new rows before autovacuum's ANALYZE: the planner has no statistics for inbound_events.
+    The batch's query of its senders' recent events still goes through ix_inbound_sender_time, not through
+    the (provider, kind, dedupe_key) index or the window's index, each of which reads every recent event
+    (~150 ms a batch of 200 with 30,000 stored, against ~2 ms; issue 18, item 4)."""
+    services = fresh_services
+    recent_start = utcnow() - timedelta(seconds=40)
+    with services.engine.begin() as conn:
+        conn.execute(InboundEvent.__table__.insert(), [
+            {"provider": "twilio", "kind": "sms", "dedupe_key": f"SMburst{i}", "raw": "x" * 400,
+             "sender": f"+1202555{i % 2000:04d}", "outcome": "posted", "attempts": 1,
+             "received_at": recent_start + timedelta(milliseconds=i), "rules_fired": [], "detail": "",
+             "last_error": "", "content_type": "", "guard_verdict": "", "guard_kinds": []}
+            for i in range(8000)])
+        analyzed = conn.execute(text("SELECT coalesce(last_analyze, last_autoanalyze) FROM pg_stat_user_tables "
+                                     "WHERE relname = 'inbound_events'")).scalar()
+    assert analyzed is None  # the premise: no statistics
+    for i in range(12):
+        record_sms(services, SENDERS[i % 3], f"C1 burst reply {i}")
+    with services.sessions() as session:
+        events = list(session.scalars(select(InboundEvent).where(InboundEvent.dedupe_key.not_like("SMburst%"))
+                                      .order_by(InboundEvent.id)))
+        statements: list[tuple[str, object]] = []
+
+        def keep(conn, cursor, statement, parameters, context, executemany):
+            if statement.lstrip().upper().startswith("SELECT") and "sender = ANY" in statement:
+                statements.append((statement, parameters))
+
+        event.listen(services.engine, "before_cursor_execute", keep)
+        try:
+            recent = limits.Recent(session, events)
+        finally:
+            event.remove(services.engine, "before_cursor_execute", keep)
+        assert recent.over_rate(services.settings, events[-1]) in (True, False)
+    assert len(statements) == 1
+    with services.engine.connect() as conn:
+        statement, parameters = statements[0]
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+    assert "ix_inbound_sender_time" in plan, plan
