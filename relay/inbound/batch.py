@@ -209,7 +209,7 @@ def held_relays(services, since: datetime, until: datetime | None = None) -> lis
     window = [Post.created_at > since, Post.inbound_event_id.is_not(None)]
     if until is not None:
         window.append(Post.created_at <= until)
-    columns = (Delivery.id, Delivery.purpose, Delivery.status, Delivery.dispatched_at)
+    columns = (Delivery.id, Delivery.purpose, Delivery.status)
     never_queued = Delivery.dispatched_at.is_(None)
     rows = []
     with services.sessions() as session:
@@ -221,8 +221,7 @@ def held_relays(services, since: datetime, until: datetime | None = None) -> lis
             keys = [f"reply:{event_id}:{purpose}" for _post, event_id in chunk for purpose in _POST_ANSWERS]
             rows += session.execute(select(*columns).where(in_values(session, Delivery.dedupe_key, keys),
                                                            never_queued)).all()
-    return sorted({delivery_id for delivery_id, purpose, status, dispatched_at in rows
-                   if purpose in HELD_PURPOSES and status == "queued" and dispatched_at is None})
+    return sorted({delivery_id for delivery_id, purpose, status in rows if purpose in HELD_PURPOSES and status == "queued"})
 
 
 def process_batch(services, event_ids: Sequence[int], process: Callable[[int], object]) -> BatchReport:
