@@ -2,6 +2,7 @@
 are idempotent: the core re-reads state and skips what is already done."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -94,7 +95,10 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     holder = ServicesHolder(app, settings)
     def warm_up(**_kwargs) -> None:
         """A new pool process builds its services, configures the ORM's mappers and loads the provider clients
-        before its first task, so the first batch of a broadcast is not held up by them (twilio's REST client)."""
+        before its first task, so the first batch of a broadcast is not held up by them (twilio's REST client).
+        Then what it has loaded goes into the collector's permanent generation (gc.freeze, as the web's workers
+        do: webhooks/serving.py): a broadcast's batches set off full collections now and then, and each walked
+        all of it (~170 ms each, ~6 % of a 12,000-message broadcast's CPU in one process; docs/scale.md)."""
         holder.reset()
         try:
             configure_mappers()
@@ -103,6 +107,8 @@ def register_tasks(app: Celery, settings: Settings) -> None:
                     sender.warm_up()
         except Exception as exc:  # the first task will try again, and say why
             log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
+        gc.collect()
+        gc.freeze()
 
     worker_process_init.connect(warm_up, weak=False)
     app.relay_services = holder  # type: ignore[attr-defined]
