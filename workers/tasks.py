@@ -37,6 +37,7 @@ from relay.infra.doorbell import LINGER_SECONDS
 from relay.infra.metrics import TASK_SECONDS
 from relay.infra.settings import Settings
 from relay.notices.lifecycle import send_scheduled as run_send_scheduled
+from relay.outbound import warming
 from relay.outbound.bulk import send_batch
 from relay.outbound.sending import send_delivery
 from relay.services import Services, build_services, make_doorbell
@@ -95,7 +96,8 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     holder = ServicesHolder(app, settings)
     def warm_up(**_kwargs) -> None:
         """A new pool process builds its services, configures the ORM's mappers and loads the provider clients
-        before its first task, so the first batch of a broadcast is not held up by them (twilio's REST client).
+        before its first task, so the first batch of a broadcast is not held up by them (twilio's REST client),
+        and runs a batch's statements and renders the notice emails once (relay/outbound/warming.py).
         Then what it has loaded goes into the collector's permanent generation (gc.freeze, as the web's workers
         do: webhooks/serving.py): a broadcast's batches set off full collections now and then, and each walked
         all of it (~170 ms each, ~6 % of a 12,000-message broadcast's CPU in one process; docs/scale.md)."""
@@ -105,6 +107,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
             for sender in holder.get().senders.values():
                 if hasattr(sender, "warm_up"):
                     sender.warm_up()
+            warming.warm_up(holder.get())  # a broadcast's first batch: its statements and templates (relay/outbound/warming.py)
         except Exception as exc:  # the first task will try again, and say why
             log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
         gc.collect()

@@ -177,6 +177,12 @@ class NoticeEmails:
         return raw
 
 
+def _load(session, claimed: Sequence[int]):
+    """The claimed deliveries with their members, in id order: one query for the batch."""
+    return session.execute(select(Delivery, Member).outerjoin(Member, Member.id == Delivery.member_id)
+                           .where(in_values(session, Delivery.id, claimed)).order_by(Delivery.id)).all()
+
+
 def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport,
              fallbacks: list[int] | None = None):
     """Claim the batch and build its messages: (messages, attempts by id). WhatsApp deliveries that fall
@@ -192,8 +198,7 @@ def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport
         report.add(SendOutcome(delivery_id, "skipped"))
     if not claimed:
         return [], {}
-    rows = session.execute(select(Delivery, Member).outerjoin(Member, Member.id == Delivery.member_id)
-                           .where(in_values(session, Delivery.id, claimed)).order_by(Delivery.id)).all()
+    rows = _load(session, claimed)
     notices: dict[tuple, Notice | None] = {}
     claimed_rows = []
     attempts = {}
