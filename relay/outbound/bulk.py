@@ -43,6 +43,7 @@ from relay.outbound.deliveries import claim_many, move
 from relay.outbound.queueing import dispatch_deliveries
 from relay.outbound.sending import SendOutcome, outbound_message, record_failure
 from relay.outbound.template_cache import NOTICE_TEMPLATES, notice_key
+from relay.providers.smtp_transaction import plain
 from relay.render import mail
 from relay.render.digest_mail import DigestEmails
 
@@ -111,8 +112,10 @@ class NoticeEmails:
     def for_delivery(self, delivery: Delivery, member: Member, notice: Notice | None) -> tuple[bytes, str]:
         """(raw message, Message-ID) for one delivery."""
         # issue 17: a notice asking for acknowledgement carries each member's own signed link: composed whole
+        # (an address that is not a plain ASCII addr-spec, one with a line break say, is composed whole: compose()
+        # quotes what needs quoting and refuses a header with a line break)
         if notice is not None and notice.ack_within_s is None and member is not None and member.email \
-                and member.email.isascii():
+                and plain(member.email):
             key = (notice.id, member.language)
             if key not in self._templates:  # issue 18: kept across the broadcast's batches (template_cache.py)
                 self._templates[key] = NOTICE_TEMPLATES.get(
@@ -169,7 +172,7 @@ class NoticeEmails:
         s = self.settings
         secret = s.secret()
         raw = template.replace(_ADDRESS,
-                               formataddr((member.name, member.email), charset="utf-8").encode("ascii"))
+                               formataddr((mail.one_line(member.name), member.email), charset="utf-8").encode("ascii"))
         raw = raw.replace(_TOKEN, unsubscribe_token(secret, member.id).encode())
         raw = raw.replace(_PREFS, signed_id(secret, "preferences", member.id).encode())
         if delivery.case_id is not None and _REPLY in raw:

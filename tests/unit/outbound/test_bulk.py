@@ -86,6 +86,43 @@ def test_pre_rendered_emails_say_what_compose_says(network, mail):
     assert any("지침" in subject for subject in languages)  # ko members got the ko subject
 
 
+def test_a_member_name_holding_line_breaks_adds_no_header_to_a_pre_rendered_email(network, mail):
+    """A name is a claim (an import, a form, an API call): one with CR/LF must not add a header (Bcc here) to the
+    broadcast's email. compose() puts the name on one line; the pre-rendered path must say the same."""
+    with transaction(network.sessions) as session:
+        member = session.scalars(select(Member).where(Member.email.is_not(None)).order_by(Member.id)).first()
+        member.name = "Kim\r\nBcc: attacker@evil.example"
+        member_id = member.id
+    _sent_notice(network)
+    for batch in network.dispatcher.batches:
+        send_batch(network, batch)
+    with network.sessions() as session:
+        for sent in mail.sent:
+            delivery = session.get(Delivery, sent.delivery_id)
+            message = message_from_bytes(sent.raw, policy=policy.default)
+            assert message["Bcc"] is None and b"\r\nBcc:" not in sent.raw
+            _same_email(sent.raw, compose(session, network.settings, delivery).as_bytes())
+            if delivery.member_id == member_id:
+                assert str(message["To"]).startswith('"Kim Bcc: attacker@evil.example"')
+
+
+def test_an_address_holding_line_breaks_is_never_pre_rendered_into_a_header(network, mail):
+    """The same for the address: whatever let it be stored, the pre-rendered path does not write it into To; it
+    goes to compose(), which refuses a header with a line break, so that delivery fails and says why."""
+    with transaction(network.sessions) as session:
+        member = session.scalars(select(Member).where(Member.email.is_not(None)).order_by(Member.id)).first()
+        member.email = "kim@example.org\r\nBcc: attacker@evil.example"
+        member_id = member.id
+    _sent_notice(network)
+    for batch in network.dispatcher.batches:
+        send_batch(network, batch)
+    assert mail.sent and not any(b"attacker@evil.example" in sent.raw for sent in mail.sent)
+    with network.sessions() as session:
+        failed = session.scalars(select(Delivery).where(Delivery.member_id == member_id,
+                                                        Delivery.channel == "email")).one()
+        assert (failed.status, failed.error_code) == ("failed", "compose")
+
+
 def test_expired_notice_is_not_sent_late_by_the_batch(network, sms, mail):
     _sent_notice(network, kind="announcement", title="Short-lived", body="soon over",
                  expires_at=utcnow() + timedelta(hours=1))
