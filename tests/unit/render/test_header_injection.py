@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from email import message_from_bytes, policy
 
+import pytest
 from sqlalchemy import select, update
 
 from relay.infra.db import transaction
@@ -41,3 +42,18 @@ def test_crlf_in_names_and_titles_cannot_inject_headers(network, mail):
         assert message["Bcc"] is None and message["X-Injected"] is None
         for name in ("From", "To", "Subject"):
             assert len(message.get_all(name)) == 1
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Kim Min-jun", "Kim Min-jun"),
+    ("Kim\r\nBcc: attacker@evil.example", "Kim Bcc: attacker@evil.example"),
+    ("\x00a\x1fb\x7fc", "a b c"),
+    ("  tabs\tand\vform\ffeeds  ", "tabs and form feeds"),
+    ("김민준\u3000박", "김민준 박"),  # other whitespace is collapsed too, as str.split() sees it
+    ("", ""),
+    (None, ""),
+])
+def test_header_text_is_put_on_one_line(text, expected):
+    from relay.render.mail import one_line
+
+    assert one_line(text) == expected
