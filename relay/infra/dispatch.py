@@ -173,6 +173,10 @@ def celery_config(settings) -> dict:
         "task_acks_late": True,  # a task is acknowledged after it ran: a killed worker's task is redelivered
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 4,
+        # A pool process has this long to start (its warm-up, workers/tasks.py: the provider clients, a batch's
+        # statements against the database, the notice emails) before Celery kills it as hung; Celery's 4 s was
+        # less than the database's own connect timeout (relay/infra/db.py) on a database that does not answer.
+        "worker_proc_alive_timeout": 30.0,
         "task_default_queue": QUEUE_INBOUND,
         "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         "broker_connection_retry_on_startup": True,

@@ -27,8 +27,12 @@ NOBODY = -1  # an id no row has (serial ids start at 1; and -1 is not falsy, as 
 
 
 def warm_up(services) -> None:
-    """Open a database connection and compile a bulk batch's statements, then the notice email templates."""
-    statements(services)
+    """Open a database connection and compile a bulk batch's statements (on PostgreSQL), then the notice email
+    templates. Not on SQLite (the embedded store of `relay up` and the tests): one writer at a time, and its
+    claim's UPDATE would hold that one writer's lock while every process of `relay up` starts, for a broadcast
+    speed nobody asks of it."""
+    if services.engine.dialect.name == "postgresql":
+        statements(services)
     emails(services.settings)
 
 
