@@ -86,16 +86,24 @@ def test_pre_rendered_emails_say_what_compose_says(network, mail):
     assert any("지침" in subject for subject in languages)  # ko members got the ko subject
 
 
-def test_a_member_name_holding_line_breaks_adds_no_header_to_a_pre_rendered_email(network, mail):
-    """A name is a claim (an import, a form, an API call): one with CR/LF must not add a header (Bcc here) to the
-    broadcast's email. compose() puts the name on one line; the pre-rendered path must say the same."""
+def _broadcast_to_a_member_with(network, **fields) -> int:
+    """Give the first member with an address `fields` (however they got stored), send a notice to all and every
+    batch of it; returns that member's id."""
     with transaction(network.sessions) as session:
         member = session.scalars(select(Member).where(Member.email.is_not(None)).order_by(Member.id)).first()
-        member.name = "Kim\r\nBcc: attacker@evil.example"
+        for name, value in fields.items():
+            setattr(member, name, value)
         member_id = member.id
     _sent_notice(network)
     for batch in network.dispatcher.batches:
         send_batch(network, batch)
+    return member_id
+
+
+def test_a_member_name_holding_line_breaks_adds_no_header_to_a_pre_rendered_email(network, mail):
+    """A name is a claim (an import, a form, an API call): one with CR/LF must not add a header (Bcc here) to the
+    broadcast's email. compose() puts the name on one line; the pre-rendered path must say the same."""
+    member_id = _broadcast_to_a_member_with(network, name="Kim\r\nBcc: attacker@evil.example")
     with network.sessions() as session:
         for sent in mail.sent:
             delivery = session.get(Delivery, sent.delivery_id)
@@ -109,13 +117,7 @@ def test_a_member_name_holding_line_breaks_adds_no_header_to_a_pre_rendered_emai
 def test_an_address_holding_line_breaks_is_never_pre_rendered_into_a_header(network, mail):
     """The same for the address: whatever let it be stored, the pre-rendered path does not write it into To; it
     goes to compose(), which refuses a header with a line break, so that delivery fails and says why."""
-    with transaction(network.sessions) as session:
-        member = session.scalars(select(Member).where(Member.email.is_not(None)).order_by(Member.id)).first()
-        member.email = "kim@example.org\r\nBcc: attacker@evil.example"
-        member_id = member.id
-    _sent_notice(network)
-    for batch in network.dispatcher.batches:
-        send_batch(network, batch)
+    member_id = _broadcast_to_a_member_with(network, email="kim@example.org\r\nBcc: attacker@evil.example")
     assert mail.sent and not any(b"attacker@evil.example" in sent.raw for sent in mail.sent)
     with network.sessions() as session:
         failed = session.scalars(select(Delivery).where(Delivery.member_id == member_id,
