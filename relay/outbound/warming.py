@@ -5,12 +5,11 @@ process, 100 emails): it opened its database connection (~20 ms), compiled the b
 (~60 ms: SQLAlchemy compiles a statement once per engine, then reuses it), compiled the notice email
 templates (Jinja, ~50 ms) and composed its first MIME message, all while the broadcast's first members
 waited. `warm_up` does that work when the process starts, before any task: it runs the batch's statements
-against rows that cannot exist (id -1) in a transaction it rolls back, and renders a
+against rows that cannot exist (id -1) in a transaction it rolls back (on PostgreSQL), and renders a
 new-case and a notice email in every language from objects that are never stored. It sends nothing and
 writes nothing; what it does is bulk.send_batch's own code, so it stays in step with it."""
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -20,8 +19,6 @@ from relay.model.tables import Case, Delivery, Notice, Post, Thread, utcnow
 from relay.outbound import bulk, hold
 from relay.outbound.deliveries import claim_many
 from relay.render import i18n, mail
-
-log = logging.getLogger(__name__)
 
 NOBODY = -1  # an id no row has (serial ids start at 1; and -1 is not falsy, as 0 would be where an id is optional)
 
