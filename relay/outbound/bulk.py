@@ -43,7 +43,6 @@ from relay.outbound.deliveries import claim_many, move
 from relay.outbound.queueing import dispatch_deliveries
 from relay.outbound.sending import SendOutcome, outbound_message, record_failure
 from relay.outbound.template_cache import NOTICE_TEMPLATES, notice_key
-from relay.providers.smtp_transaction import plain
 from relay.render import mail
 from relay.render.digest_mail import DigestEmails
 
@@ -111,11 +110,10 @@ class NoticeEmails:
 
     def for_delivery(self, delivery: Delivery, member: Member, notice: Notice | None) -> tuple[bytes, str]:
         """(raw message, Message-ID) for one delivery."""
-        # issue 17: a notice asking for acknowledgement carries each member's own signed link: composed whole
-        # (an address that is not a plain ASCII addr-spec, one with a line break say, is composed whole: compose()
-        # quotes what needs quoting and refuses a header with a line break)
-        if notice is not None and notice.ack_within_s is None and member is not None and member.email \
-                and plain(member.email):
+        # issue 17: a notice asking for acknowledgement carries each member's own signed link: composed whole;
+        # so is an email to an address that is not a plain ASCII addr-spec (mail.pre_rendered_to)
+        to = mail.pre_rendered_to(member.name, member.email) if member is not None else None
+        if notice is not None and notice.ack_within_s is None and to is not None:
             key = (notice.id, member.language)
             if key not in self._templates:  # issue 18: kept across the broadcast's batches (template_cache.py)
                 self._templates[key] = NOTICE_TEMPLATES.get(
@@ -123,7 +121,7 @@ class NoticeEmails:
                     lambda: self._template(delivery, notice, member.language))
             template = self._templates[key]
             if template is not None:
-                return self._personalise(template[0], delivery, member), template[1]
+                return self._personalise(template[0], delivery, member, to), template[1]
         message = mail.compose(self.session, self.settings, delivery)  # anything unusual: composed whole
         return message.as_bytes(), str(message["Message-ID"]).strip("<>")
 
@@ -168,11 +166,10 @@ class NoticeEmails:
             return None
         return raw, message_id
 
-    def _personalise(self, template: bytes, delivery: Delivery, member: Member) -> bytes:
+    def _personalise(self, template: bytes, delivery: Delivery, member: Member, to: bytes) -> bytes:
         s = self.settings
         secret = s.secret()
-        raw = template.replace(_ADDRESS,
-                               formataddr((mail.one_line(member.name), member.email), charset="utf-8").encode("ascii"))
+        raw = template.replace(_ADDRESS, to)
         raw = raw.replace(_TOKEN, unsubscribe_token(secret, member.id).encode())
         raw = raw.replace(_PREFS, signed_id(secret, "preferences", member.id).encode())
         if delivery.case_id is not None and _REPLY in raw:

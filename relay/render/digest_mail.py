@@ -23,7 +23,7 @@ from relay.render.i18n import N_
 from relay.render.mail import (
     LOOP_HEADER,
     compose_message,
-    one_line,
+    pre_rendered_to,
     preferences_url,
     render_mail_template,
     reply_address,
@@ -133,7 +133,7 @@ class DigestEmails:
     date, and text and HTML with the subscriber's own links taken out) is composed once per process
     (the batches of one run share a few), then each subscriber's address, Message-ID and links are put
     in. The same headers and content as compose(); anything unusual (a non-ASCII address, a body that
-    cannot go 8bit) is composed whole."""
+    cannot go 8bit, an address that is not a plain ASCII addr-spec) is composed whole."""
 
     _cache: OrderedDict[tuple, bytes | None] = OrderedDict()  # the latest distinct digests, per process
     CACHED = 32
@@ -151,7 +151,8 @@ class DigestEmails:
     def for_delivery(self, delivery: Delivery, member: Member | None) -> tuple[bytes, str]:
         """(raw message, Message-ID) for one digest delivery."""
         found = self._digests.get(int(delivery.dedupe_key.split(":")[1]))
-        if found is not None and delivery.to_address.isascii():
+        to = pre_rendered_to(member.name if member else "", delivery.to_address)
+        if found is not None and to is not None:
             digest, sub = found
             secret = self.settings.secret()
             token = unsubscribe_token(secret, sub.id, "digest")
@@ -173,8 +174,7 @@ class DigestEmails:
                 template = cache[key]
             if template is not None:
                 ident = f"{digest.id}.{sub.id}"
-                to = formataddr((one_line(member.name) if member else "", delivery.to_address), charset="utf-8")
-                raw = (template.replace(formataddr((_NAME, _EMAIL)).encode(), to.encode("ascii"))
+                raw = (template.replace(formataddr((_NAME, _EMAIL)).encode(), to)
                        .replace(_ID.encode(), ident.encode()).replace(_TOKEN.encode(), token.encode()))
                 if prefs:
                     raw = raw.replace(_PREFS.encode(), prefs.encode())

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from relay.infra.signing import ack_token, notice_message_id, post_message_id, reply_token, signed_id, unsubscribe_token
 from relay.model.notice_refs import notice_of
 from relay.model.tables import Case, Delivery, Member, Notice, Post, Thread
+from relay.providers.smtp_transaction import plain
 from relay.render import i18n
 from relay.render.environment import environment
 from relay.render.i18n import N_
@@ -210,6 +211,16 @@ def one_line(text: str) -> str:
     title that somehow holds CR/LF can neither add a header nor make composing the email fail). Called for
     every email of a broadcast (relay/outbound/bulk.py), so one regular expression, not a loop per character."""
     return " ".join(_CONTROL.sub(" ", text or "").split())
+
+
+def pre_rendered_to(name: str | None, address: str | None) -> bytes | None:
+    """The To line that a pre-rendered email (a broadcast's notices, relay/outbound/bulk.py; digests,
+    relay/render/digest_mail.py) puts in place of its placeholder: the name on one line (RFC 2047 when it is not
+    ASCII), and only a plain ASCII addr-spec as the address. None for any other address (one holding a line break,
+    say): that email is composed whole, where compose() quotes what needs quoting and refuses a line break."""
+    if not address or not plain(address):
+        return None
+    return formataddr((one_line(name or ""), address), charset="utf-8").encode("ascii")
 
 
 T = TypeVar("T")

@@ -392,6 +392,27 @@ def test_a_digest_run_is_queued_in_batches_and_its_emails_say_what_compose_says(
     assert run_digests(network, now=NOON + timedelta(minutes=15)).sent == 0
 
 
+def test_a_digest_address_holding_line_breaks_is_never_pre_rendered_into_a_header(network, mail):
+    """As for a broadcast's notices (relay/render/mail.pre_rendered_to): whatever let an address with CR/LF be
+    stored, the pre-rendered digest does not write it into To; compose() refuses it, and that delivery fails."""
+    from relay.outbound.bulk import send_batch
+
+    _varied_subscribers(network, NOON)
+    report = run_digests(network, now=NOON)
+    with transaction(network.sessions) as session:
+        forged = session.scalars(select(Delivery).where(Delivery.purpose == "digest", Delivery.channel == "email")
+                                 .order_by(Delivery.id)).first()
+        forged.to_address = "reader@example.org\r\nBcc: attacker@evil.example"
+        forged_id = forged.id
+    for batch in network.dispatcher.batches:
+        send_batch(network, batch)
+    assert len(mail.sent) == report.sent - 2  # Ben's SMS digest, and the forged one
+    assert not any(b"attacker@evil.example" in sent.raw for sent in mail.sent)
+    with network.sessions() as session:
+        failed = session.get(Delivery, forged_id)
+        assert (failed.status, failed.error_code) == ("failed", "compose")
+
+
 def test_a_chunk_that_fails_is_built_subscriber_by_subscriber(network, monkeypatch, mail):
     import relay.digests.building
 
