@@ -18,7 +18,8 @@ gunicorn, Celery workers) and runs:
            aiohttp posting Messages.json forms over 32 kept-alive connections and aiosmtplib over 8
            reused connections, in one event loop; the median of three pushes, each rate reported);
            beside it, for information, the same push with relay's own provider clients on the
-           workers' processes x threads (bench/raw_send.py). CPU milliseconds per message of the worker's processes and of the raw client; peak RSS
+           workers' processes x threads (bench/raw_send.py). CPU milliseconds per message of the
+           worker's processes and of the raw client; peak RSS
   email    the same for one notice to 7,400 email-only members (personalised: each email carries the
            member's own tokens), against aiosmtplib alone; quoted beside GNU Mailman 3's personalised
            delivery to 7,400 members on this kind of machine (99-149 s)
@@ -97,10 +98,11 @@ WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or RELAY_WEB_WORKERS
 WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or RELAY_WEB_THREADS
 WORKER_PROCESSES = int(os.environ.get("BENCH_WORKERS", "2"))  # prefork children of one `relay worker`, as on this 2-core machine
 SEND_THREADS = 16
-# The limit is the median of this many pushes of the sample, each from a fresh process: one push is 2-3 s,
-# and on this 2-core machine one push's rate moved by a fifth between pushes a minute apart (3,670-5,540
-# msg/s for the same 12,000 messages on one host, 2026-12-07), more than relay's own runs did
-RAW_LIMIT_PUSHES = int(os.environ.get("BENCH_RAW_PUSHES", "3"))
+# The limit is the median of this many pushes of the sample (an even count: the slower middle one), each from
+# a fresh process: one push is 2-3 s, and on this 2-core machine one push's rate moved by a fifth or more
+# between pushes a minute apart (1,210-5,540 msg/s for the same 12,000 messages on one host, 2026-12-07),
+# more than relay's own runs did
+RAW_LIMIT_PUSHES = max(1, int(os.environ.get("BENCH_RAW_PUSHES", "3")))
 RAW_SAMPLE = 4_000 if QUICK else 12_000  # messages the machine's-limit baseline pushes at most (its rate is per message)
 OWN_CLIENTS_SAMPLE = 2_000 if QUICK else 4_000  # messages relay's own clients push at most (for information; per message likewise)
 RAW_DIGEST_SAMPLE = 2_000 if QUICK else 2_500  # digests the raw digest baseline renders and sends at most (likewise:
