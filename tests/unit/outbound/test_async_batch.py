@@ -211,3 +211,47 @@ def test_the_send_async_setting():
     assert Settings.from_env({"RELAY_SEND_ASYNC": "on"}).send_async is True
     with pytest.raises(SettingsError, match="RELAY_SEND_ASYNC"):
         Settings.from_env({"RELAY_SEND_ASYNC": "sometimes"})
+
+
+class _CountingSender:
+    """A channel's sender that answers after a short wait and counts how many of its sends are in flight."""
+
+    def __init__(self, channel: str, fail: set[int] = frozenset()):
+        self.channel, self.fail = channel, fail
+        self.in_flight = self.peak = 0
+        self.order: list[int] = []
+
+    async def send_async(self, message):
+        import asyncio
+
+        from relay.model.messages import SendError, SendResult
+
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        self.order.append(message.delivery_id)
+        try:
+            await asyncio.sleep(0.002 * (message.delivery_id % 3))
+            if message.delivery_id in self.fail:
+                raise SendError("refused", code="21211", retryable=False)
+            return SendResult(provider_message_id=f"{self.channel}-{message.delivery_id}", provider_status="queued")
+        finally:
+            self.in_flight -= 1
+
+
+def test_at_most_the_concurrency_in_flight_per_channel_and_results_in_order():
+    from types import SimpleNamespace
+
+    from relay.model.messages import OutboundMessage
+
+    senders = {"sms": _CountingSender("sms", fail={7}), "email": _CountingSender("email")}
+    services = SimpleNamespace(settings=SimpleNamespace(send_concurrency=3), sender=senders.__getitem__)
+    messages = [OutboundMessage(i, "sms" if i % 2 else "email", f"to-{i}", "hi") for i in range(1, 26)]
+    results = async_batch.send_all(services, messages, {m.delivery_id: 0 for m in messages})
+
+    assert [m.delivery_id for m, *_ in results] == list(range(1, 26))  # the order of `messages`
+    assert senders["sms"].peak == 3 and senders["email"].peak == 3  # the bound, per channel, reached
+    assert sorted(senders["sms"].order) == list(range(1, 26, 2))  # each message sent exactly once
+    assert sorted(senders["email"].order) == list(range(2, 26, 2))
+    failed = [(m.delivery_id, e.code) for m, r, e, _ in results if e is not None]
+    assert failed == [(7, "21211")]
+    assert all(r.provider_message_id == f"{m.channel}-{m.delivery_id}" for m, r, e, _ in results if e is None)
