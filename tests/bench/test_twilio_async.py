@@ -129,3 +129,47 @@ def test_the_stats_process_counts_only_accepted_messages():
                                         timeout=5).text)["status"] == "queued"
     finally:
         standin.stop()
+
+
+def _raw_exchange(standin, payload: bytes) -> bytes:
+    """Send bytes as they are on one connection and read until the stand-in closes it."""
+    import socket
+
+    with socket.create_connection((standin.host, standin.port), timeout=5) as sock:
+        sock.sendall(payload)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_it_reads_http_as_a_client_sends_it_and_refuses_what_it_does_not_read():
+    import base64
+
+    standin = AsyncTwilioStandIn().start()
+    try:
+        auth = base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
+        body = b"To=%2B821012345601&Body=hi"
+
+        def post(extra: str = "", data: bytes = body, version: str = "HTTP/1.1") -> bytes:
+            return (f"POST {MESSAGES} {version}\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+                    f"Content-Type: application/x-www-form-urlencoded\r\n{extra}").encode() + b"\r\n" + data
+
+        # two requests on one kept-alive connection (the second in two pieces, sent at once), then a close
+        answer = _raw_exchange(standin, post(f"Content-Length: {len(body)}\r\n")
+                               + post(f"Content-Length: {len(body)}\r\nConnection: close\r\n"))
+        assert answer.count(b"HTTP/1.1 201 Created\r\n") == 2 and answer.count(b'"status": "queued"') == 2
+        assert b"Connection: close\r\n" in answer.split(b"HTTP/1.1 201")[2]
+        assert [r.form["Body"] for r in standin.requests] == ["hi", "hi"]
+        # HTTP/1.0 closes after its answer
+        assert _raw_exchange(standin, post(f"Content-Length: {len(body)}\r\n", version="HTTP/1.0")).startswith(
+            b"HTTP/1.1 201 ")
+        # what it does not read is refused, not guessed at
+        chunked = post("Transfer-Encoding: chunked\r\n", data=b"5\r\nTo=%2\r\n0\r\n\r\n")
+        assert _raw_exchange(standin, chunked).startswith(b"HTTP/1.1 501 ")
+        assert _raw_exchange(standin, b"POST\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        assert _raw_exchange(standin, post("Content-Length: lots\r\n")).startswith(b"HTTP/1.1 400 ")
+        assert _raw_exchange(standin, post("no colon here\r\n")).startswith(b"HTTP/1.1 400 ")
+        assert len(standin.requests) == 3  # the refused ones were never taken for messages
+    finally:
+        standin.stop()
