@@ -155,7 +155,7 @@ def test_it_reads_http_as_a_client_sends_it_and_refuses_what_it_does_not_read():
             return (f"POST {MESSAGES} {version}\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
                     f"Content-Type: application/x-www-form-urlencoded\r\n{extra}").encode() + b"\r\n" + data
 
-        # two requests on one kept-alive connection (the second in two pieces, sent at once), then a close
+        # two requests back to back on one kept-alive connection, the second asking to close it
         answer = _raw_exchange(standin, post(f"Content-Length: {len(body)}\r\n")
                                + post(f"Content-Length: {len(body)}\r\nConnection: close\r\n"))
         assert answer.count(b"HTTP/1.1 201 Created\r\n") == 2 and answer.count(b'"status": "queued"') == 2

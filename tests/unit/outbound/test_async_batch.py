@@ -216,7 +216,7 @@ def test_the_send_async_setting():
 class _CountingSender:
     """A channel's sender that answers after a short wait and counts how many of its sends are in flight."""
 
-    def __init__(self, channel: str, fail: set[int] = frozenset()):
+    def __init__(self, channel: str, fail: frozenset[int] = frozenset()):
         self.channel, self.fail = channel, fail
         self.in_flight = self.peak = 0
         self.order: list[int] = []
