@@ -184,11 +184,11 @@ class _Connection(asyncio.Protocol):
             if "chunked" in headers.get("transfer-encoding", "").lower():
                 self._refuse(501, b"chunked request bodies are not read by this stand-in")
                 return
-            try:
-                length = int(headers.get("content-length", "0"))
-            except ValueError:
+            length_text = headers.get("content-length", "0")
+            if not (length_text.isascii() and length_text.isdigit()):  # bytes: no sign, no spaces, nothing else
                 self._refuse(400, b"bad Content-Length")
                 return
+            length = int(length_text)
             if len(self.buffer) < end + 4 + length:
                 return  # the rest of the body is still on its way
             body = bytes(self.buffer[end + 4:end + 4 + length])

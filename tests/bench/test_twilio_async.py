@@ -169,6 +169,7 @@ def test_it_reads_http_as_a_client_sends_it_and_refuses_what_it_does_not_read():
         assert _raw_exchange(standin, chunked).startswith(b"HTTP/1.1 501 ")
         assert _raw_exchange(standin, b"POST\r\n\r\n").startswith(b"HTTP/1.1 400 ")
         assert _raw_exchange(standin, post("Content-Length: lots\r\n")).startswith(b"HTTP/1.1 400 ")
+        assert _raw_exchange(standin, post("Content-Length: -5\r\n")).startswith(b"HTTP/1.1 400 ")
         assert _raw_exchange(standin, post("no colon here\r\n")).startswith(b"HTTP/1.1 400 ")
         assert len(standin.requests) == 3  # the refused ones were never taken for messages
     finally:
