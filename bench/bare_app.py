@@ -1,6 +1,6 @@
 """The ingest baseline: a bare Flask handler that parses the same Twilio form and answers the same
-empty TwiML, with no signature check, database or queue. Run under the same gunicorn settings as
-`relay web` (bench/run.py starts both)."""
+empty TwiML, with no signature check, database or queue. Run under the same server and settings as
+`relay web` (bench/run.py starts both): gunicorn's config, or granian's factory below."""
 from __future__ import annotations
 
 from flask import Flask, Response, request
@@ -16,3 +16,10 @@ def sms() -> Response:
     if not form.get("MessageSid") or not form.get("From"):
         return Response("missing fields", status=400)
     return Response(EMPTY_TWIML, content_type="text/xml; charset=utf-8")
+
+
+def granian_app() -> Flask:
+    """granian's factory: the handler with what relay's granian workers add (the access log, gc.freeze)."""
+    from webhooks.serving import granian_app as served
+
+    return served(app)

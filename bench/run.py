@@ -4,10 +4,10 @@ Starts on loopback everything it needs (a fresh PostgreSQL database per workload
 Redis with a private key prefix, the Twilio API stand-in on asyncio (bench/twilio_async.py: thousands of
 requests/s, so it is not the limit) and an SMTP sink (bench/smtp_sink.py: 0.13-0.3 ms of CPU a message,
 where aiosmtpd took 0.5-1.2 ms) as their own processes, relay's web app under
-gunicorn, Celery workers) and runs:
+granian (BENCH_WEB_SERVER=gunicorn: gunicorn), Celery workers) and runs:
 
   ingest   signed Twilio inbound webhooks at 32 connections against relay web, vs a bare Flask handler
-           parsing the same form under the same gunicorn settings. The webhooks are realistic: replies
+           parsing the same form under the same server and settings. The webhooks are realistic: replies
            from 5,000 known SMS members, each on a case it follows with three others (bench/seed.py
            seed_repliers), so each one is posted and relayed to the case's other followers. Afterwards
            a `relay worker -Q inbound,outbound -c 2` processes them (and sends the relays): its rate
@@ -70,8 +70,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.phases import Phases  # noqa: E402
-from relay.cli.common import WEB_THREADS as RELAY_WEB_THREADS  # noqa: E402
-from relay.cli.common import WEB_WORKERS as RELAY_WEB_WORKERS
+from relay.cli.common import (  # noqa: E402
+    GRANIAN_THREADS,
+    GRANIAN_WORKERS,
+    WEB_SERVERS,
+    granian_options,
+    gunicorn_options,
+)
+from relay.cli.common import WEB_THREADS as GUNICORN_THREADS  # noqa: E402
+from relay.cli.common import WEB_WORKERS as GUNICORN_WORKERS
 from tests.e2e.processes import (
     Processes,
     free_port,
@@ -93,9 +100,15 @@ INGEST_CLIENT = os.environ.get("BENCH_INGEST_CLIENT", "streams")  # aiohttp: the
 REPLIERS = 5_000  # members whose replies the ingest workload posts (bench/seed.py seed_repliers)
 PROCESSING_WAIT = 10 if QUICK else 30  # seconds the ingest workload lets the worker process what it stored (a rate:
 # 30 s of it is thousands of events; 60 s, as before issue 18 item 6, measured the same rate for twice the time)
-# gunicorn settings for relay's web and the bare baseline alike: `relay web`'s defaults
-WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or RELAY_WEB_WORKERS
-WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or RELAY_WEB_THREADS
+# The server and its settings for relay's web and the bare baseline alike: `relay web --server S`'s defaults.
+# granian since issue 18 item 5 (docs/scale.md, "The web server"); BENCH_WEB_SERVER=gunicorn measures the other.
+WEB_SERVER = os.environ.get("BENCH_WEB_SERVER", "granian")
+if WEB_SERVER not in WEB_SERVERS:
+    raise SystemExit(f"BENCH_WEB_SERVER must be {' or '.join(WEB_SERVERS)}, not {WEB_SERVER!r}")
+WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or (
+    GRANIAN_WORKERS if WEB_SERVER == "granian" else GUNICORN_WORKERS)
+WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or (
+    GRANIAN_THREADS if WEB_SERVER == "granian" else GUNICORN_THREADS)
 WORKER_PROCESSES = int(os.environ.get("BENCH_WORKERS", "2"))  # prefork children of one `relay worker`, as on this 2-core machine
 SEND_THREADS = 16
 # The limit is the median of this many pushes of the sample (an even count: the slower middle one), each from
@@ -340,13 +353,17 @@ async def _load(base_url: str, bodies, seconds: float) -> dict:
             "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1)}
 
 
-def _gunicorn(bench: Bench, name: str, app: str, port: int, env: dict) -> object:
-    """The same gunicorn settings as `relay web` (its workers and threads, access log), for the baseline."""
-    from relay.cli.common import gunicorn_options
-
-    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
-    return bench.processes.start(name, [gunicorn, "--bind", f"127.0.0.1:{port}",
-                                        *gunicorn_options(WEB_WORKERS, WEB_THREADS), app], env)
+def _bare_web(bench: Bench, port: int, env: dict) -> object:
+    """The bare handler under the same server and settings as `relay web` (workers, threads, access log, the
+    workers' warm-up and gc.freeze), for the baseline."""
+    if WEB_SERVER == "granian":
+        command = ["granian", "--host", "127.0.0.1", "--port", str(port), *granian_options(WEB_WORKERS, WEB_THREADS),
+                   "--factory", "bench.bare_app:granian_app"]
+    else:
+        command = ["gunicorn", "--bind", f"127.0.0.1:{port}", *gunicorn_options(WEB_WORKERS, WEB_THREADS),
+                   "bench.bare_app:app"]
+    command[0] = os.path.join(os.path.dirname(sys.executable), command[0])
+    return bench.processes.start("bare-web", command, env)
 
 
 def ingest(bench: Bench) -> dict:
@@ -365,9 +382,10 @@ def ingest(bench: Bench) -> dict:
 
     port = free_port()
     with bench.phase("ingest: start bare web"):
-        bare = _gunicorn(bench, "bare-web", "bench.bare_app:app", port, relay_env())
+        bare = _bare_web(bench, port, relay_env())
         wait_for_health_bare(f"http://127.0.0.1:{port}")
-    log(f"ingest baseline: bare Flask, {CONNECTIONS} connections, {INGEST_SECONDS}s")
+    log(f"ingest baseline: bare Flask on {WEB_SERVER} ({WEB_WORKERS} x {WEB_THREADS}), {CONNECTIONS} connections, "
+        f"{INGEST_SECONDS}s")
     with bench.phase("ingest: bare load"):
         baseline = _measured_load(bench, bare, f"http://127.0.0.1:{port}", bodies)
     with bench.phase("ingest: stop bare web"):
@@ -375,11 +393,12 @@ def ingest(bench: Bench) -> dict:
 
     port = free_port()
     with bench.phase("ingest: start relay web"):
-        web = bench.processes.start("web", relay_command("web", "--port", str(port), "--workers", str(WEB_WORKERS),
-                                                         "--threads", str(WEB_THREADS)),
+        web = bench.processes.start("web", relay_command("web", "--port", str(port), "--server", WEB_SERVER,
+                                                         "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS)),
                                     bench.env(database_url, PORT=str(port)))
         wait_for_health(f"http://127.0.0.1:{port}", web)
-    log(f"ingest: relay web, {CONNECTIONS} connections, {INGEST_SECONDS}s")
+    log(f"ingest: relay web --server {WEB_SERVER} ({WEB_WORKERS} x {WEB_THREADS}), {CONNECTIONS} connections, "
+        f"{INGEST_SECONDS}s")
     with bench.phase("ingest: relay load"):
         measured = _measured_load(bench, web, f"http://127.0.0.1:{port}", bodies)
     with bench.phase("ingest: stop relay web"):
@@ -422,7 +441,8 @@ def ingest(bench: Bench) -> dict:
     with bench.phase("ingest: drop database"):
         bench.drop(database_url)
     processed_per_s = done / max(0.1, processing_seconds)
-    return {"relay": measured, "baseline": baseline, "stored": stored, "processed": done,
+    return {"server": f"{WEB_SERVER} {WEB_WORKERS} x {WEB_THREADS}", "relay": measured, "baseline": baseline,
+            "stored": stored, "processed": done,
             "outcomes": outcomes, "posts": posts, "relay_deliveries": relays,
             "processing_seconds": round(processing_seconds, 1),
             "processed_per_s": round(processed_per_s, 1),
@@ -432,7 +452,7 @@ def ingest(bench: Bench) -> dict:
 
 
 def _measured_load(bench: Bench, server, base_url: str, bodies) -> dict:
-    """The load against one server, with the CPU its processes (gunicorn's arbiter and workers) spent per
+    """The load against one server, with the CPU its processes (the server's main process and workers) spent per
     request, read from /proc (robust to a busy machine, unlike the rates), and the load average after it."""
     from bench import webhook_load
 
@@ -710,7 +730,8 @@ def _ingest_cpu_note(i: dict) -> str:
     relay, bare = i["relay"], i["baseline"]
     if "cpu_ms_per_request" not in relay:
         return ""
-    return (f"; CPU/req: relay web {relay['cpu_ms_per_request']:.2f} ms, bare {bare['cpu_ms_per_request']:.2f} ms, "
+    server = f"; server {i['server']} (workers x threads)" if i.get("server") else ""
+    return (f"{server}; CPU/req: relay web {relay['cpu_ms_per_request']:.2f} ms, bare {bare['cpu_ms_per_request']:.2f} ms, "
             f"load client {relay.get('client_cpu_ms_per_request', 0):.2f} ms; load average {relay['loadavg'][0]}")
 
 

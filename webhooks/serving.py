@@ -1,5 +1,7 @@
-"""gunicorn's hooks for `relay web` (a config module: relay/cli/common.gunicorn_options passes
-`--config python:webhooks.serving`; the ingest benchmark's bare handler runs with the same settings).
+"""How `relay web` serves the app: gunicorn's hooks (a config module: relay/cli/common.gunicorn_options passes
+`--config python:webhooks.serving`; the ingest benchmark's bare handler runs with the same settings), and
+granian's app factory (`relay web --server granian`: relay/cli/common.granian_options), which does the same
+once the app is loaded in a worker and adds the redacted access log (webhooks/access_log.py).
 
 post_worker_init: once a worker has loaded the app, it opens the connections a webhook uses (the kept insert
 connection, only for a sync worker, whose one thread serves every request; the doorbell's Redis:
@@ -23,3 +25,19 @@ def post_worker_init(worker) -> None:
         warm_up(app, database=getattr(worker.cfg, "threads", 1) <= 1)
     gc.collect()
     gc.freeze()
+
+
+def granian_app(app=None):
+    """granian's factory (`--factory webhooks.serving:granian_app`), called in each worker process: the app
+    with its access log, warmed up and frozen as gunicorn's post_worker_init does. Requests run on granian's
+    blocking threads, not this one, so the kept insert connection (per thread) is left to the first webhook
+    of each. `app`: an app already built (tests); else the serving app, from the environment."""
+    from webhooks.access_log import AccessLog
+    from webhooks.app import create_app, warm_up  # reason: the app is built in the worker, as with gunicorn
+
+    app = app or create_app()
+    app.wsgi_app = AccessLog(app.wsgi_app)
+    warm_up(app, database=False)
+    gc.collect()
+    gc.freeze()
+    return app

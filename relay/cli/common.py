@@ -9,8 +9,8 @@ import click
 from relay.infra.settings import Settings, SettingsError
 
 
-# A webhook spends part of its time waiting on PostgreSQL's commit and on Redis: one worker
-# process more than there are cores keeps every core busy meanwhile. Measured on 2 cores
+# gunicorn (`relay web --server gunicorn`): a webhook spends part of its time waiting on PostgreSQL's commit
+# and on Redis: one worker process more than there are cores keeps every core busy meanwhile. Measured on 2 cores
 # (docs/scale.md): 3 sync workers take ~25% more webhooks a second than 2, and more than 3, or
 # threads (the GIL), add nothing.
 def cores() -> int:
@@ -22,6 +22,23 @@ WEB_WORKERS = cores() + 1
 
 
 WEB_THREADS = 1
+
+# granian (`relay web`'s default server since issue 18 item 5): its HTTP is Rust, and one process's blocking
+# threads serve every connection from one queue. Measured on 2 cores (docs/scale.md, "The web server"): one
+# process with 4 threads took 1,500-1,800 signed webhooks a second at a p99 of 27-37 ms, where gunicorn's 3
+# sync workers took ~1,000 at ~50 ms; 2 or 3 processes took as many, but each queued its own connections
+# (p99 53-70 ms).
+GRANIAN_WORKERS = max(1, cores() // 2)
+GRANIAN_THREADS = 4
+WEB_SERVERS = ("gunicorn", "granian")
+DEFAULT_WEB_SERVER = "granian"
+
+
+def granian_options(workers: int, threads: int) -> list[str]:
+    """The granian settings of `relay web --server granian` (the app comes from webhooks.serving.granian_app,
+    which writes relay's redacted access log: granian's own would write tokens in paths, so it stays off)."""
+    return ["--interface", "wsgi", "--http", "1", "--no-ws", "--workers", str(workers),
+            "--blocking-threads", str(threads), "--workers-kill-timeout", "10", "--respawn-failed-workers"]
 
 
 def gunicorn_options(workers: int, threads: int) -> list[str]:

@@ -1,5 +1,6 @@
 """The distributed deployment end to end: gunicorn (2 workers) and a Celery worker as separate
-processes, sharing PostgreSQL and Redis, sending to the Twilio stand-in over real HTTP.
+processes, sharing PostgreSQL and Redis, sending to the Twilio stand-in over real HTTP. The main flow
+runs on granian too (`relay web --server granian`, issue 18).
 
 The relay is reached at http://127.0.0.1:PORT but configured with the public base
 https://relay.example.org, as behind a TLS-terminating proxy: webhooks are signed over the public
@@ -130,7 +131,9 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(postgres_only_url, redis_url, twilio_standin, processes: Processes, tmp_path):
+def cluster(request, postgres_only_url, redis_url, twilio_standin, processes: Processes, tmp_path):
+    """The web on gunicorn, or on the server a test asks for (parametrize "cluster" indirectly)."""
+    server = getattr(request, "param", "gunicorn")
     broker_url = _redis_db_url(redis_url, E2E_REDIS_DB)
     broker = redis.Redis.from_url(broker_url)
     prefix = f"relay-e2e-{secrets.token_hex(4)}:"  # other runs on this Redis never see our queues
@@ -142,7 +145,8 @@ def cluster(postgres_only_url, redis_url, twilio_standin, processes: Processes, 
         TWILIO_API_URL=twilio_standin.url, TWILIO_NUMBERS=OUR_NUMBER, VAR_DIR=str(var_dir),
         BROKER_PREFIX=prefix,
     )
-    web = processes.start("web", relay_command("web", "--port", str(port), "--workers", "2"), env)
+    web = processes.start("web", relay_command("web", "--port", str(port), "--server", server, "--workers", "2"),
+                          env)
     worker = processes.start("worker", relay_command("worker", "--concurrency", "2"), env)
     settings = make_settings(tmp_path / "test-var", postgres_only_url, broker_url=broker_url, broker_prefix=prefix,
                              twilio_account_sid=ACCOUNT_SID, twilio_from=OUR_NUMBER,
@@ -180,6 +184,7 @@ def assert_sent_properly(request: Recorded, public_base: str = PUBLIC_BASE) -> N
     assert request.form["StatusCallback"] == f"{public_base}/webhooks/twilio/status"
 
 
+@pytest.mark.parametrize("cluster", ["gunicorn", "granian"], indirect=True)
 def test_signed_sms_is_relayed_once_to_every_other_participant(cluster: Cluster):
     cluster.seed_and_notify()
     notices = cluster.wait_for_sent(5, "the new-case notice")
@@ -263,6 +268,12 @@ def test_signed_sms_is_relayed_once_to_every_other_participant(cluster: Cluster)
                                                                                   Delivery.channel == "sms"))}
     assert final == {KIM: "delivered", PARK: "delivered", BEN: "accepted"}
     assert len(cluster.sent()) == sent_before  # status callbacks never cause a send
+
+    # The access log (gunicorn's, or relay's own under granian) has each request, and no token from a path.
+    assert '"POST /webhooks/twilio/status HTTP/1.1" 200' in cluster.web.log()
+    requests.get(f"{cluster.base_url}/u/12-sms-abcdefgh2jklmnop", timeout=10)
+    wait_for_log(cluster.web, '"GET /u/')
+    assert "abcdefgh2jklmnop" not in cluster.web.log()
 
 
 def test_twilio_21610_opts_the_member_out(cluster: Cluster):

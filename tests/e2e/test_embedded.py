@@ -36,6 +36,9 @@ ROW = re.compile(r"<tr><td>(\d+)</td><td>(\w+)</td><td>([^<]*)</td><td><pre>(.*?
 # other workers, on a slower host of the kind, that took more than the 40 s this waited (the web answered no
 # /healthz before its workers had loaded the app): healthy sooner is returned sooner.
 UP_STARTS_WITHIN = 120
+# What the web child's command line names, on either server: webhooks.serving:granian_app (granian, the default)
+# or webhooks.app:create_app() (gunicorn)
+WEB_CHILD = "webhooks."
 
 
 def outbox_with(browser: requests.Session, base_url: str, count: int):
@@ -188,7 +191,7 @@ def test_relay_up_restarts_a_killed_worker_and_the_web_keeps_answering(processes
     up = processes.start("up", relay_command("up", "--port", str(port)), env)
     wait_for_health(base_url, up, timeout=UP_STARTS_WITHIN)
     worker = wait_until(lambda: _child_running(up.pid, "worker --beat"), 10, "relay up's worker")
-    web = _child_running(up.pid, "webhooks.app")
+    web = _child_running(up.pid, WEB_CHILD)
     assert web
 
     os.kill(worker, signal.SIGKILL)
@@ -203,7 +206,7 @@ def test_relay_up_restarts_a_killed_worker_and_the_web_keeps_answering(processes
     assert set(answered) == {200}  # the web answered while the worker was down
     assert f"worker (pid {worker}) was killed by SIGKILL" in up.log()
     assert f"worker restarted: pid {new_worker} replaces {worker}" in up.log()
-    assert _child_running(up.pid, "webhooks.app") == web  # the web server was never restarted
+    assert _child_running(up.pid, WEB_CHILD) == web  # the web server was never restarted
 
     demo = subprocess.run(relay_command("demo"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert demo.returncode == 0, demo.stdout + demo.stderr

@@ -89,7 +89,7 @@ def access_line(tmp_path, method: str, uri: str, headers: list[tuple[str, str]] 
     return (tmp_path / "access.log").read_text()
 
 
-@pytest.mark.parametrize("uri, secret", [
+SECRET_URIS = [
     (f"/unsubscribe/{SECRET_TOKEN}", SECRET_TOKEN),
     (f"/preferences/{SECRET_TOKEN}?saved=1", SECRET_TOKEN),
     ("/digest/confirm/31-d1g3stc0nf1rmt0ken", "d1g3stc0nf1rmt0ken"),
@@ -104,12 +104,58 @@ def access_line(tmp_path, method: str, uri: str, headers: list[tuple[str, str]] 
     ("/api/v1/members/+821012345602/channels", "821012345602"),
     ("/api/v1/members/minho%40example.org", "minho"),
     ("/library/cases/C1?ref=0123456789abcdef0123456789abcdef", "0123456789abcdef"),
-])
+]
+
+
+@pytest.mark.parametrize("uri, secret", SECRET_URIS)
 def test_the_access_log_never_records_a_token_a_secret_or_a_number(tmp_path, uri, secret):
     line = access_line(tmp_path, "GET", uri, headers=[("Referer", f"https://relay.example{uri}")])
     assert secret not in line
     assert "[redacted]" in line or "…" in line or "***@" in line
     assert '"GET /' in line and " 200 17 " in line and "203.0.113.9" in line  # still a useful line
+
+
+def wsgi_access_line(method: str, uri: str, headers: list[tuple[str, str]] = ()) -> str:
+    """One line of relay's own access log (`relay web --server granian`: webhooks/access_log.py), written
+    by its WSGI middleware around an app that answers 200 with 17 bytes."""
+    import logging
+
+    from werkzeug.test import EnvironBuilder
+
+    from webhooks.access_log import AccessLog
+
+    lines: list[str] = []
+    log = logging.getLogger(f"test.access.{id(lines)}")
+    log.propagate, log.level = False, logging.INFO
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    log.addHandler(handler)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", "17")])
+        return [b"x" * 17]
+
+    environ = EnvironBuilder(path=uri, method=method, headers=[("User-Agent", "TwilioProxy/1.1"), *headers],
+                             environ_base={"REMOTE_ADDR": "203.0.113.9"}).get_environ()
+    body = AccessLog(app, log)(environ, lambda status, headers, exc_info=None: None)
+    assert b"".join(body) == b"x" * 17
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("uri, secret", SECRET_URIS)
+def test_relays_own_access_log_never_records_a_token_a_secret_or_a_number(uri, secret):
+    line = wsgi_access_line("GET", uri, headers=[("Referer", f"https://relay.example{uri}"),
+                                                 ("Authorization", "Basic cG9zdG1hcms6aHVudGVyMg==")])
+    assert secret not in line and "cG9zdG1hcms6aHVudGVyMg==" not in line
+    assert "[redacted]" in line or "…" in line or "***@" in line
+    assert '"GET /' in line and " 200 17 " in line and line.startswith("203.0.113.9 - [redacted] [")
+
+
+def test_relays_own_access_log_reads_like_gunicorns(tmp_path):
+    uri = "/library/guidelines/chest-pain-2024/v3?page=2"
+    ours, theirs = wsgi_access_line("GET", uri), access_line(tmp_path, "GET", uri).strip()
+    assert '"GET /library/guidelines/chest-pain-2024/v3?page=2 HTTP/1.1" 200 17 "-" "TwilioProxy/1.1"' in ours
+    assert ours.split("]", 1)[1] == theirs.split("]", 1)[1]  # the same line but for the time
 
 
 def test_routes_ids_and_slugs_stay_readable(tmp_path):

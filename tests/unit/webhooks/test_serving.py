@@ -95,3 +95,51 @@ def test_a_warm_up_that_fails_is_logged_and_the_worker_serves_on(tmp_path, postg
     assert any("warm-up: " in r.getMessage() for r in caplog.records)
     services.dispose()
     gc.unfreeze()
+
+
+# ---------------------------------------------------------------- granian (relay web --server granian)
+
+
+def test_granian_accepts_relay_webs_options():
+    """granian's own command line parses what `relay web --server granian` passes it."""
+    from granian.cli import cli
+
+    from relay.cli.common import granian_options
+
+    options = granian_options(1, 4)
+    context = cli.make_context("granian", [*options, "--factory", "webhooks.serving:granian_app"])
+    assert context.params["interface"] == "wsgi" and context.params["factory"] is True
+    assert context.params["workers"] == 1 and context.params["blocking_threads"] == 4
+    assert context.params["http"].value == "1" and context.params["workers_kill_timeout"] == 10
+    assert context.params["websockets"] is False and context.params["log_access_enabled"] is False  # relay writes its own
+
+
+def test_granians_worker_gets_the_app_with_its_access_log_warmed_up_and_frozen(tmp_path, postgres_only_url,
+                                                                               redis_url):
+    from webhooks.access_log import AccessLog
+
+    services, worker = _served(tmp_path, postgres_only_url, redis_url, threads=4)
+    before = _connections_to(postgres_only_url)
+    gc.unfreeze()
+    app = serving.granian_app(worker.wsgi)
+    assert isinstance(app.wsgi_app, AccessLog)
+    assert gc.get_freeze_count() > 1000
+    assert _connections_to(postgres_only_url) == before  # per thread: opened by each request thread
+    assert services.dispatcher.doorbell.client.connection_pool._created_connections == 1
+    services.dispose()
+    gc.unfreeze()
+
+
+def test_relay_web_refuses_an_unknown_server(monkeypatch):
+    import click
+    import pytest
+
+    from relay.cli.serve import web_server
+
+    monkeypatch.setenv("RELAY_WEB_SERVER", "Gunicorn ")
+    assert web_server() == "gunicorn"
+    monkeypatch.setenv("RELAY_WEB_SERVER", "")
+    assert web_server() == "granian"  # the default
+    monkeypatch.setenv("RELAY_WEB_SERVER", "uwsgi")
+    with pytest.raises(click.ClickException, match="RELAY_WEB_SERVER='uwsgi': choose gunicorn or granian"):
+        web_server()
