@@ -1,1 +1,2 @@
-"""End-to-end tests: real gunicorn, Celery worker and `relay up` processes on loopback."""
+"""End-to-end tests: real `relay web` (granian; gunicorn too for the main SMS flow), Celery worker and `relay up`
+processes on loopback."""

@@ -2,7 +2,7 @@
 
 Every process is started in its own session (so its pid is also its process-group id) with
 stdout and stderr going to a log file under the test's tmp_path. Stopping sends SIGTERM to the
-whole group, waits, then SIGKILLs whatever is left of the group, so gunicorn workers and Celery
+whole group, waits, then SIGKILLs whatever is left of the group, so web server workers and Celery
 pool children never outlive a test, even when it fails or is interrupted.
 
     def test_x(processes):

@@ -1,4 +1,4 @@
-"""A small relay deployment for fault tests: gunicorn and a Celery worker as real processes over a
+"""A small relay deployment for fault tests: `relay web` (granian) and a Celery worker as real processes over a
 database and broker the test chooses (often private ones it will stop), sending to the Twilio stand-in."""
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Promise: while the broker (Redis) is down, every signed inbound webhook is still answered 200
 quickly and kept; once Redis is back, each is processed exactly once.
 
-gunicorn (2 workers) and a Celery worker use a private redis-server as broker. It is killed (losing
+`relay web` (2 worker processes) and a Celery worker use a private redis-server as broker. It is killed (losing
 whatever it held: no persistence) for OUTAGE seconds while members text the relay; the issue asks
 for 60 s, 10 s is used to keep the fault suite short: nothing in relay counts the outage's length
 (publishing fails at once on a refused connection, and the sweeper looks at what is unprocessed,
