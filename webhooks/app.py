@@ -1,6 +1,7 @@
 """Application factory: nothing happens at import; tests build an app from settings and services.
 
-gunicorn runs it as `gunicorn 'webhooks.app:create_app()'` (what `relay web` does)."""
+`relay web` serves it: granian through `webhooks.serving:granian_app`, which calls `create_app()` in each worker,
+or gunicorn as `gunicorn 'webhooks.app:create_app()'` (`--server gunicorn`)."""
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,7 @@ EMAIL_MAX_FORM_PARTS = 500
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
     configure_logging()
-    if settings is None and services is None:  # gunicorn's `create_app()`: a serving process
+    if settings is None and services is None:  # `create_app()` from a server (relay web): a serving process
         settings = Settings.from_env()
         settings.check_startup()
     settings = settings or services.settings
