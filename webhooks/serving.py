@@ -35,7 +35,7 @@ def granian_app(app=None):
     from webhooks.access_log import AccessLog
     from webhooks.app import create_app, warm_up  # reason: the app is built in the worker, as with gunicorn
 
-    app = app or create_app()
+    app = app if app is not None else create_app()
     app.wsgi_app = AccessLog(app.wsgi_app)
     warm_up(app, database=False)
     gc.collect()
