@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from relay.infra.storage import in_values
@@ -89,8 +89,14 @@ class Recent:
         # statistics (a busy hour's new rows, before autovacuum's ANALYZE) read the batch's recent events
         # through the (provider, kind, dedupe_key) index, i.e. every SMS event stored: ~150 ms a batch with
         # 30,000 in the table, against ~2 ms (issue 18, item 4; tests/unit/inbound/test_limit_queries.py).
-        # The body of the posted ones comes along (the repeat check reads the sender's last post).
-        raw = case((InboundEvent.outcome == "posted", InboundEvent.raw), else_=literal(""))
+        # The body of each sender's latest post comes along (the repeat check reads the sender's last post); the
+        # others' stay in the database: in a burst a sender has many posts within REPEAT_WINDOW, and shipping
+        # every one of their bodies with each batch cost more as the burst went on (issue 18, item 4; a post
+        # that is not the latest is read by repeats_last_post, should it be the one it compares with).
+        sender = (InboundEvent.provider, InboundEvent.kind, InboundEvent.sender)
+        latest_post = func.max(case((InboundEvent.outcome == "posted", InboundEvent.id))).over(partition_by=sender)
+        raw = case((and_(InboundEvent.outcome == "posted", InboundEvent.id == latest_post), InboundEvent.raw),
+                   else_=literal(""))
         rows = session.execute(select(InboundEvent.id, InboundEvent.provider, InboundEvent.kind, InboundEvent.sender,
                                       InboundEvent.received_at, InboundEvent.outcome, raw.label("raw")).where(
             in_values(session, InboundEvent.sender, senders), InboundEvent.received_at > earliest)).all()

@@ -278,6 +278,34 @@ def test_looking_for_held_relays_reads_only_the_rows_never_queued(services, smal
         assert sum(fetched) == len(held_back), fetched
 
 
+def test_each_look_for_held_relays_reads_only_the_posts_made_since_the_last(services, small_batches, monkeypatch):
+    """A process's looks for held relays follow on from each other (less LOOK_OVERLAP): in a sustained burst
+    each drain task read the whole HELD_WINDOW of posts again, ~18 % of the drain's time (issue 18, item 4).
+    The relays held are still queued, once (the test above)."""
+    _setup(services)
+    _store_many(services, 7)
+    looks: list[tuple] = []
+    real = inbound_drain.held_relays
+
+    def looking(services_, since, until=None):
+        looks.append((since, until, utcnow()))
+        return real(services_, since, until)
+
+    monkeypatch.setattr(inbound_drain, "held_relays", looking)
+    monkeypatch.setattr(inbound_drain, "_LOOKED_UNTIL", {})
+    assert inbound_drain.drain(services, budget=6).more is True  # stopped at its budget: looks up to now - 10 s
+    assert inbound_drain.drain(services).processed == 1  # caught up: looks up to now
+    assert inbound_drain.drain(services).processed == 0
+    (first_since, first_until, first_at), (second_since, second_until, second_at), (third_since, _, third_at) = looks
+    assert first_since == pytest.approx(first_at - inbound_drain.HELD_WINDOW, abs=timedelta(seconds=1))
+    assert first_until == pytest.approx(first_at - inbound_drain.HOLD_AT_MOST, abs=timedelta(seconds=1))
+    assert second_since == first_until - inbound_drain.LOOK_OVERLAP  # on from the first look, not the window
+    assert second_until is None
+    assert third_since == pytest.approx(second_at - inbound_drain.LOOK_OVERLAP, abs=timedelta(seconds=1))
+    assert third_since > third_at - inbound_drain.HELD_WINDOW  # not the whole window again
+    assert sorted(_dispatched(services)) == sorted(_all_ids(services))  # every relay queued, once
+
+
 def test_a_last_claim_cut_short_by_the_budget_is_not_taken_for_having_caught_up(services, small_batches):
     """Budget 5 with claims of 3: the second claim asks for 2 and gets 2. That is a full claim (a backlog still
     waits), not a drain that has caught up, so the relays stay held (before: any claim under 3 released them)."""
