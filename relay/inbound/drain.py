@@ -48,10 +48,12 @@ HOLD_AT_MOST = timedelta(seconds=10)
 # Relays held are looked for among the posts of this last while; older ones are the sweeper's (a delivery
 # never queued is queued by it a minute after it was planned: relay/sweeper.py).
 HELD_WINDOW = timedelta(seconds=30)
-# Each look reads only the posts made since this process's last look, less this overlap (a post is committed
-# a little after its created_at). Reading the whole HELD_WINDOW at the end of every drain task (1,000 events)
-# read ~20,000 posts and their deliveries in a sustained burst: ~18 % of the drain's time (issue 18, item 4).
-LOOK_OVERLAP = timedelta(seconds=5)
+# Each look reads only the posts made since this process's last look, less this overlap: a post is committed
+# after its created_at, with its batch (200 replies, well under a second here); one a look still misses is the
+# sweeper's, a minute after it was planned. Reading the whole HELD_WINDOW at the end of every drain task (1,000
+# events) read ~20,000 posts and their deliveries in a sustained burst: ~18 % of the drain's time, and with a
+# 5 s overlap ~10 % (issue 18, item 4; in one process, 48,000 replies stored and drained).
+LOOK_OVERLAP = timedelta(seconds=2)
 _LOOKED_UNTIL: dict[str, datetime] = {}  # per database: where this process's last look for held relays ended
 
 
