@@ -205,7 +205,8 @@ def held_relays(services, since: datetime, until: datetime | None = None) -> lis
     deliveries by post id and by dedupe key (reply:<event>:<purpose>), 500 posts at a time: each lookup
     through an index of its own, whatever else is queued (a broadcast's rows). Only rows never queued
     (dispatched_at, which no index holds) come back: once per drain over the posts of HELD_WINDOW, the rows
-    already queued were ~1,500 a statement in a sustained burst, all read into the worker (issue 18, item 4)."""
+    already queued were ~1,500 a statement in a sustained burst, all read into the worker (issue 18, item 4). The
+    drain asks only for the posts made since its process last looked (relay/inbound/drain.py LOOK_OVERLAP)."""
     window = [Post.created_at > since, Post.inbound_event_id.is_not(None)]
     if until is not None:
         window.append(Post.created_at <= until)
