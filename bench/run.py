@@ -70,15 +70,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.phases import Phases  # noqa: E402
-from relay.cli.common import (  # noqa: E402
-    GRANIAN_THREADS,
-    GRANIAN_WORKERS,
-    WEB_SERVERS,
-    granian_options,
-    gunicorn_options,
-)
-from relay.cli.common import WEB_THREADS as GUNICORN_THREADS  # noqa: E402
-from relay.cli.common import WEB_WORKERS as GUNICORN_WORKERS
+from relay.cli.common import WEB_SERVERS, granian_options, gunicorn_options, web_defaults  # noqa: E402
 from tests.e2e.processes import (
     Processes,
     free_port,
@@ -105,10 +97,8 @@ PROCESSING_WAIT = 10 if QUICK else 30  # seconds the ingest workload lets the wo
 WEB_SERVER = os.environ.get("BENCH_WEB_SERVER", "granian")
 if WEB_SERVER not in WEB_SERVERS:
     raise SystemExit(f"BENCH_WEB_SERVER must be {' or '.join(WEB_SERVERS)}, not {WEB_SERVER!r}")
-WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or (
-    GRANIAN_WORKERS if WEB_SERVER == "granian" else GUNICORN_WORKERS)
-WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or (
-    GRANIAN_THREADS if WEB_SERVER == "granian" else GUNICORN_THREADS)
+WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "0")) or web_defaults(WEB_SERVER)[0]
+WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "0")) or web_defaults(WEB_SERVER)[1]
 WORKER_PROCESSES = int(os.environ.get("BENCH_WORKERS", "2"))  # prefork children of one `relay worker`, as on this 2-core machine
 SEND_THREADS = 16
 # The limit is the median of this many pushes of the sample (an even count: the slower middle one), each from

@@ -34,6 +34,11 @@ WEB_SERVERS = ("gunicorn", "granian")
 DEFAULT_WEB_SERVER = "granian"
 
 
+def web_defaults(server: str) -> tuple[int, int]:
+    """(worker processes, threads per worker) of `relay web --server S` when not given."""
+    return (GRANIAN_WORKERS, GRANIAN_THREADS) if server == "granian" else (WEB_WORKERS, WEB_THREADS)
+
+
 def granian_options(workers: int, threads: int) -> list[str]:
     """The granian settings of `relay web --server granian` (the app comes from webhooks.serving.granian_app,
     which writes relay's redacted access log: granian's own would write tokens in paths, so it stays off)."""

@@ -9,17 +9,14 @@ import click
 
 from relay.cli.common import (
     DEFAULT_WEB_SERVER,
-    GRANIAN_THREADS,
-    GRANIAN_WORKERS,
     WEB_SERVERS,
-    WEB_THREADS,
-    WEB_WORKERS,
     clear_metrics,
     granian_options,
     gunicorn_options,
     load_settings,
     safe_url,
     upgrade_database,
+    web_defaults,
 )
 from relay.infra.settings import Settings
 
@@ -83,14 +80,16 @@ def web(port: int | None, host: str, server: str | None, workers: int | None, th
     """Run the web receiver under gunicorn or granian."""
     settings = load_settings(port, serving=True)
     server = server or web_server()
+    default_workers, default_threads = web_defaults(server)
+    workers, threads = workers or default_workers, threads or default_threads
     env = dict(os.environ, RELAY_PORT=str(settings.port), RELAY_PUBLIC_BASE_URL=settings.public_base_url)
     if server == "granian":
         args = ["granian", "--host", host, "--port", str(settings.port),
-                *granian_options(workers or GRANIAN_WORKERS, threads or GRANIAN_THREADS),
+                *granian_options(workers, threads),
                 "--factory", "webhooks.serving:granian_app"]
     else:
         args = ["gunicorn", "--bind", f"{host}:{settings.port}",
-                *gunicorn_options(workers or WEB_WORKERS, threads or WEB_THREADS), "webhooks.app:create_app()"]
+                *gunicorn_options(workers, threads), "webhooks.app:create_app()"]
         # gunicorn >= 23 keeps a control socket in $XDG_RUNTIME_DIR; give each relay its own so two
         # instances on one host never remove each other's.
         run_dir = settings.var_dir / "run" / str(settings.port)

@@ -143,3 +143,11 @@ def test_relay_web_refuses_an_unknown_server(monkeypatch):
     monkeypatch.setenv("RELAY_WEB_SERVER", "uwsgi")
     with pytest.raises(click.ClickException, match="RELAY_WEB_SERVER='uwsgi': choose gunicorn or granian"):
         web_server()
+
+
+def test_relay_webs_defaults_per_server():
+    """granian: one process per two cores (at least one), 4 threads; gunicorn: a sync worker per core, plus one."""
+    from relay.cli.common import cores, web_defaults
+
+    assert web_defaults("granian") == (max(1, cores() // 2), 4)
+    assert web_defaults("gunicorn") == (cores() + 1, 1)
