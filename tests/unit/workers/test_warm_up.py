@@ -37,3 +37,21 @@ def test_a_pool_process_freezes_what_it_loaded_so_full_collections_skip_it(tmp_p
         "worker_process_init.send(sender=None)\n"
         "print(before, gc.get_freeze_count() > 100_000)\n")
     assert fresh_python(script) == ["0", "True"]
+
+
+def test_a_pool_process_collects_its_young_objects_less_often(tmp_path):
+    """After the warm-up the youngest generation is collected every YOUNG_COLLECTION_THRESHOLD new objects, not
+    Python's 700: a broadcast's batches drop tens of thousands of acyclic objects each (workers/tasks.py)."""
+    script = (
+        "import gc\n"
+        "from pathlib import Path\n"
+        "from celery.signals import worker_process_init\n"
+        "from tests.conftest import make_settings\n"
+        "from workers.app import create_celery\n"
+        "from workers.tasks import YOUNG_COLLECTION_THRESHOLD\n"
+        f"var = Path({str(tmp_path)!r})\n"
+        "create_celery(make_settings(var, f'sqlite:///{var}/relay.sqlite3').replace(broker_url='memory://'))\n"
+        "before = gc.get_threshold()\n"
+        "worker_process_init.send(sender=None)\n"
+        "print(before[0], gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *before[1:]), YOUNG_COLLECTION_THRESHOLD)\n")
+    assert fresh_python(script) == ["700", "True", "20000"]
