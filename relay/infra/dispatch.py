@@ -105,9 +105,21 @@ class CeleryDispatcher:
         count = 0
         with self.app.producer_or_acquire() as producer:
             for ids in batches:
-                self.app.send_task(TASK_DELIVER_BATCH, args=[list(ids)], queue=queue, producer=producer)
+                ids = list(ids)
+                self.app.send_task(TASK_DELIVER_BATCH, args=[ids], queue=queue, producer=producer,
+                                   argsrepr=batch_argsrepr(ids))
                 count += 1
         return count
+
+
+def batch_argsrepr(ids: Sequence[int]) -> str:
+    """What a bulk task's message shows of its arguments (its `argsrepr` header, which the worker's log and
+    monitoring read): the first and last ids and how many. Left to Celery, `saferepr` walks every id of every
+    batch as it is published (~1 ms of the sender's CPU per batch of 250, ~1 % of a broadcast's), only to cut
+    the text at 1,024 characters."""
+    if not ids:
+        return "[[]]"
+    return f"[[{ids[0]}, ..., {ids[-1]}]] ({len(ids)} delivery ids)" if len(ids) > 2 else repr([list(ids)])
 
 
 class RecordingDispatcher:
