@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence, cast
 
-from sqlalchemy import Connection, FromClause, Table, Text, any_, bindparam
-from sqlalchemy import cast as sql_cast
+from sqlalchemy import Connection, FromClause, Table, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -60,30 +59,5 @@ def in_values(session: Session | Connection, column, values):
     values = list(values)
     dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
     if dialect.name == "postgresql":
-        if all(type(v) is int for v in values):  # ids, the usual case: one text parameter read as the array
-            return column == any_(sql_cast(bindparam(None, value=array_literal(values), type_=Text),
-                                           postgresql.ARRAY(column.type)))
         return column == any_(bindparam(None, value=values, type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
-
-
-def array_literal(values: Sequence[int | str | None]) -> str:
-    """A PostgreSQL array's text form (`{1,2,3}`, `{"a","b\\"c",NULL}`) for a parameter the statement casts to
-    the array's type (`CAST(:ids AS integer[])`): ints as digits, strings double-quoted with `\\` and `"` escaped,
-    None as NULL. Written here because psycopg dumps a Python list element by element in Python: a batch's 250
-    ids cost ~280 us of the worker's CPU and 250 provider ids ~460 us, against ~130 us and ~110 us as one string
-    (one statement each; issue 18: a bulk batch passes half a dozen such lists). Anything else (floats, dates) is
-    refused: psycopg's own dumping is the way for those."""
-    if all(type(value) is int for value in values):
-        return "{" + ",".join(map(str, values)) + "}"
-    items = []
-    for value in values:
-        if value is None:
-            items.append("NULL")
-        elif type(value) is int:
-            items.append(str(value))
-        elif type(value) is str:
-            items.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
-        else:
-            raise TypeError(f"array_literal: {type(value).__name__} is neither int, str nor None")
-    return "{" + ",".join(items) + "}"

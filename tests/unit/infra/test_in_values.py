@@ -37,36 +37,3 @@ def test_the_same_rows_on_either_database_and_one_statement_text_on_postgresql(d
         assert few == many and "= ANY (" in many, (few, many)
     else:
         assert len(many) > len(few)  # SQLite: the IN list, one placeholder per value
-
-
-def test_an_array_literal_reads_back_as_the_same_list_on_postgresql(postgres_url):
-    """relay/infra/storage.py array_literal: the text PostgreSQL reads as the array (ids and provider ids go as
-    one string a statement, not as a list psycopg dumps element by element). Whatever a string holds comes back
-    as it was: quotes, backslashes, commas, braces, spaces, the word NULL, Korean; None is NULL."""
-    from sqlalchemy import Integer, String, Text, bindparam, cast
-    from sqlalchemy.dialects import postgresql
-
-    from relay.infra.storage import array_literal
-
-    texts = ['SM' + 'a' * 32, 'say "hi"', 'back\\slash', 'a,b', '{braces}', ' spaced ', 'NULL', '', '폐렴', None,
-             '<abc.123@relay.example.org>', "it's"]
-    numbers = [0, 7, -3, 2**40]
-    engine = create_engine(postgres_url)
-    with engine.connect() as connection:
-        as_text = cast(bindparam("p", type_=Text), postgresql.ARRAY(String))
-        assert connection.execute(select(as_text), {"p": array_literal(texts)}).scalar() == texts
-        as_int = cast(bindparam("p", type_=Text), postgresql.ARRAY(Integer))
-        assert connection.execute(select(as_int), {"p": array_literal(numbers[:3])}).scalar() == numbers[:3]
-        assert connection.execute(select(as_int), {"p": array_literal([])}).scalar() == []
-    engine.dispose()
-    assert array_literal(numbers) == "{0,7,-3,1099511627776}"
-
-
-def test_an_array_literal_refuses_what_it_cannot_write_exactly():
-    import pytest
-
-    from relay.infra.storage import array_literal
-
-    for value in (1.5, True, b"bytes"):
-        with pytest.raises(TypeError):
-            array_literal(["x", value])
