@@ -136,6 +136,26 @@ def redis_url():
     return REDIS_URL
 
 
+@pytest.fixture
+def producer(redis_url, tmp_path, worker_id):
+    """A Celery app that only publishes, on the real Redis broker under a prefix of this test worker's, the
+    broker's client to read what it queued, and the prefix; the prefix's keys are deleted after the test."""
+    import redis
+    from celery import Celery
+
+    from relay.infra.dispatch import celery_config
+
+    prefix = f"relay-test-producer-{worker_id}:"
+    settings = make_settings(tmp_path, "sqlite://", broker_url=redis_url, broker_prefix=prefix)
+    app = Celery("relay-test-producer", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    client = redis.Redis.from_url(redis_url)
+    yield app, client, prefix
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
 def _empty_tables(url: str) -> None:
     """Empty every table and restart the id sequences, as a fresh database would be.
 

@@ -7,11 +7,10 @@ from datetime import timedelta
 
 import pytest
 import redis
-from celery import Celery
 from sqlalchemy import func, select, update
 
 from relay.inbound import drain as inbound_drain
-from relay.infra.dispatch import TASK_DRAIN_INBOUND, CeleryDispatcher, celery_config
+from relay.infra.dispatch import TASK_DRAIN_INBOUND, CeleryDispatcher
 from relay.infra.doorbell import RedisDoorbell
 from relay.model.tables import InboundEvent, Post, utcnow
 from relay.services import build_services
@@ -271,19 +270,6 @@ def test_rings_in_the_coalescing_window_cost_no_round_trip(redis_url, worker_id)
 def test_a_helper_slot_is_given_once_per_interval(doorbell):
     assert doorbell.claim_helper_slot() is True
     assert doorbell.claim_helper_slot() is False
-
-
-@pytest.fixture
-def producer(redis_url, tmp_path, worker_id):
-    prefix = f"relay-test-handoff-{worker_id}:"
-    settings = make_settings(tmp_path, "sqlite://", broker_url=redis_url, broker_prefix=prefix)
-    app = Celery("relay-test-producer", set_as_current=False)
-    app.conf.update(celery_config(settings))
-    client = redis.Redis.from_url(redis_url)
-    yield app, client, prefix
-    for key in client.scan_iter(match=f"{prefix}*"):
-        client.delete(key)
-    client.close()
 
 
 def queued_tasks(client, prefix: str) -> list[str]:

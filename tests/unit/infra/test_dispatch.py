@@ -4,25 +4,7 @@ from __future__ import annotations
 import base64
 import json
 
-import pytest
-import redis
-from celery import Celery
-
-from relay.infra.dispatch import QUEUE_BULK, TASK_DELIVER_BATCH, CeleryDispatcher, batch_argsrepr, celery_config
-from tests.conftest import make_settings
-
-
-@pytest.fixture
-def producer(redis_url, tmp_path, worker_id):
-    prefix = f"relay-test-dispatch-{worker_id}:"
-    settings = make_settings(tmp_path, "sqlite://", broker_url=redis_url, broker_prefix=prefix)
-    app = Celery("relay-test-producer", set_as_current=False)
-    app.conf.update(celery_config(settings))
-    client = redis.Redis.from_url(redis_url)
-    yield app, client, prefix
-    for key in client.scan_iter(match=f"{prefix}*"):
-        client.delete(key)
-    client.close()
+from relay.infra.dispatch import QUEUE_BULK, TASK_DELIVER_BATCH, CeleryDispatcher, batch_argsrepr
 
 
 def queued(client, prefix: str, queue: str) -> list[dict]:
