@@ -47,8 +47,8 @@ log = logging.getLogger("relay.worker")
 
 # The collector's youngest generation is collected after this many new container objects, not 700: a batch
 # of a broadcast makes and drops tens of thousands (ORM rows, coroutines, responses), almost none of them in
-# cycles, so at 700 most young collections found nothing to free (~2-4 % of a batch's CPU, issue 18). The
-# older generations keep their thresholds; what is loaded at start is frozen (warm_up).
+# cycles, so at 700 most young collections found nothing to free (~1.8 % of a batch's CPU, issue 18;
+# docs/scale.md). The older generations keep their thresholds; what is loaded at start is frozen (warm_up).
 YOUNG_COLLECTION_THRESHOLD = 20_000
 
 
