@@ -28,7 +28,7 @@ from relay.members import ladder
 from relay.model.delivery_states import FAILED, HELD, QUEUED
 from relay.model.notice_refs import PREFIX as NOTICE_KEY_PREFIX
 from relay.model.notice_refs import deliveries_filter, delivery_key
-from relay.model.tables import Case, Delivery, Member, MemberList, Membership, Notice, Post, utcnow
+from relay.model.tables import LANGUAGES, Case, Delivery, Member, MemberList, Membership, Notice, Post, utcnow
 from relay.model.translatable import N_, Translatable
 from relay.notices.audience import (
     CHANNELS,
@@ -519,8 +519,10 @@ def _plan_set_wise(session: Session, notice: Notice, sms_for, email_body: str, a
     members = fanout.reachable_query(wave)
     key_prefix = f"post:{notice.post_id}:" if notice.post_id else f"{NOTICE_KEY_PREFIX}{notice.id}:"
     for channel in channels_of(notice):
-        bodies = ({lang: sms_for(lang) for lang in fanout.languages_of(session, members)} if channel != "email"
-                  else {"en": email_body})  # WhatsApp free-form carries the SMS text (issue 19)
+        # the text in every language a member can hold (LANGUAGES: the roster and the import refuse any other),
+        # rendered once a notice (sms_for keeps them); asking each wave which languages it has was a query a
+        # wave and channel (issue 18: 0.73 s of a 100,000-member plan). WhatsApp free-form carries the SMS text.
+        bodies = {lang: sms_for(lang) for lang in LANGUAGES} if channel != "email" else {"en": email_body}
         fanout.plan_from_query(session, members, channel, purpose="notice", post_id=notice.post_id,
                                case_id=notice.case_id, key_prefix=key_prefix, bodies=bodies)
     # issue 5: mutes, pauses, digest/urgent-only and quiet hours apply to set-wise plans as to row plans;

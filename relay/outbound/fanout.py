@@ -238,12 +238,6 @@ def follow_many(session: Session, rows: list[dict]) -> None:
         insert_ignoring_conflicts(session, Participant.__table__, rows)
 
 
-def languages_of(session: Session, query) -> list[str]:
-    """The languages (default en) of the members a reachable_query() selects."""
-    members = query.order_by(None).subquery()
-    return sorted(session.scalars(select(func.coalesce(members.c.language, "en")).distinct()))
-
-
 def plan_from_query(session: Session, query, channel: str, *, purpose: str, post_id: int | None,
                     case_id: int | None, key_prefix: str, bodies: dict[str, str], dispatched: bool = True) -> None:
     """Plan one channel of a broadcast in one INSERT ... SELECT: a delivery per member the
