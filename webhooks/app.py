@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from relay.infra.db import driver_autocommit, make_engine
+from relay.infra.dispatch import warm_quietly
 from relay.infra.logs import configure_logging
 from relay.infra.settings import Settings, SettingsError
 from relay.services import Services, build_services
@@ -179,9 +180,9 @@ def services_of(app: Flask) -> Services:
 
 def warm_up(app: Flask, database: bool = True) -> None:
     """Open now what a serving process's first webhook would otherwise open while the others queue behind it:
-    the kept insert connection (relay/infra/db.py driver_autocommit) and the doorbell's Redis connection
-    (gunicorn's post_worker_init, webhooks/serving.py). An app without relay's services (the bench's bare
-    handler) has nothing to open. A failure is logged; the first webhook then opens them, as before."""
+    the kept insert connection (relay/infra/db.py driver_autocommit), the doorbell's Redis connection and what
+    the first publish loads (relay/infra/dispatch.py warm), from gunicorn's post_worker_init
+    (webhooks/serving.py). An app without relay's services (the bench's bare handler) has nothing to open. A failure is logged; the first webhook then opens them, as before."""
     services = app.extensions.get("relay")
     if services is None:
         return
@@ -192,6 +193,7 @@ def warm_up(app: Flask, database: bool = True) -> None:
         doorbell = getattr(services.dispatcher, "doorbell", None)
         if doorbell is not None:
             doorbell.client.ping()
+        warm_quietly(services.dispatcher)  # Celery's publishing side: the first drain task's ~100 ms
     except Exception as exc:
         logging.getLogger("relay.web").warning("warm-up: %s: %s (the first webhook opens it)",
                                                type(exc).__name__, exc)

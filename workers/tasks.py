@@ -32,6 +32,7 @@ from relay.infra.dispatch import (
     TASK_SWEEP,
     CeleryDispatcher,
     dispatch_safely,
+    warm_quietly,
 )
 from relay.infra.doorbell import LINGER_SECONDS
 from relay.infra.metrics import TASK_SECONDS
@@ -114,6 +115,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
                 if hasattr(sender, "warm_up"):
                     sender.warm_up()
             warming.warm_up(holder.get())  # a broadcast's first batch: its statements and templates (relay/outbound/warming.py)
+            warm_quietly(holder.get().dispatcher)  # its producer: what the first relay, retry or fallback publishes
         except Exception as exc:  # the first task will try again, and say why
             log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
         gc.collect()

@@ -53,6 +53,9 @@ class Dispatcher(Protocol):
 
     def deliver_batches(self, batches: Iterable[Sequence[int]], queue: str = QUEUE_BULK) -> int: ...
 
+    def warm(self) -> None:
+        """Load now what the first dispatch would load (optional: warm_quietly skips a dispatcher without it)."""
+
 
 class CeleryDispatcher:
     """Publishes tasks by name, so the web process needs no task code, only the broker.
@@ -110,6 +113,25 @@ class CeleryDispatcher:
                                    argsrepr=batch_argsrepr(ids))
                 count += 1
         return count
+
+    def warm(self) -> None:
+        """Load what a process's first publish loads: Celery's publishing side (celery.app.amqp), the
+        broker's transport and the producer pool, ~100 ms of CPU on this machine, which a new web worker's
+        first drain task or first broadcast batch waited for (issue 18, docs/scale.md). Called as a process
+        starts (webhooks/app.py warm_up, the workers' warm-up). Publishes nothing and opens no connection."""
+        with self.app.producer_or_acquire():
+            pass
+
+
+def warm_quietly(dispatcher) -> None:
+    """dispatcher.warm(), if it has one; a failure is only logged: the first dispatch loads it then."""
+    warm = getattr(dispatcher, "warm", None)
+    if warm is None:
+        return
+    try:
+        warm()
+    except Exception as exc:
+        log.warning("warming the dispatcher: %s: %s (the first dispatch loads it)", type(exc).__name__, exc)
 
 
 def batch_argsrepr(ids: Sequence[int]) -> str:

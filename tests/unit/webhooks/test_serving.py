@@ -65,15 +65,17 @@ def _served(tmp_path, url: str, broker_url: str, threads: int):
     return services, SimpleNamespace(wsgi=create_app(services=services), cfg=SimpleNamespace(threads=threads))
 
 
-def test_a_sync_worker_opens_its_insert_connection_and_the_doorbell_before_its_first_webhook(
+def test_a_sync_worker_opens_its_insert_connection_the_doorbell_and_the_publisher_before_its_first_webhook(
         tmp_path, postgres_only_url, redis_url):
     services, worker = _served(tmp_path, postgres_only_url, redis_url, threads=1)
     doorbell = services.dispatcher.doorbell
     before = _connections_to(postgres_only_url)
     assert doorbell.client.connection_pool._created_connections == 0
+    assert "amqp" not in vars(services.dispatcher.app)
     serving.post_worker_init(worker)
     assert _connections_to(postgres_only_url) == before + 1  # the kept insert connection, open and idle
     assert doorbell.client.connection_pool._created_connections == 1
+    assert "amqp" in vars(services.dispatcher.app)  # Celery's publishing side, loaded for the first drain task
     services.dispose()
     gc.unfreeze()
 

@@ -14,7 +14,7 @@ def _around_the_warm_up(tmp_path, imports: str, before: str, after: str) -> list
         "from tests.conftest import make_settings\n"
         "from workers.app import create_celery\n"
         f"var = Path({str(tmp_path)!r})\n"
-        "create_celery(make_settings(var, f'sqlite:///{var}/relay.sqlite3').replace(broker_url='memory://'))\n"
+        "app = create_celery(make_settings(var, f'sqlite:///{var}/relay.sqlite3').replace(broker_url='memory://'))\n"
         f"before = {before}\n"
         "worker_process_init.send(sender=None)\n"
         f"print(before, {after})\n")
@@ -41,3 +41,10 @@ def test_a_pool_process_collects_its_young_objects_less_often(tmp_path):
     Python's 700: a broadcast's batches drop tens of thousands of acyclic objects each (workers/tasks.py)."""
     thresholds = "','.join(map(str, gc.get_threshold()))"
     assert _around_the_warm_up(tmp_path, "import gc", thresholds, thresholds) == ["700,10,10", "20000,10,10"]
+
+
+def test_a_pool_process_loads_its_publishing_side_before_its_first_task(tmp_path):
+    """A worker publishes too (a relay's deliveries, a retry, a WhatsApp fallback, a raced status callback): its
+    producer's first publish loaded Celery's publishing side, ~100 ms, unless the warm-up does it."""
+    loaded = "'amqp' in vars(app.relay_services.get().dispatcher.app)"
+    assert _around_the_warm_up(tmp_path, "", loaded, loaded) == ["False", "True"]
