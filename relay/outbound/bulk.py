@@ -25,8 +25,9 @@ from email.utils import formataddr
 from types import SimpleNamespace
 from typing import Sequence
 
-from sqlalchemy import String, any_, bindparam, case, or_, select, text, update
+from sqlalchemy import String, any_, bindparam, case, or_, select, text, true, update
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import aliased
 
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
@@ -177,10 +178,21 @@ class NoticeEmails:
         return raw
 
 
+# On PostgreSQL each delivery's member by its primary key: a LATERAL subquery that the planner may not merge into
+# the join (OFFSET 0), so it is one index lookup per delivery. As a plain join, the planner hashed the whole members table
+# for every batch (a seq scan of 10,000 members: 4-7 ms a batch against ~1 ms, and growing with the network;
+# issue 18, docs/scale.md). The same rows and entities either way.
+_MEMBER_OF_DELIVERY = aliased(Member, select(Member).where(Member.id == Delivery.member_id).offset(0).lateral())
+
+
 def _load(session, claimed: Sequence[int]):
-    """The claimed deliveries with their members, in id order: one query for the batch."""
-    return session.execute(select(Delivery, Member).outerjoin(Member, Member.id == Delivery.member_id)
-                           .where(in_values(session, Delivery.id, claimed)).order_by(Delivery.id)).all()
+    """The claimed deliveries with their members, in id order: one query for the batch (elsewhere than on
+    PostgreSQL, SQLite in the tests, which has no LATERAL, a plain join)."""
+    if session.get_bind().dialect.name == "postgresql":
+        query = select(Delivery, _MEMBER_OF_DELIVERY).outerjoin(_MEMBER_OF_DELIVERY, true())
+    else:
+        query = select(Delivery, Member).outerjoin(Member, Member.id == Delivery.member_id)
+    return session.execute(query.where(in_values(session, Delivery.id, claimed)).order_by(Delivery.id)).all()
 
 
 def _prepare(session, settings, delivery_ids: Sequence[int], report: BatchReport,
@@ -264,14 +276,17 @@ _ACCEPT = (update(Delivery.__table__)  # type: ignore[arg-type]  # a model's __t
 
 # What the providers accepted, on PostgreSQL in one statement for the batch (the ids and provider ids as two
 # arrays): an executemany of one UPDATE per delivery cost the worker ~0.05 ms of CPU per message (issue 18).
-# The same values as _ACCEPT, row by row: a delivery moved on meanwhile (a callback) keeps its status.
+# The same values as _ACCEPT, row by row: a delivery moved on meanwhile (a callback) keeps its status. The ids
+# also as `id = ANY(...)`, which the primary key serves: with the join alone, a planner that thought the table
+# small (a queue just planned) hashed the batch and read every delivery to find it (3 ms a batch at 12,000
+# rows, ten times that at 120,000; docs/scale.md).
 _ACCEPT_PG = text(
     "UPDATE deliveries SET"
     " status = CASE WHEN deliveries.status = :sending THEN :accepted ELSE deliveries.status END,"
     " lease_until = CASE WHEN deliveries.status = :sending THEN NULL ELSE deliveries.lease_until END,"
     " provider_message_id = v.sid, sent_at = :now, updated_at = :now, error_code = NULL, error_message = NULL"
     " FROM unnest(CAST(:ids AS integer[]), CAST(:sids AS varchar[])) AS v(id, sid)"
-    " WHERE deliveries.id = v.id"
+    " WHERE deliveries.id = v.id AND deliveries.id = ANY(CAST(:ids AS integer[]))"
 ).bindparams(bindparam("now", type_=Delivery.__table__.c.sent_at.type))
 
 
