@@ -1,10 +1,13 @@
-"""Small helpers the tests share: building signed Twilio webhooks, reading rows."""
+"""Small helpers the tests share: building signed Twilio webhooks, reading rows, measuring a statement's plan."""
 from __future__ import annotations
 
+import json
 import secrets
 from urllib.parse import urlencode
 
+from sqlalchemy import event as sql_events
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from relay.infra.db import transaction
 from relay.model.tables import Delivery, InboundEvent, Member
@@ -107,3 +110,41 @@ def in_written_order(query):
     """`query` ordered as it asks, then by the primary key of what it selects from: PostgreSQL answers a query
     without ORDER BY in whatever order its pages hold, which the tables' DELETE between tests shuffles."""
     return query.order_by(*query.get_final_froms()[0].primary_key)
+
+
+# ---------------------------------------------------------------- query plans (PostgreSQL; issue 18)
+
+
+def explained(engine, run, starts: str) -> dict:
+    """The plan of the statement starting with `starts` that run(session) executes: captured as relay sends it,
+    then run again under EXPLAIN (ANALYZE, FORMAT JSON) and rolled back (run's own work is rolled back too)."""
+    statements: list[tuple[str, object]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    sql_events.listen(engine, "before_cursor_execute", keep)
+    try:
+        with Session(engine) as session:
+            run(session)
+            session.rollback()
+    finally:
+        sql_events.remove(engine, "before_cursor_execute", keep)
+    (statement, parameters), = [s for s in statements if s[0].lstrip().upper().startswith(starts)]
+    with engine.connect() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).scalar()
+        conn.rollback()
+    return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+
+
+def plan_nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def rows_looked_at(node: dict) -> int:
+    """The rows a scan node read over all its loops: those it returned and those it read and dropped."""
+    per_loop = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
+                + node.get("Rows Removed by Index Recheck", 0))
+    return per_loop * node.get("Actual Loops", 1)

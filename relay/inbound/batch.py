@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterator, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import case, false, select, true, update
 from sqlalchemy.orm import Session
 
 from relay.discussion import holding, threads
@@ -119,11 +119,18 @@ def current() -> Batch | None:
     return _CURRENT.get()
 
 
+# `processed_at IS NULL` as a CASE, which ix_inbound_unprocessed cannot serve, so a batch's events are found by
+# primary key: during a burst that index holds the whole backlog, and a planner that took the unprocessed events
+# for few (statistics from before the burst) read all of them for every batch (15 ms a batch at 59,000 stored,
+# against ~1 ms; issue 18, docs/scale.md).
+_UNPROCESSED_BY_KEY = case((InboundEvent.processed_at.is_(None), true()), else_=false())
+
+
 def count_attempts(services, event_ids: Sequence[int], by: int = 1) -> None:
     """Count (by=1) or give back (by=-1) one attempt of each unprocessed event, in a transaction of its own."""
     with transaction(services.sessions) as session:
         session.execute(update(InboundEvent)
-                        .where(in_values(session, InboundEvent.id, event_ids), InboundEvent.processed_at.is_(None))
+                        .where(in_values(session, InboundEvent.id, event_ids), _UNPROCESSED_BY_KEY)
                         .values(attempts=InboundEvent.attempts + by).execution_options(synchronize_session=False))
 
 

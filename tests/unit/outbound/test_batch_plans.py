@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import event, text
-from sqlalchemy.orm import Session
+from sqlalchemy import text
 
 from relay.infra.db import make_engine
 from relay.outbound import bulk
 from relay.outbound.deliveries import claim_many
+from tests.helpers import explained, plan_nodes, rows_looked_at
 
 BATCH = 250  # a bulk task's
 
@@ -35,40 +35,6 @@ def _queue(engine, n: int, members: int = 0) -> int:
         return conn.execute(text("SELECT min(id) FROM deliveries")).scalar()
 
 
-def _explained(engine, run, starts: str) -> dict:
-    """The plan of the statement starting with `starts` that run(session) executes, measured and rolled back."""
-    statements: list[tuple[str, object]] = []
-
-    def keep(conn, cursor, statement, parameters, context, executemany):
-        statements.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", keep)
-    try:
-        with Session(engine) as session:
-            run(session)
-            session.rollback()
-    finally:
-        event.remove(engine, "before_cursor_execute", keep)
-    (statement, parameters), = [s for s in statements if s[0].lstrip().upper().startswith(starts)]
-    with engine.connect() as conn:
-        plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).scalar()
-        conn.rollback()
-    return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
-
-
-def _nodes(plan: dict):
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
-
-
-def _rows_looked_at(node: dict) -> int:
-    """The rows a scan node read over all its loops: those it returned and those it read and dropped."""
-    per_loop = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
-                + node.get("Rows Removed by Index Recheck", 0))
-    return per_loop * node.get("Actual Loops", 1)
-
-
 def test_claiming_a_batch_reads_the_batch_not_the_whole_queue(postgres_only_url):
     """A bulk task's claim (deliveries.claim_many) is `id = ANY(batch) AND claimable`. The claimable part
     matches ix_deliveries_status, and while a broadcast is being sent every row of its queue is in that index: a
@@ -81,9 +47,9 @@ def test_claiming_a_batch_reads_the_batch_not_the_whole_queue(postgres_only_url)
     def claim(session):
         assert claim_many(session, batch, timedelta(minutes=5)) == batch
 
-    scan, = _explained(engine, claim, "UPDATE")["Plans"]  # what found the rows to claim
+    scan, = explained(engine, claim, "UPDATE")["Plans"]  # what found the rows to claim
     assert scan["Actual Rows"] == BATCH
-    assert _rows_looked_at(scan) <= 2 * BATCH, json.dumps(scan, indent=1)  # not the 20,000 queued
+    assert rows_looked_at(scan) <= 2 * BATCH, json.dumps(scan, indent=1)  # not the 20,000 queued
     engine.dispose()
 
 
@@ -99,9 +65,9 @@ def test_loading_a_batch_looks_up_its_members_not_the_whole_network(postgres_onl
         rows = bulk._load(session, batch)
         assert [d.id for d, _ in rows] == batch and all(m is not None and m.id == d.member_id for d, m in rows)
 
-    plan = _explained(engine, load, "SELECT")
-    members = [node for node in _nodes(plan) if node.get("Relation Name") == "members"]
-    assert members and sum(_rows_looked_at(node) for node in members) <= 2 * BATCH, json.dumps(plan, indent=1)
+    plan = explained(engine, load, "SELECT")
+    members = [node for node in plan_nodes(plan) if node.get("Relation Name") == "members"]
+    assert members and sum(rows_looked_at(node) for node in members) <= 2 * BATCH, json.dumps(plan, indent=1)
     engine.dispose()
 
 
@@ -117,7 +83,7 @@ def test_recording_a_batch_accepted_finds_the_batch_by_key(postgres_only_url):
     def record(session):
         bulk._record_accepted(session, [(d, f"SM{d}") for d in batch], utcnow())
 
-    plan = _explained(engine, record, "UPDATE")
-    deliveries = [node for node in _nodes(plan) if node.get("Relation Name") == "deliveries"]
-    assert deliveries and sum(_rows_looked_at(node) for node in deliveries) <= 2 * BATCH, json.dumps(plan, indent=1)
+    plan = explained(engine, record, "UPDATE")
+    deliveries = [node for node in plan_nodes(plan) if node.get("Relation Name") == "deliveries"]
+    assert deliveries and sum(rows_looked_at(node) for node in deliveries) <= 2 * BATCH, json.dumps(plan, indent=1)
     engine.dispose()
