@@ -182,7 +182,8 @@ def warm_up(app: Flask, database: bool = True) -> None:
     """Open now what a serving process's first webhook would otherwise open while the others queue behind it:
     the kept insert connection (relay/infra/db.py driver_autocommit), the doorbell's Redis connection and what
     the first publish loads (relay/infra/dispatch.py warm), from gunicorn's post_worker_init
-    (webhooks/serving.py). An app without relay's services (the bench's bare handler) has nothing to open. A failure is logged; the first webhook then opens them, as before."""
+    (webhooks/serving.py). An app without relay's services (the bench's bare handler) has nothing to open. A
+    failure is logged; the first webhook then opens them, as before."""
     services = app.extensions.get("relay")
     if services is None:
         return

@@ -16,6 +16,7 @@ sending's own handling. Anything this path does not know how to pre-render (neit
 digest, an address needing SMTPUTF8) is built by sending's own `outbound_message` as usual."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -179,17 +180,21 @@ class NoticeEmails:
 
 
 # On PostgreSQL each delivery's member by its primary key: a LATERAL subquery that the planner may not merge into
-# the join (OFFSET 0), so it is one index lookup per delivery. As a plain join, the planner hashed the whole members table
-# for every batch (a seq scan of 10,000 members: 4-7 ms a batch against ~1 ms, and growing with the network;
-# issue 18, docs/scale.md). The same rows and entities either way.
-_MEMBER_OF_DELIVERY = aliased(Member, select(Member).where(Member.id == Delivery.member_id).offset(0).lateral())
+# the join (OFFSET 0), so it is one index lookup per delivery. As a plain join, the planner hashed the whole
+# members table for every batch (a seq scan of 10,000 members: 4-7 ms a batch against ~1 ms, and growing with
+# the network; issue 18, docs/scale.md). The same rows and entities either way. Made on first use: building it
+# configures the ORM's mappers, which importing this module should not (the workers' warm-up does it).
+@functools.cache
+def _member_of_delivery():
+    return aliased(Member, select(Member).where(Member.id == Delivery.member_id).offset(0).lateral())
 
 
 def _load(session, claimed: Sequence[int]):
     """The claimed deliveries with their members, in id order: one query for the batch (elsewhere than on
     PostgreSQL, SQLite in the tests, which has no LATERAL, a plain join)."""
     if session.get_bind().dialect.name == "postgresql":
-        query = select(Delivery, _MEMBER_OF_DELIVERY).outerjoin(_MEMBER_OF_DELIVERY, true())
+        member = _member_of_delivery()
+        query = select(Delivery, member).outerjoin(member, true())
     else:
         query = select(Delivery, Member).outerjoin(Member, Member.id == Delivery.member_id)
     return session.execute(query.where(in_values(session, Delivery.id, claimed)).order_by(Delivery.id)).all()
