@@ -33,6 +33,7 @@ from relay.inbound.batch import dispatch_relays, held_relays, holding_relays, pr
 from relay.inbound.sms import process_inbound
 from relay.inbound.statuses import apply_status
 from relay.infra.db import is_transient, transaction
+from relay.infra.statistics import refresh_statistics
 from relay.model.tables import InboundEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,8 @@ def _drain(services, budget: int, on_backlog, linger: float, sleep, caught_up: C
                         raise
                     failed += 1  # one bad event must not hold up the others
                     log.exception("inbound %s (%s): processing failed; the sweeper will retry it", event_id, kind)
+        # a burst can grow posts and deliveries many times over before autovacuum looks (relay/infra/statistics.py)
+        refresh_statistics(services.engine)
         if len(claimed) < limit:  # caught up: the relays go now (while a backlog lasts, the drain goes first)
             caught_up()
     return DrainReport(processed, failed, more=True)

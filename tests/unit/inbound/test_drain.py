@@ -45,6 +45,19 @@ def test_drain_processes_everything_waiting_once(network):
     assert inbound_drain.drain(network).processed == 0  # nothing left: a second drain does nothing
 
 
+def test_the_drain_refreshes_the_statistics_of_what_it_grew_after_each_claimed_batch(network, monkeypatch):
+    """relay/infra/statistics.py: a burst can grow posts and deliveries many times over before autovacuum looks,
+    and PostgreSQL keeps planning them as they were (the relays' foreign-key check on posts read the table)."""
+    client = create_app(services=network).test_client()
+    stored_sms(client, 5)
+    asked = []
+    monkeypatch.setattr(inbound_drain, "refresh_statistics", lambda engine: asked.append(engine))
+    monkeypatch.setattr(inbound_drain, "BATCH", 2)
+    assert inbound_drain.drain(network).processed == 5
+    assert asked and all(engine is network.engine for engine in asked)
+    assert len(asked) == 3  # claims of 2, 2 and 1
+
+
 def test_drain_stops_at_its_budget_and_says_more_may_wait(network):
     client = create_app(services=network).test_client()
     stored_sms(client, 5)
