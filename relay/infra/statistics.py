@@ -11,7 +11,8 @@ So the drain asks, at most every CHECK_EVERY seconds per process, whether a tabl
 many rows as it held when it was last analyzed (and by at least MINIMUM), and analyzes those: that refreshes their
 statistics and makes every backend plan them again. The share keeps a table of history (a running network's)
 from being analyzed for an ordinary day; a table that doubles is analyzed about once per doubling. One process
-analyzes at a time (an advisory lock); a database user that may not analyze is told once in the log.
+analyzes at a time (an advisory lock); tables relay's database user does not own are left to autovacuum, and a
+database that refuses is told once in the log.
 
 Hand-written: PostgreSQL has no per-table setting that reacts within seconds (autovacuum_naptime is the server's),
 and no library does this."""
@@ -31,11 +32,14 @@ SHARE = 1.0  # ... and changes as a share of the rows it holds
 CHECK_EVERY = 2.0  # seconds, per process
 LOCK_KEY = 0x72656C6179  # pg_try_advisory_lock: one process analyzes at a time ("relay")
 
-# pg_class.reltuples: the rows the table held at its last analyze (or vacuum); -1 when it never had one
+# pg_class.reltuples: the rows the table held at its last analyze (or vacuum); -1 when it never had one. Only the
+# tables relay's database user may analyze (their owner's role, or a superuser): PostgreSQL skips any other with
+# a warning, not an error, so asking would only log "analyzed" every few seconds and change nothing.
 _STALE = text(
     "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
     " WHERE s.relname = ANY(:tables) AND s.schemaname = current_schema() AND s.n_mod_since_analyze >= :minimum"
-    " AND s.n_mod_since_analyze >= :share * GREATEST(c.reltuples, 0) ORDER BY s.relname")
+    " AND s.n_mod_since_analyze >= :share * GREATEST(c.reltuples, 0) AND pg_has_role(c.relowner, 'USAGE')"
+    " ORDER BY s.relname")
 
 
 class Refresher:

@@ -78,3 +78,32 @@ def test_a_database_that_refuses_is_asked_once_and_told_in_the_log(postgres_only
     assert calls == [1]
     assert "leaving their statistics to autovacuum" in caplog.text
     engine.dispose()
+
+
+def test_a_table_the_database_user_does_not_own_is_left_to_autovacuum(postgres_only_url):
+    """PostgreSQL skips ANALYZE of a table its user does not own with a warning, not an error: asked anyway, the
+    refresher would log "analyzed" every few seconds and change nothing."""
+    from sqlalchemy.engine import make_url
+
+    admin = make_engine(postgres_only_url)
+    role = "relay_test_not_owner"
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+        conn.commit()
+    try:
+        _analyzed(admin)
+        _queue(admin, MINIMUM + 500, 1)
+        guest = make_engine(make_url(postgres_only_url).set(username=role).render_as_string(hide_password=False))
+        try:
+            assert Refresher(tables=("deliveries",), check_every=0).refresh(guest) == []
+        finally:
+            guest.dispose()
+        assert Refresher(tables=("deliveries",), check_every=0).refresh(admin) == ["deliveries"]  # the owner may
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}"))
+            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+            conn.commit()
+        admin.dispose()
