@@ -83,12 +83,13 @@ def test_a_database_that_refuses_is_asked_once_and_told_in_the_log(postgres_only
 def test_a_table_the_database_user_does_not_own_is_left_to_autovacuum(postgres_only_url):
     """PostgreSQL skips ANALYZE of a table its user does not own with a warning, not an error: asked anyway, the
     refresher would log "analyzed" every few seconds and change nothing."""
+    import secrets
+
     from sqlalchemy.engine import make_url
 
     admin = make_engine(postgres_only_url)
-    role = "relay_test_not_owner"
+    role = f"relay_test_not_owner_{secrets.token_hex(4)}"  # roles are the server's: one of this run's own
     with admin.connect() as conn:
-        conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
         conn.execute(text(f"CREATE ROLE {role} LOGIN"))
         conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
         conn.commit()
@@ -103,7 +104,7 @@ def test_a_table_the_database_user_does_not_own_is_left_to_autovacuum(postgres_o
         assert Refresher(tables=("deliveries",), check_every=0).refresh(admin) == ["deliveries"]  # the owner may
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}"))
-            conn.execute(text(f"DROP ROLE IF EXISTS {role}"))
+            conn.execute(text(f"DROP OWNED BY {role}"))  # its grants in this database
+            conn.execute(text(f"DROP ROLE {role}"))
             conn.commit()
         admin.dispose()
