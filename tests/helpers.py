@@ -115,9 +115,8 @@ def in_written_order(query):
 # ---------------------------------------------------------------- query plans (PostgreSQL; issue 18)
 
 
-def explained(engine, run, starts: str) -> dict:
-    """The plan of the statement starting with `starts` that run(session) executes: captured as relay sends it,
-    then run again under EXPLAIN (ANALYZE, FORMAT JSON) and rolled back (run's own work is rolled back too)."""
+def captured_statements(engine, run) -> list[tuple[str, object]]:
+    """(statement, parameters) of each statement run(session) sends, as relay sends them; its work rolled back."""
     statements: list[tuple[str, object]] = []
 
     def keep(conn, cursor, statement, parameters, context, executemany):
@@ -130,7 +129,13 @@ def explained(engine, run, starts: str) -> dict:
             session.rollback()
     finally:
         sql_events.remove(engine, "before_cursor_execute", keep)
-    (statement, parameters), = [s for s in statements if s[0].lstrip().upper().startswith(starts)]
+    return statements
+
+
+def explained(engine, run, starts: str) -> dict:
+    """The plan of the statement starting with `starts` that run(session) executes: captured as relay sends it,
+    then run again under EXPLAIN (ANALYZE, FORMAT JSON) and rolled back (run's own work is rolled back too)."""
+    (statement, parameters), = [s for s in captured_statements(engine, run) if s[0].lstrip().upper().startswith(starts)]
     with engine.connect() as conn:
         plan = conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).scalar()
         conn.rollback()

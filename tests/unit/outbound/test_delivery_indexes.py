@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, insert, text
+from sqlalchemy import insert, text
 from sqlalchemy.exc import IntegrityError
 
 from relay.infra.db import make_engine
 from relay.model.tables import Delivery, utcnow
 from relay.outbound.deliveries import booked_soon, due_for_dispatch
+from tests.helpers import captured_statements
 
 
 def _row(i: int, **values) -> dict:
@@ -45,19 +46,12 @@ def test_reads_by_status_use_the_in_flight_index_and_sent_rows_are_not_in_it(pos
                                         for i in range(2000)]
                      + [_row(5000 + i, created_at=old) for i in range(5)])
         conn.execute(text("ANALYZE deliveries"))
-    statements: list[tuple[str, object]] = []
 
-    def keep(conn, cursor, statement, parameters, context, executemany):
-        statements.append((statement, parameters))
+    def read(session):
+        assert len(due_for_dispatch(session, timedelta(minutes=5))) == 5
+        booked_soon(session, timedelta(minutes=2))
 
-    event.listen(engine, "before_cursor_execute", keep)
-    from sqlalchemy.orm import Session
-    try:
-        with Session(engine) as session:
-            assert len(due_for_dispatch(session, timedelta(minutes=5))) == 5
-            booked_soon(session, timedelta(minutes=2))
-    finally:
-        event.remove(engine, "before_cursor_execute", keep)
+    statements = captured_statements(engine, read)
     with engine.connect() as conn:
         conn.execute(text("SET enable_seqscan = off"))
         for statement, parameters in statements:
