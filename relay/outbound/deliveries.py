@@ -43,10 +43,16 @@ def can_move(current: str, new: str) -> bool:
 
 
 def _claimable(now: datetime):
-    return or_(
-        and_(Delivery.status == QUEUED, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)),
-        and_(Delivery.status == SENDING, Delivery.lease_until < now),
-    )
+    """Waiting and due, or sending with an expired lease (a crashed sender's): as one CASE on the status, which
+    PostgreSQL cannot serve from ix_deliveries_status (it cannot prove the index's `status IN (...)` from it), so
+    a claim finds its rows by primary key. With the same condition as an OR, a planner that thought the queued
+    rows few (no statistics yet on a queue just planned, or a history of mostly sent deliveries) read every queued
+    row of the broadcast to claim a batch of 250: 16-28 ms a batch at 12,000 queued, against 3-5 ms, and growing
+    with the queue (issue 18, docs/scale.md)."""
+    return case(
+        (Delivery.status == QUEUED, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)),
+        (Delivery.status == SENDING, Delivery.lease_until < now),
+        else_=false())
 
 
 def claim(session: Session, delivery_id: int, lease: timedelta, now: datetime | None = None) -> bool:
@@ -62,18 +68,6 @@ def claim(session: Session, delivery_id: int, lease: timedelta, now: datetime | 
     return result.rowcount == 1  # type: ignore[attr-defined]  # DML gives a CursorResult; Session.execute is typed Result
 
 
-def _claimable_by_key(now: datetime):
-    """_claimable(now) as one CASE on the status: the same rows, but a condition PostgreSQL cannot serve from
-    ix_deliveries_status (it cannot prove the index's `status IN (...)` from it), so a batch's claim finds its rows
-    by primary key. With the plain OR, a planner that thought the queued rows few (no statistics yet on a queue
-    just planned, or a history of mostly sent deliveries) read every queued row of the broadcast to claim 250:
-    16-28 ms a batch at 12,000 queued, against 3-5 ms, and growing with the queue (issue 18, docs/scale.md)."""
-    return case(
-        (Delivery.status == QUEUED, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)),
-        (Delivery.status == SENDING, Delivery.lease_until < now),
-        else_=false())
-
-
 def claim_many(session: Session, delivery_ids, lease: timedelta, now: datetime | None = None) -> list[int]:
     """claim() for a batch in one statement (UPDATE ... RETURNING): each delivery is still won by
     exactly one caller, row by row; returns the ids this caller won."""
@@ -82,7 +76,7 @@ def claim_many(session: Session, delivery_ids, lease: timedelta, now: datetime |
         return []
     result = session.execute(
         update(Delivery)
-        .where(in_values(session, Delivery.id, delivery_ids), _claimable_by_key(now))
+        .where(in_values(session, Delivery.id, delivery_ids), _claimable(now))
         .values(status=SENDING, lease_until=now + lease, attempts=Delivery.attempts + 1, updated_at=now)
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)
