@@ -31,6 +31,7 @@ MINIMUM = 1000  # changes since the last analyze below which a table is left to 
 SHARE = 1.0  # ... and changes as a share of the rows it holds
 CHECK_EVERY = 2.0  # seconds, per process
 LOCK_KEY = 0x72656C6179  # pg_try_advisory_lock: one process analyzes at a time ("relay")
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for a refusal (its message may be in the server's language)
 
 # pg_class.reltuples: the rows the table held at its last analyze (or vacuum); -1 when it never had one. Only the
 # tables relay's database user may analyze (their owner's role, or a superuser): PostgreSQL skips any other with
@@ -63,7 +64,7 @@ class Refresher:
         try:
             return self._analyze(engine)
         except Exception as exc:  # statistics are an optimisation: never fail the caller's work for them
-            if "permission" in str(exc).lower() or "must be owner" in str(exc).lower():
+            if getattr(getattr(exc, "orig", exc), "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
                 self.refused = True
                 log.warning("cannot analyze %s (%s); leaving their statistics to autovacuum", ", ".join(self.tables),
                             exc)
@@ -83,7 +84,7 @@ class Refresher:
             for table in stale:  # names from TABLES only (the query filters on them), quoted anyway
                 conn.execute(text(f'ANALYZE "{table}"'))
             conn.commit()
-        log.info("analyzed %s: changed by as many rows as they hold since their last statistics", ", ".join(stale))
+        log.info("analyzed %s: changed by as many rows as they held at their last statistics", ", ".join(stale))
         return stale
 
 

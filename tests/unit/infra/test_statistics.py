@@ -69,8 +69,11 @@ def test_a_database_that_refuses_is_asked_once_and_told_in_the_log(postgres_only
     calls = []
 
     def refuse(_engine):
-        calls.append(1)
-        raise RuntimeError("must be owner of table deliveries")
+        from psycopg.errors import InsufficientPrivilege
+        from sqlalchemy.exc import ProgrammingError
+
+        calls.append(1)  # as SQLAlchemy raises PostgreSQL's refusal, whatever language its message is in
+        raise ProgrammingError("ANALYZE", {}, InsufficientPrivilege("permission denied for table deliveries"))
 
     monkeypatch.setattr(refresher, "_analyze", refuse)
     with caplog.at_level(logging.WARNING, logger="relay.infra.statistics"):
