@@ -1,4 +1,4 @@
-"""Planner statistics that keep up with a burst (issue 18, item 4; docs/scale.md, "Not done yet").
+"""Planner statistics that keep up with a burst (issue 18, item 4; docs/scale.md, "Issue 18's runs").
 
 PostgreSQL plans from the statistics autovacuum refreshes (about once a minute at best), and a backend keeps some
 plans until those statistics change: its foreign-key checks, and the generic plans of prepared statements. A
