@@ -10,6 +10,8 @@ and filed under a case.
   (RELAY_IMAGE_MAX_PIXELS, default 40 megapixels) is refused before a single pixel is decoded: a
   decompression bomb of a few bytes is a clear refusal, never a worker's memory.
 - A thumbnail (JPEG, at most THUMBNAIL_EDGE pixels a side) is made beside it.
+- The guard reads the text in the pixels (Tesseract) and the file name (issue 16): an image with a finding
+  in its pixels is held, a name with one is not kept (kept_filename).
 - Files are named by the SHA-256 of the cleaned bytes in the media store (relay.library.media_store); the
   row's sha256 is that of the *original* bytes, unique per case, so the same picture sent again
   (a retried fetch, a mail re-sent) is not filed twice.
@@ -30,6 +32,7 @@ from sqlalchemy.orm import Session
 from relay import guard
 from relay.access import permissions
 from relay.guard import ocr
+from relay.guard.file_names import kinds_in_file_name
 from relay.infra import audit
 from relay.library.media_store import MediaStore, media_store_for
 from relay.model.tables import Case, CaseImage, Post
@@ -154,6 +157,19 @@ def _guard(image: CaseImage, cleaned: CleanImage, settings) -> None:
         log.warning("image %s: held, the text in it seems to hold %s", image.id or "(new)", ", ".join(kinds))
 
 
+def kept_filename(filename: str | None, settings) -> str:
+    """Issue 16: the name an image came with, or "" when the guard finds an identifier in it
+    (relay/guard/file_names.py); the log names the kinds, never the name."""
+    name = (filename or "")[:255]
+    if not name or getattr(settings, "guard", "hold") == "off":
+        return name
+    kinds = kinds_in_file_name(name)
+    if kinds:
+        log.warning("image file name not kept: it seems to hold %s", ", ".join(kinds))
+        return ""
+    return name
+
+
 def held_images(session: Session, case: Case) -> list[CaseImage]:
     """The case's images held by the guard (shown to coordinators only)."""
     return list(session.scalars(select(CaseImage).where(CaseImage.case_id == case.id, CaseImage.status == "held")
@@ -189,7 +205,7 @@ def add_case_image(session: Session, settings, case: Case, data: bytes, filename
     cleaned = clean_image(data, settings.max_image_bytes, settings.image_max_pixels)
     names = _store(store or media_store_for(settings), cleaned)
     image = CaseImage(case_id=case.id, post_id=post.id if post is not None else None, source=source,
-                      filename=(filename or "")[:255])
+                      filename=kept_filename(filename, settings))
     _fill(image, cleaned, names, sha)
     _guard(image, cleaned, settings)
     try:
@@ -259,7 +275,7 @@ def file_attachments(session: Session, settings, case: Case, attachments, source
     for attachment in attachments:
         if attachment.content_type.startswith(("text/", "message/", "multipart/")):
             continue
-        name = attachment.filename or attachment.content_type
+        name = kept_filename(attachment.filename, settings) or attachment.content_type
         if _too_small(attachment.content):
             notes.append(f"{name}: skipped (smaller than {LOGO_EDGE} pixels)")
             continue

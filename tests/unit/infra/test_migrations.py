@@ -13,4 +13,4 @@ def test_models_and_migrations_agree(database_url):
 def test_upgrade_is_idempotent(database_url):
     upgrade(database_url)
     upgrade(database_url)
-    assert current_heads(database_url) == {"0023"}
+    assert current_heads(database_url) == {"0024"}
