@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import secrets
@@ -97,6 +98,21 @@ def parse_sms_rate(text: str) -> str:
                         f"or a number of messages per second, got {text!r}")
 
 
+def parse_whatsapp_rate(text: str, name: str = "RELAY_WHATSAPP_RATE") -> str:
+    """RELAY_WHATSAPP_RATE: auto, or messages per second (a finite number, 0 for no relay-side limit)."""
+    value = text.strip().lower()
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if math.isfinite(number) and number >= 0:
+        return value
+    raise SettingsError(f"{name}: expected auto or a number of messages per second (e.g. 80; 0 for no limit), "
+                        f"got {text!r}")
+
+
 def parse_share(text: str, name: str, default: float) -> float:
     """A fraction between 0 and 1 (0.5 or 50%); empty means the default."""
     text = (text or "").strip()
@@ -163,6 +179,9 @@ class Settings:
     # the channel is off. Templates (Content API ContentSid per message kind and language) for messages
     # outside the 24-hour window, and the estimated price of one template message per country.
     whatsapp_from: str = ""
+    # Messages a second from the WhatsApp sender, across every worker: auto = Twilio's default 80 for a number,
+    # none for a Messaging Service (its pool is Twilio's); a number once Twilio has approved a higher one.
+    whatsapp_rate: str = "auto"
     whatsapp_templates: Path = PROJECT_ROOT / "config" / "whatsapp_templates.json"
     whatsapp_prices: Path = PROJECT_ROOT / "config" / "whatsapp_prices.csv"
     reply_window: timedelta = timedelta(hours=72)
@@ -255,6 +274,7 @@ class Settings:
             twilio_api_url=get("TWILIO_API_URL").rstrip("/"),
             twilio_numbers=_split(get("TWILIO_NUMBERS")),
             whatsapp_from=parse_whatsapp_from(get("TWILIO_WHATSAPP_FROM")),
+            whatsapp_rate=parse_whatsapp_rate(get("WHATSAPP_RATE") or cls.whatsapp_rate),
             whatsapp_templates=Path(get("WHATSAPP_TEMPLATES") or cls.whatsapp_templates),
             whatsapp_prices=Path(get("WHATSAPP_PRICES") or cls.whatsapp_prices),
             reply_window=parse_duration(get("REPLY_WINDOW") or "72h", "RELAY_REPLY_WINDOW"),

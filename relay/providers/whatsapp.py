@@ -52,8 +52,18 @@ FINAL_CODES = frozenset({
 })
 WINDOW_CLOSED = "63016"
 # Twilio's default throughput of one WhatsApp sender (messages per second); a Messaging Service's pool is
-# left to Twilio, as for SMS.
+# left to Twilio, as for SMS. RELAY_WHATSAPP_RATE sets either, once Twilio has approved a higher rate.
 WHATSAPP_MPS = 80.0
+
+
+def sender_rate(setting: str, sender: str) -> Rate | None:
+    """The pace of the WhatsApp sender for RELAY_WHATSAPP_RATE: `auto` (80/s for a number, none for a
+    Messaging Service), a number per second, or 0 for none."""
+    value = (setting or "auto").strip().lower()
+    if value == "auto":
+        return None if sender.startswith("MG") else Rate(WHATSAPP_MPS)
+    per_second = float(value)
+    return Rate(per_second) if per_second > 0 else None
 
 
 def classify(exc: Exception, retry_after: float | None = None) -> SendError:
@@ -161,7 +171,7 @@ class WhatsAppSender(TwilioSmsSender):
     def __init__(self, settings, timeout: float = 10.0, limiter=None):
         super().__init__(settings, timeout=timeout, limiter=limiter)
         self.rate_key = f"whatsapp:{settings.whatsapp_from}"
-        self.rate = None if settings.whatsapp_from.startswith("MG") else Rate(WHATSAPP_MPS)
+        self.rate = sender_rate(settings.whatsapp_rate, settings.whatsapp_from)
 
     def params(self, message: OutboundMessage) -> dict[str, str]:
         to = message.to if is_whatsapp(message.to) else f"{WHATSAPP_PREFIX}{message.to}"

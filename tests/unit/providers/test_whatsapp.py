@@ -151,3 +151,28 @@ def test_the_whatsapp_sender_has_its_own_pace(tmp_path):
     one = make(WA_FROM)
     assert one.rate == Rate(80.0) and one.rate_key == f"whatsapp:{WA_FROM}"  # not the SMS long code's 1/s
     assert make(MESSAGING_SERVICE_SID).rate is None
+
+
+def test_a_higher_approved_whatsapp_throughput_is_a_setting(tmp_path):
+    """RELAY_WHATSAPP_RATE: Twilio raises a WhatsApp sender's throughput on request (80 messages a second by
+    default); relay paces it at the rate it is given, a Messaging Service's pool included, 0 for none."""
+    from relay.infra.ratelimit import Rate
+
+    def make(whatsapp_from: str, rate: str | None) -> whatsapp.WhatsAppSender:
+        env = {"RELAY_TWILIO_WHATSAPP_FROM": whatsapp_from, **({"RELAY_WHATSAPP_RATE": rate} if rate else {})}
+        base = Settings.from_env(env)
+        settings = Settings(var_dir=tmp_path, public_base_url=PUBLIC_BASE, twilio_account_sid=ACCOUNT_SID,
+                            twilio_auth_token=AUTH_TOKEN, twilio_from="+15005550006",
+                            whatsapp_from=base.whatsapp_from, whatsapp_rate=base.whatsapp_rate)
+        return whatsapp.WhatsAppSender(settings)
+
+    assert make(WA_FROM, None).rate == Rate(80.0)  # auto: Twilio's default for one sender
+    assert make(WA_FROM, "auto").rate == Rate(80.0)
+    assert make(WA_FROM, "250").rate == Rate(250.0)
+    assert make(WA_FROM, "0.5").rate == Rate(0.5)
+    assert make(WA_FROM, "0").rate is None
+    assert make(MESSAGING_SERVICE_SID, None).rate is None  # auto: a service's pool is Twilio's to pace
+    assert make(MESSAGING_SERVICE_SID, "400").rate == Rate(400.0)
+    for wrong in ("fast", "-1", "80/s", "nan", "inf"):
+        with pytest.raises(SettingsError, match="RELAY_WHATSAPP_RATE"):
+            Settings.from_env({"RELAY_WHATSAPP_RATE": wrong})
