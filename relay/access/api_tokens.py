@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from relay.access.permissions import ADMIN
 from relay.infra import audit
 from relay.model.tables import ApiToken, Member, utcnow
+from relay.model.translatable import N_, Translatable
 
 TOKEN_PREFIX = "rly_"
 PREFIX_CHARS = 12  # rly_ and 8 random characters: enough to tell tokens apart, useless to an attacker
@@ -52,11 +53,16 @@ ANONYMOUS = Caller(frozenset())
 SERVICE = Caller(frozenset({ADMIN}), SERVICE_ACTOR)
 
 
+class TokenRefused(Translatable, ValueError):
+    """Why a presented token names no one: English in `str()` (the API's `detail`, the log), a catalogue id
+    and its values for the caller's language (the API's `message`)."""
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Why a presented token does not authenticate (answered 401)."""
 
-    reason: str
+    reason: TokenRefused
 
 
 def hash_token(token: str) -> str:
@@ -103,15 +109,15 @@ def authenticate(session: Session, presented: str, service_token: str = "",
                                              service_token.encode("utf-8", "surrogatepass")):
         return SERVICE
     if not presented.startswith(TOKEN_PREFIX) or len(presented) > 200:
-        return Refusal("unknown token")
+        return Refusal(TokenRefused(N_("unknown token")))
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(presented)))
     if row is None:
-        return Refusal("unknown token")
+        return Refusal(TokenRefused(N_("unknown token")))
     if row.revoked_at is not None:
-        return Refusal(f"token {row.prefix}... was revoked")
+        return Refusal(TokenRefused(N_("token %(prefix)s... was revoked"), prefix=row.prefix))
     member = session.get(Member, row.member_id)
     if member is None or not member.active:
-        return Refusal(f"token {row.prefix}...: its member is deactivated")
+        return Refusal(TokenRefused(N_("token %(prefix)s...: its member is deactivated"), prefix=row.prefix))
     now = now or utcnow()
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_EVERY:
         # A conditional UPDATE: concurrent requests never fight over the row, and a busy token costs

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from relay.access.api_tokens import ANONYMOUS, Caller, Refusal, authenticate
+from relay.access.api_tokens import ANONYMOUS, Caller, Refusal, TokenRefused, authenticate
 from relay.access.permissions import allowed
 from relay.infra.db import transaction
 from relay.infra.logs import mask_text, redact_path
@@ -65,7 +65,8 @@ def current_caller() -> Caller | Refusal:
         if not header:
             g.relay_caller = ANONYMOUS
         elif scheme.lower() != "bearer" or not token.strip():  # the scheme is case-insensitive (RFC 7235)
-            g.relay_caller = Refusal("the Authorization header must be 'Bearer <token>'")
+            g.relay_caller = Refusal(TokenRefused(N_("the Authorization header must be %(form)s"),
+                                                   form="'Bearer <token>'"))
         else:
             services = current_app.extensions["relay"]
             with transaction(services.sessions) as session:  # it may note the token's last use

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from relay.access.api_tokens import TOKEN_PREFIX, authenticate, create_token, revoke_token
+from relay.access.api_tokens import PREFIX_CHARS, TOKEN_PREFIX, authenticate, create_token, revoke_token
 from relay.cli import main
 from relay.infra.audit import recent
 from relay.infra.db import transaction
@@ -171,3 +171,30 @@ def test_members_read_their_own_record_but_not_others(client, network):
     with network.sessions() as session:
         ben = session.scalar(select(Member).where(Member.email == "ben@example.org"))
         assert ben.channels == ("sms", "email")
+
+
+def test_a_refused_tokens_reason_has_a_message_in_the_callers_language(client, network):
+    """The 401 reasons about a presented token (unknown, revoked, a deactivated member's, a malformed header):
+    `detail` stays English for programs, `message` is the caller's language (Accept-Language), as every API
+    error's (issue 21)."""
+    import re
+
+    korean = {"Accept-Language": "ko-KR,ko;q=0.9"}
+    revoked, deactivated = token_for(network, "jiwon@example.org"), token_for(network, "minho@example.org")
+    with transaction(network.sessions) as session:
+        revoke_token(session, session.scalar(select(ApiToken.id).order_by(ApiToken.id)))
+    set_member(network, "minho@example.org", active=False)
+    prefix = revoked[:PREFIX_CHARS]
+    asked = [(bearer(TOKEN_PREFIX + "guess"), "unknown token"),
+             (bearer(revoked), f"token {prefix}... was revoked"),
+             (bearer(deactivated), f"token {deactivated[:len(prefix)]}...: its member is deactivated"),
+             ({"Authorization": f"Basic {revoked}"}, "the Authorization header must be 'Bearer <token>'")]
+    for headers, detail in asked:
+        english = client.get("/api/v1/notices/1", headers={**headers, "Accept-Language": "en"}).get_json()
+        answer = client.get("/api/v1/notices/1", headers={**headers, **korean})
+        assert answer.status_code == 401
+        body = answer.get_json()
+        assert body["detail"] == detail and english["detail"] == detail and english["message"] == detail, body
+        assert re.search(r"[\uac00-\ud7a3]", body["message"]), body
+        if "..." in detail:
+            assert detail.split()[1] in body["message"]  # the token's prefix, which says which token
