@@ -95,11 +95,15 @@ GUARD_FIELDS = {"title": _l("title"), "body": _l("text"), "case title": _l("case
                 "exposure history": _l("exposure history"), "findings": _l("findings")}
 
 
-def identifiers_text(exc) -> str:
-    """The console's words for IdentifiersFound (relay/guard/confirmation.py, whose own text names the CLI's
-    flag): each finding's kind and field, in the page's language, and the box to tick."""
+def identifiers_text(exc, api: bool = False) -> str:
+    """The words for IdentifiersFound (relay/guard/confirmation.py, whose own text names the CLI's flag): each
+    finding's kind and field, in the reader's language, and the way on: the console's box to tick, or (`api`)
+    the API's `confirm_identifiers` field, as a script writes it."""
     where = "; ".join(_("%(kind)s in the %(field)s", kind=guard_kind_name(f["kind"]),
                         field=str(GUARD_FIELDS.get(f["field"], f["field"]))) for f in exc.findings)
+    if api:
+        return _("It seems to contain patient identifiers (%(where)s): edit it, or send it again with %(field)s "
+                 "if it is not about a patient.", where=where, field='"confirm_identifiers": true')
     return _("It seems to contain patient identifiers (%(where)s): edit it, or tick the box to confirm that it "
              "is not about a patient.", where=where)
 

@@ -33,7 +33,7 @@ from relay.notices.lifecycle import (
 )
 from relay.notices.preview import preview_notice
 
-from ..i18n import error_text
+from ..i18n import error_text, identifiers_text
 from ..i18n import refuse as abort_with
 from .core import (
     MAX_ID,
@@ -93,8 +93,10 @@ for _error in NOTICE_ERRORS:
 
 def _identifiers_found(exc: IdentifiersFound):
     """Issue 16: a notice, correction or case whose text seems to hold a patient identifier: 409 with the
-    findings (field, kind, offsets; never the value). Edit it, or send again with "confirm_identifiers": true."""
-    response = jsonify(error="Conflict", detail=str(exc), findings=exc.findings)
+    findings (field, kind, offsets; never the value) and a `message` in the caller's language. Edit it, or send
+    again with "confirm_identifiers": true."""
+    response = jsonify(error="Conflict", detail=str(exc), message=identifiers_text(exc, api=True),
+                       findings=exc.findings)
     response.status_code = 409
     return response
 

@@ -149,3 +149,22 @@ def test_an_api_post_with_an_identifier_is_refused_409_until_confirmed(network):
     assert posted.status_code == 201
     with network.sessions() as session:
         assert session.scalar(select(InboundEvent.guard_verdict).where(InboundEvent.provider == "api")) == "warn"
+
+
+def test_the_apis_409_says_what_was_found_in_the_callers_language(network):
+    """Every API error has a `message` in the caller's language (issue 21); the 409 names each finding's kind
+    and field, never the value, and the way on (`confirm_identifiers`), which a script reads as written."""
+    import re
+
+    network.settings = network.settings.replace(api_token="c4ses")
+    api = create_app(services=network).test_client()
+    notice_id = _draft(network)
+    answers = {language: api.post(f"/api/v1/notices/{notice_id}/send",
+                                  headers={"Authorization": "Bearer c4ses", "Accept-Language": language})
+               for language in ("ko-KR,ko;q=0.9", "en")}
+    korean, english = answers["ko-KR,ko;q=0.9"].get_json(), answers["en"].get_json()
+    assert answers["en"].status_code == 409 and korean["detail"] == english["detail"]
+    assert "resident registration number" in english["message"] and "confirm_identifiers" in english["message"]
+    assert re.search(r"[\uac00-\ud7a3]", korean["message"]) and "confirm_identifiers" in korean["message"], korean
+    assert "주민등록번호" in korean["message"]
+    assert "550315" not in answers["ko-KR,ko;q=0.9"].get_data(as_text=True) + answers["en"].get_data(as_text=True)
