@@ -20,6 +20,7 @@ from relay.guard import scan
 from relay.guard.confirmation import IdentifiersFound
 from relay.infra.audit import recent
 from relay.infra.db import transaction
+from relay.library.black_out import black_out, parse_boxes
 from relay.library.cases import (
     CaseNotFound,
     CaseStateError,
@@ -423,6 +424,27 @@ def release_image_route(code: str, image_id: int):
         abort(403)
     except ImageRefused as exc:
         return case_page(code, error=error_text(exc), status=404)
+    return redirect(url_for("console.case_page", code=code))
+
+
+@blueprint.post("/cases/<code>/images/<int:image_id>/black-out")
+@requires("held.decide")
+def black_out_route(code: str, image_id: int):
+    """Issue 16: a coordinator blacks out what names a patient in a held image (the guard's findings, or the
+    boxes given as left,top,width,height; ...); it enters the library when the guard finds nothing more."""
+    try:
+        boxes = parse_boxes(request.form.get("boxes", ""))
+        with transaction(_services().sessions) as session:
+            image = session.get(CaseImage, image_id) if 0 < image_id < 2**31 else None
+            if image is None or image.case_id != get_case(session, code).id:
+                raise ImageRefused(N_("no held or stored image %(id)d"), id=image_id)
+            black_out(session, _services().settings, image_id, _actor(), current_member().roles, boxes)
+    except Forbidden:
+        abort(403)
+    except CaseNotFound as exc:
+        refuse(404, exc)
+    except ImageRefused as exc:
+        return case_page(code, error=error_text(exc), status=400)
     return redirect(url_for("console.case_page", code=code))
 
 

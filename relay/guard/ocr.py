@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,20 @@ def available() -> bool:
     return shutil.which("tesseract") is not None
 
 
-def read_text(data: bytes, languages: str = LANGUAGES) -> str | None:
-    """The text Tesseract reads in the image (PNG/JPEG bytes), or None when it cannot run."""
+@dataclass(frozen=True)
+class Word:
+    """One word Tesseract read, where it stands: its box in pixels and its line (block, paragraph, line)."""
+
+    text: str
+    left: int
+    top: int
+    width: int
+    height: int
+    line: tuple[int, int, int]
+
+
+def _run(data: bytes, languages: str, *config: str) -> str | None:
+    """Tesseract's output for the image (PNG/JPEG bytes), or None when it cannot run (logged)."""
     global _warned
     if not available():
         if not _warned:
@@ -32,8 +45,8 @@ def read_text(data: bytes, languages: str = LANGUAGES) -> str | None:
             _warned = True
         return None
     try:
-        done = subprocess.run(["tesseract", "stdin", "stdout", "-l", languages], input=data, capture_output=True,
-                              timeout=TIMEOUT_SECONDS, check=False)
+        done = subprocess.run(["tesseract", "stdin", "stdout", "-l", languages, *config], input=data,
+                              capture_output=True, timeout=TIMEOUT_SECONDS, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("guard: tesseract failed (%s): the image is filed without reading its text", exc)
         return None
@@ -42,3 +55,24 @@ def read_text(data: bytes, languages: str = LANGUAGES) -> str | None:
                     done.returncode, done.stderr.decode(errors="replace").strip()[:200])
         return None
     return done.stdout.decode(errors="replace")
+
+
+def read_text(data: bytes, languages: str = LANGUAGES) -> str | None:
+    """The text Tesseract reads in the image (PNG/JPEG bytes), or None when it cannot run."""
+    return _run(data, languages)
+
+
+def read_words(data: bytes, languages: str = LANGUAGES) -> list[Word] | None:
+    """The words Tesseract reads in the image, each with its box, in reading order (its `tsv` output: level 5
+    rows are words); None when it cannot run."""
+    out = _run(data, languages, "tsv")
+    if out is None:
+        return None
+    words = []
+    for row in out.splitlines()[1:]:
+        cells = row.split("\t")
+        if len(cells) != 12 or cells[0] != "5" or not cells[11].strip():
+            continue
+        block, paragraph, line, left, top, width, height = (int(c) for c in (*cells[2:5], *cells[6:10]))
+        words.append(Word(cells[11].strip(), left, top, width, height, (block, paragraph, line)))
+    return words

@@ -127,7 +127,7 @@ def _thumbnail(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def _store(store: MediaStore, cleaned: CleanImage) -> tuple[str, str]:
+def store_files(store: MediaStore, cleaned: CleanImage) -> tuple[str, str]:
     digest = hashlib.sha256(cleaned.data).hexdigest()
     name = f"{digest[:2]}/{digest}.{cleaned.extension}"
     thumb = f"{digest[:2]}/{digest}-thumb.jpg"
@@ -138,14 +138,14 @@ def _store(store: MediaStore, cleaned: CleanImage) -> tuple[str, str]:
     return name, thumb
 
 
-def _fill(image: CaseImage, cleaned: CleanImage, names: tuple[str, str], sha: str) -> None:
+def fill_row(image: CaseImage, cleaned: CleanImage, names: tuple[str, str], sha: str) -> None:
     image.sha256, image.status, image.error = sha, "stored", ""
     image.stored_name, image.thumbnail_name = names
     image.content_type, image.width, image.height = cleaned.content_type, cleaned.width, cleaned.height
     image.size_bytes = len(cleaned.data)
 
 
-def _guard(image: CaseImage, cleaned: CleanImage, settings) -> None:
+def guard_pixels(image: CaseImage, cleaned: CleanImage, settings) -> None:
     """Issue 16: read the text burned into the image (Tesseract) and put it through the guard; an image with
     a finding is held (status "held": out of the library and the relays) until a coordinator releases it."""
     if getattr(settings, "guard", "hold") == "off":
@@ -203,11 +203,11 @@ def add_case_image(session: Session, settings, case: Case, data: bytes, filename
     if existing is not None:
         return existing
     cleaned = clean_image(data, settings.max_image_bytes, settings.image_max_pixels)
-    names = _store(store or media_store_for(settings), cleaned)
+    names = store_files(store or media_store_for(settings), cleaned)
     image = CaseImage(case_id=case.id, post_id=post.id if post is not None else None, source=source,
                       filename=kept_filename(filename, settings))
-    _fill(image, cleaned, names, sha)
-    _guard(image, cleaned, settings)
+    fill_row(image, cleaned, names, sha)
+    guard_pixels(image, cleaned, settings)
     try:
         with session.begin_nested():
             session.add(image)
@@ -235,11 +235,11 @@ def file_fetched(session: Session, settings, image: CaseImage, data: bytes,
     except ImageRefused as exc:
         image.status, image.error = "failed", str(exc)
         return image
-    names = _store(store or media_store_for(settings), cleaned)
+    names = store_files(store or media_store_for(settings), cleaned)
     try:
         with session.begin_nested():
-            _fill(image, cleaned, names, sha)
-            _guard(image, cleaned, settings)
+            fill_row(image, cleaned, names, sha)
+            guard_pixels(image, cleaned, settings)
             session.flush()
     except IntegrityError:
         session.refresh(image)

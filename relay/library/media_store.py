@@ -1,4 +1,4 @@
-"""Where image files are kept: a small port (put, get, exists) so an object store can be added
+"""Where image files are kept: a small port (put, get, exists, delete) so an object store can be added
 later beside the local directory. Names are relative, made by relay (content hashes), never by a
 sender; the local store still refuses any name that would leave its root."""
 from __future__ import annotations
@@ -15,6 +15,8 @@ class MediaStore(Protocol):
     def get(self, name: str) -> bytes: ...
 
     def exists(self, name: str) -> bool: ...
+
+    def delete(self, name: str) -> None: ...
 
 
 class MediaNotFound(LookupError):
@@ -56,6 +58,10 @@ class LocalMediaStore:
 
     def exists(self, name: str) -> bool:
         return self._path(name).is_file()
+
+    def delete(self, name: str) -> None:
+        """Remove a file (a blacked-out image's original); one already gone is no error."""
+        self._path(name).unlink(missing_ok=True)
 
 
 def media_store_for(settings) -> MediaStore:
