@@ -27,7 +27,8 @@ ACTIONS = (
     "case.close", "case.create", "case.discard", "case.publish", "case.reopen", "case.visibility",
     "command.code_refused", "command.draft", "command.refused", "command.send", "command.status",  # issue 17
     "consent.opt_in", "consent.opt_out",
-    "guard.confirm", "guard.drop", "guard.expire", "guard.hold", "guard.release", "guard.release_image",  # issue 16
+    "guard.black_out", "guard.confirm", "guard.drop", "guard.expire", "guard.hold", "guard.release",  # issue 16
+    "guard.release_image",
     "hold.off", "hold.on",
     "inbound.retry",
     "list.add", "list.remove",
