@@ -38,8 +38,13 @@ def _author(session, email: str | None):
 @click.option("--body", help="The text (or --body-file).")
 @click.option("--body-file", type=click.File("r", encoding="utf-8"), help="Read the text from a file (- for stdin).")
 @click.option("--author", "author_email", help="The author's email (a member).")
-def guidelines_add(slug: str, title: str, body: str | None, body_file, author_email: str | None) -> None:
+@click.option("--confirm-identifiers", is_flag=True,
+              help="Publish even though the text seems to hold a patient identifier (docs/guard.md).")
+def guidelines_add(slug: str, title: str, body: str | None, body_file, author_email: str | None,
+                   confirm_identifiers: bool) -> None:
     """Create guideline SLUG (its address: /library/guidelines/SLUG) with version 1."""
+    from relay.guard.confirmation import IdentifiersFound
+    from relay.infra.audit import cli_actor
     from relay.infra.db import transaction
     from relay.library.guidelines import GuidelineError, create_guideline, guideline_url
 
@@ -47,9 +52,10 @@ def guidelines_add(slug: str, title: str, body: str | None, body_file, author_em
     services = cli_services(load_settings())
     try:
         with transaction(services.sessions) as session:
-            guideline = create_guideline(session, slug, title, text, author=_author(session, author_email))
+            guideline = create_guideline(session, slug, title, text, author=_author(session, author_email),
+                                         confirm_identifiers=confirm_identifiers, actor=cli_actor())
             slug = guideline.slug
-    except GuidelineError as exc:
+    except (GuidelineError, IdentifiersFound) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{slug} v1 {guideline_url(services.settings, slug)}")
 
@@ -61,9 +67,13 @@ def guidelines_add(slug: str, title: str, body: str | None, body_file, author_em
 @click.option("--body-file", type=click.File("r", encoding="utf-8"), help="Read the text from a file (- for stdin).")
 @click.option("--title", help="A new title.")
 @click.option("--author", "author_email", help="The author's email (a member).")
+@click.option("--confirm-identifiers", is_flag=True,
+              help="Publish even though the text seems to hold a patient identifier (docs/guard.md).")
 def guidelines_update(slug: str, changes: str, body: str | None, body_file, title: str | None,
-                      author_email: str | None) -> None:
+                      author_email: str | None, confirm_identifiers: bool) -> None:
     """Publish the next version of guideline SLUG, saying what changed."""
+    from relay.guard.confirmation import IdentifiersFound
+    from relay.infra.audit import cli_actor
     from relay.infra.db import transaction
     from relay.library.guidelines import GuidelineError, GuidelineNotFound, add_version, guideline_url
 
@@ -71,9 +81,10 @@ def guidelines_update(slug: str, changes: str, body: str | None, body_file, titl
     services = cli_services(load_settings())
     try:
         with transaction(services.sessions) as session:
-            version = add_version(session, slug, text, changes, title=title, author=_author(session, author_email))
+            version = add_version(session, slug, text, changes, title=title, author=_author(session, author_email),
+                                  confirm_identifiers=confirm_identifiers, actor=cli_actor())
             number, slug = version.number, version.guideline.slug
-    except (GuidelineError, GuidelineNotFound) as exc:
+    except (GuidelineError, GuidelineNotFound, IdentifiersFound) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{slug} v{number} {guideline_url(services.settings, slug, number)}")
 

@@ -9,6 +9,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from relay.guard.confirmation import require_confirmation
+from relay.infra import audit
 from relay.model.tables import Guideline, GuidelineVersion, Member, utcnow
 from relay.model.translatable import N_, Translatable
 
@@ -61,15 +63,27 @@ def current_version(guideline: Guideline) -> GuidelineVersion:
     return max(guideline.versions, key=lambda v: v.number)
 
 
+def _guarded(session: Session, slug: str, fields: dict[str, str | None], confirmed: bool, actor: audit.Actor) -> None:
+    """Issue 16: a guideline enters the library as written, so its title, text and what-changed line go through
+    the guard like a case's: IdentifiersFound unless confirmed (then audited `guard.confirm`)."""
+    found = require_confirmation(fields, confirmed)
+    if found:
+        audit.record(session, "guard.confirm", f"guideline:{slug}", actor,
+                     kinds=",".join(sorted({f["kind"] for f in found})))
+
+
 def create_guideline(session: Session, slug: str, title: str, body: str, *, changes: str = "",
-                     author: Member | None = None) -> Guideline:
+                     author: Member | None = None, confirm_identifiers: bool = False,
+                     actor: audit.Actor = audit.SYSTEM) -> Guideline:
     """A new guideline and its version 1. The slug (its address: lowercase letters, digits and
-    hyphens) is unique in the database."""
+    hyphens) is unique in the database. Raises IdentifiersFound for text that seems to name a patient,
+    unless `confirm_identifiers`."""
     typed = slug or ""
     slug = typed.strip().lower()
     if not SLUG.fullmatch(slug):  # the slug as typed, not as lowered: the user finds what they wrote
         raise GuidelineError(N_("slug %(slug)s: use lowercase letters, digits and hyphens (like masks-in-ct)"), slug=repr(typed))
     title, body = _title(title), _body(body)
+    _guarded(session, slug, {"title": title, "body": body, "changes": changes}, confirm_identifiers, actor)
     guideline = Guideline(slug=slug, title=title)
     try:
         with session.begin_nested():
@@ -86,15 +100,19 @@ def create_guideline(session: Session, slug: str, title: str, body: str, *, chan
 
 
 def add_version(session: Session, slug: str, body: str, changes: str, *, title: str | None = None,
-                author: Member | None = None) -> GuidelineVersion:
-    """The next version of a guideline; `changes` (what changed, one line) is required."""
+                author: Member | None = None, confirm_identifiers: bool = False,
+                actor: audit.Actor = audit.SYSTEM) -> GuidelineVersion:
+    """The next version of a guideline; `changes` (what changed, one line) is required. Raises
+    IdentifiersFound for text that seems to name a patient, unless `confirm_identifiers`."""
     changes = " ".join((changes or "").split())
     if not changes:
         raise GuidelineError(N_("a new version must say what changed"))
     guideline = get_guideline(session, slug)
     body = _body(body)
+    title = _title(title) if title is not None else None
+    _guarded(session, guideline.slug, {"title": title, "body": body, "changes": changes}, confirm_identifiers, actor)
     if title is not None:
-        guideline.title = _title(title)
+        guideline.title = title
     for _ in range(5):
         number = (session.scalar(select(func.max(GuidelineVersion.number))
                                  .where(GuidelineVersion.guideline_id == guideline.id)) or 0) + 1

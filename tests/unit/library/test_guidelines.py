@@ -222,3 +222,54 @@ def test_cli_cases_drafts(settings, network, monkeypatch):
         create_case(session, "Intake by mail", draft=True)
     result = runner.invoke(main, ["cases", "drafts"])
     assert result.exit_code == 0 and re.search(r"C2\t.*\t0 image\(s\)\tIntake by mail", result.output)
+
+
+NAMED = "Example: patient 김철수 환자, MRN 12345678, showed GGO in both lower lobes."
+
+
+def test_a_guideline_naming_a_patient_is_not_published_until_confirmed(network):
+    """Issue 16: a guideline goes to the library as it is written, so the guard reads it like a case: a title,
+    text or what-changed line with an identifier is refused (nothing stored) until confirmed, audited."""
+    from relay.guard.confirmation import IdentifiersFound
+    from relay.model.tables import AuditEvent, GuidelineVersion
+
+    with pytest.raises(IdentifiersFound) as refused:
+        add(network, body=NAMED)
+    assert {f["kind"] for f in refused.value.findings} == {"patient_name", "record_number"}
+    assert {f["field"] for f in refused.value.findings} == {"body"} and "12345678" not in str(refused.value)
+    with network.sessions() as session:
+        assert session.scalars(select(Guideline)).all() == []
+    add(network)
+    with pytest.raises(IdentifiersFound):
+        update(network, body=NAMED)
+    with pytest.raises(IdentifiersFound):
+        update(network, changes="Added the case of patient Jane Doe")
+    with pytest.raises(IdentifiersFound):
+        update(network, title="Masks (MRN 12345678)")
+    with network.sessions() as session:
+        assert [v.number for v in session.scalars(select(GuidelineVersion))] == [1]
+        assert get_guideline(session, "masks-in-ct").title == "Masks in CT rooms"
+    assert update(network, body=NAMED, confirm_identifiers=True) == 2
+    with network.sessions() as session:
+        confirmed = session.scalars(select(AuditEvent).where(AuditEvent.action == "guard.confirm")).all()
+        assert [(e.subject, e.detail["kinds"]) for e in confirmed] == [("guideline:masks-in-ct",
+                                                                       "patient_name,record_number")]
+
+
+def test_the_cli_names_the_findings_and_takes_confirm_identifiers(settings, network, monkeypatch):
+    monkeypatch.setenv("RELAY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RELAY_BROKER_URL", "memory://")
+    monkeypatch.setenv("RELAY_VAR_DIR", str(settings.var_dir))
+    runner = CliRunner()
+    refused = runner.invoke(main, ["guidelines", "add", "masks-in-ct", "--title", "Masks", "--body", NAMED])
+    assert refused.exit_code == 1 and "record_number in the body" in refused.output
+    assert "12345678" not in refused.output and "--confirm-identifiers" in refused.output
+    added = runner.invoke(main, ["guidelines", "add", "masks-in-ct", "--title", "Masks", "--body", NAMED,
+                                 "--confirm-identifiers"])
+    assert added.exit_code == 0, added.output
+    refused = runner.invoke(main, ["guidelines", "update", "masks-in-ct", "--body", NAMED, "--changes",
+                                   "patient Jane Doe's case added"])
+    assert refused.exit_code == 1 and "patient_name in the changes" in refused.output
+    updated = runner.invoke(main, ["guidelines", "update", "masks-in-ct", "--body", NAMED, "--changes",
+                                   "patient Jane Doe's case added", "--confirm-identifiers"])
+    assert updated.exit_code == 0 and "masks-in-ct v2" in updated.output
