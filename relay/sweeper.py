@@ -17,6 +17,7 @@ from relay.inbound.retention import purge_raw_bodies
 from relay.infra import heartbeats
 from relay.infra.db import transaction
 from relay.infra.dispatch import dispatch_safely
+from relay.library.purge import purge_discarded
 from relay.model.delivery_states import FAILED, SENDING
 from relay.model.tables import CaseImage, Delivery, InboundEvent, utcnow
 from relay.notices import escalation
@@ -105,6 +106,7 @@ def sweep(services, stale_after: timedelta = STALE_AFTER, limit: int = 5000) -> 
     size = batch_size(services)
     dispatch_batches(services, (ordered[i:i + size] for i in range(0, len(ordered), size)))
     purge_raw_bodies(services)  # clinical text is not kept past its retention (in short batches of its own)
+    purge_discarded(services)  # nor a discarded draft's text and images (relay/library/purge.py)
     urgent_path(services, now)  # issue 17
     sweep_reach(services)  # issue 20: the Reach rollups; the reader count's past salts destroyed
     report = SweepReport(len(inbound), len(statuses), len(deliveries), gave_up, set_aside, len(media), len(booked))

@@ -24,7 +24,7 @@ class Actor:
 # Every action the code records (tests/unit/infra/test_audit.py checks each audit.record call against it), so
 # `relay audit --action` can tell an unknown action from one that simply has no events yet.
 ACTIONS = (
-    "case.close", "case.create", "case.discard", "case.publish", "case.reopen", "case.visibility",
+    "case.close", "case.create", "case.discard", "case.publish", "case.purge", "case.reopen", "case.visibility",
     "command.code_refused", "command.draft", "command.refused", "command.send", "command.status",  # issue 17
     "consent.opt_in", "consent.opt_out",
     "guard.black_out", "guard.confirm", "guard.drop", "guard.expire", "guard.hold", "guard.release",  # issue 16

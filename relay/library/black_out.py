@@ -17,14 +17,13 @@ import logging
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from relay import guard
 from relay.access import permissions
 from relay.guard import ocr
 from relay.infra import audit
-from relay.library.images import ImageRefused, clean_image, fill_row, guard_pixels, store_files
+from relay.library.images import ImageRefused, clean_image, file_in_use, fill_row, guard_pixels, store_files
 from relay.library.media_store import MediaStore, media_store_for
 from relay.model.tables import CaseImage
 from relay.model.translatable import N_
@@ -102,11 +101,6 @@ def _painted(data: bytes, boxes: list[Box], content_type: str) -> bytes:
     return out.getvalue()
 
 
-def _unused(session: Session, image: CaseImage, name: str) -> bool:
-    return not session.scalar(select(func.count(CaseImage.id)).where(
-        CaseImage.id != image.id, or_(CaseImage.stored_name == name, CaseImage.thumbnail_name == name)))
-
-
 def black_out(session: Session, settings, image_id: int, actor: audit.Actor, roles, boxes: list[Box] | None = None,
               *, store: MediaStore | None = None) -> CaseImage:
     """Black out the guard's findings in an image (or `boxes`), read it again, and release it into the library
@@ -134,7 +128,7 @@ def black_out(session: Session, settings, image_id: int, actor: audit.Actor, rol
     guard_pixels(image, cleaned, settings)
     session.flush()
     for name in old:
-        if name not in (image.stored_name, image.thumbnail_name) and _unused(session, image, name):
+        if name not in (image.stored_name, image.thumbnail_name) and not file_in_use(session, name, image.id):
             store.delete(name)
     audit.record(session, "guard.black_out", f"image:{image.id}", actor, case_id=image.case_id, boxes=len(boxes),
                  released=image.status == "stored")

@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -168,6 +168,13 @@ def kept_filename(filename: str | None, settings) -> str:
         log.warning("image file name not kept: it seems to hold %s", ", ".join(kinds))
         return ""
     return name
+
+
+def file_in_use(session: Session, name: str, other_than: int) -> bool:
+    """Whether an image row other than `other_than` uses the media file `name` (files are named by their content,
+    so the same picture filed under two cases shares them): a file is deleted only when none does."""
+    return bool(session.scalar(select(func.count(CaseImage.id)).where(
+        CaseImage.id != other_than, or_(CaseImage.stored_name == name, CaseImage.thumbnail_name == name))))
 
 
 def held_images(session: Session, case: Case) -> list[CaseImage]:

@@ -280,3 +280,48 @@ def test_a_member_token_or_no_token_cannot_discard(api, network):
     response = api.post("/api/v1/cases/C2/discard")
     assert response.status_code == 401
     assert status_of(network, "C2") == "draft" and discard_events(network) == []
+
+
+# ---------------------------------------------------------------- the purge
+
+
+def test_the_sweeper_purges_a_discarded_drafts_text_and_images(network):
+    """A discarded draft is shown nowhere and cannot come back, so what it holds (intake mail sent by mistake may
+    name a patient) is not kept: the sweeper empties its text and deletes its images, files included; its number
+    and the audit trail stay. Another case's images and a draft still waiting are left alone."""
+    import io
+
+    from PIL import Image
+
+    from relay.library.images import add_case_image
+    from relay.library.media_store import media_store_for
+    from relay.library.purge import purge_discarded
+    from relay.model.tables import CaseImage
+    from relay.sweeper import sweep
+
+    def picture(shade: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("L", (120, 100), shade).save(out, "PNG")
+        return out.getvalue()
+
+    code = add_draft(network, title="홍길동 환자 CT", findings="MRN 12345678: GGO", symptoms="fever")
+    waiting = add_draft(network, title="Still to review", findings="consolidation")
+    with transaction(network.sessions) as session:
+        mine = add_case_image(session, network.settings, get_case(session, code), picture(10), "a.png", "intake")
+        shared = add_case_image(session, network.settings, get_case(session, code), picture(20), "b.png", "intake")
+        kept = add_case_image(session, network.settings, get_case(session, "C1"), picture(20), "b.png", "console")
+        files = {"mine": (mine.stored_name, mine.thumbnail_name), "shared": (shared.stored_name, kept.thumbnail_name)}
+        discard_case(session, code, roles=STAFF, actor=KIM_ACTOR)
+    store = media_store_for(network.settings)
+    sweep(network)
+    with network.sessions() as session:
+        case = get_case(session, code, include_discarded=True)
+        assert (case.status, case.title, case.findings, case.symptoms) == ("discarded", "", "", "")
+        assert session.scalars(select(CaseImage).where(CaseImage.case_id == case.id)).all() == []
+        assert get_case(session, waiting).findings == "consolidation"  # a draft not discarded keeps its text
+        assert session.get(CaseImage, kept.id) is not None
+        purged = session.scalars(select(AuditEvent).where(AuditEvent.action == "case.purge")).all()
+        assert [(e.subject, e.detail) for e in purged] == [(f"case:{code}", {"images": 2})]
+    assert not any(store.exists(name) for name in files["mine"])
+    assert all(store.exists(name) for name in files["shared"])  # the same picture filed under C1 stays
+    assert purge_discarded(network) == 0  # nothing left: the next sweep does nothing, audits nothing
