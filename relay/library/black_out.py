@@ -23,7 +23,15 @@ from relay import guard
 from relay.access import permissions
 from relay.guard import ocr
 from relay.infra import audit
-from relay.library.images import ImageRefused, clean_image, file_in_use, fill_row, guard_pixels, store_files
+from relay.library.images import (
+    ImageRefused,
+    clean_image,
+    delete_after_commit,
+    file_in_use,
+    fill_row,
+    guard_pixels,
+    store_files,
+)
 from relay.library.media_store import MediaStore, media_store_for
 from relay.model.tables import CaseImage
 from relay.model.translatable import N_
@@ -127,9 +135,8 @@ def black_out(session: Session, settings, image_id: int, actor: audit.Actor, rol
     fill_row(image, cleaned, store_files(store, cleaned), image.sha256 or "")
     guard_pixels(image, cleaned, settings)
     session.flush()
-    for name in old:
-        if name not in (image.stored_name, image.thumbnail_name) and not file_in_use(session, name, image.id):
-            store.delete(name)
+    delete_after_commit(session, store, [name for name in old if name not in (image.stored_name, image.thumbnail_name)
+                                         and not file_in_use(session, name, image.id)])
     audit.record(session, "guard.black_out", f"image:{image.id}", actor, case_id=image.case_id, boxes=len(boxes),
                  released=image.status == "stored")
     log.info("image %s: %d box(es) blacked out, %s", image.id, len(boxes),

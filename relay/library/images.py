@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import func, or_, select
+from sqlalchemy import event, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -175,6 +175,17 @@ def file_in_use(session: Session, name: str, other_than: int) -> bool:
     so the same picture filed under two cases shares them): a file is deleted only when none does."""
     return bool(session.scalar(select(func.count(CaseImage.id)).where(
         CaseImage.id != other_than, or_(CaseImage.stored_name == name, CaseImage.thumbnail_name == name))))
+
+
+def delete_after_commit(session: Session, store: MediaStore, names: list[str]) -> None:
+    """Delete media files once the caller's transaction commits (a rolled-back change keeps the files its rows
+    still name)."""
+    def delete(_session: Session) -> None:
+        for name in names:
+            store.delete(name)
+
+    if names:
+        event.listen(session, "after_commit", delete, once=True)
 
 
 def held_images(session: Session, case: Case) -> list[CaseImage]:

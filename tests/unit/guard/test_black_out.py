@@ -133,3 +133,22 @@ def test_the_console_blacks_out_a_held_image(network):
     assert done.status_code == 302
     with network.sessions() as session:
         assert session.get(CaseImage, image_id).status == "stored"
+
+
+def test_a_black_out_rolled_back_keeps_the_files_its_row_still_names(network):
+    """The original files go only when the black-out commits: a rollback leaves the row and its files as they were."""
+    with transaction(network.sessions) as session:
+        image = add_case_image(session, network.settings, get_case(session, "C1"), radiograph(["PA ERECT"]),
+                               "cxr.png", "console")
+        image_id, original = image.id, image.stored_name
+    store = media_store_for(network.settings)
+    with pytest.raises(RuntimeError):
+        with transaction(network.sessions) as session:
+            black_out(session, network.settings, image_id, *COORDINATOR, boxes=[Box(30, 30, 400, 70)])
+            raise RuntimeError("something after it failed")
+    assert store.exists(original)
+    with network.sessions() as session:
+        assert session.get(CaseImage, image_id).stored_name == original
+    with transaction(network.sessions) as session:
+        black_out(session, network.settings, image_id, *COORDINATOR, boxes=[Box(30, 30, 400, 70)])
+    assert not store.exists(original)
