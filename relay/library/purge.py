@@ -13,7 +13,7 @@ from sqlalchemy import delete, or_, select
 from relay.infra import audit
 from relay.infra.db import transaction
 from relay.library.cases import DISCARDED
-from relay.library.images import file_in_use
+from relay.library.images import delete_after_commit, file_in_use
 from relay.library.media_store import media_store_for
 from relay.model.tables import Case, CaseImage
 
@@ -40,7 +40,6 @@ def purge_discarded(services, *, batch: int = BATCH) -> int:
                 setattr(case, name, "")
             audit.record(session, "case.purge", f"case:{case.code}", audit.SYSTEM, images=len(images))
             log.info("case %s: discarded, its text and %d image(s) purged", case.code, len(images))
-        unused = [name for name in sorted(names) if not file_in_use(session, name, other_than=0)]
-    for name in unused:  # after the commit: a rolled-back purge must not have lost the files
-        store.delete(name)
+        delete_after_commit(session, store, [name for name in sorted(names)
+                                             if not file_in_use(session, name, other_than=0)])
     return len(cases)
