@@ -1,7 +1,9 @@
 """The sweeper (run by beat): re-dispatch work that was committed but never queued or never
 finished — a broker outage at enqueue time, a worker killed mid-send (expired lease) — queue the
 deliveries whose booked rate-limit slot comes within the next two minutes (each with a countdown to
-it; relay/outbound/sending.py `_defer`), and give up on deliveries that used every attempt."""
+it; relay/outbound/sending.py `_defer`), and give up on deliveries that used every attempt. It also drops what
+is not kept: raw inbound bodies past their retention, held messages past their time, a discarded draft's text
+and images (relay/library/purge.py)."""
 from __future__ import annotations
 
 import logging
