@@ -26,14 +26,14 @@ from relay.inbound.bounce_handling import handle_report
 from relay.inbound.reply_text import visible_text
 from relay.infra.logs import mask
 from relay.library.cases import create_case
-from relay.library.images import file_attachments
+from relay.library.images import file_attachments, held_kinds
 from relay.members.subscriptions import unsubscribe
 from relay.model.tables import Case, InboundEvent, Member
 from relay.providers import sender_auth
 from relay.providers.errors import BadWebhook
 from relay.providers.inbound_email import parse_inbound_email
 from relay.providers.verp import is_bounce_address
-from relay.render.digest_mail import GUARD_HELD
+from relay.render.digest_mail import GUARD_HELD, GUARD_IMAGE_HELD
 from relay.render.mail import LOOP_HEADER, list_id
 from relay.rules.keywords import guard_command_of
 
@@ -151,7 +151,14 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
     post, rows = publish_reply(session, settings, case, member, text, "email", event.id)
     holding.supersede(session, member, case.id, "email")  # a corrected reply replaces the author's held one
     filed, notes = file_attachments(session, settings, case, email.attachments, "email", post)
+    images_held = [image for image in filed if image.status == "held"]
+    if images_held:  # issue 16: the text went out, the picture waits for a coordinator; its author is told why
+        kinds = sorted({kind for image in images_held for kind in held_kinds(image)})
+        rows.append({"dedupe_key": f"guard-image-held:{event.id}", "purpose": GUARD_IMAGE_HELD, "channel": "email",
+                     "member_id": member.id, "case_id": case.id, "to_address": member.email,
+                     "body": f"{len(images_held)} {len(filed)}\n{','.join(kinds)}"})
     detail = f"{case.code} by {found.how}; sender: {proven}" + (f"; {len(filed)} image(s) filed" if filed else "")
+    detail += f", {len(images_held)} held by the guard" if images_held else ""
     return done("posted", "; ".join([detail, *notes]), post.id, rows)
 
 

@@ -145,6 +145,9 @@ def fill_row(image: CaseImage, cleaned: CleanImage, names: tuple[str, str], sha:
     image.size_bytes = len(cleaned.data)
 
 
+HELD_BECAUSE = "held: the text in the image seems to hold "
+
+
 def guard_pixels(image: CaseImage, cleaned: CleanImage, settings) -> None:
     """Issue 16: read the text burned into the image (Tesseract) and put it through the guard; an image with
     a finding is held (status "held": out of the library and the relays) until a coordinator releases it."""
@@ -153,8 +156,15 @@ def guard_pixels(image: CaseImage, cleaned: CleanImage, settings) -> None:
     text = ocr.read_text(cleaned.data)
     kinds = guard.scan(text).kinds if text else []
     if kinds:
-        image.status, image.error = "held", f"held: the text in the image seems to hold {', '.join(kinds)}"
+        image.status, image.error = "held", HELD_BECAUSE + ", ".join(kinds)
         log.warning("image %s: held, the text in it seems to hold %s", image.id or "(new)", ", ".join(kinds))
+
+
+def held_kinds(image: CaseImage) -> list[str]:
+    """The kinds of identifier an image was held for (from the reason guard_pixels wrote), [] for one not held."""
+    if image.status != "held" or not image.error.startswith(HELD_BECAUSE):
+        return []
+    return [kind.strip() for kind in image.error[len(HELD_BECAUSE):].split(",") if kind.strip()]
 
 
 def kept_filename(filename: str | None, settings) -> str:

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from relay.guard.findings import KIND_NAMES
 from relay.infra.signing import signed_id, unsubscribe_token
 from relay.infra.storage import in_values
 from relay.model.messages import OutboundMessage
@@ -36,9 +37,11 @@ CONFIRM_POST_TOKEN = "confirm-email-post"  # the purpose its link's signature is
 
 # issue 16: the answer to an email reply the patient-information guard held (relay/discussion/holding.py)
 GUARD_HELD = "guard_held"
+# and the note to an email reply's author that an image of it was held (relay/library/images.py guard_pixels)
+GUARD_IMAGE_HELD = "guard_image_held"
 
 PURPOSES = frozenset({"digest", "confirm_subscription", "unsubscribed", "unsubscribed_digest",
-                      "preferences_changed", CONFIRM_POST, GUARD_HELD})
+                      "preferences_changed", CONFIRM_POST, GUARD_HELD, GUARD_IMAGE_HELD})
 SUBJECTS = {  # translated in the member's language from the catalogue (relay/translations/)
     "confirm_subscription": N_("Confirm your %(network)s digest subscription"),
     "unsubscribed": N_("You are unsubscribed from %(network)s email"),
@@ -46,6 +49,7 @@ SUBJECTS = {  # translated in the member's language from the catalogue (relay/tr
     "preferences_changed": N_("Your %(network)s preferences were changed"),
     CONFIRM_POST: N_("Did you write this? Confirm your %(network)s post"),  # issue 13
     GUARD_HELD: N_("Not relayed: your %(network)s reply seems to name a patient"),  # issue 16
+    GUARD_IMAGE_HELD: N_("Held: an image of your %(network)s reply seems to name a patient"),  # issue 16
 }
 
 
@@ -103,6 +107,13 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
         if case is not None and member is not None:  # a reply to it proves its sender (the signed reply address)
             reply_to = formataddr((f"{case.code} {settings.network_name}", reply_address(settings, member.id, case.id)))
     language = member.language if member else "en"
+    if delivery.purpose == GUARD_IMAGE_HELD:  # issue 16: "<held> <filed>" then the kinds found, never a value
+        counts, _, kinds = delivery.body.partition("\n")
+        held, filed = (int(n) for n in counts.split())
+        case = session.get(Case, delivery.case_id) if delivery.case_id else None
+        context.update(code=case.code if case else "", held=held, filed=filed,
+                       kinds=", ".join(i18n.translate(language, KIND_NAMES[k]) for k in kinds.split(",")
+                                       if k in KIND_NAMES))
     text = render_mail_template(settings.templates_dir, f"{delivery.purpose}.txt", language, **context)
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr((settings.network_name, settings.email_from))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 
 import pytest
 from PIL import Image
@@ -223,3 +224,30 @@ def test_intake_through_postmark_with_base64_attachments(client, net):
             "Organising pneumonia, 61F", "draft", "61F, cough, GGO with reversed halo.")
     [image] = images(net)
     assert (image.source, image.filename, image.case_id) == ("intake", "ct.jpg", case.id)
+
+
+def test_the_author_is_told_when_an_image_of_their_reply_is_held(client, net):
+    """Issue 16: a reply's text goes out, but an image whose pixels seem to name a patient is held for the
+    coordinators; its author hears of it by email, in their language, with the kind found and never the value."""
+    from email import message_from_bytes, policy
+
+    from relay.guard import ocr
+    from tests.unit.guard.test_ocr import radiograph
+
+    if not ocr.available() and os.environ.get("CI") != "true":
+        pytest.skip("tesseract-ocr is not installed (.ci/run installs it)")
+    form = mailgun_form("alice@example.org", "CXR attached: bilateral GGO.", alice_reply_address(net))
+    files = [("cxr.png", radiograph(["PATIENT ID 12345678", "PA ERECT"]), "image/png"),
+             ("ct.jpg", photo(), "image/jpeg")]
+    assert post_with_files(client, form, files).status_code == 200
+    run_worker(net)
+    assert email_event(net).outcome == "posted"
+    assert sorted(i.status for i in images(net)) == ["held", "stored"]
+    told = [m for m in net.senders["email"].sent if m.to == "alice@example.org"]
+    assert len(told) == 1, [m.to for m in net.senders["email"].sent]
+    mail = message_from_bytes(told[0].raw, policy=policy.default)
+    text = mail.get_content()
+    assert "held" in str(mail["Subject"]).lower() and "C1" in text
+    assert "a record or chart number" in text and "12345678" not in text and "1 of its 2 images" in text
+    run_worker(net)  # processed again (a retry), nobody is told twice
+    assert len([m for m in net.senders["email"].sent if m.to == "alice@example.org"]) == 1
