@@ -31,9 +31,14 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 import requests.adapters
 
+from relay.guard.findings import KIND_NAMES
 from relay.infra.db import transaction
-from relay.library.images import file_fetched
-from relay.model.tables import CaseImage
+from relay.library.images import file_fetched, held_kinds
+from relay.model.tables import Case, CaseImage, Member, Post
+from relay.outbound.fanout import plan
+from relay.outbound.queueing import dispatch_deliveries
+from relay.render import i18n
+from relay.render.texts import render_sms
 
 log = logging.getLogger(__name__)
 
@@ -245,11 +250,31 @@ def fetch_case_image(services, image_id: int, http: requests.Session | None = No
             log.info("mms image %s: attempt %s failed (%s), retrying", image_id, attempts, exc)
             return FetchResult(image_id, "retry", backoff(attempts))
         return _fail(services, image_id, f"{exc} (after {attempts} attempt{'s' if attempts > 1 else ''})")
+    told: list[int] = []
     with transaction(services.sessions) as session:
         image = session.get(CaseImage, image_id, with_for_update=True)
         if image is None or image.status != "pending":
             return FetchResult(image_id, "skipped")
         file_fetched(session, settings, image, data)
         status = image.status
+        if status == "held":
+            told = _tell_author(session, settings, image)
+    dispatch_deliveries(services, told)
     log.info("mms image %s: %s", image_id, status)
     return FetchResult(image_id, status)
+
+
+def _tell_author(session, settings, image: CaseImage) -> list[int]:
+    """Issue 16: one SMS to the author of the post a held picture came with, in their language: the picture is
+    held for the coordinators, with the kinds found (never a value). Its dedupe key makes it once per picture."""
+    post = session.get(Post, image.post_id) if image.post_id else None
+    author = session.get(Member, post.author_id) if post is not None and post.author_id else None
+    case = session.get(Case, image.case_id)
+    if author is None or not author.phone or case is None:
+        return []
+    kinds = ", ".join(i18n.translate(author.language, KIND_NAMES[k]) for k in held_kinds(image) if k in KIND_NAMES)
+    body = render_sms(settings.templates_dir, "guard_image_held", author.language, network=settings.network_name,
+                      code=case.code, kinds=kinds)
+    return plan(session, [{"dedupe_key": f"guard-image-held:image:{image.id}", "purpose": "guard_image_held",
+                           "post_id": None, "case_id": case.id, "member_id": author.id, "channel": "sms",
+                           "to_address": author.phone, "body": body}])

@@ -387,3 +387,27 @@ def test_media_larger_than_the_limit_is_not_downloaded_whole(network, twilio_sta
     run_worker(network)
     assert [r.status for r in fetch_all(network)] == ["failed"]
     assert "larger than 4,096 bytes" in images(network)[0].error
+
+
+def test_the_author_is_told_by_sms_when_a_picture_of_their_mms_is_held(network, twilio_standin, sms):
+    """Issue 16: an MMS picture whose pixels seem to name a patient is held for the coordinators when it is
+    fetched; its author is told by one SMS, in their language, with the kind found and never the value."""
+    import os
+
+    from relay.guard import ocr
+    from tests.unit.guard.test_ocr import radiograph
+
+    if not ocr.available() and os.environ.get("CI") != "true":
+        pytest.skip("tesseract-ocr is not installed (.ci/run installs it)")
+    record_mms(network, "C1 see the CXR", [twilio_standin.add_media(ACCOUNT_SID, radiograph(["PATIENT ID 12345678"]))])
+    run_worker(network)
+    sms.sent.clear()
+    assert [r.status for r in fetch_all(network)] == ["held"]
+    run_worker(network)
+    told = [m.body for m in sms.sent if m.to == LEE]
+    assert len(told) == 1 and "C1" in told[0] and "12345678" not in told[0], told
+    assert "a record or chart number" in told[0]  # the kind, by name, in Lee's language (English)
+    [image] = images(network)
+    assert fetch_case_image(network, image.id).status == "skipped"  # fetched again: nothing, nobody told again
+    run_worker(network)
+    assert len([m for m in sms.sent if m.to == LEE]) == 1
