@@ -164,3 +164,40 @@ def test_concurrent_processing_of_one_event_makes_one_post(postgres_only_url, tm
     with services.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Post).where(Post.kind == "reply")) == 1
     services.dispose()
+
+
+def test_a_reply_to_a_big_discussion_goes_out_in_bulk_tasks_not_one_task_a_follower(network, sms):
+    """A reply processed on its own (a quiet moment: no batch of replies to join) to a case that a broadcast
+    made thousands follow is relayed in bulk tasks of RELAY_BULK_BATCH_SIZE on the outbound queue, as a
+    drained batch's relays are, not as one task per follower (7,400 Celery tasks for one reply)."""
+    from sqlalchemy import insert, select
+
+    from relay.discussion.threads import ensure_thread
+    from relay.infra.db import transaction
+    from relay.infra.dispatch import QUEUE_OUTBOUND
+    from relay.library.cases import get_case
+    from relay.model.tables import Member, Participant
+
+    new_case_notice(network, "C1", ["tft"])
+    run_worker(network)
+    with transaction(network.sessions) as session:
+        session.execute(insert(Member), [{"name": f"Member {i}", "short_name": f"M{i}", "phone": f"+1646555{i:04d}", "timezone": "UTC",
+                                          "language": "en", "roles": "member"} for i in range(600)])
+        thread = ensure_thread(session, get_case(session, "C1"))
+        ids = session.scalars(select(Member.id).where(Member.name.like("Member %"))).all()
+        session.execute(insert(Participant), [{"thread_id": thread.id, "member_id": i} for i in ids])
+    network.dispatcher.batches.clear()
+    network.dispatcher.batch_queues.clear()
+    network.dispatcher.deliveries.clear()
+    event_id = record_sms(network, LEE, "C1 agree, organising pneumonia")
+    network.dispatcher.inbound.remove(event_id)
+    outcome = process_inbound(network, event_id)
+    count = len(outcome.delivery_ids)  # the 604 followers (some by SMS and email) and the answer
+    assert outcome.outcome == "posted" and 605 <= count < 620
+    assert [len(b) for b in network.dispatcher.batches] == [250, 250, count - 500]
+    assert set(network.dispatcher.batch_queues) == {QUEUE_OUTBOUND}
+    assert sorted(sum(network.dispatcher.batches, [])) == sorted(outcome.delivery_ids)
+    assert network.dispatcher.deliveries == sum(network.dispatcher.batches, [])  # not one task per follower
+    sms.sent.clear()
+    run_worker(network)
+    assert len(sms.sent) == 605 and [m.body for m in sms.sent if m.to == LEE] == ["Posted to C1, relayed to 604."]
