@@ -47,12 +47,6 @@ class Outcome:
     after: tuple = ()  # issue 17: what a coordinator command does after the commit (coordinator_commands.After)
 
 
-# A reply processed on its own queues what it caused one task a delivery (they spread over the worker processes)
-# up to this many; more, and they go in bulk tasks of RELAY_BULK_BATCH_SIZE on the outbound queue, as a drained
-# batch's relays do: a reply to a case a broadcast made 7,400 follow is 30 tasks, not 7,400.
-ONE_TASK_EACH_UP_TO = 20
-
-
 def process_inbound(services, event_id: int) -> Outcome:
     """Process one recorded inbound SMS and dispatch what it caused. Inside an open batch that holds it
     (relay/inbound/batch.py), it is processed in the batch's transaction, and what it caused is written
@@ -72,9 +66,7 @@ def process_inbound(services, event_id: int) -> Outcome:
             # Another worker processed the same event at the same moment and won; its work stands.
             log.info("inbound %s: processed concurrently elsewhere", event_id)
             return Outcome(event_id, "duplicate")
-    if len(outcome.delivery_ids) > ONE_TASK_EACH_UP_TO:  # a big discussion: in bulk, as a drained batch's relays
-        inbound_batch.dispatch_relays(services, list(outcome.delivery_ids))
-    elif outcome.delivery_ids:
+    if outcome.delivery_ids:  # a big discussion's relays go in bulk tasks (relay/outbound/queueing.py)
         dispatch_deliveries(services, list(outcome.delivery_ids))
     for image_id in outcome.image_ids:  # a lost dispatch is picked up by the sweeper
         dispatch_safely(services.dispatcher.fetch_media, image_id)

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import update
 
 from relay.infra.db import transaction
-from relay.infra.dispatch import dispatch_safely
+from relay.infra.dispatch import QUEUE_OUTBOUND, dispatch_safely
 from relay.infra.storage import in_values
 from relay.model.tables import Delivery, utcnow
 
@@ -22,6 +22,9 @@ BATCH_SIZE = 250  # deliveries per bulk task unless RELAY_BULK_BATCH_SIZE says o
 # the sweeper, which queues it this long ahead of its slot (longer than the sweep interval, 30 s).
 # Broker countdowns of hours would sit in worker memory and be redelivered after the visibility timeout.
 DISPATCH_AHEAD = timedelta(seconds=120)
+# More deliveries than this at once (a reply to a case a broadcast made 7,400 follow, a resumed hold, the silent
+# members of an escalation) go in bulk tasks of batch_size, not one Celery task each: 30 tasks, not 7,400.
+ONE_TASK_EACH_UP_TO = 20
 
 
 def batch_size(services) -> int:
@@ -33,8 +36,14 @@ def batch_size(services) -> int:
 
 
 def dispatch_deliveries(services, delivery_ids: Sequence[int], countdown: float | None = None) -> None:
-    """Queue deliveries (after commit) and note when, so the sweeper knows what is in flight."""
+    """Queue deliveries (after commit) and note when, so the sweeper knows what is in flight. Up to
+    ONE_TASK_EACH_UP_TO, one task each (they spread over the worker processes); more, and they go in bulk tasks
+    on the outbound queue (dispatch_deliveries_in_batches)."""
     if not delivery_ids:
+        return
+    if len(delivery_ids) > ONE_TASK_EACH_UP_TO and countdown is None \
+            and hasattr(services.dispatcher, "deliver_batches"):
+        dispatch_deliveries_in_batches(services, delivery_ids, QUEUE_OUTBOUND)
         return
     if dispatch_safely(services.dispatcher.deliver, list(delivery_ids), countdown=countdown):
         _note_dispatched(services, delivery_ids, utcnow() + timedelta(seconds=countdown or 0))
