@@ -166,6 +166,7 @@ def notice_send(notice_id: int, at: str | None, confirm_identifiers: bool) -> No
             with transaction(services.sessions) as session:
                 when = schedule_notice(session, notice_id, parse_time(at), actor=cli_actor(),
                                        confirm_identifiers=confirm_identifiers).scheduled_for
+            assert when is not None  # schedule_notice sets scheduled_for on every notice it returns
             click.echo(f"notice {notice_id} scheduled for {when.isoformat()}")
             return
         result = send_notice(services, notice_id, actor=cli_actor(), confirm_identifiers=confirm_identifiers)

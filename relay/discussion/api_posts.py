@@ -62,13 +62,19 @@ def post_reply(services, case_id: int, member_id: int, text: str, idempotency_ke
             post = session.scalar(select(Post).where(Post.inbound_event_id == recorded.event_id))
             if post is None:  # the first request with this key was refused: refuse the same way
                 event = session.get(InboundEvent, recorded.event_id)
+                assert event is not None  # record_inbound just found it; inbound events are never deleted
                 raise PostRefused(event.detail or "this Idempotency-Key was used by a refused request")
-            detail = session.get(InboundEvent, recorded.event_id).detail or ""
+            event = session.get(InboundEvent, recorded.event_id)
+            assert event is not None  # record_inbound just found it; inbound events are never deleted
+            detail = event.detail or ""
             relayed = re.search(r"relayed to (\d+)$", detail)
             return ApiPost(post.id, False, int(relayed.group(1)) if relayed else 0)
         event = session.get(InboundEvent, recorded.event_id)
         case = session.get(Case, case_id)
         member = session.get(Member, member_id)
+        assert event is not None  # record_inbound just inserted it
+        # the caller found the case (visible_case) and the member (the caller's token); neither is ever deleted
+        assert case is not None and member is not None
         if case.status != "open":
             raise PostRefused(f"{case.code} is {case.status}: it takes no new posts")
         found = require_confirmation({"text": text}, confirm_identifiers)

@@ -104,6 +104,7 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
     if found.case_id is None:
         return done("no_case", "no reply token, known Message-ID or [C123] subject")
     case = session.get(Case, found.case_id)
+    assert case is not None  # resolve_email_thread gives only the id of a case it found; cases are never deleted
     if case.status != "open":
         return done("closed_case", f"{case.code} is closed")
     text = visible_text(email.text, email.html)
@@ -118,6 +119,7 @@ def process_email_event(session: Session, settings, event: InboundEvent, confirm
         return done("repeat", "the same text as this sender's previous post")
 
     fired.append("sender")
+    proven: str | None
     if confirmed:
         proven = "confirmed by the member"
     elif found.how == threads.EMAIL_TOKEN:

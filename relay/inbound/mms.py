@@ -26,6 +26,7 @@ import re
 import socket
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
@@ -133,7 +134,9 @@ def check_redirect(url: str) -> tuple[str | None, str | None]:
         return f"the name does not resolve ({exc})", None
     except (OSError, UnicodeError) as exc:
         return f"the name does not resolve ({exc})", None
-    addresses = list(dict.fromkeys(info[4][0] for info in found))  # the resolver's order, once each
+    # the resolver's order, once each; typeshed allows an (int, bytes) sockaddr (IPv6 without IPv6 support), but
+    # an AF_INET or AF_INET6 answer's is (host, port, ...) with the address as a str
+    addresses = list(dict.fromkeys(cast(str, info[4][0]) for info in found))
     if not addresses:
         return "the name does not resolve", None
     private = [a for a in addresses if not _public(a)]
@@ -168,6 +171,7 @@ def _pinned_get(stack: ExitStack, url: str, address: str) -> requests.Response:
     literal = f"[{address}]" if ":" in address else address
     netloc = f"{literal}:{parts.port}" if parts.port else literal
     pinned = stack.enter_context(requests.Session())
+    assert parts.hostname is not None  # check_redirect gives an address only for a URL with a host name
     pinned.mount("https://", _PinnedAdapter(parts.hostname))
     return pinned.get(urlunsplit(parts._replace(netloc=netloc)), headers={"Host": parts.netloc}, timeout=TIMEOUT,
                       stream=True, allow_redirects=False)

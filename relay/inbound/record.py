@@ -39,6 +39,8 @@ def _existing(session: Session | Connection, row: dict) -> Recorded:
     existing = session.scalar(select(InboundEvent.id).where(
         InboundEvent.provider == row["provider"], InboundEvent.kind == row["kind"],
         InboundEvent.dedupe_key == row["dedupe_key"]))
+    # The insert conflicted on this key, so the row is committed, and inbound events are never deleted.
+    assert existing is not None
     return Recorded(existing, False)
 
 

@@ -141,6 +141,7 @@ def _process(session: Session, settings, event_id: int, batch: inbound_batch.Bat
             plan.reply(verdict.reply, key=f"reject:{verdict.reply}:{message.sender}:{utcnow().date()}",
                        library=f"{settings.public_base_url}/library/")
     elif verdict.action == COMMAND:
+        assert member is not None  # the unknown_sender rule rejects a non-member before any command rule
         if batch is not None:
             batch.write_pending()  # a command (MUTE, STOP...) acts on what came before it, as one by one
         outcome = f"command:{verdict.command}"
@@ -177,6 +178,7 @@ def _process(session: Session, settings, event_id: int, batch: inbound_batch.Bat
                                        else inbound_limits.repeats_last_post(session, event, message.body)):
         outcome = "repeat"  # reliability: an auto-responder loop stops after one message
     elif verdict.action == ACCEPT:
+        assert member is not None  # the unknown_sender rule rejects a non-member: only members are accepted
         outcome, post_id = _accept(session, settings, event, member, message.body, plan,
                                    batch.posts if batch is not None else None)
 

@@ -40,8 +40,9 @@ def _apply(services, event_id: int, fallback_ids: list[int]) -> str:
             return "unmatched"
         if update.error_code in twilio_sms.OPTED_OUT_ERROR_CODES and delivery.member_id is not None \
                 and delivery.channel == "sms":
-            consent.opt_out_sms(session, session.get(Member, delivery.member_id),
-                                source=f"provider:{update.error_code}")
+            member = session.get(Member, delivery.member_id)
+            assert member is not None  # deliveries.member_id is a foreign key: the member row exists
+            consent.opt_out_sms(session, member, source=f"provider:{update.error_code}")
         before = delivery.status
         if can_move(before, update.status):
             delivery.status = update.status

@@ -440,8 +440,8 @@ def wave_boundary(session: Session, lists: list[str], start: int, size: int) -> 
     ends = [session.scalar(select(Membership.member_id).where(Membership.list_id == list_id,
                                                               Membership.member_id >= start)
                            .order_by(Membership.member_id).offset(size).limit(1)) for list_id in list_ids]
-    ends = [end for end in ends if end is not None]
-    return min(ends) if ends else None
+    found = [end for end in ends if end is not None]
+    return min(found) if found else None
 
 
 def _sms_texts(settings, notice: Notice, case: Case | None):
@@ -515,6 +515,7 @@ def _plan_set_wise(session: Session, notice: Notice, sms_for, email_body: str, a
     wave = wave_of(session, list_names(notice), after, before)
     if notice.post_id is not None and notice.kind != "correction":  # list members follow the case
         post = session.get(Post, notice.post_id)
+        assert post is not None  # notices.post_id is a foreign key to posts, which are never deleted
         fanout.follow_query(session, post.thread_id, wave, reason="notified")
     members = fanout.reachable_query(wave)
     key_prefix = f"post:{notice.post_id}:" if notice.post_id else f"{NOTICE_KEY_PREFIX}{notice.id}:"

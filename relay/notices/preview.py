@@ -193,4 +193,5 @@ def _per_channel(pairs: list[tuple[int, str]]) -> dict[str, int]:
 
 def _address(session: Session, member_id: int) -> str:
     member = session.get(Member, member_id)
+    assert member is not None  # a recipient (audience) was read off its member row; members are never deleted
     return f"{member.name} <{member.email}>"

@@ -110,12 +110,12 @@ class NoticeEmails:
         self.session, self.settings = session, settings
         self._templates: dict[tuple, tuple[bytes, str] | None] = {}
 
-    def for_delivery(self, delivery: Delivery, member: Member, notice: Notice | None) -> tuple[bytes, str]:
+    def for_delivery(self, delivery: Delivery, member: Member | None, notice: Notice | None) -> tuple[bytes, str]:
         """(raw message, Message-ID) for one delivery."""
         # issue 17: a notice asking for acknowledgement carries each member's own signed link: composed whole;
         # so is an email to an address that is not a plain ASCII addr-spec (mail.pre_rendered_to)
         to = mail.pre_rendered_to(member.name, member.email) if member is not None else None
-        if notice is not None and notice.ack_within_s is None and to is not None:
+        if notice is not None and notice.ack_within_s is None and member is not None and to is not None:
             key = (notice.id, member.language)
             if key not in self._templates:  # issue 18: kept across the broadcast's batches (template_cache.py)
                 self._templates[key] = NOTICE_TEMPLATES.get(

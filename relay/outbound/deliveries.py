@@ -133,4 +133,8 @@ def booked_soon(session: Session, ahead: timedelta, limit: int = 1000,
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
     )
-    return [(r[0], r[1]) for r in rows]
+    booked = []
+    for delivery_id, when in rows:
+        assert when is not None  # the WHERE's next_attempt_at <= now + ahead holds only for a set time
+        booked.append((delivery_id, when))
+    return booked

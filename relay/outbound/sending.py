@@ -68,6 +68,7 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
         if not claim(session, delivery_id, getattr(settings, "send_lease", LEASE)):
             return SendOutcome(delivery_id, "skipped")
         delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None  # claim() has just moved this row to sending
         attempts = delivery.attempts
         notice = notice_of(session, delivery)
         notice_id = notice.id if notice is not None else None
@@ -100,6 +101,7 @@ def send_delivery(services, delivery_id: int) -> SendOutcome:
 
     with transaction(services.sessions) as session:
         delivery = session.get(Delivery, delivery_id, with_for_update=True)
+        assert delivery is not None  # claimed above; only queued, never-attempted deliveries are ever deleted
         if not move(session, delivery, ACCEPTED, provider_message_id=result.provider_message_id, sent_at=utcnow(),
                     lease_until=None, error_code=None, error_message=None):
             # Given up on while the provider call was still running: keep the provider's id so
@@ -137,12 +139,14 @@ def record_failure(services, delivery_id: int, attempts: int, error: SendError) 
     settings = services.settings
     with transaction(services.sessions) as session:
         delivery = session.get(Delivery, delivery_id, with_for_update=True)
+        assert delivery is not None  # claimed and attempted; only queued, never-attempted deliveries are ever deleted
         if delivery.status != SENDING:
             return SendOutcome(delivery_id, "skipped")
         if error.opted_out:
             move(session, delivery, OPTED_OUT, error_code=error.code, error_message=str(error), lease_until=None)
             if delivery.member_id is not None and delivery.channel in ("sms", "whatsapp"):
                 member = session.get(Member, delivery.member_id)
+                assert member is not None  # deliveries.member_id is a foreign key: the member row exists
                 stop = consent.opt_out_sms if delivery.channel == "sms" else consent.opt_out_whatsapp
                 stop(session, member, source=f"provider:{error.code}")
             log.info("delivery %s: recipient opted out at the provider (%s)", delivery_id, error.code)
