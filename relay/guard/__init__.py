@@ -27,7 +27,7 @@ from relay.guard import birth_dates, emails, names, national_ids, phones, record
 from relay.guard.findings import KIND_NAMES, KINDS, Finding
 from relay.model.translatable import N_
 
-__all__ = ["KINDS", "KIND_NAMES", "Finding", "Scan", "scan", "masked", "describe"]
+__all__ = ["KINDS", "KIND_NAMES", "Finding", "Scan", "scan", "masked", "describe", "kind_names"]
 
 # Earlier detectors win where two findings overlap: a checksum or a label is better proof than a shape.
 DETECTORS = (resident_numbers, national_ids, record_numbers, birth_dates, emails, phones, names)
@@ -72,6 +72,12 @@ def masked(text: str, findings: tuple[Finding, ...] | list[Finding]) -> str:
 
 def _as_written(message: str) -> str:
     return message
+
+
+def kind_names(kinds: list[str], gettext: Callable[[str], str] = _as_written) -> str:
+    """The kinds found, by name in the language of `gettext` (as describe()), e.g. `a record or chart number,
+    a date of birth`; a kind this relay does not know is left out."""
+    return ", ".join(gettext(KIND_NAMES[kind]) for kind in kinds if kind in KIND_NAMES)
 
 
 def describe(text: str, findings: tuple[Finding, ...] | list[Finding],

@@ -32,7 +32,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import requests
 import requests.adapters
 
-from relay.guard.findings import KIND_NAMES
+from relay.guard import kind_names
 from relay.infra.db import transaction
 from relay.library.images import file_fetched, held_kinds
 from relay.model.tables import Case, CaseImage, Member, Post
@@ -276,7 +276,7 @@ def _tell_author(session, settings, image: CaseImage) -> list[int]:
     case = session.get(Case, image.case_id)
     if author is None or not author.phone or case is None:
         return []
-    kinds = ", ".join(i18n.translate(author.language, KIND_NAMES[k]) for k in held_kinds(image) if k in KIND_NAMES)
+    kinds = kind_names(held_kinds(image), i18n.translator(author.language).gettext)
     body = render_sms(settings.templates_dir, "guard_image_held", author.language, network=settings.network_name,
                       code=case.code, kinds=kinds)
     return plan(session, [{"dedupe_key": f"guard-image-held:image:{image.id}", "purpose": "guard_image_held",

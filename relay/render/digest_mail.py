@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay.guard.findings import KIND_NAMES
+from relay.guard import kind_names
 from relay.infra.signing import signed_id, unsubscribe_token
 from relay.infra.storage import in_values
 from relay.model.messages import OutboundMessage
@@ -112,8 +112,7 @@ def compose(session: Session, settings, delivery: Delivery) -> EmailMessage:
         held, filed = (int(n) for n in counts.split())
         case = session.get(Case, delivery.case_id) if delivery.case_id else None
         context.update(code=case.code if case else "", held=held, filed=filed,
-                       kinds=", ".join(i18n.translate(language, KIND_NAMES[k]) for k in kinds.split(",")
-                                       if k in KIND_NAMES))
+                       kinds=kind_names(kinds.split(","), i18n.translator(language).gettext))
     text = render_mail_template(settings.templates_dir, f"{delivery.purpose}.txt", language, **context)
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr((settings.network_name, settings.email_from))
