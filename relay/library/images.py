@@ -148,10 +148,15 @@ def fill_row(image: CaseImage, cleaned: CleanImage, names: tuple[str, str], sha:
 HELD_BECAUSE = "held: the text in the image seems to hold "
 
 
+def _guard_off(settings) -> bool:
+    """RELAY_GUARD=off: an image's pixels are not read and its file name is kept as it came."""
+    return getattr(settings, "guard", "hold") == "off"
+
+
 def guard_pixels(image: CaseImage, cleaned: CleanImage, settings) -> None:
     """Issue 16: read the text burned into the image (Tesseract) and put it through the guard; an image with
     a finding is held (status "held": out of the library and the relays) until a coordinator releases it."""
-    if getattr(settings, "guard", "hold") == "off":
+    if _guard_off(settings):
         return
     text = ocr.read_text(cleaned.data)
     kinds = guard.scan(text).kinds if text else []
@@ -171,7 +176,7 @@ def kept_filename(filename: str | None, settings) -> str:
     """Issue 16: the name an image came with, or "" when the guard finds an identifier in it
     (relay/guard/file_names.py); the log names the kinds, never the name."""
     name = (filename or "")[:255]
-    if not name or getattr(settings, "guard", "hold") == "off":
+    if not name or _guard_off(settings):
         return name
     kinds = kinds_in_file_name(name)
     if kinds:
